@@ -1,0 +1,567 @@
+//! Configuration: parse, don't validate. `RawConfig` mirrors the YAML; `Config::load` turns it
+//! into types that cannot hold a bad value (a clock skew over five minutes, an HMAC algorithm, a
+//! listener without TLS unless the insecure knob says so), so nothing re-checks configuration
+//! after start. This module reads files but never opens sockets.
+
+mod error;
+mod raw;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use jsonwebtoken::Algorithm;
+
+pub use self::error::{ConfigError, ConfigProblem};
+use self::raw::{At, RawConfig, RawIssuer, RawListen, RawTokens, RawUpstream};
+use crate::policy::PolicyTable;
+
+/// The largest clock skew phigate accepts (RFC 9068 §4: "usually no more than a few minutes").
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
+
+/// A fully validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// The PHI-facing listener.
+    pub listen: Listen,
+    /// The metrics and health listener.
+    pub admin: Admin,
+    /// Where allowed requests go.
+    pub upstream: Upstream,
+    /// Trusted token issuers, at least one.
+    pub issuers: Vec<IssuerConfig>,
+    /// Token validation bounds.
+    pub tokens: TokenBounds,
+    /// Where the policy came from (for reload and messages).
+    pub policy_file: PathBuf,
+    /// The compiled policy.
+    pub policy: PolicyTable,
+}
+
+/// The PHI-facing listener.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// Bind address; port 0 picks a free port.
+    pub address: SocketAddr,
+    /// TLS, or plaintext only behind the insecure knob.
+    pub transport: Transport,
+    /// How long a client may take to send a request head (slowloris bound).
+    pub header_read_timeout: Duration,
+    /// Cap on the request head (HTTP/1 buffer and HTTP/2 header list).
+    pub max_header_bytes: usize,
+}
+
+/// How the listener speaks to clients.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// TLS 1.2/1.3, optionally mutual.
+    Tls(TlsFiles),
+    /// Plaintext HTTP; only from `insecure_plaintext: true`, announced at every start.
+    InsecurePlaintext,
+}
+
+/// Certificate files of the TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// Client CA for mutual TLS.
+    pub client_ca: Option<ClientCa>,
+}
+
+/// Client-certificate authentication settings.
+#[derive(Debug, Clone)]
+pub struct ClientCa {
+    /// PEM bundle of CAs that issue client certificates.
+    pub ca_file: PathBuf,
+    /// Whether a certificate is mandatory.
+    pub auth: ClientAuth,
+}
+
+/// Whether mutual TLS is mandatory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client without a certificate from the CA cannot complete the handshake.
+    Required,
+    /// A client may present no certificate; one it presents must still be valid.
+    Optional,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    /// Bind address, loopback by default.
+    pub address: SocketAddr,
+}
+
+/// The protected upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// `http` or `https`.
+    pub scheme: Scheme,
+    /// Host and port.
+    pub authority: Authority,
+    /// Path prefix every forwarded path is appended to, without a trailing slash.
+    pub base_path: String,
+    /// Extra CA bundle for an `https` upstream (otherwise the public web PKI roots).
+    pub ca_file: Option<PathBuf>,
+    /// Bound on waiting for the upstream's response head.
+    pub timeout: Duration,
+    /// Whether the verified bearer token is passed on in `Authorization`.
+    pub forward_token: bool,
+}
+
+/// One trusted issuer.
+#[derive(Debug, Clone)]
+pub struct IssuerConfig {
+    /// Exact `iss` value.
+    pub issuer: Arc<str>,
+    /// Where its keys are published.
+    pub jwks_uri: http::Uri,
+    /// Extra CA bundle for an `https` JWKS endpoint.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Accepted `aud` values; a token must name at least one.
+    pub audiences: Vec<String>,
+    /// Signature algorithms this issuer may use.
+    pub algorithms: AlgorithmSet,
+}
+
+/// A non-empty set of asymmetric JWS algorithms: `none` and HMAC cannot be represented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlgorithmSet(Vec<Algorithm>);
+
+impl AlgorithmSet {
+    /// Parses algorithm names, refusing `none`, HMAC and anything unsupported.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        if names.is_empty() {
+            return Err("algorithms must list at least one algorithm".into());
+        }
+        let mut algorithms = Vec::with_capacity(names.len());
+        for name in names {
+            let algorithm = match name.as_ref() {
+                "RS256" => Algorithm::RS256,
+                "RS384" => Algorithm::RS384,
+                "RS512" => Algorithm::RS512,
+                "PS256" => Algorithm::PS256,
+                "PS384" => Algorithm::PS384,
+                "PS512" => Algorithm::PS512,
+                "ES256" => Algorithm::ES256,
+                "ES384" => Algorithm::ES384,
+                "EdDSA" => Algorithm::EdDSA,
+                // RFC 8725 §3.1: a resource server holding public keys never accepts HMAC.
+                other @ ("HS256" | "HS384" | "HS512") => {
+                    return Err(format!("algorithm {other} is symmetric and never allowed"));
+                }
+                other if other.eq_ignore_ascii_case("none") => {
+                    return Err("algorithm none is never allowed".into());
+                }
+                other => return Err(format!("algorithm {other} is not supported")),
+            };
+            if !algorithms.contains(&algorithm) {
+                algorithms.push(algorithm);
+            }
+        }
+        Ok(Self(algorithms))
+    }
+
+    /// Whether the set contains `algorithm`.
+    pub fn contains(&self, algorithm: Algorithm) -> bool {
+        self.0.contains(&algorithm)
+    }
+
+    /// The algorithms, in configured order.
+    pub fn iter(&self) -> impl Iterator<Item = Algorithm> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+/// Allowed clock difference between phigate and an issuer, at most [`MAX_CLOCK_SKEW`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockSkew(Duration);
+
+impl ClockSkew {
+    /// Accepts a skew up to five minutes.
+    pub fn new(skew: Duration) -> Result<Self, String> {
+        if skew > MAX_CLOCK_SKEW {
+            return Err(format!(
+                "clock_skew is {}, the maximum is 5m",
+                humantime::format_duration(skew)
+            ));
+        }
+        Ok(Self(skew))
+    }
+
+    /// The skew in whole seconds.
+    pub fn as_secs(self) -> u64 {
+        self.0.as_secs()
+    }
+}
+
+/// Token validation bounds.
+#[derive(Debug, Clone)]
+pub struct TokenBounds {
+    /// Allowed clock difference.
+    pub clock_skew: ClockSkew,
+    /// Longest accepted `exp - iat` (or `exp - now` without `iat`).
+    pub max_lifetime: Duration,
+    /// How long fetched keys are fresh when the JWKS response says nothing.
+    pub jwks_cache_ttl: Duration,
+    /// How long keys keep serving after the JWKS endpoint stops answering.
+    pub jwks_max_stale: Duration,
+    /// Minimum time between refetches caused by unknown `kid`s.
+    pub jwks_refetch_cooldown: Duration,
+    /// Bound on one JWKS fetch.
+    pub jwks_fetch_timeout: Duration,
+}
+
+impl Default for TokenBounds {
+    fn default() -> Self {
+        Self {
+            clock_skew: ClockSkew(Duration::from_secs(30)),
+            max_lifetime: Duration::from_secs(15 * 60),
+            jwks_cache_ttl: Duration::from_secs(10 * 60),
+            jwks_max_stale: Duration::from_secs(60 * 60),
+            jwks_refetch_cooldown: Duration::from_secs(5),
+            jwks_fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file and the policy it names.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigError::single(path, 0, 0, format!("cannot read the file: {err}"))
+        })?;
+        Self::from_yaml(&text, path)
+    }
+
+    /// Parses configuration text; `path` names it in errors and anchors relative paths.
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|err| {
+            let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+            ConfigError::single(path, line, column, yaml_message(&err))
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut builder = Builder {
+            file: path,
+            base,
+            problems: Vec::new(),
+        };
+        let config = builder.build(raw);
+        match config {
+            Some(config) if builder.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError {
+                problems: builder.problems,
+            }),
+        }
+    }
+}
+
+/// The parser's message without its position prefix (we print our own) and without the echoed
+/// source snippet, which may hold secrets from the file.
+pub(crate) fn yaml_message(err: &serde_saphyr::Error) -> String {
+    let full = err.to_string();
+    let first = full.lines().next().unwrap_or("invalid YAML").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let without_position = match first.split_once(": ") {
+        Some((position, rest)) if position.starts_with("line ") => rest,
+        _ => first,
+    };
+    without_position.to_owned()
+}
+
+/// Collects every semantic problem instead of stopping at the first.
+struct Builder<'a> {
+    file: &'a Path,
+    base: PathBuf,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Builder<'_> {
+    fn problem<T>(&mut self, at: &At<T>, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            file: self.file.to_path_buf(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            message: message.into(),
+        });
+    }
+
+    fn check<T, V>(&mut self, at: &At<T>, parsed: Result<V, String>) -> Option<V> {
+        parsed.map_err(|message| self.problem(at, message)).ok()
+    }
+
+    fn path(&self, at: &At<String>) -> PathBuf {
+        let path = Path::new(&at.value);
+        if path.is_absolute() {
+            path.to_path_buf()
+        } else {
+            self.base.join(path)
+        }
+    }
+
+    fn duration(&mut self, at: Option<&At<String>>, key: &str, default: Duration) -> Duration {
+        let Some(at) = at else { return default };
+        let parsed = humantime::parse_duration(&at.value)
+            .map_err(|_| format!("{key} must be a duration like 30s or 15m"));
+        self.check(at, parsed).unwrap_or(default)
+    }
+
+    fn socket_addr(&mut self, at: &At<String>, key: &str) -> Option<SocketAddr> {
+        let parsed = at
+            .value
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("{key} must be an IP address and port, like 127.0.0.1:8443"));
+        self.check(at, parsed)
+    }
+
+    fn build(&mut self, raw: RawConfig) -> Option<Config> {
+        let listen = self.listen(&raw.listen);
+        let admin_address = match &raw.admin {
+            Some(admin) => self.socket_addr(&admin.address, "admin.address"),
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+        };
+        let upstream = self.upstream(&raw.upstream);
+        if raw.issuers.value.is_empty() {
+            self.problem(&raw.issuers, "issuers must list at least one issuer");
+        }
+        let issuers: Vec<_> = raw
+            .issuers
+            .value
+            .iter()
+            .filter_map(|i| self.issuer(i))
+            .collect();
+        let tokens = self.tokens(raw.tokens.as_ref());
+        let policy_file = self.path(&raw.policy_file);
+        let policy = match PolicyTable::load(&policy_file) {
+            Ok(policy) => Some(policy),
+            Err(err) => {
+                self.problems
+                    .extend(err.problems.into_iter().map(|p| ConfigProblem {
+                        file: p.file,
+                        line: p.line as u64,
+                        column: p.column as u64,
+                        message: p.message,
+                    }));
+                None
+            }
+        };
+        Some(Config {
+            listen: listen?,
+            admin: Admin {
+                address: admin_address?,
+            },
+            upstream: upstream?,
+            issuers,
+            tokens,
+            policy_file,
+            policy: policy?,
+        })
+    }
+
+    fn listen(&mut self, raw: &RawListen) -> Option<Listen> {
+        let address = self.socket_addr(&raw.address, "listen.address");
+        let insecure = raw
+            .insecure_plaintext
+            .as_ref()
+            .is_some_and(|flag| flag.value);
+        let transport = match (&raw.tls, insecure) {
+            (Some(_), true) => {
+                self.problem(
+                    &raw.address,
+                    "listen has both tls and insecure_plaintext: choose one",
+                );
+                None
+            }
+            (None, false) => {
+                self.problem(
+                    &raw.address,
+                    "listen.tls is required (plaintext needs listen.insecure_plaintext: true)",
+                );
+                None
+            }
+            (None, true) => Some(Transport::InsecurePlaintext),
+            (Some(tls), false) => {
+                let client_ca = match (&tls.client_ca_file, &tls.client_auth) {
+                    (None, None) => None,
+                    (None, Some(auth)) => {
+                        self.problem(auth, "listen.tls.client_auth needs client_ca_file");
+                        None
+                    }
+                    (Some(ca), auth) => {
+                        let auth = match auth.as_ref().map(|a| (a, a.value.as_str())) {
+                            None | Some((_, "required")) => ClientAuth::Required,
+                            Some((_, "optional")) => ClientAuth::Optional,
+                            Some((at, _)) => {
+                                self.problem(at, "client_auth must be required or optional");
+                                ClientAuth::Required
+                            }
+                        };
+                        Some(ClientCa {
+                            ca_file: self.path(ca),
+                            auth,
+                        })
+                    }
+                };
+                Some(Transport::Tls(TlsFiles {
+                    cert_file: self.path(&tls.cert_file),
+                    key_file: self.path(&tls.key_file),
+                    client_ca,
+                }))
+            }
+        };
+        let header_read_timeout = self.duration(
+            raw.header_read_timeout.as_ref(),
+            "listen.header_read_timeout",
+            Duration::from_secs(10),
+        );
+        let max_header_bytes = match &raw.max_header_bytes {
+            None => 32 * 1024,
+            Some(at) => {
+                let parsed = usize::try_from(at.value)
+                    .ok()
+                    .filter(|bytes| (8 * 1024..=1024 * 1024).contains(bytes))
+                    .ok_or_else(|| {
+                        "listen.max_header_bytes must be between 8192 and 1048576".into()
+                    });
+                self.check(at, parsed).unwrap_or(32 * 1024)
+            }
+        };
+        Some(Listen {
+            address: address?,
+            transport: transport?,
+            header_read_timeout,
+            max_header_bytes,
+        })
+    }
+
+    fn upstream(&mut self, raw: &RawUpstream) -> Option<Upstream> {
+        let parsed = parse_upstream_url(&raw.url.value);
+        let (scheme, authority, base_path) = self.check(&raw.url, parsed)?;
+        if scheme != Scheme::HTTPS
+            && let Some(ca) = &raw.ca_file
+        {
+            self.problem(ca, "upstream.ca_file needs an https:// upstream url");
+        }
+        let timeout = self.duration(
+            raw.timeout.as_ref(),
+            "upstream.timeout",
+            Duration::from_secs(30),
+        );
+        Some(Upstream {
+            scheme,
+            authority,
+            base_path,
+            ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
+            timeout,
+            forward_token: raw.forward_token.unwrap_or(false),
+        })
+    }
+
+    fn issuer(&mut self, raw: &RawIssuer) -> Option<IssuerConfig> {
+        if raw.issuer.value.is_empty() {
+            self.problem(&raw.issuer, "issuer must not be empty");
+        }
+        let jwks_uri = raw
+            .jwks_uri
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
+            })
+            .ok_or_else(|| "jwks_uri must be an absolute http:// or https:// URL".to_owned());
+        let jwks_uri = self.check(&raw.jwks_uri, jwks_uri);
+        if raw.audiences.value.is_empty() || raw.audiences.value.iter().any(String::is_empty) {
+            self.problem(
+                &raw.audiences,
+                "audiences must list at least one non-empty audience",
+            );
+        }
+        let algorithms = self.check(&raw.algorithms, AlgorithmSet::parse(&raw.algorithms.value));
+        Some(IssuerConfig {
+            issuer: Arc::from(raw.issuer.value.as_str()),
+            jwks_uri: jwks_uri?,
+            jwks_ca_file: raw.jwks_ca_file.as_ref().map(|ca| self.path(ca)),
+            audiences: raw.audiences.value.clone(),
+            algorithms: algorithms?,
+        })
+    }
+
+    fn tokens(&mut self, raw: Option<&RawTokens>) -> TokenBounds {
+        let defaults = TokenBounds::default();
+        let Some(raw) = raw else { return defaults };
+        let skew = self.duration(
+            raw.clock_skew.as_ref(),
+            "tokens.clock_skew",
+            defaults.clock_skew.0,
+        );
+        let clock_skew = match &raw.clock_skew {
+            Some(at) => self
+                .check(at, ClockSkew::new(skew))
+                .unwrap_or(defaults.clock_skew),
+            None => defaults.clock_skew,
+        };
+        let max_lifetime = self.duration(
+            raw.max_lifetime.as_ref(),
+            "tokens.max_lifetime",
+            defaults.max_lifetime,
+        );
+        if max_lifetime.is_zero()
+            && let Some(at) = &raw.max_lifetime
+        {
+            self.problem(at, "tokens.max_lifetime must be positive");
+        }
+        TokenBounds {
+            clock_skew,
+            max_lifetime,
+            jwks_cache_ttl: self.duration(
+                raw.jwks_cache_ttl.as_ref(),
+                "tokens.jwks_cache_ttl",
+                defaults.jwks_cache_ttl,
+            ),
+            jwks_max_stale: self.duration(
+                raw.jwks_max_stale.as_ref(),
+                "tokens.jwks_max_stale",
+                defaults.jwks_max_stale,
+            ),
+            jwks_refetch_cooldown: self.duration(
+                raw.jwks_refetch_cooldown.as_ref(),
+                "tokens.jwks_refetch_cooldown",
+                defaults.jwks_refetch_cooldown,
+            ),
+            jwks_fetch_timeout: self.duration(
+                raw.jwks_fetch_timeout.as_ref(),
+                "tokens.jwks_fetch_timeout",
+                defaults.jwks_fetch_timeout,
+            ),
+        }
+    }
+}
+
+/// Splits `http(s)://host:port/base` into its parts; queries and fragments are refused because
+/// every forwarded path is appended to the base.
+fn parse_upstream_url(url: &str) -> Result<(Scheme, Authority, String), String> {
+    let message =
+        || "upstream.url must look like http://host:port/base or https://host/base".to_owned();
+    let uri: http::Uri = url.parse().map_err(|_| message())?;
+    let scheme = match uri.scheme_str() {
+        Some("http") => Scheme::HTTP,
+        Some("https") => Scheme::HTTPS,
+        _ => return Err(message()),
+    };
+    let authority = uri.authority().cloned().ok_or_else(message)?;
+    if uri.query().is_some() || url.contains('#') || authority.as_str().contains('@') {
+        return Err(message());
+    }
+    let base_path = uri.path().trim_end_matches('/').to_owned();
+    Ok((scheme, authority, base_path))
+}
+
+#[cfg(test)]
+mod tests;

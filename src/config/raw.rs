@@ -1,0 +1,100 @@
+//! The configuration file as written: serde mirrors of the YAML, unknown keys rejected. Nothing
+//! outside `config` sees these types; `Config::try_from` turns them into values that cannot be
+//! wrong.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// A value with the place it was written, so semantic errors can name the line.
+pub type At<T> = Spanned<T>;
+
+/// Top level of the configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: RawListen,
+    #[serde(default)]
+    pub admin: Option<RawAdmin>,
+    pub upstream: RawUpstream,
+    pub issuers: At<Vec<RawIssuer>>,
+    #[serde(default)]
+    pub tokens: Option<RawTokens>,
+    pub policy_file: At<String>,
+}
+
+/// `listen:` — the PHI-facing listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListen {
+    pub address: At<String>,
+    #[serde(default)]
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub insecure_plaintext: Option<At<bool>>,
+    #[serde(default)]
+    pub header_read_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub max_header_bytes: Option<At<u64>>,
+}
+
+/// `listen.tls:` — certificate files.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: At<String>,
+    pub key_file: At<String>,
+    #[serde(default)]
+    pub client_ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub client_auth: Option<At<String>>,
+}
+
+/// `admin:` — metrics and health listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub address: At<String>,
+}
+
+/// `upstream:` — where allowed traffic goes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub url: At<String>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub timeout: Option<At<String>>,
+    #[serde(default)]
+    pub forward_token: Option<bool>,
+}
+
+/// One entry of `issuers:`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    pub issuer: At<String>,
+    pub jwks_uri: At<String>,
+    #[serde(default)]
+    pub jwks_ca_file: Option<At<String>>,
+    pub audiences: At<Vec<String>>,
+    pub algorithms: At<Vec<String>>,
+}
+
+/// `tokens:` — validation bounds shared by all issuers.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    #[serde(default)]
+    pub clock_skew: Option<At<String>>,
+    #[serde(default)]
+    pub max_lifetime: Option<At<String>>,
+    #[serde(default)]
+    pub jwks_cache_ttl: Option<At<String>>,
+    #[serde(default)]
+    pub jwks_max_stale: Option<At<String>>,
+    #[serde(default)]
+    pub jwks_refetch_cooldown: Option<At<String>>,
+    #[serde(default)]
+    pub jwks_fetch_timeout: Option<At<String>>,
+}

@@ -1,0 +1,215 @@
+use super::*;
+
+const POLICY: &str =
+    "rules:\n  - name: metadata\n    methods: [GET]\n    path: /metadata\n    public: true\n";
+
+const GOOD: &str = r#"listen:
+  address: "127.0.0.1:8443"
+  tls:
+    cert_file: certs/server.crt
+    key_file: certs/server.key
+upstream:
+  url: "http://127.0.0.1:8080/fhir/"
+issuers:
+  - issuer: "https://as.test"
+    jwks_uri: "https://as.test/jwks"
+    audiences: ["https://fhir.test"]
+    algorithms: [ES256, RS256]
+policy_file: policy.yaml
+"#;
+
+/// Loads `text` as `dir/phigate.yaml` next to a valid policy.
+fn load(text: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    let path = dir.path().join("phigate.yaml");
+    std::fs::write(&path, text).unwrap();
+    let result = Config::load(&path);
+    (dir, result)
+}
+
+/// Checks that replacing `from` with `to` in the good config yields one problem on `line`
+/// whose message contains `message`.
+#[track_caller]
+fn check(from: &str, to: &str, line: u64, message: &str) {
+    assert!(GOOD.contains(from), "{from}");
+    let (_dir, result) = load(&GOOD.replacen(from, to, 1));
+    let err = result.expect_err("config should be refused");
+    let problem = &err.problems[0];
+    assert_eq!(problem.line, line, "{err}");
+    assert!(problem.message.contains(message), "{err}");
+    assert!(err.to_string().contains("phigate.yaml"), "{err}");
+}
+
+#[test]
+fn good_config_loads_with_defaults_and_resolves_paths() {
+    let (dir, result) = load(GOOD);
+    let config = result.unwrap();
+    let Transport::Tls(files) = &config.listen.transport else {
+        panic!("tls expected")
+    };
+    assert_eq!(files.cert_file, dir.path().join("certs/server.crt"));
+    assert_eq!(config.upstream.base_path, "/fhir");
+    assert_eq!(config.upstream.authority.as_str(), "127.0.0.1:8080");
+    assert!(!config.upstream.forward_token);
+    assert_eq!(config.tokens.clock_skew.as_secs(), 30);
+    assert_eq!(config.tokens.max_lifetime, Duration::from_secs(900));
+    assert_eq!(config.admin.address, "127.0.0.1:9090".parse().unwrap());
+    assert!(config.issuers[0].algorithms.contains(Algorithm::RS256));
+}
+
+#[test]
+fn bad_values_name_the_line_and_the_problem() {
+    check(
+        "algorithms: [ES256, RS256]",
+        "algorithms: [HS256]",
+        12,
+        "symmetric",
+    );
+    check(
+        "algorithms: [ES256, RS256]",
+        "algorithms: [none]",
+        12,
+        "none is never allowed",
+    );
+    check(
+        "algorithms: [ES256, RS256]",
+        "algorithms: []",
+        12,
+        "at least one",
+    );
+    check(
+        "algorithms: [ES256, RS256]",
+        "algorithms: [ES512]",
+        12,
+        "not supported",
+    );
+    check(
+        "audiences: [\"https://fhir.test\"]",
+        "audiences: []",
+        11,
+        "audience",
+    );
+    check(
+        "jwks_uri: \"https://as.test/jwks\"",
+        "jwks_uri: \"/jwks\"",
+        10,
+        "jwks_uri",
+    );
+    check(
+        "address: \"127.0.0.1:8443\"",
+        "address: \"localhost\"",
+        2,
+        "listen.address",
+    );
+    check(
+        "url: \"http://127.0.0.1:8080/fhir/\"",
+        "url: \"ftp://x/fhir\"",
+        7,
+        "upstream.url",
+    );
+    check(
+        "url: \"http://127.0.0.1:8080/fhir/\"",
+        "url: \"http://x/fhir?a=1\"",
+        7,
+        "upstream.url",
+    );
+}
+
+#[test]
+fn token_bounds_are_enforced() {
+    let with_tokens =
+        |tokens: &str| GOOD.replace("policy_file:", &format!("tokens:\n{tokens}policy_file:"));
+    let (_dir, result) = load(&with_tokens("  clock_skew: 10m\n"));
+    let err = result.unwrap_err();
+    assert_eq!(err.problems[0].line, 14);
+    assert!(err.problems[0].message.contains("clock_skew"), "{err}");
+    let (_dir, result) = load(&with_tokens("  max_lifetime: soon\n"));
+    assert!(
+        result.unwrap_err().problems[0]
+            .message
+            .contains("tokens.max_lifetime")
+    );
+    let (_dir, result) = load(&with_tokens("  clock_skew: 5m\n  max_lifetime: 5m\n"));
+    assert_eq!(result.unwrap().tokens.clock_skew.as_secs(), 300);
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_are_refused_with_their_line() {
+    let (_dir, result) = load(&GOOD.replace("policy_file:", "polcy_file: x\npolicy_file:"));
+    let err = result.unwrap_err();
+    assert_eq!(err.problems[0].line, 13, "{err}");
+    assert!(
+        err.problems[0].message.starts_with("unknown field"),
+        "{err}"
+    );
+    let (_dir, result) = load("listen: [unclosed\n");
+    assert!(result.unwrap_err().problems[0].line >= 1);
+}
+
+#[test]
+fn plaintext_needs_the_insecure_knob_and_excludes_tls() {
+    let no_tls = "listen:\n  address: \"127.0.0.1:8443\"\n";
+    let tls_block = "listen:\n  address: \"127.0.0.1:8443\"\n  tls:\n    cert_file: certs/server.crt\n    key_file: certs/server.key\n";
+    let (_dir, result) = load(&GOOD.replace(tls_block, no_tls));
+    assert!(
+        result.unwrap_err().problems[0]
+            .message
+            .contains("insecure_plaintext")
+    );
+    let insecure = "listen:\n  address: \"127.0.0.1:8443\"\n  insecure_plaintext: true\n";
+    let (_dir, result) = load(&GOOD.replace(tls_block, insecure));
+    assert!(matches!(
+        result.unwrap().listen.transport,
+        Transport::InsecurePlaintext
+    ));
+    let both = format!("{tls_block}  insecure_plaintext: true\n");
+    let (_dir, result) = load(&GOOD.replace(tls_block, &both));
+    assert!(
+        result.unwrap_err().problems[0]
+            .message
+            .contains("choose one")
+    );
+}
+
+#[test]
+fn client_auth_modes() {
+    let mtls =
+        "    key_file: certs/server.key\n    client_ca_file: ca.crt\n    client_auth: MODE\n";
+    for (mode, expected) in [
+        ("required", Some(ClientAuth::Required)),
+        ("optional", Some(ClientAuth::Optional)),
+        ("maybe", None),
+    ] {
+        let (_dir, result) = load(&GOOD.replace(
+            "    key_file: certs/server.key\n",
+            &mtls.replace("MODE", mode),
+        ));
+        match (result, expected) {
+            (Ok(config), Some(expected)) => {
+                let Transport::Tls(files) = config.listen.transport else {
+                    panic!()
+                };
+                assert_eq!(files.client_ca.unwrap().auth, expected);
+            }
+            (Err(err), None) => assert!(err.problems[0].message.contains("client_auth"), "{err}"),
+            (other, _) => panic!("{mode}: unexpected {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let text = GOOD
+        .replace("algorithms: [ES256, RS256]", "algorithms: [HS256]")
+        .replace("127.0.0.1:8443", "nowhere");
+    let (_dir, result) = load(&text);
+    assert_eq!(result.unwrap_err().problems.len(), 2);
+}
+
+#[test]
+fn a_missing_policy_file_is_a_problem_naming_it() {
+    let (_dir, result) = load(&GOOD.replace("policy.yaml", "absent.yaml"));
+    let err = result.unwrap_err();
+    assert!(err.to_string().contains("absent.yaml"), "{err}");
+}

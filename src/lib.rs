@@ -1,0 +1,14 @@
+//! phigate: a reverse proxy that enforces OAuth 2.0 access-token policy in front of FHIR servers
+//! and other APIs serving protected health information. `ARCHITECTURE.md` maps these modules.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod denial;
+pub mod pipeline;
+pub mod policy;
+pub mod proxy;
+pub mod telemetry;
+pub mod tls;
+pub mod token;
