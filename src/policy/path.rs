@@ -1,0 +1,166 @@
+//! Request-path normalisation, the security core of routing. A path either becomes one
+//! canonical `NormalPath` — which is what rules match and what is forwarded upstream, so the
+//! authorised path is the forwarded path byte for byte — or it is refused. Refused outright
+//! rather than "cleaned": dot segments in any spelling (RFC 3986 §5.2.4; Envoy CVE-2019-9901),
+//! encoded slashes and backslashes (Envoy CVE-2021-29492, Istio CVE-2021-31920), `;` parameters
+//! (the `..;/` class), NUL and control characters (Envoy CVE-2019-9900), invalid or overlong
+//! UTF-8, and invisible characters. FHIR paths never need any of them.
+
+use std::fmt;
+
+/// Paths longer than this are refused before any work.
+pub const MAX_PATH_BYTES: usize = 8 * 1024;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathFault {
+    /// Longer than [`MAX_PATH_BYTES`].
+    TooLong,
+    /// Not starting with `/` (e.g. `*` or an absolute URI).
+    NotAbsolute,
+    /// A `.` or `..` segment, raw or percent-encoded.
+    DotSegment,
+    /// `%2F` inside a segment.
+    EncodedSlash,
+    /// `\` raw or as `%5C`.
+    Backslash,
+    /// `;` raw or as `%3B`.
+    Semicolon,
+    /// NUL or another control character, raw or encoded.
+    ControlCharacter,
+    /// `%` not followed by two hex digits.
+    MalformedEscape,
+    /// Decoded bytes that are not UTF-8 (including overlong forms).
+    InvalidUtf8,
+    /// Zero-width, bidi-control or byte-order-mark characters.
+    InvisibleCharacter,
+    /// A raw byte outside RFC 3986 `pchar` (space, quote, non-ASCII, ...).
+    InvalidCharacter,
+}
+
+/// A canonical path: starts with `/`, no empty, `.` or `..` segments (a trailing slash is kept),
+/// unreserved characters decoded, every other escape in upper-case hex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalPath(String);
+
+impl NormalPath {
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segments between slashes; `/` has none, and a trailing slash yields a last `""`.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        let rest = &self.0[1..];
+        rest.split('/').filter(move |_| !rest.is_empty())
+    }
+}
+
+impl fmt::Display for NormalPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Normalises a raw request path (without its query), or says why it cannot be trusted.
+pub fn normalise(raw: &str) -> Result<NormalPath, PathFault> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(PathFault::TooLong);
+    }
+    let Some(rest) = raw.strip_prefix('/') else {
+        return Err(PathFault::NotAbsolute);
+    };
+    let mut out = String::with_capacity(raw.len());
+    let mut segments = rest.split('/').peekable();
+    while let Some(segment) = segments.next() {
+        let last = segments.peek().is_none();
+        if segment.is_empty() {
+            // Duplicate slashes merge; a trailing slash survives as the last, empty segment.
+            if last && !out.is_empty() {
+                out.push('/');
+            }
+            continue;
+        }
+        out.push('/');
+        normalise_segment(segment, &mut out)?;
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(NormalPath(out))
+}
+
+fn normalise_segment(segment: &str, out: &mut String) -> Result<(), PathFault> {
+    let start = out.len();
+    let mut decoded = Vec::with_capacity(segment.len());
+    let bytes = segment.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or(PathFault::MalformedEscape)?;
+            let value = u8::from_str_radix(
+                std::str::from_utf8(hex).map_err(|_| PathFault::MalformedEscape)?,
+                16,
+            )
+            .map_err(|_| PathFault::MalformedEscape)?;
+            check_byte(value)?;
+            if is_unreserved(value) {
+                // RFC 3986 §6.2.2.2: decoding unreserved characters does not change meaning.
+                out.push(char::from(value));
+            } else {
+                out.push('%');
+                out.push_str(&format!("{value:02X}"));
+            }
+            decoded.push(value);
+            i += 3;
+        } else {
+            check_byte(byte)?;
+            if !is_pchar(byte) {
+                return Err(PathFault::InvalidCharacter);
+            }
+            out.push(char::from(byte));
+            decoded.push(byte);
+            i += 1;
+        }
+    }
+    let text = std::str::from_utf8(&decoded).map_err(|_| PathFault::InvalidUtf8)?;
+    if text.chars().any(is_invisible) {
+        return Err(PathFault::InvisibleCharacter);
+    }
+    if matches!(&out[start..], "." | "..") {
+        return Err(PathFault::DotSegment);
+    }
+    Ok(())
+}
+
+/// Bytes refused whether raw or percent-encoded.
+fn check_byte(byte: u8) -> Result<(), PathFault> {
+    match byte {
+        b'/' => Err(PathFault::EncodedSlash),
+        b'\\' => Err(PathFault::Backslash),
+        b';' => Err(PathFault::Semicolon),
+        0x00..=0x1f | 0x7f => Err(PathFault::ControlCharacter),
+        _ => Ok(()),
+    }
+}
+
+fn is_unreserved(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~')
+}
+
+/// RFC 3986 `pchar` minus `%` (handled as an escape) and `;` (refused above).
+fn is_pchar(byte: u8) -> bool {
+    is_unreserved(byte)
+        || matches!(
+            byte,
+            b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b'=' | b':' | b'@'
+        )
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
+#[cfg(test)]
+mod tests;

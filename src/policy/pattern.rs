@@ -1,0 +1,184 @@
+//! Path patterns of policy rules: literal segments, `{name}` for exactly one non-empty segment,
+//! and a final `**` for the rest of the path. Patterns match `NormalPath`s only, so a pattern
+//! never sees a dot segment or an encoded slash.
+
+use std::fmt;
+
+use super::path::NormalPath;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Param,
+    Rest,
+}
+
+/// A compiled path pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    text: String,
+    segments: Vec<Segment>,
+}
+
+impl Pattern {
+    /// Compiles a pattern such as `/Patient/{id}` or `/Binary/**`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let Some(rest) = text.strip_prefix('/') else {
+            return Err(format!("path {text:?} must start with /"));
+        };
+        let mut segments = Vec::new();
+        let pieces: Vec<&str> = if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest.split('/').collect()
+        };
+        for (index, piece) in pieces.iter().enumerate() {
+            let segment = if *piece == "**" {
+                if index + 1 != pieces.len() {
+                    return Err(format!("path {text:?}: ** may only be the last segment"));
+                }
+                Segment::Rest
+            } else if let Some(name) = piece.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                let identifier = !name.is_empty()
+                    && name
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                if !identifier {
+                    return Err(format!("path {text:?}: {{{name}}} is not a parameter name"));
+                }
+                Segment::Param
+            } else {
+                let literal = !piece.is_empty()
+                    && !matches!(*piece, "." | "..")
+                    && piece.bytes().all(|b| {
+                        b.is_ascii_alphanumeric()
+                            || matches!(b, b'.' | b'_' | b'~' | b'-' | b'$' | b':')
+                    });
+                if !literal {
+                    return Err(format!(
+                        "path {text:?}: segment {piece:?} is not a literal, {{name}} or **"
+                    ));
+                }
+                Segment::Literal((*piece).to_owned())
+            };
+            segments.push(segment);
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            segments,
+        })
+    }
+
+    /// Whether `path` matches.
+    pub fn matches(&self, path: &NormalPath) -> bool {
+        let mut actual = path.segments();
+        for segment in &self.segments {
+            match segment {
+                Segment::Rest => return true,
+                Segment::Param => match actual.next() {
+                    Some(value) if !value.is_empty() => {}
+                    _ => return false,
+                },
+                Segment::Literal(literal) => {
+                    if actual.next() != Some(literal.as_str()) {
+                        return false;
+                    }
+                }
+            }
+        }
+        actual.next().is_none()
+    }
+
+    /// Whether every path `other` matches is also matched by `self` (for shadowing checks).
+    pub fn covers(&self, other: &Self) -> bool {
+        let mut theirs = other.segments.iter();
+        for mine in &self.segments {
+            let Some(their) = theirs.next() else {
+                return false;
+            };
+            let covered = match (mine, their) {
+                (Segment::Rest, _) => return true,
+                (_, Segment::Rest) => false,
+                (Segment::Param, _) => true,
+                (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                (Segment::Literal(_), Segment::Param) => false,
+            };
+            if !covered {
+                return false;
+            }
+        }
+        theirs.next().is_none()
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::path::normalise;
+
+    #[track_caller]
+    fn check(pattern: &str, path: &str, expected: bool) {
+        let pattern = Pattern::parse(pattern).unwrap();
+        assert_eq!(
+            pattern.matches(&normalise(path).unwrap()),
+            expected,
+            "{pattern} vs {path}"
+        );
+    }
+
+    #[test]
+    fn matching() {
+        check("/metadata", "/metadata", true);
+        check("/metadata", "/metadata/", false);
+        check("/metadata", "/metadata/x", false);
+        check("/Patient/{id}", "/Patient/123", true);
+        check("/Patient/{id}", "/Patient/", false);
+        check("/Patient/{id}", "/Patient/123/", false);
+        check("/Patient/{id}", "/Patient/1/2", false);
+        check("/Binary/**", "/Binary", true);
+        check("/Binary/**", "/Binary/a/b/c", true);
+        check("/Binary/**", "/Binaryx", false);
+        check("/**", "/", true);
+        check("/", "/", true);
+        check("/", "/x", false);
+    }
+
+    #[test]
+    fn invalid_patterns() {
+        for bad in [
+            "Patient",
+            "/Patient/**/x",
+            "/Patient/{1d}",
+            "/Patient/{}",
+            "/a//b",
+            "/a/../b",
+            "/a;b",
+            "/a%2Fb",
+        ] {
+            assert!(Pattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn covering() {
+        let covers = |a: &str, b: &str| {
+            Pattern::parse(a)
+                .unwrap()
+                .covers(&Pattern::parse(b).unwrap())
+        };
+        assert!(covers("/**", "/Patient/{id}"));
+        assert!(covers("/Patient/{id}", "/Patient/123"));
+        assert!(covers("/Patient/**", "/Patient/{id}/_history"));
+        assert!(!covers("/Patient/123", "/Patient/{id}"));
+        assert!(!covers("/Patient/{id}", "/Patient/**"));
+        assert!(!covers("/Patient/{id}", "/Patient/{id}/x"));
+    }
+}

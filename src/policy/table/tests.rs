@@ -1,0 +1,195 @@
+use std::path::Path;
+
+use super::*;
+
+const POLICY: &str = r#"rules:
+  - name: capability-statement
+    methods: [GET]
+    path: /metadata
+    public: true
+  - name: read-patient
+    methods: [GET]
+    path: /Patient/{id}
+    scopes: [patient/Patient.r, user/Patient.r, system/Patient.r]
+  - name: search-observations
+    methods: [GET, POST]
+    path: /Observation
+    scopes: [system/Observation.rs]
+  - name: binaries
+    methods: [GET]
+    path: /Binary/**
+    scopes: [system/*.cruds]
+"#;
+
+fn table() -> PolicyTable {
+    PolicyTable::from_yaml(POLICY, Path::new("policy.yaml")).unwrap()
+}
+
+/// Resolves `method target` and returns the rule name or the fault.
+#[track_caller]
+fn check(method: &str, target: &str, expected: Result<&str, PolicyFault>) {
+    let table = table();
+    let uri: Uri = target.parse().unwrap();
+    let actual = table
+        .resolve(&Method::from_bytes(method.as_bytes()).unwrap(), &uri)
+        .map(|r| r.rule_name().to_owned());
+    assert_eq!(
+        actual.as_deref().map_err(|e| *e),
+        expected,
+        "{method} {target}"
+    );
+}
+
+#[test]
+fn first_match_wins_and_default_denies() {
+    check("GET", "/metadata", Ok("capability-statement"));
+    check("GET", "/Patient/123", Ok("read-patient"));
+    check("GET", "//Patient//123", Ok("read-patient"));
+    check("POST", "/Observation", Ok("search-observations"));
+    check("GET", "/Binary/a/b", Ok("binaries"));
+    check("DELETE", "/Patient/123", Err(PolicyFault::NoMatchingRule));
+    check("GET", "/Patient/123/", Err(PolicyFault::NoMatchingRule));
+    check("GET", "/Patient", Err(PolicyFault::NoMatchingRule));
+    check("GET", "/Practitioner/1", Err(PolicyFault::NoMatchingRule));
+    check("GET", "/Patient/456?/metadata", Ok("read-patient"));
+    check(
+        "GET",
+        "/metadata/../Patient/456",
+        Err(PolicyFault::MalformedPath(PathFault::DotSegment)),
+    );
+}
+
+#[test]
+fn authorize_and_permit() {
+    let table = table();
+    let uri: Uri = "/Patient/%31%323?_format=json".parse().unwrap();
+    let granted = ScopeSet::from_claims(Some(&serde_json::json!("user/Patient.r")), None).unwrap();
+    let permit = table
+        .resolve(&Method::GET, &uri)
+        .unwrap()
+        .authorize(&granted)
+        .unwrap();
+    assert_eq!(permit.path_and_query(), "/Patient/123?_format=json");
+    assert_eq!(
+        permit.granted_scope().map(Scope::as_str),
+        Some("user/Patient.r")
+    );
+    assert!(!permit.is_public());
+    let none = ScopeSet::default();
+    let denied = table
+        .resolve(&Method::GET, &uri)
+        .unwrap()
+        .authorize(&none)
+        .unwrap_err();
+    assert_eq!(
+        denied.needed(),
+        "patient/Patient.r user/Patient.r system/Patient.r"
+    );
+    let public = table
+        .resolve(&Method::GET, &"/metadata".parse().unwrap())
+        .unwrap();
+    assert!(public.is_public() && public.required_scopes().is_empty());
+    assert!(public.permit_public().unwrap().is_public());
+    assert!(
+        table
+            .resolve(&Method::GET, &uri)
+            .unwrap()
+            .permit_public()
+            .is_none()
+    );
+}
+
+/// Loads `text` and checks the first problem's line and message.
+#[track_caller]
+fn check_load(text: &str, line: usize, message: &str) {
+    let err = PolicyTable::from_yaml(text, Path::new("p.yaml")).unwrap_err();
+    let first = &err.problems[0];
+    assert_eq!(first.line, line, "{err}");
+    assert!(first.message.contains(message), "{err}");
+    assert!(err.to_string().starts_with("p.yaml:"), "{err}");
+}
+
+#[test]
+fn load_errors_name_line_and_problem() {
+    let rule = |body: &str| {
+        format!("rules:\n  - name: a\n    methods: [GET]\n    path: /a\n    public: true\n{body}")
+    };
+    check_load(
+        &rule("  - name: a\n    methods: [GET]\n    path: /b\n    public: true\n"),
+        6,
+        "used twice",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [get]\n    path: /b\n    public: true\n"),
+        6,
+        "method",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [TRACE]\n    path: /b\n    public: true\n"),
+        6,
+        "method",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: /b\n    public: true\n    scopes: [x]\n"),
+        6,
+        "choose one",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: /b\n"),
+        6,
+        "public: true",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: /b\n    scopes: []\n"),
+        6,
+        "public: true",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: /b\n    scopes: [\"a b\"]\n"),
+        6,
+        "not a valid scope",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: b\n    public: true\n"),
+        6,
+        "must start with /",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: /a\n    public: true\n"),
+        6,
+        "shadowed",
+    );
+    check_load(
+        "rules:\n  - name: all\n    methods: [GET]\n    path: /**\n    public: true\n  - name: b\n    methods: [GET]\n    path: /Patient/{id}\n    scopes: [x]\n",
+        6,
+        "shadowed",
+    );
+    check_load(
+        &rule("  - name: b\n    methods: [GET]\n    path: /b\n    publik: true\n"),
+        9,
+        "publik",
+    );
+    check_load("rules: [\n", 1, "unclosed");
+    check_load("rules: []\n", 1, "no rules");
+}
+
+#[test]
+fn a_later_rule_for_other_methods_is_not_shadowed() {
+    let text = "rules:\n  - name: read\n    methods: [GET]\n    path: /Patient/{id}\n    scopes: [a]\n  - name: write\n    methods: [GET, PUT]\n    path: /Patient/{id}\n    scopes: [b]\n";
+    assert!(PolicyTable::from_yaml(text, Path::new("p.yaml")).is_ok());
+}
+
+#[test]
+fn the_rule_table_prints_every_rule() {
+    let printed = table().to_string();
+    for expected in [
+        "capability-statement",
+        "GET,POST",
+        "/Patient/{id}",
+        "public",
+        "any of: system/Observation.rs",
+        "(no match)  denied",
+    ] {
+        assert!(printed.contains(expected), "{expected} missing:\n{printed}");
+    }
+}

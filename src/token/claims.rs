@@ -1,0 +1,164 @@
+//! Claim validation after the signature has been verified, and the `VerifiedToken` it produces.
+//! The rules are RFC 9068 §4 and RFC 8725 §3: exact `iss`, an `aud` we serve, mandatory `exp`,
+//! honoured `nbf` and `iat` within a bounded skew, a bounded lifetime, and an access-token `typ`.
+//! Checked arithmetic throughout: claim numbers are attacker input (C-19).
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::TokenFault;
+use crate::config::{IssuerConfig, TokenBounds};
+use crate::policy::ScopeSet;
+
+/// The identity and grant of a token whose signature and claims were verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedToken {
+    /// The configured issuer that signed it.
+    pub issuer: Arc<str>,
+    /// `sub`, when present.
+    pub subject: Option<String>,
+    /// `client_id`, or `azp` from servers that send that instead.
+    pub client_id: Option<String>,
+    /// `jti`, when present; logs carry this instead of the token.
+    pub jti: Option<String>,
+    /// Scopes granted by `scope` or `scp`.
+    pub scopes: ScopeSet,
+    /// `exp`, seconds since the epoch.
+    pub expires_at: i64,
+    /// Every claim, for later steps (launch context, confirmation keys).
+    pub claims: Map<String, Value>,
+}
+
+/// Validates `claims` for `issuer` at `now` (seconds since the epoch).
+pub fn validate(
+    claims: Map<String, Value>,
+    typ: Option<&str>,
+    issuer: &IssuerConfig,
+    bounds: &TokenBounds,
+    now: i64,
+) -> Result<VerifiedToken, TokenFault> {
+    check_typ(typ)?;
+    // RFC 9068 §4: exact match; an array or any other JSON type is not an issuer.
+    match claims.get("iss") {
+        Some(Value::String(iss)) if iss.as_str() == &*issuer.issuer => {}
+        _ => return Err(TokenFault::IssuerMismatch),
+    }
+    check_audience(claims.get("aud"), &issuer.audiences)?;
+    let skew = i64::try_from(bounds.clock_skew.as_secs()).unwrap_or(i64::MAX);
+    let max_lifetime = i64::try_from(bounds.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+    let exp = match claims.get("exp") {
+        None => return Err(TokenFault::ExpMissing),
+        Some(value) => numeric_date(value)?,
+    };
+    if now > exp.saturating_add(skew) {
+        return Err(TokenFault::Expired);
+    }
+    if let Some(nbf) = claims.get("nbf")
+        && numeric_date(nbf)? > now.saturating_add(skew)
+    {
+        return Err(TokenFault::NotYetValid);
+    }
+    let lifetime = match claims.get("iat") {
+        Some(iat) => {
+            let iat = numeric_date(iat)?;
+            if iat > now.saturating_add(skew) {
+                return Err(TokenFault::IssuedInFuture);
+            }
+            exp.checked_sub(iat)
+        }
+        // Without `iat` the remaining lifetime is what we can bound.
+        None => exp.checked_sub(now),
+    };
+    if lifetime.is_none_or(|lifetime| lifetime > max_lifetime) {
+        return Err(TokenFault::LifetimeTooLong);
+    }
+    let scopes = ScopeSet::from_claims(claims.get("scope"), claims.get("scp")).map_err(
+        |fault| match fault {
+            crate::policy::ScopeClaimFault::Ambiguous => TokenFault::ScopeAmbiguous,
+            crate::policy::ScopeClaimFault::Malformed => TokenFault::MalformedClaims,
+        },
+    )?;
+    let client_id = match identity_claim(&claims, "client_id")? {
+        Some(client_id) => Some(client_id),
+        None => identity_claim(&claims, "azp")?,
+    };
+    Ok(VerifiedToken {
+        issuer: Arc::clone(&issuer.issuer),
+        subject: identity_claim(&claims, "sub")?,
+        client_id,
+        jti: identity_claim(&claims, "jti")?,
+        scopes,
+        expires_at: exp,
+        claims,
+    })
+}
+
+/// RFC 9068 §2.1 and RFC 8725 §3.11: access tokens are `at+jwt`; plain `JWT` and no `typ` are
+/// accepted for interoperability. Anything else (a `dpop+jwt` proof, a logout token) is another
+/// kind of JWT and must not pass as an access token.
+fn check_typ(typ: Option<&str>) -> Result<(), TokenFault> {
+    match typ {
+        None => Ok(()),
+        Some(typ)
+            if ["at+jwt", "application/at+jwt", "JWT"]
+                .iter()
+                .any(|accepted| typ.eq_ignore_ascii_case(accepted)) =>
+        {
+            Ok(())
+        }
+        Some(_) => Err(TokenFault::TypMismatch),
+    }
+}
+
+fn check_audience(aud: Option<&Value>, accepted: &[String]) -> Result<(), TokenFault> {
+    let served = |candidate: &str| accepted.iter().any(|a| a == candidate);
+    let ok = match aud {
+        Some(Value::String(aud)) => served(aud),
+        Some(Value::Array(items)) => {
+            // Every member must be a string (jwt-go CVE-2020-26160), and one must be ours.
+            let strings: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+            strings.is_some_and(|strings| strings.into_iter().any(served))
+        }
+        _ => false,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(TokenFault::AudienceMismatch)
+    }
+}
+
+/// RFC 7519 §2 NumericDate: a JSON number of seconds; fractions are truncated, values outside
+/// the i64 range or non-finite are refused rather than saturated into validity.
+fn numeric_date(value: &Value) -> Result<i64, TokenFault> {
+    let Value::Number(number) = value else {
+        return Err(TokenFault::MalformedClaims);
+    };
+    if let Some(int) = number.as_i64() {
+        return Ok(int);
+    }
+    match number.as_f64() {
+        Some(float) if float.is_finite() && float.abs() < 9.0e15 => Ok(float.trunc() as i64),
+        _ => Err(TokenFault::MalformedClaims),
+    }
+}
+
+/// A string claim that will travel in an identity header and a log line, so it must be
+/// printable ASCII without control characters and of sane length.
+fn identity_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenFault> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value))
+            if !value.is_empty()
+                && value.len() <= 1024
+                && value.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
+        {
+            Ok(Some(value.clone()))
+        }
+        Some(_) => Err(TokenFault::MalformedClaims),
+    }
+}
+
+#[cfg(test)]
+mod tests;

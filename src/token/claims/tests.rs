@@ -1,0 +1,238 @@
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::config::{AlgorithmSet, ClockSkew};
+
+const NOW: i64 = 1_800_000_000;
+
+fn issuer() -> IssuerConfig {
+    IssuerConfig {
+        issuer: Arc::from("https://as-a.test"),
+        jwks_uri: "https://as-a.test/jwks".parse().unwrap(),
+        jwks_ca_file: None,
+        audiences: vec!["https://fhir.test".into()],
+        algorithms: AlgorithmSet::parse(&["ES256"]).unwrap(),
+    }
+}
+
+fn bounds() -> TokenBounds {
+    TokenBounds {
+        clock_skew: ClockSkew::new(Duration::from_secs(30)).unwrap(),
+        max_lifetime: Duration::from_secs(900),
+        ..TokenBounds::default()
+    }
+}
+
+fn good() -> Value {
+    json!({
+        "iss": "https://as-a.test", "aud": "https://fhir.test", "sub": "u-1", "client_id": "app-1",
+        "scope": "patient/Patient.r", "iat": NOW, "exp": NOW + 300, "jti": "j-1",
+    })
+}
+
+/// Applies `edit` to the good claims and validates them.
+#[track_caller]
+fn check(
+    edit: impl FnOnce(&mut Map<String, Value>),
+    typ: Option<&str>,
+    expected: Result<(), TokenFault>,
+) {
+    let Value::Object(mut claims) = good() else {
+        unreachable!()
+    };
+    edit(&mut claims);
+    let actual = validate(claims, typ, &issuer(), &bounds(), NOW).map(drop);
+    assert_eq!(actual, expected);
+}
+
+fn set(name: &'static str, value: Value) -> impl FnOnce(&mut Map<String, Value>) {
+    move |claims| {
+        claims.insert(name.into(), value);
+    }
+}
+
+fn remove(name: &'static str) -> impl FnOnce(&mut Map<String, Value>) {
+    move |claims| {
+        claims.remove(name);
+    }
+}
+
+#[test]
+fn good_claims_give_a_verified_token() {
+    let Value::Object(claims) = good() else {
+        unreachable!()
+    };
+    let token = validate(claims, Some("at+jwt"), &issuer(), &bounds(), NOW).unwrap();
+    assert_eq!(token.subject.as_deref(), Some("u-1"));
+    assert_eq!(token.client_id.as_deref(), Some("app-1"));
+    assert_eq!(token.jti.as_deref(), Some("j-1"));
+    assert_eq!(token.scopes.to_header_value(), "patient/Patient.r");
+}
+
+#[test]
+fn time_claims() {
+    check(set("exp", json!(NOW - 31)), None, Err(TokenFault::Expired));
+    check(set("exp", json!(NOW - 29)), None, Ok(()));
+    check(remove("exp"), None, Err(TokenFault::ExpMissing));
+    check(
+        set("exp", json!("soon")),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(
+        set("exp", json!(1e308)),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(
+        set("nbf", json!(NOW + 3600)),
+        None,
+        Err(TokenFault::NotYetValid),
+    );
+    check(set("nbf", json!(NOW + 20)), None, Ok(()));
+    check(
+        set("iat", json!(NOW + 90)),
+        None,
+        Err(TokenFault::IssuedInFuture),
+    );
+    check(set("iat", json!(NOW + 20)), None, Ok(()));
+    check(
+        set("iat", json!(1e308)),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(set("iat", json!(0)), None, Err(TokenFault::LifetimeTooLong));
+    check(
+        set("exp", json!(4_102_444_800_i64)),
+        None,
+        Err(TokenFault::LifetimeTooLong),
+    );
+    check(
+        |c| {
+            c.remove("iat");
+            c.insert("exp".into(), json!(NOW + 3600));
+        },
+        None,
+        Err(TokenFault::LifetimeTooLong),
+    );
+    check(set("exp", json!((NOW + 300) as f64 + 0.5)), None, Ok(()));
+    check(
+        set("exp", json!(i64::MAX)),
+        None,
+        Err(TokenFault::LifetimeTooLong),
+    );
+    check(
+        set("iat", json!(i64::MIN)),
+        None,
+        Err(TokenFault::LifetimeTooLong),
+    );
+}
+
+#[test]
+fn issuer_games() {
+    for iss in [
+        "https://as-a.test/",
+        "HTTPS://AS-A.TEST",
+        "https://as-a.test.evil",
+        "https://as-a.test#x",
+        "https://as-a.test\u{0}",
+    ] {
+        check(
+            set("iss", json!(iss)),
+            None,
+            Err(TokenFault::IssuerMismatch),
+        );
+    }
+    check(
+        set("iss", json!(["https://as-a.test"])),
+        None,
+        Err(TokenFault::IssuerMismatch),
+    );
+    check(remove("iss"), None, Err(TokenFault::IssuerMismatch));
+}
+
+#[test]
+fn audience_games() {
+    check(remove("aud"), None, Err(TokenFault::AudienceMismatch));
+    for aud in [
+        json!([]),
+        json!([""]),
+        json!("https://fhir.test/"),
+        json!("https://fhir.test.evil"),
+        json!(["https://other"]),
+        json!(123),
+        json!(["https://fhir.test", 5]),
+    ] {
+        check(set("aud", aud), None, Err(TokenFault::AudienceMismatch));
+    }
+    check(
+        set("aud", json!(["https://other", "https://fhir.test"])),
+        None,
+        Ok(()),
+    );
+}
+
+#[test]
+fn token_types() {
+    for typ in ["at+jwt", "AT+JWT", "application/at+jwt", "JWT", "jwt"] {
+        check(|_| {}, Some(typ), Ok(()));
+    }
+    for typ in ["dpop+jwt", "logout+jwt", "JWE", ""] {
+        check(|_| {}, Some(typ), Err(TokenFault::TypMismatch));
+    }
+}
+
+#[test]
+fn scope_and_identity_claims() {
+    check(
+        set("scp", json!(["patient/Patient.r"])),
+        None,
+        Err(TokenFault::ScopeAmbiguous),
+    );
+    check(
+        |c| {
+            c.remove("scope");
+            c.insert("scp".into(), json!(["patient/Patient.r"]));
+        },
+        None,
+        Ok(()),
+    );
+    check(
+        set("scope", json!("patient/Patient.r\tuser/x.r")),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(
+        set("sub", json!("u-1\r\nX-Injected: 1")),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(
+        set("sub", json!(42)),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(
+        set("client_id", json!("")),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+    check(
+        set("jti", json!("é")),
+        None,
+        Err(TokenFault::MalformedClaims),
+    );
+}
+
+#[test]
+fn azp_stands_in_for_a_missing_client_id() {
+    let Value::Object(mut claims) = good() else {
+        unreachable!()
+    };
+    claims.remove("client_id");
+    claims.insert("azp".into(), json!("kc-app"));
+    let token = validate(claims, None, &issuer(), &bounds(), NOW).unwrap();
+    assert_eq!(token.client_id.as_deref(), Some("kc-app"));
+}

@@ -1,0 +1,512 @@
+//! One issuer's verification keys: fetched from its JWKS endpoint at start, refreshed in the
+//! background on the response's cache lifetime, refetched on an unknown `kid` at most once per
+//! cooldown (a storm of unknown kids causes no storm of fetches), and served for a bounded time
+//! after the endpoint stops answering — then refused (fail closed). Keys come only from the
+//! configured endpoint: never from the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no
+//! redirect is followed.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+
+use super::TokenFault;
+use crate::config::{IssuerConfig, TokenBounds};
+use crate::telemetry::Metrics;
+
+/// A JWKS document larger than this is refused (SECURITY.md §5).
+const MAX_JWKS_BYTES: usize = 1024 * 1024;
+/// Upper bound on how long a Cache-Control header may keep keys without a refetch.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// Lower bound on how often a Cache-Control header may make us refetch.
+const MIN_CACHE_LIFETIME: Duration = Duration::from_secs(60);
+/// JWK members that only a private or symmetric key has (RFC 7518 §6).
+const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
+
+/// The HTTP client used for JWKS fetches.
+pub type JwksClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+
+/// A public key and the algorithms it may verify.
+pub struct VerificationKey {
+    kid: Option<String>,
+    /// RFC 8725 §3.1: issuer allow-list ∩ the key's family ∩ the JWK's own `alg`.
+    algorithms: Vec<Algorithm>,
+    key: DecodingKey,
+}
+
+impl VerificationKey {
+    /// The key material for jsonwebtoken.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+/// The keys of one successful fetch.
+pub struct KeySet {
+    keys: Vec<VerificationKey>,
+}
+
+impl KeySet {
+    /// The key a token header names, if this set has one that may verify `alg`.
+    fn select(&self, kid: Option<&str>, alg: Algorithm) -> KeySelection<'_> {
+        let mut candidates = self.keys.iter().filter(|key| match kid {
+            Some(kid) => key.kid.as_deref() == Some(kid),
+            None => true,
+        });
+        let Some(first) = candidates.next() else {
+            return KeySelection::Unknown;
+        };
+        // Duplicate kids are told apart by algorithm (FAPI 2.0 "JSON Web Key Sets").
+        let usable = std::iter::once(first)
+            .chain(candidates)
+            .filter(|key| key.algorithms.contains(&alg))
+            .collect::<Vec<_>>();
+        match usable.as_slice() {
+            [key] => KeySelection::Found(key),
+            // A kid-less token matching several keys is ambiguous; trying each would multiply
+            // the signature work an attacker can cause.
+            [] if kid.is_some() => KeySelection::AlgNotAllowed,
+            [] => KeySelection::Unknown,
+            _ => KeySelection::Unknown,
+        }
+    }
+
+    /// Number of usable keys.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the set has no keys.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+enum KeySelection<'a> {
+    Found(&'a VerificationKey),
+    Unknown,
+    AlgNotAllowed,
+}
+
+/// Why a fetch failed; only operators see it, in logs.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Connection, TLS or protocol failure.
+    #[error("JWKS request failed: {0}")]
+    Transport(String),
+    /// No answer within the fetch timeout.
+    #[error("JWKS request timed out")]
+    TimedOut,
+    /// A status other than 200 (redirects are not followed).
+    #[error("JWKS endpoint answered {0}")]
+    Status(u16),
+    /// Not a JSON content type.
+    #[error("JWKS content type is not JSON")]
+    ContentType,
+    /// Over the size cap, not JSON, or no usable key.
+    #[error("JWKS document refused: {0}")]
+    Document(&'static str),
+}
+
+struct KeyState {
+    keys: Option<Arc<KeySet>>,
+    fetched_at: Option<Instant>,
+    fresh_until: Option<Instant>,
+}
+
+/// The key cache of one issuer.
+pub struct IssuerKeys {
+    issuer: IssuerConfig,
+    bounds: TokenBounds,
+    client: JwksClient,
+    metrics: Arc<Metrics>,
+    state: RwLock<KeyState>,
+    /// When an unknown `kid` last caused a fetch; scheduled refreshes do not count, so a key
+    /// published just after one is still picked up at once.
+    last_miss_fetch: Mutex<Option<Instant>>,
+    /// Single flight: concurrent misses wait for the one fetch in progress.
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl IssuerKeys {
+    /// An empty cache; nothing is fetched until [`IssuerKeys::refresh`] or the refresher runs.
+    pub fn new(
+        issuer: IssuerConfig,
+        bounds: TokenBounds,
+        client: JwksClient,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            issuer,
+            bounds,
+            client,
+            metrics,
+            state: RwLock::new(KeyState {
+                keys: None,
+                fetched_at: None,
+                fresh_until: None,
+            }),
+            last_miss_fetch: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The issuer these keys belong to.
+    pub fn issuer(&self) -> &IssuerConfig {
+        &self.issuer
+    }
+
+    /// The keys, if loaded and not past the staleness bound.
+    fn usable(&self) -> Option<Arc<KeySet>> {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fetched_at = state.fetched_at?;
+        if fetched_at.elapsed() > self.bounds.jwks_max_stale {
+            return None;
+        }
+        state.keys.clone()
+    }
+
+    /// Whether keys are loaded and within the staleness bound (readiness).
+    pub fn is_ready(&self) -> bool {
+        self.usable().is_some()
+    }
+
+    /// Seconds since the last successful fetch, for the key-age gauge.
+    pub fn age(&self) -> Option<Duration> {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.fetched_at.map(|at| at.elapsed())
+    }
+
+    /// Runs `verify` with the key the header names, refetching once on an unknown `kid`.
+    /// Returns the key set used too, so a cached verification can be tied to it.
+    pub async fn with_key<T>(
+        &self,
+        kid: Option<&str>,
+        alg: Algorithm,
+        verify: impl Fn(&DecodingKey) -> Result<T, TokenFault>,
+    ) -> Result<(Arc<KeySet>, T), TokenFault> {
+        if let Some(keys) = self.usable() {
+            match keys.select(kid, alg) {
+                KeySelection::Found(key) => {
+                    let verified = verify(key.decoding_key())?;
+                    return Ok((keys, verified));
+                }
+                KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
+                KeySelection::Unknown => {}
+            }
+        }
+        // OIDC Core §10.1.1: an unfamiliar kid is the signal to re-read the JWKS (rotation).
+        self.refetch_once_per_cooldown().await;
+        // No usable keys means our dependency failed, not the client's token: 503, never
+        // `invalid_token`, so a client does not throw a good token away.
+        let keys = self.usable().ok_or(TokenFault::KeysUnavailable)?;
+        let verified = match keys.select(kid, alg) {
+            KeySelection::Found(key) => verify(key.decoding_key())?,
+            KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
+            KeySelection::Unknown => return Err(TokenFault::UnknownKey),
+        };
+        Ok((keys, verified))
+    }
+
+    /// The current key set if usable, for checking that a cached verification still holds.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.usable()
+    }
+
+    async fn refetch_once_per_cooldown(&self) {
+        if !self.cooldown_elapsed() {
+            return;
+        }
+        let _flight = self.fetching.lock().await;
+        // Whoever held the lock before us may have just fetched: share their result.
+        if !self.cooldown_elapsed() {
+            return;
+        }
+        *self
+            .last_miss_fetch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+        // Failures are logged and counted inside refresh; the caller re-reads the state.
+        let _ = self.refresh_locked().await;
+    }
+
+    fn cooldown_elapsed(&self) -> bool {
+        let last = self
+            .last_miss_fetch
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        last.is_none_or(|at| at.elapsed() >= self.bounds.jwks_refetch_cooldown)
+    }
+
+    /// Fetches the JWKS now and installs it if it is good; a failure keeps the old keys.
+    pub async fn refresh(&self) -> Result<(), FetchError> {
+        let _flight = self.fetching.lock().await;
+        self.refresh_locked().await
+    }
+
+    async fn refresh_locked(&self) -> Result<(), FetchError> {
+        let issuer = &*self.issuer.issuer;
+        let result = tokio::time::timeout(self.bounds.jwks_fetch_timeout, self.fetch())
+            .await
+            .unwrap_or(Err(FetchError::TimedOut));
+        self.metrics.record_jwks_fetch(issuer, result.is_ok());
+        match result {
+            Ok((keys, lifetime)) => {
+                self.metrics.set_jwks_keys_loaded(issuer, keys.len());
+                let now = Instant::now();
+                let mut state = self
+                    .state
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                *state = KeyState {
+                    keys: Some(Arc::new(keys)),
+                    fetched_at: Some(now),
+                    fresh_until: Some(now + lifetime),
+                };
+                tracing::info!(
+                    issuer,
+                    keys.loaded = state.keys.as_ref().map_or(0, |k| k.len()),
+                    "jwks refreshed"
+                );
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(issuer, error = %err, "jwks fetch failed; keeping the last good keys");
+                Err(err)
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<(KeySet, Duration), FetchError> {
+        let request = http::Request::get(self.issuer.jwks_uri.clone())
+            .header(ACCEPT, "application/jwk-set+json, application/json")
+            .body(Empty::new())
+            .map_err(|err| FetchError::Transport(err.to_string()))?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| FetchError::Transport(err.to_string()))?;
+        if response.status() != http::StatusCode::OK {
+            return Err(FetchError::Status(response.status().as_u16()));
+        }
+        if !is_json(response.headers().get(CONTENT_TYPE)) {
+            return Err(FetchError::ContentType);
+        }
+        let lifetime = self.cache_lifetime(response.headers().get(CACHE_CONTROL));
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
+            .collect()
+            .await
+            .map_err(|_| FetchError::Document("body over 1 MiB or cut short"))?
+            .to_bytes();
+        let (keys, rejected) = parse_key_set(&body, &self.issuer)?;
+        if rejected > 0 {
+            self.metrics
+                .record_jwks_keys_rejected(&self.issuer.issuer, rejected);
+            tracing::warn!(
+                issuer = &*self.issuer.issuer,
+                keys.rejected = rejected,
+                "jwks entries refused"
+            );
+        }
+        Ok((keys, lifetime))
+    }
+
+    /// RFC 9111 `max-age`, clamped; `no-store`/`no-cache` mean the shortest lifetime.
+    fn cache_lifetime(&self, header: Option<&http::HeaderValue>) -> Duration {
+        let floor = MIN_CACHE_LIFETIME.min(self.bounds.jwks_cache_ttl);
+        let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+            return self.bounds.jwks_cache_ttl;
+        };
+        let mut lifetime = None;
+        for directive in value.split(',').map(str::trim) {
+            if directive.eq_ignore_ascii_case("no-store")
+                || directive.eq_ignore_ascii_case("no-cache")
+            {
+                return floor;
+            }
+            if let Some(seconds) = directive
+                .strip_prefix("max-age=")
+                .and_then(|s| s.parse::<u64>().ok())
+            {
+                lifetime = Some(Duration::from_secs(seconds));
+            }
+        }
+        lifetime
+            .unwrap_or(self.bounds.jwks_cache_ttl)
+            .clamp(floor, MAX_CACHE_LIFETIME)
+    }
+
+    /// When the next scheduled refresh is due.
+    fn next_refresh(&self, failures: u32) -> Duration {
+        if failures > 0 {
+            // Capped exponential backoff with jitter so replicas do not fetch in lockstep.
+            let base = Duration::from_secs(1u64 << failures.min(6));
+            let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4);
+            return base + jitter;
+        }
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.fresh_until.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        })
+    }
+
+    /// Keeps the keys fresh until the task is aborted.
+    pub async fn run_refresher(self: Arc<Self>) {
+        let mut failures = 0u32;
+        loop {
+            match self.refresh().await {
+                Ok(()) => failures = 0,
+                Err(_) => failures = failures.saturating_add(1),
+            }
+            tokio::time::sleep(self.next_refresh(failures)).await;
+        }
+    }
+
+    /// Publishes the key-age gauge (called at scrape time).
+    pub fn publish_age(&self) {
+        if let Some(age) = self.age() {
+            self.metrics
+                .set_jwks_key_age(&self.issuer.issuer, age.as_secs_f64());
+        }
+    }
+}
+
+fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("application/jwk-set+json")
+}
+
+/// Parses a JWKS document into the keys usable for `issuer`, counting refused entries.
+/// An unparsable document or one without a usable key is an error, so it never replaces a
+/// good set.
+pub fn parse_key_set(body: &[u8], issuer: &IssuerConfig) -> Result<(KeySet, u64), FetchError> {
+    let document: Value =
+        serde_json::from_slice(body).map_err(|_| FetchError::Document("not JSON"))?;
+    let Some(entries) = document.get("keys").and_then(Value::as_array) else {
+        return Err(FetchError::Document("no keys array"));
+    };
+    let mut keys = Vec::new();
+    let mut rejected = 0u64;
+    for entry in entries {
+        match parse_key(entry, issuer) {
+            KeyVerdict::Usable(key) => keys.push(key),
+            KeyVerdict::Ignored => {}
+            KeyVerdict::Rejected => rejected += 1,
+        }
+    }
+    if keys.is_empty() {
+        return Err(FetchError::Document("no usable key"));
+    }
+    Ok((KeySet { keys }, rejected))
+}
+
+enum KeyVerdict {
+    Usable(VerificationKey),
+    /// Not for us (encryption keys, symmetric keys, algorithms this issuer may not use).
+    Ignored,
+    /// Malformed or dangerous (private members): counted and alerted.
+    Rejected,
+}
+
+fn parse_key(entry: &Value, issuer: &IssuerConfig) -> KeyVerdict {
+    let Some(object) = entry.as_object() else {
+        return KeyVerdict::Rejected;
+    };
+    let text = |name: &str| object.get(name).and_then(Value::as_str);
+    if PRIVATE_MEMBERS
+        .iter()
+        .any(|member| object.contains_key(*member))
+    {
+        return KeyVerdict::Rejected;
+    }
+    // RFC 7517 §4.2–4.3: only signature-verification keys are ours.
+    if text("use").is_some_and(|use_| use_ != "sig") {
+        return KeyVerdict::Ignored;
+    }
+    if let Some(ops) = object.get("key_ops") {
+        let verifies = ops
+            .as_array()
+            .is_some_and(|ops| ops.iter().any(|op| op == "verify"));
+        if !verifies {
+            return KeyVerdict::Ignored;
+        }
+    }
+    let family: &[Algorithm] = match (text("kty"), text("crv")) {
+        (Some("RSA"), _) => &[
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        (Some("EC"), Some("P-256")) => &[Algorithm::ES256],
+        (Some("EC"), Some("P-384")) => &[Algorithm::ES384],
+        (Some("OKP"), Some("Ed25519")) => &[Algorithm::EdDSA],
+        // RFC 8725 §3.1: symmetric keys never verify tokens at a resource server.
+        (Some("oct"), _) => return KeyVerdict::Ignored,
+        _ => return KeyVerdict::Ignored,
+    };
+    let jwk_alg = match text("alg") {
+        None => None,
+        Some(name) => match name.parse::<Algorithm>() {
+            Ok(alg) => Some(alg),
+            Err(_) => return KeyVerdict::Ignored,
+        },
+    };
+    let algorithms: Vec<Algorithm> = issuer
+        .algorithms
+        .iter()
+        .filter(|alg| family.contains(alg) && jwk_alg.is_none_or(|own| own == *alg))
+        .collect();
+    if algorithms.is_empty() {
+        return KeyVerdict::Ignored;
+    }
+    let key = match (text("kty"), text("n"), text("e"), text("x"), text("y")) {
+        (Some("RSA"), Some(n), Some(e), _, _) => {
+            // FAPI 2.0: RSA keys of at least 2048 bits.
+            let long_enough = URL_SAFE_NO_PAD.decode(n).is_ok_and(|n| n.len() >= 256);
+            if !long_enough {
+                return KeyVerdict::Rejected;
+            }
+            DecodingKey::from_rsa_components(n, e)
+        }
+        (Some("EC"), _, _, Some(x), Some(y)) => DecodingKey::from_ec_components(x, y),
+        (Some("OKP"), _, _, Some(x), _) => DecodingKey::from_ed_components(x),
+        _ => return KeyVerdict::Rejected,
+    };
+    match key {
+        Ok(key) => KeyVerdict::Usable(VerificationKey {
+            kid: text("kid").map(str::to_owned),
+            algorithms,
+            key,
+        }),
+        Err(_) => KeyVerdict::Rejected,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,274 @@
+//! Access-token verification: from the raw bearer string to a `VerifiedToken`. Only this module
+//! sees raw tokens. Order of work is cheapest-first (R-M02): size and structure, issuer and key
+//! selection, then one signature check, then claims. The verified-token cache is keyed by the
+//! token's SHA-256 and bound to the key set that verified it, so a key removed at the issuer is
+//! refused at once; time claims are re-checked on every hit.
+
+pub mod bearer;
+mod claims;
+pub mod jose;
+pub mod jwks;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::Value;
+
+pub use self::bearer::{BearerToken, CredentialFault, bearer_from};
+pub use self::claims::VerifiedToken;
+use self::jwks::{IssuerKeys, KeySet};
+use crate::config::{IssuerConfig, TokenBounds};
+use crate::telemetry::Metrics;
+use crate::tls::{TlsError, https_client_config};
+
+/// Why a token was refused. Each variant is a documented reason code; none carries token data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFault {
+    /// Not a compact JWS of three canonical base64url segments with JSON objects.
+    Malformed,
+    /// A JSON member name appears twice (RFC 7515 §4).
+    DuplicateMember,
+    /// `crit`, `enc`, `zip` or `cty`: features phigate never processes.
+    UnsupportedHeader,
+    /// `alg` is `none`, HMAC, or not allowed for this issuer or key.
+    AlgNotAllowed,
+    /// `iss` names no configured issuer.
+    UnknownIssuer,
+    /// No key with that `kid`, even after a refetch.
+    UnknownKey,
+    /// The signature does not verify.
+    BadSignature,
+    /// `exp` has passed (beyond the skew).
+    Expired,
+    /// No `exp` claim.
+    ExpMissing,
+    /// `nbf` is in the future.
+    NotYetValid,
+    /// `iat` is in the future.
+    IssuedInFuture,
+    /// `exp - iat` exceeds `tokens.max_lifetime`.
+    LifetimeTooLong,
+    /// `iss` is not exactly the issuer.
+    IssuerMismatch,
+    /// `aud` names none of our audiences.
+    AudienceMismatch,
+    /// `typ` is not an access-token type.
+    TypMismatch,
+    /// Both `scope` and `scp` are present.
+    ScopeAmbiguous,
+    /// A claim has the wrong type or unusable characters.
+    MalformedClaims,
+    /// The issuer's keys are missing or past their staleness bound: phigate cannot decide.
+    KeysUnavailable,
+}
+
+impl TokenFault {
+    /// The reason code used in logs and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Malformed => "token_malformed",
+            Self::DuplicateMember => "duplicate_member",
+            Self::UnsupportedHeader => "header_unsupported",
+            Self::AlgNotAllowed => "alg_not_allowed",
+            Self::UnknownIssuer => "issuer_unknown",
+            Self::UnknownKey => "key_unknown",
+            Self::BadSignature => "signature_invalid",
+            Self::Expired => "expired",
+            Self::ExpMissing => "exp_missing",
+            Self::NotYetValid => "not_yet_valid",
+            Self::IssuedInFuture => "iat_in_future",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::IssuerMismatch => "issuer_mismatch",
+            Self::AudienceMismatch => "audience_mismatch",
+            Self::TypMismatch => "typ_mismatch",
+            Self::ScopeAmbiguous => "scope_ambiguous",
+            Self::MalformedClaims => "claims_malformed",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
+/// Entries kept in the verified-token cache (R-M01: bounded whatever the token variety).
+const TOKEN_CACHE_CAPACITY: u64 = 10_000;
+
+struct CachedToken {
+    token: Arc<VerifiedToken>,
+    keys: Arc<KeySet>,
+}
+
+/// Verifies bearer tokens against every configured issuer.
+pub struct Verifier {
+    issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
+    bounds: TokenBounds,
+    cache: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
+    metrics: Arc<Metrics>,
+}
+
+impl Verifier {
+    /// Builds key caches for `issuers`; nothing is fetched until [`Verifier::spawn_refreshers`].
+    pub fn new(
+        issuers: &[IssuerConfig],
+        bounds: &TokenBounds,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TlsError> {
+        let mut by_name = HashMap::new();
+        for issuer in issuers {
+            let tls = https_client_config(issuer.jwks_ca_file.as_deref())?;
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_timer(hyper_util::rt::TokioTimer::new())
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build(connector);
+            let keys =
+                IssuerKeys::new(issuer.clone(), bounds.clone(), client, Arc::clone(&metrics));
+            by_name.insert(Arc::clone(&issuer.issuer), Arc::new(keys));
+        }
+        let cache = moka::sync::Cache::builder()
+            .max_capacity(TOKEN_CACHE_CAPACITY)
+            .time_to_live(bounds.max_lifetime)
+            .build();
+        Ok(Self {
+            issuers: by_name,
+            bounds: bounds.clone(),
+            cache,
+            metrics,
+        })
+    }
+
+    /// Starts one background refresher per issuer; the first fetch happens at once.
+    pub fn spawn_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.issuers
+            .values()
+            .map(|keys| tokio::spawn(Arc::clone(keys).run_refresher()))
+            .collect()
+    }
+
+    /// Ready once every issuer has keys within the staleness bound.
+    pub fn is_ready(&self) -> bool {
+        self.issuers.values().all(|keys| keys.is_ready())
+    }
+
+    /// Updates the key-age gauges (called at scrape time).
+    pub fn publish_key_ages(&self) {
+        self.issuers.values().for_each(|keys| keys.publish_age());
+    }
+
+    /// Verifies `bearer` completely, or says why not.
+    pub async fn verify(&self, bearer: &BearerToken) -> Result<Arc<VerifiedToken>, TokenFault> {
+        let token = bearer.expose();
+        let digest = sha256(token.as_bytes());
+        let now = unix_now();
+        if let Some(cached) = self.cache.get(&digest) {
+            if let Some(token) = self.still_valid(&cached, now) {
+                self.metrics.record_token_cache(true);
+                return Ok(token);
+            }
+            self.cache.invalidate(&digest);
+        }
+        self.metrics.record_token_cache(false);
+        let jws = jose::parse(token)?;
+        let Some(Value::String(iss)) = jws.claims.get("iss") else {
+            return Err(TokenFault::IssuerMismatch);
+        };
+        let keys = self
+            .issuers
+            .get(iss.as_str())
+            .ok_or(TokenFault::UnknownIssuer)?;
+        let issuer = keys.issuer();
+        // `none` and unknown names do not parse; HMAC is never in an `AlgorithmSet`.
+        let alg: Algorithm = jws
+            .header
+            .alg
+            .parse()
+            .map_err(|_| TokenFault::AlgNotAllowed)?;
+        if !issuer.algorithms.contains(alg) {
+            return Err(TokenFault::AlgNotAllowed);
+        }
+        let validation = self.validation(issuer, alg);
+        let (key_set, ()) = keys
+            .with_key(jws.header.kid.as_deref(), alg, |key| {
+                jsonwebtoken::decode::<Value>(token, key, &validation)
+                    .map(drop)
+                    .map_err(map_jwt_error)
+            })
+            .await?;
+        let verified = Arc::new(claims::validate(
+            jws.claims,
+            jws.header.typ.as_deref(),
+            issuer,
+            &self.bounds,
+            now,
+        )?);
+        self.cache.insert(
+            digest,
+            Arc::new(CachedToken {
+                token: Arc::clone(&verified),
+                keys: key_set,
+            }),
+        );
+        Ok(verified)
+    }
+
+    fn still_valid(&self, cached: &CachedToken, now: i64) -> Option<Arc<VerifiedToken>> {
+        let keys = self.issuers.get(&cached.token.issuer)?.current()?;
+        let skew = i64::try_from(self.bounds.clock_skew.as_secs()).unwrap_or(0);
+        let same_keys = Arc::ptr_eq(&keys, &cached.keys);
+        (same_keys && now <= cached.token.expires_at.saturating_add(skew))
+            .then(|| Arc::clone(&cached.token))
+    }
+
+    /// jsonwebtoken's own checks, as a second line behind `claims::validate`.
+    fn validation(&self, issuer: &IssuerConfig, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = self.bounds.clock_skew.as_secs();
+        // Off by default in jsonwebtoken (SECURITY.md C-05).
+        validation.validate_nbf = true;
+        validation.set_audience(&issuer.audiences);
+        validation.set_issuer(&[&*issuer.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+        validation
+    }
+}
+
+fn map_jwt_error(err: jsonwebtoken::errors::Error) -> TokenFault {
+    match err.kind() {
+        ErrorKind::InvalidSignature
+        | ErrorKind::InvalidEcdsaKey
+        | ErrorKind::InvalidRsaKey(_)
+        | ErrorKind::InvalidKeyFormat => TokenFault::BadSignature,
+        ErrorKind::ExpiredSignature => TokenFault::Expired,
+        ErrorKind::ImmatureSignature => TokenFault::NotYetValid,
+        ErrorKind::InvalidAudience => TokenFault::AudienceMismatch,
+        ErrorKind::InvalidIssuer => TokenFault::IssuerMismatch,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => TokenFault::ExpMissing,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => TokenFault::AudienceMismatch,
+        ErrorKind::MissingRequiredClaim(_) => TokenFault::IssuerMismatch,
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenFault::AlgNotAllowed,
+        _ => TokenFault::Malformed,
+    }
+}
+
+/// SHA-256 of `bytes`, for cache keys and log fingerprints.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX)
+        })
+}
