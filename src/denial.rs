@@ -1,0 +1,247 @@
+//! Every refusal phigate gives, and the only place error responses are built. A `Denial` is a
+//! decision, not a program fault: its variants carry no request data (only configuration, such as
+//! the scopes a rule accepts), so nothing the client sent can be echoed. Each variant maps, by
+//! one exhaustive match, to a status, an RFC 6750 challenge, a fixed FHIR OperationOutcome and a
+//! documented reason code for logs and metrics.
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::policy::{InsufficientScope, PathFault};
+use crate::token::{CredentialFault, TokenFault};
+
+/// Why a request was refused.
+#[derive(Debug, Clone)]
+pub enum Denial {
+    /// The `Authorization` header was missing, foreign, repeated or malformed.
+    Credential(CredentialFault),
+    /// The token failed verification, or its issuer's keys are unavailable.
+    Token(TokenFault),
+    /// The path cannot be normalised safely.
+    Path(PathFault),
+    /// No policy rule covers this method and path (default deny).
+    NoMatchingRule,
+    /// The token lacks every scope the rule accepts.
+    InsufficientScope(InsufficientScope),
+    /// A method phigate never forwards (TRACE, CONNECT, lower-case or unknown methods).
+    MethodNotAllowed,
+    /// `X-HTTP-Method-Override` and friends: refused, never followed.
+    MethodOverride,
+    /// `Host` missing or repeated (RFC 9112 §3.2).
+    BadHost,
+    /// A form body carrying `access_token` (RFC 6750 §2.2 is not offered).
+    TokenInBody,
+    /// A body that must be inspected exceeded its buffer.
+    BodyTooLarge,
+    /// The upstream could not be reached.
+    UpstreamUnreachable,
+    /// The upstream did not answer within `upstream.timeout`.
+    UpstreamTimedOut,
+}
+
+/// The `WWW-Authenticate` challenge of a denial (RFC 6750 §3).
+enum Challenge {
+    None,
+    /// RFC 6750 §3.1: a request without credentials gets no error code.
+    Bare,
+    Error(&'static str),
+    InsufficientScope(String),
+}
+
+/// OperationOutcome `issue.code` values (FHIR R4 IssueType).
+#[derive(Clone, Copy)]
+enum IssueCode {
+    Login,
+    Invalid,
+    Forbidden,
+    NotSupported,
+    TooLong,
+    Transient,
+    Timeout,
+    Exception,
+}
+
+impl IssueCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Login => "login",
+            Self::Invalid => "invalid",
+            Self::Forbidden => "forbidden",
+            Self::NotSupported => "not-supported",
+            Self::TooLong => "too-long",
+            Self::Transient => "transient",
+            Self::Timeout => "timeout",
+            Self::Exception => "exception",
+        }
+    }
+}
+
+/// One fixed description per outcome class (SECURITY.md O-01, O-05): expired, revoked, unknown
+/// key and bad signature are told apart only in logs and metrics.
+const INVALID_TOKEN: &str = "The access token is invalid";
+
+impl Denial {
+    /// The documented reason code for logs and the `reason` metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Credential(fault) => match fault {
+                CredentialFault::Missing => "credentials_missing",
+                CredentialFault::UnsupportedScheme => "scheme_unsupported",
+                CredentialFault::Multiple => "multiple_credentials",
+                CredentialFault::InQuery => "token_in_query",
+                CredentialFault::Malformed => "authorization_malformed",
+                CredentialFault::TooLarge => "token_too_large",
+            },
+            Self::Token(fault) => fault.reason(),
+            Self::Path(_) => "path_malformed",
+            Self::NoMatchingRule => "no_matching_rule",
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodOverride => "method_override",
+            Self::BadHost => "host_invalid",
+            Self::TokenInBody => "token_in_body",
+            Self::BodyTooLarge => "body_too_large",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamTimedOut => "upstream_timeout",
+        }
+    }
+
+    #[deny(clippy::wildcard_enum_match_arm)] // A new Denial must choose its response.
+    fn outcome(&self) -> (StatusCode, Challenge, IssueCode, &'static str) {
+        use StatusCode as S;
+        match self {
+            Self::Credential(CredentialFault::Missing | CredentialFault::UnsupportedScheme) => (
+                S::UNAUTHORIZED,
+                Challenge::Bare,
+                IssueCode::Login,
+                "Authentication is required",
+            ),
+            Self::Credential(CredentialFault::TooLarge) => (
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                Challenge::Error("invalid_request"),
+                IssueCode::TooLong,
+                "The request header is too large",
+            ),
+            Self::Credential(
+                CredentialFault::Multiple | CredentialFault::InQuery | CredentialFault::Malformed,
+            )
+            | Self::TokenInBody => (
+                S::BAD_REQUEST,
+                Challenge::Error("invalid_request"),
+                IssueCode::Invalid,
+                "The request carries credentials in an unsupported way",
+            ),
+            // Our dependency failed, not the token: no `invalid_token`, so the client keeps it.
+            Self::Token(TokenFault::KeysUnavailable) => (
+                S::SERVICE_UNAVAILABLE,
+                Challenge::None,
+                IssueCode::Transient,
+                "The service is temporarily unavailable",
+            ),
+            Self::Token(_) => (
+                S::UNAUTHORIZED,
+                Challenge::Error("invalid_token"),
+                IssueCode::Login,
+                INVALID_TOKEN,
+            ),
+            Self::Path(_) | Self::BadHost | Self::MethodOverride => (
+                S::BAD_REQUEST,
+                Challenge::Error("invalid_request"),
+                IssueCode::Invalid,
+                "The request is malformed",
+            ),
+            Self::NoMatchingRule => (
+                S::FORBIDDEN,
+                Challenge::Error("insufficient_scope"),
+                IssueCode::Forbidden,
+                "The request is not permitted",
+            ),
+            Self::InsufficientScope(needed) => (
+                S::FORBIDDEN,
+                Challenge::InsufficientScope(needed.needed().to_owned()),
+                IssueCode::Forbidden,
+                "The access token does not grant this request",
+            ),
+            Self::MethodNotAllowed => (
+                S::METHOD_NOT_ALLOWED,
+                Challenge::None,
+                IssueCode::NotSupported,
+                "The method is not supported",
+            ),
+            Self::BodyTooLarge => (
+                S::PAYLOAD_TOO_LARGE,
+                Challenge::None,
+                IssueCode::TooLong,
+                "The request body is too large",
+            ),
+            Self::UpstreamUnreachable => (
+                S::BAD_GATEWAY,
+                Challenge::None,
+                IssueCode::Exception,
+                "The service is unavailable",
+            ),
+            Self::UpstreamTimedOut => (
+                S::GATEWAY_TIMEOUT,
+                Challenge::None,
+                IssueCode::Timeout,
+                "The service did not answer in time",
+            ),
+        }
+    }
+
+    /// The status this denial answers with.
+    pub fn status(&self) -> StatusCode {
+        self.outcome().0
+    }
+
+    /// The complete error response.
+    pub fn render(&self) -> Response<Full<Bytes>> {
+        let (status, challenge, code, text) = self.outcome();
+        let body = serde_json::json!({
+            "resourceType": "OperationOutcome",
+            "issue": [{ "severity": "error", "code": code.as_str(), "diagnostics": text }],
+        });
+        let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/fhir+json"),
+        );
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
+        }
+        if let Some(value) = challenge.header_value() {
+            headers.insert(WWW_AUTHENTICATE, value);
+        }
+        response
+    }
+}
+
+impl Challenge {
+    fn header_value(&self) -> Option<HeaderValue> {
+        let text = match self {
+            Self::None => return None,
+            Self::Bare => "Bearer realm=\"phigate\"".to_owned(),
+            Self::Error(code) if *code == "invalid_token" => {
+                format!(
+                    "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"{INVALID_TOKEN}\""
+                )
+            }
+            Self::Error(code) => format!("Bearer realm=\"phigate\", error=\"{code}\""),
+            // Scopes are validated scope-tokens (no quote or backslash), so quoting is safe.
+            Self::InsufficientScope(scopes) => {
+                format!(
+                    "Bearer realm=\"phigate\", error=\"insufficient_scope\", scope=\"{scopes}\""
+                )
+            }
+        };
+        HeaderValue::from_str(&text).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;

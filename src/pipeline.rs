@@ -1,0 +1,214 @@
+//! The request decision chain. Every allow or deny is decided here, in this order:
+//! request hygiene → route → (public?) → bearer token → verification → [binding, revocation:
+//! issue #4] → scope authorization. Each step is a small module with its own tests; this file
+//! only sequences them. It never forwards anything and never builds a response.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::HOST;
+use http::{Method, Version, request};
+
+use crate::denial::Denial;
+use crate::policy::{Permit, PolicyFault, PolicyTable};
+use crate::tls::ClientIdentity;
+use crate::token::{self, BearerToken, CredentialFault, VerifiedToken, Verifier};
+
+/// What the connection proved about the client.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The verified client certificate, if any.
+    pub identity: ClientIdentity,
+    /// Whether the connection is TLS (false only behind `insecure_plaintext`).
+    pub tls: bool,
+}
+
+/// What the chain learned on the way, for the log line and for forwarding.
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// The matched rule.
+    pub rule: Option<Arc<str>>,
+    /// The verified token, once verification succeeded.
+    pub token: Option<Arc<VerifiedToken>>,
+    /// The raw bearer, kept only for `upstream.forward_token`.
+    pub bearer: Option<BearerToken>,
+}
+
+/// Methods phigate forwards; RFC 9110 §9.1 methods are case-sensitive, so `get` is refused.
+const FORWARDED_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
+/// Headers that ask a server to treat the request as another method.
+const METHOD_OVERRIDES: [&str; 3] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The decision chain over a policy and a token verifier.
+pub struct Pipeline {
+    policy: Arc<PolicyTable>,
+    verifier: Arc<Verifier>,
+}
+
+impl Pipeline {
+    /// A chain deciding with `policy` and `verifier`.
+    pub fn new(policy: Arc<PolicyTable>, verifier: Arc<Verifier>) -> Self {
+        Self { policy, verifier }
+    }
+
+    /// Decides one request from its head and connection.
+    pub async fn decide(
+        &self,
+        req: &request::Parts,
+        _conn: &Connection,
+        facts: &mut Facts,
+    ) -> Result<Permit, Denial> {
+        screen(req)?;
+        // The route comes first only to learn what the request needs (public? which scopes?).
+        let route = self
+            .policy
+            .resolve(&req.method, &req.uri)
+            .map_err(|fault| match fault {
+                PolicyFault::MalformedPath(fault) => Denial::Path(fault),
+                PolicyFault::NoMatchingRule => Denial::NoMatchingRule,
+            })?;
+        facts.rule = Some(Arc::from(route.rule_name()));
+        if route.is_public() {
+            // A token in the URL leaks into upstream logs even where none is needed.
+            if req
+                .uri
+                .query()
+                .is_some_and(token::bearer::query_carries_token)
+            {
+                return Err(Denial::Credential(CredentialFault::InQuery));
+            }
+            return route.permit_public().ok_or(Denial::NoMatchingRule);
+        }
+        let bearer =
+            token::bearer_from(&req.headers, req.uri.query()).map_err(Denial::Credential)?;
+        let verified = self.verifier.verify(&bearer).await.map_err(Denial::Token)?;
+        facts.token = Some(Arc::clone(&verified));
+        facts.bearer = Some(bearer);
+        route
+            .authorize(&verified.scopes)
+            .map_err(Denial::InsufficientScope)
+    }
+}
+
+/// Request hygiene that no policy can override.
+fn screen(req: &request::Parts) -> Result<(), Denial> {
+    if !FORWARDED_METHODS.contains(&req.method) {
+        return Err(Denial::MethodNotAllowed);
+    }
+    // RFC 9112 §3.2: a request without exactly one Host is answered 400. HTTP/2 carries the
+    // authority in the URI and may omit Host.
+    let hosts = req.headers.get_all(HOST).iter().count();
+    let needs_host = req.version == Version::HTTP_11;
+    if hosts > 1 || (needs_host && hosts == 0) {
+        return Err(Denial::BadHost);
+    }
+    if METHOD_OVERRIDES
+        .iter()
+        .any(|name| req.headers.contains_key(*name))
+    {
+        return Err(Denial::MethodOverride);
+    }
+    if req.uri.query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair == "_method" || pair.starts_with("_method="))
+    }) {
+        return Err(Denial::MethodOverride);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(method: &str, target: &str, headers: &[(&str, &str)], expected: Option<&str>) {
+        let mut builder = http::Request::builder().method(method).uri(target);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let (parts, ()) = builder.body(()).unwrap().into_parts();
+        assert_eq!(
+            screen(&parts).err().map(|d| d.reason()),
+            expected,
+            "{method} {target} {headers:?}"
+        );
+    }
+
+    #[test]
+    fn screen_refuses_methods_overrides_and_bad_hosts() {
+        check("GET", "/Patient/1", &[("host", "gw")], None);
+        check(
+            "TRACE",
+            "/Patient/1",
+            &[("host", "gw")],
+            Some("method_not_allowed"),
+        );
+        check(
+            "CONNECT",
+            "gw:443",
+            &[("host", "gw")],
+            Some("method_not_allowed"),
+        );
+        check(
+            "get",
+            "/Patient/1",
+            &[("host", "gw")],
+            Some("method_not_allowed"),
+        );
+        check(
+            "FOO",
+            "/Patient/1",
+            &[("host", "gw")],
+            Some("method_not_allowed"),
+        );
+        check("GET", "/Patient/1", &[], Some("host_invalid"));
+        check(
+            "GET",
+            "/Patient/1",
+            &[("host", "a"), ("host", "b")],
+            Some("host_invalid"),
+        );
+        check(
+            "POST",
+            "/Patient/1",
+            &[("host", "gw"), ("x-http-method-override", "GET")],
+            Some("method_override"),
+        );
+        check(
+            "GET",
+            "/Patient/1",
+            &[("host", "gw"), ("X-HTTP-Method", "DELETE")],
+            Some("method_override"),
+        );
+        check(
+            "GET",
+            "/Patient/1",
+            &[("host", "gw"), ("X-Method-Override", "PUT")],
+            Some("method_override"),
+        );
+        check(
+            "POST",
+            "/Patient?_method=DELETE",
+            &[("host", "gw")],
+            Some("method_override"),
+        );
+        check("GET", "/Patient?_methodical=1", &[("host", "gw")], None);
+    }
+}

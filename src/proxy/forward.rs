@@ -1,0 +1,264 @@
+//! Forwarding an allowed request upstream and its response back. The upstream path is taken
+//! from the `Permit` and never from the request URI, so the path that was authorised is the path
+//! forwarded, byte for byte. Headers are rebuilt, not patched: hop-by-hop fields and everything a
+//! client could use to speak for phigate (identity, forwarding, client-certificate headers) are
+//! removed before phigate adds its own. Bodies stream in both directions; only a form body is
+//! buffered, to refuse a token hidden in it.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version, request};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::config::Upstream;
+use crate::denial::Denial;
+use crate::pipeline::{Connection, Facts};
+use crate::policy::Permit;
+use crate::telemetry::Metrics;
+use crate::tls::{TlsError, https_client_config};
+use crate::token;
+
+/// Errors crossing a body boundary.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body type of everything phigate sends, in either direction.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// The largest form body phigate buffers to look for an `access_token` parameter.
+const MAX_FORM_BODY_BYTES: usize = 1024 * 1024;
+
+/// Identity headers phigate sets; a client's own copies are always removed first (K-01).
+const IDENTITY_HEADERS: [&str; 4] = [
+    "x-phigate-subject",
+    "x-phigate-client-id",
+    "x-phigate-scopes",
+    "x-phigate-subject-kind",
+];
+
+/// Fields that are hop-by-hop (RFC 9110 §7.6.1) or that let a client speak for the proxy:
+/// forwarding headers (RFC 7239 §8) and client-certificate headers (RFC 9440, RFC 9700 §4.13).
+const STRIPPED_REQUEST_HEADERS: [&str; 21] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+    "host",
+    "authorization",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "client-cert",
+    "client-cert-chain",
+    "x-client-cert",
+    "x-ssl-client-cert",
+    "x-forwarded-client-cert",
+];
+
+/// Response fields removed: hop-by-hop, and version banners that help an attacker (K-07).
+const STRIPPED_RESPONSE_HEADERS: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "server",
+    "x-powered-by",
+];
+
+/// Sends permitted requests to the upstream over a pooled client.
+pub struct Forwarder {
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    upstream: Upstream,
+}
+
+impl Forwarder {
+    /// A forwarder for `upstream`; `https` upstreams are verified against `ca_file` or web PKI.
+    pub fn new(upstream: Upstream) -> Result<Self, TlsError> {
+        let tls = https_client_config(upstream.ca_file.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        // Both timers, or idle pooled connections never close (DEPENDENCIES.md).
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(Self { client, upstream })
+    }
+
+    /// Forwards one permitted request and returns the upstream's response, or why not.
+    pub async fn forward(
+        &self,
+        parts: request::Parts,
+        body: Incoming,
+        permit: &Permit,
+        facts: &Facts,
+        conn: &Connection,
+        metrics: &Metrics,
+    ) -> Result<Response<ProxyBody>, Denial> {
+        let body = screen_body(&parts.headers, body).await?;
+        let uri = self.upstream_uri(permit)?;
+        let mut request = Request::new(body);
+        *request.method_mut() = parts.method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = Version::HTTP_11;
+        *request.headers_mut() = self.upstream_headers(parts.headers, facts, conn);
+        let started = Instant::now();
+        let sent = tokio::time::timeout(self.upstream.timeout, self.client.request(request)).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let response = match sent {
+            Ok(Ok(response)) => response,
+            Ok(Err(err)) => {
+                metrics.record_upstream("unreachable", elapsed);
+                tracing::warn!(error = %err, "upstream request failed");
+                return Err(Denial::UpstreamUnreachable);
+            }
+            Err(_) => {
+                metrics.record_upstream("timed_out", elapsed);
+                return Err(Denial::UpstreamTimedOut);
+            }
+        };
+        metrics.record_upstream("ok", elapsed);
+        let (mut head, body) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
+        // An upstream reset mid-body surfaces as a body error, which aborts the downstream
+        // response instead of completing it: a truncated Bundle never looks whole (R-U03).
+        Ok(Response::from_parts(
+            head,
+            body.map_err(BoxError::from).boxed_unsync(),
+        ))
+    }
+
+    fn upstream_uri(&self, permit: &Permit) -> Result<Uri, Denial> {
+        let path_and_query = format!("{}{}", self.upstream.base_path, permit.path_and_query());
+        Uri::builder()
+            .scheme(self.upstream.scheme.clone())
+            .authority(self.upstream.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+            .map_err(|_| Denial::NoMatchingRule)
+    }
+
+    fn upstream_headers(
+        &self,
+        mut headers: HeaderMap,
+        facts: &Facts,
+        conn: &Connection,
+    ) -> HeaderMap {
+        strip_hop_by_hop(&mut headers, &STRIPPED_REQUEST_HEADERS);
+        for name in IDENTITY_HEADERS {
+            headers.remove(name);
+        }
+        // RFC 7230 §5.4: the upstream sees its own authority, never the client's Host.
+        if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
+            headers.insert(header::HOST, host);
+        }
+        // No trusted proxies: the socket peer is the only address phigate can vouch for (K-03).
+        if let Ok(peer) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
+            headers.insert("x-forwarded-for", peer);
+        }
+        let proto = if conn.tls { "https" } else { "http" };
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+        if let Some(token) = &facts.token {
+            let subject_kind = if token.subject.is_some() && token.subject == token.client_id {
+                "client"
+            } else {
+                "user"
+            };
+            insert_claim(&mut headers, "x-phigate-subject", token.subject.as_deref());
+            // RFC 9700 §4.15: a client-credentials token's `sub` is a client, not a person.
+            headers.insert(
+                "x-phigate-subject-kind",
+                HeaderValue::from_static(subject_kind),
+            );
+            insert_claim(
+                &mut headers,
+                "x-phigate-client-id",
+                token.client_id.as_deref(),
+            );
+            insert_claim(
+                &mut headers,
+                "x-phigate-scopes",
+                Some(&token.scopes.to_header_value()),
+            );
+        }
+        if self.upstream.forward_token
+            && let Some(bearer) = &facts.bearer
+            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", bearer.expose()))
+        {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        headers
+    }
+}
+
+fn insert_claim(headers: &mut HeaderMap, name: &'static str, value: Option<&str>) {
+    if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert(name, value);
+    }
+}
+
+/// Removes `fixed` fields and every field the `Connection` header nominates (RFC 9110 §7.6.1).
+/// Nominated names are collected first, so `Connection: X-Phigate-Subject` cannot make phigate
+/// drop its own header: identity headers are added after this runs (K-05).
+fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[&str]) {
+    let nominated: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in nominated {
+        headers.remove(name);
+    }
+    for name in fixed {
+        headers.remove(*name);
+    }
+}
+
+/// Streams the body, except a form body, which is read (bounded) to refuse an `access_token`.
+async fn screen_body(headers: &HeaderMap, body: Incoming) -> Result<ProxyBody, Denial> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            essence
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Ok(body.map_err(BoxError::from).boxed_unsync());
+    }
+    let bytes = Limited::new(body, MAX_FORM_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|_| Denial::BodyTooLarge)?
+        .to_bytes();
+    if token::bearer::query_carries_token(&String::from_utf8_lossy(&bytes)) {
+        return Err(Denial::TokenInBody);
+    }
+    Ok(Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed_unsync())
+}

@@ -1,0 +1,142 @@
+//! The running gateway: binds the PHI listener and the admin listener, wires the decision chain
+//! to the forwarder, starts the JWKS refreshers, and shuts all of it down gracefully. Tests and
+//! `cli` start a gateway only through [`Gateway::start`].
+
+pub mod forward;
+mod server;
+mod service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{AdminServer, Readiness};
+use crate::config::{Config, Transport};
+use crate::pipeline::Pipeline;
+use crate::telemetry::Metrics;
+use crate::tls::{self, TlsError};
+use crate::token::Verifier;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Certificates, keys or CA bundles.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The configured address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// A gateway that is serving.
+pub struct Gateway {
+    local_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    listener: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    readiness: Arc<Readiness>,
+}
+
+impl Gateway {
+    /// Binds both listeners and starts serving `config`.
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let metrics = Arc::new(Metrics::new());
+        let tls_acceptor = match &config.listen.transport {
+            Transport::Tls(files) => {
+                Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?))
+            }
+            Transport::InsecurePlaintext => {
+                tracing::warn!(
+                    listen.address = %config.listen.address,
+                    "INSECURE: the PHI listener speaks plaintext HTTP (listen.insecure_plaintext); never use this in production"
+                );
+                None
+            }
+        };
+        let verifier = Arc::new(Verifier::new(
+            &config.issuers,
+            &config.tokens,
+            Arc::clone(&metrics),
+        )?);
+        let forwarder = forward::Forwarder::new(config.upstream.clone())?;
+        let bind = |address: SocketAddr| async move {
+            TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { address, source })
+        };
+        let tcp = bind(config.listen.address).await?;
+        let admin_tcp = bind(config.admin.address).await?;
+        let local_addr = tcp.local_addr().map_err(|source| StartError::Bind {
+            address: config.listen.address,
+            source,
+        })?;
+        let admin_addr = admin_tcp.local_addr().map_err(|source| StartError::Bind {
+            address: config.admin.address,
+            source,
+        })?;
+
+        let readiness = Arc::new(Readiness {
+            serving: AtomicBool::new(true),
+            verifier: Arc::clone(&verifier),
+        });
+        let mut background = verifier.spawn_refreshers();
+        let admin = AdminServer {
+            metrics: Arc::clone(&metrics),
+            readiness: Arc::clone(&readiness),
+        };
+        background.push(tokio::spawn(admin.serve(admin_tcp)));
+
+        let shared = Arc::new(service::Shared {
+            pipeline: Pipeline::new(Arc::new(config.policy), verifier),
+            forwarder,
+            metrics,
+        });
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let listener = server::Listener {
+            tcp,
+            tls: tls_acceptor,
+            settings: config.listen,
+        };
+        let listener = tokio::spawn(listener.serve(shared, shutdown_rx));
+        tracing::info!(listen.address = %local_addr, admin.address = %admin_addr, "phigate serving");
+        Ok(Self {
+            local_addr,
+            admin_addr,
+            shutdown,
+            listener,
+            background,
+            readiness,
+        })
+    }
+
+    /// The PHI listener's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The admin listener's bound address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// Turns readiness off, stops accepting, drains in-flight requests, then stops.
+    pub async fn shutdown(self) {
+        self.readiness.serving.store(false, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+        let _ = self.listener.await;
+        for task in self.background {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The per-request tower service: runs the decision chain, forwards what it permits, renders
+//! what it denies, and writes one log line and one metric sample per request. Its error type is
+//! `Infallible`: every failure is a response.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::forward::{Forwarder, ProxyBody};
+use crate::denial::Denial;
+use crate::pipeline::{Connection, Facts, Pipeline};
+use crate::telemetry::{DecisionLabels, Metrics};
+
+/// What every connection's service shares.
+pub struct Shared {
+    /// The decision chain.
+    pub pipeline: Pipeline,
+    /// The upstream client.
+    pub forwarder: Forwarder,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+/// The gateway service for one connection.
+#[derive(Clone)]
+pub struct GatewayService {
+    shared: Arc<Shared>,
+    conn: Arc<Connection>,
+}
+
+impl GatewayService {
+    /// A service for requests arriving on `conn`.
+    pub fn new(shared: Arc<Shared>, conn: Connection) -> Self {
+        Self {
+            shared,
+            conn: Arc::new(conn),
+        }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for GatewayService {
+    type Response = Response<ProxyBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Incoming>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        let conn = Arc::clone(&self.conn);
+        Box::pin(async move { Ok(handle(&shared, &conn, request).await) })
+    }
+}
+
+async fn handle(
+    shared: &Shared,
+    conn: &Connection,
+    request: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let request_id = uuid::Uuid::new_v4();
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let mut facts = Facts::default();
+    let outcome = match shared.pipeline.decide(&parts, conn, &mut facts).await {
+        Ok(permit) => {
+            shared
+                .forwarder
+                .forward(parts, body, &permit, &facts, conn, &shared.metrics)
+                .await
+        }
+        Err(denial) => Err(denial),
+    };
+    let (decision, reason) = match &outcome {
+        Ok(_) => ("allow", "ok"),
+        Err(denial) => (decision_label(denial), denial.reason()),
+    };
+    let response = outcome.unwrap_or_else(|denial| render(&denial));
+    let status = response.status().as_u16();
+    let rule = facts.rule.as_deref().unwrap_or("none");
+    let token = facts.token.as_deref();
+    // One line per request; the token itself is never a field, its `jti` stands in for it.
+    tracing::info!(
+        request.id = %request_id,
+        request.method = %method,
+        route.name = rule,
+        decision,
+        denial.reason = reason,
+        response.status = status,
+        client.id = token.and_then(|t| t.client_id.as_deref()),
+        subject = token.and_then(|t| t.subject.as_deref()),
+        token.jti = token.and_then(|t| t.jti.as_deref()),
+        tls.client_cert = conn.identity.thumbprint().map(|t| t.as_str()),
+        "request"
+    );
+    let labels = DecisionLabels {
+        rule: rule.to_owned(),
+        decision,
+        reason,
+    };
+    shared
+        .metrics
+        .record_decision(&labels, started.elapsed().as_secs_f64());
+    response
+}
+
+fn render(denial: &Denial) -> Response<ProxyBody> {
+    denial
+        .render()
+        .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Upstream failures are errors, not denials, in the metrics.
+fn decision_label(denial: &Denial) -> &'static str {
+    match denial {
+        Denial::UpstreamUnreachable | Denial::UpstreamTimedOut => "error",
+        _ => "deny",
+    }
+}
