@@ -1,0 +1,161 @@
+//! The command line: `run`, `check` and `demo`. This is the only code that prints and the only
+//! place `anyhow` is used; everything it does is a call into the library.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Transport};
+use crate::proxy::Gateway;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "phigate",
+    version,
+    about = "OAuth 2.0 token-policy gateway for FHIR and PHI APIs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve with a configuration file.
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, env = "PHIGATE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration and its policy without serving; print the compiled rules.
+    Check {
+        /// The YAML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a development issuer, a synthetic FHIR server and the gateway, all on loopback.
+    Demo {
+        /// The gateway's TLS listener.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// The admin listener.
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin: SocketAddr,
+    },
+}
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
+        Command::Demo { listen, admin } => {
+            runtime().and_then(|rt| rt.block_on(demo::run(listen, admin)))
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            #[expect(clippy::print_stderr, reason = "cli/ is the only place that prints")]
+            {
+                eprintln!("phigate: {err:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Loads a configuration, printing every problem; `None` when it is invalid.
+#[expect(clippy::print_stderr, reason = "cli/ is the only place that prints")]
+fn load(path: &Path) -> Option<Config> {
+    match Config::load(path) {
+        Ok(config) => Some(config),
+        Err(err) => {
+            for problem in &err.problems {
+                eprintln!("error: {problem}");
+            }
+            None
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if let Transport::Tls(files) = &config.listen.transport {
+        crate::tls::server_config(files)?;
+    }
+    crate::tls::https_client_config(config.upstream.ca_file.as_deref())?;
+    for issuer in &config.issuers {
+        crate::tls::https_client_config(issuer.jwks_ca_file.as_deref())?;
+    }
+    println!("{}: configuration is valid", path.display());
+    if matches!(config.listen.transport, Transport::InsecurePlaintext) {
+        println!("WARNING: listen.insecure_plaintext is on: PHI would travel unencrypted");
+    }
+    for issuer in &config.issuers {
+        let algorithms: Vec<String> = issuer.algorithms.iter().map(|a| format!("{a:?}")).collect();
+        println!(
+            "issuer {} ({}), keys from {}",
+            issuer.issuer,
+            algorithms.join(", "),
+            issuer.jwks_uri
+        );
+    }
+    println!("policy {}:", config.policy_file.display());
+    print!("{}", config.policy);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    crate::telemetry::log::init();
+    let Some(config) = load(path) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    if matches!(config.listen.transport, Transport::InsecurePlaintext) {
+        #[expect(
+            clippy::print_stderr,
+            reason = "the insecure knob must be impossible to miss"
+        )]
+        {
+            eprintln!(
+                "WARNING: phigate is serving PLAINTEXT HTTP (listen.insecure_plaintext: true)."
+            );
+            eprintln!(
+                "WARNING: tokens and PHI cross the network unencrypted. Never use this in production."
+            );
+        }
+    }
+    let gateway = Gateway::start(config).await?;
+    wait_for_stop_signal().await?;
+    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    gateway.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (orchestrators) or SIGINT (a terminal).
+async fn wait_for_stop_signal() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("cannot listen for Ctrl-C")?,
+    }
+    Ok(())
+}
