@@ -1,0 +1,214 @@
+//! The binary: `check` output and exit codes, `run` with its log lines and SIGTERM, and `demo`
+//! driven through the commands it prints.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::Harness;
+
+fn phigate() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_phigate"))
+}
+
+#[tokio::test]
+async fn check_prints_the_rule_table_for_a_valid_config() {
+    let harness = Harness::start().await;
+    let output = phigate()
+        .args(["check", "--config"])
+        .arg(&harness.config_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    for rule in [
+        "capability-statement",
+        "read-patient",
+        "search-observations",
+        "public",
+        "user/Patient.r",
+    ] {
+        assert!(stdout.contains(rule), "{rule} missing from\n{stdout}");
+    }
+}
+
+#[test]
+fn check_names_file_line_and_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "rules:\n  - name: a\n    methods: [GET]\n    path: /x\n    public: true\n",
+    )
+    .unwrap();
+    let config = dir.path().join("phigate.yaml");
+    let cases = [
+        (
+            "listen:\n  address: \"127.0.0.1:0\"\n  insecure_plaintext: true\nupstream:\n  url: \"http://127.0.0.1:1/fhir\"\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\ntokens:\n  clock_skew: 10m\npolicy_file: policy.yaml\n",
+            ":12:",
+            "clock_skew",
+        ),
+        (
+            "listen:\n  address: \"127.0.0.1:0\"\n  insecure_plaintext: true\nupstream:\n  url: \"http://127.0.0.1:1/fhir\"\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [HS256]\npolicy_file: policy.yaml\n",
+            ":10:",
+            "symmetric",
+        ),
+        ("listen:\n  adress: \"127.0.0.1:0\"\n", ":2:", "adress"),
+    ];
+    for (text, line, problem) in cases {
+        std::fs::write(&config, text).unwrap();
+        let output = phigate()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("phigate.yaml") && stderr.contains(line) && stderr.contains(problem),
+            "{stderr}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigterm() {
+    let harness = Harness::start().await;
+    // Point a second gateway, run by the binary, at the same issuer and upstream.
+    let text = std::fs::read_to_string(&harness.config_file).unwrap();
+    let config = harness.dir.path().join("run.yaml");
+    std::fs::write(&config, text).unwrap();
+    let mut child = phigate()
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut port = None;
+    while port.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if value["message"] == "phigate serving" {
+            port = value["listen.address"]
+                .as_str()
+                .map(|a| a.rsplit(':').next().unwrap().parse::<u16>().unwrap());
+        }
+    }
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port.unwrap()));
+    let client = crate::support::TestClient::new(addr, &harness.ca, None, false);
+    let claims = harness.claims("user/Patient.r");
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    let token = harness.mint(&claims);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = client
+            .get_with_token("/Patient/123", &token)
+            .await
+            .status
+            .as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    let mut request_line = None;
+    while request_line.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            !line.contains(&token) && !line.contains("eyJ"),
+            "token in log: {line}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if value["message"] == "request" && value["decision"] == "allow" {
+            request_line = Some(value);
+        }
+    }
+    let line = request_line.unwrap();
+    assert_eq!(line["token.jti"], jti.as_str());
+    assert_eq!(line["route.name"], "read-patient");
+    assert_eq!(line["client.id"], "app-1");
+    assert_eq!(line["subject"], "u-1");
+    assert!(line["request.id"].as_str().is_some_and(|id| id.len() == 36));
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    while let Ok(line) = lines_rx.try_recv() {
+        assert!(!line.contains(&token), "token in log: {line}");
+    }
+}
+
+#[tokio::test]
+async fn demo_commands_show_allow_scope_denial_expiry_and_no_token() {
+    if Command::new("curl").arg("--version").output().is_err() {
+        eprintln!("curl not installed; demo walkthrough skipped");
+        return;
+    }
+    let mut child = phigate()
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let commands = tokio::task::spawn_blocking(move || {
+        let mut commands = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("curl ") {
+                commands.push(line);
+            } else if line.contains("phigate demo ready") {
+                break;
+            }
+        }
+        commands
+    })
+    .await
+    .unwrap();
+    let statuses: Vec<String> = commands
+        .iter()
+        .map(|command| {
+            let output = Command::new("sh")
+                .arg("-c")
+                .arg(format!("{command} -s -o /dev/null -w '%{{http_code}}'"))
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        })
+        .collect();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
+    assert!(exit.success());
+}

@@ -1,0 +1,232 @@
+//! JWKS caching, rotation, the unknown-kid limiter and fail-closed staleness, against a real
+//! JWKS endpoint.
+
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use phigate::demo::DevIssuer;
+use serde_json::json;
+
+use crate::support::{Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak};
+
+/// Polls `condition` (an event) for up to `limit`; the test fails if it never holds.
+async fn eventually<F, Fut>(limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition never held within {limit:?}");
+}
+
+#[tokio::test]
+async fn key_rotation_refetches_once_and_fails_no_request() {
+    let harness = Harness::start().await;
+    let client = harness.client();
+    assert_eq!(
+        client
+            .get_with_token("/Patient/123", &harness.token("patient/Patient.r"))
+            .await
+            .status,
+        200
+    );
+    let fetches = harness.issuer.fetch_count();
+    harness.issuer.add_key(Algorithm::ES256, "es2").unwrap();
+    harness.issuer.set_signing_key("es2").unwrap();
+    let response = client
+        .get_with_token("/Patient/123", &harness.token("patient/Patient.r"))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(harness.issuer.fetch_count(), fetches + 1);
+}
+
+#[tokio::test]
+async fn unknown_kid_storm_causes_at_most_one_fetch() {
+    let harness = Harness::start().await;
+    let fetches = harness.issuer.fetch_count();
+    let claims = harness.claims("patient/Patient.r");
+    let mut requests = Vec::new();
+    for i in 0..40 {
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": format!("random-{i}")});
+        let token = harness
+            .issuer
+            .sign_raw("dev-es256-1", &header, &claims)
+            .unwrap();
+        let client = harness.client();
+        requests.push(tokio::spawn(async move {
+            client
+                .get_with_token("/Patient/123", &token)
+                .await
+                .status
+                .as_u16()
+        }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 401);
+    }
+    assert!(
+        harness.issuer.fetch_count() <= fetches + 1,
+        "fetches: {}",
+        harness.issuer.fetch_count() - fetches
+    );
+    // Good traffic is unaffected by the storm.
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &harness.token("patient/Patient.r"))
+        .await;
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
+async fn unreachable_jwks_at_start_is_503_then_recovers() {
+    let issuer = DevIssuer::start("127.0.0.1:0".parse().unwrap(), ISSUER)
+        .await
+        .unwrap();
+    issuer.set_jwks_status(503);
+    let harness = Harness::with_issuer(
+        Options {
+            wait_ready: false,
+            ..Options::default()
+        },
+        issuer,
+    )
+    .await;
+    assert_eq!(harness.admin_get("/readyz").await.0, 503);
+    let token = harness.token("patient/Patient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_denied(&harness, &response, 503, None);
+    assert_eq!(response.headers["retry-after"], "5");
+    assert_no_leak(&response, &[&token]);
+    // Public rules do not need keys.
+    assert_eq!(harness.client().get("/metadata").await.status, 200);
+    harness.upstream.clear_received();
+    harness.issuer.set_jwks_status(200);
+    harness.wait_ready().await;
+    assert_eq!(
+        harness
+            .client()
+            .get_with_token("/Patient/123", &token)
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn keys_past_max_stale_fail_closed_and_recover() {
+    let options = Options {
+        tokens: "  jwks_cache_ttl: 1s\n  jwks_max_stale: 3s\n  jwks_refetch_cooldown: 1s\n",
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let token = harness.token("patient/Patient.r");
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    harness.issuer.set_jwks_status(500);
+    // Within the bound the last good keys keep serving.
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    eventually(Duration::from_secs(15), || async {
+        client.get_with_token("/Patient/123", &token).await.status == 503
+    })
+    .await;
+    assert_eq!(harness.admin_get("/readyz").await.0, 503);
+    harness.issuer.set_jwks_status(200);
+    eventually(Duration::from_secs(20), || async {
+        client.get_with_token("/Patient/123", &token).await.status == 200
+    })
+    .await;
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .contains("phigate_jwks_fetches_total{issuer=\"https://as-a.test\",result=\"error\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("phigate_jwks_key_age_seconds"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_jwks_never_replaces_good_keys() {
+    let options = Options {
+        tokens: "  jwks_refetch_cooldown: 1ms\n",
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let token = harness.token("patient/Patient.r");
+    let claims = harness.claims("patient/Patient.r");
+    for body in [
+        "<html>oops</html>",
+        "{\"keys\":[]}",
+        "{\"keys\":[{\"kty\":\"oct\",\"k\":\"c2VjcmV0\"}]}",
+        "{\"keys\":",
+    ] {
+        harness.issuer.set_jwks_body_override(Some(body.to_owned()));
+        // An unknown kid forces a refetch of the garbage.
+        let header = json!({"alg": "ES256", "kid": "unknown"});
+        let probe = harness
+            .issuer
+            .sign_raw("dev-es256-1", &header, &claims)
+            .unwrap();
+        let response = harness
+            .client()
+            .get_with_token("/Patient/123", &probe)
+            .await;
+        assert_eq!(response.status, 401);
+        assert_eq!(response.headers["www-authenticate"], INVALID_TOKEN);
+        assert_eq!(
+            harness
+                .client()
+                .get_with_token("/Patient/123", &token)
+                .await
+                .status,
+            200,
+            "after {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn symmetric_and_private_jwks_entries_are_never_used() {
+    let harness = Harness::start().await;
+    harness
+        .issuer
+        .publish_raw_jwk(json!({"kty": "oct", "k": "c2VjcmV0", "kid": "sym", "alg": "HS256"}));
+    let claims = harness.claims("patient/Patient.r");
+    let header = base64_url(&serde_json::to_vec(&json!({"alg": "HS256", "kid": "sym"})).unwrap());
+    let input = format!(
+        "{header}.{}",
+        base64_url(&serde_json::to_vec(&claims).unwrap())
+    );
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, b"secret");
+    let token = format!(
+        "{input}.{}",
+        base64_url(aws_lc_rs::hmac::sign(&key, input.as_bytes()).as_ref())
+    );
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,19 @@
+//! One integration-test binary (one link step instead of many), a module per concern. Every
+//! test runs real parts: TLS with rcgen certificates, a JWKS served over HTTP, a recording
+//! upstream, and the gateway on an ephemeral loopback port.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::print_stderr,
+    reason = "test support outside #[test] functions: a failed step should stop the test at once"
+)]
+
+mod admin;
+mod cli;
+mod errors;
+mod forwarding;
+mod jwks;
+mod policy;
+mod support;
+mod tls;
+mod tokens;

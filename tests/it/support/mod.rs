@@ -1,0 +1,292 @@
+//! Real parts for the integration tests: an rcgen CA, the development issuer serving a JWKS
+//! over HTTP, a recording FHIR upstream, and the gateway on `127.0.0.1:0`, configured through a
+//! real YAML file. Every negative test asserts the status, the challenge, that nothing reached
+//! the upstream, and that nothing secret leaked.
+
+pub mod client;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use phigate::config::Config;
+use phigate::demo::{DevIssuer, SyntheticFhir};
+use phigate::proxy::Gateway;
+use phigate::tls::dev_ca::{DevCa, IssuedCert};
+use serde_json::Value;
+
+pub use self::client::{TestClient, TestResponse};
+
+pub const ISSUER: &str = "https://as-a.test";
+pub const AUDIENCE: &str = "https://fhir.test";
+
+/// The policy most tests run under.
+pub const POLICY: &str = r#"rules:
+  - name: capability-statement
+    methods: [GET]
+    path: /metadata
+    public: true
+  - name: read-patient
+    methods: [GET]
+    path: /Patient/{id}
+    scopes: [patient/Patient.r, user/Patient.r, system/Patient.r]
+  - name: search-observations
+    methods: [GET]
+    path: /Observation
+    scopes: [system/Observation.rs, user/Observation.rs]
+  - name: post-observation
+    methods: [POST]
+    path: /Observation
+    scopes: [user/Observation.c, user/Observation.rs]
+  - name: read-observation
+    methods: [GET]
+    path: /Observation/{id}
+    scopes: [user/Observation.r]
+"#;
+
+/// How to build a harness; defaults give a TLS gateway without client certificates.
+pub struct Options {
+    pub client_auth: Option<&'static str>,
+    pub policy: String,
+    pub upstream_timeout: &'static str,
+    pub forward_token: bool,
+    pub tokens: &'static str,
+    pub insecure_plaintext: bool,
+    pub algorithms: &'static str,
+    pub wait_ready: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            client_auth: None,
+            policy: POLICY.to_owned(),
+            upstream_timeout: "5s",
+            forward_token: false,
+            tokens: "  clock_skew: 30s\n  max_lifetime: 15m\n",
+            insecure_plaintext: false,
+            algorithms: "[ES256, ES384, RS256, PS256, EdDSA]",
+            wait_ready: true,
+        }
+    }
+}
+
+/// Everything one test needs, started and wired.
+pub struct Harness {
+    pub issuer: DevIssuer,
+    pub upstream: SyntheticFhir,
+    pub gateway: Option<Gateway>,
+    pub ca: DevCa,
+    pub dir: tempfile::TempDir,
+    pub config_file: PathBuf,
+}
+
+fn loopback() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+impl Harness {
+    pub async fn start() -> Self {
+        Self::with(Options::default()).await
+    }
+
+    pub async fn with(options: Options) -> Self {
+        let issuer = DevIssuer::start(loopback(), ISSUER).await.unwrap();
+        Self::with_issuer(options, issuer).await
+    }
+
+    /// Like [`Harness::with`], with an issuer the test prepared (e.g. failing before start).
+    pub async fn with_issuer(options: Options, issuer: DevIssuer) -> Self {
+        let upstream = SyntheticFhir::start(loopback()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca = DevCa::new("phigate test CA").unwrap();
+        let config_file = write_config(&dir, &ca, &issuer, &upstream, &options);
+        let config = Config::load(&config_file).unwrap_or_else(|err| panic!("{err}"));
+        let gateway = Gateway::start(config).await.unwrap();
+        let harness = Self {
+            issuer,
+            upstream,
+            gateway: Some(gateway),
+            ca,
+            dir,
+            config_file,
+        };
+        if options.wait_ready {
+            harness.wait_ready().await;
+        }
+        harness
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        self.gateway.as_ref().unwrap()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.gateway().local_addr()
+    }
+
+    /// Waits for `/readyz` (keys loaded): an event, not a timed assertion.
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if self.admin_get("/readyz").await.0 == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("gateway never became ready");
+    }
+
+    /// A plain HTTP GET on the admin listener: (status, body).
+    pub async fn admin_get(&self, path: &str) -> (u16, String) {
+        client::plain_get(self.gateway().admin_addr(), path).await
+    }
+
+    /// A TLS client trusting the test CA, speaking HTTP/1.1.
+    pub fn client(&self) -> TestClient {
+        TestClient::new(self.addr(), &self.ca, None, false)
+    }
+
+    /// A TLS client presenting `cert`.
+    pub fn client_with_cert(&self, cert: &IssuedCert) -> TestClient {
+        TestClient::new(self.addr(), &self.ca, Some(cert), false)
+    }
+
+    /// A TLS client speaking HTTP/2 (ALPN h2).
+    pub fn h2_client(&self) -> TestClient {
+        TestClient::new(self.addr(), &self.ca, None, true)
+    }
+
+    /// Standard claims for `scope`, signed with the issuer's current key.
+    pub fn claims(&self, scope: &str) -> Value {
+        self.issuer
+            .standard_claims("u-1", "app-1", scope, AUDIENCE, Duration::from_secs(300))
+    }
+
+    pub fn token(&self, scope: &str) -> String {
+        self.issuer.mint(&self.claims(scope))
+    }
+
+    pub fn mint(&self, claims: &Value) -> String {
+        self.issuer.mint(claims)
+    }
+
+    /// Everything the upstream received, as (method, path and query).
+    pub fn upstream_paths(&self) -> Vec<(String, String)> {
+        self.upstream
+            .received()
+            .into_iter()
+            .map(|r| (r.method, r.path_and_query))
+            .collect()
+    }
+}
+
+fn write_config(
+    dir: &tempfile::TempDir,
+    ca: &DevCa,
+    issuer: &DevIssuer,
+    upstream: &SyntheticFhir,
+    options: &Options,
+) -> PathBuf {
+    let path = dir.path();
+    ca.issue_server(&["localhost", "127.0.0.1"])
+        .unwrap()
+        .write_pem_files(path, "server")
+        .unwrap();
+    ca.write_cert_pem(path, "clients-ca.crt").unwrap();
+    std::fs::write(path.join("policy.yaml"), &options.policy).unwrap();
+    let transport = if options.insecure_plaintext {
+        "  insecure_plaintext: true\n".to_owned()
+    } else {
+        let mut tls = "  tls:\n    cert_file: server.crt\n    key_file: server.key\n".to_owned();
+        if let Some(mode) = options.client_auth {
+            tls.push_str(&format!(
+                "    client_ca_file: clients-ca.crt\n    client_auth: {mode}\n"
+            ));
+        }
+        tls
+    };
+    let config = format!(
+        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\nissuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\ntokens:\n{tokens}policy_file: policy.yaml\n",
+        upstream = upstream.url(),
+        timeout = options.upstream_timeout,
+        forward = options.forward_token,
+        jwks = issuer.jwks_uri(),
+        algorithms = options.algorithms,
+        tokens = options.tokens,
+    );
+    let file = path.join("phigate.yaml");
+    std::fs::write(&file, config).unwrap();
+    file
+}
+
+/// The fixed 401 challenge every token failure gets (SECURITY.md 401-token).
+pub const INVALID_TOKEN: &str = "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"The access token is invalid\"";
+
+/// Asserts the response says nothing secret: no token or long piece of one, no listed value
+/// (claims, addresses), no file path, panic or crate banner.
+#[track_caller]
+pub fn assert_no_leak(response: &TestResponse, secrets: &[&str]) {
+    let mut text = format!("{} ", response.status);
+    for (name, value) in &response.headers {
+        text.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    text.push_str(&String::from_utf8_lossy(&response.body));
+    for secret in secrets {
+        if secret.is_empty() {
+            continue;
+        }
+        assert!(!text.contains(secret), "response leaks {secret:?}: {text}");
+        // Any 12-character piece of a token segment (SECURITY.md NL (1)).
+        for segment in secret.split('.').filter(|s| s.len() >= 12) {
+            for window in segment.as_bytes().windows(12).step_by(6) {
+                let piece = std::str::from_utf8(window).unwrap();
+                assert!(
+                    !text.contains(piece),
+                    "response leaks part of a token: {text}"
+                );
+            }
+        }
+    }
+    for banned in [
+        ".rs:",
+        "panicked",
+        "RUST_BACKTRACE",
+        "/tmp/",
+        "hyper",
+        "phigate/0",
+        "eyJ",
+    ] {
+        assert!(!text.contains(banned), "response leaks {banned:?}: {text}");
+    }
+    assert!(
+        response.headers.get("server").is_none(),
+        "server banner: {text}"
+    );
+}
+
+/// Asserts a denial: status, exact challenge (or none), OperationOutcome body, no upstream.
+#[track_caller]
+pub fn assert_denied(
+    harness: &Harness,
+    response: &TestResponse,
+    status: u16,
+    challenge: Option<&str>,
+) {
+    assert_eq!(response.status, status, "body: {}", response.text());
+    let actual = response
+        .headers
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap());
+    assert_eq!(actual, challenge);
+    assert_eq!(response.headers["content-type"], "application/fhir+json");
+    assert_eq!(response.headers["cache-control"], "no-store");
+    assert_eq!(response.json()["resourceType"], "OperationOutcome");
+    assert!(
+        harness.upstream.received().is_empty(),
+        "upstream saw {:?}",
+        harness.upstream_paths()
+    );
+}

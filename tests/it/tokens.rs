@@ -1,0 +1,388 @@
+//! Token verification end to end: algorithms, claims, structural attacks, credential transport.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use http::Method;
+use jsonwebtoken::Algorithm;
+use phigate::demo::DevIssuer;
+use serde_json::json;
+
+use crate::support::{Harness, INVALID_TOKEN, ISSUER, assert_denied, assert_no_leak};
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Sends `token` to a scoped route and asserts the uniform 401 with nothing forwarded or leaked.
+async fn assert_invalid(harness: &Harness, token: &str) {
+    let response = harness.client().get_with_token("/Patient/123", token).await;
+    assert_denied(harness, &response, 401, Some(INVALID_TOKEN));
+    assert_no_leak(&response, &[token, "u-1", "app-1", &harness.upstream.url()]);
+}
+
+#[tokio::test]
+async fn valid_token_is_forwarded_for_every_supported_algorithm() {
+    let harness = Harness::start().await;
+    let keys = [
+        (Algorithm::ES256, "dev-es256-1"),
+        (Algorithm::ES384, "es384"),
+        (Algorithm::RS256, "rs256"),
+        (Algorithm::PS256, "ps256"),
+        (Algorithm::EdDSA, "ed25519"),
+    ];
+    // Published together, so one unknown-kid refetch picks them all up.
+    for (alg, kid) in &keys[1..] {
+        harness.issuer.add_key(*alg, kid).unwrap();
+    }
+    for (alg, kid) in keys {
+        harness.issuer.set_signing_key(kid).unwrap();
+        let response = harness
+            .client()
+            .get_with_token("/Patient/123", &harness.token("patient/Patient.r"))
+            .await;
+        assert_eq!(response.status, 200, "{alg:?}: {}", response.text());
+        assert_eq!(response.json()["id"], "123");
+    }
+    assert_eq!(harness.upstream.received().len(), 5);
+}
+
+#[tokio::test]
+async fn expired_token_is_401_invalid_token() {
+    let harness = Harness::start().await;
+    let mut claims = harness.claims("patient/Patient.r");
+    let now = claims["iat"].as_i64().unwrap();
+    claims["iat"] = json!(now - 600);
+    claims["exp"] = json!(now - 31);
+    assert_invalid(&harness, &harness.mint(&claims)).await;
+}
+
+#[tokio::test]
+async fn claim_faults_are_401_invalid_token() {
+    let harness = Harness::start().await;
+    let base = harness.claims("patient/Patient.r");
+    let now = base["iat"].as_i64().unwrap();
+    let edits: Vec<(&str, serde_json::Value)> = vec![
+        ("nbf", json!(now + 3600)),
+        ("iat", json!(now + 90)),
+        ("exp", json!(now + 3600)),
+        ("iss", json!("https://as-a.test/")),
+        ("iss", json!([ISSUER])),
+        ("aud", json!("https://fhir.test.evil")),
+        ("aud", json!([])),
+        ("aud", json!(123)),
+        ("scp", json!(["patient/Patient.r"])),
+        ("sub", json!(42)),
+        ("exp", json!(1e308)),
+    ];
+    for (name, value) in edits {
+        let mut claims = base.clone();
+        claims[name] = value;
+        assert_invalid(&harness, &harness.mint(&claims)).await;
+    }
+    let mut claims = base.clone();
+    claims.as_object_mut().unwrap().remove("exp");
+    assert_invalid(&harness, &harness.mint(&claims)).await;
+    let mut claims = base;
+    claims.as_object_mut().unwrap().remove("aud");
+    assert_invalid(&harness, &harness.mint(&claims)).await;
+}
+
+#[tokio::test]
+async fn alg_none_and_hmac_with_the_public_key_are_refused() {
+    let harness = Harness::start().await;
+    let claims = serde_json::to_vec(&harness.claims("patient/Patient.r")).unwrap();
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"at+jwt"}"#),
+        b64(&claims)
+    );
+    assert_invalid(&harness, &none).await;
+    let none_with_sig = format!(
+        "{}.{}.{}",
+        b64(br#"{"alg":"none"}"#),
+        b64(&claims),
+        b64(b"x")
+    );
+    assert_invalid(&harness, &none_with_sig).await;
+    // RS/HS confusion: HMAC keyed with each spelling of the issuer's public key.
+    let jwks = harness.issuer.jwks();
+    let jwk = &jwks["keys"][0];
+    let secrets = [
+        serde_json::to_vec(jwk).unwrap(),
+        jwk["x"].as_str().unwrap().as_bytes().to_vec(),
+        b"\n".to_vec(),
+    ];
+    for secret in secrets {
+        let header = b64(br#"{"alg":"HS256","typ":"at+jwt","kid":"dev-es256-1"}"#);
+        let input = format!("{header}.{}", b64(&claims));
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &secret);
+        let tag = aws_lc_rs::hmac::sign(&key, input.as_bytes());
+        assert_invalid(&harness, &format!("{input}.{}", b64(tag.as_ref()))).await;
+    }
+}
+
+#[tokio::test]
+async fn structural_attacks_are_401_invalid_token() {
+    let harness = Harness::start().await;
+    let good = harness.token("patient/Patient.r");
+    let parts: Vec<&str> = good.split('.').collect();
+    let (header, payload, signature) = (parts[0], parts[1], parts[2]);
+    let mut flipped = signature.to_owned();
+    let last = if flipped.ends_with('A') { "B" } else { "A" };
+    flipped.replace_range(flipped.len() - 1.., last);
+    let zero_sig = b64(&[0u8; 64]);
+    let cases = [
+        format!("{header}.{payload}."),
+        format!("{header}.{payload}"),
+        format!("{good}.extra"),
+        format!("{good}.a.b"),
+        format!(".{payload}.{signature}"),
+        format!("{header}=.{payload}.{signature}"),
+        format!("{header}.{payload}.{flipped}"),
+        format!("{header}.{payload}.{zero_sig}"),
+        format!("{header}.{payload}.{}", &signature[1..]),
+        format!(
+            "{}.{payload}.{signature}",
+            b64(br#"{"alg":"ES256","alg":"none","kid":"dev-es256-1"}"#)
+        ),
+        format!(
+            "{}.{payload}.{signature}",
+            b64(br#"{"alg":"RSA-OAEP-256","enc":"A256GCM"}"#)
+        ),
+        "not-a-jwt".to_owned(),
+    ];
+    for token in &cases {
+        assert_invalid(&harness, token).await;
+    }
+}
+
+#[tokio::test]
+async fn foreign_signer_and_header_key_hints_are_refused() {
+    let harness = Harness::start().await;
+    // An attacker issuer with the same iss and kid: its key is not in our JWKS.
+    let attacker = DevIssuer::start("127.0.0.1:0".parse().unwrap(), ISSUER)
+        .await
+        .unwrap();
+    let claims = harness.claims("patient/Patient.r");
+    assert_invalid(&harness, &attacker.mint(&claims)).await;
+    let attacker_jwk = attacker.jwks()["keys"][0].clone();
+    let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": "dev-es256-1", "jwk": attacker_jwk, "jku": attacker.jwks_uri()});
+    let token = attacker.sign_raw("dev-es256-1", &header, &claims).unwrap();
+    let fetches = attacker.fetch_count();
+    assert_invalid(&harness, &token).await;
+    assert_eq!(
+        attacker.fetch_count(),
+        fetches,
+        "a jku in a token must never be fetched"
+    );
+    attacker.shutdown();
+}
+
+#[tokio::test]
+async fn token_types_and_unknown_issuers() {
+    let harness = Harness::start().await;
+    let claims = harness.claims("patient/Patient.r");
+    for (typ, status) in [
+        ("at+jwt", 200),
+        ("AT+JWT", 200),
+        ("application/at+jwt", 200),
+        ("JWT", 200),
+        ("dpop+jwt", 401),
+    ] {
+        let header = json!({"alg": "ES256", "typ": typ, "kid": "dev-es256-1"});
+        let token = harness
+            .issuer
+            .sign_raw("dev-es256-1", &header, &claims)
+            .unwrap();
+        let response = harness
+            .client()
+            .get_with_token("/Patient/123", &token)
+            .await;
+        assert_eq!(response.status, status, "typ {typ}");
+    }
+    harness.upstream.clear_received();
+    let mut other = claims.clone();
+    other["iss"] = json!("https://as-b.test");
+    assert_invalid(&harness, &harness.mint(&other)).await;
+    let header = json!({"alg": "ES256", "kid": "dev-es256-1", "crit": ["exp"]});
+    assert_invalid(
+        &harness,
+        &harness
+            .issuer
+            .sign_raw("dev-es256-1", &header, &claims)
+            .unwrap(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn scope_claim_shapes() {
+    let harness = Harness::start().await;
+    let mut claims = harness.claims("");
+    let object = claims.as_object_mut().unwrap();
+    object.remove("scope");
+    object.insert("scp".into(), json!(["user/Patient.r"]));
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &harness.mint(&claims))
+        .await;
+    assert_eq!(response.status, 200);
+    // A homoglyph scope is not the scope: refused for scope, with the rule's scopes named.
+    let token = harness.token("patient/P\u{0430}tient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert!(
+        matches!(response.status.as_u16(), 401 | 403),
+        "{}",
+        response.status
+    );
+}
+
+#[tokio::test]
+async fn credential_transport_rules() {
+    let harness = Harness::start().await;
+    let token = harness.token("patient/Patient.r");
+    let client = harness.client();
+    let bearer = format!("Bearer {token}");
+    let bad_request = Some("Bearer realm=\"phigate\", error=\"invalid_request\"");
+    let bare = Some("Bearer realm=\"phigate\"");
+
+    let response = client
+        .get(&format!("/Patient/123?access_token={token}"))
+        .await;
+    assert_denied(&harness, &response, 400, bad_request);
+    assert_no_leak(&response, &[&token]);
+    let response = client
+        .send(
+            Method::GET,
+            &format!("/Patient/123?access_token={token}"),
+            &[("authorization", &bearer)],
+            Bytes::new(),
+        )
+        .await;
+    assert_denied(&harness, &response, 400, bad_request);
+    let response = client
+        .send(
+            Method::GET,
+            "/Patient/123",
+            &[("authorization", &bearer), ("authorization", &bearer)],
+            Bytes::new(),
+        )
+        .await;
+    assert_denied(&harness, &response, 400, bad_request);
+    for scheme in ["Basic dXNlcjpwYXNz", "Negotiate abc", "MAC x"] {
+        let response = client
+            .send(
+                Method::GET,
+                "/Patient/123",
+                &[("authorization", scheme)],
+                Bytes::new(),
+            )
+            .await;
+        assert_denied(&harness, &response, 401, bare);
+        assert_no_leak(&response, &["dXNlcjpwYXNz"]);
+    }
+    let response = client.get("/Patient/123").await;
+    assert_denied(&harness, &response, 401, bare);
+    assert_eq!(response.json()["issue"][0]["code"], "login");
+    let huge = format!("Bearer {}", "a".repeat(64 * 1024));
+    let result = client
+        .try_send(
+            Method::GET,
+            "/Patient/123",
+            &[("authorization", &huge)],
+            Bytes::new(),
+        )
+        .await;
+    if let Ok(response) = result {
+        assert!(
+            matches!(response.status.as_u16(), 431 | 400),
+            "{}",
+            response.status
+        );
+    }
+    assert!(harness.upstream.received().is_empty());
+    // RFC 9110 §11.1: the scheme is case-insensitive, and 1*SP may separate it from the token.
+    for value in [format!("bEaReR {token}"), format!("Bearer  {token}")] {
+        let response = client
+            .send(
+                Method::GET,
+                "/Patient/123",
+                &[("authorization", &value)],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(response.status, 200);
+    }
+}
+
+#[tokio::test]
+async fn form_body_token_is_refused() {
+    let harness = Harness::start().await;
+    let token = harness.token("user/Observation.rs");
+    let body = Bytes::from(format!("patient=123&access_token={token}"));
+    let response = harness
+        .client()
+        .send(
+            Method::POST,
+            "/Observation",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", &format!("Bearer {token}")),
+            ],
+            body,
+        )
+        .await;
+    assert_denied(
+        &harness,
+        &response,
+        400,
+        Some("Bearer realm=\"phigate\", error=\"invalid_request\""),
+    );
+    assert_no_leak(&response, &[&token]);
+    let response = harness
+        .client()
+        .send(
+            Method::POST,
+            "/Observation",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("authorization", &format!("Bearer {token}")),
+            ],
+            Bytes::from("patient=123"),
+        )
+        .await;
+    // A clean form body is forwarded as it came (the synthetic upstream itself wants JSON).
+    assert_eq!(harness.upstream.received()[0].body, b"patient=123");
+    assert_no_leak(&response, &[&token]);
+}
+
+#[tokio::test]
+async fn verified_tokens_are_cached_but_time_is_rechecked() {
+    let harness = Harness::start().await;
+    let mut claims = harness.claims("patient/Patient.r");
+    claims["exp"] = json!(claims["iat"].as_i64().unwrap() - 30 + 2);
+    let token = harness.mint(&claims);
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.status, 401, "a cached token must still expire");
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_token_cache_hits_total 1"),
+        "{metrics}"
+    );
+}
