@@ -2,7 +2,10 @@
 //! and `Pipeline::decide` for a public route, a cached token, and a token seen for the first time
 //! (one ES256 signature check). Run: `cargo bench --bench decide`.
 
-#![expect(clippy::expect_used, reason = "a failed benchmark setup should stop the run at once")]
+#![expect(
+    clippy::expect_used,
+    reason = "a failed benchmark setup should stop the run at once"
+)]
 
 use std::net::SocketAddr;
 use std::path::Path;

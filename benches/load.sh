@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 duration="${1:-10}"
 connections="${2:-32}"
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --quiet
+cargo build --release --quiet --bin phigate
 out="$(mktemp)"
 ./target/release/phigate demo --listen 127.0.0.1:18443 --admin 127.0.0.1:19090 >"$out" 2>/dev/null &
 demo=$!
@@ -17,9 +17,13 @@ upstream="$(awk '$1 == "upstream" { print $2 }' "$out")"
 token="$(grep -m1 "^curl .*Bearer" "$out" | sed -E "s/.*Bearer ([^']+)'.*/\1/")"
 run() {
   local name="$1"; shift
-  local rps
-  rps="$(wrk -t2 -c"$connections" -d"${duration}s" --latency "$@" | awk '/Requests\/sec/ { print $2 }')"
-  printf '%-28s %10s req/s\n' "$name" "$rps"
+  local report
+  report="$(wrk -t2 -c"$connections" -d"${duration}s" --latency "$@")"
+  printf '%-24s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" \
+    "$(awk '/Requests\/sec/ { print $2 }' <<<"$report")" \
+    "$(awk '$1 == "50%" { print $2 }' <<<"$report")" \
+    "$(awk '$1 == "99%" { print $2 }' <<<"$report")" \
+    "$(awk '/Non-2xx/ { print $NF }' <<<"$report" | grep . || echo 0)"
 }
 echo "wrk -t2 -c$connections -d${duration}s, $(nproc) cores, $(date -u +%F)"
 run "upstream direct" "$upstream/metadata"

@@ -191,3 +191,40 @@ async fn upstream_down_is_502_and_slow_is_504() {
     assert_eq!(response.json()["resourceType"], "OperationOutcome");
     assert_no_leak(&response, &[&token, &upstream_addr, "127.0.0.1"]);
 }
+
+#[tokio::test]
+async fn https_upstream_is_verified_against_its_ca_file() {
+    let harness = Harness::with(Options {
+        upstream_tls: Some(true),
+        jwks_tls: true,
+        ..Options::default()
+    })
+    .await;
+    let token = harness.token("user/Patient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        harness.upstream.received()[0].path_and_query,
+        "/fhir/Patient/123"
+    );
+}
+
+#[tokio::test]
+async fn untrusted_https_upstream_is_502_never_an_insecure_fallback() {
+    let harness = Harness::with(Options {
+        upstream_tls: Some(false),
+        ..Options::default()
+    })
+    .await;
+    let token = harness.token("user/Patient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 502);
+    assert!(harness.upstream.received().is_empty());
+    assert_no_leak(&response, &[&token, "localhost:"]);
+}

@@ -15,5 +15,6 @@ mod forwarding;
 mod jwks;
 mod policy;
 mod support;
+mod tidy;
 mod tls;
 mod tokens;

@@ -54,6 +54,11 @@ pub struct Options {
     pub insecure_plaintext: bool,
     pub algorithms: &'static str,
     pub wait_ready: bool,
+    /// Put the upstream behind TLS; `Some(true)` trusts it through `upstream.ca_file`,
+    /// `Some(false)` leaves only the web PKI roots (so the certificate must be refused).
+    pub upstream_tls: Option<bool>,
+    /// Serve the JWKS over TLS, trusted through `jwks_ca_file`.
+    pub jwks_tls: bool,
 }
 
 impl Default for Options {
@@ -67,6 +72,8 @@ impl Default for Options {
             insecure_plaintext: false,
             algorithms: "[ES256, ES384, RS256, PS256, EdDSA]",
             wait_ready: true,
+            upstream_tls: None,
+            jwks_tls: false,
         }
     }
 }
@@ -100,7 +107,24 @@ impl Harness {
         let upstream = SyntheticFhir::start(loopback()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let ca = DevCa::new("phigate test CA").unwrap();
-        let config_file = write_config(&dir, &ca, &issuer, &upstream, &options);
+        let upstream_url = match options.upstream_tls {
+            Some(_) => format!(
+                "https://localhost:{}/fhir",
+                tls_front(&ca, upstream.local_addr()).await.port()
+            ),
+            None => upstream.url(),
+        };
+        let jwks_uri = if options.jwks_tls {
+            let front = tls_front(&ca, issuer.local_addr()).await;
+            format!("https://localhost:{}/.well-known/jwks.json", front.port())
+        } else {
+            issuer.jwks_uri()
+        };
+        let endpoints = Endpoints {
+            upstream: upstream_url,
+            jwks: jwks_uri,
+        };
+        let config_file = write_config(&dir, &ca, &endpoints, &options);
         let config = Config::load(&config_file).unwrap_or_else(|err| panic!("{err}"));
         let gateway = Gateway::start(config).await.unwrap();
         let harness = Self {
@@ -180,11 +204,45 @@ impl Harness {
     }
 }
 
+/// A TLS terminator (certificate from `ca` for `localhost`) in front of a plain HTTP server.
+async fn tls_front(ca: &DevCa, backend: SocketAddr) -> SocketAddr {
+    let cert = ca.issue_server(&["localhost"]).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert_der.clone()], cert.key_der.clone_key())
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind(loopback()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                if let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await {
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct Endpoints {
+    upstream: String,
+    jwks: String,
+}
+
 fn write_config(
     dir: &tempfile::TempDir,
     ca: &DevCa,
-    issuer: &DevIssuer,
-    upstream: &SyntheticFhir,
+    endpoints: &Endpoints,
     options: &Options,
 ) -> PathBuf {
     let path = dir.path();
@@ -206,12 +264,22 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\nissuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\ntokens:\n{tokens}policy_file: policy.yaml\n",
-        upstream = upstream.url(),
+        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\ntokens:\n{tokens}policy_file: policy.yaml\n",
+        upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
-        jwks = issuer.jwks_uri(),
+        jwks = endpoints.jwks,
         algorithms = options.algorithms,
+        upstream_ca = if options.upstream_tls == Some(true) {
+            "  ca_file: clients-ca.crt\n"
+        } else {
+            ""
+        },
+        jwks_ca = if options.jwks_tls {
+            "    jwks_ca_file: clients-ca.crt\n"
+        } else {
+            ""
+        },
         tokens = options.tokens,
     );
     let file = path.join("phigate.yaml");
