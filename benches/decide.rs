@@ -66,14 +66,15 @@ fn bench(c: &mut Criterion) {
     while !verifier.is_ready() {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let policy = Arc::new(
-        PolicyTable::from_yaml(
-            include_str!("../policies/example.yaml"),
-            Path::new("example.yaml"),
-        )
-        .expect("policy"),
+    let policy = PolicyTable::from_yaml(
+        include_str!("../policies/example.yaml"),
+        Path::new("example.yaml"),
+    )
+    .expect("policy");
+    let pipeline = Pipeline::new(
+        Arc::new(phigate::policy::PolicyStore::new(policy)),
+        verifier,
     );
-    let pipeline = Pipeline::new(Arc::clone(&policy), verifier);
     let conn = Connection {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         identity: ClientIdentity::anonymous(),

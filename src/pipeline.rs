@@ -10,7 +10,7 @@ use http::header::HOST;
 use http::{Method, Version, request};
 
 use crate::denial::Denial;
-use crate::policy::{Permit, PolicyFault, PolicyTable};
+use crate::policy::{Permit, PolicyFault, PolicyStore};
 use crate::tls::ClientIdentity;
 use crate::token::{self, BearerToken, CredentialFault, VerifiedToken, Verifier};
 
@@ -34,6 +34,8 @@ pub struct Facts {
     pub token: Option<Arc<VerifiedToken>>,
     /// The raw bearer, kept only for `upstream.forward_token`.
     pub bearer: Option<BearerToken>,
+    /// Fingerprint of the policy that decided the request.
+    pub policy_version: Option<Arc<str>>,
 }
 
 /// Methods phigate forwards; RFC 9110 §9.1 methods are case-sensitive, so `get` is refused.
@@ -56,13 +58,13 @@ const METHOD_OVERRIDES: [&str; 3] = [
 
 /// The decision chain over a policy and a token verifier.
 pub struct Pipeline {
-    policy: Arc<PolicyTable>,
+    policy: Arc<PolicyStore>,
     verifier: Arc<Verifier>,
 }
 
 impl Pipeline {
     /// A chain deciding with `policy` and `verifier`.
-    pub fn new(policy: Arc<PolicyTable>, verifier: Arc<Verifier>) -> Self {
+    pub fn new(policy: Arc<PolicyStore>, verifier: Arc<Verifier>) -> Self {
         Self { policy, verifier }
     }
 
@@ -74,9 +76,11 @@ impl Pipeline {
         facts: &mut Facts,
     ) -> Result<Permit, Denial> {
         screen(req)?;
+        // One snapshot decides the whole request, even if a reload lands meanwhile.
+        let policy = self.policy.snapshot();
+        facts.policy_version = Some(Arc::from(policy.version()));
         // The route comes first only to learn what the request needs (public? which scopes?).
-        let route = self
-            .policy
+        let route = policy
             .resolve(&req.method, &req.uri)
             .map_err(|fault| match fault {
                 PolicyFault::MalformedPath(fault) => Denial::Path(fault),

@@ -128,6 +128,8 @@ pub struct IssuerConfig {
     pub audiences: Vec<String>,
     /// Signature algorithms this issuer may use.
     pub algorithms: AlgorithmSet,
+    /// The claim carrying the SMART launch patient (`patient` unless the issuer says otherwise).
+    pub patient_claim: String,
 }
 
 /// A non-empty set of asymmetric JWS algorithms: `none` and HMAC cannot be represented.
@@ -483,6 +485,23 @@ impl Builder<'_> {
                 "audiences must list at least one non-empty audience",
             );
         }
+        let patient_claim = match &raw.patient_claim {
+            None => "patient".to_owned(),
+            Some(at) => {
+                let valid = !at.value.is_empty()
+                    && at
+                        .value
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if !valid {
+                    self.problem(
+                        at,
+                        "patient_claim must be a claim name (letters, digits, _)",
+                    );
+                }
+                at.value.clone()
+            }
+        };
         let algorithms = self.check(&raw.algorithms, AlgorithmSet::parse(&raw.algorithms.value));
         Some(IssuerConfig {
             issuer: Arc::from(raw.issuer.value.as_str()),
@@ -490,6 +509,7 @@ impl Builder<'_> {
             jwks_ca_file: raw.jwks_ca_file.as_ref().map(|ca| self.path(ca)),
             audiences: raw.audiences.value.clone(),
             algorithms: algorithms?,
+            patient_claim,
         })
     }
 

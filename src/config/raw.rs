@@ -79,6 +79,8 @@ pub struct RawIssuer {
     pub jwks_ca_file: Option<At<String>>,
     pub audiences: At<Vec<String>>,
     pub algorithms: At<Vec<String>>,
+    #[serde(default)]
+    pub patient_claim: Option<At<String>>,
 }
 
 /// `tokens:` — validation bounds shared by all issuers.

@@ -7,11 +7,13 @@ pub mod path;
 mod pattern;
 mod permit;
 mod scope;
+mod store;
 mod table;
 
 pub use self::path::{NormalPath, PathFault};
 pub use self::permit::Permit;
 pub use self::scope::{Scope, ScopeClaimFault, ScopeSet};
+pub use self::store::PolicyStore;
 pub use self::table::{
     InsufficientScope, PolicyFault, PolicyLoadError, PolicyProblem, PolicyTable, Route, Rule,
 };

@@ -183,6 +183,7 @@ impl Route<'_> {
 #[derive(Debug, Clone)]
 pub struct PolicyTable {
     rules: Vec<Rule>,
+    version: String,
 }
 
 impl PolicyTable {
@@ -254,6 +255,7 @@ impl PolicyTable {
         if problems.is_empty() {
             Ok(Self {
                 rules: rules.into_iter().map(|(rule, _)| rule).collect(),
+                version: version_of(text),
             })
         } else {
             Err(PolicyLoadError { problems })
@@ -279,6 +281,20 @@ impl PolicyTable {
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
+
+    /// A short fingerprint of the policy text, logged with every decision so each request can
+    /// be tied to the exact policy that decided it.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+fn version_of(text: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn problem(file: &Path, line: usize, column: usize, message: String) -> PolicyProblem {

@@ -3,6 +3,7 @@
 //! `cli` start a gateway only through [`Gateway::start`].
 
 pub mod forward;
+mod reload;
 mod server;
 mod service;
 
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, Transport};
 use crate::pipeline::Pipeline;
+use crate::policy::PolicyStore;
 use crate::telemetry::Metrics;
 use crate::tls::{self, TlsError};
 use crate::token::Verifier;
@@ -97,8 +99,15 @@ impl Gateway {
         };
         background.push(tokio::spawn(admin.serve(admin_tcp)));
 
+        let policy = Arc::new(PolicyStore::new(config.policy));
+        let reloader = reload::PolicyReloader {
+            store: Arc::clone(&policy),
+            path: config.policy_file.clone(),
+            metrics: Arc::clone(&metrics),
+        };
+        background.push(tokio::spawn(reloader.run()));
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(Arc::new(config.policy), verifier),
+            pipeline: Pipeline::new(policy, verifier),
             forwarder,
             metrics,
         });

@@ -93,6 +93,7 @@ async fn handle(
         request.id = %request_id,
         request.method = %method,
         route.name = rule,
+        policy.version = facts.policy_version.as_deref(),
         decision,
         denial.reason = reason,
         response.status = status,

@@ -59,6 +59,8 @@ pub struct Metrics {
     jwks_key_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
     token_cache_hits: Counter,
     token_cache_misses: Counter,
+    policy_reloads: Counter,
+    policy_reload_failures: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -86,6 +88,8 @@ impl Metrics {
             jwks_key_age: Family::default(),
             token_cache_hits: Counter::default(),
             token_cache_misses: Counter::default(),
+            policy_reloads: Counter::default(),
+            policy_reload_failures: Counter::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -133,6 +137,16 @@ impl Metrics {
             "token_cache_misses",
             "Verified-token cache misses",
             metrics.token_cache_misses.clone(),
+        );
+        registry.register(
+            "policy_reloads",
+            "Policy reloads that swapped in a new policy",
+            metrics.policy_reloads.clone(),
+        );
+        registry.register(
+            "policy_reload_failures",
+            "Policy reloads refused because the new file did not compile",
+            metrics.policy_reload_failures.clone(),
         );
         Self {
             registry,
@@ -192,6 +206,15 @@ impl Metrics {
             self.token_cache_hits.inc();
         } else {
             self.token_cache_misses.inc();
+        }
+    }
+
+    /// Counts a policy reload by outcome.
+    pub fn record_policy_reload(&self, swapped: bool) {
+        if swapped {
+            self.policy_reloads.inc();
+        } else {
+            self.policy_reload_failures.inc();
         }
     }
 

@@ -22,6 +22,8 @@ pub struct VerifiedToken {
     pub client_id: Option<String>,
     /// `jti`, when present; logs carry this instead of the token.
     pub jti: Option<String>,
+    /// The SMART launch patient, from the issuer's `patient_claim`.
+    pub patient: Option<String>,
     /// Scopes granted by `scope` or `scp`.
     pub scopes: ScopeSet,
     /// `exp`, seconds since the epoch.
@@ -88,6 +90,7 @@ pub fn validate(
         subject: identity_claim(&claims, "sub")?,
         client_id,
         jti: identity_claim(&claims, "jti")?,
+        patient: identity_claim(&claims, &issuer.patient_claim)?,
         scopes,
         expires_at: exp,
         claims,

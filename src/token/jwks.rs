@@ -308,7 +308,10 @@ impl IssuerKeys {
         if !is_json(response.headers().get(CONTENT_TYPE)) {
             return Err(FetchError::ContentType);
         }
-        let lifetime = self.cache_lifetime(response.headers().get(CACHE_CONTROL));
+        let lifetime = cache_lifetime(
+            response.headers().get(CACHE_CONTROL),
+            self.bounds.jwks_cache_ttl,
+        );
         let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
             .collect()
             .await
@@ -325,31 +328,6 @@ impl IssuerKeys {
             );
         }
         Ok((keys, lifetime))
-    }
-
-    /// RFC 9111 `max-age`, clamped; `no-store`/`no-cache` mean the shortest lifetime.
-    fn cache_lifetime(&self, header: Option<&http::HeaderValue>) -> Duration {
-        let floor = MIN_CACHE_LIFETIME.min(self.bounds.jwks_cache_ttl);
-        let Some(value) = header.and_then(|v| v.to_str().ok()) else {
-            return self.bounds.jwks_cache_ttl;
-        };
-        let mut lifetime = None;
-        for directive in value.split(',').map(str::trim) {
-            if directive.eq_ignore_ascii_case("no-store")
-                || directive.eq_ignore_ascii_case("no-cache")
-            {
-                return floor;
-            }
-            if let Some(seconds) = directive
-                .strip_prefix("max-age=")
-                .and_then(|s| s.parse::<u64>().ok())
-            {
-                lifetime = Some(Duration::from_secs(seconds));
-            }
-        }
-        lifetime
-            .unwrap_or(self.bounds.jwks_cache_ttl)
-            .clamp(floor, MAX_CACHE_LIFETIME)
     }
 
     /// When the next scheduled refresh is due.
@@ -388,6 +366,29 @@ impl IssuerKeys {
                 .set_jwks_key_age(&self.issuer.issuer, age.as_secs_f64());
         }
     }
+}
+
+/// RFC 9111 `max-age`, clamped to [1 min, 1 h] (a configured default below a minute lowers the
+/// floor); `no-store`/`no-cache` mean the floor; no header means `default`.
+fn cache_lifetime(header: Option<&http::HeaderValue>, default: Duration) -> Duration {
+    let floor = MIN_CACHE_LIFETIME.min(default);
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return default;
+    };
+    let mut lifetime = None;
+    for directive in value.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return floor;
+        }
+        if let Some(seconds) = directive
+            .strip_prefix("max-age=")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            lifetime = Some(Duration::from_secs(seconds));
+        }
+    }
+    lifetime.unwrap_or(default).clamp(floor, MAX_CACHE_LIFETIME)
 }
 
 fn is_json(content_type: Option<&http::HeaderValue>) -> bool {

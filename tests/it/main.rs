@@ -14,6 +14,7 @@ mod errors;
 mod forwarding;
 mod jwks;
 mod policy;
+mod reload;
 mod support;
 mod tidy;
 mod tls;

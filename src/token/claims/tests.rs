@@ -14,6 +14,7 @@ fn issuer() -> IssuerConfig {
         jwks_ca_file: None,
         audiences: vec!["https://fhir.test".into()],
         algorithms: AlgorithmSet::parse(&["ES256"]).unwrap(),
+        patient_claim: "patient".into(),
     }
 }
 

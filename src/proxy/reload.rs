@@ -1,0 +1,104 @@
+//! Policy hot reload: on SIGHUP, and when anything changes in the policy file's folder (which
+//! also catches rename-into-place and Kubernetes `..data` symlink swaps), the file is reloaded
+//! after a short debounce. A file that does not compile is refused with a log line per problem
+//! and `phigate_policy_reload_failures_total`, and the old policy keeps serving. Triggers that
+//! arrive while a reload is pending coalesce into one.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use crate::policy::{PolicyStore, PolicyTable};
+use crate::telemetry::Metrics;
+
+/// Quiet time after the last change before reading: a half-written file is never read alone.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Reloads the policy file into the store.
+pub struct PolicyReloader {
+    /// The live policy.
+    pub store: Arc<PolicyStore>,
+    /// The policy file.
+    pub path: PathBuf,
+    /// Where reload outcomes are counted.
+    pub metrics: Arc<Metrics>,
+}
+
+impl PolicyReloader {
+    /// Watches for triggers until the task is aborted.
+    pub async fn run(self) {
+        let (trigger, mut triggers) = mpsc::channel::<()>(1);
+        // Keep the watcher alive for as long as this task runs.
+        let _watcher = watch_folder(&self.path, trigger.clone());
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(hangups) => Some(hangups),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGHUP; policy reloads only on file changes");
+                None
+            }
+        };
+        loop {
+            tokio::select! {
+                Some(()) = triggers.recv() => {}
+                Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {}
+            }
+            tokio::time::sleep(DEBOUNCE).await;
+            while triggers.try_recv().is_ok() {}
+            self.reload();
+        }
+    }
+
+    /// Reloads now: swaps in the new policy, or keeps the old one and reports why.
+    pub fn reload(&self) {
+        match PolicyTable::load(&self.path) {
+            Ok(table) if table.version() == self.store.snapshot().version() => {}
+            Ok(table) => {
+                let version = table.version().to_owned();
+                self.store.replace(table);
+                self.metrics.record_policy_reload(true);
+                tracing::info!(policy.version = version, "policy reloaded");
+            }
+            Err(err) => {
+                self.metrics.record_policy_reload(false);
+                for problem in &err.problems {
+                    tracing::error!(
+                        policy.file = %problem.file.display(),
+                        policy.line = problem.line,
+                        problem = %problem.message,
+                        "policy reload refused; the previous policy keeps serving"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Watches the folder holding `path`; every event is a (coalesced) trigger.
+fn watch_folder(path: &Path, trigger: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok() {
+            // A full channel already holds a pending trigger: nothing is lost by dropping this.
+            let _ = trigger.try_send(());
+        }
+    });
+    match watcher.and_then(|mut watcher| {
+        watcher
+            .watch(folder, RecursiveMode::NonRecursive)
+            .map(|()| watcher)
+    }) {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot watch the policy folder; policy reloads only on SIGHUP");
+            None
+        }
+    }
+}
