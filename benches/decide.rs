@@ -12,11 +12,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use phigate::config::Config;
 use phigate::demo::DevIssuer;
 use phigate::pipeline::{Connection, Facts, Pipeline};
 use phigate::policy::PolicyTable;
+use phigate::request_body::RequestBody;
 use phigate::telemetry::Metrics;
 use phigate::tls::ClientIdentity;
 use phigate::token::Verifier;
@@ -99,13 +101,29 @@ fn bench(c: &mut Criterion) {
     });
     let public = request("/metadata", None);
     c.bench_function("decide public route", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { pipeline.decide(&public, &conn, &mut Facts::default()).await })
+        b.to_async(&runtime).iter(|| async {
+            pipeline
+                .decide(
+                    &public,
+                    &mut RequestBody::Buffered(Bytes::new()),
+                    &conn,
+                    &mut Facts::default(),
+                )
+                .await
+        })
     });
     let cached = request("/Patient/123", Some(&token));
     c.bench_function("decide cached token", |b| {
-        b.to_async(&runtime)
-            .iter(|| async { pipeline.decide(&cached, &conn, &mut Facts::default()).await })
+        b.to_async(&runtime).iter(|| async {
+            pipeline
+                .decide(
+                    &cached,
+                    &mut RequestBody::Buffered(Bytes::new()),
+                    &conn,
+                    &mut Facts::default(),
+                )
+                .await
+        })
     });
     c.bench_function("decide new token (ES256 verify)", |b| {
         b.to_async(&runtime).iter_batched(
@@ -113,7 +131,16 @@ fn bench(c: &mut Criterion) {
             |parts| {
                 let pipeline = &pipeline;
                 let conn = &conn;
-                async move { pipeline.decide(&parts, conn, &mut Facts::default()).await }
+                async move {
+                    pipeline
+                        .decide(
+                            &parts,
+                            &mut RequestBody::Buffered(Bytes::new()),
+                            conn,
+                            &mut Facts::default(),
+                        )
+                        .await
+                }
             },
             BatchSize::SmallInput,
         )

@@ -9,7 +9,7 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
-use crate::policy::{InsufficientScope, PathFault};
+use crate::policy::{PathFault, Refusal, RefusalClass};
 use crate::token::{CredentialFault, TokenFault};
 
 /// Why a request was refused.
@@ -23,8 +23,8 @@ pub enum Denial {
     Path(PathFault),
     /// No policy rule covers this method and path (default deny).
     NoMatchingRule,
-    /// The token lacks every scope the rule accepts.
-    InsufficientScope(InsufficientScope),
+    /// The policy refused: scopes, compartment, search parameters, Bundle entries.
+    Refused(Refusal),
     /// A method phigate never forwards (TRACE, CONNECT, lower-case or unknown methods).
     MethodNotAllowed,
     /// `X-HTTP-Method-Override` and friends: refused, never followed.
@@ -97,7 +97,7 @@ impl Denial {
             Self::Token(fault) => fault.reason(),
             Self::Path(_) => "path_malformed",
             Self::NoMatchingRule => "no_matching_rule",
-            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::Refused(refusal) => refusal.reason(),
             Self::MethodNotAllowed => "method_not_allowed",
             Self::MethodOverride => "method_override",
             Self::BadHost => "host_invalid",
@@ -158,12 +158,32 @@ impl Denial {
                 IssueCode::Forbidden,
                 "The request is not permitted",
             ),
-            Self::InsufficientScope(needed) => (
-                S::FORBIDDEN,
-                Challenge::InsufficientScope(needed.needed().to_owned()),
-                IssueCode::Forbidden,
-                "The access token does not grant this request",
-            ),
+            Self::Refused(refusal) => match (refusal.class(), refusal.needed()) {
+                (RefusalClass::Forbidden, Some(needed)) => (
+                    S::FORBIDDEN,
+                    Challenge::InsufficientScope(needed.to_owned()),
+                    IssueCode::Forbidden,
+                    "The access token does not grant this request",
+                ),
+                (RefusalClass::Forbidden, None) => (
+                    S::FORBIDDEN,
+                    Challenge::Error("insufficient_scope"),
+                    IssueCode::Forbidden,
+                    "The access token does not grant this request",
+                ),
+                (RefusalClass::Malformed, _) => (
+                    S::BAD_REQUEST,
+                    Challenge::Error("invalid_request"),
+                    IssueCode::Invalid,
+                    "The request is malformed",
+                ),
+                (RefusalClass::TooLarge, _) => (
+                    S::PAYLOAD_TOO_LARGE,
+                    Challenge::None,
+                    IssueCode::TooLong,
+                    "The request body is too large",
+                ),
+            },
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 Challenge::None,

@@ -9,6 +9,8 @@ pub mod denial;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod request_body;
+pub mod strict_json;
 pub mod telemetry;
 pub mod tls;
 pub mod token;

@@ -10,7 +10,8 @@ use http::header::HOST;
 use http::{Method, Version, request};
 
 use crate::denial::Denial;
-use crate::policy::{Permit, PolicyFault, PolicyStore};
+use crate::policy::{Grant, MAX_INSPECTED_BODY_BYTES, Permit, PolicyFault, PolicyStore};
+use crate::request_body::{self, RequestBody};
 use crate::tls::ClientIdentity;
 use crate::token::{self, BearerToken, CredentialFault, VerifiedToken, Verifier};
 
@@ -68,10 +69,12 @@ impl Pipeline {
         Self { policy, verifier }
     }
 
-    /// Decides one request from its head and connection.
+    /// Decides one request from its head, its body (read only when a step needs it) and its
+    /// connection.
     pub async fn decide(
         &self,
         req: &request::Parts,
+        body: &mut RequestBody,
         _conn: &Connection,
         facts: &mut Facts,
     ) -> Result<Permit, Denial> {
@@ -96,6 +99,7 @@ impl Pipeline {
             {
                 return Err(Denial::Credential(CredentialFault::InQuery));
             }
+            refuse_form_token(req, body).await?;
             return route.permit_public().ok_or(Denial::NoMatchingRule);
         }
         let bearer =
@@ -103,10 +107,34 @@ impl Pipeline {
         let verified = self.verifier.verify(&bearer).await.map_err(Denial::Token)?;
         facts.token = Some(Arc::clone(&verified));
         facts.bearer = Some(bearer);
+        // Binding (RFC 8705, RFC 9449) and revocation are issue #4.
+        refuse_form_token(req, body).await?;
+        let inspected = if route.needs_body() {
+            Some(body.buffer(MAX_INSPECTED_BODY_BYTES).await?.clone())
+        } else {
+            None
+        };
+        let grant = Grant {
+            scopes: &verified.scopes,
+            patient: verified.patient.as_deref(),
+        };
         route
-            .authorize(&verified.scopes)
-            .map_err(Denial::InsufficientScope)
+            .authorize(&grant, inspected.as_deref())
+            .map_err(Denial::Refused)
     }
+}
+
+/// RFC 6750 §2.2 (form-encoded body parameter) is not offered: a form body naming
+/// `access_token` is refused, and it is never forwarded.
+async fn refuse_form_token(req: &request::Parts, body: &mut RequestBody) -> Result<(), Denial> {
+    if !request_body::is_form(&req.headers) {
+        return Ok(());
+    }
+    let bytes = body.buffer(request_body::MAX_FORM_BODY_BYTES).await?;
+    if token::bearer::query_carries_token(&String::from_utf8_lossy(bytes)) {
+        return Err(Denial::TokenInBody);
+    }
+    Ok(())
 }
 
 /// Request hygiene that no policy can override.

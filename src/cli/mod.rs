@@ -2,6 +2,9 @@
 //! place `anyhow` is used; everything it does is a call into the library.
 
 mod demo;
+mod explain;
+mod offline;
+mod policy_test;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,6 +42,32 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Explain the decision for one request without contacting the upstream.
+    Explain {
+        /// The YAML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// The request method.
+        #[arg(long, default_value = "GET")]
+        method: String,
+        /// The request path and query, e.g. '/Observation?patient=123'.
+        #[arg(long)]
+        path: String,
+        /// An access token, verified against the issuer's JWKS.
+        #[arg(long, conflicts_with = "claims")]
+        token: Option<String>,
+        /// A JSON file of token claims, used as-is (no signature).
+        #[arg(long)]
+        claims: Option<PathBuf>,
+        /// A request body file (Bundles, POST _search, writes).
+        #[arg(long)]
+        body: Option<PathBuf>,
+    },
+    /// Run policy test cases (request + claims -> expected decision and reason).
+    Test {
+        /// The policy test file.
+        file: PathBuf,
+    },
     /// Start a development issuer, a synthetic FHIR server and the gateway, all on loopback.
     Demo {
         /// The gateway's TLS listener.
@@ -55,6 +84,25 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(&config),
+        Command::Test { file } => policy_test::run(&file),
+        Command::Explain {
+            config,
+            method,
+            path,
+            token,
+            claims,
+            body,
+        } => runtime().and_then(|rt| {
+            let question = explain::Question {
+                config: &config,
+                method: &method,
+                target: &path,
+                token: token.as_deref(),
+                claims: claims.as_deref(),
+                body: body.as_deref(),
+            };
+            rt.block_on(explain::run(question))
+        }),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
         Command::Demo { listen, admin } => {
             runtime().and_then(|rt| rt.block_on(demo::run(listen, admin)))
@@ -118,7 +166,14 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             issuer.jwks_uri
         );
     }
-    println!("policy {}:", config.policy_file.display());
+    println!(
+        "policy {} (version {}):",
+        config.policy_file.display(),
+        config.policy.version()
+    );
+    if config.policy.has_report_only_rules() {
+        println!("WARNING: report-only rules forward requests they would deny");
+    }
     print!("{}", config.policy);
     Ok(ExitCode::SUCCESS)
 }
@@ -139,6 +194,17 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
             );
             eprintln!(
                 "WARNING: tokens and PHI cross the network unencrypted. Never use this in production."
+            );
+        }
+    }
+    if config.policy.has_report_only_rules() {
+        #[expect(
+            clippy::print_stderr,
+            reason = "report-only must be impossible to miss"
+        )]
+        {
+            eprintln!(
+                "WARNING: the policy has report-only rules: requests they would deny are forwarded."
             );
         }
     }

@@ -1,19 +1,23 @@
 //! The policy: which rule a request falls under, what that rule demands, and the `Permit` that
 //! proves a request was authorised. Default deny: a request no rule matches is refused. This
 //! module owns path normalisation, so the path that was matched is the path that is forwarded.
-//! It never reads tokens itself — it receives the verified token's scopes.
+//! It never reads tokens itself — it receives the verified token's grant — and never does I/O
+//! beyond reading its own file.
 
+pub mod fhir;
 pub mod path;
 mod pattern;
 mod permit;
+mod route;
+mod rule;
 mod scope;
 mod store;
 mod table;
 
 pub use self::path::{NormalPath, PathFault};
-pub use self::permit::Permit;
+pub use self::permit::{FhirFacts, Permit};
+pub use self::route::{Grant, MAX_INSPECTED_BODY_BYTES, Refusal, RefusalClass, Route};
+pub use self::rule::{Mode, Rule};
 pub use self::scope::{Scope, ScopeClaimFault, ScopeSet};
 pub use self::store::PolicyStore;
-pub use self::table::{
-    InsufficientScope, PolicyFault, PolicyLoadError, PolicyProblem, PolicyTable, Route, Rule,
-};
+pub use self::table::{PolicyFault, PolicyLoadError, PolicyProblem, PolicyTable};

@@ -1,11 +1,50 @@
 //! `Permit`: the proof that a route was authorised, and the only thing the forwarder accepts.
 //! Its fields are private and only `policy` can build one, so no other module can invent an
-//! authorisation or change the path that was authorised.
+//! authorisation or change the path that was authorised. A permit may oblige the forwarder to
+//! check the upstream's response (patient compartment) before releasing it, and under a
+//! report-only rule it remembers the refusal it stands in for.
 
 use std::sync::Arc;
 
+use super::fhir::{FhirPermit, ResponseCheck};
 use super::path::NormalPath;
-use super::scope::Scope;
+use super::route::Refusal;
+
+/// What the FHIR classification found, for logs, `explain` and the response check.
+#[derive(Debug, Clone)]
+pub struct FhirFacts {
+    interaction: String,
+    resource_type: Option<String>,
+    response_check: Option<ResponseCheck>,
+}
+
+impl FhirFacts {
+    pub(super) fn single(permit: FhirPermit) -> Self {
+        Self {
+            interaction: permit.interaction.to_string(),
+            resource_type: permit.resource_type,
+            response_check: permit.response_check,
+        }
+    }
+
+    pub(super) fn bundle(entries: &[FhirPermit]) -> Self {
+        Self {
+            interaction: format!("batch ({} entries)", entries.len()),
+            resource_type: None,
+            response_check: entries.iter().find_map(|e| e.response_check.clone()),
+        }
+    }
+
+    /// The interaction, e.g. `search-type Observation`.
+    pub fn interaction(&self) -> &str {
+        &self.interaction
+    }
+
+    /// The resource type, if the interaction has one.
+    pub fn resource_type(&self) -> Option<&str> {
+        self.resource_type.as_deref()
+    }
+}
 
 /// An authorised request: the rule, the normalised path, the untouched query, and the scope
 /// that satisfied the rule (none for public routes).
@@ -14,7 +53,9 @@ pub struct Permit {
     rule: Arc<str>,
     path: NormalPath,
     query: Option<String>,
-    granted: Option<Scope>,
+    granted: Option<String>,
+    fhir: Option<FhirFacts>,
+    would_deny: Option<Refusal>,
 }
 
 impl Permit {
@@ -22,14 +63,26 @@ impl Permit {
         rule: Arc<str>,
         path: NormalPath,
         query: Option<String>,
-        granted: Option<Scope>,
+        granted: Option<String>,
     ) -> Self {
         Self {
             rule,
             path,
             query,
             granted,
+            fhir: None,
+            would_deny: None,
         }
+    }
+
+    pub(super) fn with_fhir(mut self, fhir: Option<FhirFacts>) -> Self {
+        self.fhir = fhir;
+        self
+    }
+
+    pub(super) fn reporting(mut self, refusal: Refusal) -> Self {
+        self.would_deny = Some(refusal);
+        self
     }
 
     /// The rule that permitted the request.
@@ -50,13 +103,23 @@ impl Permit {
         }
     }
 
-    /// Whether the rule was public.
-    pub fn is_public(&self) -> bool {
-        self.granted.is_none()
+    /// The scope that satisfied the rule (none for public and report-only permits).
+    pub fn granted_scope(&self) -> Option<&str> {
+        self.granted.as_deref()
     }
 
-    /// The scope that satisfied the rule.
-    pub fn granted_scope(&self) -> Option<&Scope> {
-        self.granted.as_ref()
+    /// The FHIR classification, under a `fhir: smart` rule.
+    pub fn fhir(&self) -> Option<&FhirFacts> {
+        self.fhir.as_ref()
+    }
+
+    /// The response check the forwarder must pass before releasing the upstream's answer.
+    pub fn response_check(&self) -> Option<&ResponseCheck> {
+        self.fhir.as_ref().and_then(|f| f.response_check.as_ref())
+    }
+
+    /// Under a report-only rule: the refusal this permit stands in for.
+    pub fn would_deny(&self) -> Option<&Refusal> {
+        self.would_deny.as_ref()
     }
 }

@@ -5,36 +5,22 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use http::{Method, Uri};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::path::{NormalPath, PathFault, normalise};
-use super::pattern::Pattern;
-use super::permit::Permit;
-use super::scope::{Scope, ScopeSet};
-
-/// Methods a rule may name.
-const RULE_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+use super::path::{PathFault, normalise};
+use super::route::Route;
+use super::rule::{Mode, RawRule, Rule};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPolicy {
+    /// File-wide default for every rule's `mode`.
+    #[serde(default)]
+    mode: Option<Spanned<String>>,
     rules: Vec<Spanned<RawRule>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRule {
-    name: String,
-    methods: Vec<String>,
-    path: String,
-    #[serde(default)]
-    public: Option<bool>,
-    #[serde(default)]
-    scopes: Option<Vec<String>>,
 }
 
 /// One problem in a policy file.
@@ -73,33 +59,6 @@ impl fmt::Display for PolicyLoadError {
     }
 }
 
-/// What a rule demands.
-#[derive(Debug, Clone)]
-enum Access {
-    Public,
-    /// Any one of these scopes suffices; `needed` is them space-separated, for the challenge.
-    AnyOf {
-        scopes: Vec<Scope>,
-        needed: Arc<str>,
-    },
-}
-
-/// One compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    name: Arc<str>,
-    methods: Vec<Method>,
-    pattern: Pattern,
-    access: Access,
-}
-
-impl Rule {
-    /// The rule's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
 /// Why no route was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PolicyFault {
@@ -107,76 +66,6 @@ pub enum PolicyFault {
     MalformedPath(PathFault),
     /// No rule covers this method and path (default deny).
     NoMatchingRule,
-}
-
-/// The token lacks every scope the rule accepts; carries only the rule's configuration.
-#[derive(Debug, Clone)]
-pub struct InsufficientScope {
-    needed: Arc<str>,
-}
-
-impl InsufficientScope {
-    /// The scopes the rule accepts, space-separated.
-    pub fn needed(&self) -> &str {
-        &self.needed
-    }
-}
-
-/// A request matched to its rule, before authorisation.
-#[derive(Debug)]
-pub struct Route<'a> {
-    rule: &'a Rule,
-    path: NormalPath,
-    query: Option<String>,
-}
-
-impl Route<'_> {
-    /// The matched rule's name.
-    pub fn rule_name(&self) -> &str {
-        &self.rule.name
-    }
-
-    /// Whether the rule needs no token.
-    pub fn is_public(&self) -> bool {
-        matches!(self.rule.access, Access::Public)
-    }
-
-    /// The scopes the rule accepts (empty for public rules).
-    pub fn required_scopes(&self) -> &[Scope] {
-        match &self.rule.access {
-            Access::Public => &[],
-            Access::AnyOf { scopes, .. } => scopes,
-        }
-    }
-
-    /// A permit for a public route; `None` for a scoped one.
-    pub fn permit_public(self) -> Option<Permit> {
-        self.is_public()
-            .then(|| Permit::new(Arc::clone(&self.rule.name), self.path, self.query, None))
-    }
-
-    /// A permit if `granted` holds one of the rule's scopes.
-    pub fn authorize(self, granted: &ScopeSet) -> Result<Permit, InsufficientScope> {
-        match &self.rule.access {
-            Access::Public => Ok(Permit::new(
-                Arc::clone(&self.rule.name),
-                self.path,
-                self.query,
-                None,
-            )),
-            Access::AnyOf { scopes, needed } => match granted.first_satisfying(scopes) {
-                Some(scope) => Ok(Permit::new(
-                    Arc::clone(&self.rule.name),
-                    self.path,
-                    self.query,
-                    Some(scope.clone()),
-                )),
-                None => Err(InsufficientScope {
-                    needed: Arc::clone(needed),
-                }),
-            },
-        }
-    }
 }
 
 /// The compiled policy.
@@ -212,11 +101,27 @@ impl PolicyTable {
             }
         })?;
         let mut problems = Vec::new();
+        let mode = match &raw.mode {
+            None => Mode::Enforce,
+            Some(at) => Mode::parse(&at.value).unwrap_or_else(|| {
+                let (line, column) = (
+                    at.referenced.line() as usize,
+                    at.referenced.column() as usize,
+                );
+                problems.push(problem(
+                    source,
+                    line,
+                    column,
+                    "mode must be enforce or report-only".into(),
+                ));
+                Mode::Enforce
+            }),
+        };
         let mut rules: Vec<(Rule, usize)> = Vec::new();
         for spanned in &raw.rules {
             let line = spanned.referenced.line() as usize;
             let column = spanned.referenced.column() as usize;
-            match compile(&spanned.value) {
+            match spanned.value.compile(mode) {
                 Ok(rule) => {
                     if rules.iter().any(|(r, _)| r.name == rule.name) {
                         problems.push(problem(
@@ -225,7 +130,8 @@ impl PolicyTable {
                             column,
                             format!("rule name {:?} is used twice", rule.name),
                         ));
-                    } else if let Some((earlier, _)) = rules.iter().find(|(r, _)| shadows(r, &rule))
+                    } else if let Some((earlier, _)) =
+                        rules.iter().find(|(r, _)| rule.is_shadowed_by(r))
                     {
                         let message = format!(
                             "rule {:?} is shadowed by the earlier rule {:?} and can never match",
@@ -272,6 +178,7 @@ impl PolicyTable {
             .ok_or(PolicyFault::NoMatchingRule)?;
         Ok(Route {
             rule,
+            method: method.clone(),
             path,
             query: uri.query().map(str::to_owned),
         })
@@ -280,6 +187,11 @@ impl PolicyTable {
     /// The compiled rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// Whether any rule runs in report-only mode (announced at every start and reload).
+    pub fn has_report_only_rules(&self) -> bool {
+        self.rules.iter().any(Rule::is_report_only)
     }
 
     /// A short fingerprint of the policy text, logged with every decision so each request can
@@ -303,88 +215,6 @@ fn problem(file: &Path, line: usize, column: usize, message: String) -> PolicyPr
         line,
         column,
         message,
-    }
-}
-
-/// An earlier rule shadows a later one when it matches every path the later one matches for at
-/// least one shared method: the later rule could only ever apply to the other methods.
-fn shadows(earlier: &Rule, later: &Rule) -> bool {
-    later.methods.iter().all(|m| earlier.methods.contains(m))
-        && earlier.pattern.covers(&later.pattern)
-}
-
-fn compile(raw: &RawRule) -> Result<Rule, Vec<String>> {
-    let mut errors = Vec::new();
-    let name = raw.name.trim();
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-    {
-        errors.push(format!(
-            "rule name {:?} must be letters, digits, '-', '_' or '.'",
-            raw.name
-        ));
-    }
-    let mut methods = Vec::new();
-    if raw.methods.is_empty() {
-        errors.push(format!("rule {name:?} lists no methods"));
-    }
-    for method in &raw.methods {
-        match Method::from_bytes(method.as_bytes()) {
-            Ok(parsed) if RULE_METHODS.contains(&method.as_str()) => methods.push(parsed),
-            _ => errors.push(format!(
-                "rule {name:?}: method {method:?} is not one of {}",
-                RULE_METHODS.join(" ")
-            )),
-        }
-    }
-    let pattern = Pattern::parse(&raw.path)
-        .map_err(|e| errors.push(format!("rule {name:?}: {e}")))
-        .ok();
-    let access = match (raw.public, raw.scopes.as_deref()) {
-        (Some(true), None) => Some(Access::Public),
-        (Some(true), Some(_)) => {
-            errors.push(format!(
-                "rule {name:?} is public and lists scopes: choose one"
-            ));
-            None
-        }
-        (_, None | Some([])) => {
-            errors.push(format!(
-                "rule {name:?} needs `public: true` or a non-empty `scopes` list"
-            ));
-            None
-        }
-        (_, Some(scopes)) => {
-            let mut parsed = Vec::with_capacity(scopes.len());
-            for text in scopes {
-                match Scope::parse(text) {
-                    Some(scope) => parsed.push(scope),
-                    None => errors.push(format!("rule {name:?}: {text:?} is not a valid scope")),
-                }
-            }
-            let needed = Arc::from(
-                parsed
-                    .iter()
-                    .map(Scope::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            );
-            Some(Access::AnyOf {
-                scopes: parsed,
-                needed,
-            })
-        }
-    };
-    match (pattern, access) {
-        (Some(pattern), Some(access)) if errors.is_empty() => Ok(Rule {
-            name: Arc::from(name),
-            methods,
-            pattern,
-            access,
-        }),
-        _ => Err(errors),
     }
 }
 
@@ -424,10 +254,7 @@ impl fmt::Display for PolicyTable {
             "rule", "methods", "path"
         )?;
         for (index, rule) in self.rules.iter().enumerate() {
-            let access = match &rule.access {
-                Access::Public => "public".to_owned(),
-                Access::AnyOf { needed, .. } => format!("any of: {needed}"),
-            };
+            let access = rule.access_summary();
             writeln!(
                 f,
                 "{:>3}  {:name_width$}  {:method_width$}  {:path_width$}  {access}",

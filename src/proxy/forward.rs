@@ -21,18 +21,19 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::pipeline::{Connection, Facts};
-use crate::policy::Permit;
+use crate::policy::fhir::{self, FhirDenial, ResponseCheck};
+use crate::policy::{Permit, Refusal};
+use crate::request_body::RequestBody;
 use crate::telemetry::Metrics;
 use crate::tls::{TlsError, https_client_config};
-use crate::token;
 
 /// Errors crossing a body boundary.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of everything phigate sends, in either direction.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// The largest form body phigate buffers to look for an `access_token` parameter.
-const MAX_FORM_BODY_BYTES: usize = 1024 * 1024;
+/// The most of an upstream response phigate buffers for a compartment check (SECURITY.md §5).
+const MAX_CHECKED_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
 
 /// Identity headers phigate sets; a client's own copies are always removed first (K-01).
 const IDENTITY_HEADERS: [&str; 4] = [
@@ -109,19 +110,25 @@ impl Forwarder {
     pub async fn forward(
         &self,
         parts: request::Parts,
-        body: Incoming,
+        body: RequestBody,
         permit: &Permit,
         facts: &Facts,
         conn: &Connection,
         metrics: &Metrics,
     ) -> Result<Response<ProxyBody>, Denial> {
-        let body = screen_body(&parts.headers, body).await?;
         let uri = self.upstream_uri(permit)?;
-        let mut request = Request::new(body);
+        let mut request = Request::new(body.into_proxy_body());
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = self.upstream_headers(parts.headers, facts, conn);
+        if permit.response_check().is_some() {
+            // The compartment check reads JSON; ask for nothing else.
+            request.headers_mut().insert(
+                header::ACCEPT,
+                HeaderValue::from_static("application/fhir+json"),
+            );
+        }
         let started = Instant::now();
         let sent = tokio::time::timeout(self.upstream.timeout, self.client.request(request)).await;
         let elapsed = started.elapsed().as_secs_f64();
@@ -140,6 +147,27 @@ impl Forwarder {
         metrics.record_upstream("ok", elapsed);
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
+        if let Some(check) = permit.response_check() {
+            let checked = check_response(body, check).await;
+            let bytes = match (checked, permit.would_deny()) {
+                (Ok(bytes), _) => bytes,
+                (Err((refusal, Some(bytes))), Some(_)) => {
+                    tracing::warn!(
+                        denial.reason = refusal.reason(),
+                        decision = "would_deny",
+                        "report-only response check"
+                    );
+                    bytes
+                }
+                (Err((refusal, _)), _) => return Err(Denial::Refused(refusal)),
+            };
+            return Ok(Response::from_parts(
+                head,
+                Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            ));
+        }
         // An upstream reset mid-body surfaces as a body error, which aborts the downstream
         // response instead of completing it: a truncated Bundle never looks whole (R-U03).
         Ok(Response::from_parts(
@@ -236,29 +264,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[&str]) {
     }
 }
 
-/// Streams the body, except a form body, which is read (bounded) to refuse an `access_token`.
-async fn screen_body(headers: &HeaderMap, body: Incoming) -> Result<ProxyBody, Denial> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| {
-            essence
-                .trim()
-                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        });
-    if !is_form {
-        return Ok(body.map_err(BoxError::from).boxed_unsync());
-    }
-    let bytes = Limited::new(body, MAX_FORM_BODY_BYTES)
+/// Reads the upstream's answer (bounded) and checks it against the patient compartment before
+/// any byte reaches the client: too large or unparseable is refused, never passed through.
+async fn check_response(
+    body: Incoming,
+    check: &ResponseCheck,
+) -> Result<Bytes, (Refusal, Option<Bytes>)> {
+    let bytes = Limited::new(body, MAX_CHECKED_RESPONSE_BYTES)
         .collect()
         .await
-        .map_err(|_| Denial::BodyTooLarge)?
+        .map_err(|_| (Refusal::from(FhirDenial::ResponseTooLarge), None))?
         .to_bytes();
-    if token::bearer::query_carries_token(&String::from_utf8_lossy(&bytes)) {
-        return Err(Denial::TokenInBody);
+    match fhir::check_response(&bytes, check) {
+        Ok(()) => Ok(bytes),
+        Err(denial) => Err((Refusal::from(denial), Some(bytes))),
     }
-    Ok(Full::new(bytes)
-        .map_err(|never| match never {})
-        .boxed_unsync())
 }

@@ -99,6 +99,12 @@ impl Gateway {
         };
         background.push(tokio::spawn(admin.serve(admin_tcp)));
 
+        if config.policy.has_report_only_rules() {
+            tracing::warn!(
+                policy.version = config.policy.version(),
+                "REPORT-ONLY rules active: requests they would deny are forwarded and logged as would_deny"
+            );
+        }
         let policy = Arc::new(PolicyStore::new(config.policy));
         let reloader = reload::PolicyReloader {
             store: Arc::clone(&policy),

@@ -59,6 +59,12 @@ impl PolicyReloader {
             Ok(table) if table.version() == self.store.snapshot().version() => {}
             Ok(table) => {
                 let version = table.version().to_owned();
+                if table.has_report_only_rules() {
+                    tracing::warn!(
+                        policy.version = version,
+                        "REPORT-ONLY rules active after reload"
+                    );
+                }
                 self.store.replace(table);
                 self.metrics.record_policy_reload(true);
                 tracing::info!(policy.version = version, "policy reloaded");

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::forward::{Forwarder, ProxyBody};
 use crate::denial::Denial;
 use crate::pipeline::{Connection, Facts, Pipeline};
+use crate::request_body::RequestBody;
 use crate::telemetry::{DecisionLabels, Metrics};
 
 /// What every connection's service shares.
@@ -69,10 +70,20 @@ async fn handle(
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4();
     let (parts, body) = request.into_parts();
+    let mut body = RequestBody::Streaming(body);
     let method = parts.method.clone();
     let mut facts = Facts::default();
-    let outcome = match shared.pipeline.decide(&parts, conn, &mut facts).await {
+    let mut would_deny = None;
+    let mut interaction = None;
+    let outcome = match shared
+        .pipeline
+        .decide(&parts, &mut body, conn, &mut facts)
+        .await
+    {
         Ok(permit) => {
+            // Report-only: the refusal is logged and counted, and the request goes on.
+            would_deny = permit.would_deny().map(|refusal| refusal.reason());
+            interaction = permit.fhir().map(|f| f.interaction().to_owned());
             shared
                 .forwarder
                 .forward(parts, body, &permit, &facts, conn, &shared.metrics)
@@ -80,9 +91,10 @@ async fn handle(
         }
         Err(denial) => Err(denial),
     };
-    let (decision, reason) = match &outcome {
-        Ok(_) => ("allow", "ok"),
-        Err(denial) => (decision_label(denial), denial.reason()),
+    let (decision, reason) = match (&outcome, would_deny) {
+        (Ok(_), Some(reason)) => ("would_deny", reason),
+        (Ok(_), None) => ("allow", "ok"),
+        (Err(denial), _) => (decision_label(denial), denial.reason()),
     };
     let response = outcome.unwrap_or_else(|denial| render(&denial));
     let status = response.status().as_u16();
@@ -94,6 +106,7 @@ async fn handle(
         request.method = %method,
         route.name = rule,
         policy.version = facts.policy_version.as_deref(),
+        fhir.interaction = interaction.as_deref(),
         decision,
         denial.reason = reason,
         response.status = status,

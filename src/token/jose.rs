@@ -3,14 +3,12 @@
 //! (RFC 7515 §4, RFC 8725 §2.6), and no header feature phigate does not implement (`crit`,
 //! nested or encrypted tokens). It never chooses a key and never trusts a key the token carries.
 
-use std::fmt;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::TokenFault;
+use crate::strict_json::{self, StrictJsonError};
 
 /// A compact JWS split into its parts, with header and payload decoded strictly.
 #[derive(Debug)]
@@ -92,87 +90,10 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, TokenFault> {
         return Err(TokenFault::Malformed);
     }
     let bytes = decode_segment(segment)?;
-    let value: UniqueKeys = serde_json::from_slice(&bytes).map_err(|err| {
-        if err.to_string().starts_with(DUPLICATE_MEMBER) {
-            TokenFault::DuplicateMember
-        } else {
-            TokenFault::Malformed
-        }
-    })?;
-    match value.0 {
-        Value::Object(map) => Ok(map),
-        _ => Err(TokenFault::Malformed),
-    }
-}
-
-const DUPLICATE_MEMBER: &str = "duplicate member";
-
-/// A JSON value whose objects, at any depth, have unique member names. serde_json keeps the last
-/// of two equal names; another parser may keep the first, so the token is refused instead.
-struct UniqueKeys(Value);
-
-impl<'de> Deserialize<'de> for UniqueKeys {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(UniqueKeysVisitor)
-            .map(UniqueKeys)
-    }
-}
-
-struct UniqueKeysVisitor;
-
-impl<'de> Visitor<'de> for UniqueKeysVisitor {
-    type Value = Value;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
-        Ok(Value::Bool(v))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
-        Ok(Value::from(v))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
-        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
-        Ok(Value::String(v.to_owned()))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<Value, E> {
-        Ok(Value::String(v))
-    }
-
-    fn visit_unit<E>(self) -> Result<Value, E> {
-        Ok(Value::Null)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        let mut items = Vec::new();
-        while let Some(UniqueKeys(item)) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        let mut object = Map::new();
-        while let Some(key) = map.next_key::<String>()? {
-            let UniqueKeys(value) = map.next_value()?;
-            if object.insert(key, value).is_some() {
-                return Err(de::Error::custom(DUPLICATE_MEMBER));
-            }
-        }
-        Ok(Value::Object(object))
+    match strict_json::parse(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) | Err(StrictJsonError::Invalid) => Err(TokenFault::Malformed),
+        Err(StrictJsonError::DuplicateMember) => Err(TokenFault::DuplicateMember),
     }
 }
 

@@ -11,6 +11,7 @@
 mod admin;
 mod cli;
 mod errors;
+mod fhir;
 mod forwarding;
 mod jwks;
 mod policy;

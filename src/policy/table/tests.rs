@@ -1,6 +1,7 @@
 use std::path::Path;
 
 use super::*;
+use crate::policy::{Grant, ScopeSet};
 
 const POLICY: &str = r#"rules:
   - name: capability-statement
@@ -63,33 +64,40 @@ fn first_match_wins_and_default_denies() {
 fn authorize_and_permit() {
     let table = table();
     let uri: Uri = "/Patient/%31%323?_format=json".parse().unwrap();
-    let granted = ScopeSet::from_claims(Some(&serde_json::json!("user/Patient.r")), None).unwrap();
+    let scopes = ScopeSet::from_claims(Some(&serde_json::json!("user/Patient.r")), None).unwrap();
+    let grant = Grant {
+        scopes: &scopes,
+        patient: None,
+    };
     let permit = table
         .resolve(&Method::GET, &uri)
         .unwrap()
-        .authorize(&granted)
+        .authorize(&grant, None)
         .unwrap();
     assert_eq!(permit.path_and_query(), "/Patient/123?_format=json");
-    assert_eq!(
-        permit.granted_scope().map(Scope::as_str),
-        Some("user/Patient.r")
-    );
-    assert!(!permit.is_public());
+    assert_eq!(permit.granted_scope(), Some("user/Patient.r"));
     let none = ScopeSet::default();
-    let denied = table
+    let refused = table
         .resolve(&Method::GET, &uri)
         .unwrap()
-        .authorize(&none)
+        .authorize(
+            &Grant {
+                scopes: &none,
+                patient: None,
+            },
+            None,
+        )
         .unwrap_err();
+    assert_eq!(refused.reason(), "insufficient_scope");
     assert_eq!(
-        denied.needed(),
-        "patient/Patient.r user/Patient.r system/Patient.r"
+        refused.needed(),
+        Some("patient/Patient.r user/Patient.r system/Patient.r")
     );
     let public = table
         .resolve(&Method::GET, &"/metadata".parse().unwrap())
         .unwrap();
-    assert!(public.is_public() && public.required_scopes().is_empty());
-    assert!(public.permit_public().unwrap().is_public());
+    assert!(public.is_public());
+    assert!(public.permit_public().unwrap().granted_scope().is_none());
     assert!(
         table
             .resolve(&Method::GET, &uri)

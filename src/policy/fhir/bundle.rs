@@ -1,0 +1,88 @@
+//! Batch and transaction Bundles (`POST [base]`, FHIR R4 http.html §3.1.0.11): every entry is
+//! authorised exactly like a top-level request, from its `request.method` and `request.url`
+//! (never `fullUrl`), and one refused entry refuses the whole Bundle. Entry URLs get the same
+//! path normalisation as requests and must already be in normal form, so the upstream reads
+//! the very URL that was authorised; absolute URLs are refused.
+
+use http::Method;
+use serde_json::Value;
+
+use super::{
+    FhirDenial, FhirPermit, FhirRequest, Settings, SmartScope, authorize, parse_body,
+    resource_may_be_written,
+};
+use crate::policy::path;
+
+/// The most entries one Bundle may carry (SECURITY.md §5).
+pub const MAX_ENTRIES: usize = 1000;
+
+/// Authorises every entry of a batch or transaction Bundle.
+pub fn authorize_bundle(
+    body: &[u8],
+    grants: &[SmartScope],
+    patient: Option<&str>,
+    settings: &Settings,
+) -> Result<Vec<FhirPermit>, FhirDenial> {
+    let bundle = parse_body(body)?;
+    let is_batch = bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle")
+        && matches!(
+            bundle.get("type").and_then(Value::as_str),
+            Some("batch" | "transaction")
+        );
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .map_or(&[][..], Vec::as_slice);
+    if !is_batch || entries.len() > MAX_ENTRIES {
+        return Err(FhirDenial::BundleMalformed);
+    }
+    entries
+        .iter()
+        .map(|entry| {
+            authorize_entry(entry, grants, patient, settings)
+                .map_err(|d| FhirDenial::BundleEntryDenied(Box::new(d)))
+        })
+        .collect()
+}
+
+fn authorize_entry(
+    entry: &Value,
+    grants: &[SmartScope],
+    patient: Option<&str>,
+    settings: &Settings,
+) -> Result<FhirPermit, FhirDenial> {
+    let request = entry.get("request").ok_or(FhirDenial::BundleMalformed)?;
+    let method = request
+        .get("method")
+        .and_then(Value::as_str)
+        .filter(|m| matches!(*m, "GET" | "POST" | "PUT" | "PATCH" | "DELETE"))
+        .and_then(|m| Method::from_bytes(m.as_bytes()).ok())
+        .ok_or(FhirDenial::BundleMalformed)?;
+    let url = request
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or(FhirDenial::BundleMalformed)?;
+    if url.contains("://") || url.contains('#') {
+        return Err(FhirDenial::NotFhir);
+    }
+    let (raw_path, query) = url
+        .split_once('?')
+        .map_or((url, None), |(p, q)| (p, Some(q)));
+    let raw_path = format!("/{}", raw_path.trim_start_matches('/'));
+    let normal = path::normalise(&raw_path).map_err(|_| FhirDenial::NotFhir)?;
+    if normal.as_str() != raw_path || raw_path == "/" {
+        return Err(FhirDenial::NotFhir);
+    }
+    let fhir_request = FhirRequest {
+        method: &method,
+        path: normal.as_str(),
+        query,
+        form_body: None,
+    };
+    let permit = authorize(&fhir_request, grants, patient, settings)?;
+    if let (Some(check), Some(patient)) = (&permit.body_check, patient) {
+        let resource = entry.get("resource").ok_or(FhirDenial::BodyUnparseable)?;
+        resource_may_be_written(resource, patient, check.resource_type())?;
+    }
+    Ok(permit)
+}

@@ -1,0 +1,425 @@
+//! FHIR-aware authorisation under SMART App Launch v2 scopes (`fhir: smart` rules). A request
+//! is classified as a FHIR R4 interaction, the matching scope letter (c r u d s) is demanded for
+//! its resource type in a context the rule permits, and a `patient/` scope confines it to the
+//! token's launch patient: by id for `Patient`, by compartment parameters for searches, by a
+//! body check for writes, and by a response check for reads by id. Search controls that reach
+//! beyond the grant are refused unless the rule allows them, granular scopes must be honoured by
+//! the request itself, and Bundles are authorised entry by entry. Pure functions: no I/O.
+
+mod bundle;
+mod compartment;
+mod interaction;
+mod scope;
+mod search;
+
+use std::fmt;
+
+use http::Method;
+use serde_json::Value;
+
+pub use self::bundle::authorize_bundle;
+use self::interaction::{Classified, NotFhir};
+pub use self::interaction::{Interaction, Level};
+pub use self::scope::{Context, SmartScope};
+use self::search::{Param, ParamFault};
+use crate::strict_json::{self, StrictJsonError};
+
+/// What a `fhir: smart` rule permits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// Contexts whose scopes count.
+    pub contexts: Vec<Context>,
+    /// Resource types the rule covers; `None` for every type.
+    pub resource_types: Option<Vec<String>>,
+    /// Search controls the rule explicitly allows (`_include`, `_revinclude`, `_has`, `chain`, ...).
+    pub allowed_search_params: Vec<String>,
+}
+
+/// The request as the FHIR layer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FhirRequest<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The normalised path relative to the FHIR base.
+    pub path: &'a str,
+    /// The raw query.
+    pub query: Option<&'a str>,
+    /// A form-encoded body (POST `_search`), whose parameters combine with the query's.
+    pub form_body: Option<&'a str>,
+}
+
+/// What the forwarder must check in the upstream's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseCheck {
+    /// Every resource returned must be in this patient's compartment.
+    PatientCompartment {
+        /// The launch patient.
+        patient: String,
+        /// The type a single resource must have (`None` inside Bundles).
+        resource_type: Option<String>,
+    },
+}
+
+/// A write in patient context: the body must belong to the patient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BodyCheck {
+    resource_type: String,
+}
+
+impl BodyCheck {
+    /// The type the written resource must have.
+    pub fn resource_type(&self) -> &str {
+        &self.resource_type
+    }
+}
+
+/// A permitted FHIR request.
+#[derive(Debug, Clone)]
+pub struct FhirPermit {
+    /// The interaction.
+    pub interaction: Interaction,
+    /// Its resource type.
+    pub resource_type: Option<String>,
+    /// The scope that allowed it (none for capabilities).
+    pub granted: Option<SmartScope>,
+    /// A check on the upstream's response.
+    pub response_check: Option<ResponseCheck>,
+    /// A check on the request body (writes in patient context).
+    pub body_check: Option<BodyCheck>,
+}
+
+/// Why a FHIR request was refused. Each variant is a documented reason code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FhirDenial {
+    /// Not a FHIR interaction shape.
+    NotFhir,
+    /// A FHIR shape phigate does not forward (conditional writes, unlisted operations).
+    InteractionNotSupported,
+    /// The rule's `resource_types` does not list the type.
+    ResourceTypeNotAllowed,
+    /// No scope grants the letter for the type; carries the scopes that would.
+    InsufficientScope {
+        /// Space-separated scopes that would have allowed the request.
+        needed: String,
+    },
+    /// A `patient/` scope without a launch patient: never treated as unrestricted.
+    PatientContextMissing,
+    /// Outside the launch patient's compartment.
+    CompartmentViolation,
+    /// A search control the rule does not allow.
+    SearchParamNotAllowed,
+    /// Only a granular scope applies, and the request does not carry its restriction.
+    GranularScopeNotSatisfied,
+    /// `_method` (or an override header): refused, not followed.
+    MethodOverride,
+    /// A body that is not JSON, or has duplicate member names.
+    BodyUnparseable,
+    /// A response too large to check.
+    ResponseTooLarge,
+    /// A response resource outside the patient's compartment.
+    ResponseNotInCompartment,
+    /// One Bundle entry was refused; the inner reason is kept for logs.
+    BundleEntryDenied(Box<Self>),
+    /// Not a batch or transaction Bundle, or too many entries.
+    BundleMalformed,
+}
+
+impl FhirDenial {
+    /// The documented reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFhir => "not_fhir",
+            Self::InteractionNotSupported => "interaction_not_supported",
+            Self::ResourceTypeNotAllowed => "resource_type_not_allowed",
+            Self::InsufficientScope { .. } => "insufficient_scope",
+            Self::PatientContextMissing => "patient_context_missing",
+            Self::CompartmentViolation => "compartment_violation",
+            Self::SearchParamNotAllowed => "search_param_not_allowed",
+            Self::GranularScopeNotSatisfied => "granular_scope_not_satisfied",
+            Self::MethodOverride => "method_override",
+            Self::BodyUnparseable => "body_unparseable",
+            Self::ResponseTooLarge => "response_too_large",
+            Self::ResponseNotInCompartment => "response_not_in_compartment",
+            Self::BundleEntryDenied(_) => "bundle_entry_denied",
+            Self::BundleMalformed => "bundle_malformed",
+        }
+    }
+
+    /// The scopes that would have allowed the request, for the 403 challenge.
+    pub fn needed_scope(&self) -> Option<String> {
+        match self {
+            Self::InsufficientScope { needed } => Some(needed.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for FhirDenial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BundleEntryDenied(inner) => write!(f, "bundle_entry_denied ({})", inner.reason()),
+            other => f.write_str(other.reason()),
+        }
+    }
+}
+
+/// Authorises one FHIR request for a token's SMART scopes and launch patient.
+pub fn authorize(
+    request: &FhirRequest<'_>,
+    grants: &[SmartScope],
+    patient: Option<&str>,
+    settings: &Settings,
+) -> Result<FhirPermit, FhirDenial> {
+    let classified =
+        interaction::classify(request.method, request.path).map_err(|fault| match fault {
+            NotFhir::Unclassifiable => FhirDenial::NotFhir,
+            NotFhir::Unsupported => FhirDenial::InteractionNotSupported,
+        })?;
+    let mut params = request.query.map(search::parse).unwrap_or_default();
+    if let Some(form) = request.form_body {
+        params.extend(search::parse(form));
+    }
+    if params.iter().any(|p| p.base() == "_method") {
+        return Err(FhirDenial::MethodOverride);
+    }
+    let Classified {
+        interaction,
+        resource_type,
+        id,
+    } = classified;
+    if interaction == Interaction::Capabilities {
+        return Ok(permit(interaction, resource_type, None));
+    }
+    if interaction == Interaction::Batch {
+        // Bundles are authorised entry by entry by `authorize_bundle`.
+        return Err(FhirDenial::BundleMalformed);
+    }
+    if let (Some(allowed), Some(t)) = (&settings.resource_types, &resource_type)
+        && !allowed.contains(t)
+    {
+        return Err(FhirDenial::ResourceTypeNotAllowed);
+    }
+    let letter = required_letter(&interaction, resource_type.as_deref(), id.as_deref())?;
+    let scope = choose_scope(grants, settings, resource_type.as_deref(), letter)?;
+    let patient_context = scope.context == Context::Patient;
+    if interaction.is_search() {
+        let system_level = interaction == Interaction::SearchSystem;
+        search::check_controls(
+            &params,
+            &settings.allowed_search_params,
+            system_level,
+            patient_context,
+        )
+        .map_err(|fault| match fault {
+            ParamFault::NotAllowed => FhirDenial::SearchParamNotAllowed,
+            ParamFault::MethodOverride => FhirDenial::MethodOverride,
+        })?;
+    }
+    if scope.is_granular() && !granular_satisfied(scope, &interaction, &params) {
+        return Err(FhirDenial::GranularScopeNotSatisfied);
+    }
+    let mut granted = permit(interaction, resource_type, Some(scope.clone()));
+    if patient_context {
+        let patient = patient.ok_or(FhirDenial::PatientContextMissing)?;
+        confine(&mut granted, id.as_deref(), &params, patient)?;
+    }
+    Ok(granted)
+}
+
+fn permit(
+    interaction: Interaction,
+    resource_type: Option<String>,
+    granted: Option<SmartScope>,
+) -> FhirPermit {
+    FhirPermit {
+        interaction,
+        resource_type,
+        granted,
+        response_check: None,
+        body_check: None,
+    }
+}
+
+/// The permission letter; operations are decided by name (others are not forwarded).
+fn required_letter(
+    interaction: &Interaction,
+    resource_type: Option<&str>,
+    id: Option<&str>,
+) -> Result<char, FhirDenial> {
+    if let Some(letter) = interaction.letter() {
+        return Ok(letter);
+    }
+    match (interaction, resource_type, id) {
+        // Patient/{id}/$everything reads the patient's record: a read of Patient.
+        (
+            Interaction::Operation {
+                name,
+                level: Level::Instance,
+            },
+            Some("Patient"),
+            Some(_),
+        ) if name == "everything" => Ok('r'),
+        // Bulk export is a search over everything it exports: `*` search.
+        (
+            Interaction::Operation {
+                name,
+                level: Level::System | Level::Type,
+            },
+            _,
+            None,
+        ) if name == "export" => Ok('s'),
+        _ => Err(FhirDenial::InteractionNotSupported),
+    }
+}
+
+/// The best scope granting `letter` on the type: unrestricted contexts before `patient/`, and
+/// plain scopes before granular ones.
+fn choose_scope<'a>(
+    grants: &'a [SmartScope],
+    settings: &Settings,
+    resource_type: Option<&str>,
+    letter: char,
+) -> Result<&'a SmartScope, FhirDenial> {
+    let candidates = grants
+        .iter()
+        .filter(|s| settings.contexts.contains(&s.context) && s.grants(resource_type, letter));
+    let rank = |s: &SmartScope| (s.is_granular(), s.context == Context::Patient);
+    candidates
+        .min_by_key(|s| rank(s))
+        .ok_or_else(|| FhirDenial::InsufficientScope {
+            needed: settings
+                .contexts
+                .iter()
+                .map(|c| format!("{}/{}.{letter}", c.as_str(), resource_type.unwrap_or("*")))
+                .collect::<Vec<_>>()
+                .join(" "),
+        })
+}
+
+/// SMART 2.x granular scopes: the search must carry exactly the granted restriction — one
+/// parameter, one value, no modifier — so the upstream cannot return more than was granted.
+/// Reads by id cannot be proven from the request and are refused.
+fn granular_satisfied(scope: &SmartScope, interaction: &Interaction, params: &[Param]) -> bool {
+    interaction.is_search()
+        && scope.restrictions.iter().all(|(name, value)| {
+            let same_base: Vec<&Param> = params.iter().filter(|p| p.base() == name).collect();
+            matches!(same_base.as_slice(), [only] if only.name == *name && only.value == *value)
+        })
+}
+
+/// Confines a `patient/`-scoped request to the launch patient.
+fn confine(
+    permit: &mut FhirPermit,
+    id: Option<&str>,
+    params: &[Param],
+    patient: &str,
+) -> Result<(), FhirDenial> {
+    let resource_type = permit.resource_type.clone().unwrap_or_default();
+    let own_id = id == Some(patient);
+    let patient_data = compartment::is_patient_data(&resource_type);
+    let ok = match &permit.interaction {
+        Interaction::SearchCompartment { patient: target } => target == patient,
+        Interaction::SearchType => compartment::search_is_confined(&resource_type, params, patient),
+        Interaction::SearchSystem | Interaction::HistorySystem | Interaction::HistoryType => {
+            !patient_data && !resource_type.is_empty()
+        }
+        Interaction::Read | Interaction::Vread | Interaction::HistoryInstance
+            if resource_type == "Patient" =>
+        {
+            own_id
+        }
+        Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => {
+            if patient_data {
+                permit.response_check = Some(ResponseCheck::PatientCompartment {
+                    patient: patient.to_owned(),
+                    resource_type: Some(resource_type),
+                });
+            }
+            true
+        }
+        Interaction::Update if resource_type == "Patient" => {
+            permit.body_check = Some(BodyCheck { resource_type });
+            own_id
+        }
+        Interaction::Create | Interaction::Update if patient_data && resource_type != "Patient" => {
+            permit.body_check = Some(BodyCheck { resource_type });
+            true
+        }
+        // Creating a Patient, and patching or deleting patient data whose owner the request
+        // does not show, cannot be confined: refused.
+        Interaction::Create | Interaction::Patch | Interaction::Delete => !patient_data,
+        Interaction::Update => true,
+        Interaction::Operation { .. } => resource_type == "Patient" && own_id,
+        Interaction::Capabilities | Interaction::Batch => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(FhirDenial::CompartmentViolation)
+    }
+}
+
+/// Checks a resource written in patient context belongs to `patient` (and has no duplicate
+/// members that the upstream might read differently).
+pub fn authorize_write_body(
+    body: &[u8],
+    patient: &str,
+    resource_type: &str,
+) -> Result<(), FhirDenial> {
+    let resource = parse_body(body)?;
+    resource_may_be_written(&resource, patient, resource_type)
+}
+
+fn resource_may_be_written(
+    resource: &Value,
+    patient: &str,
+    resource_type: &str,
+) -> Result<(), FhirDenial> {
+    if compartment::resource_belongs(resource, Some(resource_type), patient) {
+        Ok(())
+    } else {
+        Err(FhirDenial::CompartmentViolation)
+    }
+}
+
+fn parse_body(body: &[u8]) -> Result<Value, FhirDenial> {
+    strict_json::parse(body).map_err(|err| match err {
+        StrictJsonError::DuplicateMember | StrictJsonError::Invalid => FhirDenial::BodyUnparseable,
+    })
+}
+
+/// Checks an upstream response before release: an OperationOutcome passes (it is the
+/// upstream's error), a resource must be in the compartment, and so must every resource in a
+/// Bundle. Anything unparseable is refused, never passed through.
+pub fn check_response(body: &[u8], check: &ResponseCheck) -> Result<(), FhirDenial> {
+    let ResponseCheck::PatientCompartment {
+        patient,
+        resource_type,
+    } = check;
+    let document = parse_body(body).map_err(|_| FhirDenial::ResponseNotInCompartment)?;
+    let in_compartment = |resource: &Value, expected: Option<&str>| {
+        resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
+            || compartment::resource_belongs(resource, expected, patient)
+    };
+    let ok = match document.get("resourceType").and_then(Value::as_str) {
+        Some("Bundle") => document
+            .get("entry")
+            .and_then(Value::as_array)
+            .is_none_or(|entries| {
+                entries.iter().all(|entry| {
+                    entry
+                        .get("resource")
+                        .is_none_or(|r| in_compartment(r, None))
+                })
+            }),
+        _ => in_compartment(&document, resource_type.as_deref()),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(FhirDenial::ResponseNotInCompartment)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,201 @@
+//! FHIR search parameters: parsing (URL query and, for POST `_search`, the form body — the
+//! server combines both, FHIR R4 search.html §3.1.1), and the controls that can reach outside
+//! what was granted: `_include`/`_revinclude`, `_has`, chaining, `_type`, `_filter`, `_query`,
+//! `_list`, `_contained`, and oversized `_count`. They are refused unless the rule allows them.
+
+use percent_encoding::percent_decode_str;
+
+/// One decoded search parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Param {
+    /// The name with its modifier, e.g. `subject:Patient`.
+    pub name: String,
+    /// The decoded value.
+    pub value: String,
+}
+
+impl Param {
+    /// The name without its modifier.
+    pub fn base(&self) -> &str {
+        self.name.split(':').next().unwrap_or_default()
+    }
+}
+
+/// The largest `_count` a client may ask for (SECURITY.md §5: FHIR `too-costly`).
+pub const MAX_COUNT: u64 = 1000;
+
+/// Parses `a=1&b=2` (form rules: `+` is a space); pieces without `=` get an empty value.
+pub fn parse(text: &str) -> Vec<Param> {
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Param {
+                name: decode(name),
+                value: decode(value),
+            }
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    percent_decode_str(&text.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// Why a parameter is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamFault {
+    /// A control that can reach outside the grant, not allowed by the rule.
+    NotAllowed,
+    /// `_method`: a request pretending to be another method.
+    MethodOverride,
+}
+
+/// Checks every parameter against the rule's `allowed` controls.
+pub fn check_controls(
+    params: &[Param],
+    allowed: &[String],
+    system_level: bool,
+    patient_context: bool,
+) -> Result<(), ParamFault> {
+    let permits = |control: &str| allowed.iter().any(|a| a == control);
+    for param in params {
+        let base = param.base();
+        if base == "_method" {
+            return Err(ParamFault::MethodOverride);
+        }
+        let control = match base {
+            "_include" | "_revinclude" | "_has" | "_filter" | "_query" | "_list" | "_contained"
+            | "_containedType" => base,
+            "_type" if system_level => "_type",
+            // A chained parameter (`subject.name`, `subject:Patient.name`) searches other resources.
+            _ if param.name.contains('.') => "chain",
+            "_count" => {
+                if param
+                    .value
+                    .parse::<u64>()
+                    .map_or(true, |count| count > MAX_COUNT)
+                {
+                    return Err(ParamFault::NotAllowed);
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        // `Patient:link` follows links to other patients: never in patient context.
+        let links_patients =
+            (base == "_include" || base == "_revinclude") && param.value.contains("Patient:link");
+        if !permits(control) || (patient_context && links_patients) {
+            return Err(ParamFault::NotAllowed);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[track_caller]
+    fn check(query: &str, allowed: &[&str], system: bool, expected: Result<(), ParamFault>) {
+        let allowed: Vec<String> = allowed.iter().map(|s| (*s).to_owned()).collect();
+        assert_eq!(
+            check_controls(&parse(query), &allowed, system, true),
+            expected,
+            "{query}"
+        );
+    }
+
+    #[test]
+    fn parsing() {
+        let params = parse("subject%3APatient=123&code=a+b&flag&x=%2541");
+        assert_eq!(
+            params[0],
+            Param {
+                name: "subject:Patient".into(),
+                value: "123".into()
+            }
+        );
+        assert_eq!(params[0].base(), "subject");
+        assert_eq!(params[1].value, "a b");
+        assert_eq!(params[2].value, "");
+        assert_eq!(params[3].value, "%41");
+    }
+
+    #[test]
+    fn controls() {
+        check(
+            "patient=123&code=x&_count=50&_sort=date",
+            &[],
+            false,
+            Ok(()),
+        );
+        check(
+            "_include=Observation:performer",
+            &[],
+            false,
+            Err(ParamFault::NotAllowed),
+        );
+        check(
+            "_include=Observation:performer",
+            &["_include"],
+            false,
+            Ok(()),
+        );
+        check(
+            "_include:iterate=Patient:link",
+            &["_include"],
+            false,
+            Err(ParamFault::NotAllowed),
+        );
+        check("_revinclude=*", &[], false, Err(ParamFault::NotAllowed));
+        check(
+            "_has:Observation:patient:code=1",
+            &[],
+            false,
+            Err(ParamFault::NotAllowed),
+        );
+        check(
+            "subject:Patient.name=Smith",
+            &[],
+            false,
+            Err(ParamFault::NotAllowed),
+        );
+        check(
+            "patient.general-practitioner=x",
+            &[],
+            false,
+            Err(ParamFault::NotAllowed),
+        );
+        check("_type=Patient", &[], true, Err(ParamFault::NotAllowed));
+        check("_type=Patient", &[], false, Ok(()));
+        check(
+            "_filter=patient eq 456",
+            &[],
+            false,
+            Err(ParamFault::NotAllowed),
+        );
+        check("_query=named", &[], false, Err(ParamFault::NotAllowed));
+        check("_list=$current", &[], false, Err(ParamFault::NotAllowed));
+        check("_contained=both", &[], false, Err(ParamFault::NotAllowed));
+        check("_count=100000", &[], false, Err(ParamFault::NotAllowed));
+        check("_count=abc", &[], false, Err(ParamFault::NotAllowed));
+        check(
+            "_method=DELETE",
+            &["_include"],
+            false,
+            Err(ParamFault::MethodOverride),
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,80}") {
+            let _ = parse(&text);
+        }
+    }
+}

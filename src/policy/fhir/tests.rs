@@ -1,0 +1,387 @@
+use serde_json::json;
+
+use super::*;
+
+fn settings() -> Settings {
+    Settings {
+        contexts: vec![Context::Patient, Context::User, Context::System],
+        resource_types: None,
+        allowed_search_params: Vec::new(),
+    }
+}
+
+fn scopes(text: &str) -> Vec<SmartScope> {
+    text.split(' ').filter_map(SmartScope::parse).collect()
+}
+
+/// Authorises `method target` for `scope` and `patient`; returns the reason code or `ok`.
+#[track_caller]
+fn check(method: &str, target: &str, scope: &str, patient: Option<&str>, expected: &str) {
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let (path, query) = target
+        .split_once('?')
+        .map_or((target, None), |(p, q)| (p, Some(q)));
+    let request = FhirRequest {
+        method: &method,
+        path,
+        query,
+        form_body: None,
+    };
+    let actual = authorize(&request, &scopes(scope), patient, &settings())
+        .map_or_else(|d| d.reason().to_owned(), |_| "ok".to_owned());
+    assert_eq!(actual, expected, "{method} {target} with {scope}");
+}
+
+const P: &str = "launch/patient patient/Patient.r patient/Observation.rs";
+
+#[test]
+fn patient_context() {
+    check("GET", "/Patient/123", P, Some("123"), "ok");
+    check(
+        "GET",
+        "/Patient/456",
+        P,
+        Some("123"),
+        "compartment_violation",
+    );
+    check("GET", "/Patient/123", P, None, "patient_context_missing");
+    check("GET", "/Observation?patient=123", P, Some("123"), "ok");
+    check(
+        "GET",
+        "/Observation?patient=456",
+        P,
+        Some("123"),
+        "compartment_violation",
+    );
+    check(
+        "GET",
+        "/Observation",
+        P,
+        Some("123"),
+        "compartment_violation",
+    );
+    check("GET", "/Patient/123/Observation", P, Some("123"), "ok");
+    check(
+        "GET",
+        "/Patient/456/Observation",
+        P,
+        Some("123"),
+        "compartment_violation",
+    );
+    check("GET", "/Condition/c1", P, Some("123"), "insufficient_scope");
+    check(
+        "GET",
+        "/",
+        "patient/*.rs",
+        Some("123"),
+        "compartment_violation",
+    );
+    check(
+        "DELETE",
+        "/Observation/o1",
+        "patient/*.cruds",
+        Some("123"),
+        "compartment_violation",
+    );
+    check(
+        "POST",
+        "/Patient",
+        "patient/*.cruds",
+        Some("123"),
+        "compartment_violation",
+    );
+    check(
+        "GET",
+        "/Patient/123/$everything",
+        "patient/Patient.r",
+        Some("123"),
+        "ok",
+    );
+    check(
+        "GET",
+        "/Patient/456/$everything",
+        "patient/Patient.r",
+        Some("123"),
+        "compartment_violation",
+    );
+    check(
+        "GET",
+        "/Practitioner/pr-9",
+        "patient/Practitioner.r",
+        Some("123"),
+        "ok",
+    );
+}
+
+#[test]
+fn response_check_for_reads_by_id() {
+    let method = Method::GET;
+    let request = FhirRequest {
+        method: &method,
+        path: "/Observation/o-1",
+        query: None,
+        form_body: None,
+    };
+    let permit = authorize(&request, &scopes(P), Some("123"), &settings()).unwrap();
+    let check = permit.response_check.unwrap();
+    let own =
+        json!({"resourceType": "Observation", "subject": {"reference": "Patient/123"}}).to_string();
+    let other =
+        json!({"resourceType": "Observation", "subject": {"reference": "Patient/456"}}).to_string();
+    let bundle = json!({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "subject": {"reference": "Patient/456"}}}]}).to_string();
+    let outcome = json!({"resourceType": "OperationOutcome", "issue": []}).to_string();
+    assert_eq!(check_response(own.as_bytes(), &check), Ok(()));
+    assert_eq!(check_response(outcome.as_bytes(), &check), Ok(()));
+    assert_eq!(
+        check_response(other.as_bytes(), &check),
+        Err(FhirDenial::ResponseNotInCompartment)
+    );
+    assert_eq!(
+        check_response(bundle.as_bytes(), &check),
+        Err(FhirDenial::ResponseNotInCompartment)
+    );
+    assert_eq!(
+        check_response(b"<Observation/>", &check),
+        Err(FhirDenial::ResponseNotInCompartment)
+    );
+    let duplicate = br#"{"resourceType":"Observation","subject":{"reference":"Patient/123"},"subject":{"reference":"Patient/456"}}"#;
+    assert_eq!(
+        check_response(duplicate, &check),
+        Err(FhirDenial::ResponseNotInCompartment)
+    );
+}
+
+#[test]
+fn user_and_system_contexts() {
+    check("GET", "/Patient/456", "user/Patient.r", None, "ok");
+    check("GET", "/Observation", "system/*.rs", None, "ok");
+    check(
+        "DELETE",
+        "/Patient/1",
+        "system/*.rs",
+        None,
+        "insufficient_scope",
+    );
+    check("POST", "/Observation", "user/Observation.c", None, "ok");
+    check("PATCH", "/Observation/1", "user/Observation.u", None, "ok");
+    check("GET", "/metadata", "", None, "ok");
+    check("POST", "/$export", "system/*.rs", None, "ok");
+    check(
+        "POST",
+        "/$reindex",
+        "system/*.cruds",
+        None,
+        "interaction_not_supported",
+    );
+    check(
+        "DELETE",
+        "/Observation?code=x",
+        "user/*.cruds",
+        None,
+        "interaction_not_supported",
+    );
+    check("GET", "/patient/1", "user/*.cruds", None, "not_fhir");
+}
+
+#[test]
+fn insufficient_scope_names_what_would_suffice() {
+    let method = Method::GET;
+    let request = FhirRequest {
+        method: &method,
+        path: "/Condition/1",
+        query: None,
+        form_body: None,
+    };
+    let denial = authorize(&request, &scopes("user/Patient.r"), None, &settings()).unwrap_err();
+    assert_eq!(
+        denial.needed_scope().as_deref(),
+        Some("patient/Condition.r user/Condition.r system/Condition.r")
+    );
+}
+
+#[test]
+fn rule_settings_limit_contexts_types_and_controls() {
+    let method = Method::GET;
+    let request = FhirRequest {
+        method: &method,
+        path: "/Observation",
+        query: Some("_include=Observation:subject"),
+        form_body: None,
+    };
+    let narrow = Settings {
+        contexts: vec![Context::System],
+        resource_types: Some(vec!["Patient".into()]),
+        allowed_search_params: Vec::new(),
+    };
+    assert_eq!(
+        authorize(&request, &scopes("user/*.rs"), None, &narrow)
+            .unwrap_err()
+            .reason(),
+        "resource_type_not_allowed"
+    );
+    let typed = Settings {
+        resource_types: None,
+        ..narrow
+    };
+    assert_eq!(
+        authorize(&request, &scopes("user/*.rs"), None, &typed)
+            .unwrap_err()
+            .reason(),
+        "insufficient_scope"
+    );
+    assert_eq!(
+        authorize(&request, &scopes("system/*.rs"), None, &typed)
+            .unwrap_err()
+            .reason(),
+        "search_param_not_allowed"
+    );
+    let open = Settings {
+        allowed_search_params: vec!["_include".into()],
+        ..typed
+    };
+    assert!(authorize(&request, &scopes("system/*.rs"), None, &open).is_ok());
+}
+
+#[test]
+fn form_body_parameters_combine_with_the_query() {
+    let method = Method::POST;
+    let request = FhirRequest {
+        method: &method,
+        path: "/Observation/_search",
+        query: Some("patient=123"),
+        form_body: Some("patient=456"),
+    };
+    assert_eq!(
+        authorize(&request, &scopes(P), Some("123"), &settings())
+            .unwrap_err()
+            .reason(),
+        "compartment_violation"
+    );
+    let request = FhirRequest {
+        form_body: Some("_method=DELETE"),
+        ..request
+    };
+    assert_eq!(
+        authorize(&request, &scopes(P), Some("123"), &settings())
+            .unwrap_err()
+            .reason(),
+        "method_override"
+    );
+}
+
+#[test]
+fn writes_in_patient_context_check_the_body() {
+    let own =
+        json!({"resourceType": "Observation", "subject": {"reference": "Patient/123"}}).to_string();
+    let other =
+        json!({"resourceType": "Observation", "subject": {"reference": "Patient/456"}}).to_string();
+    assert_eq!(
+        authorize_write_body(own.as_bytes(), "123", "Observation"),
+        Ok(())
+    );
+    assert_eq!(
+        authorize_write_body(other.as_bytes(), "123", "Observation"),
+        Err(FhirDenial::CompartmentViolation)
+    );
+    assert_eq!(
+        authorize_write_body(own.as_bytes(), "123", "Condition"),
+        Err(FhirDenial::CompartmentViolation)
+    );
+    assert_eq!(
+        authorize_write_body(b"{", "123", "Observation"),
+        Err(FhirDenial::BodyUnparseable)
+    );
+}
+
+#[track_caller]
+fn check_bundle(entries: serde_json::Value, expected: &str) {
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": entries}).to_string();
+    let actual = authorize_bundle(
+        bundle.as_bytes(),
+        &scopes("patient/*.cruds"),
+        Some("123"),
+        &settings(),
+    )
+    .map_or_else(|d| d.to_string(), |permits| format!("ok {}", permits.len()));
+    assert_eq!(actual, expected);
+}
+
+#[test]
+fn bundles_are_authorised_entry_by_entry() {
+    let get = |url: &str| json!({"request": {"method": "GET", "url": url}});
+    check_bundle(
+        json!([get("Patient/123"), get("Observation?patient=123")]),
+        "ok 2",
+    );
+    check_bundle(json!([get("/Patient/123")]), "ok 1");
+    check_bundle(
+        json!([get("Patient/123"), get("Patient/456")]),
+        "bundle_entry_denied (compartment_violation)",
+    );
+    for url in [
+        "Patient/123/../456",
+        "Patient%2F456",
+        "https://gw.test/Patient/456",
+        "http://127.0.0.1:1/fhir/Patient/456",
+        "Patient/123#x",
+        "Patient//123",
+        "",
+    ] {
+        check_bundle(json!([get(url)]), "bundle_entry_denied (not_fhir)");
+    }
+    check_bundle(
+        json!([get("Observation?patient=456")]),
+        "bundle_entry_denied (compartment_violation)",
+    );
+    check_bundle(
+        json!([get("Patient/123?_method=DELETE")]),
+        "bundle_entry_denied (method_override)",
+    );
+    let put_other = json!({"fullUrl": "Patient/123", "resource": {"resourceType": "Patient", "id": "456"}, "request": {"method": "PUT", "url": "Patient/456"}});
+    check_bundle(
+        json!([put_other]),
+        "bundle_entry_denied (compartment_violation)",
+    );
+    let put_mismatch = json!({"resource": {"resourceType": "Patient", "id": "456"}, "request": {"method": "PUT", "url": "Patient/123"}});
+    check_bundle(
+        json!([put_mismatch]),
+        "bundle_entry_denied (compartment_violation)",
+    );
+    let create_own = json!({"resource": {"resourceType": "Observation", "subject": {"reference": "Patient/123"}}, "request": {"method": "POST", "url": "Observation"}});
+    check_bundle(json!([create_own]), "ok 1");
+    check_bundle(
+        json!([{"request": {"method": "TRACE", "url": "Patient/123"}}]),
+        "bundle_entry_denied (bundle_malformed)",
+    );
+}
+
+#[test]
+fn malformed_bundles() {
+    let s = settings();
+    let grants = scopes("user/*.cruds");
+    for body in [
+        json!({"resourceType": "Bundle", "type": "collection", "entry": []}).to_string(),
+        json!({"resourceType": "Patient"}).to_string(),
+        format!(
+            "{{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[{}]}}",
+            vec!["{\"request\":{\"method\":\"GET\",\"url\":\"Patient/1\"}}"; MAX_ENTRIES_PLUS_ONE]
+                .join(",")
+        ),
+    ] {
+        assert_eq!(
+            authorize_bundle(body.as_bytes(), &grants, None, &s)
+                .unwrap_err()
+                .reason(),
+            "bundle_malformed"
+        );
+    }
+    let duplicate = br#"{"resourceType":"Bundle","type":"batch","entry":[{"request":{"method":"GET","url":"Patient/1","url":"Patient/2"}}]}"#;
+    assert_eq!(
+        authorize_bundle(duplicate, &grants, None, &s)
+            .unwrap_err()
+            .reason(),
+        "body_unparseable"
+    );
+}
+
+const MAX_ENTRIES_PLUS_ONE: usize = bundle::MAX_ENTRIES + 1;

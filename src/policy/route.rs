@@ -1,0 +1,182 @@
+//! A request matched to its rule, and the rule's verdict on a token's grant: a `Permit`, or a
+//! `Refusal` carrying only configuration data (the scopes that would have sufficed) and a
+//! documented reason code. Under a report-only rule a refusal becomes a permit that remembers
+//! what it would have refused, so the caller can log `would_deny` and forward.
+
+use std::sync::Arc;
+
+use http::Method;
+
+use super::fhir::{self, FhirDenial, FhirRequest, SmartScope};
+use super::path::NormalPath;
+use super::permit::{FhirFacts, Permit};
+use super::rule::{Access, Rule};
+use super::scope::ScopeSet;
+
+/// What a verified token grants, as the policy sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Grant<'a> {
+    /// The token's scopes.
+    pub scopes: &'a ScopeSet,
+    /// The SMART launch patient, if the token carries one.
+    pub patient: Option<&'a str>,
+}
+
+/// How a refusal is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalClass {
+    /// 403 `insufficient_scope`.
+    Forbidden,
+    /// 400 `invalid_request`: the request itself is unusable (unparseable body, override trick).
+    Malformed,
+    /// 413: a body too large to inspect.
+    TooLarge,
+}
+
+/// Why the policy refused a request; no request data, only configuration and a reason code.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    reason: &'static str,
+    class: RefusalClass,
+    needed: Option<Arc<str>>,
+}
+
+impl Refusal {
+    /// The documented reason code.
+    pub fn reason(&self) -> &'static str {
+        self.reason
+    }
+
+    /// How to answer it.
+    pub fn class(&self) -> RefusalClass {
+        self.class
+    }
+
+    /// The scopes that would have allowed the request, space-separated, if known.
+    pub fn needed(&self) -> Option<&str> {
+        self.needed.as_deref()
+    }
+
+    fn insufficient_scope(needed: &Arc<str>) -> Self {
+        Self {
+            reason: "insufficient_scope",
+            class: RefusalClass::Forbidden,
+            needed: Some(Arc::clone(needed)),
+        }
+    }
+}
+
+impl From<FhirDenial> for Refusal {
+    fn from(denial: FhirDenial) -> Self {
+        let reason = denial.reason();
+        let class = match reason {
+            "body_unparseable" | "bundle_malformed" | "method_override" => RefusalClass::Malformed,
+            "response_too_large" => RefusalClass::TooLarge,
+            _ => RefusalClass::Forbidden,
+        };
+        Self {
+            reason,
+            class,
+            needed: denial.needed_scope().map(Arc::from),
+        }
+    }
+}
+
+/// The most a SMART rule buffers of a request body (Bundles, POST `_search`, writes).
+pub const MAX_INSPECTED_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// A request matched to its rule, before authorisation.
+#[derive(Debug)]
+pub struct Route<'a> {
+    pub(super) rule: &'a Rule,
+    pub(super) method: Method,
+    pub(super) path: NormalPath,
+    pub(super) query: Option<String>,
+}
+
+impl Route<'_> {
+    /// The matched rule's name.
+    pub fn rule_name(&self) -> &str {
+        &self.rule.name
+    }
+
+    /// Whether the rule needs no token.
+    pub fn is_public(&self) -> bool {
+        matches!(self.rule.access, Access::Public)
+    }
+
+    /// What the rule demands, in words.
+    pub fn access_summary(&self) -> String {
+        self.rule.access_summary()
+    }
+
+    /// Whether authorising needs the request body (SMART writes, `_search` and Bundles).
+    pub fn needs_body(&self) -> bool {
+        matches!(self.rule.access, Access::Smart(_))
+            && matches!(self.method, Method::POST | Method::PUT | Method::PATCH)
+    }
+
+    /// A permit for a public route; `None` for any other.
+    pub fn permit_public(self) -> Option<Permit> {
+        let rule = Arc::clone(&self.rule.name);
+        self.is_public()
+            .then(|| Permit::new(rule, self.path, self.query, None))
+    }
+
+    /// Authorises `grant` (and, where [`Route::needs_body`], the buffered `body`).
+    pub fn authorize(self, grant: &Grant<'_>, body: Option<&[u8]>) -> Result<Permit, Refusal> {
+        let verdict = match &self.rule.access {
+            Access::Public => Ok((None, None)),
+            Access::AnyOf { scopes, needed } => match grant.scopes.first_satisfying(scopes) {
+                Some(scope) => Ok((Some(scope.as_str().to_owned()), None)),
+                None => Err(Refusal::insufficient_scope(needed)),
+            },
+            Access::Smart(settings) => self.authorize_smart(settings, grant, body),
+        };
+        let rule = Arc::clone(&self.rule.name);
+        match verdict {
+            Ok((granted, fhir)) => {
+                Ok(Permit::new(rule, self.path, self.query, granted).with_fhir(fhir))
+            }
+            Err(refusal) if self.rule.is_report_only() => {
+                Ok(Permit::new(rule, self.path, self.query, None).reporting(refusal))
+            }
+            Err(refusal) => Err(refusal),
+        }
+    }
+
+    fn authorize_smart(
+        &self,
+        settings: &fhir::Settings,
+        grant: &Grant<'_>,
+        body: Option<&[u8]>,
+    ) -> Result<(Option<String>, Option<FhirFacts>), Refusal> {
+        let scopes: Vec<SmartScope> = grant
+            .scopes
+            .iter()
+            .filter_map(|s| SmartScope::parse(s.as_str()))
+            .collect();
+        if self.method == Method::POST && self.path.as_str() == "/" {
+            let body = body.ok_or(FhirDenial::BundleMalformed)?;
+            let permits = fhir::authorize_bundle(body, &scopes, grant.patient, settings)?;
+            let facts = FhirFacts::bundle(&permits);
+            return Ok((None, Some(facts)));
+        }
+        let form_body = body
+            .filter(|_| self.method == Method::POST)
+            .and_then(|b| std::str::from_utf8(b).ok());
+        let request = FhirRequest {
+            method: &self.method,
+            path: self.path.as_str(),
+            query: self.query.as_deref(),
+            form_body,
+        };
+        let permit = fhir::authorize(&request, &scopes, grant.patient, settings)?;
+        if let (Some(check), Some(patient)) = (&permit.body_check, grant.patient) {
+            let body = body.ok_or(FhirDenial::BodyUnparseable)?;
+            fhir::authorize_write_body(body, patient, check.resource_type())?;
+        }
+        let granted = permit.granted.as_ref().map(ToString::to_string);
+        Ok((granted, Some(FhirFacts::single(permit))))
+    }
+}

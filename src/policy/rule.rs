@@ -1,0 +1,287 @@
+//! One policy rule: the YAML form, and its compiled form that cannot hold a bad value. A rule
+//! names methods and a path pattern, and demands either nothing (`public: true`), any one of a
+//! list of scopes, or SMART App Launch scopes for the FHIR interaction (`fhir: smart`). It may
+//! run in report-only mode unless it is marked `enforce_always`.
+
+use std::sync::Arc;
+
+use http::Method;
+use serde::Deserialize;
+
+use super::fhir::{Context, Settings};
+use super::pattern::Pattern;
+use super::scope::Scope;
+
+/// Methods a rule may name.
+const RULE_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+
+/// A rule as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    name: String,
+    methods: Vec<String>,
+    path: String,
+    #[serde(default)]
+    public: Option<bool>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    fhir: Option<String>,
+    #[serde(default)]
+    contexts: Option<Vec<String>>,
+    #[serde(default)]
+    resource_types: Option<Vec<String>>,
+    #[serde(default)]
+    allow_search_params: Option<Vec<String>>,
+    #[serde(default)]
+    mode: Option<String>,
+    #[serde(default)]
+    enforce_always: Option<bool>,
+}
+
+/// How a rule treats its own refusals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Refusals are enforced (the default).
+    Enforce,
+    /// Refusals are logged and counted as `would_deny`, and the request is forwarded.
+    ReportOnly,
+}
+
+impl Mode {
+    /// Parses `enforce` or `report-only`.
+    pub(super) fn parse(text: &str) -> Option<Self> {
+        match text {
+            "enforce" => Some(Self::Enforce),
+            "report-only" => Some(Self::ReportOnly),
+            _ => None,
+        }
+    }
+}
+
+/// What a rule demands.
+#[derive(Debug, Clone)]
+pub(super) enum Access {
+    Public,
+    /// Any one of these scopes suffices; `needed` is them space-separated, for the challenge.
+    AnyOf {
+        scopes: Vec<Scope>,
+        needed: Arc<str>,
+    },
+    /// SMART scopes for the classified FHIR interaction.
+    Smart(Arc<Settings>),
+}
+
+/// One compiled rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub(super) name: Arc<str>,
+    pub(super) methods: Vec<Method>,
+    pub(super) pattern: Pattern,
+    pub(super) access: Access,
+    pub(super) mode: Mode,
+}
+
+impl Rule {
+    /// The rule's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether refusals under this rule are only reported.
+    pub fn is_report_only(&self) -> bool {
+        self.mode == Mode::ReportOnly
+    }
+
+    /// What the rule demands, for `phigate check` and `explain`.
+    pub fn access_summary(&self) -> String {
+        match &self.access {
+            Access::Public => "public".to_owned(),
+            Access::AnyOf { needed, .. } => format!("any of: {needed}"),
+            Access::Smart(settings) => {
+                let contexts: Vec<&str> = settings.contexts.iter().map(|c| c.as_str()).collect();
+                let types = settings
+                    .resource_types
+                    .as_ref()
+                    .map_or_else(|| "any type".to_owned(), |t| t.join(","));
+                format!("SMART {} ({types})", contexts.join("/"))
+            }
+        }
+    }
+
+    /// An earlier rule shadows this one when it matches every path this one matches for all of
+    /// this rule's methods: this rule could never apply.
+    pub(super) fn is_shadowed_by(&self, earlier: &Self) -> bool {
+        self.methods.iter().all(|m| earlier.methods.contains(m))
+            && earlier.pattern.covers(&self.pattern)
+    }
+}
+
+impl RawRule {
+    /// Compiles the rule; `policy_mode` is the file-wide default mode.
+    pub(super) fn compile(&self, policy_mode: Mode) -> Result<Rule, Vec<String>> {
+        let mut errors = Vec::new();
+        let name = self.name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            errors.push(format!(
+                "rule name {:?} must be letters, digits, '-', '_' or '.'",
+                self.name
+            ));
+        }
+        let methods = self.methods(name, &mut errors);
+        let pattern = Pattern::parse(&self.path)
+            .map_err(|e| errors.push(format!("rule {name:?}: {e}")))
+            .ok();
+        let access = self.access(name, &mut errors);
+        let mode = match self.mode.as_deref() {
+            None => policy_mode,
+            Some(text) => Mode::parse(text).unwrap_or_else(|| {
+                errors.push(format!(
+                    "rule {name:?}: mode must be enforce or report-only"
+                ));
+                Mode::Enforce
+            }),
+        };
+        // `enforce_always` wins over any report-only setting, file-wide or the rule's own.
+        let mode = if self.enforce_always == Some(true) {
+            Mode::Enforce
+        } else {
+            mode
+        };
+        match (pattern, access) {
+            (Some(pattern), Some(access)) if errors.is_empty() => Ok(Rule {
+                name: Arc::from(name),
+                methods,
+                pattern,
+                access,
+                mode,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    fn methods(&self, name: &str, errors: &mut Vec<String>) -> Vec<Method> {
+        if self.methods.is_empty() {
+            errors.push(format!("rule {name:?} lists no methods"));
+        }
+        let mut methods = Vec::new();
+        for method in &self.methods {
+            match Method::from_bytes(method.as_bytes()) {
+                Ok(parsed) if RULE_METHODS.contains(&method.as_str()) => methods.push(parsed),
+                _ => errors.push(format!(
+                    "rule {name:?}: method {method:?} is not one of {}",
+                    RULE_METHODS.join(" ")
+                )),
+            }
+        }
+        methods
+    }
+
+    fn access(&self, name: &str, errors: &mut Vec<String>) -> Option<Access> {
+        let smart_only_keys = self.contexts.is_some()
+            || self.resource_types.is_some()
+            || self.allow_search_params.is_some();
+        match (self.public, self.scopes.as_deref(), self.fhir.as_deref()) {
+            (_, _, Some(_)) if self.public == Some(true) || self.scopes.is_some() => {
+                errors.push(format!(
+                    "rule {name:?}: fhir cannot be combined with public or scopes"
+                ));
+                None
+            }
+            (_, _, Some("smart")) => self.smart(name, errors).map(|s| Access::Smart(Arc::new(s))),
+            (_, _, Some(other)) => {
+                errors.push(format!("rule {name:?}: fhir must be smart, not {other:?}"));
+                None
+            }
+            _ if smart_only_keys => {
+                errors.push(format!("rule {name:?}: contexts, resource_types and allow_search_params need fhir: smart"));
+                None
+            }
+            (Some(true), None, None) => Some(Access::Public),
+            (Some(true), Some(_), None) => {
+                errors.push(format!(
+                    "rule {name:?} is public and lists scopes: choose one"
+                ));
+                None
+            }
+            (_, None | Some([]), None) => {
+                errors.push(format!("rule {name:?} needs `public: true`, a non-empty `scopes` list, or `fhir: smart`"));
+                None
+            }
+            (_, Some(scopes), None) => {
+                let mut parsed = Vec::with_capacity(scopes.len());
+                for text in scopes {
+                    match Scope::parse(text) {
+                        Some(scope) => parsed.push(scope),
+                        None => {
+                            errors.push(format!("rule {name:?}: {text:?} is not a valid scope"))
+                        }
+                    }
+                }
+                let needed = Arc::from(
+                    parsed
+                        .iter()
+                        .map(Scope::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                );
+                Some(Access::AnyOf {
+                    scopes: parsed,
+                    needed,
+                })
+            }
+        }
+    }
+
+    fn smart(&self, name: &str, errors: &mut Vec<String>) -> Option<Settings> {
+        let before = errors.len();
+        let contexts = match &self.contexts {
+            None => vec![Context::Patient, Context::User, Context::System],
+            Some(list) if list.is_empty() => {
+                errors.push(format!("rule {name:?}: contexts must not be empty"));
+                Vec::new()
+            }
+            Some(list) => list
+                .iter()
+                .filter_map(|c| {
+                    Context::parse(c).or_else(|| {
+                        errors.push(format!(
+                            "rule {name:?}: context {c:?} is not patient, user or system"
+                        ));
+                        None
+                    })
+                })
+                .collect(),
+        };
+        if let Some(types) = &self.resource_types {
+            for t in types {
+                let valid = t.len() > 1
+                    && t.starts_with(|c: char| c.is_ascii_uppercase())
+                    && t.chars().all(|c| c.is_ascii_alphabetic());
+                if !valid {
+                    errors.push(format!(
+                        "rule {name:?}: {t:?} is not a FHIR resource type name"
+                    ));
+                }
+            }
+        }
+        let allowed = self.allow_search_params.clone().unwrap_or_default();
+        for param in &allowed {
+            if !param.starts_with('_') && !param.contains(':') {
+                errors.push(format!(
+                    "rule {name:?}: allow_search_params takes controls like _include, not {param:?}"
+                ));
+            }
+        }
+        (errors.len() == before).then(|| Settings {
+            contexts,
+            resource_types: self.resource_types.clone(),
+            allowed_search_params: allowed,
+        })
+    }
+}

@@ -1,0 +1,222 @@
+//! FHIR-aware policy end to end under policies/smart-v2.yaml: patient compartments enforced on
+//! requests and on responses, Bundles checked entry by entry, report-only rollout, and the
+//! shipped policy tests run through the binary.
+
+use std::process::Command;
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::json;
+
+use crate::support::{Harness, Options, assert_denied, assert_no_leak};
+
+const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
+
+async fn smart_harness() -> Harness {
+    Harness::with(Options {
+        policy: SMART_POLICY.to_owned(),
+        ..Options::default()
+    })
+    .await
+}
+
+fn patient_token(harness: &Harness, scope: &str, patient: &str) -> String {
+    let mut claims = harness.claims(scope);
+    claims["patient"] = json!(patient);
+    harness.mint(&claims)
+}
+
+#[tokio::test]
+async fn a_patient_reads_only_resources_in_its_compartment() {
+    let harness = smart_harness().await;
+    let token = patient_token(
+        &harness,
+        "launch/patient patient/Patient.r patient/Observation.rs",
+        "123",
+    );
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    let own = client
+        .get_with_token("/Observation/o-123-lab", &token)
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["id"], "o-123-lab");
+    // The id does not show whose it is: the upstream is asked, and its answer is withheld.
+    let foreign = client
+        .get_with_token("/Observation/o-456-lab", &token)
+        .await;
+    assert_eq!(foreign.status, 403, "{}", foreign.text());
+    assert_eq!(foreign.json()["resourceType"], "OperationOutcome");
+    assert_no_leak(&foreign, &[&token, "o-456-lab", "Patient/456"]);
+    harness.upstream.clear_received();
+    let response = client.get_with_token("/Patient/456", &token).await;
+    assert_denied(
+        &harness,
+        &response,
+        403,
+        response
+            .headers
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+    );
+}
+
+#[tokio::test]
+async fn patient_searches_must_be_constrained_to_the_patient() {
+    let harness = smart_harness().await;
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    let client = harness.client();
+    let response = client
+        .get_with_token("/Observation?patient=123", &token)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    harness.upstream.clear_received();
+    for path in [
+        "/Observation",
+        "/Observation?patient=456",
+        "/Observation?patient=123,456",
+        "/Observation?patient=123&_include=Observation:performer",
+    ] {
+        let response = client.get_with_token(path, &token).await;
+        assert_eq!(response.status, 403, "{path}");
+        assert!(
+            harness.upstream.received().is_empty(),
+            "{path} reached the upstream"
+        );
+        assert_no_leak(&response, &[&token, "456"]);
+    }
+}
+
+#[tokio::test]
+async fn a_bundle_with_one_forbidden_entry_is_refused_whole() {
+    let harness = smart_harness().await;
+    let token = patient_token(&harness, "launch/patient patient/Patient.r", "123");
+    let bundle = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/123"}},
+        {"request": {"method": "GET", "url": "Patient/456"}},
+    ]});
+    let response = harness
+        .client()
+        .send(
+            Method::POST,
+            "/",
+            &[
+                ("authorization", &format!("Bearer {token}")),
+                ("content-type", "application/fhir+json"),
+            ],
+            Bytes::from(bundle.to_string()),
+        )
+        .await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert!(harness.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn report_only_forwards_and_counts_would_deny_except_enforce_always_rules() {
+    let policy = "mode: report-only\nrules:\n  - name: read-patient\n    methods: [GET]\n    path: /Patient/{id}\n    scopes: [user/Patient.r]\n  - name: read-observation\n    methods: [GET]\n    path: /Observation/{id}\n    scopes: [user/Observation.r]\n    enforce_always: true\n";
+    let harness = Harness::with(Options {
+        policy: policy.to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let token = harness.token("user/Condition.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 200, "report-only must forward");
+    let response = harness
+        .client()
+        .get_with_token("/Observation/o-123-lab", &token)
+        .await;
+    assert_eq!(response.status, 403, "enforce_always must enforce");
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_decisions_total{rule=\"read-patient\",decision=\"would_deny\",reason=\"insufficient_scope\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn the_shipped_smart_policy_passes_its_tests() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/smart-v2.tests.yaml");
+    let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["test", file])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+#[test]
+fn policy_test_failures_show_expected_and_actual() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), SMART_POLICY).unwrap();
+    let cases = "policy: p.yaml\ncases:\n  - name: wrong expectation\n    request: {method: GET, path: /Patient/456}\n    claims: {scope: \"launch/patient patient/Patient.r\", patient: \"123\"}\n    expect: {decision: allow}\n";
+    std::fs::write(dir.path().join("t.yaml"), cases).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .arg("test")
+        .arg(dir.path().join("t.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("FAIL wrong expectation")
+            && stdout.contains("expected  allow")
+            && stdout.contains("actual    deny"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[tokio::test]
+async fn explain_names_rule_interaction_scopes_and_decision() {
+    let harness = smart_harness().await;
+    let claims = harness.dir.path().join("claims.json");
+    std::fs::write(
+        &claims,
+        r#"{"scope": "launch/patient patient/Observation.rs", "patient": "123"}"#,
+    )
+    .unwrap();
+    let run = |path: &str| {
+        Command::new(env!("CARGO_BIN_EXE_phigate"))
+            .args(["explain", "--config"])
+            .arg(&harness.config_file)
+            .args(["--method", "GET", "--path", path, "--claims"])
+            .arg(&claims)
+            .output()
+            .unwrap()
+    };
+    let allowed = run("/Observation?patient=123");
+    let text = String::from_utf8_lossy(&allowed.stdout);
+    assert!(allowed.status.success(), "{text}");
+    for expected in [
+        "rule         fhir-smart",
+        "interaction",
+        "Observation",
+        "token scopes launch/patient patient/Observation.rs",
+        "decision     allow",
+    ] {
+        assert!(text.contains(expected), "{expected} missing:\n{text}");
+    }
+    let denied = run("/Observation?patient=456");
+    let text = String::from_utf8_lossy(&denied.stdout);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        text.contains("decision     deny: compartment_violation"),
+        "{text}"
+    );
+    assert!(
+        harness.upstream.received().is_empty(),
+        "explain must not contact the upstream"
+    );
+}
