@@ -72,6 +72,7 @@ async fn handle(
     let (parts, body) = request.into_parts();
     let mut body = RequestBody::Streaming(body);
     let method = parts.method.clone();
+    let params = parameter_names(parts.uri.query());
     let mut facts = Facts::default();
     let mut would_deny = None;
     let mut interaction = None;
@@ -107,6 +108,7 @@ async fn handle(
         route.name = rule,
         policy.version = facts.policy_version.as_deref(),
         fhir.interaction = interaction.as_deref(),
+        request.params = params.as_deref(),
         decision,
         denial.reason = reason,
         response.status = status,
@@ -131,6 +133,26 @@ fn render(denial: &Denial) -> Response<ProxyBody> {
     denial
         .render()
         .map(|body| body.map_err(|never| match never {}).boxed_unsync())
+}
+
+/// The query's parameter names, never their values: values hold PHI (names, birth dates,
+/// identifiers, patient ids). A name that does not look like a FHIR parameter is masked.
+fn parameter_names(query: Option<&str>) -> Option<String> {
+    let names: Vec<&str> = query?
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .take(32)
+        .map(|pair| pair.split_once('=').map_or(pair, |(name, _)| name))
+        .map(|name| {
+            let plain = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b':' | b'.'));
+            if plain { name } else { "?" }
+        })
+        .collect();
+    (!names.is_empty()).then(|| names.join(","))
 }
 
 /// Upstream failures are errors, not denials, in the metrics.

@@ -112,6 +112,13 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
     }
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port.unwrap()));
     let client = crate::support::TestClient::new(addr, &harness.ca, None, false);
+    // Parameter values (patient ids, names) stay out of the log; names go in.
+    let _ = client
+        .get_with_token(
+            "/Patient/123?name=Alice-Secretname",
+            &harness.token("user/Patient.r"),
+        )
+        .await;
     let claims = harness.claims("user/Patient.r");
     let jti = claims["jti"].as_str().unwrap().to_owned();
     let token = harness.mint(&claims);
@@ -138,8 +145,15 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
             !line.contains(&token) && !line.contains("eyJ"),
             "token in log: {line}"
         );
+        assert!(
+            !line.contains("Secretname"),
+            "parameter value in log: {line}"
+        );
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if value["message"] == "request" && value["decision"] == "allow" {
+        if value["message"] == "request" && value["request.params"] == "name" {
+            assert!(line.contains("\"request.params\":\"name\""), "{line}");
+        }
+        if value["message"] == "request" && value["token.jti"] == jti.as_str() {
             request_line = Some(value);
         }
     }
@@ -163,6 +177,10 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
     assert!(exit.success(), "{exit:?}");
     while let Ok(line) = lines_rx.try_recv() {
         assert!(!line.contains(&token), "token in log: {line}");
+        assert!(
+            !line.contains("Secretname"),
+            "parameter value in log: {line}"
+        );
     }
 }
 

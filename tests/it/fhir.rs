@@ -141,19 +141,21 @@ async fn report_only_forwards_and_counts_would_deny_except_enforce_always_rules(
 }
 
 #[test]
-fn the_shipped_smart_policy_passes_its_tests() {
-    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/policies/smart-v2.tests.yaml");
-    let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
-        .args(["test", file])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(stdout.contains(" 0 failed"), "{stdout}");
+fn the_shipped_policies_pass_their_tests() {
+    for tests in ["smart-v2.tests.yaml", "example.tests.yaml"] {
+        let file = format!("{}/policies/{tests}", env!("CARGO_MANIFEST_DIR"));
+        let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
+            .args(["test", &file])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains(" 0 failed"), "{stdout}");
+    }
 }
 
 #[test]
@@ -178,7 +180,8 @@ fn policy_test_failures_show_expected_and_actual() {
     assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
 }
 
-#[tokio::test]
+// Multi-threaded: the blocking `explain` process fetches the JWKS from this test's issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn explain_names_rule_interaction_scopes_and_decision() {
     let harness = smart_harness().await;
     let claims = harness.dir.path().join("claims.json");
@@ -215,6 +218,20 @@ async fn explain_names_rule_interaction_scopes_and_decision() {
         text.contains("decision     deny: compartment_violation"),
         "{text}"
     );
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    let verified = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["explain", "--config"])
+        .arg(&harness.config_file)
+        .args(["--path", "/Observation?patient=123", "--token", &token])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && text.contains("decision     allow"),
+        "{text}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(!text.contains(&token), "explain echoes the token");
     assert!(
         harness.upstream.received().is_empty(),
         "explain must not contact the upstream"
