@@ -76,6 +76,11 @@ fn bench(c: &mut Criterion) {
     let pipeline = Pipeline::new(
         Arc::new(phigate::policy::PolicyStore::new(policy)),
         verifier,
+        Arc::new(phigate::revocation::Revocation::new(
+            &[],
+            config.tokens.max_lifetime,
+            Arc::new(Metrics::new()),
+        )),
     );
     let conn = Connection {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),

@@ -9,7 +9,9 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
+use crate::binding::BindingFault;
 use crate::policy::{PathFault, Refusal, RefusalClass};
+use crate::revocation::RevocationFault;
 use crate::token::{CredentialFault, TokenFault};
 
 /// Why a request was refused.
@@ -19,6 +21,10 @@ pub enum Denial {
     Credential(CredentialFault),
     /// The token failed verification, or its issuer's keys are unavailable.
     Token(TokenFault),
+    /// The token's sender constraint was not met.
+    Binding(BindingFault),
+    /// The token is revoked, or a revocation source is stale.
+    Revocation(RevocationFault),
     /// The path cannot be normalised safely.
     Path(PathFault),
     /// No policy rule covers this method and path (default deny).
@@ -95,6 +101,9 @@ impl Denial {
                 CredentialFault::TooLarge => "token_too_large",
             },
             Self::Token(fault) => fault.reason(),
+            Self::Binding(fault) => fault.reason(),
+            Self::Revocation(RevocationFault::Revoked) => "revoked",
+            Self::Revocation(RevocationFault::Stale) => "revocation_stale",
             Self::Path(_) => "path_malformed",
             Self::NoMatchingRule => "no_matching_rule",
             Self::Refused(refusal) => refusal.reason(),
@@ -139,6 +148,19 @@ impl Denial {
                 Challenge::None,
                 IssueCode::Transient,
                 "The service is temporarily unavailable",
+            ),
+            Self::Revocation(RevocationFault::Stale) => (
+                S::SERVICE_UNAVAILABLE,
+                Challenge::None,
+                IssueCode::Transient,
+                "The service is temporarily unavailable",
+            ),
+            // RFC 8705 §3 and RFC 9449 §7: a binding failure is an invalid token.
+            Self::Binding(_) | Self::Revocation(RevocationFault::Revoked) => (
+                S::UNAUTHORIZED,
+                Challenge::Error("invalid_token"),
+                IssueCode::Login,
+                INVALID_TOKEN,
             ),
             Self::Token(_) => (
                 S::UNAUTHORIZED,

@@ -2,6 +2,7 @@
 //! and other APIs serving protected health information. `ARCHITECTURE.md` maps these modules.
 
 pub mod admin;
+pub mod binding;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -10,6 +11,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod proxy;
 pub mod request_body;
+pub mod revocation;
 pub mod strict_json;
 pub mod telemetry;
 pub mod tls;

@@ -9,9 +9,14 @@ use std::sync::Arc;
 use http::header::HOST;
 use http::{Method, Version, request};
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::binding::{self, Binding};
 use crate::denial::Denial;
 use crate::policy::{Grant, MAX_INSPECTED_BODY_BYTES, Permit, PolicyFault, PolicyStore};
 use crate::request_body::{self, RequestBody};
+use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
 use crate::token::{self, BearerToken, CredentialFault, VerifiedToken, Verifier};
 
@@ -37,6 +42,8 @@ pub struct Facts {
     pub bearer: Option<BearerToken>,
     /// Fingerprint of the policy that decided the request.
     pub policy_version: Option<Arc<str>>,
+    /// How the token was bound to the client.
+    pub binding: Option<Binding>,
 }
 
 /// Methods phigate forwards; RFC 9110 §9.1 methods are case-sensitive, so `get` is refused.
@@ -61,12 +68,21 @@ const METHOD_OVERRIDES: [&str; 3] = [
 pub struct Pipeline {
     policy: Arc<PolicyStore>,
     verifier: Arc<Verifier>,
+    revocation: Arc<Revocation>,
 }
 
 impl Pipeline {
     /// A chain deciding with `policy` and `verifier`.
-    pub fn new(policy: Arc<PolicyStore>, verifier: Arc<Verifier>) -> Self {
-        Self { policy, verifier }
+    pub fn new(
+        policy: Arc<PolicyStore>,
+        verifier: Arc<Verifier>,
+        revocation: Arc<Revocation>,
+    ) -> Self {
+        Self {
+            policy,
+            verifier,
+            revocation,
+        }
     }
 
     /// Decides one request from its head, its body (read only when a step needs it) and its
@@ -75,7 +91,7 @@ impl Pipeline {
         &self,
         req: &request::Parts,
         body: &mut RequestBody,
-        _conn: &Connection,
+        conn: &Connection,
         facts: &mut Facts,
     ) -> Result<Permit, Denial> {
         screen(req)?;
@@ -107,7 +123,21 @@ impl Pipeline {
         let verified = self.verifier.verify(&bearer).await.map_err(Denial::Token)?;
         facts.token = Some(Arc::clone(&verified));
         facts.bearer = Some(bearer);
-        // Binding (RFC 8705, RFC 9449) and revocation are issue #4.
+        let binding = binding::check(&verified, &conn.identity).map_err(Denial::Binding)?;
+        let required = route
+            .required_binding()
+            .or_else(|| policy.client_binding(verified.client_id.as_deref()));
+        binding::enforce(required, binding).map_err(Denial::Binding)?;
+        facts.binding = Some(binding);
+        let token_hash = URL_SAFE_NO_PAD.encode(token::sha256(
+            facts
+                .bearer
+                .as_ref()
+                .map_or(&[][..], |b| b.expose().as_bytes()),
+        ));
+        self.revocation
+            .check(&verified, &token_hash)
+            .map_err(Denial::Revocation)?;
         refuse_form_token(req, body).await?;
         let inspected = if route.needs_body() {
             Some(body.buffer(MAX_INSPECTED_BODY_BYTES).await?.clone())

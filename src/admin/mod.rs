@@ -14,6 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
+use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
 use crate::token::Verifier;
 
@@ -23,12 +24,16 @@ pub struct Readiness {
     pub serving: AtomicBool,
     /// Key freshness of every issuer.
     pub verifier: Arc<Verifier>,
+    /// Freshness of every revocation source.
+    pub revocation: Arc<Revocation>,
 }
 
 impl Readiness {
     /// Ready to take traffic.
     pub fn is_ready(&self) -> bool {
-        self.serving.load(Ordering::SeqCst) && self.verifier.is_ready()
+        self.serving.load(Ordering::SeqCst)
+            && self.verifier.is_ready()
+            && self.revocation.is_ready()
     }
 }
 
@@ -69,6 +74,7 @@ impl AdminServer {
         match request.uri().path() {
             "/metrics" => {
                 self.readiness.verifier.publish_key_ages();
+                self.readiness.revocation.publish_metrics();
                 let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
                 response.headers_mut().insert(
                     header::CONTENT_TYPE,

@@ -15,7 +15,9 @@ use http::uri::{Authority, Scheme};
 use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
-use self::raw::{At, RawConfig, RawIssuer, RawListen, RawTokens, RawUpstream};
+use self::raw::{
+    At, RawConfig, RawIssuer, RawListen, RawRevocation, RawRevocationSource, RawTokens, RawUpstream,
+};
 use crate::policy::PolicyTable;
 
 /// The largest clock skew phigate accepts (RFC 9068 §4: "usually no more than a few minutes").
@@ -38,6 +40,61 @@ pub struct Config {
     pub policy_file: PathBuf,
     /// The compiled policy.
     pub policy: PolicyTable,
+    /// Revocation sources, checked for every token.
+    pub revocation: Vec<RevocationSource>,
+}
+
+/// One revocation source.
+#[derive(Debug, Clone)]
+pub struct RevocationSource {
+    /// Where the list comes from.
+    pub location: RevocationLocation,
+    /// How often it is re-read (and, for Redis, reconciled).
+    pub interval: Duration,
+    /// How old the list may get before requests needing it are refused with 503.
+    pub max_stale: Duration,
+}
+
+/// Where a revocation list comes from.
+#[derive(Debug, Clone)]
+pub enum RevocationLocation {
+    /// A JSON document polled over HTTP(S) with ETag.
+    Http {
+        /// The document URL.
+        url: http::Uri,
+        /// CA bundle for an `https` URL.
+        ca_file: Option<PathBuf>,
+    },
+    /// A JSON document in a local file.
+    File(PathBuf),
+    /// A Redis set plus a pub/sub channel.
+    Redis {
+        /// `redis://host:port/db`.
+        url: String,
+        /// The set holding one JSON entry per member.
+        key: String,
+        /// The channel new entries are published on.
+        channel: String,
+    },
+}
+
+impl RevocationLocation {
+    /// A short name for metrics and logs (no credentials).
+    pub fn label(&self) -> String {
+        match self {
+            Self::Http { url, .. } => format!(
+                "http:{}{}",
+                url.authority().map_or("", |a| a.host()),
+                url.path()
+            ),
+            Self::File(path) => format!(
+                "file:{}",
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            ),
+            Self::Redis { key, .. } => format!("redis:{key}"),
+        }
+    }
 }
 
 /// The PHI-facing listener.
@@ -339,6 +396,11 @@ impl Builder<'_> {
             .filter_map(|i| self.issuer(i))
             .collect();
         let tokens = self.tokens(raw.tokens.as_ref());
+        let revocation = raw
+            .revocation
+            .as_ref()
+            .map(|r| self.revocation(r))
+            .unwrap_or_default();
         let policy_file = self.path(&raw.policy_file);
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -363,6 +425,86 @@ impl Builder<'_> {
             tokens,
             policy_file,
             policy: policy?,
+            revocation,
+        })
+    }
+
+    fn revocation(&mut self, raw: &RawRevocation) -> Vec<RevocationSource> {
+        raw.sources
+            .value
+            .iter()
+            .filter_map(|source| self.revocation_source(source, &raw.sources))
+            .collect()
+    }
+
+    fn revocation_source(
+        &mut self,
+        raw: &RawRevocationSource,
+        at: &At<Vec<RawRevocationSource>>,
+    ) -> Option<RevocationSource> {
+        let location = match (&raw.http, &raw.file, &raw.redis) {
+            (Some(url), None, None) => {
+                let parsed = url
+                    .value
+                    .parse::<http::Uri>()
+                    .ok()
+                    .filter(|u| {
+                        matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
+                    })
+                    .ok_or_else(|| {
+                        "revocation http must be an absolute http:// or https:// URL".to_owned()
+                    });
+                let url = self.check(url, parsed)?;
+                RevocationLocation::Http {
+                    url,
+                    ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
+                }
+            }
+            (None, Some(file), None) => RevocationLocation::File(self.path(file)),
+            (None, None, Some(url)) => {
+                if !(url.value.starts_with("redis://") || url.value.starts_with("rediss://")) {
+                    self.problem(url, "revocation redis must be a redis:// or rediss:// URL");
+                    return None;
+                }
+                RevocationLocation::Redis {
+                    url: url.value.clone(),
+                    key: raw
+                        .key
+                        .clone()
+                        .unwrap_or_else(|| "phigate:revoked".to_owned()),
+                    channel: raw
+                        .channel
+                        .clone()
+                        .unwrap_or_else(|| "phigate:revocations".to_owned()),
+                }
+            }
+            _ => {
+                self.problem(
+                    at,
+                    "each revocation source needs exactly one of http, file, redis",
+                );
+                return None;
+            }
+        };
+        let interval = self.duration(
+            raw.interval.as_ref(),
+            "revocation interval",
+            Duration::from_secs(10),
+        );
+        let max_stale = self.duration(
+            raw.max_stale.as_ref(),
+            "revocation max_stale",
+            Duration::from_secs(60),
+        );
+        if max_stale <= interval
+            && let Some(at) = &raw.max_stale
+        {
+            self.problem(at, "revocation max_stale must be longer than its interval");
+        }
+        Some(RevocationSource {
+            location,
+            interval,
+            max_stale,
         })
     }
 

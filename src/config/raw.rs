@@ -20,6 +20,37 @@ pub struct RawConfig {
     #[serde(default)]
     pub tokens: Option<RawTokens>,
     pub policy_file: At<String>,
+    #[serde(default)]
+    pub revocation: Option<RawRevocation>,
+}
+
+/// `revocation:` — where revoked tokens are listed.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub sources: At<Vec<RawRevocationSource>>,
+}
+
+/// One revocation source: exactly one of `http`, `file`, `redis`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocationSource {
+    #[serde(default)]
+    pub http: Option<At<String>>,
+    #[serde(default)]
+    pub file: Option<At<String>>,
+    #[serde(default)]
+    pub redis: Option<At<String>>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub channel: Option<String>,
+    #[serde(default)]
+    pub interval: Option<At<String>>,
+    #[serde(default)]
+    pub max_stale: Option<At<String>>,
 }
 
 /// `listen:` — the PHI-facing listener.

@@ -110,6 +110,11 @@ impl Route<'_> {
         self.rule.access_summary()
     }
 
+    /// The sender constraint the rule demands, if any.
+    pub fn required_binding(&self) -> Option<crate::binding::Requirement> {
+        self.rule.binding
+    }
+
     /// Whether authorising needs the request body (SMART writes, `_search` and Bundles).
     pub fn needs_body(&self) -> bool {
         matches!(self.rule.access, Access::Smart(_))

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::fhir::{Context, Settings};
 use super::pattern::Pattern;
 use super::scope::Scope;
+use crate::binding::Requirement;
 
 /// Methods a rule may name.
 const RULE_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
@@ -38,6 +39,8 @@ pub(super) struct RawRule {
     mode: Option<String>,
     #[serde(default)]
     enforce_always: Option<bool>,
+    #[serde(default)]
+    require_binding: Option<String>,
 }
 
 /// How a rule treats its own refusals.
@@ -81,6 +84,7 @@ pub struct Rule {
     pub(super) pattern: Pattern,
     pub(super) access: Access,
     pub(super) mode: Mode,
+    pub(super) binding: Option<Requirement>,
 }
 
 impl Rule {
@@ -96,7 +100,11 @@ impl Rule {
 
     /// What the rule demands, for `phigate check` and `explain`.
     pub fn access_summary(&self) -> String {
-        match &self.access {
+        let binding = self
+            .binding
+            .map(|b| format!(", bound by {}", b.as_str()))
+            .unwrap_or_default();
+        let access = match &self.access {
             Access::Public => "public".to_owned(),
             Access::AnyOf { needed, .. } => format!("any of: {needed}"),
             Access::Smart(settings) => {
@@ -107,7 +115,8 @@ impl Rule {
                     .map_or_else(|| "any type".to_owned(), |t| t.join(","));
                 format!("SMART {} ({types})", contexts.join("/"))
             }
-        }
+        };
+        format!("{access}{binding}")
     }
 
     /// An earlier rule shadows this one when it matches every path this one matches for all of
@@ -153,6 +162,14 @@ impl RawRule {
         } else {
             mode
         };
+        let binding = self.require_binding.as_deref().and_then(|text| {
+            Requirement::parse(text).or_else(|| {
+                errors.push(format!(
+                    "rule {name:?}: require_binding must be mtls, dpop or any"
+                ));
+                None
+            })
+        });
         match (pattern, access) {
             (Some(pattern), Some(access)) if errors.is_empty() => Ok(Rule {
                 name: Arc::from(name),
@@ -160,6 +177,7 @@ impl RawRule {
                 pattern,
                 access,
                 mode,
+                binding,
             }),
             _ => Err(errors),
         }

@@ -13,6 +13,7 @@ use serde_saphyr::Spanned;
 use super::path::{PathFault, normalise};
 use super::route::Route;
 use super::rule::{Mode, RawRule, Rule};
+use crate::binding::Requirement;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,6 +21,9 @@ struct RawPolicy {
     /// File-wide default for every rule's `mode`.
     #[serde(default)]
     mode: Option<Spanned<String>>,
+    /// Clients that must always present sender-constrained tokens: `client_id: mtls|dpop|any`.
+    #[serde(default)]
+    client_bindings: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     rules: Vec<Spanned<RawRule>>,
 }
 
@@ -72,6 +76,7 @@ pub enum PolicyFault {
 #[derive(Debug, Clone)]
 pub struct PolicyTable {
     rules: Vec<Rule>,
+    client_bindings: std::collections::BTreeMap<String, Requirement>,
     version: String,
 }
 
@@ -101,6 +106,22 @@ impl PolicyTable {
             }
         })?;
         let mut problems = Vec::new();
+        let mut client_bindings = std::collections::BTreeMap::new();
+        if let Some(at) = &raw.client_bindings {
+            for (client, text) in &at.value {
+                match Requirement::parse(text) {
+                    Some(requirement) => {
+                        client_bindings.insert(client.clone(), requirement);
+                    }
+                    None => problems.push(problem(
+                        source,
+                        at.referenced.line() as usize,
+                        at.referenced.column() as usize,
+                        format!("client_bindings: {client:?} must be mtls, dpop or any"),
+                    )),
+                }
+            }
+        }
         let mode = match &raw.mode {
             None => Mode::Enforce,
             Some(at) => Mode::parse(&at.value).unwrap_or_else(|| {
@@ -161,6 +182,7 @@ impl PolicyTable {
         if problems.is_empty() {
             Ok(Self {
                 rules: rules.into_iter().map(|(rule, _)| rule).collect(),
+                client_bindings,
                 version: version_of(text),
             })
         } else {
@@ -187,6 +209,11 @@ impl PolicyTable {
     /// The compiled rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The sender constraint a client must always meet, if configured.
+    pub fn client_binding(&self, client_id: Option<&str>) -> Option<Requirement> {
+        client_id.and_then(|id| self.client_bindings.get(id).copied())
     }
 
     /// Whether any rule runs in report-only mode (announced at every start and reload).

@@ -4,6 +4,7 @@
 
 pub mod forward;
 mod reload;
+pub(crate) use self::reload::watch_folder;
 mod server;
 mod service;
 
@@ -19,6 +20,7 @@ use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
+use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
 use crate::tls::{self, TlsError};
 use crate::token::Verifier;
@@ -88,11 +90,18 @@ impl Gateway {
             source,
         })?;
 
+        let revocation = Arc::new(Revocation::new(
+            &config.revocation,
+            config.tokens.max_lifetime,
+            Arc::clone(&metrics),
+        ));
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
             verifier: Arc::clone(&verifier),
+            revocation: Arc::clone(&revocation),
         });
         let mut background = verifier.spawn_refreshers();
+        background.extend(revocation.spawn());
         let admin = AdminServer {
             metrics: Arc::clone(&metrics),
             readiness: Arc::clone(&readiness),
@@ -113,7 +122,7 @@ impl Gateway {
         };
         background.push(tokio::spawn(reloader.run()));
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(policy, verifier),
+            pipeline: Pipeline::new(policy, verifier, revocation),
             forwarder,
             metrics,
         });

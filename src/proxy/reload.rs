@@ -84,8 +84,12 @@ impl PolicyReloader {
     }
 }
 
-/// Watches the folder holding `path`; every event is a (coalesced) trigger.
-fn watch_folder(path: &Path, trigger: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+/// Watches the folder holding `path`; every event is a (coalesced) trigger. Shared with the
+/// revocation file source.
+pub(crate) fn watch_folder(
+    path: &Path,
+    trigger: mpsc::Sender<()>,
+) -> Option<notify::RecommendedWatcher> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

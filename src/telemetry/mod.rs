@@ -61,6 +61,25 @@ pub struct Metrics {
     token_cache_misses: Counter,
     policy_reloads: Counter,
     policy_reload_failures: Counter,
+    revocation_refreshes: Family<SourceResultLabels, Counter>,
+    revocation_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
+    revocation_entries: Family<SourceLabels, Gauge>,
+}
+
+/// Labels of one revocation refresh.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceResultLabels {
+    /// The revocation source.
+    pub source: String,
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+/// Labels naming one revocation source (its configured kind and name, no credentials).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// e.g. `redis:phigate:revoked`, `file:revoked.json`.
+    pub source: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -90,6 +109,9 @@ impl Metrics {
             token_cache_misses: Counter::default(),
             policy_reloads: Counter::default(),
             policy_reload_failures: Counter::default(),
+            revocation_refreshes: Family::default(),
+            revocation_age: Family::default(),
+            revocation_entries: Family::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -147,6 +169,21 @@ impl Metrics {
             "policy_reload_failures",
             "Policy reloads refused because the new file did not compile",
             metrics.policy_reload_failures.clone(),
+        );
+        registry.register(
+            "revocation_refreshes",
+            "Revocation list refreshes by source and result",
+            metrics.revocation_refreshes.clone(),
+        );
+        registry.register(
+            "revocation_list_age_seconds",
+            "Seconds since the source's list was last confirmed current",
+            metrics.revocation_age.clone(),
+        );
+        registry.register(
+            "revocation_entries",
+            "Entries held per revocation source",
+            metrics.revocation_entries.clone(),
         );
         Self {
             registry,
@@ -216,6 +253,28 @@ impl Metrics {
         } else {
             self.policy_reload_failures.inc();
         }
+    }
+
+    /// Counts a revocation refresh by source and outcome.
+    pub fn record_revocation_refresh(&self, source: &str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.revocation_refreshes
+            .get_or_create(&SourceResultLabels {
+                source: source.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Sets a revocation source's list age and size.
+    pub fn set_revocation_list(&self, source: &str, age_seconds: f64, entries: usize) {
+        let labels = SourceLabels {
+            source: source.to_owned(),
+        };
+        self.revocation_age.get_or_create(&labels).set(age_seconds);
+        self.revocation_entries
+            .get_or_create(&labels)
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// Renders every metric in the Prometheus text format.

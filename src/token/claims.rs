@@ -28,6 +28,10 @@ pub struct VerifiedToken {
     pub scopes: ScopeSet,
     /// `exp`, seconds since the epoch.
     pub expires_at: i64,
+    /// `iat`, when present.
+    pub issued_at: Option<i64>,
+    /// The confirmation (`cnf`) the token is bound to, if any.
+    pub confirmation: Confirmation,
     /// Every claim, for later steps (launch context, confirmation keys).
     pub claims: Map<String, Value>,
 }
@@ -61,9 +65,9 @@ pub fn validate(
     {
         return Err(TokenFault::NotYetValid);
     }
-    let lifetime = match claims.get("iat") {
+    let issued_at = claims.get("iat").map(numeric_date).transpose()?;
+    let lifetime = match issued_at {
         Some(iat) => {
-            let iat = numeric_date(iat)?;
             if iat > now.saturating_add(skew) {
                 return Err(TokenFault::IssuedInFuture);
             }
@@ -93,8 +97,41 @@ pub fn validate(
         patient: identity_claim(&claims, &issuer.patient_claim)?,
         scopes,
         expires_at: exp,
+        issued_at,
+        confirmation: confirmation(claims.get("cnf"))?,
         claims,
     })
+}
+
+/// What a token is bound to (RFC 7800 `cnf`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// A plain bearer token.
+    None,
+    /// RFC 8705 §3.1: the SHA-256 thumbprint of the client certificate.
+    Certificate(String),
+    /// RFC 9449 §6: the RFC 7638 thumbprint of the DPoP key.
+    DpopKey(String),
+}
+
+/// Reads `cnf`; a confirmation we cannot honour, or both kinds at once, refuses the token
+/// rather than letting it pass as a bearer token.
+fn confirmation(cnf: Option<&Value>) -> Result<Confirmation, TokenFault> {
+    let Some(cnf) = cnf else {
+        return Ok(Confirmation::None);
+    };
+    let object = cnf.as_object().ok_or(TokenFault::MalformedClaims)?;
+    let member = |name: &str| match object.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) if !value.is_empty() => Ok(Some(value.clone())),
+        Some(_) => Err(TokenFault::MalformedClaims),
+    };
+    match (member("x5t#S256")?, member("jkt")?) {
+        (Some(thumbprint), None) => Ok(Confirmation::Certificate(thumbprint)),
+        (None, Some(thumbprint)) => Ok(Confirmation::DpopKey(thumbprint)),
+        (None, None) if object.is_empty() => Ok(Confirmation::None),
+        _ => Err(TokenFault::MalformedClaims),
+    }
 }
 
 /// RFC 9068 §2.1 and RFC 8725 §3.11: access tokens are `at+jwt`; plain `JWT` and no `typ` are

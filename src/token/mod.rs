@@ -18,7 +18,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, bearer_from};
-pub use self::claims::VerifiedToken;
+pub use self::claims::{Confirmation, VerifiedToken};
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::telemetry::Metrics;

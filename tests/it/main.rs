@@ -4,11 +4,13 @@
 
 #![allow(
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::print_stderr,
     reason = "test support outside #[test] functions: a failed step should stop the test at once"
 )]
 
 mod admin;
+mod binding;
 mod cli;
 mod errors;
 mod fhir;
@@ -16,6 +18,7 @@ mod forwarding;
 mod jwks;
 mod policy;
 mod reload;
+mod revocation;
 mod support;
 mod tidy;
 mod tls;

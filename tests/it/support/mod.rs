@@ -59,6 +59,10 @@ pub struct Options {
     pub upstream_tls: Option<bool>,
     /// Serve the JWKS over TLS, trusted through `jwks_ca_file`.
     pub jwks_tls: bool,
+    /// A `revocation:` section, verbatim (paths relative to the harness folder).
+    pub revocation: String,
+    /// Files to write into the harness folder before the gateway starts.
+    pub files: Vec<(&'static str, String)>,
 }
 
 impl Default for Options {
@@ -74,6 +78,8 @@ impl Default for Options {
             wait_ready: true,
             upstream_tls: None,
             jwks_tls: false,
+            revocation: String::new(),
+            files: Vec::new(),
         }
     }
 }
@@ -252,6 +258,9 @@ fn write_config(
         .unwrap();
     ca.write_cert_pem(path, "clients-ca.crt").unwrap();
     std::fs::write(path.join("policy.yaml"), &options.policy).unwrap();
+    for (name, text) in &options.files {
+        std::fs::write(path.join(name), text).unwrap();
+    }
     let transport = if options.insecure_plaintext {
         "  insecure_plaintext: true\n".to_owned()
     } else {
@@ -264,7 +273,7 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\ntokens:\n{tokens}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\ntokens:\n{tokens}{revocation}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
@@ -281,6 +290,7 @@ fn write_config(
             ""
         },
         tokens = options.tokens,
+        revocation = options.revocation,
     );
     let file = path.join("phigate.yaml");
     std::fs::write(&file, config).unwrap();

@@ -1,0 +1,190 @@
+//! The revocation list: tokens revoked by `jti`, by the SHA-256 of the token, or all tokens of a
+//! client or subject issued before a time. Entries expire with the token they revoke (a `jti`
+//! or hash entry is dropped after its `exp`), so the list stays bounded.
+//!
+//! Document format (HTTP and file sources; a Redis set holds one entry object per member):
+//! `{"version": 1, "entries": [{"jti": "…", "exp": 1800000000}, {"token_sha256": "<base64url>",
+//! "exp": …}, {"client_id": "app-1", "before": 1700000000}, {"sub": "u-1", "before": …}]}`.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::strict_json;
+use crate::token::VerifiedToken;
+
+/// A list document or entry that could not be read; the last good list stays in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ListError {
+    /// Not JSON, duplicate members, wrong version, or an entry of unknown shape.
+    #[error("revocation list refused: {0}")]
+    Invalid(&'static str),
+    /// More entries than a list may hold.
+    #[error("revocation list has more than {MAX_ENTRIES} entries")]
+    TooLarge,
+}
+
+/// A list larger than this is refused whole, with an alert, never silently truncated (R-R03).
+pub const MAX_ENTRIES: usize = 2_000_000;
+
+/// One revocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A token by `jti`, until its `exp`.
+    Jti { jti: String, exp: i64 },
+    /// A token by the base64url SHA-256 of its text, until its `exp`.
+    TokenHash { hash: String, exp: i64 },
+    /// Every token of a client issued before `before` (and every token without `iat`).
+    ClientBefore { client_id: String, before: i64 },
+    /// Every token of a subject issued before `before` (and every token without `iat`).
+    SubjectBefore { subject: String, before: i64 },
+}
+
+impl Entry {
+    /// Parses one entry object.
+    pub fn parse(value: &Value) -> Result<Self, ListError> {
+        let object = value
+            .as_object()
+            .ok_or(ListError::Invalid("an entry is not an object"))?;
+        let text = |name: &str| {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        let number = |name: &str| object.get(name).and_then(Value::as_i64);
+        let entry = match (
+            text("jti"),
+            text("token_sha256"),
+            text("client_id"),
+            text("sub"),
+        ) {
+            (Some(jti), None, None, None) => Self::Jti {
+                jti,
+                exp: number("exp").ok_or(ListError::Invalid("a jti entry needs exp"))?,
+            },
+            (None, Some(hash), None, None) => Self::TokenHash {
+                hash,
+                exp: number("exp").ok_or(ListError::Invalid("a hash entry needs exp"))?,
+            },
+            (None, None, Some(client_id), None) => Self::ClientBefore {
+                client_id,
+                before: number("before")
+                    .ok_or(ListError::Invalid("a client entry needs before"))?,
+            },
+            (None, None, None, Some(subject)) => Self::SubjectBefore {
+                subject,
+                before: number("before").ok_or(ListError::Invalid("a sub entry needs before"))?,
+            },
+            _ => {
+                return Err(ListError::Invalid(
+                    "an entry needs exactly one of jti, token_sha256, client_id, sub",
+                ));
+            }
+        };
+        Ok(entry)
+    }
+
+    /// Parses one entry from JSON text (a Redis member or pub/sub message).
+    pub fn parse_text(text: &[u8]) -> Result<Self, ListError> {
+        let value =
+            strict_json::parse(text).map_err(|_| ListError::Invalid("an entry is not JSON"))?;
+        Self::parse(&value)
+    }
+}
+
+/// The revoked tokens one source knows of.
+#[derive(Debug, Default, Clone)]
+pub struct RevocationSet {
+    jtis: HashMap<String, i64>,
+    hashes: HashMap<String, i64>,
+    clients: HashMap<String, i64>,
+    subjects: HashMap<String, i64>,
+}
+
+impl RevocationSet {
+    /// Parses a whole list document; an empty list is valid only when well-formed.
+    pub fn parse_document(bytes: &[u8], now: i64) -> Result<Self, ListError> {
+        let document = strict_json::parse(bytes).map_err(|_| ListError::Invalid("not JSON"))?;
+        if document.get("version").and_then(Value::as_i64) != Some(1) {
+            return Err(ListError::Invalid("version must be 1"));
+        }
+        let entries = document
+            .get("entries")
+            .and_then(Value::as_array)
+            .ok_or(ListError::Invalid("no entries array"))?;
+        if entries.len() > MAX_ENTRIES {
+            return Err(ListError::TooLarge);
+        }
+        let mut set = Self::default();
+        for entry in entries {
+            set.insert(Entry::parse(entry)?, now);
+        }
+        Ok(set)
+    }
+
+    /// Adds an entry; one whose token has already expired is not kept.
+    pub fn insert(&mut self, entry: Entry, now: i64) {
+        match entry {
+            Entry::Jti { jti, exp } if exp >= now => {
+                self.jtis.insert(jti, exp);
+            }
+            Entry::TokenHash { hash, exp } if exp >= now => {
+                self.hashes.insert(hash, exp);
+            }
+            Entry::ClientBefore { client_id, before } => {
+                let kept = self.clients.entry(client_id).or_insert(before);
+                *kept = (*kept).max(before);
+            }
+            Entry::SubjectBefore { subject, before } => {
+                let kept = self.subjects.entry(subject).or_insert(before);
+                *kept = (*kept).max(before);
+            }
+            Entry::Jti { .. } | Entry::TokenHash { .. } => {}
+        }
+    }
+
+    /// Drops entries whose tokens have expired; a cutoff is dropped once every token it can
+    /// affect has expired (`before` + the longest token lifetime).
+    pub fn prune(&mut self, now: i64, max_lifetime: i64) {
+        self.jtis.retain(|_, exp| *exp >= now);
+        self.hashes.retain(|_, exp| *exp >= now);
+        let horizon = now.saturating_sub(max_lifetime);
+        self.clients.retain(|_, before| *before >= horizon);
+        self.subjects.retain(|_, before| *before >= horizon);
+    }
+
+    /// Whether `token` (whose text hashes to `token_hash`) is revoked.
+    pub fn revokes(&self, token: &VerifiedToken, token_hash: &str) -> bool {
+        let issued_before = |cutoff: &i64| token.issued_at.is_none_or(|iat| iat < *cutoff);
+        token
+            .jti
+            .as_ref()
+            .is_some_and(|jti| self.jtis.contains_key(jti))
+            || self.hashes.contains_key(token_hash)
+            || token
+                .client_id
+                .as_ref()
+                .and_then(|c| self.clients.get(c))
+                .is_some_and(issued_before)
+            || token
+                .subject
+                .as_ref()
+                .and_then(|s| self.subjects.get(s))
+                .is_some_and(issued_before)
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.jtis.len() + self.hashes.len() + self.clients.len() + self.subjects.len()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests;

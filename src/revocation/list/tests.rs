@@ -1,0 +1,110 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::policy::ScopeSet;
+use crate::token::Confirmation;
+
+const NOW: i64 = 1_800_000_000;
+
+fn token(jti: &str, client: &str, sub: &str, iat: Option<i64>) -> VerifiedToken {
+    VerifiedToken {
+        issuer: Arc::from("https://as"),
+        subject: Some(sub.into()),
+        client_id: Some(client.into()),
+        jti: Some(jti.into()),
+        patient: None,
+        scopes: ScopeSet::default(),
+        expires_at: NOW + 300,
+        issued_at: iat,
+        confirmation: Confirmation::None,
+        claims: serde_json::Map::new(),
+    }
+}
+
+#[track_caller]
+fn check(entries: serde_json::Value, token: &VerifiedToken, hash: &str, expected: bool) {
+    let document = json!({"version": 1, "entries": entries}).to_string();
+    let set = RevocationSet::parse_document(document.as_bytes(), NOW).unwrap();
+    assert_eq!(set.revokes(token, hash), expected, "{entries}");
+}
+
+#[test]
+fn each_entry_kind_revokes_what_it_names() {
+    let t = token("j-1", "app-1", "u-1", Some(NOW - 10));
+    check(json!([{"jti": "j-1", "exp": NOW + 60}]), &t, "h", true);
+    check(json!([{"jti": "j-2", "exp": NOW + 60}]), &t, "h", false);
+    check(json!([{"jti": "j-1", "exp": NOW - 60}]), &t, "h", false);
+    check(
+        json!([{"token_sha256": "h", "exp": NOW + 60}]),
+        &t,
+        "h",
+        true,
+    );
+    check(
+        json!([{"client_id": "app-1", "before": NOW - 9}]),
+        &t,
+        "h",
+        true,
+    );
+    check(
+        json!([{"client_id": "app-1", "before": NOW - 11}]),
+        &t,
+        "h",
+        false,
+    );
+    check(json!([{"sub": "u-1", "before": NOW}]), &t, "h", true);
+    check(json!([{"sub": "u-2", "before": NOW}]), &t, "h", false);
+    // No iat: the token cannot prove it is newer than the cutoff (E-03, fail closed).
+    check(
+        json!([{"client_id": "app-1", "before": NOW - 1000}]),
+        &token("j", "app-1", "u", None),
+        "h",
+        true,
+    );
+    check(json!([]), &t, "h", false);
+}
+
+#[test]
+fn malformed_documents_are_refused_whole() {
+    for document in [
+        "<html>".to_owned(),
+        json!({"entries": []}).to_string(),
+        json!({"version": 2, "entries": []}).to_string(),
+        json!({"version": 1}).to_string(),
+        json!({"version": 1, "entries": [{"jti": "a"}]}).to_string(),
+        json!({"version": 1, "entries": [{"jti": "a", "sub": "b", "exp": 1}]}).to_string(),
+        json!({"version": 1, "entries": [{"unknown": 1}]}).to_string(),
+        r#"{"version":1,"version":1,"entries":[]}"#.to_owned(),
+    ] {
+        assert!(
+            RevocationSet::parse_document(document.as_bytes(), NOW).is_err(),
+            "{document}"
+        );
+    }
+}
+
+#[test]
+fn entries_expire_with_their_tokens() {
+    let mut set = RevocationSet::default();
+    set.insert(
+        Entry::Jti {
+            jti: "a".into(),
+            exp: NOW + 10,
+        },
+        NOW,
+    );
+    set.insert(
+        Entry::ClientBefore {
+            client_id: "c".into(),
+            before: NOW,
+        },
+        NOW,
+    );
+    assert_eq!(set.len(), 2);
+    set.prune(NOW + 11, 900);
+    assert_eq!(set.len(), 1);
+    set.prune(NOW + 901, 900);
+    assert!(set.is_empty());
+}

@@ -1,0 +1,292 @@
+//! The loops that keep each revocation source current. HTTP: poll on the interval with
+//! `If-None-Match` (a 304 confirms the list). File: re-read on the interval and whenever it
+//! changes (write-then-rename and symlink swaps included). Redis: subscribe to the channel
+//! first, then read the whole set (so nothing published in between is lost), apply messages as
+//! they arrive, and re-read the set on the interval to repair any gap; a lost connection is
+//! retried with backoff while the staleness clock runs. A failed read never replaces a list.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{ETAG, IF_NONE_MATCH};
+use http_body_util::{BodyExt, Empty, Limited};
+
+use super::{Entry, RevocationSet, SourceState, describe, unix_now};
+use crate::config::{RevocationLocation, RevocationSource};
+use crate::telemetry::Metrics;
+use crate::tls::https_client_config;
+
+/// A list document larger than this is refused.
+const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
+/// Bound on one Redis or HTTP round trip.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the source's loop until the task is aborted.
+pub async fn run(
+    config: RevocationSource,
+    state: Arc<SourceState>,
+    metrics: Arc<Metrics>,
+    max_lifetime: i64,
+) {
+    let source = describe(&config.location);
+    match &config.location {
+        RevocationLocation::Http { url, ca_file } => {
+            http_loop(
+                url.clone(),
+                ca_file.as_deref(),
+                config.interval,
+                &state,
+                &metrics,
+                &source,
+            )
+            .await;
+        }
+        RevocationLocation::File(path) => {
+            file_loop(path, config.interval, &state, &metrics, &source).await
+        }
+        RevocationLocation::Redis { url, key, channel } => {
+            redis_loop(
+                url,
+                key,
+                channel,
+                config.interval,
+                &state,
+                &metrics,
+                &source,
+                max_lifetime,
+            )
+            .await;
+        }
+    }
+}
+
+fn record(metrics: &Metrics, source: &str, result: Result<(), String>) {
+    if let Err(err) = &result {
+        tracing::warn!(revocation.source = source, error = %err, "revocation list not refreshed; keeping the last good list");
+    }
+    metrics.record_revocation_refresh(source, result.is_ok());
+}
+
+async fn http_loop(
+    url: http::Uri,
+    ca_file: Option<&std::path::Path>,
+    interval: Duration,
+    state: &SourceState,
+    metrics: &Metrics,
+    source: &str,
+) {
+    let client = match https_client_config(ca_file) {
+        Ok(tls) => {
+            let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(tls)
+                .https_or_http()
+                .enable_http1()
+                .build();
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, Empty<Bytes>>(connector)
+        }
+        Err(err) => {
+            tracing::error!(revocation.source = source, error = %err, "revocation source cannot start");
+            return;
+        }
+    };
+    let mut etag: Option<http::HeaderValue> = None;
+    loop {
+        let fetched = tokio::time::timeout(CALL_TIMEOUT, async {
+            let mut request = http::Request::get(url.clone());
+            if let Some(tag) = &etag {
+                request = request.header(IF_NONE_MATCH, tag.clone());
+            }
+            let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
+            let response = client.request(request).await.map_err(|e| e.to_string())?;
+            match response.status().as_u16() {
+                304 => Ok(None),
+                200 => {
+                    let tag = response.headers().get(ETAG).cloned();
+                    let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
+                        .collect()
+                        .await
+                        .map_err(|_| "body too large or cut short".to_owned())?
+                        .to_bytes();
+                    Ok(Some((tag, body)))
+                }
+                status => Err(format!("status {status}")),
+            }
+        })
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()));
+        let result = match fetched {
+            // RFC 9110 §15.4.5: 304 says our copy is current.
+            Ok(None) => {
+                state.mark_fresh();
+                Ok(())
+            }
+            Ok(Some((tag, body))) => RevocationSet::parse_document(&body, unix_now())
+                .map(|set| {
+                    state.replace(set);
+                    etag = tag;
+                })
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(err),
+        };
+        record(metrics, source, result);
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn file_loop(
+    path: &std::path::Path,
+    interval: Duration,
+    state: &SourceState,
+    metrics: &Metrics,
+    source: &str,
+) {
+    let (trigger, mut triggers) = tokio::sync::mpsc::channel::<()>(1);
+    let _watcher = crate::proxy::watch_folder(path, trigger);
+    loop {
+        let result = match tokio::fs::read(path).await {
+            Ok(bytes) => RevocationSet::parse_document(&bytes, unix_now())
+                .map(|set| state.replace(set))
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(format!("cannot read the file: {err}")),
+        };
+        record(metrics, source, result);
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            Some(()) = triggers.recv() => {
+                // Let a writer finish before reading (partial writes are refused anyway).
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the loop needs each of these"
+)]
+async fn redis_loop(
+    url: &str,
+    key: &str,
+    channel: &str,
+    interval: Duration,
+    state: &SourceState,
+    metrics: &Metrics,
+    source: &str,
+    max_lifetime: i64,
+) {
+    let client = match redis::Client::open(url) {
+        Ok(client) => client,
+        Err(err) => {
+            tracing::error!(revocation.source = source, error = %err, "revocation source cannot start");
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    loop {
+        let result = redis_session(
+            &client,
+            key,
+            channel,
+            interval,
+            state,
+            metrics,
+            source,
+            max_lifetime,
+        )
+        .await;
+        record(metrics, source, result);
+        failures = failures.saturating_add(1);
+        tokio::time::sleep(Duration::from_millis(250u64 << failures.min(5))).await;
+    }
+}
+
+/// One connected session; returns when the connection fails.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; the session needs each of these"
+)]
+async fn redis_session(
+    client: &redis::Client,
+    key: &str,
+    channel: &str,
+    interval: Duration,
+    state: &SourceState,
+    metrics: &Metrics,
+    source: &str,
+    max_lifetime: i64,
+) -> Result<(), String> {
+    let mut pubsub =
+        timed(async { client.get_async_pubsub().await.map_err(|e| e.to_string()) }).await?;
+    timed(async { pubsub.subscribe(channel).await.map_err(|e| e.to_string()) }).await?;
+    let mut connection = timed(async {
+        client
+            .get_multiplexed_async_connection()
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?;
+    // Subscribed before reading the set: an entry published meanwhile arrives as a message.
+    reconcile(&mut connection, key, state, max_lifetime).await?;
+    record(metrics, source, Ok(()));
+    let mut messages = pubsub.on_message();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else {
+                    return Err("pub/sub connection closed".to_owned());
+                };
+                match Entry::parse_text(message.get_payload_bytes()) {
+                    Ok(entry) => state.insert(entry),
+                    Err(err) => tracing::warn!(revocation.source = source, error = %err, "revocation message ignored"),
+                }
+            }
+            _ = ticker.tick() => {
+                reconcile(&mut connection, key, state, max_lifetime).await?;
+                record(metrics, source, Ok(()));
+            }
+        }
+    }
+}
+
+async fn timed<T>(
+    future: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    tokio::time::timeout(CALL_TIMEOUT, future)
+        .await
+        .map_err(|_| "timed out".to_owned())?
+}
+
+/// Re-reads the whole set (SMEMBERS) and replaces the list with it.
+async fn reconcile(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    state: &SourceState,
+    max_lifetime: i64,
+) -> Result<(), String> {
+    let members: Vec<Vec<u8>> = tokio::time::timeout(
+        CALL_TIMEOUT,
+        redis::cmd("SMEMBERS").arg(key).query_async(connection),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    if members.len() > super::MAX_ENTRIES {
+        return Err("the set has too many entries".to_owned());
+    }
+    let now = unix_now();
+    let mut set = RevocationSet::default();
+    for member in &members {
+        match Entry::parse_text(member) {
+            Ok(entry) => set.insert(entry, now),
+            Err(err) => tracing::warn!(error = %err, "revocation set member ignored"),
+        }
+    }
+    set.prune(now, max_lifetime);
+    state.replace(set);
+    Ok(())
+}

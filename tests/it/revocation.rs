@@ -1,0 +1,326 @@
+//! Revocation end to end: a token cached as valid is refused on its next request once a source
+//! lists it — HTTP (with ETag), file and Redis (set + pub/sub, shared by two gateway processes)
+//! — and a stale or unreachable source fails closed with 503 until it recovers.
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+use crate::support::{Harness, INVALID_TOKEN, Options, TestClient, assert_no_leak};
+
+const EMPTY_LIST: &str = r#"{"version": 1, "entries": []}"#;
+
+fn list(entries: serde_json::Value) -> String {
+    json!({"version": 1, "entries": entries}).to_string()
+}
+
+/// Polls until `path` answers `wanted` for `token`.
+async fn eventually_status(client: &TestClient, path: &str, token: &str, wanted: u16) {
+    for _ in 0..150 {
+        if client.get_with_token(path, token).await.status == wanted {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never answered {wanted}");
+}
+
+fn claims_with_jti(harness: &Harness) -> (String, String, i64) {
+    let claims = harness.claims("user/Patient.r");
+    let jti = claims["jti"].as_str().unwrap().to_owned();
+    let exp = claims["exp"].as_i64().unwrap();
+    (harness.mint(&claims), jti, exp)
+}
+
+#[tokio::test]
+async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
+    let options = Options {
+        revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 1s\n      max_stale: 10s\n".into(),
+        files: vec![("revoked.json", EMPTY_LIST.to_owned())],
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let (token, jti, exp) = claims_with_jti(&harness);
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    // The verified token is now cached; revocation must still win on the next request.
+    let aside = harness.dir.path().join("revoked.json.tmp");
+    std::fs::write(&aside, list(json!([{"jti": jti, "exp": exp}]))).unwrap();
+    std::fs::rename(&aside, harness.dir.path().join("revoked.json")).unwrap();
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.headers["www-authenticate"], INVALID_TOKEN);
+    assert_no_leak(&response, &[&token, &jti]);
+
+    // "All tokens of app-1 issued before T": older refused, newer allowed.
+    let now = harness.claims("x")["iat"].as_i64().unwrap();
+    std::fs::write(
+        harness.dir.path().join("revoked.json"),
+        list(json!([{"client_id": "app-1", "before": now}])),
+    )
+    .unwrap();
+    let mut old = harness.claims("user/Patient.r");
+    old["iat"] = json!(now - 5);
+    let old = harness.mint(&old);
+    eventually_status(&client, "/Patient/123", &old, 401).await;
+    let mut new = harness.claims("user/Patient.r");
+    new["iat"] = json!(now + 1);
+    assert_eq!(
+        client
+            .get_with_token("/Patient/123", &harness.mint(&new))
+            .await
+            .status,
+        200
+    );
+    // A half-written list is refused and the last good list stays in force.
+    std::fs::write(
+        harness.dir.path().join("revoked.json"),
+        "{\"version\": 1, \"entr",
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        client.get_with_token("/Patient/123", &old).await.status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn a_stale_source_fails_closed_with_503_and_recovers() {
+    let options = Options {
+        revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 500ms\n      max_stale: 2s\n".into(),
+        files: vec![("revoked.json", EMPTY_LIST.to_owned())],
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let token = harness.token("user/Patient.r");
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    std::fs::remove_file(harness.dir.path().join("revoked.json")).unwrap();
+    eventually_status(&client, "/Patient/123", &token, 503).await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert!(
+        response.headers.get("www-authenticate").is_none(),
+        "a stale list must not blame the token"
+    );
+    assert_eq!(response.headers["retry-after"], "5");
+    assert_eq!(harness.admin_get("/readyz").await.0, 503);
+    // Public rules need no list.
+    assert_eq!(client.get("/metadata").await.status, 200);
+    std::fs::write(harness.dir.path().join("revoked.json"), EMPTY_LIST).unwrap();
+    eventually_status(&client, "/Patient/123", &token, 200).await;
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_revocation_list_age_seconds{source=\"file:revoked.json\"}"),
+        "{metrics}"
+    );
+}
+
+/// A revocation list over HTTP with ETag support; counts 304 answers.
+struct ListServer {
+    addr: SocketAddr,
+    body: Arc<Mutex<(u64, String)>>,
+    not_modified: Arc<Mutex<u64>>,
+}
+
+impl ListServer {
+    async fn start(initial: &str) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let body = Arc::new(Mutex::new((1, initial.to_owned())));
+        let not_modified = Arc::new(Mutex::new(0));
+        let (served, counted) = (Arc::clone(&body), Arc::clone(&not_modified));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (served, counted) = (Arc::clone(&served), Arc::clone(&counted));
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let (version, text) = served.lock().unwrap().clone();
+                    let etag = format!("\"v{version}\"");
+                    let unchanged = request
+                        .headers()
+                        .get("if-none-match")
+                        .is_some_and(|v| v == etag.as_str());
+                    if unchanged {
+                        *counted.lock().unwrap() += 1;
+                    }
+                    let response = http::Response::builder()
+                        .status(if unchanged { 304 } else { 200 })
+                        .header("etag", etag)
+                        .header("content-type", "application/json")
+                        .body(Full::new(if unchanged {
+                            Bytes::new()
+                        } else {
+                            Bytes::from(text)
+                        }))
+                        .unwrap();
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                tokio::spawn(async move {
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            body,
+            not_modified,
+        }
+    }
+
+    fn publish(&self, text: String) {
+        let mut body = self.body.lock().unwrap();
+        *body = (body.0 + 1, text);
+    }
+}
+
+#[tokio::test]
+async fn http_source_honours_etag_and_revokes() {
+    let server = ListServer::start(EMPTY_LIST).await;
+    let options = Options {
+        revocation: format!(
+            "revocation:\n  sources:\n    - http: \"http://{}/revoked.json\"\n      interval: 300ms\n      max_stale: 10s\n",
+            server.addr
+        ),
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let (token, jti, exp) = claims_with_jti(&harness);
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    for _ in 0..50 {
+        if *server.not_modified.lock().unwrap() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        *server.not_modified.lock().unwrap() > 0,
+        "the source never sent If-None-Match"
+    );
+    server.publish(list(json!([{"jti": jti, "exp": exp}])));
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+}
+
+fn redis_connection() -> redis::Connection {
+    redis::Client::open("redis://127.0.0.1:6379/")
+        .unwrap()
+        .get_connection()
+        .expect("a Redis server on 127.0.0.1:6379")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_revocation_reaches_two_gateway_processes() {
+    let key = format!("phigate-test:{}", uuid::Uuid::new_v4());
+    let channel = format!("{key}:events");
+    let options = Options {
+        revocation: format!(
+            "revocation:\n  sources:\n    - redis: \"redis://127.0.0.1:6379/\"\n      key: \"{key}\"\n      channel: \"{channel}\"\n      interval: 5s\n      max_stale: 30s\n"
+        ),
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    // The second gateway is the binary, started from the same configuration.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["run", "--config"])
+        .arg(&harness.config_file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+    // Keep reading the child's log for its whole life, so its writes never hit a closed pipe.
+    std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if value["message"] == "phigate serving" {
+                let port = value["listen.address"]
+                    .as_str()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let (Some(tx), Some(port)) = (port_tx.take(), port) {
+                    let _ = tx.send(port);
+                }
+            }
+        }
+    });
+    let port = tokio::time::timeout(Duration::from_secs(30), port_rx)
+        .await
+        .unwrap()
+        .expect("the second gateway started");
+    let other = TestClient::new(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        &harness.ca,
+        None,
+        false,
+    );
+    let (token, jti, exp) = claims_with_jti(&harness);
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    eventually_status(&other, "/Patient/123", &token, 200).await;
+
+    let entry = json!({"jti": jti, "exp": exp}).to_string();
+    let mut redis = redis_connection();
+    let _: () = redis::cmd("SADD")
+        .arg(&key)
+        .arg(&entry)
+        .query(&mut redis)
+        .unwrap();
+    let _: () = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(&entry)
+        .query(&mut redis)
+        .unwrap();
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+    eventually_status(&other, "/Patient/123", &token, 401).await;
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let _: () = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
+}
+
+#[tokio::test]
+async fn unreachable_redis_is_never_fresh_so_tokens_get_503() {
+    let options = Options {
+        revocation: "revocation:\n  sources:\n    - redis: \"redis://127.0.0.1:1/\"\n      interval: 1s\n      max_stale: 2s\n".into(),
+        wait_ready: false,
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let token = harness.token("user/Patient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 503);
+    assert!(harness.upstream.received().is_empty());
+    assert_eq!(harness.admin_get("/readyz").await.0, 503);
+}
