@@ -143,7 +143,7 @@ impl Denial {
                 "The request carries credentials in an unsupported way",
             ),
             // Our dependency failed, not the token: no `invalid_token`, so the client keeps it.
-            Self::Token(TokenFault::KeysUnavailable) => (
+            Self::Token(TokenFault::KeysUnavailable | TokenFault::IntrospectionUnavailable) => (
                 S::SERVICE_UNAVAILABLE,
                 Challenge::None,
                 IssueCode::Transient,

@@ -121,6 +121,16 @@ impl Pipeline {
         let bearer =
             token::bearer_from(&req.headers, req.uri.query()).map_err(Denial::Credential)?;
         let verified = self.verifier.verify(&bearer).await.map_err(Denial::Token)?;
+        let verified = self
+            .verifier
+            .complete(
+                verified,
+                &bearer,
+                route.requires_introspection(),
+                route.wants_launch_patient(),
+            )
+            .await
+            .map_err(Denial::Token)?;
         facts.token = Some(Arc::clone(&verified));
         facts.bearer = Some(bearer);
         let binding = binding::check(&verified, &conn.identity).map_err(Denial::Binding)?;

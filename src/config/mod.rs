@@ -16,7 +16,8 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 use self::raw::{
-    At, RawConfig, RawIssuer, RawListen, RawRevocation, RawRevocationSource, RawTokens, RawUpstream,
+    At, RawConfig, RawIntrospection, RawIssuer, RawListen, RawRevocation, RawRevocationSource,
+    RawTokens, RawUpstream,
 };
 use crate::policy::PolicyTable;
 
@@ -187,6 +188,39 @@ pub struct IssuerConfig {
     pub algorithms: AlgorithmSet,
     /// The claim carrying the SMART launch patient (`patient` unless the issuer says otherwise).
     pub patient_claim: String,
+    /// RFC 7662 introspection, for opaque tokens and `introspect: always` rules.
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+/// How to introspect an issuer's tokens (RFC 7662).
+#[derive(Clone)]
+pub struct IntrospectionConfig {
+    /// The introspection endpoint.
+    pub endpoint: http::Uri,
+    /// phigate's client id at the authorization server.
+    pub client_id: String,
+    /// phigate's client secret (RFC 7662 §2.1: the resource server authenticates).
+    pub client_secret: String,
+    /// CA bundle for an `https` endpoint.
+    pub ca_file: Option<PathBuf>,
+    /// Longest time an active result is reused (never past the token's `exp`).
+    pub cache_ttl: Duration,
+    /// How long an inactive result is reused.
+    pub negative_cache_ttl: Duration,
+    /// Bound on one introspection call.
+    pub timeout: Duration,
+    /// Take the launch patient from introspection when a token lacks it.
+    pub resolve_patient: bool,
+}
+
+impl std::fmt::Debug for IntrospectionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log or `phigate check` output.
+        f.debug_struct("IntrospectionConfig")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A non-empty set of asymmetric JWS algorithms: `none` and HMAC cannot be represented.
@@ -627,6 +661,10 @@ impl Builder<'_> {
                 "audiences must list at least one non-empty audience",
             );
         }
+        let introspection = raw
+            .introspection
+            .as_ref()
+            .and_then(|raw| self.introspection(raw));
         let patient_claim = match &raw.patient_claim {
             None => "patient".to_owned(),
             Some(at) => {
@@ -652,6 +690,49 @@ impl Builder<'_> {
             audiences: raw.audiences.value.clone(),
             algorithms: algorithms?,
             patient_claim,
+            introspection,
+        })
+    }
+
+    fn introspection(&mut self, raw: &RawIntrospection) -> Option<IntrospectionConfig> {
+        let endpoint = raw
+            .endpoint
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| {
+                "introspection endpoint must be an absolute http:// or https:// URL".to_owned()
+            });
+        let endpoint = self.check(&raw.endpoint, endpoint);
+        let secret_path = self.path(&raw.client_secret_file);
+        let secret = std::fs::read_to_string(&secret_path)
+            .map(|s| s.trim().to_owned())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| "client_secret_file cannot be read or is empty".to_owned());
+        let client_secret = self.check(&raw.client_secret_file, secret);
+        Some(IntrospectionConfig {
+            endpoint: endpoint?,
+            client_id: raw.client_id.clone(),
+            client_secret: client_secret?,
+            ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
+            cache_ttl: self.duration(
+                raw.cache_ttl.as_ref(),
+                "introspection cache_ttl",
+                Duration::from_secs(60),
+            ),
+            negative_cache_ttl: self.duration(
+                raw.negative_cache_ttl.as_ref(),
+                "introspection negative_cache_ttl",
+                Duration::from_secs(5),
+            ),
+            timeout: self.duration(
+                raw.timeout.as_ref(),
+                "introspection timeout",
+                Duration::from_secs(3),
+            ),
+            resolve_patient: raw.resolve_patient.unwrap_or(false),
         })
     }
 

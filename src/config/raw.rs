@@ -112,6 +112,27 @@ pub struct RawIssuer {
     pub algorithms: At<Vec<String>>,
     #[serde(default)]
     pub patient_claim: Option<At<String>>,
+    #[serde(default)]
+    pub introspection: Option<RawIntrospection>,
+}
+
+/// `issuers[].introspection:` — RFC 7662 token introspection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIntrospection {
+    pub endpoint: At<String>,
+    pub client_id: String,
+    pub client_secret_file: At<String>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub cache_ttl: Option<At<String>>,
+    #[serde(default)]
+    pub negative_cache_ttl: Option<At<String>>,
+    #[serde(default)]
+    pub timeout: Option<At<String>>,
+    #[serde(default)]
+    pub resolve_patient: Option<bool>,
 }
 
 /// `tokens:` — validation bounds shared by all issuers.

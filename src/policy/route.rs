@@ -110,6 +110,16 @@ impl Route<'_> {
         self.rule.access_summary()
     }
 
+    /// Whether the rule demands a live introspection of every token (RFC 7662).
+    pub fn requires_introspection(&self) -> bool {
+        self.rule.introspect_always
+    }
+
+    /// Whether the rule confines by launch patient (SMART), so a missing one is worth looking up.
+    pub fn wants_launch_patient(&self) -> bool {
+        matches!(self.rule.access, Access::Smart(_))
+    }
+
     /// The sender constraint the rule demands, if any.
     pub fn required_binding(&self) -> Option<crate::binding::Requirement> {
         self.rule.binding

@@ -41,6 +41,8 @@ pub(super) struct RawRule {
     enforce_always: Option<bool>,
     #[serde(default)]
     require_binding: Option<String>,
+    #[serde(default)]
+    introspect: Option<String>,
 }
 
 /// How a rule treats its own refusals.
@@ -85,6 +87,7 @@ pub struct Rule {
     pub(super) access: Access,
     pub(super) mode: Mode,
     pub(super) binding: Option<Requirement>,
+    pub(super) introspect_always: bool,
 }
 
 impl Rule {
@@ -162,6 +165,14 @@ impl RawRule {
         } else {
             mode
         };
+        let introspect_always = match self.introspect.as_deref() {
+            None | Some("never") => false,
+            Some("always") => true,
+            Some(_) => {
+                errors.push(format!("rule {name:?}: introspect must be always or never"));
+                false
+            }
+        };
         let binding = self.require_binding.as_deref().and_then(|text| {
             Requirement::parse(text).or_else(|| {
                 errors.push(format!(
@@ -178,6 +189,7 @@ impl RawRule {
                 access,
                 mode,
                 binding,
+                introspect_always,
             }),
             _ => Err(errors),
         }

@@ -103,6 +103,60 @@ pub fn validate(
     })
 }
 
+/// Builds a `VerifiedToken` from an RFC 7662 introspection response that said `active: true`.
+/// RFC 7662 §2.2 members are optional, but any that is present must fit: `exp` in the future,
+/// `iss` exactly the issuer, `aud` naming one of ours, the usual identity claim rules.
+pub fn from_introspection(
+    claims: Map<String, Value>,
+    issuer: &IssuerConfig,
+    bounds: &TokenBounds,
+    now: i64,
+) -> Result<VerifiedToken, TokenFault> {
+    let skew = i64::try_from(bounds.clock_skew.as_secs()).unwrap_or(i64::MAX);
+    if claims
+        .get("iss")
+        .is_some_and(|iss| iss.as_str() != Some(&*issuer.issuer))
+    {
+        return Err(TokenFault::IssuerMismatch);
+    }
+    if claims.contains_key("aud") {
+        check_audience(claims.get("aud"), &issuer.audiences)?;
+    }
+    let expires_at = match claims.get("exp") {
+        Some(exp) => numeric_date(exp)?,
+        None => now.saturating_add(i64::try_from(bounds.max_lifetime.as_secs()).unwrap_or(0)),
+    };
+    if now > expires_at.saturating_add(skew) {
+        return Err(TokenFault::Expired);
+    }
+    // RFC 9449 §6.2: a DPoP token is only good with a proof; this path has none.
+    if claims
+        .get("token_type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| t.eq_ignore_ascii_case("DPoP"))
+    {
+        return Err(TokenFault::TypMismatch);
+    }
+    let scopes = ScopeSet::from_claims(claims.get("scope"), claims.get("scp")).map_err(
+        |fault| match fault {
+            crate::policy::ScopeClaimFault::Ambiguous => TokenFault::ScopeAmbiguous,
+            crate::policy::ScopeClaimFault::Malformed => TokenFault::MalformedClaims,
+        },
+    )?;
+    Ok(VerifiedToken {
+        issuer: Arc::clone(&issuer.issuer),
+        subject: identity_claim(&claims, "sub")?,
+        client_id: identity_claim(&claims, "client_id")?,
+        jti: identity_claim(&claims, "jti")?,
+        patient: identity_claim(&claims, &issuer.patient_claim)?,
+        scopes,
+        expires_at,
+        issued_at: claims.get("iat").map(numeric_date).transpose()?,
+        confirmation: confirmation(claims.get("cnf"))?,
+        claims,
+    })
+}
+
 /// What a token is bound to (RFC 7800 `cnf`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {

@@ -6,6 +6,7 @@
 
 pub mod bearer;
 mod claims;
+mod introspection;
 pub mod jose;
 pub mod jwks;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, bearer_from};
 pub use self::claims::{Confirmation, VerifiedToken};
+use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::telemetry::Metrics;
@@ -63,6 +65,10 @@ pub enum TokenFault {
     MalformedClaims,
     /// The issuer's keys are missing or past their staleness bound: phigate cannot decide.
     KeysUnavailable,
+    /// Introspection said the token is not active.
+    Inactive,
+    /// The introspection endpoint failed or answered nonsense: phigate cannot decide.
+    IntrospectionUnavailable,
 }
 
 impl TokenFault {
@@ -87,6 +93,8 @@ impl TokenFault {
             Self::ScopeAmbiguous => "scope_ambiguous",
             Self::MalformedClaims => "claims_malformed",
             Self::KeysUnavailable => "keys_unavailable",
+            Self::Inactive => "token_inactive",
+            Self::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 }
@@ -102,6 +110,7 @@ struct CachedToken {
 /// Verifies bearer tokens against every configured issuer.
 pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
+    introspectors: HashMap<Arc<str>, Arc<Introspector>>,
     bounds: TokenBounds,
     cache: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
     metrics: Arc<Metrics>,
@@ -132,12 +141,22 @@ impl Verifier {
                 IssuerKeys::new(issuer.clone(), bounds.clone(), client, Arc::clone(&metrics));
             by_name.insert(Arc::clone(&issuer.issuer), Arc::new(keys));
         }
+        let mut introspectors = HashMap::new();
+        for issuer in issuers {
+            if let Some(config) = &issuer.introspection {
+                introspectors.insert(
+                    Arc::clone(&issuer.issuer),
+                    Arc::new(Introspector::new(issuer, config, bounds)?),
+                );
+            }
+        }
         let cache = moka::sync::Cache::builder()
             .max_capacity(TOKEN_CACHE_CAPACITY)
             .time_to_live(bounds.max_lifetime)
             .build();
         Ok(Self {
             issuers: by_name,
+            introspectors,
             bounds: bounds.clone(),
             cache,
             metrics,
@@ -175,6 +194,15 @@ impl Verifier {
             self.cache.invalidate(&digest);
         }
         self.metrics.record_token_cache(false);
+        // An opaque token (not a three-part JWS) can only be introspected, and only when one
+        // issuer offers introspection: phigate never guesses which server a token came from.
+        if token.matches('.').count() != 2 {
+            let mut introspectors = self.introspectors.values();
+            return match (introspectors.next(), introspectors.next()) {
+                (Some(introspector), None) => introspector.introspect(token, now).await,
+                _ => Err(TokenFault::Malformed),
+            };
+        }
         let jws = jose::parse(token)?;
         let Some(Value::String(iss)) = jws.claims.get("iss") else {
             return Err(TokenFault::IssuerMismatch);
@@ -216,6 +244,36 @@ impl Verifier {
             }),
         );
         Ok(verified)
+    }
+
+    /// Completes a verified JWT with introspection where configuration asks for it: `always`
+    /// (an `introspect: always` rule: the token must still be active at the server), or to
+    /// learn a launch patient the token lacks (`resolve_patient`).
+    pub async fn complete(
+        &self,
+        verified: Arc<VerifiedToken>,
+        bearer: &BearerToken,
+        always: bool,
+        wants_patient: bool,
+    ) -> Result<Arc<VerifiedToken>, TokenFault> {
+        let introspector = self.introspectors.get(&verified.issuer);
+        let resolve = wants_patient
+            && verified.patient.is_none()
+            && introspector.is_some_and(|i| i.resolves_patient());
+        if !always && !resolve {
+            return Ok(verified);
+        }
+        // A rule that demands introspection cannot be met without an endpoint: fail closed.
+        let introspector = introspector.ok_or(TokenFault::IntrospectionUnavailable)?;
+        let introspected = introspector.introspect(bearer.expose(), unix_now()).await?;
+        match (&verified.patient, &introspected.patient) {
+            (None, Some(patient)) => {
+                let mut completed = (*verified).clone();
+                completed.patient = Some(patient.clone());
+                Ok(Arc::new(completed))
+            }
+            _ => Ok(verified),
+        }
     }
 
     fn still_valid(&self, cached: &CachedToken, now: i64) -> Option<Arc<VerifiedToken>> {

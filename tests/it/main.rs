@@ -15,6 +15,7 @@ mod cli;
 mod errors;
 mod fhir;
 mod forwarding;
+mod introspection;
 mod jwks;
 mod policy;
 mod reload;

@@ -15,6 +15,7 @@ fn issuer() -> IssuerConfig {
         audiences: vec!["https://fhir.test".into()],
         algorithms: AlgorithmSet::parse(&["ES256"]).unwrap(),
         patient_claim: "patient".into(),
+        introspection: None,
     }
 }
 

@@ -11,6 +11,7 @@ fn issuer(algorithms: &[&str]) -> IssuerConfig {
         audiences: vec!["https://fhir.test".into()],
         algorithms: AlgorithmSet::parse(algorithms).unwrap(),
         patient_claim: "patient".into(),
+        introspection: None,
     }
 }
 

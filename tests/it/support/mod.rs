@@ -63,6 +63,8 @@ pub struct Options {
     pub revocation: String,
     /// Files to write into the harness folder before the gateway starts.
     pub files: Vec<(&'static str, String)>,
+    /// Extra keys of the issuer entry, verbatim and indented (e.g. an `introspection:` block).
+    pub issuer_extra: String,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             jwks_tls: false,
             revocation: String::new(),
             files: Vec::new(),
+            issuer_extra: String::new(),
         }
     }
 }
@@ -273,7 +276,7 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\ntokens:\n{tokens}{revocation}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
@@ -291,6 +294,7 @@ fn write_config(
         },
         tokens = options.tokens,
         revocation = options.revocation,
+        issuer_extra = options.issuer_extra,
     );
     let file = path.join("phigate.yaml");
     std::fs::write(&file, config).unwrap();
