@@ -73,14 +73,23 @@ fn bench(c: &mut Criterion) {
         Path::new("example.yaml"),
     )
     .expect("policy");
+    let revocation = phigate::revocation::Revocation::new(
+        &[],
+        config.tokens.max_lifetime,
+        Arc::new(Metrics::new()),
+    );
+    let replay = phigate::binding::replay::ReplayCache::new(Duration::from_secs(70), None)
+        .expect("replay cache");
+    let dpop = phigate::binding::DpopChecker::new(
+        phigate::binding::dpop::ProofSettings::default(),
+        None,
+        replay,
+    );
     let pipeline = Pipeline::new(
         Arc::new(phigate::policy::PolicyStore::new(policy)),
         verifier,
-        Arc::new(phigate::revocation::Revocation::new(
-            &[],
-            config.tokens.max_lifetime,
-            Arc::new(Metrics::new()),
-        )),
+        Arc::new(revocation),
+        Arc::new(dpop),
     );
     let conn = Connection {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),

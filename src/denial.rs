@@ -54,6 +54,8 @@ enum Challenge {
     Bare,
     Error(&'static str),
     InsufficientScope(String),
+    /// RFC 9449 §7.1: a `DPoP` challenge with an error code and the accepted algorithms.
+    Dpop(&'static str),
 }
 
 /// OperationOutcome `issue.code` values (FHIR R4 IssueType).
@@ -154,6 +156,25 @@ impl Denial {
                 Challenge::None,
                 IssueCode::Transient,
                 "The service is temporarily unavailable",
+            ),
+            Self::Binding(BindingFault::ReplayStoreUnavailable) => (
+                S::SERVICE_UNAVAILABLE,
+                Challenge::None,
+                IssueCode::Transient,
+                "The service is temporarily unavailable",
+            ),
+            // RFC 9449 §7.1: proof failures are `invalid_dpop_proof` under the DPoP scheme.
+            Self::Binding(BindingFault::ProofMissing | BindingFault::Proof(_)) => (
+                S::UNAUTHORIZED,
+                Challenge::Dpop("invalid_dpop_proof"),
+                IssueCode::Login,
+                "The DPoP proof is invalid",
+            ),
+            Self::Binding(BindingFault::ProofKeyMismatch | BindingFault::NotDpopBound) => (
+                S::UNAUTHORIZED,
+                Challenge::Dpop("invalid_token"),
+                IssueCode::Login,
+                INVALID_TOKEN,
             ),
             // RFC 8705 §3 and RFC 9449 §7: a binding failure is an invalid token.
             Self::Binding(_) | Self::Revocation(RevocationFault::Revoked) => (
@@ -274,6 +295,9 @@ impl Challenge {
                 )
             }
             Self::Error(code) => format!("Bearer realm=\"phigate\", error=\"{code}\""),
+            Self::Dpop(code) => {
+                format!("DPoP realm=\"phigate\", error=\"{code}\", algs=\"ES256 PS256 EdDSA\"")
+            }
             // Scopes are validated scope-tokens (no quote or backslash), so quoting is safe.
             Self::InsufficientScope(scopes) => {
                 format!(

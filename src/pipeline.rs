@@ -12,13 +12,13 @@ use http::{Method, Version, request};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::binding::{self, Binding};
+use crate::binding::{self, Binding, DpopChecker};
 use crate::denial::Denial;
 use crate::policy::{Grant, MAX_INSPECTED_BODY_BYTES, Permit, PolicyFault, PolicyStore};
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
-use crate::token::{self, BearerToken, CredentialFault, VerifiedToken, Verifier};
+use crate::token::{self, BearerToken, CredentialFault, Scheme, VerifiedToken, Verifier};
 
 /// What the connection proved about the client.
 #[derive(Debug, Clone)]
@@ -69,19 +69,22 @@ pub struct Pipeline {
     policy: Arc<PolicyStore>,
     verifier: Arc<Verifier>,
     revocation: Arc<Revocation>,
+    dpop: Arc<DpopChecker>,
 }
 
 impl Pipeline {
-    /// A chain deciding with `policy` and `verifier`.
+    /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`.
     pub fn new(
         policy: Arc<PolicyStore>,
         verifier: Arc<Verifier>,
         revocation: Arc<Revocation>,
+        dpop: Arc<DpopChecker>,
     ) -> Self {
         Self {
             policy,
             verifier,
             revocation,
+            dpop,
         }
     }
 
@@ -118,8 +121,8 @@ impl Pipeline {
             refuse_form_token(req, body).await?;
             return route.permit_public().ok_or(Denial::NoMatchingRule);
         }
-        let bearer =
-            token::bearer_from(&req.headers, req.uri.query()).map_err(Denial::Credential)?;
+        let (bearer, scheme) =
+            token::credential_from(&req.headers, req.uri.query()).map_err(Denial::Credential)?;
         let verified = self.verifier.verify(&bearer).await.map_err(Denial::Token)?;
         let verified = self
             .verifier
@@ -132,19 +135,27 @@ impl Pipeline {
             .await
             .map_err(Denial::Token)?;
         facts.token = Some(Arc::clone(&verified));
-        facts.bearer = Some(bearer);
-        let binding = binding::check(&verified, &conn.identity).map_err(Denial::Binding)?;
+        let binding = match scheme {
+            Scheme::Dpop => self
+                .dpop
+                .check(
+                    &verified,
+                    bearer.expose(),
+                    &req.headers,
+                    &req.method,
+                    req.uri.path(),
+                )
+                .await
+                .map_err(Denial::Binding)?,
+            Scheme::Bearer => binding::check(&verified, &conn.identity).map_err(Denial::Binding)?,
+        };
         let required = route
             .required_binding()
             .or_else(|| policy.client_binding(verified.client_id.as_deref()));
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
-        let token_hash = URL_SAFE_NO_PAD.encode(token::sha256(
-            facts
-                .bearer
-                .as_ref()
-                .map_or(&[][..], |b| b.expose().as_bytes()),
-        ));
+        let token_hash = URL_SAFE_NO_PAD.encode(token::sha256(bearer.expose().as_bytes()));
+        facts.bearer = Some(bearer);
         self.revocation
             .check(&verified, &token_hash)
             .map_err(Denial::Revocation)?;

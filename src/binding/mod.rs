@@ -1,8 +1,16 @@
 //! Sender-constrained tokens: a token whose `cnf` binds it to a client certificate (RFC 8705)
 //! is accepted only on a mutual-TLS connection presenting that certificate, and a rule or
 //! client that demands binding refuses plain bearer tokens. Only the certificate proven in the
-//! TLS handshake counts — never one passed in a header (RFC 9700 §4.13).
+//! TLS handshake counts — never one passed in a header (RFC 9700 §4.13). A token bound to a
+//! DPoP key (RFC 9449) is accepted only with the `DPoP` scheme and a fresh proof by that key.
 
+pub mod dpop;
+pub mod replay;
+
+use http::{HeaderMap, Method};
+
+use self::dpop::{DpopFault, ProofSettings};
+use self::replay::{ProofUse, ReplayCache};
 use crate::tls::ClientIdentity;
 use crate::token::{Confirmation, VerifiedToken};
 
@@ -71,6 +79,16 @@ pub enum BindingFault {
     DpopProofRequired,
     /// The rule or client demands a binding this token does not have.
     BindingRequired,
+    /// `Authorization: DPoP` without exactly one `DPoP` proof header (RFC 9449 §4.3 item 1).
+    ProofMissing,
+    /// The proof failed a check.
+    Proof(DpopFault),
+    /// The proof key is not the key the token is bound to (RFC 9449 §6.1).
+    ProofKeyMismatch,
+    /// The DPoP scheme with a token that is not DPoP-bound.
+    NotDpopBound,
+    /// The replay store did not answer: phigate cannot rule out a replay.
+    ReplayStoreUnavailable,
 }
 
 impl BindingFault {
@@ -81,8 +99,88 @@ impl BindingFault {
             Self::CertificateMismatch => "binding_mismatch",
             Self::DpopProofRequired => "binding_dpop_required",
             Self::BindingRequired => "binding_required",
+            Self::ProofMissing => "dpop_proof_missing",
+            Self::Proof(fault) => fault.reason(),
+            Self::ProofKeyMismatch => "dpop_key_mismatch",
+            Self::NotDpopBound => "dpop_token_not_bound",
+            Self::ReplayStoreUnavailable => "dpop_replay_store_unavailable",
         }
     }
+}
+
+/// Checks DPoP proofs for tokens presented with the `DPoP` scheme.
+pub struct DpopChecker {
+    settings: ProofSettings,
+    public_base_url: Option<String>,
+    replay: ReplayCache,
+}
+
+impl DpopChecker {
+    /// A checker comparing `htu` against `public_base_url` (no DPoP is accepted without one).
+    pub fn new(
+        settings: ProofSettings,
+        public_base_url: Option<String>,
+        replay: ReplayCache,
+    ) -> Self {
+        Self {
+            settings,
+            public_base_url,
+            replay,
+        }
+    }
+
+    /// Verifies the request's proof for `token` and records it against replay.
+    pub async fn check(
+        &self,
+        token: &VerifiedToken,
+        access_token: &str,
+        headers: &HeaderMap,
+        method: &Method,
+        path: &str,
+    ) -> Result<Binding, BindingFault> {
+        let Confirmation::DpopKey(bound_key) = &token.confirmation else {
+            return Err(BindingFault::NotDpopBound);
+        };
+        let mut proofs = headers.get_all("dpop").iter();
+        let (Some(proof), None) = (proofs.next(), proofs.next()) else {
+            return Err(BindingFault::ProofMissing);
+        };
+        if proof.len() > crate::token::bearer::MAX_AUTHORIZATION_BYTES {
+            return Err(BindingFault::Proof(DpopFault::Malformed));
+        }
+        let proof = proof
+            .to_str()
+            .map_err(|_| BindingFault::Proof(DpopFault::Malformed))?;
+        // Without a configured public URL phigate cannot know what `htu` must be: fail closed.
+        let base = self
+            .public_base_url
+            .as_deref()
+            .ok_or(BindingFault::Proof(DpopFault::UriMismatch))?;
+        let htu = format!("{base}{path}");
+        let verified = dpop::verify_proof(
+            proof,
+            method,
+            &htu,
+            access_token,
+            unix_now(),
+            &self.settings,
+        )
+        .map_err(BindingFault::Proof)?;
+        if &verified.jkt != bound_key {
+            return Err(BindingFault::ProofKeyMismatch);
+        }
+        match self.replay.record(&verified.jkt, &verified.jti).await {
+            ProofUse::First => Ok(Binding::Dpop),
+            ProofUse::Replay => Err(BindingFault::Proof(DpopFault::Replayed)),
+            ProofUse::Unknown => Err(BindingFault::ReplayStoreUnavailable),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Checks the token's confirmation against what the connection proved.

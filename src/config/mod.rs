@@ -16,8 +16,8 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 use self::raw::{
-    At, RawConfig, RawIntrospection, RawIssuer, RawListen, RawRevocation, RawRevocationSource,
-    RawTokens, RawUpstream,
+    At, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawListen, RawRevocation,
+    RawRevocationSource, RawTokens, RawUpstream,
 };
 use crate::policy::PolicyTable;
 
@@ -43,6 +43,19 @@ pub struct Config {
     pub policy: PolicyTable,
     /// Revocation sources, checked for every token.
     pub revocation: Vec<RevocationSource>,
+    /// DPoP proof checking.
+    pub dpop: DpopConfig,
+}
+
+/// RFC 9449 proof settings.
+#[derive(Debug, Clone)]
+pub struct DpopConfig {
+    /// How old a proof may be.
+    pub max_age: Duration,
+    /// How far ahead of our clock a proof may be.
+    pub max_future: Duration,
+    /// Redis shared by replicas for replay detection.
+    pub replay_redis: Option<String>,
 }
 
 /// One revocation source.
@@ -109,6 +122,9 @@ pub struct Listen {
     pub header_read_timeout: Duration,
     /// Cap on the request head (HTTP/1 buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
+    /// The URL clients use to reach phigate (`https://gw.example.org`), against which DPoP
+    /// proofs' `htu` is compared; never derived from a client's Host header.
+    pub public_base_url: Option<String>,
 }
 
 /// How the listener speaks to clients.
@@ -435,6 +451,7 @@ impl Builder<'_> {
             .as_ref()
             .map(|r| self.revocation(r))
             .unwrap_or_default();
+        let dpop = self.dpop(raw.dpop.as_ref());
         let policy_file = self.path(&raw.policy_file);
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -460,7 +477,40 @@ impl Builder<'_> {
             policy_file,
             policy: policy?,
             revocation,
+            dpop,
         })
+    }
+
+    fn dpop(&mut self, raw: Option<&RawDpop>) -> DpopConfig {
+        let max_age = self.duration(
+            raw.and_then(|r| r.max_age.as_ref()),
+            "dpop.max_age",
+            Duration::from_secs(60),
+        );
+        let max_future = self.duration(
+            raw.and_then(|r| r.max_future.as_ref()),
+            "dpop.max_future",
+            Duration::from_secs(10),
+        );
+        // FAPI 2.0: future proofs beyond 60 s are always refused.
+        if max_future > Duration::from_secs(60)
+            && let Some(at) = raw.and_then(|r| r.max_future.as_ref())
+        {
+            self.problem(at, "dpop.max_future must be at most 60s");
+        }
+        let replay_redis = raw.and_then(|r| r.replay_redis.as_ref()).and_then(|at| {
+            if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
+                Some(at.value.clone())
+            } else {
+                self.problem(at, "dpop.replay_redis must be a redis:// or rediss:// URL");
+                None
+            }
+        });
+        DpopConfig {
+            max_age,
+            max_future,
+            replay_redis,
+        }
     }
 
     fn revocation(&mut self, raw: &RawRevocation) -> Vec<RevocationSource> {
@@ -610,11 +660,28 @@ impl Builder<'_> {
                 self.check(at, parsed).unwrap_or(32 * 1024)
             }
         };
+        let public_base_url = raw.public_base_url.as_ref().and_then(|at| {
+            let parsed = at
+                .value
+                .parse::<http::Uri>()
+                .ok()
+                .filter(|u| {
+                    u.scheme_str() == Some("https")
+                        && u.authority().is_some()
+                        && u.query().is_none()
+                })
+                .map(|_| at.value.trim_end_matches('/').to_owned())
+                .ok_or_else(|| {
+                    "listen.public_base_url must be an https:// URL without a query".to_owned()
+                });
+            self.check(at, parsed)
+        });
         Some(Listen {
             address: address?,
             transport: transport?,
             header_read_timeout,
             max_header_bytes,
+            public_base_url,
         })
     }
 

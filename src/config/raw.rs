@@ -22,6 +22,20 @@ pub struct RawConfig {
     pub policy_file: At<String>,
     #[serde(default)]
     pub revocation: Option<RawRevocation>,
+    #[serde(default)]
+    pub dpop: Option<RawDpop>,
+}
+
+/// `dpop:` — RFC 9449 proof checking.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    #[serde(default)]
+    pub max_age: Option<At<String>>,
+    #[serde(default)]
+    pub max_future: Option<At<String>>,
+    #[serde(default)]
+    pub replay_redis: Option<At<String>>,
 }
 
 /// `revocation:` — where revoked tokens are listed.
@@ -66,6 +80,8 @@ pub struct RawListen {
     pub header_read_timeout: Option<At<String>>,
     #[serde(default)]
     pub max_header_bytes: Option<At<u64>>,
+    #[serde(default)]
+    pub public_base_url: Option<At<String>>,
 }
 
 /// `listen.tls:` — certificate files.

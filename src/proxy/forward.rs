@@ -45,8 +45,9 @@ const IDENTITY_HEADERS: [&str; 4] = [
 
 /// Fields that are hop-by-hop (RFC 9110 §7.6.1) or that let a client speak for the proxy:
 /// forwarding headers (RFC 7239 §8) and client-certificate headers (RFC 9440, RFC 9700 §4.13).
-const STRIPPED_REQUEST_HEADERS: [&str; 21] = [
+const STRIPPED_REQUEST_HEADERS: [&str; 22] = [
     "connection",
+    "dpop",
     "keep-alive",
     "proxy-connection",
     "proxy-authorization",

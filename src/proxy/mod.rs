@@ -17,6 +17,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
+use crate::binding::DpopChecker;
+use crate::binding::dpop::ProofSettings;
+use crate::binding::replay::ReplayCache;
 use crate::config::{Config, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
@@ -31,6 +34,9 @@ pub enum StartError {
     /// Certificates, keys or CA bundles.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The DPoP replay store's Redis URL is unusable.
+    #[error("dpop.replay_redis: {0}")]
+    ReplayStore(#[from] redis::RedisError),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -114,6 +120,20 @@ impl Gateway {
                 "REPORT-ONLY rules active: requests they would deny are forwarded and logged as would_deny"
             );
         }
+        let proof_settings = ProofSettings {
+            max_age: config.dpop.max_age,
+            max_future: config.dpop.max_future,
+            ..ProofSettings::default()
+        };
+        let replay = ReplayCache::new(
+            config.dpop.max_age + config.dpop.max_future,
+            config.dpop.replay_redis.as_deref(),
+        )?;
+        let dpop = Arc::new(DpopChecker::new(
+            proof_settings,
+            config.listen.public_base_url.clone(),
+            replay,
+        ));
         let policy = Arc::new(PolicyStore::new(config.policy));
         let reloader = reload::PolicyReloader {
             store: Arc::clone(&policy),
@@ -122,7 +142,7 @@ impl Gateway {
         };
         background.push(tokio::spawn(reloader.run()));
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(policy, verifier, revocation),
+            pipeline: Pipeline::new(policy, verifier, revocation, dpop),
             forwarder,
             metrics,
         });

@@ -49,11 +49,28 @@ pub enum CredentialFault {
     TooLarge,
 }
 
+/// The authorization scheme a token came with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// RFC 6750 `Bearer`.
+    Bearer,
+    /// RFC 9449 `DPoP`: the token must come with a proof.
+    Dpop,
+}
+
 /// Takes the one bearer token from `Authorization`, refusing every ambiguous form.
 pub fn bearer_from(
     headers: &HeaderMap,
     query: Option<&str>,
 ) -> Result<BearerToken, CredentialFault> {
+    credential_from(headers, query).map(|(token, _)| token)
+}
+
+/// Takes the one access token from `Authorization` (`Bearer` or `DPoP`) with its scheme.
+pub fn credential_from(
+    headers: &HeaderMap,
+    query: Option<&str>,
+) -> Result<(BearerToken, Scheme), CredentialFault> {
     let in_query = query.is_some_and(query_carries_token);
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
@@ -73,15 +90,19 @@ pub fn bearer_from(
     let value = value.to_str().map_err(|_| CredentialFault::Malformed)?;
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     // RFC 9110 §11.1: the auth-scheme is case-insensitive.
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        Scheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        Scheme::Dpop
+    } else {
         return Err(CredentialFault::UnsupportedScheme);
-    }
+    };
     // RFC 6750 §2.1: `Bearer 1*SP b64token`; more spaces are allowed before the token.
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(CredentialFault::Malformed);
     }
-    Ok(BearerToken(token.to_owned()))
+    Ok((BearerToken(token.to_owned()), scheme))
 }
 
 /// Whether a form-encoded text (query string or `application/x-www-form-urlencoded` body)

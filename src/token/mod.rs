@@ -18,7 +18,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
-pub use self::bearer::{BearerToken, CredentialFault, bearer_from};
+pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
 pub use self::claims::{Confirmation, VerifiedToken};
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};

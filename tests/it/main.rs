@@ -12,6 +12,7 @@
 mod admin;
 mod binding;
 mod cli;
+mod dpop;
 mod errors;
 mod fhir;
 mod forwarding;

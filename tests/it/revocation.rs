@@ -3,9 +3,7 @@
 //! — and a stale or unreachable source fails closed with 503 until it recovers.
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -242,41 +240,8 @@ async fn redis_revocation_reaches_two_gateway_processes() {
     };
     let harness = Harness::with(options).await;
     // The second gateway is the binary, started from the same configuration.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phigate"))
-        .args(["run", "--config"])
-        .arg(&harness.config_file)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
-    // Keep reading the child's log for its whole life, so its writes never hit a closed pipe.
-    std::thread::spawn(move || {
-        let mut port_tx = Some(port_tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if value["message"] == "phigate serving" {
-                let port = value["listen.address"]
-                    .as_str()
-                    .and_then(|a| a.rsplit(':').next())
-                    .and_then(|p| p.parse::<u16>().ok());
-                if let (Some(tx), Some(port)) = (port_tx.take(), port) {
-                    let _ = tx.send(port);
-                }
-            }
-        }
-    });
-    let port = tokio::time::timeout(Duration::from_secs(30), port_rx)
-        .await
-        .unwrap()
-        .expect("the second gateway started");
-    let other = TestClient::new(
-        SocketAddr::from(([127, 0, 0, 1], port)),
-        &harness.ca,
-        None,
-        false,
-    );
+    let (child, other_addr) = crate::support::spawn_binary_gateway(&harness.config_file).await;
+    let other = TestClient::new(other_addr, &harness.ca, None, false);
     let (token, jti, exp) = claims_with_jti(&harness);
     let client = harness.client();
     assert_eq!(
@@ -300,10 +265,7 @@ async fn redis_revocation_reaches_two_gateway_processes() {
     eventually_status(&client, "/Patient/123", &token, 401).await;
     eventually_status(&other, "/Patient/123", &token, 401).await;
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    crate::support::stop_binary_gateway(child).await;
     let _: () = redis::cmd("DEL").arg(&key).query(&mut redis).unwrap();
 }
 

@@ -4,6 +4,7 @@
 //! the upstream, and that nothing secret leaked.
 
 pub mod client;
+pub mod dpop;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ pub use self::client::{TestClient, TestResponse};
 
 pub const ISSUER: &str = "https://as-a.test";
 pub const AUDIENCE: &str = "https://fhir.test";
+/// The URL clients are told to use; DPoP proofs name it in `htu`.
+pub const PUBLIC_BASE: &str = "https://gw.test:8443";
 
 /// The policy most tests run under.
 pub const POLICY: &str = r#"rules:
@@ -65,6 +68,8 @@ pub struct Options {
     pub files: Vec<(&'static str, String)>,
     /// Extra keys of the issuer entry, verbatim and indented (e.g. an `introspection:` block).
     pub issuer_extra: String,
+    /// Extra top-level sections, verbatim (e.g. `dpop:`).
+    pub extra: String,
 }
 
 impl Default for Options {
@@ -83,6 +88,7 @@ impl Default for Options {
             revocation: String::new(),
             files: Vec::new(),
             issuer_extra: String::new(),
+            extra: String::new(),
         }
     }
 }
@@ -276,7 +282,7 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
@@ -295,10 +301,57 @@ fn write_config(
         tokens = options.tokens,
         revocation = options.revocation,
         issuer_extra = options.issuer_extra,
+        extra = options.extra,
     );
     let file = path.join("phigate.yaml");
     std::fs::write(&file, config).unwrap();
     file
+}
+
+/// Starts the `phigate run` binary with `config` and returns it with its TLS address. Its log
+/// is read for its whole life, so its writes never hit a closed pipe.
+pub async fn spawn_binary_gateway(config: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["run", "--config"])
+        .arg(config)
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (port_tx, port_rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut port_tx = Some(port_tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if value["message"] == "phigate serving" {
+                let port = value["listen.address"]
+                    .as_str()
+                    .and_then(|a| a.rsplit(':').next())
+                    .and_then(|p| p.parse::<u16>().ok());
+                if let (Some(tx), Some(port)) = (port_tx.take(), port) {
+                    let _ = tx.send(port);
+                }
+            }
+        }
+    });
+    let port = tokio::time::timeout(Duration::from_secs(30), port_rx)
+        .await
+        .unwrap()
+        .expect("the gateway binary started");
+    (child, SocketAddr::from(([127, 0, 0, 1], port)))
+}
+
+/// Stops a gateway started by [`spawn_binary_gateway`].
+pub async fn stop_binary_gateway(mut child: std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
 
 /// The fixed 401 challenge every token failure gets (SECURITY.md 401-token).

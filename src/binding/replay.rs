@@ -1,0 +1,93 @@
+//! DPoP proof replay detection (RFC 9449 §11.1): a proof's `jti` is accepted once per proof
+//! key within the proof window. Always remembered locally; with Redis configured, also shared,
+//! so a proof replayed to another replica is refused too. If the shared store cannot answer,
+//! the proof is refused (503): a replay phigate cannot rule out is not accepted.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::aio::ConnectionManager;
+use tokio::sync::OnceCell;
+
+use crate::token::sha256;
+
+/// Proofs remembered locally at once (RFC 9449 §11.1: bounded; eviction is logged by moka's
+/// own policy, the window keeps entries short-lived).
+const LOCAL_CAPACITY: u64 = 1_000_000;
+/// Bound on one Redis round trip.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a proof is new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProofUse {
+    /// First time this proof is seen.
+    First,
+    /// Seen before: a replay.
+    Replay,
+    /// The shared store did not answer.
+    Unknown,
+}
+
+/// Remembers proofs for the window.
+pub struct ReplayCache {
+    local: moka::sync::Cache<[u8; 32], ()>,
+    redis: Option<(redis::Client, OnceCell<ConnectionManager>)>,
+    window: Duration,
+}
+
+impl ReplayCache {
+    /// A cache for proofs valid for `window`, shared through `redis_url` when given.
+    pub fn new(window: Duration, redis_url: Option<&str>) -> Result<Self, redis::RedisError> {
+        let redis = redis_url
+            .map(redis::Client::open)
+            .transpose()?
+            .map(|client| (client, OnceCell::new()));
+        let local = moka::sync::Cache::builder()
+            .max_capacity(LOCAL_CAPACITY)
+            .time_to_live(window)
+            .build();
+        Ok(Self {
+            local,
+            redis,
+            window,
+        })
+    }
+
+    /// Records the proof `(jkt, jti)` and says whether it was new.
+    pub async fn record(&self, jkt: &str, jti: &str) -> ProofUse {
+        let key = sha256(format!("{jkt}\n{jti}").as_bytes());
+        let fresh_here = self.local.entry(key).or_insert(()).is_fresh();
+        if !fresh_here {
+            return ProofUse::Replay;
+        }
+        let Some((client, connection)) = &self.redis else {
+            return ProofUse::First;
+        };
+        let shared = tokio::time::timeout(REDIS_TIMEOUT, async {
+            let connection = connection
+                .get_or_try_init(|| ConnectionManager::new(client.clone()))
+                .await?;
+            let mut connection = connection.clone();
+            let set: Option<String> = redis::cmd("SET")
+                .arg(format!("phigate:dpop:{}", URL_SAFE_NO_PAD.encode(key)))
+                .arg(1)
+                .arg("NX")
+                .arg("EX")
+                .arg(self.window.as_secs().max(1))
+                .query_async(&mut connection)
+                .await?;
+            Ok::<_, redis::RedisError>(set.is_some())
+        })
+        .await;
+        match shared {
+            Ok(Ok(true)) => ProofUse::First,
+            Ok(Ok(false)) => ProofUse::Replay,
+            Ok(Err(err)) => {
+                tracing::warn!(error = %err, "DPoP replay store unavailable");
+                ProofUse::Unknown
+            }
+            Err(_) => ProofUse::Unknown,
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! DPoP end to end (RFC 9449): a valid proof, a missing proof, proofs for another URI or host,
+//! a proof by another key than the token's, and replays — on one gateway and across two
+//! gateway processes sharing a Redis replay store.
+
+use bytes::Bytes;
+use http::Method;
+use serde_json::json;
+
+use crate::support::dpop::DpopKey;
+use crate::support::{Harness, Options, PUBLIC_BASE, TestClient, assert_denied, assert_no_leak};
+
+const PROOF_CHALLENGE: &str =
+    "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256 PS256 EdDSA\"";
+const TOKEN_CHALLENGE: &str =
+    "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\"";
+
+fn bound_token(harness: &Harness, key: &DpopKey) -> String {
+    let mut claims = harness.claims("user/Patient.r");
+    claims["cnf"] = json!({"jkt": key.thumbprint()});
+    harness.mint(&claims)
+}
+
+async fn send(
+    client: &TestClient,
+    token: &str,
+    proof: Option<&str>,
+    extra: &[(&str, &str)],
+) -> crate::support::TestResponse {
+    let authorization = format!("DPoP {token}");
+    let mut headers = vec![("authorization", authorization.as_str())];
+    if let Some(proof) = proof {
+        headers.push(("dpop", proof));
+    }
+    headers.extend_from_slice(extra);
+    client
+        .send(Method::GET, "/Patient/123", &headers, Bytes::new())
+        .await
+}
+
+#[tokio::test]
+async fn a_valid_proof_is_accepted_once() {
+    let harness = Harness::start().await;
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    let client = harness.client();
+    let response = send(&client, &token, Some(&proof), &[]).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert!(
+        harness.upstream.received()[0].header("dpop").is_none(),
+        "the proof is not forwarded"
+    );
+    harness.upstream.clear_received();
+    let replay = send(&client, &token, Some(&proof), &[]).await;
+    assert_denied(&harness, &replay, 401, Some(PROOF_CHALLENGE));
+    assert_no_leak(&replay, &[&token, &proof]);
+    // A fresh proof works again; so does a query or a differently cased scheme/host in htu.
+    let proof = key.proof(
+        "GET",
+        &format!(
+            "{}/Patient/123?x=1#f",
+            PUBLIC_BASE.to_uppercase().replace("HTTPS", "https")
+        ),
+        &token,
+    );
+    assert_eq!(send(&client, &token, Some(&proof), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn proofs_that_do_not_fit_are_invalid_dpop_proofs() {
+    let harness = Harness::start().await;
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let client = harness.client();
+    let response = send(&client, &token, None, &[]).await;
+    assert_denied(&harness, &response, 401, Some(PROOF_CHALLENGE));
+    for htu in [
+        "https://gw.test:8443/Patient/456",
+        "https://evil.test/Patient/123",
+        "http://gw.test:8443/Patient/123",
+        "https://other-rs.test/Patient/123",
+    ] {
+        let proof = key.proof("GET", htu, &token);
+        let response = send(&client, &token, Some(&proof), &[("host", "evil.test")]).await;
+        assert_denied(&harness, &response, 401, Some(PROOF_CHALLENGE));
+    }
+    let post = key.proof("POST", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    assert_denied(
+        &harness,
+        &send(&client, &token, Some(&post), &[]).await,
+        401,
+        Some(PROOF_CHALLENGE),
+    );
+    let other_token = key.proof(
+        "GET",
+        &format!("{PUBLIC_BASE}/Patient/123"),
+        "another-token",
+    );
+    assert_denied(
+        &harness,
+        &send(&client, &token, Some(&other_token), &[]).await,
+        401,
+        Some(PROOF_CHALLENGE),
+    );
+    let mut private = key.jwk.clone();
+    private["d"] = json!("AAAA");
+    let claims = json!({"jti": "x", "htm": "GET", "htu": format!("{PUBLIC_BASE}/Patient/123"), "iat": 0, "ath": "x"});
+    let leaky = key.sign(
+        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": private}),
+        &claims,
+    );
+    let response = send(&client, &token, Some(&leaky), &[]).await;
+    assert_denied(&harness, &response, 401, Some(PROOF_CHALLENGE));
+    assert_no_leak(&response, &["AAAA", &leaky]);
+}
+
+#[tokio::test]
+async fn a_proof_by_another_key_or_an_unbound_token_is_an_invalid_token() {
+    let harness = Harness::start().await;
+    let (bound_key, other_key) = (DpopKey::generate(), DpopKey::generate());
+    let token = bound_token(&harness, &bound_key);
+    let proof = other_key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    let client = harness.client();
+    assert_denied(
+        &harness,
+        &send(&client, &token, Some(&proof), &[]).await,
+        401,
+        Some(TOKEN_CHALLENGE),
+    );
+    let unbound = harness.token("user/Patient.r");
+    let proof = bound_key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &unbound);
+    assert_denied(
+        &harness,
+        &send(&client, &unbound, Some(&proof), &[]).await,
+        401,
+        Some(TOKEN_CHALLENGE),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proof_replayed_to_another_gateway_sharing_redis_is_refused() {
+    let options = Options {
+        extra: "dpop:\n  replay_redis: \"redis://127.0.0.1:6379/\"\n".into(),
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let (child, addr) = crate::support::spawn_binary_gateway(&harness.config_file).await;
+    let other = TestClient::new(addr, &harness.ca, None, false);
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    assert_eq!(
+        send(&harness.client(), &token, Some(&proof), &[])
+            .await
+            .status,
+        200
+    );
+    let replayed = send(&other, &token, Some(&proof), &[]).await;
+    assert_eq!(replayed.status, 401, "{}", replayed.text());
+    assert_eq!(replayed.headers["www-authenticate"], PROOF_CHALLENGE);
+    let fresh = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    assert_eq!(send(&other, &token, Some(&fresh), &[]).await.status, 200);
+    crate::support::stop_binary_gateway(child).await;
+}
+
+#[tokio::test]
+async fn rules_can_demand_dpop() {
+    let policy = "rules:\n  - name: dpop-read\n    methods: [GET]\n    path: /Patient/{id}\n    scopes: [user/Patient.r]\n    require_binding: dpop\n";
+    let harness = Harness::with(Options {
+        policy: policy.into(),
+        ..Options::default()
+    })
+    .await;
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    assert_eq!(
+        send(&harness.client(), &token, Some(&proof), &[])
+            .await
+            .status,
+        200
+    );
+    harness.upstream.clear_received();
+    let plain = harness.token("user/Patient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &plain)
+        .await;
+    assert_denied(
+        &harness,
+        &response,
+        401,
+        Some(crate::support::INVALID_TOKEN),
+    );
+}
