@@ -386,3 +386,27 @@ async fn verified_tokens_are_cached_but_time_is_rechecked() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn keycloak_style_tokens_work() {
+    let harness = Harness::start().await;
+    let mut claims = harness.claims("openid profile user/Patient.r");
+    let object = claims.as_object_mut().unwrap();
+    object.remove("client_id");
+    object.insert("azp".into(), json!("kc-frontend"));
+    object.insert("typ".into(), json!("Bearer"));
+    let header = json!({"alg": "ES256", "typ": "JWT", "kid": "dev-es256-1"});
+    let token = harness
+        .issuer
+        .sign_raw("dev-es256-1", &header, &claims)
+        .unwrap();
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        harness.upstream.received()[0].header("x-phigate-client-id"),
+        Some("kc-frontend")
+    );
+}
