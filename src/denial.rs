@@ -163,6 +163,13 @@ impl Denial {
                 IssueCode::Transient,
                 "The service is temporarily unavailable",
             ),
+            // RFC 9449 §8: the client retries with the nonce from the `DPoP-Nonce` header.
+            Self::Binding(BindingFault::NonceRequired) => (
+                S::UNAUTHORIZED,
+                Challenge::Dpop("use_dpop_nonce"),
+                IssueCode::Login,
+                "A DPoP nonce is required",
+            ),
             // RFC 9449 §7.1: proof failures are `invalid_dpop_proof` under the DPoP scheme.
             Self::Binding(BindingFault::ProofMissing | BindingFault::Proof(_)) => (
                 S::UNAUTHORIZED,

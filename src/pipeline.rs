@@ -88,6 +88,11 @@ impl Pipeline {
         }
     }
 
+    /// The DPoP nonce to advertise on responses, when nonces are required.
+    pub fn dpop_nonce(&self) -> Option<String> {
+        self.dpop.current_nonce()
+    }
+
     /// Decides one request from its head, its body (read only when a step needs it) and its
     /// connection.
     pub async fn decide(

@@ -56,6 +56,8 @@ pub struct VerifiedProof {
     pub jti: String,
     /// When the proof was made.
     pub iat: i64,
+    /// The server nonce the proof carries, if any (RFC 9449 §8).
+    pub nonce: Option<String>,
 }
 
 /// Why a proof was refused; each is a documented reason code.
@@ -193,7 +195,13 @@ pub fn verify_proof(
         return Err(DpopFault::AthMismatch);
     }
     let jkt = jwk_thumbprint(&Value::Object(jwk.clone())).ok_or(DpopFault::Malformed)?;
-    Ok(VerifiedProof { jkt, jti, iat })
+    let nonce = text(&claims, "nonce");
+    Ok(VerifiedProof {
+        jkt,
+        jti,
+        iat,
+        nonce,
+    })
 }
 
 fn decode_object(segment: &str) -> Result<Map<String, Value>, DpopFault> {

@@ -5,6 +5,7 @@
 //! DPoP key (RFC 9449) is accepted only with the `DPoP` scheme and a fresh proof by that key.
 
 pub mod dpop;
+pub mod nonce;
 pub mod replay;
 
 use http::{HeaderMap, Method};
@@ -89,6 +90,8 @@ pub enum BindingFault {
     NotDpopBound,
     /// The replay store did not answer: phigate cannot rule out a replay.
     ReplayStoreUnavailable,
+    /// Nonces are required and the proof lacks a current one (RFC 9449 §8).
+    NonceRequired,
 }
 
 impl BindingFault {
@@ -104,6 +107,7 @@ impl BindingFault {
             Self::ProofKeyMismatch => "dpop_key_mismatch",
             Self::NotDpopBound => "dpop_token_not_bound",
             Self::ReplayStoreUnavailable => "dpop_replay_store_unavailable",
+            Self::NonceRequired => "dpop_nonce_required",
         }
     }
 }
@@ -113,6 +117,7 @@ pub struct DpopChecker {
     settings: ProofSettings,
     public_base_url: Option<String>,
     replay: ReplayCache,
+    nonces: Option<nonce::NonceIssuer>,
 }
 
 impl DpopChecker {
@@ -126,7 +131,19 @@ impl DpopChecker {
             settings,
             public_base_url,
             replay,
+            nonces: None,
         }
+    }
+
+    /// Requires proofs to carry a nonce from `issuer`.
+    pub fn with_nonces(mut self, issuer: nonce::NonceIssuer) -> Self {
+        self.nonces = Some(issuer);
+        self
+    }
+
+    /// The nonce to hand out in `DPoP-Nonce` (RFC 9449 §8.2), when nonces are on.
+    pub fn current_nonce(&self) -> Option<String> {
+        self.nonces.as_ref().map(nonce::NonceIssuer::current)
     }
 
     /// Verifies the request's proof for `token` and records it against replay.
@@ -168,6 +185,14 @@ impl DpopChecker {
         .map_err(BindingFault::Proof)?;
         if &verified.jkt != bound_key {
             return Err(BindingFault::ProofKeyMismatch);
+        }
+        if let Some(nonces) = &self.nonces
+            && !verified
+                .nonce
+                .as_deref()
+                .is_some_and(|n| nonces.is_current(n))
+        {
+            return Err(BindingFault::NonceRequired);
         }
         match self.replay.record(&verified.jkt, &verified.jti).await {
             ProofUse::First => Ok(Binding::Dpop),

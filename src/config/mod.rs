@@ -56,6 +56,10 @@ pub struct DpopConfig {
     pub max_future: Duration,
     /// Redis shared by replicas for replay detection.
     pub replay_redis: Option<String>,
+    /// Whether proofs must carry a server nonce (RFC 9449 §8).
+    pub nonce: bool,
+    /// The nonce secret shared by replicas; random per process when absent.
+    pub nonce_secret: Option<Vec<u8>>,
 }
 
 /// One revocation source.
@@ -506,10 +510,22 @@ impl Builder<'_> {
                 None
             }
         });
+        let nonce_secret = raw
+            .and_then(|r| r.nonce_secret_file.as_ref())
+            .and_then(|at| {
+                let read = std::fs::read(self.path(at))
+                    .ok()
+                    .filter(|secret| secret.len() >= 32)
+                    .ok_or_else(|| "dpop.nonce_secret_file must hold at least 32 bytes".to_owned());
+                self.check(at, read)
+            });
+        let nonce = raw.and_then(|r| r.nonce).unwrap_or(false);
         DpopConfig {
             max_age,
             max_future,
             replay_redis,
+            nonce,
+            nonce_secret,
         }
     }
 

@@ -36,6 +36,10 @@ pub struct RawDpop {
     pub max_future: Option<At<String>>,
     #[serde(default)]
     pub replay_redis: Option<At<String>>,
+    #[serde(default)]
+    pub nonce: Option<bool>,
+    #[serde(default)]
+    pub nonce_secret_file: Option<At<String>>,
 }
 
 /// `revocation:` — where revoked tokens are listed.

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{AdminServer, Readiness};
 use crate::binding::DpopChecker;
 use crate::binding::dpop::ProofSettings;
+use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
 use crate::config::{Config, Transport};
 use crate::pipeline::Pipeline;
@@ -129,11 +130,21 @@ impl Gateway {
             config.dpop.max_age + config.dpop.max_future,
             config.dpop.replay_redis.as_deref(),
         )?;
-        let dpop = Arc::new(DpopChecker::new(
+        let mut dpop = DpopChecker::new(
             proof_settings,
             config.listen.public_base_url.clone(),
             replay,
-        ));
+        );
+        if config.dpop.nonce {
+            let issuer = match &config.dpop.nonce_secret {
+                Some(secret) => NonceIssuer::new(secret),
+                None => NonceIssuer::random().map_err(|_| {
+                    StartError::Tls(TlsError::Rustls("no randomness for DPoP nonces".into()))
+                })?,
+            };
+            dpop = dpop.with_nonces(issuer);
+        }
+        let dpop = Arc::new(dpop);
         let policy = Arc::new(PolicyStore::new(config.policy));
         let reloader = reload::PolicyReloader {
             store: Arc::clone(&policy),

@@ -97,7 +97,15 @@ async fn handle(
         (Ok(_), None) => ("allow", "ok"),
         (Err(denial), _) => (decision_label(denial), denial.reason()),
     };
-    let response = outcome.unwrap_or_else(|denial| render(&denial));
+    let mut response = outcome.unwrap_or_else(|denial| render(&denial));
+    // RFC 9449 §8.2: a fresh nonce may ride on any response.
+    if let Some(nonce) = shared
+        .pipeline
+        .dpop_nonce()
+        .and_then(|n| http::HeaderValue::from_str(&n).ok())
+    {
+        response.headers_mut().insert("dpop-nonce", nonce);
+    }
     let status = response.status().as_u16();
     let rule = facts.rule.as_deref().unwrap_or("none");
     let token = facts.token.as_deref();

@@ -193,3 +193,28 @@ async fn rules_can_demand_dpop() {
         Some(crate::support::INVALID_TOKEN),
     );
 }
+
+#[tokio::test]
+async fn server_nonces_are_demanded_and_honoured() {
+    let harness = Harness::with(Options {
+        extra: "dpop:\n  nonce: true\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let htu = format!("{PUBLIC_BASE}/Patient/123");
+    let client = harness.client();
+    let response = send(&client, &token, Some(&key.proof("GET", &htu, &token)), &[]).await;
+    assert_denied(
+        &harness,
+        &response,
+        401,
+        Some("DPoP realm=\"phigate\", error=\"use_dpop_nonce\", algs=\"ES256 PS256 EdDSA\""),
+    );
+    let nonce = response.headers["dpop-nonce"].to_str().unwrap().to_owned();
+    let forged = key.proof_with_nonce("GET", &htu, &token, Some("123.forged"));
+    assert_eq!(send(&client, &token, Some(&forged), &[]).await.status, 401);
+    let proof = key.proof_with_nonce("GET", &htu, &token, Some(&nonce));
+    assert_eq!(send(&client, &token, Some(&proof), &[]).await.status, 200);
+}

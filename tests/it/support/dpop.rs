@@ -35,12 +35,26 @@ impl DpopKey {
 
     /// A proof for `method htu` carrying the hash of `token`.
     pub fn proof(&self, method: &str, htu: &str, token: &str) -> String {
+        self.proof_with_nonce(method, htu, token, None)
+    }
+
+    /// Like [`DpopKey::proof`], with a server nonce.
+    pub fn proof_with_nonce(
+        &self,
+        method: &str,
+        htu: &str,
+        token: &str,
+        nonce: Option<&str>,
+    ) -> String {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
         let ath = URL_SAFE_NO_PAD.encode(phigate::token::sha256(token.as_bytes()));
-        let claims = json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": htu, "iat": now, "ath": ath});
+        let mut claims = json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": htu, "iat": now, "ath": ath});
+        if let Some(nonce) = nonce {
+            claims["nonce"] = json!(nonce);
+        }
         self.sign(
             &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.jwk}),
             &claims,
