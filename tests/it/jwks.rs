@@ -7,23 +7,9 @@ use jsonwebtoken::Algorithm;
 use phigate::demo::DevIssuer;
 use serde_json::json;
 
-use crate::support::{Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak};
-
-/// Polls `condition` (an event) for up to `limit`; the test fails if it never holds.
-async fn eventually<F, Fut>(limit: Duration, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if condition().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("condition never held within {limit:?}");
-}
+use crate::support::{
+    Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak, eventually,
+};
 
 #[tokio::test]
 async fn key_rotation_refetches_once_and_fails_no_request() {

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Harness, POLICY};
+use crate::support::{Harness, POLICY, eventually_status};
 
 const SEARCH_RULE: &str = "  - name: search-patients\n    methods: [GET]\n    path: /Patient\n    scopes: [user/Patient.rs]\n";
 
@@ -13,16 +13,6 @@ fn write_policy(harness: &Harness, text: &str) {
     let aside = harness.dir.path().join("policy.yaml.tmp");
     std::fs::write(&aside, text).unwrap();
     std::fs::rename(&aside, harness.dir.path().join("policy.yaml")).unwrap();
-}
-
-async fn status_eventually(harness: &Harness, token: &str, path: &str, wanted: u16) {
-    for _ in 0..100 {
-        if harness.client().get_with_token(path, token).await.status == wanted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never answered {wanted}");
 }
 
 #[tokio::test]
@@ -38,7 +28,7 @@ async fn a_changed_policy_file_is_picked_up_and_an_invalid_one_refused() {
         403
     );
     write_policy(&harness, &format!("{POLICY}{SEARCH_RULE}"));
-    status_eventually(&harness, &token, "/Patient", 200).await;
+    eventually_status(&harness.client(), "/Patient", &token, 200).await;
 
     write_policy(&harness, "rules:\n  - name: [broken\n");
     tokio::time::sleep(Duration::from_millis(600)).await;
@@ -79,7 +69,7 @@ async fn a_changed_policy_file_is_picked_up_and_an_invalid_one_refused() {
 
     // A removed rule stops matching once the valid file lands.
     write_policy(&harness, POLICY);
-    status_eventually(&harness, &token, "/Patient", 403).await;
+    eventually_status(&harness.client(), "/Patient", &token, 403).await;
 }
 
 #[tokio::test]
@@ -111,5 +101,5 @@ async fn a_request_in_flight_finishes_under_the_policy_that_decided_it() {
     );
     assert_eq!(in_flight.await.unwrap(), 200);
     harness.upstream.set_response_delay(Duration::ZERO);
-    status_eventually(&harness, &token, "/Patient/123", 403).await;
+    eventually_status(&harness.client(), "/Patient/123", &token, 403).await;
 }

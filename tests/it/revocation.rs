@@ -13,23 +13,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
-use crate::support::{Harness, INVALID_TOKEN, Options, TestClient, assert_no_leak};
+use crate::support::{
+    Harness, INVALID_TOKEN, Options, TestClient, assert_no_leak, eventually_status,
+};
 
 const EMPTY_LIST: &str = r#"{"version": 1, "entries": []}"#;
 
 fn list(entries: serde_json::Value) -> String {
     json!({"version": 1, "entries": entries}).to_string()
-}
-
-/// Polls until `path` answers `wanted` for `token`.
-async fn eventually_status(client: &TestClient, path: &str, token: &str, wanted: u16) {
-    for _ in 0..150 {
-        if client.get_with_token(path, token).await.status == wanted {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{path} never answered {wanted}");
 }
 
 fn claims_with_jti(harness: &Harness) -> (String, String, i64) {

@@ -354,6 +354,30 @@ pub async fn stop_binary_gateway(mut child: std::process::Child) {
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
 
+/// Polls `condition` (an event, not a timing) until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("condition never held within {limit:?}");
+}
+
+/// Polls until `path` answers `wanted` for `token`.
+pub async fn eventually_status(client: &TestClient, path: &str, token: &str, wanted: u16) {
+    eventually(Duration::from_secs(15), || async {
+        client.get_with_token(path, token).await.status == wanted
+    })
+    .await;
+}
+
 /// The fixed 401 challenge every token failure gets (SECURITY.md 401-token).
 pub const INVALID_TOKEN: &str = "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"The access token is invalid\"";
 
