@@ -216,9 +216,15 @@ fn a_missing_policy_file_is_a_problem_naming_it() {
 
 #[test]
 fn the_shipped_example_config_loads() {
-    let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/phigate.yaml"));
+    let path = std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/phigate.yaml"
+    ));
     let config = Config::load(path).unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(config.revocation.len(), 1);
     assert!(config.dpop.replay_redis.is_some());
-    assert_eq!(config.listen.public_base_url.as_deref(), Some("https://fhir-gw.example.org"));
+    assert_eq!(
+        config.listen.public_base_url.as_deref(),
+        Some("https://fhir-gw.example.org")
+    );
 }
