@@ -122,7 +122,139 @@ const MEMBERS: &[Member] = &[
         params: &["patient"],
         elements: &["patient"],
     },
+    Member {
+        resource_type: "MedicationAdministration",
+        params: &["patient", "subject", "performer"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "MedicationDispense",
+        params: &["subject", "patient", "receiver"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "CareTeam",
+        params: &["patient", "subject", "participant"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "EpisodeOfCare",
+        params: &["patient"],
+        elements: &["patient"],
+    },
+    Member {
+        resource_type: "Composition",
+        params: &["subject", "author", "attester"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "ImagingStudy",
+        params: &["patient"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "Media",
+        params: &["subject"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "Flag",
+        params: &["patient"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "List",
+        params: &["subject", "source"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "Consent",
+        params: &["patient"],
+        elements: &["patient"],
+    },
+    Member {
+        resource_type: "RiskAssessment",
+        params: &["subject"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "NutritionOrder",
+        params: &["patient"],
+        elements: &["patient"],
+    },
+    Member {
+        resource_type: "DeviceRequest",
+        params: &["subject", "performer"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "Communication",
+        params: &["subject", "sender", "recipient"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "CommunicationRequest",
+        params: &["subject", "sender", "recipient", "requester"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "ClinicalImpression",
+        params: &["subject"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "AdverseEvent",
+        params: &["subject"],
+        elements: &["subject"],
+    },
+    Member {
+        resource_type: "DetectedIssue",
+        params: &["patient"],
+        elements: &["patient"],
+    },
+    Member {
+        resource_type: "RelatedPerson",
+        params: &["patient"],
+        elements: &["patient"],
+    },
+    Member {
+        resource_type: "Account",
+        params: &["subject"],
+        elements: &["subject"],
+    },
 ];
+
+/// Types that hold no patient's data (directories, terminology, knowledge artefacts). Under a
+/// `patient/` scope they are readable without confinement; a type that is neither listed here
+/// nor a compartment member is refused in patient context, because phigate cannot show it
+/// belongs to the patient.
+const SHARED_TYPES: &[&str] = &[
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "HealthcareService",
+    "Endpoint",
+    "Medication",
+    "Substance",
+    "Questionnaire",
+    "ValueSet",
+    "CodeSystem",
+    "ConceptMap",
+    "StructureDefinition",
+    "CapabilityStatement",
+    "SearchParameter",
+    "OperationDefinition",
+    "PlanDefinition",
+    "ActivityDefinition",
+    "Library",
+    "Measure",
+];
+
+/// Whether `resource_type` holds no patient's data.
+pub fn is_shared_data(resource_type: &str) -> bool {
+    SHARED_TYPES.contains(&resource_type)
+}
 
 fn member(resource_type: &str) -> Option<&'static Member> {
     MEMBERS.iter().find(|m| m.resource_type == resource_type)
@@ -176,8 +308,8 @@ pub fn resource_belongs(resource: &Value, expected_type: Option<&str>, patient: 
         return resource.get("id").and_then(Value::as_str) == Some(patient);
     }
     let Some(member) = member(resource_type) else {
-        // Not patient data: nothing to confine.
-        return expected_type.is_none();
+        // Shared data (a Practitioner in a searchset) passes; anything phigate cannot place does not.
+        return expected_type.is_none() && is_shared_data(resource_type);
     };
     let own = format!("Patient/{patient}");
     let references = member
@@ -265,6 +397,8 @@ mod tests {
         check("Patient", "_id=123,456", false);
         check("Patient", "name=x", false);
         check("Practitioner", "name=x", true);
+        check("MedicationAdministration", "subject=Patient/123", true);
+        check("Consent", "patient=456", false);
     }
 
     #[test]
@@ -298,6 +432,11 @@ mod tests {
         assert!(!resource_belongs(
             &json!({"resourceType": "Practitioner"}),
             Some("Observation"),
+            "123"
+        ));
+        assert!(!resource_belongs(
+            &json!({"resourceType": "Provenance", "id": "p"}),
+            None,
             "123"
         ));
     }

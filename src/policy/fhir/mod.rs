@@ -317,6 +317,10 @@ fn confine(
     let resource_type = permit.resource_type.clone().unwrap_or_default();
     let own_id = id == Some(patient);
     let patient_data = compartment::is_patient_data(&resource_type);
+    // A type phigate cannot place in or out of the compartment is refused, not assumed shared.
+    if !resource_type.is_empty() && !patient_data && !compartment::is_shared_data(&resource_type) {
+        return Err(FhirDenial::CompartmentViolation);
+    }
     let ok = match &permit.interaction {
         Interaction::SearchCompartment { patient: target } => target == patient,
         Interaction::SearchType => compartment::search_is_confined(&resource_type, params, patient),
