@@ -21,6 +21,8 @@ pub enum Denial {
     Credential(CredentialFault),
     /// The token failed verification, or its issuer's keys are unavailable.
     Token(TokenFault),
+    /// As `Token`, for a request that used the `DPoP` scheme (RFC 9449 §7.1: DPoP challenge).
+    DpopToken(TokenFault),
     /// The token's sender constraint was not met.
     Binding(BindingFault),
     /// The token is revoked, or a revocation source is stale.
@@ -102,7 +104,7 @@ impl Denial {
                 CredentialFault::Malformed => "authorization_malformed",
                 CredentialFault::TooLarge => "token_too_large",
             },
-            Self::Token(fault) => fault.reason(),
+            Self::Token(fault) | Self::DpopToken(fault) => fault.reason(),
             Self::Binding(fault) => fault.reason(),
             Self::Revocation(RevocationFault::Revoked) => "revoked",
             Self::Revocation(RevocationFault::Stale) => "revocation_stale",
@@ -145,12 +147,15 @@ impl Denial {
                 "The request carries credentials in an unsupported way",
             ),
             // Our dependency failed, not the token: no `invalid_token`, so the client keeps it.
-            Self::Token(TokenFault::KeysUnavailable | TokenFault::IntrospectionUnavailable) => (
-                S::SERVICE_UNAVAILABLE,
-                Challenge::None,
-                IssueCode::Transient,
-                "The service is temporarily unavailable",
-            ),
+            Self::Token(TokenFault::KeysUnavailable | TokenFault::IntrospectionUnavailable)
+            | Self::DpopToken(TokenFault::KeysUnavailable | TokenFault::IntrospectionUnavailable) => {
+                (
+                    S::SERVICE_UNAVAILABLE,
+                    Challenge::None,
+                    IssueCode::Transient,
+                    "The service is temporarily unavailable",
+                )
+            }
             Self::Revocation(RevocationFault::Stale) => (
                 S::SERVICE_UNAVAILABLE,
                 Challenge::None,
@@ -177,7 +182,8 @@ impl Denial {
                 IssueCode::Login,
                 "The DPoP proof is invalid",
             ),
-            Self::Binding(BindingFault::ProofKeyMismatch | BindingFault::NotDpopBound) => (
+            Self::Binding(BindingFault::ProofKeyMismatch | BindingFault::NotDpopBound)
+            | Self::DpopToken(_) => (
                 S::UNAUTHORIZED,
                 Challenge::Dpop("invalid_token"),
                 IssueCode::Login,

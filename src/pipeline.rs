@@ -128,7 +128,12 @@ impl Pipeline {
         }
         let (bearer, scheme) =
             token::credential_from(&req.headers, req.uri.query()).map_err(Denial::Credential)?;
-        let verified = self.verifier.verify(&bearer).await.map_err(Denial::Token)?;
+        // RFC 9449 §7.1: a DPoP request is answered with a DPoP challenge.
+        let token_denial = match scheme {
+            Scheme::Dpop => Denial::DpopToken,
+            Scheme::Bearer => Denial::Token,
+        };
+        let verified = self.verifier.verify(&bearer).await.map_err(token_denial)?;
         let verified = self
             .verifier
             .complete(
@@ -138,7 +143,7 @@ impl Pipeline {
                 route.wants_launch_patient(),
             )
             .await
-            .map_err(Denial::Token)?;
+            .map_err(token_denial)?;
         facts.token = Some(Arc::clone(&verified));
         let binding = match scheme {
             Scheme::Dpop => self

@@ -127,6 +127,17 @@ async fn a_proof_by_another_key_or_an_unbound_token_is_an_invalid_token() {
         401,
         Some(TOKEN_CHALLENGE),
     );
+    // A token that fails verification under the DPoP scheme gets the DPoP challenge too.
+    let mut expired = harness.claims("user/Patient.r");
+    expired["exp"] = json!(expired["iat"].as_i64().unwrap() - 100);
+    let expired = harness.mint(&expired);
+    let proof = bound_key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &expired);
+    assert_denied(
+        &harness,
+        &send(&client, &expired, Some(&proof), &[]).await,
+        401,
+        Some(TOKEN_CHALLENGE),
+    );
     let unbound = harness.token("user/Patient.r");
     let proof = bound_key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &unbound);
     assert_denied(
