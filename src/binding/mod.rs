@@ -179,6 +179,8 @@ impl DpopChecker {
             method,
             &htu,
             access_token,
+            // Nonces are checked below against the current and previous window.
+            None,
             unix_now(),
             &self.settings,
         )
