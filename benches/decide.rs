@@ -90,6 +90,7 @@ fn bench(c: &mut Criterion) {
         verifier,
         Arc::new(revocation),
         Arc::new(dpop),
+        phigate::config::RequestLimits::default(),
     );
     let conn = Connection {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
@@ -119,7 +120,7 @@ fn bench(c: &mut Criterion) {
             pipeline
                 .decide(
                     &public,
-                    &mut RequestBody::Buffered(Bytes::new()),
+                    &mut RequestBody::complete_from(Bytes::new()),
                     &conn,
                     &mut Facts::default(),
                 )
@@ -132,7 +133,7 @@ fn bench(c: &mut Criterion) {
             pipeline
                 .decide(
                     &cached,
-                    &mut RequestBody::Buffered(Bytes::new()),
+                    &mut RequestBody::complete_from(Bytes::new()),
                     &conn,
                     &mut Facts::default(),
                 )
@@ -149,7 +150,7 @@ fn bench(c: &mut Criterion) {
                     pipeline
                         .decide(
                             &parts,
-                            &mut RequestBody::Buffered(Bytes::new()),
+                            &mut RequestBody::complete_from(Bytes::new()),
                             conn,
                             &mut Facts::default(),
                         )

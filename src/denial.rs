@@ -41,8 +41,19 @@ pub enum Denial {
     BadHost,
     /// A form body carrying `access_token` (RFC 6750 §2.2 is not offered).
     TokenInBody,
-    /// A body that must be inspected exceeded its buffer.
+    /// A header name that imitates one phigate owns once `_` reads as `-`.
+    HeaderLookalike,
+    /// More path segments or query parameters than `listen.limits` allow.
+    UriTooLong,
+    /// The request body exceeded its cap.
     BodyTooLarge,
+    /// The request body's framing is broken (chunk sizes, CRLFs, a body cut short).
+    BodyMalformed,
+    /// The request body did not arrive within `listen.limits.body_timeout`.
+    BodyTimedOut,
+    /// A read in patient context that the upstream answered 404 or 410: answered exactly like
+    /// a resource of another patient, so neither tells the other apart.
+    ResourceNotFound,
     /// The upstream could not be reached.
     UpstreamUnreachable,
     /// The upstream did not answer within `upstream.timeout`.
@@ -71,6 +82,7 @@ enum IssueCode {
     Transient,
     Timeout,
     Exception,
+    NotFound,
 }
 
 impl IssueCode {
@@ -84,6 +96,7 @@ impl IssueCode {
             Self::Transient => "transient",
             Self::Timeout => "timeout",
             Self::Exception => "exception",
+            Self::NotFound => "not-found",
         }
     }
 }
@@ -91,6 +104,15 @@ impl IssueCode {
 /// One fixed description per outcome class (SECURITY.md O-01, O-05): expired, revoked, unknown
 /// key and bad signature are told apart only in logs and metrics.
 const INVALID_TOKEN: &str = "The access token is invalid";
+
+/// One answer for "not there" and "not yours" (issue #7 point 5: a patient-confined token
+/// must not learn whether another patient's resource exists).
+const NOT_FOUND: (StatusCode, Challenge, IssueCode, &str) = (
+    StatusCode::NOT_FOUND,
+    Challenge::None,
+    IssueCode::NotFound,
+    "The resource was not found",
+);
 
 impl Denial {
     /// The documented reason code for logs and the `reason` metric label.
@@ -115,7 +137,12 @@ impl Denial {
             Self::MethodOverride => "method_override",
             Self::BadHost => "host_invalid",
             Self::TokenInBody => "token_in_body",
+            Self::HeaderLookalike => "header_lookalike",
+            Self::UriTooLong => "uri_too_long",
             Self::BodyTooLarge => "body_too_large",
+            Self::BodyMalformed => "body_malformed",
+            Self::BodyTimedOut => "body_timeout",
+            Self::ResourceNotFound => "not_found",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimedOut => "upstream_timeout",
         }
@@ -202,7 +229,11 @@ impl Denial {
                 IssueCode::Login,
                 INVALID_TOKEN,
             ),
-            Self::Path(_) | Self::BadHost | Self::MethodOverride => (
+            Self::Path(_)
+            | Self::BadHost
+            | Self::MethodOverride
+            | Self::HeaderLookalike
+            | Self::BodyMalformed => (
                 S::BAD_REQUEST,
                 Challenge::Error("invalid_request"),
                 IssueCode::Invalid,
@@ -239,7 +270,28 @@ impl Denial {
                     IssueCode::TooLong,
                     "The request body is too large",
                 ),
+                (RefusalClass::Concealed, _) => NOT_FOUND,
+                // The upstream's answer could not be checked: its fault, never the client's.
+                (RefusalClass::UpstreamUnusable, _) => (
+                    S::BAD_GATEWAY,
+                    Challenge::None,
+                    IssueCode::Exception,
+                    "The service is unavailable",
+                ),
             },
+            Self::ResourceNotFound => NOT_FOUND,
+            Self::UriTooLong => (
+                S::URI_TOO_LONG,
+                Challenge::None,
+                IssueCode::TooLong,
+                "The request URI is too long",
+            ),
+            Self::BodyTimedOut => (
+                S::REQUEST_TIMEOUT,
+                Challenge::None,
+                IssueCode::Timeout,
+                "The request body did not arrive in time",
+            ),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 Challenge::None,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod denial;
+pub mod hygiene;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;

@@ -1,20 +1,22 @@
 //! The request decision chain. Every allow or deny is decided here, in this order:
-//! request hygiene → route → (public?) → bearer token → verification → [binding, revocation:
-//! issue #4] → scope authorization. Each step is a small module with its own tests; this file
-//! only sequences them. It never forwards anything and never builds a response.
+//! request hygiene → route → (public? read the body under the unauthenticated cap) → bearer
+//! token → verification → binding → revocation → the whole body (bounded, by a deadline) →
+//! scope authorization. Each step is a small module with its own tests; this file only
+//! sequences them. It never forwards anything and never builds a response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::header::HOST;
-use http::{Method, Version, request};
+use http::request;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::binding::{self, Binding, DpopChecker};
+use crate::config::RequestLimits;
 use crate::denial::Denial;
-use crate::policy::{Grant, MAX_INSPECTED_BODY_BYTES, Permit, PolicyFault, PolicyStore};
+use crate::hygiene;
+use crate::policy::{Grant, Permit, PolicyFault, PolicyStore};
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
@@ -46,46 +48,36 @@ pub struct Facts {
     pub binding: Option<Binding>,
 }
 
-/// Methods phigate forwards; RFC 9110 §9.1 methods are case-sensitive, so `get` is refused.
-const FORWARDED_METHODS: [Method; 7] = [
-    Method::GET,
-    Method::HEAD,
-    Method::POST,
-    Method::PUT,
-    Method::PATCH,
-    Method::DELETE,
-    Method::OPTIONS,
-];
-
-/// Headers that ask a server to treat the request as another method.
-const METHOD_OVERRIDES: [&str; 3] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-];
-
 /// The decision chain over a policy and a token verifier.
 pub struct Pipeline {
     policy: Arc<PolicyStore>,
     verifier: Arc<Verifier>,
     revocation: Arc<Revocation>,
     dpop: Arc<DpopChecker>,
+    limits: RequestLimits,
 }
 
 impl Pipeline {
-    /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`.
+    /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`, under `limits`.
     pub fn new(
         policy: Arc<PolicyStore>,
         verifier: Arc<Verifier>,
         revocation: Arc<Revocation>,
         dpop: Arc<DpopChecker>,
+        limits: RequestLimits,
     ) -> Self {
         Self {
             policy,
             verifier,
             revocation,
             dpop,
+            limits,
         }
+    }
+
+    /// The bounds every request is held to.
+    pub fn limits(&self) -> &RequestLimits {
+        &self.limits
     }
 
     /// The DPoP nonce to advertise on responses, when nonces are required.
@@ -102,7 +94,7 @@ impl Pipeline {
         conn: &Connection,
         facts: &mut Facts,
     ) -> Result<Permit, Denial> {
-        screen(req)?;
+        hygiene::screen(req, &self.limits)?;
         // One snapshot decides the whole request, even if a reload lands meanwhile.
         let policy = self.policy.snapshot();
         facts.policy_version = Some(Arc::from(policy.version()));
@@ -123,7 +115,11 @@ impl Pipeline {
             {
                 return Err(Denial::Credential(CredentialFault::InQuery));
             }
-            refuse_form_token(req, body).await?;
+            // No token vouches for this client: whatever it sends is read under the small cap.
+            let body = body
+                .complete(self.limits.max_unauthenticated_body_bytes)
+                .await?;
+            refuse_form_token(req, body)?;
             return route.permit_public().ok_or(Denial::NoMatchingRule);
         }
         let (bearer, scheme) =
@@ -169,139 +165,27 @@ impl Pipeline {
         self.revocation
             .check(&verified, &token_hash)
             .map_err(Denial::Revocation)?;
-        refuse_form_token(req, body).await?;
-        let inspected = if route.needs_body() {
-            Some(body.buffer(MAX_INSPECTED_BODY_BYTES).await?.clone())
-        } else {
-            None
-        };
+        // The whole body is read before anything is forwarded, so a framing error is answered
+        // as the client's (400) and the upstream never sees half a request.
+        let body = body.complete(self.limits.max_body_bytes).await?;
+        refuse_form_token(req, body)?;
         let grant = Grant {
             scopes: &verified.scopes,
             patient: verified.patient.as_deref(),
         };
-        route
-            .authorize(&grant, inspected.as_deref())
-            .map_err(Denial::Refused)
+        let inspected = route.needs_body().then_some(body.as_ref());
+        route.authorize(&grant, inspected).map_err(Denial::Refused)
     }
 }
 
 /// RFC 6750 §2.2 (form-encoded body parameter) is not offered: a form body naming
 /// `access_token` is refused, and it is never forwarded.
-async fn refuse_form_token(req: &request::Parts, body: &mut RequestBody) -> Result<(), Denial> {
+fn refuse_form_token(req: &request::Parts, body: &[u8]) -> Result<(), Denial> {
     if !request_body::is_form(&req.headers) {
         return Ok(());
     }
-    let bytes = body.buffer(request_body::MAX_FORM_BODY_BYTES).await?;
-    if token::bearer::query_carries_token(&String::from_utf8_lossy(bytes)) {
+    if token::bearer::query_carries_token(&String::from_utf8_lossy(body)) {
         return Err(Denial::TokenInBody);
     }
     Ok(())
-}
-
-/// Request hygiene that no policy can override.
-fn screen(req: &request::Parts) -> Result<(), Denial> {
-    if !FORWARDED_METHODS.contains(&req.method) {
-        return Err(Denial::MethodNotAllowed);
-    }
-    // RFC 9112 §3.2: a request without exactly one Host is answered 400. HTTP/2 carries the
-    // authority in the URI and may omit Host.
-    let hosts = req.headers.get_all(HOST).iter().count();
-    let needs_host = req.version == Version::HTTP_11;
-    if hosts > 1 || (needs_host && hosts == 0) {
-        return Err(Denial::BadHost);
-    }
-    if METHOD_OVERRIDES
-        .iter()
-        .any(|name| req.headers.contains_key(*name))
-    {
-        return Err(Denial::MethodOverride);
-    }
-    if req.uri.query().is_some_and(|query| {
-        query
-            .split('&')
-            .any(|pair| pair == "_method" || pair.starts_with("_method="))
-    }) {
-        return Err(Denial::MethodOverride);
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[track_caller]
-    fn check(method: &str, target: &str, headers: &[(&str, &str)], expected: Option<&str>) {
-        let mut builder = http::Request::builder().method(method).uri(target);
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        let (parts, ()) = builder.body(()).unwrap().into_parts();
-        assert_eq!(
-            screen(&parts).err().map(|d| d.reason()),
-            expected,
-            "{method} {target} {headers:?}"
-        );
-    }
-
-    #[test]
-    fn screen_refuses_methods_overrides_and_bad_hosts() {
-        check("GET", "/Patient/1", &[("host", "gw")], None);
-        check(
-            "TRACE",
-            "/Patient/1",
-            &[("host", "gw")],
-            Some("method_not_allowed"),
-        );
-        check(
-            "CONNECT",
-            "gw:443",
-            &[("host", "gw")],
-            Some("method_not_allowed"),
-        );
-        check(
-            "get",
-            "/Patient/1",
-            &[("host", "gw")],
-            Some("method_not_allowed"),
-        );
-        check(
-            "FOO",
-            "/Patient/1",
-            &[("host", "gw")],
-            Some("method_not_allowed"),
-        );
-        check("GET", "/Patient/1", &[], Some("host_invalid"));
-        check(
-            "GET",
-            "/Patient/1",
-            &[("host", "a"), ("host", "b")],
-            Some("host_invalid"),
-        );
-        check(
-            "POST",
-            "/Patient/1",
-            &[("host", "gw"), ("x-http-method-override", "GET")],
-            Some("method_override"),
-        );
-        check(
-            "GET",
-            "/Patient/1",
-            &[("host", "gw"), ("X-HTTP-Method", "DELETE")],
-            Some("method_override"),
-        );
-        check(
-            "GET",
-            "/Patient/1",
-            &[("host", "gw"), ("X-Method-Override", "PUT")],
-            Some("method_override"),
-        );
-        check(
-            "POST",
-            "/Patient?_method=DELETE",
-            &[("host", "gw")],
-            Some("method_override"),
-        );
-        check("GET", "/Patient?_methodical=1", &[("host", "gw")], None);
-    }
 }

@@ -1,57 +1,85 @@
-//! A request body that streams to the upstream unless a decision step must read it: a form
-//! body is read to refuse an `access_token` hidden in it, and SMART rules read Bundles,
-//! POST `_search` parameters and writes. Reading is bounded, and never happens before the token
-//! has been verified (an unauthenticated client cannot make phigate buffer anything).
+//! A request body, read whole before anything is forwarded. Reading happens only inside the
+//! decision chain: under the small unauthenticated cap on public routes, under the full cap once
+//! the token verified, always by a deadline. Reading it whole means a framing error (a bad chunk
+//! size, a missing CRLF, a body cut short) is found while the client is still being answered —
+//! a 400 that is the client's, never an upstream failure — and the upstream never receives half
+//! a request. It never inspects what it reads; decision steps do.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use crate::denial::Denial;
-use crate::proxy::forward::{BoxError, ProxyBody};
+use crate::proxy::forward::ProxyBody;
 
-/// The most phigate buffers of a form body.
-pub const MAX_FORM_BODY_BYTES: usize = 1024 * 1024;
+/// A request body, not read yet or read whole.
+pub struct RequestBody {
+    state: State,
+    deadline: Duration,
+}
 
-/// A request body, streaming or already read.
-pub enum RequestBody {
-    /// Not read yet; forwarded as it arrives.
-    Streaming(Incoming),
-    /// Read into memory by a decision step.
-    Buffered(Bytes),
+enum State {
+    Unread(Incoming),
+    Complete(Bytes),
 }
 
 impl RequestBody {
-    /// Reads the whole body, up to `limit` bytes (413 beyond), and keeps it for forwarding.
-    pub async fn buffer(&mut self, limit: usize) -> Result<&Bytes, Denial> {
-        if let Self::Streaming(_) = self {
-            let Self::Streaming(incoming) = std::mem::replace(self, Self::Buffered(Bytes::new()))
-            else {
-                return Err(Denial::BodyTooLarge);
-            };
-            let bytes = Limited::new(incoming, limit)
-                .collect()
-                .await
-                .map_err(|_| Denial::BodyTooLarge)?
-                .to_bytes();
-            *self = Self::Buffered(bytes);
-        }
-        match self {
-            Self::Buffered(bytes) => Ok(bytes),
-            Self::Streaming(_) => Err(Denial::BodyTooLarge),
+    /// A body not read yet, which must arrive whole within `deadline` once reading starts.
+    pub fn new(incoming: Incoming, deadline: Duration) -> Self {
+        Self {
+            state: State::Unread(incoming),
+            deadline,
         }
     }
 
-    /// The body for the upstream request.
-    pub fn into_proxy_body(self) -> ProxyBody {
-        match self {
-            Self::Streaming(incoming) => incoming.map_err(BoxError::from).boxed_unsync(),
-            Self::Buffered(bytes) => Full::new(bytes)
-                .map_err(|never| match never {})
-                .boxed_unsync(),
+    /// A body already in memory (tests and benchmarks).
+    pub fn complete_from(bytes: Bytes) -> Self {
+        Self {
+            state: State::Complete(bytes),
+            deadline: Duration::ZERO,
         }
+    }
+
+    /// Reads the whole body, at most `limit` bytes: 413 beyond, 408 past the deadline, 400 when
+    /// the client's framing is broken. Reading twice returns what the first read kept.
+    pub async fn complete(&mut self, limit: usize) -> Result<&Bytes, Denial> {
+        let state = std::mem::replace(&mut self.state, State::Complete(Bytes::new()));
+        let bytes = match state {
+            State::Complete(bytes) if bytes.len() > limit => return Err(Denial::BodyTooLarge),
+            State::Complete(bytes) => bytes,
+            State::Unread(incoming) => read_whole(incoming, limit, self.deadline).await?,
+        };
+        self.state = State::Complete(bytes);
+        match &self.state {
+            State::Complete(bytes) => Ok(bytes),
+            State::Unread(_) => Err(Denial::BodyMalformed),
+        }
+    }
+
+    /// The body for the upstream request: only a body read whole is ever forwarded.
+    pub fn into_proxy_body(self) -> Result<ProxyBody, Denial> {
+        match self.state {
+            State::Complete(bytes) => Ok(Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync()),
+            State::Unread(_) => Err(Denial::BodyMalformed),
+        }
+    }
+}
+
+async fn read_whole(incoming: Incoming, limit: usize, deadline: Duration) -> Result<Bytes, Denial> {
+    let collected = tokio::time::timeout(deadline, Limited::new(incoming, limit).collect())
+        .await
+        .map_err(|_| Denial::BodyTimedOut)?;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(Denial::BodyTooLarge),
+        // hyper's chunked decoder and length checks: the client's framing, not ours.
+        Err(_) => Err(Denial::BodyMalformed),
     }
 }
 

@@ -16,7 +16,7 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 use self::raw::{
-    At, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawListen, RawRevocation,
+    At, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen, RawRevocation,
     RawRevocationSource, RawTokens, RawUpstream,
 };
 use crate::policy::PolicyTable;
@@ -129,6 +129,36 @@ pub struct Listen {
     /// The URL clients use to reach phigate (`https://gw.example.org`), against which DPoP
     /// proofs' `htu` is compared; never derived from a client's Host header.
     pub public_base_url: Option<String>,
+    /// Bounds on a request's shape and body.
+    pub limits: RequestLimits,
+}
+
+/// Bounds on what one request may carry. Each is enforced before the part it bounds is used:
+/// URI limits before routing, body limits while reading, before anything is forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Most path segments (414 beyond).
+    pub max_path_segments: usize,
+    /// Most query parameters (414 beyond).
+    pub max_query_params: usize,
+    /// Most bytes of a request body once the token is verified (413 beyond).
+    pub max_body_bytes: usize,
+    /// Most bytes of a body read before any token is verified (public routes; 413 beyond).
+    pub max_unauthenticated_body_bytes: usize,
+    /// How long a client may take to send its whole body (408 beyond).
+    pub body_timeout: Duration,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_path_segments: 256,
+            max_query_params: 512,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_unauthenticated_body_bytes: 64 * 1024,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// How the listener speaks to clients.
@@ -692,13 +722,77 @@ impl Builder<'_> {
                 });
             self.check(at, parsed)
         });
+        let limits = raw
+            .limits
+            .as_ref()
+            .map(|raw| self.limits(raw))
+            .unwrap_or_default();
         Some(Listen {
             address: address?,
             transport: transport?,
             header_read_timeout,
             max_header_bytes,
             public_base_url,
+            limits,
         })
+    }
+
+    fn limits(&mut self, raw: &RawLimits) -> RequestLimits {
+        let defaults = RequestLimits::default();
+        let max_body_bytes = self.bounded(
+            raw.max_body_bytes.as_ref(),
+            "listen.limits.max_body_bytes",
+            1024..=1024 * 1024 * 1024,
+            defaults.max_body_bytes,
+        );
+        RequestLimits {
+            max_path_segments: self.bounded(
+                raw.max_path_segments.as_ref(),
+                "listen.limits.max_path_segments",
+                8..=4096,
+                defaults.max_path_segments,
+            ),
+            max_query_params: self.bounded(
+                raw.max_query_params.as_ref(),
+                "listen.limits.max_query_params",
+                8..=8192,
+                defaults.max_query_params,
+            ),
+            max_body_bytes,
+            // Unauthenticated clients never get a larger buffer than authenticated ones.
+            max_unauthenticated_body_bytes: self.bounded(
+                raw.max_unauthenticated_body_bytes.as_ref(),
+                "listen.limits.max_unauthenticated_body_bytes",
+                0..=max_body_bytes.min(1024 * 1024),
+                defaults.max_unauthenticated_body_bytes.min(max_body_bytes),
+            ),
+            body_timeout: self.duration(
+                raw.body_timeout.as_ref(),
+                "listen.limits.body_timeout",
+                defaults.body_timeout,
+            ),
+        }
+    }
+
+    fn bounded(
+        &mut self,
+        at: Option<&At<u64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<usize>,
+        default: usize,
+    ) -> usize {
+        let Some(at) = at else { return default };
+        let parsed = usize::try_from(at.value)
+            .ok()
+            .filter(|value| range.contains(value))
+            .ok_or_else(|| {
+                format!(
+                    "{key} must be between {} and {}",
+                    range.start(),
+                    range.end()
+                )
+            });
+        self.check(at, parsed).unwrap_or(default)
     }
 
     fn upstream(&mut self, raw: &RawUpstream) -> Option<Upstream> {

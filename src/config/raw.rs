@@ -86,6 +86,24 @@ pub struct RawListen {
     pub max_header_bytes: Option<At<u64>>,
     #[serde(default)]
     pub public_base_url: Option<At<String>>,
+    #[serde(default)]
+    pub limits: Option<RawLimits>,
+}
+
+/// `listen.limits:` — bounds on what a request may carry, enforced before routing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    #[serde(default)]
+    pub max_path_segments: Option<At<u64>>,
+    #[serde(default)]
+    pub max_query_params: Option<At<u64>>,
+    #[serde(default)]
+    pub max_body_bytes: Option<At<u64>>,
+    #[serde(default)]
+    pub max_unauthenticated_body_bytes: Option<At<u64>>,
+    #[serde(default)]
+    pub body_timeout: Option<At<String>>,
 }
 
 /// `listen.tls:` — certificate files.

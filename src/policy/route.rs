@@ -31,6 +31,10 @@ pub enum RefusalClass {
     Malformed,
     /// 413: a body too large to inspect.
     TooLarge,
+    /// 404, exactly as for a missing resource: a read of another patient's resource.
+    Concealed,
+    /// 502: the upstream's answer cannot be checked (too large, not JSON).
+    UpstreamUnusable,
 }
 
 /// Why the policy refused a request; no request data, only configuration and a reason code.
@@ -70,8 +74,12 @@ impl From<FhirDenial> for Refusal {
     fn from(denial: FhirDenial) -> Self {
         let reason = denial.reason();
         let class = match reason {
-            "body_unparseable" | "bundle_malformed" | "method_override" => RefusalClass::Malformed,
-            "response_too_large" => RefusalClass::TooLarge,
+            "body_unparseable"
+            | "bundle_malformed"
+            | "method_override"
+            | "search_param_not_canonical" => RefusalClass::Malformed,
+            "response_too_large" | "response_unparseable" => RefusalClass::UpstreamUnusable,
+            "resource_not_in_compartment" => RefusalClass::Concealed,
             _ => RefusalClass::Forbidden,
         };
         Self {
@@ -81,9 +89,6 @@ impl From<FhirDenial> for Refusal {
         }
     }
 }
-
-/// The most a SMART rule buffers of a request body (Bundles, POST `_search`, writes).
-pub const MAX_INSPECTED_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// A request matched to its rule, before authorisation.
 #[derive(Debug)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version, request};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, request};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::config::Upstream;
 use crate::denial::Denial;
+use crate::hygiene;
 use crate::pipeline::{Connection, Facts};
 use crate::policy::fhir::{self, FhirDenial, ResponseCheck};
 use crate::policy::{Permit, Refusal};
@@ -35,17 +36,10 @@ pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 /// The most of an upstream response phigate buffers for a compartment check (SECURITY.md §5).
 const MAX_CHECKED_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
 
-/// Identity headers phigate sets; a client's own copies are always removed first (K-01).
-const IDENTITY_HEADERS: [&str; 4] = [
-    "x-phigate-subject",
-    "x-phigate-client-id",
-    "x-phigate-scopes",
-    "x-phigate-subject-kind",
-];
-
-/// Fields that are hop-by-hop (RFC 9110 §7.6.1) or that let a client speak for the proxy:
-/// forwarding headers (RFC 7239 §8) and client-certificate headers (RFC 9440, RFC 9700 §4.13).
-const STRIPPED_REQUEST_HEADERS: [&str; 22] = [
+/// Request fields that are hop-by-hop (RFC 9110 §7.6.1), credentials phigate consumed, or
+/// framing it recomputes; everything a client could use to speak for phigate (identity,
+/// forwarding, routing overrides, client certificates) goes too, by `hygiene::is_proxy_owned`.
+const STRIPPED_REQUEST_HEADERS: [&str; 13] = [
     "connection",
     "dpop",
     "keep-alive",
@@ -54,27 +48,22 @@ const STRIPPED_REQUEST_HEADERS: [&str; 22] = [
     "te",
     "trailer",
     "transfer-encoding",
+    "content-length",
     "upgrade",
     "http2-settings",
     "host",
     "authorization",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-real-ip",
-    "client-cert",
-    "client-cert-chain",
-    "x-client-cert",
-    "x-ssl-client-cert",
-    "x-forwarded-client-cert",
 ];
 
-/// Response fields removed: hop-by-hop, and version banners that help an attacker (K-07).
-const STRIPPED_RESPONSE_HEADERS: [&str; 9] = [
+/// Response fields removed: hop-by-hop and proxy-only fields (an upstream's
+/// `Proxy-Authenticate` would ask the client for the upstream's credentials), and version
+/// banners that help an attacker (K-07).
+const STRIPPED_RESPONSE_HEADERS: [&str; 11] = [
     "connection",
     "keep-alive",
     "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
     "te",
     "trailer",
     "transfer-encoding",
@@ -118,7 +107,7 @@ impl Forwarder {
         metrics: &Metrics,
     ) -> Result<Response<ProxyBody>, Denial> {
         let uri = self.upstream_uri(permit)?;
-        let mut request = Request::new(body.into_proxy_body());
+        let mut request = Request::new(body.into_proxy_body()?);
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
@@ -149,6 +138,11 @@ impl Forwarder {
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
         if let Some(check) = permit.response_check() {
+            // "Not there" answers exactly like "not yours" (the check's refusal below), so a
+            // patient-confined token cannot probe for other patients' resources.
+            if check.is_by_id() && matches!(head.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
+                return Err(Denial::ResourceNotFound);
+            }
             let checked = check_response(body, check).await;
             let bytes = match (checked, permit.would_deny()) {
                 (Ok(bytes), _) => bytes,
@@ -194,7 +188,12 @@ impl Forwarder {
         conn: &Connection,
     ) -> HeaderMap {
         strip_hop_by_hop(&mut headers, &STRIPPED_REQUEST_HEADERS);
-        for name in IDENTITY_HEADERS {
+        let owned: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| hygiene::is_proxy_owned(name.as_str()))
+            .cloned()
+            .collect();
+        for name in owned {
             headers.remove(name);
         }
         // RFC 7230 §5.4: the upstream sees its own authority, never the client's Host.

@@ -153,7 +153,7 @@ impl Gateway {
         };
         background.push(tokio::spawn(reloader.run()));
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(policy, verifier, revocation, dpop),
+            pipeline: Pipeline::new(policy, verifier, revocation, dpop, config.listen.limits),
             forwarder,
             metrics,
         });

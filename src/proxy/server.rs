@@ -114,9 +114,10 @@ impl Connected {
                     tls: true,
                 };
                 let service = self.service(conn);
-                let _ = watcher
+                let served = watcher
                     .watch(builder.serve_connection(TokioIo::new(tls_stream), service))
                     .await;
+                self.count_protocol_error(served);
             }
             None => {
                 let conn = Connection {
@@ -125,11 +126,31 @@ impl Connected {
                     tls: false,
                 };
                 let service = self.service(conn);
-                let _ = watcher
+                let served = watcher
                     .watch(builder.serve_connection(TokioIo::new(stream), service))
                     .await;
+                self.count_protocol_error(served);
             }
         }
+    }
+
+    /// hyper answers a broken request head (400, 431) or a slow one itself, before any
+    /// request reaches the decision chain; those are counted here as the client's errors.
+    fn count_protocol_error(&self, served: Result<(), Box<dyn std::error::Error + Send + Sync>>) {
+        let Err(err) = served else { return };
+        let Some(err) = err.downcast_ref::<hyper::Error>() else {
+            return;
+        };
+        let kind = if err.is_parse_too_large() {
+            "too_large"
+        } else if err.is_parse() || err.is_parse_status() {
+            "malformed"
+        } else if err.is_timeout() {
+            "header_timeout"
+        } else {
+            return;
+        };
+        self.shared.metrics.record_protocol_error(kind);
     }
 
     fn service(

@@ -16,6 +16,7 @@ use hyper::body::Incoming;
 use super::forward::{Forwarder, ProxyBody};
 use crate::denial::Denial;
 use crate::pipeline::{Connection, Facts, Pipeline};
+use crate::policy::RefusalClass;
 use crate::request_body::RequestBody;
 use crate::telemetry::{DecisionLabels, Metrics};
 
@@ -70,7 +71,7 @@ async fn handle(
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4();
     let (parts, body) = request.into_parts();
-    let mut body = RequestBody::Streaming(body);
+    let mut body = RequestBody::new(body, shared.pipeline.limits().body_timeout);
     let method = parts.method.clone();
     let params = parameter_names(parts.uri.query());
     let mut facts = Facts::default();
@@ -163,10 +164,12 @@ fn parameter_names(query: Option<&str>) -> Option<String> {
     (!names.is_empty()).then(|| names.join(","))
 }
 
-/// Upstream failures are errors, not denials, in the metrics.
+/// Upstream failures are errors, not denials, in the metrics; a client's broken framing is a
+/// denial (the client's fault), never an upstream error.
 fn decision_label(denial: &Denial) -> &'static str {
     match denial {
         Denial::UpstreamUnreachable | Denial::UpstreamTimedOut => "error",
+        Denial::Refused(refusal) if refusal.class() == RefusalClass::UpstreamUnusable => "error",
         _ => "deny",
     }
 }

@@ -64,7 +64,18 @@ pub struct Metrics {
     revocation_refreshes: Family<SourceResultLabels, Counter>,
     revocation_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     revocation_entries: Family<SourceLabels, Gauge>,
+    protocol_errors: Family<ProtocolErrorLabels, Counter>,
 }
+
+/// Labels of a connection refused by the HTTP layer before any request was decided.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolErrorLabels {
+    /// One of [`PROTOCOL_ERROR_KINDS`].
+    pub kind: &'static str,
+}
+
+/// `malformed` (framing, syntax), `too_large` (head over the limit), `header_timeout`.
+pub const PROTOCOL_ERROR_KINDS: [&str; 3] = ["malformed", "too_large", "header_timeout"];
 
 /// Labels of one revocation refresh.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,6 +123,7 @@ impl Metrics {
             revocation_refreshes: Family::default(),
             revocation_age: Family::default(),
             revocation_entries: Family::default(),
+            protocol_errors: Family::default(),
             registry: Registry::default(),
         };
         // prometheus-client appends `_total` to counters itself.
@@ -185,10 +197,30 @@ impl Metrics {
             "Entries held per revocation source",
             metrics.revocation_entries.clone(),
         );
+        registry.register(
+            "client_protocol_errors",
+            "Requests the HTTP layer refused before phigate decided anything (client errors)",
+            metrics.protocol_errors.clone(),
+        );
+        // Present at zero from the start, so an alert can watch the rate.
+        for kind in PROTOCOL_ERROR_KINDS {
+            drop(
+                metrics
+                    .protocol_errors
+                    .get_or_create(&ProtocolErrorLabels { kind }),
+            );
+        }
         Self {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts a request the HTTP layer refused (hyper answered 400/431 itself, or timed out).
+    pub fn record_protocol_error(&self, kind: &'static str) {
+        self.protocol_errors
+            .get_or_create(&ProtocolErrorLabels { kind })
+            .inc();
     }
 
     /// Counts one decided request and its latency.

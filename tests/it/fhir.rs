@@ -8,7 +8,7 @@ use bytes::Bytes;
 use http::Method;
 use serde_json::json;
 
-use crate::support::{Harness, Options, assert_denied, assert_no_leak};
+use crate::support::{Harness, Options, TestResponse, assert_denied, assert_no_leak};
 
 const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
@@ -44,13 +44,25 @@ async fn a_patient_reads_only_resources_in_its_compartment() {
         .await;
     assert_eq!(own.status, 200, "{}", own.text());
     assert_eq!(own.json()["id"], "o-123-lab");
-    // The id does not show whose it is: the upstream is asked, and its answer is withheld.
+    // The id does not show whose it is: the upstream is asked, and its answer is withheld —
+    // answered exactly like a resource that does not exist, so nothing tells them apart.
     let foreign = client
         .get_with_token("/Observation/o-456-lab", &token)
         .await;
-    assert_eq!(foreign.status, 403, "{}", foreign.text());
+    assert_eq!(foreign.status, 404, "{}", foreign.text());
     assert_eq!(foreign.json()["resourceType"], "OperationOutcome");
     assert_no_leak(&foreign, &[&token, "o-456-lab", "Patient/456"]);
+    let missing = client
+        .get_with_token("/Observation/o-does-not-exist", &token)
+        .await;
+    assert_eq!(missing.status, foreign.status);
+    assert_eq!(missing.text(), foreign.text());
+    let header_names = |r: &TestResponse| {
+        let mut names: Vec<String> = r.headers.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(header_names(&missing), header_names(&foreign));
     harness.upstream.clear_received();
     let response = client.get_with_token("/Patient/456", &token).await;
     assert_denied(

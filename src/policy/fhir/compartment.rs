@@ -265,34 +265,54 @@ pub fn is_patient_data(resource_type: &str) -> bool {
     resource_type == "Patient" || member(resource_type).is_some()
 }
 
+/// The parameters through which a search on `resource_type` names a patient: its compartment
+/// parameters, or `_id` for Patient itself. A case variant of one of these is refused in
+/// patient context (`PATIENT`, `Subject`): a lenient server may read it as the real one.
+pub fn patient_params(resource_type: &str) -> &'static [&'static str] {
+    if resource_type == "Patient" {
+        return &["_id"];
+    }
+    member(resource_type).map_or(&[], |m| m.params)
+}
+
 /// Checks a search on `resource_type` is confined to `patient`: at least one compartment
 /// parameter names the patient, and every compartment parameter present names only the patient
 /// (no other ids, OR lists, absolute URLs, versions, or modifiers other than `:Patient`).
 pub fn search_is_confined(resource_type: &str, params: &[Param], patient: &str) -> bool {
-    let own_reference = format!("Patient/{patient}");
     if resource_type == "Patient" {
         let ids: Vec<&Param> = params.iter().filter(|p| p.base() == "_id").collect();
         return matches!(ids.as_slice(), [only] if only.name == "_id" && only.value == patient);
     }
-    let Some(member) = member(resource_type) else {
+    if member(resource_type).is_none() {
         return true;
-    };
-    let mut confined = false;
-    for param in params.iter().filter(|p| member.params.contains(&p.base())) {
+    }
+    names_only(resource_type, params, patient) == Some(true)
+}
+
+/// Whether the compartment parameters of a search name only `patient`: `Some(true)` when at
+/// least one names it and none names anything else, `Some(false)` when none is present, `None`
+/// when one names something else. A compartment search (`Patient/123/Observation`) may still
+/// carry them, and then they must not name another patient either.
+pub fn names_only(resource_type: &str, params: &[Param], patient: &str) -> Option<bool> {
+    let own_reference = format!("Patient/{patient}");
+    let watched = patient_params(resource_type);
+    let mut named = false;
+    for param in params.iter().filter(|p| watched.contains(&p.base())) {
         let names_patient = match param.name.split_once(':') {
             None if param.base() == "patient" => {
                 param.value == patient || param.value == own_reference
             }
+            None if param.base() == "_id" => param.value == patient,
             None => param.value == own_reference,
             Some((_, "Patient")) => param.value == patient,
             Some(_) => false,
         };
         if !names_patient {
-            return false;
+            return None;
         }
-        confined = true;
+        named = true;
     }
-    confined
+    Some(named)
 }
 
 /// Whether a resource (parsed JSON) belongs to `patient`'s compartment, as `expected_type`

@@ -60,6 +60,15 @@ pub enum ResponseCheck {
     },
 }
 
+impl ResponseCheck {
+    /// Whether the request named one resource by id (read, vread, instance history).
+    pub fn is_by_id(&self) -> bool {
+        match self {
+            Self::PatientCompartment { resource_type, .. } => resource_type.is_some(),
+        }
+    }
+}
+
 /// A write in patient context: the body must belong to the patient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyCheck {
@@ -108,6 +117,8 @@ pub enum FhirDenial {
     CompartmentViolation,
     /// A search control the rule does not allow.
     SearchParamNotAllowed,
+    /// A parameter name the server could read differently (controls, case variants).
+    SearchParamNotCanonical,
     /// Only a granular scope applies, and the request does not carry its restriction.
     GranularScopeNotSatisfied,
     /// `_method` (or an override header): refused, not followed.
@@ -118,6 +129,10 @@ pub enum FhirDenial {
     ResponseTooLarge,
     /// A response resource outside the patient's compartment.
     ResponseNotInCompartment,
+    /// A resource read by id that is outside the compartment: answered like a missing one.
+    ResourceNotInCompartment,
+    /// A response that cannot be checked (not JSON, duplicate members).
+    ResponseUnparseable,
     /// One Bundle entry was refused; the inner reason is kept for logs.
     BundleEntryDenied(Box<Self>),
     /// Not a batch or transaction Bundle, or too many entries.
@@ -135,11 +150,14 @@ impl FhirDenial {
             Self::PatientContextMissing => "patient_context_missing",
             Self::CompartmentViolation => "compartment_violation",
             Self::SearchParamNotAllowed => "search_param_not_allowed",
+            Self::SearchParamNotCanonical => "search_param_not_canonical",
             Self::GranularScopeNotSatisfied => "granular_scope_not_satisfied",
             Self::MethodOverride => "method_override",
             Self::BodyUnparseable => "body_unparseable",
             Self::ResponseTooLarge => "response_too_large",
             Self::ResponseNotInCompartment => "response_not_in_compartment",
+            Self::ResourceNotInCompartment => "resource_not_in_compartment",
+            Self::ResponseUnparseable => "response_unparseable",
             Self::BundleEntryDenied(_) => "bundle_entry_denied",
             Self::BundleMalformed => "bundle_malformed",
         }
@@ -176,7 +194,11 @@ pub fn authorize(
             NotFhir::Unsupported => FhirDenial::InteractionNotSupported,
         })?;
     let mut params = request.query.map(search::parse).unwrap_or_default();
-    if let Some(form) = request.form_body {
+    // Only a POST search carries parameters in its body; a create's body is a resource.
+    if let Some(form) = request
+        .form_body
+        .filter(|_| classified.interaction.is_search())
+    {
         params.extend(search::parse(form));
     }
     if params.iter().any(|p| p.base() == "_method") {
@@ -202,6 +224,11 @@ pub fn authorize(
     let letter = required_letter(&interaction, resource_type.as_deref(), id.as_deref())?;
     let scope = choose_scope(grants, settings, resource_type.as_deref(), letter)?;
     let patient_context = scope.context == Context::Patient;
+    let watched = match (&resource_type, patient_context) {
+        (Some(t), true) => compartment::patient_params(t),
+        _ => &[],
+    };
+    search::check_names(&params, watched).map_err(|_| FhirDenial::SearchParamNotCanonical)?;
     if interaction.is_search() {
         let system_level = interaction == Interaction::SearchSystem;
         search::check_controls(
@@ -213,6 +240,7 @@ pub fn authorize(
         .map_err(|fault| match fault {
             ParamFault::NotAllowed => FhirDenial::SearchParamNotAllowed,
             ParamFault::MethodOverride => FhirDenial::MethodOverride,
+            ParamFault::NotCanonical => FhirDenial::SearchParamNotCanonical,
         })?;
     }
     if scope.is_granular() && !granular_satisfied(scope, &interaction, &params) {
@@ -322,7 +350,10 @@ fn confine(
         return Err(FhirDenial::CompartmentViolation);
     }
     let ok = match &permit.interaction {
-        Interaction::SearchCompartment { patient: target } => target == patient,
+        // The path names the patient; parameters naming another one contradict it.
+        Interaction::SearchCompartment { patient: target } => {
+            target == patient && compartment::names_only(&resource_type, params, patient).is_some()
+        }
         Interaction::SearchType => compartment::search_is_confined(&resource_type, params, patient),
         Interaction::SearchSystem | Interaction::HistorySystem | Interaction::HistoryType => {
             !patient_data && !resource_type.is_empty()
@@ -400,7 +431,7 @@ pub fn check_response(body: &[u8], check: &ResponseCheck) -> Result<(), FhirDeni
         patient,
         resource_type,
     } = check;
-    let document = parse_body(body).map_err(|_| FhirDenial::ResponseNotInCompartment)?;
+    let document = parse_body(body).map_err(|_| FhirDenial::ResponseUnparseable)?;
     let in_compartment = |resource: &Value, expected: Option<&str>| {
         resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
             || compartment::resource_belongs(resource, expected, patient)
@@ -418,10 +449,11 @@ pub fn check_response(body: &[u8], check: &ResponseCheck) -> Result<(), FhirDeni
             }),
         _ => in_compartment(&document, resource_type.as_deref()),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(FhirDenial::ResponseNotInCompartment)
+    match (ok, resource_type) {
+        (true, _) => Ok(()),
+        // Read by id: "not yours" must read exactly like "not there".
+        (false, Some(_)) => Err(FhirDenial::ResourceNotInCompartment),
+        (false, None) => Err(FhirDenial::ResponseNotInCompartment),
     }
 }
 

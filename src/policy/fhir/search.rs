@@ -51,6 +51,36 @@ pub enum ParamFault {
     NotAllowed,
     /// `_method`: a request pretending to be another method.
     MethodOverride,
+    /// A name a server may read differently than phigate: control or non-ASCII characters,
+    /// whitespace, or a case variant of a parameter that confines the search.
+    NotCanonical,
+}
+
+/// Refuses parameter names that are not plainly what they say. FHIR search parameter names,
+/// modifiers and chains use ASCII letters, digits, `-`, `_`, `:` and `.` only; anything else
+/// (a NUL, a space a server may trim, a homoglyph) is a name phigate and the server could
+/// read differently. `watched` are the parameters that confine the search: a case variant of
+/// one (`PATIENT`, `Subject`) is refused, since a case-insensitive server reads it as the
+/// real parameter that phigate did not check.
+pub fn check_names(params: &[Param], watched: &[&str]) -> Result<(), ParamFault> {
+    for param in params {
+        let plain = !param.name.is_empty()
+            && param
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b':' | b'.'));
+        if !plain {
+            return Err(ParamFault::NotCanonical);
+        }
+        let base = param.base();
+        if watched
+            .iter()
+            .any(|name| name.eq_ignore_ascii_case(base) && *name != base)
+        {
+            return Err(ParamFault::NotCanonical);
+        }
+    }
+    Ok(())
 }
 
 /// Checks every parameter against the rule's `allowed` controls.

@@ -134,20 +134,20 @@ fn response_check_for_reads_by_id() {
     assert_eq!(check_response(outcome.as_bytes(), &check), Ok(()));
     assert_eq!(
         check_response(other.as_bytes(), &check),
-        Err(FhirDenial::ResponseNotInCompartment)
+        Err(FhirDenial::ResourceNotInCompartment)
     );
     assert_eq!(
         check_response(bundle.as_bytes(), &check),
-        Err(FhirDenial::ResponseNotInCompartment)
+        Err(FhirDenial::ResourceNotInCompartment)
     );
     assert_eq!(
         check_response(b"<Observation/>", &check),
-        Err(FhirDenial::ResponseNotInCompartment)
+        Err(FhirDenial::ResponseUnparseable)
     );
     let duplicate = br#"{"resourceType":"Observation","subject":{"reference":"Patient/123"},"subject":{"reference":"Patient/456"}}"#;
     assert_eq!(
         check_response(duplicate, &check),
-        Err(FhirDenial::ResponseNotInCompartment)
+        Err(FhirDenial::ResponseUnparseable)
     );
 }
 
@@ -385,3 +385,76 @@ fn malformed_bundles() {
 }
 
 const MAX_ENTRIES_PLUS_ONE: usize = bundle::MAX_ENTRIES + 1;
+
+#[test]
+fn parameter_names_are_canonical_in_patient_context() {
+    for target in [
+        "/Observation?PATIENT=456",
+        "/Observation?Subject=Patient/456",
+        "/Observation?patient=123&PATIENT=456",
+        "/Observation?patient=123&Patient:Patient=456",
+        "/Observation?patient=123&pat%00ient=456",
+        "/Observation?patient=123&patient%20=456",
+        "/Observation?patient=123&%0Apatient=456",
+        "/Observation?patient=123&p%C3%A4tient=456",
+        "/Observation?patient=123&=456",
+    ] {
+        check("GET", target, P, Some("123"), "search_param_not_canonical");
+    }
+    check(
+        "GET",
+        "/Patient?_ID=456",
+        "launch/patient patient/Patient.rs",
+        Some("123"),
+        "search_param_not_canonical",
+    );
+    check(
+        "GET",
+        "/Observation?patient=123&code:text=x&value-quantity=1",
+        P,
+        Some("123"),
+        "ok",
+    );
+    // Outside patient context case variants confine nothing, but controls are still refused.
+    check(
+        "GET",
+        "/Observation?PATIENT=456",
+        "user/Observation.rs",
+        None,
+        "ok",
+    );
+    check(
+        "GET",
+        "/Observation?pat%00ient=456",
+        "user/Observation.rs",
+        None,
+        "search_param_not_canonical",
+    );
+}
+
+#[test]
+fn compartment_search_cannot_name_another_patient() {
+    check("GET", "/Patient/123/Observation", P, Some("123"), "ok");
+    check(
+        "GET",
+        "/Patient/123/Observation?subject=Patient/123",
+        P,
+        Some("123"),
+        "ok",
+    );
+    for query in [
+        "subject=Patient/456",
+        "patient=456",
+        "patient=123,456",
+        "subject:Patient=456",
+        "patient:missing=true",
+    ] {
+        check(
+            "GET",
+            &format!("/Patient/123/Observation?{query}"),
+            P,
+            Some("123"),
+            "compartment_violation",
+        );
+    }
+}
