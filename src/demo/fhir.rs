@@ -51,11 +51,14 @@ pub enum UpstreamMode {
     Normal,
     /// Add `Server: Jetty(11)` and `X-Powered-By: HAPI FHIR 7.0`, which a gateway should strip.
     LeakyHeaders,
-    /// Add hop-by-hop headers (`Connection: x-upstream-secret`, `X-Upstream-Secret`,
-    /// `Keep-Alive`) that a proxy must not forward (RFC 9110 §7.6.1).
+    /// Add hop-by-hop and proxy-only headers (`Connection: x-upstream-secret`,
+    /// `X-Upstream-Secret`, `Keep-Alive`, `Proxy-Authenticate`, `Trailer`, `Upgrade`) that a
+    /// proxy must not forward (RFC 9110 §7.6.1, §11.7.1).
     HopByHopHeaders,
     /// Answer every request with this status and an OperationOutcome.
     FixedStatus(u16),
+    /// Answer every request with a valid Observation of patient 123 padded to this many bytes.
+    Oversized(usize),
 }
 
 /// A synthetic FHIR R4 server on a local port. Clones share one server and one record.
@@ -202,6 +205,15 @@ impl State {
                     StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 outcome(status, "exception", "synthetic failure")
             }
+            (UpstreamMode::Oversized(bytes), _) => fhir_json(
+                StatusCode::OK,
+                &json!({
+                    "resourceType": "Observation",
+                    "id": "o-123-big",
+                    "subject": { "reference": "Patient/123" },
+                    "note": [{ "text": "x".repeat(bytes) }],
+                }),
+            ),
             (_, Err(_)) => outcome(StatusCode::BAD_REQUEST, "structure", "unreadable body"),
             (_, Ok(body)) => self.route(&parts, &body),
         };
@@ -299,8 +311,12 @@ fn decorate(response: &mut Response<Body>, mode: UpstreamMode) {
             ("connection", "x-upstream-secret"),
             ("x-upstream-secret", "must-not-pass"),
             ("keep-alive", "timeout=5"),
+            ("proxy-authenticate", "Basic realm=\"upstream\""),
+            ("proxy-authorization", "Basic dXBzdHJlYW0="),
+            ("trailer", "x-checksum"),
+            ("upgrade", "h2c"),
         ],
-        UpstreamMode::Normal | UpstreamMode::FixedStatus(_) => &[],
+        UpstreamMode::Normal | UpstreamMode::FixedStatus(_) | UpstreamMode::Oversized(_) => &[],
     };
     for (name, value) in extra {
         response.headers_mut().append(

@@ -249,3 +249,65 @@ async fn explain_names_rule_interaction_scopes_and_decision() {
         "explain must not contact the upstream"
     );
 }
+
+#[tokio::test]
+async fn patient_search_parameter_names_are_canonical() {
+    let harness = smart_harness().await;
+    let token = patient_token(
+        &harness,
+        "launch/patient patient/Patient.r patient/Observation.rs",
+        "123",
+    );
+    let client = harness.client();
+    for target in [
+        "/Observation?PATIENT=456",
+        "/Observation?Subject=Patient/456",
+        "/Observation?patient=123&Patient=456",
+        "/Observation?patient=123&pat%00ient=456",
+        "/Observation?patient=123&patient%20=456",
+    ] {
+        let response = client.get_with_token(target, &token).await;
+        assert_denied(
+            &harness,
+            &response,
+            400,
+            Some("Bearer realm=\"phigate\", error=\"invalid_request\""),
+        );
+        assert_no_leak(&response, &[&token, "456"]);
+    }
+    // A compartment search names its patient in the path; a parameter may not contradict it.
+    let response = client
+        .get_with_token("/Patient/123/Observation?subject=Patient/456", &token)
+        .await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert!(harness.upstream.received().is_empty());
+    let own = client
+        .get_with_token("/Patient/123/Observation?subject=Patient/123", &token)
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+}
+
+#[tokio::test]
+async fn an_answer_too_large_to_check_is_the_upstreams_502() {
+    let harness = smart_harness().await;
+    let token = patient_token(
+        &harness,
+        "launch/patient patient/Patient.r patient/Observation.rs",
+        "123",
+    );
+    harness
+        .upstream
+        .set_mode(phigate::demo::UpstreamMode::Oversized(6 * 1024 * 1024));
+    let response = harness
+        .client()
+        .get_with_token("/Observation/o-123-big", &token)
+        .await;
+    assert_eq!(response.status, 502, "{}", response.text());
+    assert!(response.headers.get("www-authenticate").is_none());
+    assert!(response.body.len() < 1024);
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("decision=\"error\",reason=\"response_too_large\""),
+        "{metrics}"
+    );
+}

@@ -16,6 +16,7 @@ mod dpop;
 mod errors;
 mod fhir;
 mod forwarding;
+mod hygiene;
 mod introspection;
 mod jwks;
 mod policy;

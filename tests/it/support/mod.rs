@@ -70,6 +70,8 @@ pub struct Options {
     pub issuer_extra: String,
     /// Extra top-level sections, verbatim (e.g. `dpop:`).
     pub extra: String,
+    /// Extra keys of the `listen:` section, verbatim and indented (e.g. a `limits:` block).
+    pub listen_extra: String,
 }
 
 impl Default for Options {
@@ -89,6 +91,7 @@ impl Default for Options {
             files: Vec::new(),
             issuer_extra: String::new(),
             extra: String::new(),
+            listen_extra: String::new(),
         }
     }
 }
@@ -282,7 +285,7 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
@@ -302,6 +305,7 @@ fn write_config(
         revocation = options.revocation,
         issuer_extra = options.issuer_extra,
         extra = options.extra,
+        listen_extra = options.listen_extra,
     );
     let file = path.join("phigate.yaml");
     std::fs::write(&file, config).unwrap();
