@@ -15,6 +15,7 @@ mod cli;
 mod dpop;
 mod errors;
 mod fhir;
+mod fhir_real;
 mod forwarding;
 mod hygiene;
 mod introspection;

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod dpop;
+pub mod fhir_server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,8 @@ pub struct Options {
     pub extra: String,
     /// Extra keys of the `listen:` section, verbatim and indented (e.g. a `limits:` block).
     pub listen_extra: String,
+    /// Put the real FHIR server (Medplum) upstream instead of the synthetic one.
+    pub real_fhir: bool,
 }
 
 impl Default for Options {
@@ -92,6 +95,7 @@ impl Default for Options {
             issuer_extra: String::new(),
             extra: String::new(),
             listen_extra: String::new(),
+            real_fhir: false,
         }
     }
 }
@@ -100,6 +104,8 @@ impl Default for Options {
 pub struct Harness {
     pub issuer: DevIssuer,
     pub upstream: SyntheticFhir,
+    /// The real FHIR server, when [`Options::real_fhir`] put it upstream.
+    pub fhir: Option<fhir_server::FhirServer>,
     pub gateway: Option<Gateway>,
     pub ca: DevCa,
     pub dir: tempfile::TempDir,
@@ -123,6 +129,11 @@ impl Harness {
     /// Like [`Harness::with`], with an issuer the test prepared (e.g. failing before start).
     pub async fn with_issuer(options: Options, issuer: DevIssuer) -> Self {
         let upstream = SyntheticFhir::start(loopback()).await.unwrap();
+        let fhir = if options.real_fhir {
+            Some(fhir_server::FhirServer::start().await)
+        } else {
+            None
+        };
         let dir = tempfile::tempdir().unwrap();
         let ca = DevCa::new("phigate test CA").unwrap();
         let upstream_url = match options.upstream_tls {
@@ -130,7 +141,7 @@ impl Harness {
                 "https://localhost:{}/fhir",
                 tls_front(&ca, upstream.local_addr()).await.port()
             ),
-            None => upstream.url(),
+            None => fhir.as_ref().map_or_else(|| upstream.url(), |f| f.url()),
         };
         let jwks_uri = if options.jwks_tls {
             let front = tls_front(&ca, issuer.local_addr()).await;
@@ -148,6 +159,7 @@ impl Harness {
         let harness = Self {
             issuer,
             upstream,
+            fhir,
             gateway: Some(gateway),
             ca,
             dir,
