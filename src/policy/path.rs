@@ -5,6 +5,12 @@
 //! encoded slashes and backslashes (Envoy CVE-2021-29492, Istio CVE-2021-31920), `;` parameters
 //! (the `..;/` class), NUL and control characters (Envoy CVE-2019-9900), invalid or overlong
 //! UTF-8, and invisible characters. FHIR paths never need any of them.
+//!
+//! Canonical means: no empty segments (so no duplicate and no trailing slash: most upstreams
+//! serve `/Report/secret/` as `/Report/secret`, so a rule must decide it as that), and every
+//! character that may stand raw in a segment (RFC 3986 `pchar`) written raw, every other byte
+//! percent-encoded in upper-case hex. Upstreams that decode `%24` to `$` before routing then see
+//! the very path a rule matched.
 
 use std::fmt;
 
@@ -38,8 +44,8 @@ pub enum PathFault {
     InvalidCharacter,
 }
 
-/// A canonical path: starts with `/`, no empty, `.` or `..` segments (a trailing slash is kept),
-/// unreserved characters decoded, every other escape in upper-case hex.
+/// A canonical path: starts with `/`, no empty, `.` or `..` segments (so no trailing slash unless
+/// it is `/`), `pchar` characters decoded, every other escape in upper-case hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath(String);
 
@@ -49,7 +55,7 @@ impl NormalPath {
         &self.0
     }
 
-    /// The segments between slashes; `/` has none, and a trailing slash yields a last `""`.
+    /// The segments between slashes, none of them empty; `/` has none.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         let rest = &self.0[1..];
         rest.split('/').filter(move |_| !rest.is_empty())
@@ -71,16 +77,9 @@ pub fn normalise(raw: &str) -> Result<NormalPath, PathFault> {
         return Err(PathFault::NotAbsolute);
     };
     let mut out = String::with_capacity(raw.len());
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if segment.is_empty() {
-            // Duplicate slashes merge; a trailing slash survives as the last, empty segment.
-            if last && !out.is_empty() {
-                out.push('/');
-            }
-            continue;
-        }
+    // Empty segments (duplicate, leading or trailing slashes) are dropped: upstreams merge them,
+    // so `/Report/secret/` and `//Report//secret` must be decided as `/Report/secret`.
+    for segment in rest.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
         normalise_segment(segment, &mut out)?;
     }
@@ -105,8 +104,10 @@ fn normalise_segment(segment: &str, out: &mut String) -> Result<(), PathFault> {
             )
             .map_err(|_| PathFault::MalformedEscape)?;
             check_byte(value)?;
-            if is_unreserved(value) {
-                // RFC 3986 §6.2.2.2: decoding unreserved characters does not change meaning.
+            if is_pchar(value) {
+                // RFC 3986 §6.2.2.2 makes unreserved characters equal to their escapes; most
+                // upstreams also decode sub-delims, `:` and `@` before routing (`%24lastn` is
+                // `$lastn` to them), so the canonical form writes every `pchar` raw.
                 out.push(char::from(value));
             } else {
                 out.push('%');

@@ -137,11 +137,14 @@ mod tests {
     #[test]
     fn matching() {
         check("/metadata", "/metadata", true);
-        check("/metadata", "/metadata/", false);
+        // Rules see the canonical path: a trailing slash or empty segment changes nothing.
+        check("/metadata", "/metadata/", true);
+        check("/metadata", "//metadata//", true);
         check("/metadata", "/metadata/x", false);
         check("/Patient/{id}", "/Patient/123", true);
         check("/Patient/{id}", "/Patient/", false);
-        check("/Patient/{id}", "/Patient/123/", false);
+        check("/Patient/{id}", "/Patient/123/", true);
+        check("/Patient/{id}", "/Patient//123", true);
         check("/Patient/{id}", "/Patient/1/2", false);
         check("/Binary/**", "/Binary", true);
         check("/Binary/**", "/Binary/a/b/c", true);

@@ -49,7 +49,8 @@ fn first_match_wins_and_default_denies() {
     check("POST", "/Observation", Ok("search-observations"));
     check("GET", "/Binary/a/b", Ok("binaries"));
     check("DELETE", "/Patient/123", Err(PolicyFault::NoMatchingRule));
-    check("GET", "/Patient/123/", Err(PolicyFault::NoMatchingRule));
+    check("GET", "/Patient/123/", Ok("read-patient"));
+    check("GET", "/metadata//", Ok("capability-statement"));
     check("GET", "/Patient", Err(PolicyFault::NoMatchingRule));
     check("GET", "/Practitioner/1", Err(PolicyFault::NoMatchingRule));
     check("GET", "/Patient/456?/metadata", Ok("read-patient"));
