@@ -11,8 +11,17 @@
 //! character that may stand raw in a segment (RFC 3986 `pchar`) written raw, every other byte
 //! percent-encoded in upper-case hex. Upstreams that decode `%24` to `$` before routing then see
 //! the very path a rule matched.
+//!
+//! Some equivalences cannot be canonicalised away because upstreams disagree on them: letter
+//! case (ASP.NET routing and IIS ignore it, HAPI does not), non-ASCII characters that an
+//! upstream may map to ASCII (Unicode case mappings such as `ſ` → `S` and `K` → `k`, fullwidth
+//! forms, Windows best-fit), and trailing dots and spaces (Windows drops them). For those this
+//! module only answers whether a segment *may* equal a pattern literal (`may_equal`); the table
+//! refuses a request for which that changes the deciding rule.
 
 use std::fmt;
+
+use percent_encoding::percent_decode_str;
 
 /// Paths longer than this are refused before any work.
 pub const MAX_PATH_BYTES: usize = 8 * 1024;
@@ -161,6 +170,30 @@ fn is_pchar(byte: u8) -> bool {
 
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
+// === Loose equality ===
+
+/// Characters Windows drops from the end of a file name, so `secret.` and `secret%20` may be
+/// served as `secret`.
+const TRAILING_IGNORED: [char; 2] = ['.', ' '];
+
+/// Whether an upstream may serve the canonical `segment` as the pattern literal `literal`
+/// (ASCII only): equal ignoring ASCII case and trailing dots and spaces, where any non-ASCII
+/// character may stand for any one character. Exact equality always implies it.
+pub(super) fn may_equal(segment: &str, literal: &str) -> bool {
+    // Lossy: a canonical segment always decodes to UTF-8, and U+FFFD is non-ASCII, which only
+    // widens what may match — the safe direction.
+    let decoded = percent_decode_str(segment).decode_utf8_lossy();
+    let mut theirs = decoded.trim_end_matches(TRAILING_IGNORED).chars();
+    let mut ours = literal.trim_end_matches(TRAILING_IGNORED).chars();
+    loop {
+        match (theirs.next(), ours.next()) {
+            (None, None) => return true,
+            (Some(t), Some(o)) if !t.is_ascii() || t.eq_ignore_ascii_case(&o) => {}
+            _ => return false,
+        }
+    }
 }
 
 #[cfg(test)]

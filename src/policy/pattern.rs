@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::path::NormalPath;
+use super::path::{NormalPath, may_equal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -73,6 +73,16 @@ impl Pattern {
 
     /// Whether `path` matches.
     pub fn matches(&self, path: &NormalPath) -> bool {
+        self.matches_with(path, |segment, literal| segment == literal)
+    }
+
+    /// Whether an upstream may serve `path` as a path this pattern matches, comparing literal
+    /// segments by [`may_equal`] (letter case, look-alikes, trailing dots). Implied by `matches`.
+    pub fn may_match(&self, path: &NormalPath) -> bool {
+        self.matches_with(path, may_equal)
+    }
+
+    fn matches_with(&self, path: &NormalPath, equal: impl Fn(&str, &str) -> bool) -> bool {
         let mut actual = path.segments();
         for segment in &self.segments {
             match segment {
@@ -81,11 +91,10 @@ impl Pattern {
                     Some(value) if !value.is_empty() => {}
                     _ => return false,
                 },
-                Segment::Literal(literal) => {
-                    if actual.next() != Some(literal.as_str()) {
-                        return false;
-                    }
-                }
+                Segment::Literal(literal) => match actual.next() {
+                    Some(value) if equal(value, literal) => {}
+                    _ => return false,
+                },
             }
         }
         actual.next().is_none()
@@ -152,6 +161,29 @@ mod tests {
         check("/**", "/", true);
         check("/", "/", true);
         check("/", "/x", false);
+    }
+
+    #[track_caller]
+    fn check_may_match(pattern: &str, path: &str, expected: bool) {
+        let pattern = Pattern::parse(pattern).unwrap();
+        assert_eq!(
+            pattern.may_match(&normalise(path).unwrap()),
+            expected,
+            "{pattern} vs {path}"
+        );
+    }
+
+    #[test]
+    fn matching_as_an_upstream_may() {
+        check_may_match("/Report/secret", "/Report/secret", true);
+        check_may_match("/Report/secret", "/report/SECRET/", true);
+        check_may_match("/Report/secret", "/Report/secret.", true);
+        check_may_match("/Report/secret", "/Report/%C5%BFecret", true);
+        check_may_match("/Report/secret", "/Report/secret/x", false);
+        check_may_match("/Report/secret", "/Report/other", false);
+        check_may_match("/Report/{id}", "/REPORT/x", true);
+        check_may_match("/Report/**", "/rEpOrT", true);
+        check_may_match("/Report/**", "/Reports/x", false);
     }
 
     #[test]

@@ -70,6 +70,9 @@ pub enum PolicyFault {
     MalformedPath(PathFault),
     /// No rule covers this method and path (default deny).
     NoMatchingRule,
+    /// An upstream may serve the path as one an earlier rule decides (letter case, look-alike
+    /// characters, trailing dots): the rule that matched might not be the one that applies.
+    AmbiguousPath,
 }
 
 /// The compiled policy.
@@ -190,14 +193,22 @@ impl PolicyTable {
         }
     }
 
-    /// Finds the first rule matching the method and the normalised path.
+    /// Finds the first rule matching the method and the normalised path, refusing a path an
+    /// upstream may serve as one an earlier (or no) rule decides.
     pub fn resolve(&self, method: &Method, uri: &Uri) -> Result<Route<'_>, PolicyFault> {
         let path = normalise(uri.path()).map_err(PolicyFault::MalformedPath)?;
+        // A case-insensitive upstream serves `/report/secret` as `/Report/secret`. Every exact
+        // match is a loose one, so the first loose match comes no later than the first exact
+        // match; unless they are the same rule, the decision would hang on the upstream's
+        // spelling rules, and the request is refused.
         let rule = self
             .rules
             .iter()
-            .find(|rule| rule.methods.contains(method) && rule.pattern.matches(&path))
+            .find(|rule| rule.methods.contains(method) && rule.pattern.may_match(&path))
             .ok_or(PolicyFault::NoMatchingRule)?;
+        if !rule.pattern.matches(&path) {
+            return Err(PolicyFault::AmbiguousPath);
+        }
         Ok(Route {
             rule,
             method: method.clone(),

@@ -135,6 +135,41 @@ fn segments_of_a_normal_path() {
     assert_eq!(segments("//Patient//1//"), ["Patient", "1"]);
 }
 
+#[track_caller]
+fn check_may_equal(raw: &str, literal: &str, expected: bool) {
+    let path = normalise(raw).unwrap();
+    let segment = path.segments().next().unwrap();
+    assert_eq!(may_equal(segment, literal), expected, "{raw} vs {literal}");
+}
+
+#[test]
+fn segments_an_upstream_may_serve_as_a_literal() {
+    check_may_equal("/secret", "secret", true);
+    // Letter case: ASP.NET routing, IIS.
+    check_may_equal("/SECRET", "secret", true);
+    check_may_equal("/sEcReT", "Secret", true);
+    // Non-ASCII characters an upstream may map to ASCII: long s, Kelvin sign, dotless i,
+    // fullwidth letters.
+    check_may_equal("/%C5%BFecret", "secret", true);
+    check_may_equal("/%E2%84%AAey", "key", true);
+    check_may_equal("/L%C4%B1st", "List", true);
+    check_may_equal("/%EF%BD%93ecret", "secret", true);
+    // Windows drops trailing dots and spaces.
+    check_may_equal("/secret.", "secret", true);
+    check_may_equal("/secret%20", "secret", true);
+    check_may_equal("/secret.%20.", "secret", true);
+    // Differences no known upstream ignores.
+    check_may_equal("/secrets", "secret", false);
+    check_may_equal("/secre", "secret", false);
+    check_may_equal("/secret.json", "secret", false);
+    check_may_equal("/.secret", "secret", false);
+    check_may_equal("/se%20cret", "secret", false);
+    check_may_equal("/s-cret", "secret", false);
+    check_may_equal("/%24lastn", "$lastn", true);
+    check_may_equal("/%24LASTN", "$lastn", true);
+    check_may_equal("/lastn", "$lastn", false);
+}
+
 /// Raw paths built from characters, slashes and escapes of every byte in both hex cases, so
 /// that encoded dots, slashes and `pchar`s turn up often.
 fn raw_path() -> impl Strategy<Value = String> {
@@ -177,6 +212,17 @@ proptest! {
         prop_assert_eq!(&normalise(&format!("{raw}/")), &canonical);
         prop_assert_eq!(&normalise(&format!("/{raw}")), &canonical);
         prop_assert_eq!(&normalise(&raw.replace('/', "//")), &canonical);
+    }
+
+    #[test]
+    fn equal_segments_may_always_be_equal(raw in raw_path()) {
+        if let Ok(path) = normalise(&raw) {
+            // Pattern literals never hold an escape.
+            for segment in path.segments().filter(|s| !s.contains('%')) {
+                prop_assert!(may_equal(segment, segment), "{}", segment);
+                prop_assert!(may_equal(segment, &segment.to_ascii_uppercase()), "{}", segment);
+            }
+        }
     }
 
     #[test]

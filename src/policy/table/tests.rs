@@ -61,6 +61,74 @@ fn first_match_wins_and_default_denies() {
     );
 }
 
+/// The issue #7 policy: a protected report, then every other report public.
+const REPORTS: &str = r#"rules:
+  - name: secret-report
+    methods: [GET]
+    path: /Report/secret
+    scopes: [system/Report.r]
+  - name: reports
+    methods: [GET]
+    path: /Report/**
+    public: true
+  - name: write-reports
+    methods: [PUT]
+    path: /report/{id}
+    scopes: [system/Report.w]
+"#;
+
+/// Resolves `method target` under [`REPORTS`]: the rule name and the path to forward, or the fault.
+#[track_caller]
+fn check_reports(method: &str, target: &str, expected: Result<(&str, &str), PolicyFault>) {
+    let table = PolicyTable::from_yaml(REPORTS, Path::new("p.yaml")).unwrap();
+    let uri: Uri = target.parse().unwrap();
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let actual = table
+        .resolve(&method, &uri)
+        .map(|r| (r.rule_name().to_owned(), r.path.as_str().to_owned()));
+    let actual = actual
+        .as_ref()
+        .map(|(rule, path)| (rule.as_str(), path.as_str()))
+        .map_err(|e| *e);
+    assert_eq!(actual, expected, "{method} {target}");
+}
+
+#[test]
+fn an_equivalent_spelling_is_decided_by_the_canonical_rule_or_refused() {
+    let secret = Ok(("secret-report", "/Report/secret"));
+    let ambiguous = Err(PolicyFault::AmbiguousPath);
+    // Empty segments are canonicalised away: the protected rule decides.
+    check_reports("GET", "/Report/secret", secret);
+    check_reports("GET", "/Report/secret/", secret);
+    check_reports("GET", "/Report/secret//", secret);
+    check_reports("GET", "//Report///secret/", secret);
+    check_reports("GET", "/Report/%73ecret", secret);
+    check_reports("GET", "/Report/other/", Ok(("reports", "/Report/other")));
+    check_reports("GET", "/Report", Ok(("reports", "/Report")));
+    // A case-insensitive upstream may serve these as /Report/secret.
+    check_reports("GET", "/report/secret", ambiguous);
+    check_reports("GET", "/REPORT/Secret", ambiguous);
+    check_reports("GET", "/Report/SECRET/", ambiguous);
+    check_reports("GET", "/Report/secret.", ambiguous);
+    check_reports("GET", "/Report/secret%20", ambiguous);
+    check_reports("GET", "/Report/%C5%BFecret", ambiguous);
+    check_reports("GET", "/Report/%EF%BD%93ecret", ambiguous);
+    // ... and these as a path of the public rule that no rule matches exactly.
+    check_reports("GET", "/report/other", ambiguous);
+    // The first loose match is the exact match: nothing else could apply.
+    check_reports(
+        "GET",
+        "/Report/secret.json",
+        Ok(("reports", "/Report/secret.json")),
+    );
+    check_reports("GET", "/Report/secrets", Ok(("reports", "/Report/secrets")));
+    check_reports("PUT", "/report/1", Ok(("write-reports", "/report/1")));
+    // Only rules for the request's method take part.
+    check_reports("PUT", "/Report/1", ambiguous);
+    check_reports("DELETE", "/report/1", Err(PolicyFault::NoMatchingRule));
+    check_reports("GET", "/Other", Err(PolicyFault::NoMatchingRule));
+}
+
 #[test]
 fn authorize_and_permit() {
     let table = table();
