@@ -29,6 +29,8 @@ pub enum Denial {
     Revocation(RevocationFault),
     /// The path cannot be normalised safely.
     Path(PathFault),
+    /// An upstream may serve the path as one another rule decides (letter case, look-alikes).
+    AmbiguousPath,
     /// No policy rule covers this method and path (default deny).
     NoMatchingRule,
     /// The policy refused: scopes, compartment, search parameters, Bundle entries.
@@ -131,6 +133,7 @@ impl Denial {
             Self::Revocation(RevocationFault::Revoked) => "revoked",
             Self::Revocation(RevocationFault::Stale) => "revocation_stale",
             Self::Path(_) => "path_malformed",
+            Self::AmbiguousPath => "path_ambiguous",
             Self::NoMatchingRule => "no_matching_rule",
             Self::Refused(refusal) => refusal.reason(),
             Self::MethodNotAllowed => "method_not_allowed",
@@ -230,6 +233,7 @@ impl Denial {
                 INVALID_TOKEN,
             ),
             Self::Path(_)
+            | Self::AmbiguousPath
             | Self::BadHost
             | Self::MethodOverride
             | Self::HeaderLookalike

@@ -104,6 +104,7 @@ impl Pipeline {
             .map_err(|fault| match fault {
                 PolicyFault::MalformedPath(fault) => Denial::Path(fault),
                 PolicyFault::NoMatchingRule => Denial::NoMatchingRule,
+                PolicyFault::AmbiguousPath => Denial::AmbiguousPath,
             })?;
         facts.rule = Some(Arc::from(route.rule_name()));
         if route.is_public() {

@@ -141,7 +141,11 @@ fn load(path: &Path) -> Option<Config> {
     }
 }
 
-#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "cli/ is the only place that prints"
+)]
 fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
@@ -152,6 +156,10 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     crate::tls::https_client_config(config.upstream.ca_file.as_deref())?;
     for issuer in &config.issuers {
         crate::tls::https_client_config(issuer.jwks_ca_file.as_deref())?;
+    }
+    // Warnings go where `load` prints errors, and do not change the exit code.
+    for warning in config.policy.warnings() {
+        eprintln!("warning: {warning}");
     }
     println!("{}: configuration is valid", path.display());
     if matches!(config.listen.transport, Transport::InsecurePlaintext) {

@@ -69,6 +69,10 @@ pub fn decide(
             return verdict;
         }
         Err(PolicyFault::NoMatchingRule) => return verdict,
+        Err(PolicyFault::AmbiguousPath) => {
+            verdict.outcome = Err(denied("path_ambiguous"));
+            return verdict;
+        }
     };
     verdict.rule = Some(route.rule_name().to_owned());
     verdict.access = Some(route.access_summary());

@@ -85,6 +85,7 @@ fn each_denial_has_its_status_challenge_and_outcome() {
     );
     check(Denial::MethodNotAllowed, 405, None, "not-supported");
     check(Denial::MethodOverride, 400, bad_request, "invalid");
+    check(Denial::AmbiguousPath, 400, bad_request, "invalid");
     check(Denial::BadHost, 400, bad_request, "invalid");
     check(Denial::BodyTooLarge, 413, None, "too-long");
     check(Denial::UpstreamUnreachable, 502, None, "exception");
@@ -117,4 +118,17 @@ fn every_token_fault_renders_the_same_response() {
 fn service_unavailable_says_when_to_retry() {
     let response = Denial::Token(TokenFault::KeysUnavailable).render();
     assert_eq!(response.headers()["retry-after"], "5");
+}
+
+#[test]
+fn an_ambiguous_path_is_told_apart_from_a_malformed_one_in_logs_only() {
+    let ambiguous = Denial::AmbiguousPath;
+    let malformed = Denial::Path(PathFault::DotSegment);
+    assert_eq!(ambiguous.reason(), "path_ambiguous");
+    assert_eq!(malformed.reason(), "path_malformed");
+    let parts = |denial: &Denial| {
+        let response = denial.render();
+        (response.status(), format!("{:?}", response.headers()))
+    };
+    assert_eq!(parts(&ambiguous), parts(&malformed));
 }

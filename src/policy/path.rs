@@ -5,8 +5,23 @@
 //! encoded slashes and backslashes (Envoy CVE-2021-29492, Istio CVE-2021-31920), `;` parameters
 //! (the `..;/` class), NUL and control characters (Envoy CVE-2019-9900), invalid or overlong
 //! UTF-8, and invisible characters. FHIR paths never need any of them.
+//!
+//! Canonical means: no empty segments (so no duplicate and no trailing slash: most upstreams
+//! serve `/Report/secret/` as `/Report/secret`, so a rule must decide it as that), and every
+//! character that may stand raw in a segment (RFC 3986 `pchar`) written raw, every other byte
+//! percent-encoded in upper-case hex. Upstreams that decode `%24` to `$` before routing then see
+//! the very path a rule matched.
+//!
+//! Some equivalences cannot be canonicalised away because upstreams disagree on them: letter
+//! case (ASP.NET routing and IIS ignore it, HAPI does not), non-ASCII characters that an
+//! upstream may map to ASCII (Unicode case mappings such as `ſ` → `S` and `K` → `k`, fullwidth
+//! forms, Windows best-fit), and trailing dots and spaces (Windows drops them). For those this
+//! module only answers whether a segment *may* equal a pattern literal (`may_equal`); the table
+//! refuses a request for which that changes the deciding rule.
 
 use std::fmt;
+
+use percent_encoding::percent_decode_str;
 
 /// Paths longer than this are refused before any work.
 pub const MAX_PATH_BYTES: usize = 8 * 1024;
@@ -38,8 +53,8 @@ pub enum PathFault {
     InvalidCharacter,
 }
 
-/// A canonical path: starts with `/`, no empty, `.` or `..` segments (a trailing slash is kept),
-/// unreserved characters decoded, every other escape in upper-case hex.
+/// A canonical path: starts with `/`, no empty, `.` or `..` segments (so no trailing slash unless
+/// it is `/`), `pchar` characters decoded, every other escape in upper-case hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalPath(String);
 
@@ -49,7 +64,7 @@ impl NormalPath {
         &self.0
     }
 
-    /// The segments between slashes; `/` has none, and a trailing slash yields a last `""`.
+    /// The segments between slashes, none of them empty; `/` has none.
     pub fn segments(&self) -> impl Iterator<Item = &str> {
         let rest = &self.0[1..];
         rest.split('/').filter(move |_| !rest.is_empty())
@@ -71,16 +86,9 @@ pub fn normalise(raw: &str) -> Result<NormalPath, PathFault> {
         return Err(PathFault::NotAbsolute);
     };
     let mut out = String::with_capacity(raw.len());
-    let mut segments = rest.split('/').peekable();
-    while let Some(segment) = segments.next() {
-        let last = segments.peek().is_none();
-        if segment.is_empty() {
-            // Duplicate slashes merge; a trailing slash survives as the last, empty segment.
-            if last && !out.is_empty() {
-                out.push('/');
-            }
-            continue;
-        }
+    // Empty segments (duplicate, leading or trailing slashes) are dropped: upstreams merge them,
+    // so `/Report/secret/` and `//Report//secret` must be decided as `/Report/secret`.
+    for segment in rest.split('/').filter(|s| !s.is_empty()) {
         out.push('/');
         normalise_segment(segment, &mut out)?;
     }
@@ -105,8 +113,10 @@ fn normalise_segment(segment: &str, out: &mut String) -> Result<(), PathFault> {
             )
             .map_err(|_| PathFault::MalformedEscape)?;
             check_byte(value)?;
-            if is_unreserved(value) {
-                // RFC 3986 §6.2.2.2: decoding unreserved characters does not change meaning.
+            if is_pchar(value) {
+                // RFC 3986 §6.2.2.2 makes unreserved characters equal to their escapes; most
+                // upstreams also decode sub-delims, `:` and `@` before routing (`%24lastn` is
+                // `$lastn` to them), so the canonical form writes every `pchar` raw.
                 out.push(char::from(value));
             } else {
                 out.push('%');
@@ -160,6 +170,30 @@ fn is_pchar(byte: u8) -> bool {
 
 fn is_invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
+}
+
+// === Loose equality ===
+
+/// Characters Windows drops from the end of a file name, so `secret.` and `secret%20` may be
+/// served as `secret`.
+const TRAILING_IGNORED: [char; 2] = ['.', ' '];
+
+/// Whether an upstream may serve the canonical `segment` as the pattern literal `literal`
+/// (ASCII only): equal ignoring ASCII case and trailing dots and spaces, where any non-ASCII
+/// character may stand for any one character. Exact equality always implies it.
+pub(super) fn may_equal(segment: &str, literal: &str) -> bool {
+    // Lossy: a canonical segment always decodes to UTF-8, and U+FFFD is non-ASCII, which only
+    // widens what may match — the safe direction.
+    let decoded = percent_decode_str(segment).decode_utf8_lossy();
+    let mut theirs = decoded.trim_end_matches(TRAILING_IGNORED).chars();
+    let mut ours = literal.trim_end_matches(TRAILING_IGNORED).chars();
+    loop {
+        match (theirs.next(), ours.next()) {
+            (None, None) => return true,
+            (Some(t), Some(o)) if !t.is_ascii() || t.eq_ignore_ascii_case(&o) => {}
+            _ => return false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::path::NormalPath;
+use super::path::{NormalPath, may_equal};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -73,6 +73,16 @@ impl Pattern {
 
     /// Whether `path` matches.
     pub fn matches(&self, path: &NormalPath) -> bool {
+        self.matches_with(path, |segment, literal| segment == literal)
+    }
+
+    /// Whether an upstream may serve `path` as a path this pattern matches, comparing literal
+    /// segments by [`may_equal`] (letter case, look-alikes, trailing dots). Implied by `matches`.
+    pub fn may_match(&self, path: &NormalPath) -> bool {
+        self.matches_with(path, may_equal)
+    }
+
+    fn matches_with(&self, path: &NormalPath, equal: impl Fn(&str, &str) -> bool) -> bool {
         let mut actual = path.segments();
         for segment in &self.segments {
             match segment {
@@ -81,14 +91,42 @@ impl Pattern {
                     Some(value) if !value.is_empty() => {}
                     _ => return false,
                 },
-                Segment::Literal(literal) => {
-                    if actual.next() != Some(literal.as_str()) {
-                        return false;
-                    }
-                }
+                Segment::Literal(literal) => match actual.next() {
+                    Some(value) if equal(value, literal) => {}
+                    _ => return false,
+                },
             }
         }
         actual.next().is_none()
+    }
+
+    /// Whether some path matches both `self` and `other` (for overlap warnings): `{name}` takes
+    /// any one non-empty segment, `**` any rest including nothing.
+    pub fn overlaps(&self, other: &Self) -> bool {
+        self.overlaps_with(other, |a, b| a == b)
+    }
+
+    /// Whether some path matches `other` and, loosely ([`Pattern::may_match`]), `self`: a
+    /// request for it may be refused as ambiguous when `self` is the earlier rule.
+    pub fn may_overlap(&self, other: &Self) -> bool {
+        self.overlaps_with(other, |ours, theirs| may_equal(theirs, ours))
+    }
+
+    fn overlaps_with(&self, other: &Self, equal: impl Fn(&str, &str) -> bool) -> bool {
+        let mut ours = self.segments.iter();
+        let mut theirs = other.segments.iter();
+        loop {
+            match (ours.next(), theirs.next()) {
+                // Whatever the other side still needs, some rest of a path provides it.
+                (Some(Segment::Rest), _) | (_, Some(Segment::Rest)) | (None, None) => return true,
+                (None, Some(_)) | (Some(_), None) => return false,
+                (Some(Segment::Literal(a)), Some(Segment::Literal(b))) if !equal(a, b) => {
+                    return false;
+                }
+                // A parameter takes the other side's literal, or any segment.
+                (Some(_), Some(_)) => {}
+            }
+        }
     }
 
     /// Whether every path `other` matches is also matched by `self` (for shadowing checks).
@@ -120,65 +158,4 @@ impl fmt::Display for Pattern {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::path::normalise;
-
-    #[track_caller]
-    fn check(pattern: &str, path: &str, expected: bool) {
-        let pattern = Pattern::parse(pattern).unwrap();
-        assert_eq!(
-            pattern.matches(&normalise(path).unwrap()),
-            expected,
-            "{pattern} vs {path}"
-        );
-    }
-
-    #[test]
-    fn matching() {
-        check("/metadata", "/metadata", true);
-        check("/metadata", "/metadata/", false);
-        check("/metadata", "/metadata/x", false);
-        check("/Patient/{id}", "/Patient/123", true);
-        check("/Patient/{id}", "/Patient/", false);
-        check("/Patient/{id}", "/Patient/123/", false);
-        check("/Patient/{id}", "/Patient/1/2", false);
-        check("/Binary/**", "/Binary", true);
-        check("/Binary/**", "/Binary/a/b/c", true);
-        check("/Binary/**", "/Binaryx", false);
-        check("/**", "/", true);
-        check("/", "/", true);
-        check("/", "/x", false);
-    }
-
-    #[test]
-    fn invalid_patterns() {
-        for bad in [
-            "Patient",
-            "/Patient/**/x",
-            "/Patient/{1d}",
-            "/Patient/{}",
-            "/a//b",
-            "/a/../b",
-            "/a;b",
-            "/a%2Fb",
-        ] {
-            assert!(Pattern::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn covering() {
-        let covers = |a: &str, b: &str| {
-            Pattern::parse(a)
-                .unwrap()
-                .covers(&Pattern::parse(b).unwrap())
-        };
-        assert!(covers("/**", "/Patient/{id}"));
-        assert!(covers("/Patient/{id}", "/Patient/123"));
-        assert!(covers("/Patient/**", "/Patient/{id}/_history"));
-        assert!(!covers("/Patient/123", "/Patient/{id}"));
-        assert!(!covers("/Patient/{id}", "/Patient/**"));
-        assert!(!covers("/Patient/{id}", "/Patient/{id}/x"));
-    }
-}
+mod tests;

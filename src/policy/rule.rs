@@ -122,6 +122,45 @@ impl Rule {
         format!("{access}{binding}")
     }
 
+    /// Whether the two rules name a method in common.
+    pub(super) fn shares_a_method_with(&self, other: &Self) -> bool {
+        self.methods.iter().any(|m| other.methods.contains(m))
+    }
+
+    /// How this rule demands less than `earlier`, in words; empty when it does not. Scope lists
+    /// and SMART settings are not ranked: they differ in kind, not in strength.
+    pub(super) fn weaknesses_against(&self, earlier: &Self) -> Vec<String> {
+        let public = |rule: &Self| matches!(rule.access, Access::Public);
+        if public(earlier) {
+            return Vec::new();
+        }
+        if public(self) {
+            return vec!["it is public".to_owned()];
+        }
+        let mut weaker = Vec::new();
+        if self.is_report_only() && !earlier.is_report_only() {
+            weaker.push("it is report-only".to_owned());
+        }
+        match (earlier.binding, self.binding) {
+            (Some(demanded), None) => weaker.push(format!(
+                "it demands no sender binding where {:?} demands {}",
+                earlier.name,
+                demanded.as_str()
+            )),
+            (Some(demanded), Some(Requirement::Any)) if demanded != Requirement::Any => weaker
+                .push(format!(
+                    "it accepts any sender binding where {:?} demands {}",
+                    earlier.name,
+                    demanded.as_str()
+                )),
+            _ => {}
+        }
+        if earlier.introspect_always && !self.introspect_always {
+            weaker.push("it does not introspect every token".to_owned());
+        }
+        weaker
+    }
+
     /// An earlier rule shadows this one when it matches every path this one matches for all of
     /// this rule's methods: this rule could never apply.
     pub(super) fn is_shadowed_by(&self, earlier: &Self) -> bool {

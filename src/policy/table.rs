@@ -2,6 +2,8 @@
 //! refuses anything ambiguous — unknown keys, duplicate names, a rule that is both public and
 //! scoped, an invalid scope, a rule an earlier one shadows — and names file, line and problem
 //! for each. Only the path takes part in matching; the query is carried along untouched.
+//! Loading also warns, without refusing, where a later rule overlaps an earlier, stronger one,
+//! and where two rules differ only in a way some upstreams ignore (letter case).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -27,7 +29,8 @@ struct RawPolicy {
     rules: Vec<Spanned<RawRule>>,
 }
 
-/// One problem in a policy file.
+/// One problem in a policy file: an error (in a [`PolicyLoadError`]) or a warning
+/// ([`PolicyTable::warnings`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyProblem {
     /// The policy file.
@@ -40,6 +43,19 @@ pub struct PolicyProblem {
     pub message: String,
 }
 
+impl fmt::Display for PolicyProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
 /// Every problem found in a policy file.
 #[derive(Debug, thiserror::Error)]
 pub struct PolicyLoadError {
@@ -50,14 +66,7 @@ pub struct PolicyLoadError {
 impl fmt::Display for PolicyLoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for problem in &self.problems {
-            writeln!(
-                f,
-                "{}:{}:{}: {}",
-                problem.file.display(),
-                problem.line,
-                problem.column,
-                problem.message
-            )?;
+            writeln!(f, "{problem}")?;
         }
         Ok(())
     }
@@ -70,6 +79,9 @@ pub enum PolicyFault {
     MalformedPath(PathFault),
     /// No rule covers this method and path (default deny).
     NoMatchingRule,
+    /// An upstream may serve the path as one an earlier rule decides (letter case, look-alike
+    /// characters, trailing dots): the rule that matched might not be the one that applies.
+    AmbiguousPath,
 }
 
 /// The compiled policy.
@@ -78,6 +90,7 @@ pub struct PolicyTable {
     rules: Vec<Rule>,
     client_bindings: std::collections::BTreeMap<String, Requirement>,
     version: String,
+    warnings: Vec<PolicyProblem>,
 }
 
 impl PolicyTable {
@@ -138,29 +151,29 @@ impl PolicyTable {
                 Mode::Enforce
             }),
         };
-        let mut rules: Vec<(Rule, usize)> = Vec::new();
+        let mut rules: Vec<Located> = Vec::new();
         for spanned in &raw.rules {
             let line = spanned.referenced.line() as usize;
             let column = spanned.referenced.column() as usize;
             match spanned.value.compile(mode) {
                 Ok(rule) => {
-                    if rules.iter().any(|(r, _)| r.name == rule.name) {
+                    if rules.iter().any(|r| r.rule.name == rule.name) {
                         problems.push(problem(
                             source,
                             line,
                             column,
                             format!("rule name {:?} is used twice", rule.name),
                         ));
-                    } else if let Some((earlier, _)) =
-                        rules.iter().find(|(r, _)| rule.is_shadowed_by(r))
+                    } else if let Some(earlier) =
+                        rules.iter().find(|r| rule.is_shadowed_by(&r.rule))
                     {
                         let message = format!(
                             "rule {:?} is shadowed by the earlier rule {:?} and can never match",
-                            rule.name, earlier.name
+                            rule.name, earlier.rule.name
                         );
                         problems.push(problem(source, line, column, message));
                     }
-                    rules.push((rule, line));
+                    rules.push(Located { rule, line, column });
                 }
                 Err(messages) => {
                     problems.extend(
@@ -181,7 +194,8 @@ impl PolicyTable {
         }
         if problems.is_empty() {
             Ok(Self {
-                rules: rules.into_iter().map(|(rule, _)| rule).collect(),
+                warnings: overlap_warnings(source, &rules),
+                rules: rules.into_iter().map(|r| r.rule).collect(),
                 client_bindings,
                 version: version_of(text),
             })
@@ -190,20 +204,34 @@ impl PolicyTable {
         }
     }
 
-    /// Finds the first rule matching the method and the normalised path.
+    /// Finds the first rule matching the method and the normalised path, refusing a path an
+    /// upstream may serve as one an earlier (or no) rule decides.
     pub fn resolve(&self, method: &Method, uri: &Uri) -> Result<Route<'_>, PolicyFault> {
         let path = normalise(uri.path()).map_err(PolicyFault::MalformedPath)?;
+        // A case-insensitive upstream serves `/report/secret` as `/Report/secret`. Every exact
+        // match is a loose one, so the first loose match comes no later than the first exact
+        // match; unless they are the same rule, the decision would hang on the upstream's
+        // spelling rules, and the request is refused.
         let rule = self
             .rules
             .iter()
-            .find(|rule| rule.methods.contains(method) && rule.pattern.matches(&path))
+            .find(|rule| rule.methods.contains(method) && rule.pattern.may_match(&path))
             .ok_or(PolicyFault::NoMatchingRule)?;
+        if !rule.pattern.matches(&path) {
+            return Err(PolicyFault::AmbiguousPath);
+        }
         Ok(Route {
             rule,
             method: method.clone(),
             path,
             query: uri.query().map(str::to_owned),
         })
+    }
+
+    /// What loading found questionable but not wrong, in file order: a later rule that
+    /// overlaps an earlier, stronger one, or differs from an earlier one only in letter case.
+    pub fn warnings(&self) -> &[PolicyProblem] {
+        &self.warnings
     }
 
     /// The compiled rules, in order.
@@ -226,6 +254,55 @@ impl PolicyTable {
     pub fn version(&self) -> &str {
         &self.version
     }
+}
+
+/// A compiled rule and where it was written.
+struct Located {
+    rule: Rule,
+    line: usize,
+    column: usize,
+}
+
+/// First match decides the paths two rules share, so an overlap is no error. But a weaker rule
+/// beside a stronger one is one unknown upstream equivalence (a suffix, an alias) away from
+/// deciding the stronger rule's paths; and rules that differ only in letter case make some
+/// requests ambiguous, which `resolve` refuses.
+fn overlap_warnings(source: &Path, rules: &[Located]) -> Vec<PolicyProblem> {
+    let mut warnings = Vec::new();
+    for (index, later) in rules.iter().enumerate() {
+        let warn = |message: String| problem(source, later.line, later.column, message);
+        for earlier in &rules[..index] {
+            let (l, e) = (&later.rule, &earlier.rule);
+            if !l.shares_a_method_with(e) {
+                continue;
+            }
+            if e.pattern.overlaps(&l.pattern) {
+                let weaker = l.weaknesses_against(e);
+                if !weaker.is_empty() {
+                    warnings.push(warn(format!(
+                        "rule {:?} ({}) overlaps the earlier rule {:?} ({}) but is weaker: {}; \
+                         a spelling of a {:?} path that only the upstream treats as equal \
+                         would be decided by {:?}",
+                        l.name,
+                        l.pattern,
+                        e.name,
+                        e.pattern,
+                        weaker.join(", "),
+                        e.name,
+                        l.name
+                    )));
+                }
+            } else if e.pattern.may_overlap(&l.pattern) {
+                warnings.push(warn(format!(
+                    "rule {:?} ({}) and the earlier rule {:?} ({}) match paths that differ \
+                     only in letter case or trailing dots: such requests for {:?} are refused \
+                     as ambiguous (400, path_ambiguous)",
+                    l.name, l.pattern, e.name, e.pattern, l.name
+                )));
+            }
+        }
+    }
+    warnings
 }
 
 fn version_of(text: &str) -> String {

@@ -115,6 +115,7 @@ impl Gateway {
         };
         background.push(tokio::spawn(admin.serve(admin_tcp)));
 
+        reload::log_warnings(&config.policy);
         if config.policy.has_report_only_rules() {
             tracing::warn!(
                 policy.version = config.policy.version(),

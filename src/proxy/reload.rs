@@ -1,8 +1,9 @@
 //! Policy hot reload: on SIGHUP, and when anything changes in the policy file's folder (which
 //! also catches rename-into-place and Kubernetes `..data` symlink swaps), the file is reloaded
 //! after a short debounce. A file that does not compile is refused with a log line per problem
-//! and `phigate_policy_reload_failures_total`, and the old policy keeps serving. Triggers that
-//! arrive while a reload is pending coalesce into one.
+//! and `phigate_policy_reload_failures_total`, and the old policy keeps serving; a file that
+//! compiles with warnings is swapped in and each warning logged. Triggers that arrive while a
+//! reload is pending coalesce into one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,7 @@ impl PolicyReloader {
                         "REPORT-ONLY rules active after reload"
                     );
                 }
+                log_warnings(&table);
                 self.store.replace(table);
                 self.metrics.record_policy_reload(true);
                 tracing::info!(policy.version = version, "policy reloaded");
@@ -81,6 +83,20 @@ impl PolicyReloader {
                 }
             }
         }
+    }
+}
+
+/// Logs the policy's warnings (overlapping weaker rules, case-only differences), at start and
+/// after every reload: they never stop a policy from serving.
+pub(crate) fn log_warnings(table: &PolicyTable) {
+    for warning in table.warnings() {
+        tracing::warn!(
+            policy.file = %warning.file.display(),
+            policy.line = warning.line,
+            policy.version = table.version(),
+            problem = %warning.message,
+            "policy warning"
+        );
     }
 }
 

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::Harness;
+use crate::support::{Harness, Options};
 
 fn phigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -26,6 +26,8 @@ async fn check_prints_the_rule_table_for_a_valid_config() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(stdout.contains("configuration is valid"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
     for rule in [
         "capability-statement",
         "read-patient",
@@ -35,6 +37,41 @@ async fn check_prints_the_rule_table_for_a_valid_config() {
     ] {
         assert!(stdout.contains(rule), "{rule} missing from\n{stdout}");
     }
+}
+
+#[tokio::test]
+async fn check_warns_about_a_later_weaker_overlapping_rule_and_exits_0() {
+    let harness = Harness::with(Options {
+        policy: "rules:\n  - name: secret-report\n    methods: [GET]\n    path: /Report/secret\n    scopes: [system/Report.r]\n  - name: reports\n    methods: [GET]\n    path: /Report/**\n    public: true\n".to_owned(),
+        ..Default::default()
+    })
+    .await;
+    let output = phigate()
+        .args(["check", "--config"])
+        .arg(&harness.config_file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    for expected in [
+        "policy.yaml:6:",
+        "\"reports\" (/Report/**)",
+        "earlier rule \"secret-report\"",
+        "it is public",
+    ] {
+        assert!(
+            warnings[0].contains(expected),
+            "{expected} missing: {stderr}"
+        );
+    }
+    assert!(!stderr.contains("error"), "{stderr}");
 }
 
 #[test]

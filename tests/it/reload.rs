@@ -1,10 +1,10 @@
 //! Policy hot reload: a changed file is picked up without a restart, an invalid one is refused
 //! while the old policy keeps serving, and a request in flight finishes under the policy that
-//! decided it.
+//! decided it. Warnings (a weaker rule overlapping a stronger one) are logged, never refused.
 
 use std::time::Duration;
 
-use crate::support::{Harness, POLICY, eventually_status};
+use crate::support::{Harness, Options, POLICY, eventually_status};
 
 const SEARCH_RULE: &str = "  - name: search-patients\n    methods: [GET]\n    path: /Patient\n    scopes: [user/Patient.rs]\n";
 
@@ -102,4 +102,69 @@ async fn a_request_in_flight_finishes_under_the_policy_that_decided_it() {
     assert_eq!(in_flight.await.unwrap(), 200);
     harness.upstream.set_response_delay(Duration::ZERO);
     eventually_status(&harness.client(), "/Patient/123", &token, 403).await;
+}
+
+/// Reads the binary's JSON log until the next `policy warning` line.
+async fn next_policy_warning(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> serde_json::Value {
+    loop {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.recv())
+            .await
+            .expect("a policy warning within 20 s")
+            .expect("the gateway is still logging");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if value["message"] == "policy warning" {
+            return value;
+        }
+    }
+}
+
+#[tokio::test]
+async fn policy_warnings_are_logged_at_start_and_after_a_reload() {
+    // A public rule after the scoped read-patient rule, over the same paths: a warning only.
+    let public_patients =
+        "  - name: public-patients\n    methods: [GET]\n    path: /Patient/**\n    public: true\n";
+    let harness = Harness::with(Options {
+        policy: format!("{POLICY}{public_patients}"),
+        ..Default::default()
+    })
+    .await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["run", "--config"])
+        .arg(&harness.config_file)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let warning = next_policy_warning(&mut lines).await;
+    let problem = warning["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("\"public-patients\"") && problem.contains("it is public"),
+        "{warning}"
+    );
+    assert_eq!(warning["policy.line"], 22, "{warning}");
+
+    // The reloaded policy serves despite its warning, which is logged too.
+    let lower = "  - name: lower-patients\n    methods: [GET]\n    path: /patient/{id}\n    scopes: [user/Patient.r]\n";
+    write_policy(&harness, &format!("{POLICY}{lower}"));
+    let warning = next_policy_warning(&mut lines).await;
+    let problem = warning["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("\"lower-patients\"") && problem.contains("letter case"),
+        "{warning}"
+    );
+    crate::support::stop_binary_gateway(child).await;
 }

@@ -20,7 +20,6 @@ fn canonical_forms() {
     check("//", Ok("/"));
     check("/Patient/123", Ok("/Patient/123"));
     check("//Patient///123", Ok("/Patient/123"));
-    check("/Patient/123/", Ok("/Patient/123/"));
     check("/%50atient/%31%32%33", Ok("/Patient/123"));
     check("/Patient/a%7eb", Ok("/Patient/a~b"));
     check("/Binary/%c3%a9", Ok("/Binary/%C3%A9"));
@@ -29,6 +28,38 @@ fn canonical_forms() {
     check("/a:b@c", Ok("/a:b@c"));
     check("/Patient/123.json", Ok("/Patient/123.json"));
     check("/Patient/...", Ok("/Patient/..."));
+}
+
+#[test]
+fn empty_segments_and_trailing_slashes_disappear() {
+    for raw in [
+        "/Report/secret",
+        "/Report/secret/",
+        "/Report/secret//",
+        "//Report///secret/",
+        "/Report//secret",
+        "///Report/secret///",
+    ] {
+        check(raw, Ok("/Report/secret"));
+    }
+    check("/", Ok("/"));
+    check("//", Ok("/"));
+    check("///", Ok("/"));
+    check("/Patient/", Ok("/Patient"));
+}
+
+#[test]
+fn characters_allowed_raw_are_decoded_and_others_kept_encoded() {
+    // Upstreams that decode before routing must see the path the rule matched.
+    check("/Observation/%24lastn", Ok("/Observation/$lastn"));
+    check("/a%3Ab%40c", Ok("/a:b@c"));
+    check("/a%21%26%27%28%29%2a%2B%2C%3d", Ok("/a!&'()*+,="));
+    // Characters that would change the meaning of the path stay encoded, in upper-case hex.
+    check("/a%3fb", Ok("/a%3Fb"));
+    check("/a%23b", Ok("/a%23b"));
+    check("/a%25b", Ok("/a%25b"));
+    check("/a%20b", Ok("/a%20b"));
+    check("/a%7bb%7D", Ok("/a%7Bb%7D"));
 }
 
 #[test]
@@ -100,22 +131,97 @@ fn segments_of_a_normal_path() {
     };
     assert!(segments("/").is_empty());
     assert_eq!(segments("/Patient/1"), ["Patient", "1"]);
-    assert_eq!(segments("/Patient/1/"), ["Patient", "1", ""]);
+    assert_eq!(segments("/Patient/1/"), ["Patient", "1"]);
+    assert_eq!(segments("//Patient//1//"), ["Patient", "1"]);
+}
+
+#[track_caller]
+fn check_may_equal(raw: &str, literal: &str, expected: bool) {
+    let path = normalise(raw).unwrap();
+    let segment = path.segments().next().unwrap();
+    assert_eq!(may_equal(segment, literal), expected, "{raw} vs {literal}");
+}
+
+#[test]
+fn segments_an_upstream_may_serve_as_a_literal() {
+    check_may_equal("/secret", "secret", true);
+    // Letter case: ASP.NET routing, IIS.
+    check_may_equal("/SECRET", "secret", true);
+    check_may_equal("/sEcReT", "Secret", true);
+    // Non-ASCII characters an upstream may map to ASCII: long s, Kelvin sign, dotless i,
+    // fullwidth letters.
+    check_may_equal("/%C5%BFecret", "secret", true);
+    check_may_equal("/%E2%84%AAey", "key", true);
+    check_may_equal("/L%C4%B1st", "List", true);
+    check_may_equal("/%EF%BD%93ecret", "secret", true);
+    // Windows drops trailing dots and spaces.
+    check_may_equal("/secret.", "secret", true);
+    check_may_equal("/secret%20", "secret", true);
+    check_may_equal("/secret.%20.", "secret", true);
+    // Differences no known upstream ignores.
+    check_may_equal("/secrets", "secret", false);
+    check_may_equal("/secre", "secret", false);
+    check_may_equal("/secret.json", "secret", false);
+    check_may_equal("/.secret", "secret", false);
+    check_may_equal("/se%20cret", "secret", false);
+    check_may_equal("/s-cret", "secret", false);
+    check_may_equal("/%24lastn", "$lastn", true);
+    check_may_equal("/%24LASTN", "$lastn", true);
+    check_may_equal("/lastn", "$lastn", false);
+}
+
+/// Raw paths built from characters, slashes and escapes of every byte in both hex cases, so
+/// that encoded dots, slashes and `pchar`s turn up often.
+fn raw_path() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        "[a-zA-Z0-9./;\\\\_~:@$+!= -]",
+        Just("/".to_owned()),
+        any::<u8>().prop_map(|b| format!("%{b:02x}")),
+        any::<u8>().prop_map(|b| format!("%{b:02X}")),
+    ];
+    prop::collection::vec(piece, 0..24).prop_map(|pieces| format!("/{}", pieces.concat()))
 }
 
 proptest! {
     #[test]
-    fn normalise_is_idempotent_and_never_yields_dangerous_forms(raw in "/[a-zA-Z0-9%./;\\\\_~:@$-]{0,40}") {
+    fn normalise_is_idempotent_and_never_yields_dangerous_forms(raw in raw_path()) {
         if let Ok(path) = normalise(&raw) {
             let again = normalise(path.as_str()).expect("a normal path normalises");
             prop_assert_eq!(&again, &path);
             let text = path.as_str();
             prop_assert!(text.starts_with('/'));
             prop_assert!(!text.contains("//"));
+            prop_assert!(text == "/" || !text.ends_with('/'), "{}", text);
+            prop_assert!(path.segments().all(|s| !s.is_empty()));
             for banned in [";", "\\", "%2F", "%5C", "%00", "%2E"] {
                 prop_assert!(!text.to_ascii_uppercase().contains(banned), "{}", text);
             }
             prop_assert!(path.segments().all(|s| s != "." && s != ".."));
+            // No character that may stand raw is left escaped: one spelling per path.
+            for escape in text.split('%').skip(1) {
+                let byte = u8::from_str_radix(&escape[..2], 16).expect("two hex digits");
+                prop_assert!(!is_pchar(byte), "{}", text);
+                prop_assert_eq!(&escape[..2], escape[..2].to_ascii_uppercase());
+            }
+        }
+    }
+
+    #[test]
+    fn extra_slashes_never_change_the_canonical_path(raw in raw_path()) {
+        let canonical = normalise(&raw);
+        prop_assert_eq!(&normalise(&format!("{raw}/")), &canonical);
+        prop_assert_eq!(&normalise(&format!("/{raw}")), &canonical);
+        prop_assert_eq!(&normalise(&raw.replace('/', "//")), &canonical);
+    }
+
+    #[test]
+    fn equal_segments_may_always_be_equal(raw in raw_path()) {
+        if let Ok(path) = normalise(&raw) {
+            // Pattern literals never hold an escape.
+            for segment in path.segments().filter(|s| !s.contains('%')) {
+                prop_assert!(may_equal(segment, segment), "{}", segment);
+                prop_assert!(may_equal(segment, &segment.to_ascii_uppercase()), "{}", segment);
+            }
         }
     }
 
