@@ -268,3 +268,39 @@ async fn a_launch_patient_can_come_from_introspection() {
         403
     );
 }
+
+#[tokio::test]
+async fn a_launch_patient_from_introspection_must_be_one_fhir_id() {
+    let endpoint = Endpoint::start().await;
+    let policy = include_str!("../../policies/smart-v2.yaml");
+    let harness = Harness::with(options(
+        &endpoint,
+        Some(policy),
+        "      resolve_patient: true\n",
+    ))
+    .await;
+    for (i, patient) in [
+        json!("123,456"),
+        json!("Patient/123"),
+        json!("123/../456"),
+        json!("123 "),
+        json!("a".repeat(65)),
+        json!(""),
+        json!(123),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut answer = active("launch/patient patient/Patient.r");
+        answer["patient"] = patient;
+        // A JWT lacking the patient, completed by introspection, and an opaque token.
+        let jwt = harness.token("launch/patient patient/Patient.r");
+        let opaque = format!("opaque-patient-case-{i:04}-0123456789");
+        for token in [jwt.as_str(), opaque.as_str()] {
+            endpoint.answer(token, 200, answer.clone());
+            let response = harness.client().get_with_token("/Patient/123", token).await;
+            assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+            assert_no_leak(&response, &[token, "u-1", "app-1"]);
+        }
+    }
+}

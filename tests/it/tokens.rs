@@ -10,7 +10,9 @@ use jsonwebtoken::Algorithm;
 use phigate::demo::DevIssuer;
 use serde_json::json;
 
-use crate::support::{Harness, INVALID_TOKEN, ISSUER, assert_denied, assert_no_leak};
+use crate::support::{Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak};
+
+const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -88,6 +90,108 @@ async fn claim_faults_are_401_invalid_token() {
     let mut claims = base;
     claims.as_object_mut().unwrap().remove("aud");
     assert_invalid(&harness, &harness.mint(&claims)).await;
+}
+
+/// Whether `/metrics` counted a denial with `reason`.
+async fn counted_denial(harness: &Harness, reason: &str) -> bool {
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    metrics.contains(&format!("decision=\"deny\",reason=\"{reason}\""))
+}
+
+#[tokio::test]
+async fn a_launch_patient_that_is_not_one_fhir_id_is_401_invalid_token() {
+    let harness = Harness::with(Options {
+        policy: SMART_POLICY.to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let base = harness.claims("launch/patient patient/Patient.r patient/Observation.rs");
+    let patients = [
+        json!("123,456"),
+        json!("123 "),
+        json!("123/../456"),
+        json!("Patient/123"),
+        json!("123%2C456"),
+        json!("123\n"),
+        json!(".."),
+        json!("a".repeat(65)),
+        json!(""),
+        json!(123),
+        json!(["123", "456"]),
+        json!(null),
+    ];
+    for patient in patients {
+        let mut claims = base.clone();
+        claims["patient"] = patient.clone();
+        let token = harness.mint(&claims);
+        // Never a wider search: the read, and the searches a patient list would widen.
+        for path in [
+            "/Patient/123",
+            "/Observation?patient=123",
+            "/Observation?patient=123,456",
+        ] {
+            let response = client.get_with_token(path, &token).await;
+            assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+            assert_no_leak(
+                &response,
+                &[&token, "u-1", "app-1", &harness.upstream.url()],
+            );
+        }
+    }
+    assert!(counted_denial(&harness, "patient_claim_malformed").await);
+    // The same token with one FHIR id (64 characters at most) is fine.
+    for patient in ["123", &"a".repeat(64)] {
+        let mut claims = base.clone();
+        claims["patient"] = json!(patient);
+        let response = client
+            .get_with_token(&format!("/Patient/{patient}"), &harness.mint(&claims))
+            .await;
+        assert_ne!(response.status, 401, "{patient}: {}", response.text());
+    }
+}
+
+#[tokio::test]
+async fn identity_claims_outside_their_shape_are_401_invalid_token() {
+    let harness = Harness::start().await;
+    let base = harness.claims("patient/Patient.r");
+    let long = "a".repeat(256);
+    let edits: Vec<(&str, serde_json::Value)> = vec![
+        ("sub", json!("u-1\r\nX-Phigate-Scopes: system/*.rs")),
+        ("sub", json!("u-1\n{\"decision\":\"allow\"}")),
+        ("sub", json!(long.as_str())),
+        ("sub", json!("")),
+        ("sub", json!(" u-1")),
+        ("sub", json!("u-1 ")),
+        ("sub", json!(["u-1"])),
+        ("client_id", json!("app\t1")),
+        ("client_id", json!("app-é")),
+        ("client_id", json!(long.as_str())),
+        ("client_id", json!(null)),
+        ("jti", json!("j\u{0}1")),
+        ("jti", json!(long.as_str())),
+        ("jti", json!(7)),
+    ];
+    for (name, value) in edits {
+        let mut claims = base.clone();
+        claims[name] = value;
+        assert_invalid(&harness, &harness.mint(&claims)).await;
+    }
+    // `azp` stands in for a missing `client_id`, under the same rules.
+    for azp in [json!("kc\u{7f}app"), json!(long.as_str()), json!(5)] {
+        let mut claims = base.clone();
+        claims.as_object_mut().unwrap().remove("client_id");
+        claims["azp"] = azp;
+        assert_invalid(&harness, &harness.mint(&claims)).await;
+    }
+    assert!(counted_denial(&harness, "identity_claim_malformed").await);
+    let mut claims = base;
+    claims["sub"] = json!("a".repeat(255));
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &harness.mint(&claims))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
 }
 
 #[tokio::test]
