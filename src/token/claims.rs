@@ -139,12 +139,15 @@ pub fn from_introspection(
     if now > expires_at.saturating_add(skew) {
         return Err(TokenFault::Expired);
     }
-    // RFC 9449 §6.2: a DPoP token is only good with a proof; this path has none.
-    if claims
+    // RFC 9449 §6.2: a DPoP token is good only with a proof by the key in `cnf.jkt`. Without
+    // that key no proof can be checked; with it, the binding step demands the proof (and a
+    // `Bearer` request gets the `DPoP` challenge too), as for a DPoP-bound JWT.
+    let confirmation = confirmation(claims.get("cnf"))?;
+    let dpop_type = claims
         .get("token_type")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("DPoP"))
-    {
+        .is_some_and(|t| t.eq_ignore_ascii_case("DPoP"));
+    if dpop_type && !matches!(confirmation, Confirmation::DpopKey(_)) {
         return Err(TokenFault::TypMismatch);
     }
     let scopes = ScopeSet::from_claims(claims.get("scope"), claims.get("scp")).map_err(
@@ -162,7 +165,7 @@ pub fn from_introspection(
         scopes,
         expires_at,
         issued_at: claims.get("iat").map(numeric_date).transpose()?,
-        confirmation: confirmation(claims.get("cnf"))?,
+        confirmation,
         claims,
     })
 }

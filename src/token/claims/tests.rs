@@ -374,3 +374,42 @@ fn azp_stands_in_for_a_missing_client_id() {
     let token = validate(claims, None, &issuer(), &bounds(), NOW).unwrap();
     assert_eq!(token.client_id.as_deref(), Some("kc-app"));
 }
+
+#[test]
+fn an_introspected_dpop_token_must_name_its_key() {
+    #[track_caller]
+    fn check(
+        token_type: Option<&str>,
+        cnf: Option<Value>,
+        expected: Result<Confirmation, TokenFault>,
+    ) {
+        let Value::Object(mut claims) = good() else {
+            unreachable!()
+        };
+        claims.insert("active".into(), json!(true));
+        if let Some(token_type) = token_type {
+            claims.insert("token_type".into(), json!(token_type));
+        }
+        if let Some(cnf) = cnf {
+            claims.insert("cnf".into(), cnf);
+        }
+        let actual = from_introspection(claims, &issuer(), &bounds(), NOW).map(|t| t.confirmation);
+        assert_eq!(actual, expected, "{token_type:?}");
+    }
+    let jkt = || Some(json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
+    let bound = Ok(Confirmation::DpopKey(
+        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+    ));
+    check(Some("DPoP"), jkt(), bound.clone());
+    check(Some("dpop"), jkt(), bound.clone());
+    check(Some("Bearer"), jkt(), bound.clone());
+    check(None, jkt(), bound);
+    check(Some("DPoP"), None, Err(TokenFault::TypMismatch));
+    check(
+        Some("DPoP"),
+        Some(json!({"x5t#S256": "abc"})),
+        Err(TokenFault::TypMismatch),
+    );
+    check(Some("Bearer"), None, Ok(Confirmation::None));
+    check(None, None, Ok(Confirmation::None));
+}
