@@ -1,6 +1,7 @@
 //! DPoP end to end (RFC 9449): a valid proof, a missing proof, proofs for another URI or host,
 //! a proof by another key than the token's, and replays — on one gateway and across two
-//! gateway processes sharing a Redis replay store; a DPoP-bound token sent as `Bearer`.
+//! gateway processes sharing a Redis replay store; a DPoP-bound token sent as `Bearer`; and
+//! what `upstream.forward_token` passes on for each scheme.
 
 use bytes::Bytes;
 use http::Method;
@@ -283,4 +284,52 @@ async fn a_dpop_bound_token_sent_as_bearer_gets_both_challenges() {
     );
     // The same token with its scheme and proof is fine.
     assert_eq!(send(&client, &token, Some(&proof), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn forward_token_keeps_the_dpop_scheme_and_proof() {
+    for forward_token in [true, false] {
+        let harness = Harness::with(Options {
+            forward_token,
+            ..Options::default()
+        })
+        .await;
+        let key = DpopKey::generate();
+        let token = bound_token(&harness, &key);
+        let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+        let client = harness.client();
+        let response = send(&client, &token, Some(&proof), &[]).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        // A bearer token with a stray proof beside it: the proof is never forwarded.
+        let bearer = harness.token("user/Patient.r");
+        let stray = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &bearer);
+        let response = client
+            .send(
+                Method::GET,
+                "/Patient/123",
+                &[
+                    ("authorization", &format!("Bearer {bearer}")),
+                    ("dpop", &stray),
+                ],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let received = harness.upstream.received();
+        let (dpop, plain) = (&received[0], &received[1]);
+        let values = |request: &phigate::demo::ReceivedRequest, name: &str| -> Vec<String> {
+            request.header_values(name).map(str::to_owned).collect()
+        };
+        if forward_token {
+            assert_eq!(values(dpop, "authorization"), [format!("DPoP {token}")]);
+            assert_eq!(values(dpop, "dpop"), [proof.as_str()]);
+            assert_eq!(values(plain, "authorization"), [format!("Bearer {bearer}")]);
+            assert!(values(plain, "dpop").is_empty());
+        } else {
+            for request in [dpop, plain] {
+                assert!(values(request, "authorization").is_empty());
+                assert!(values(request, "dpop").is_empty());
+            }
+        }
+    }
 }
