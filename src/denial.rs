@@ -71,6 +71,9 @@ enum Challenge {
     InsufficientScope(String),
     /// RFC 9449 §7.1: a `DPoP` challenge with an error code and the accepted algorithms.
     Dpop(&'static str),
+    /// RFC 9449 §7.2: a DPoP-bound token sent as `Bearer`. Both schemes' `invalid_token`
+    /// challenges, so a client learns that this token needs the `DPoP` scheme and a proof.
+    BearerAndDpop,
 }
 
 /// OperationOutcome `issue.code` values (FHIR R4 IssueType).
@@ -219,8 +222,19 @@ impl Denial {
                 IssueCode::Login,
                 INVALID_TOKEN,
             ),
+            Self::Binding(BindingFault::DpopProofRequired) => (
+                S::UNAUTHORIZED,
+                Challenge::BearerAndDpop,
+                IssueCode::Login,
+                INVALID_TOKEN,
+            ),
             // RFC 8705 §3 and RFC 9449 §7: a binding failure is an invalid token.
-            Self::Binding(_) | Self::Revocation(RevocationFault::Revoked) => (
+            Self::Binding(
+                BindingFault::MissingCertificate
+                | BindingFault::CertificateMismatch
+                | BindingFault::BindingRequired,
+            )
+            | Self::Revocation(RevocationFault::Revoked) => (
                 S::UNAUTHORIZED,
                 Challenge::Error("invalid_token"),
                 IssueCode::Login,
@@ -346,36 +360,46 @@ impl Denial {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         }
-        if let Some(value) = challenge.header_value() {
-            headers.insert(WWW_AUTHENTICATE, value);
+        // One field per challenge (RFC 9110 §11.6.1), Bearer first.
+        for value in challenge.header_values() {
+            headers.append(WWW_AUTHENTICATE, value);
         }
         response
     }
 }
 
 impl Challenge {
-    fn header_value(&self) -> Option<HeaderValue> {
-        let text = match self {
-            Self::None => return None,
-            Self::Bare => "Bearer realm=\"phigate\"".to_owned(),
-            Self::Error(code) if *code == "invalid_token" => {
-                format!(
-                    "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"{INVALID_TOKEN}\""
-                )
-            }
-            Self::Error(code) => format!("Bearer realm=\"phigate\", error=\"{code}\""),
-            Self::Dpop(code) => {
-                format!("DPoP realm=\"phigate\", error=\"{code}\", algs=\"ES256 PS256 EdDSA\"")
-            }
+    fn header_values(&self) -> Vec<HeaderValue> {
+        let texts = match self {
+            Self::None => vec![],
+            Self::Bare => vec!["Bearer realm=\"phigate\"".to_owned()],
+            Self::Error(code) => vec![bearer_error(code)],
+            Self::Dpop(code) => vec![dpop_error(code)],
+            Self::BearerAndDpop => vec![bearer_error("invalid_token"), dpop_error("invalid_token")],
             // Scopes are validated scope-tokens (no quote or backslash), so quoting is safe.
-            Self::InsufficientScope(scopes) => {
-                format!(
-                    "Bearer realm=\"phigate\", error=\"insufficient_scope\", scope=\"{scopes}\""
-                )
-            }
+            Self::InsufficientScope(scopes) => vec![format!(
+                "Bearer realm=\"phigate\", error=\"insufficient_scope\", scope=\"{scopes}\""
+            )],
         };
-        HeaderValue::from_str(&text).ok()
+        texts
+            .iter()
+            .filter_map(|text| HeaderValue::from_str(text).ok())
+            .collect()
     }
+}
+
+fn bearer_error(code: &str) -> String {
+    if code == "invalid_token" {
+        format!(
+            "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"{INVALID_TOKEN}\""
+        )
+    } else {
+        format!("Bearer realm=\"phigate\", error=\"{code}\"")
+    }
+}
+
+fn dpop_error(code: &str) -> String {
+    format!("DPoP realm=\"phigate\", error=\"{code}\", algs=\"ES256 PS256 EdDSA\"")
 }
 
 #[cfg(test)]

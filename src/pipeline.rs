@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use http::request;
+use http::{HeaderValue, request};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -42,6 +42,10 @@ pub struct Facts {
     pub token: Option<Arc<VerifiedToken>>,
     /// The raw bearer, kept only for `upstream.forward_token`.
     pub bearer: Option<BearerToken>,
+    /// The scheme the token came with, so a forwarded token keeps it.
+    pub scheme: Option<Scheme>,
+    /// The DPoP proof that was verified, kept only to forward beside a `DPoP` token.
+    pub dpop_proof: Option<HeaderValue>,
     /// Fingerprint of the policy that decided the request.
     pub policy_version: Option<Arc<str>>,
     /// How the token was bound to the client.
@@ -163,6 +167,11 @@ impl Pipeline {
         facts.binding = Some(binding);
         let token_hash = URL_SAFE_NO_PAD.encode(token::sha256(bearer.expose().as_bytes()));
         facts.bearer = Some(bearer);
+        facts.scheme = Some(scheme);
+        if scheme == Scheme::Dpop {
+            // The binding step verified exactly one proof; that one travels with the token.
+            facts.dpop_proof = req.headers.get("dpop").cloned();
+        }
         self.revocation
             .check(&verified, &token_hash)
             .map_err(Denial::Revocation)?;

@@ -98,10 +98,17 @@ pub fn decide(
         }
     };
     verdict.token_scopes = scopes.to_header_value();
-    let patient = claims.get(patient_claim).and_then(Value::as_str);
+    // The gateway refuses a launch patient that is not one FHIR id; so does the explanation.
+    let patient = match crate::token::launch_patient(claims, patient_claim) {
+        Ok(patient) => patient,
+        Err(fault) => {
+            verdict.outcome = Err(denied(fault.reason()));
+            return verdict;
+        }
+    };
     let grant = Grant {
         scopes: &scopes,
-        patient,
+        patient: patient.as_deref(),
     };
     verdict.outcome = route.authorize(&grant, body).map_err(Denied::from);
     verdict

@@ -5,14 +5,16 @@ use super::*;
 
 /// Renders `denial` and checks status, challenge and OperationOutcome code.
 #[track_caller]
-fn check(denial: Denial, status: u16, challenge: Option<&str>, code: &str) {
+fn check(denial: Denial, status: u16, challenge: &[&str], code: &str) {
     let response = denial.render();
     assert_eq!(response.status().as_u16(), status);
-    let header = response
+    let headers: Vec<&str> = response
         .headers()
-        .get(WWW_AUTHENTICATE)
-        .map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(header.as_deref(), challenge);
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(headers, challenge);
     assert_eq!(response.headers()["content-type"], "application/fhir+json");
     assert_eq!(response.headers()["cache-control"], "no-store");
     let body = futures_util::FutureExt::now_or_never(response.into_body().collect())
@@ -24,72 +26,133 @@ fn check(denial: Denial, status: u16, challenge: Option<&str>, code: &str) {
     assert_eq!(outcome["issue"][0]["code"], code);
 }
 
+const INVALID: &str = "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"The access token is invalid\"";
+const BAD_REQUEST: &str = "Bearer realm=\"phigate\", error=\"invalid_request\"";
+const BARE: &str = "Bearer realm=\"phigate\"";
+const DPOP_INVALID: &str =
+    "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\"";
+const DPOP_PROOF: &str =
+    "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256 PS256 EdDSA\"";
+
 #[test]
 fn each_denial_has_its_status_challenge_and_outcome() {
-    let invalid = "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"The access token is invalid\"";
-    let bad_request = Some("Bearer realm=\"phigate\", error=\"invalid_request\"");
-    check(
-        Denial::Credential(CredentialFault::Missing),
-        401,
-        Some("Bearer realm=\"phigate\""),
-        "login",
-    );
-    check(
-        Denial::Credential(CredentialFault::UnsupportedScheme),
-        401,
-        Some("Bearer realm=\"phigate\""),
-        "login",
-    );
-    check(
-        Denial::Credential(CredentialFault::Multiple),
-        400,
-        bad_request,
-        "invalid",
-    );
-    check(
-        Denial::Credential(CredentialFault::InQuery),
-        400,
-        bad_request,
-        "invalid",
-    );
-    check(
-        Denial::Credential(CredentialFault::TooLarge),
-        431,
-        bad_request,
-        "too-long",
-    );
-    check(Denial::TokenInBody, 400, bad_request, "invalid");
-    check(
-        Denial::Token(TokenFault::Expired),
-        401,
-        Some(invalid),
-        "login",
-    );
-    check(
-        Denial::Token(TokenFault::BadSignature),
-        401,
-        Some(invalid),
-        "login",
-    );
-    check(
-        Denial::Token(TokenFault::KeysUnavailable),
-        503,
-        None,
-        "transient",
-    );
-    check(
-        Denial::NoMatchingRule,
-        403,
-        Some("Bearer realm=\"phigate\", error=\"insufficient_scope\""),
-        "forbidden",
-    );
-    check(Denial::MethodNotAllowed, 405, None, "not-supported");
-    check(Denial::MethodOverride, 400, bad_request, "invalid");
-    check(Denial::AmbiguousPath, 400, bad_request, "invalid");
-    check(Denial::BadHost, 400, bad_request, "invalid");
-    check(Denial::BodyTooLarge, 413, None, "too-long");
-    check(Denial::UpstreamUnreachable, 502, None, "exception");
-    check(Denial::UpstreamTimedOut, 504, None, "timeout");
+    use CredentialFault as C;
+    let cases: Vec<(Denial, u16, &[&str], &str)> = vec![
+        (Denial::Credential(C::Missing), 401, &[BARE], "login"),
+        (
+            Denial::Credential(C::UnsupportedScheme),
+            401,
+            &[BARE],
+            "login",
+        ),
+        (
+            Denial::Credential(C::Multiple),
+            400,
+            &[BAD_REQUEST],
+            "invalid",
+        ),
+        (
+            Denial::Credential(C::InQuery),
+            400,
+            &[BAD_REQUEST],
+            "invalid",
+        ),
+        (
+            Denial::Credential(C::Malformed),
+            400,
+            &[BAD_REQUEST],
+            "invalid",
+        ),
+        (
+            Denial::Credential(C::TooLarge),
+            431,
+            &[BAD_REQUEST],
+            "too-long",
+        ),
+        (Denial::TokenInBody, 400, &[BAD_REQUEST], "invalid"),
+        (Denial::Token(TokenFault::Expired), 401, &[INVALID], "login"),
+        (
+            Denial::Token(TokenFault::BadSignature),
+            401,
+            &[INVALID],
+            "login",
+        ),
+        (
+            Denial::Token(TokenFault::PatientClaimMalformed),
+            401,
+            &[INVALID],
+            "login",
+        ),
+        (
+            Denial::Token(TokenFault::IdentityClaimMalformed),
+            401,
+            &[INVALID],
+            "login",
+        ),
+        (
+            Denial::Token(TokenFault::KeysUnavailable),
+            503,
+            &[],
+            "transient",
+        ),
+        (
+            Denial::DpopToken(TokenFault::Expired),
+            401,
+            &[DPOP_INVALID],
+            "login",
+        ),
+        (
+            Denial::NoMatchingRule,
+            403,
+            &["Bearer realm=\"phigate\", error=\"insufficient_scope\""],
+            "forbidden",
+        ),
+        (Denial::MethodNotAllowed, 405, &[], "not-supported"),
+        (Denial::MethodOverride, 400, &[BAD_REQUEST], "invalid"),
+        (Denial::AmbiguousPath, 400, &[BAD_REQUEST], "invalid"),
+        (Denial::BadHost, 400, &[BAD_REQUEST], "invalid"),
+        (Denial::HeaderLookalike, 400, &[BAD_REQUEST], "invalid"),
+        (Denial::UriTooLong, 414, &[], "too-long"),
+        (Denial::BodyTooLarge, 413, &[], "too-long"),
+        (Denial::BodyMalformed, 400, &[BAD_REQUEST], "invalid"),
+        (Denial::BodyTimedOut, 408, &[], "timeout"),
+        (Denial::ResourceNotFound, 404, &[], "not-found"),
+        (Denial::UpstreamUnreachable, 502, &[], "exception"),
+        (Denial::UpstreamTimedOut, 504, &[], "timeout"),
+    ];
+    for (denial, status, challenge, code) in cases {
+        check(denial, status, challenge, code);
+    }
+}
+
+#[test]
+fn each_binding_fault_has_its_challenges() {
+    use BindingFault as B;
+    let cases: Vec<(BindingFault, u16, &[&str])> = vec![
+        (B::MissingCertificate, 401, &[INVALID]),
+        (B::CertificateMismatch, 401, &[INVALID]),
+        (B::BindingRequired, 401, &[INVALID]),
+        // RFC 9449 §7.2: a DPoP-bound token sent as Bearer hears both schemes.
+        (B::DpopProofRequired, 401, &[INVALID, DPOP_INVALID]),
+        (B::ProofMissing, 401, &[DPOP_PROOF]),
+        (
+            B::Proof(crate::binding::dpop::DpopFault::Replayed),
+            401,
+            &[DPOP_PROOF],
+        ),
+        (B::ProofKeyMismatch, 401, &[DPOP_INVALID]),
+        (B::NotDpopBound, 401, &[DPOP_INVALID]),
+        (B::ReplayStoreUnavailable, 503, &[]),
+        (
+            B::NonceRequired,
+            401,
+            &["DPoP realm=\"phigate\", error=\"use_dpop_nonce\", algs=\"ES256 PS256 EdDSA\""],
+        ),
+    ];
+    for (fault, status, challenge) in cases {
+        let code = if status == 503 { "transient" } else { "login" };
+        check(Denial::Binding(fault), status, challenge, code);
+    }
 }
 
 #[test]

@@ -27,6 +27,7 @@ use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::telemetry::Metrics;
 use crate::tls::{TlsError, https_client_config};
+use crate::token::Scheme;
 
 /// Errors crossing a body boundary.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -231,9 +232,19 @@ impl Forwarder {
         }
         if self.upstream.forward_token
             && let Some(bearer) = &facts.bearer
-            && let Ok(value) = HeaderValue::from_str(&format!("Bearer {}", bearer.expose()))
         {
-            headers.insert(header::AUTHORIZATION, value);
+            // RFC 9449 §7.1: a DPoP token is not a bearer token; it travels with its own scheme
+            // and the proof phigate verified, never rewritten to `Bearer`.
+            let (scheme, proof) = match facts.scheme {
+                Some(Scheme::Dpop) => ("DPoP", facts.dpop_proof.as_ref()),
+                Some(Scheme::Bearer) | None => ("Bearer", None),
+            };
+            if let Ok(value) = HeaderValue::from_str(&format!("{scheme} {}", bearer.expose())) {
+                headers.insert(header::AUTHORIZATION, value);
+                if let Some(proof) = proof {
+                    headers.insert("dpop", proof.clone());
+                }
+            }
         }
         headers
     }

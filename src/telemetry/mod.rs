@@ -154,7 +154,7 @@ impl Metrics {
         );
         registry.register(
             "jwks_keys_rejected",
-            "JWKS entries refused at load (private members, bad parameters)",
+            "JWKS entries refused at load (private members, weak or malformed keys), each counted once",
             metrics.jwks_keys_rejected.clone(),
         );
         registry.register(
@@ -253,6 +253,15 @@ impl Metrics {
         self.jwks_keys_loaded
             .get_or_create(&issuer_labels(issuer))
             .set(count);
+    }
+
+    /// Makes an issuer's rejected-keys counter present at zero.
+    pub fn init_jwks_keys_rejected(&self, issuer: &str) {
+        // Creating the series is the point; the read guard is released at once.
+        drop(
+            self.jwks_keys_rejected
+                .get_or_create(&issuer_labels(issuer)),
+        );
     }
 
     /// Counts JWKS entries refused at load.

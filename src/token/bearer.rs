@@ -1,6 +1,8 @@
 //! Extracting the bearer token from a request head (RFC 6750 §2). Only the `Authorization`
-//! header is a credential; a token in the query string is refused, never used. This module never
-//! decodes the token and never lets its value reach `Debug`, `Display` or a log.
+//! header is a credential; a token in the query string is refused, never used. The header must
+//! be exactly `Bearer 1*SP b64token` (or `DPoP 1*SP token68`, the same grammar): two tokens, a
+//! quoted one, a TAB, trailing bytes or a second scheme are malformed, never read in part. This
+//! module never decodes the token and never lets its value reach `Debug`, `Display` or a log.
 
 use std::fmt;
 
@@ -43,7 +45,8 @@ pub enum CredentialFault {
     Multiple,
     /// `access_token` in the query string (RFC 6750 §2.3 is not offered; FAPI 2.0 forbids it).
     InQuery,
-    /// The header is not visible ASCII, or the scheme has no token.
+    /// Not `Bearer`/`DPoP` + `1*SP` + one `b64token`: no token, two, a quoted one, a TAB, trailing
+    /// bytes, a second credential, or bytes outside visible ASCII.
     Malformed,
     /// The header exceeds [`MAX_AUTHORIZATION_BYTES`].
     TooLarge,
@@ -88,21 +91,48 @@ pub fn credential_from(
         return Err(CredentialFault::TooLarge);
     }
     let value = value.to_str().map_err(|_| CredentialFault::Malformed)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    parse_credentials(value)
+}
+
+/// RFC 9110 §11.6.2 `credentials = auth-scheme [ 1*SP ( token68 / #auth-param ) ]`, narrowed by
+/// RFC 6750 §2.1 to `Bearer 1*SP b64token` and by RFC 9449 §7.1 to `DPoP 1*SP token68`.
+fn parse_credentials(value: &str) -> Result<(BearerToken, Scheme), CredentialFault> {
+    let scheme_end = value.bytes().take_while(|b| is_tchar(*b)).count();
+    let (scheme, rest) = value.split_at(scheme_end);
     // RFC 9110 §11.1: the auth-scheme is case-insensitive.
     let scheme = if scheme.eq_ignore_ascii_case("bearer") {
         Scheme::Bearer
     } else if scheme.eq_ignore_ascii_case("dpop") {
         Scheme::Dpop
+    } else if scheme.is_empty() {
+        return Err(CredentialFault::Malformed);
     } else {
+        // Another scheme (`Basic`, `Negotiate`): no credentials we accept, so no error code.
         return Err(CredentialFault::UnsupportedScheme);
     };
-    // RFC 6750 §2.1: `Bearer 1*SP b64token`; more spaces are allowed before the token.
+    // `1*SP` and only SP: a TAB or a comma after our scheme is a malformed header, not a
+    // foreign scheme. The token is then the whole rest: a second token, trailing whitespace or
+    // a comma-separated second credential is refused, so no part of the header is ignored.
     let token = rest.trim_start_matches(' ');
-    if token.is_empty() {
+    if token.len() == rest.len() || !is_b64token(token) {
         return Err(CredentialFault::Malformed);
     }
     Ok((BearerToken(token.to_owned()), scheme))
+}
+
+/// RFC 9110 §5.6.2 `tchar`.
+fn is_tchar(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte)
+}
+
+/// RFC 6750 §2.1 `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`
+/// (RFC 9110 §11.2 `token68` is the same set).
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Whether a form-encoded text (query string or `application/x-www-form-urlencoded` body)
@@ -121,29 +151,117 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
+    /// Takes the credential from `authorization` header values (raw bytes: a test may send what
+    /// `HeaderValue::from_str` would refuse) and checks token and scheme, or the fault.
     #[track_caller]
-    fn check(authorization: &[&str], query: Option<&str>, expected: Result<&str, CredentialFault>) {
+    fn check(
+        authorization: &[&[u8]],
+        query: Option<&str>,
+        expected: Result<(&str, Scheme), CredentialFault>,
+    ) {
         let mut headers = HeaderMap::new();
         for value in authorization {
-            headers.append(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+            headers.append(AUTHORIZATION, HeaderValue::from_bytes(value).unwrap());
         }
-        let actual = bearer_from(&headers, query);
+        let actual = credential_from(&headers, query);
         assert_eq!(
-            actual.as_ref().map(BearerToken::expose).map_err(|e| *e),
-            expected
+            actual
+                .as_ref()
+                .map(|(token, scheme)| (token.expose(), *scheme))
+                .map_err(|e| *e),
+            expected,
+            "{authorization:?}"
         );
     }
 
     #[test]
-    fn extracts_one_bearer_token() {
-        check(&["Bearer abc.def.ghi"], None, Ok("abc.def.ghi"));
-        check(&["bEaReR abc.def.ghi"], None, Ok("abc.def.ghi"));
-        check(&["Bearer  abc.def.ghi"], None, Ok("abc.def.ghi"));
-        check(&["Bearer abc"], Some("_count=10&patient=123"), Ok("abc"));
+    fn extracts_one_token_with_its_scheme() {
+        use Scheme::{Bearer, Dpop};
+        let cases: [(&[u8], (&str, Scheme)); 11] = [
+            (b"Bearer abc.def.ghi", ("abc.def.ghi", Bearer)),
+            (b"bEaReR abc.def.ghi", ("abc.def.ghi", Bearer)),
+            (b"BEARER abc", ("abc", Bearer)),
+            // RFC 6750 §2.1 `1*SP`: more spaces are fine.
+            (b"Bearer  abc.def.ghi", ("abc.def.ghi", Bearer)),
+            (b"Bearer     abc", ("abc", Bearer)),
+            (b"Bearer aZ09-._~+/", ("aZ09-._~+/", Bearer)),
+            (b"Bearer abc=", ("abc=", Bearer)),
+            (b"Bearer abc==", ("abc==", Bearer)),
+            (b"DPoP abc.def.ghi", ("abc.def.ghi", Dpop)),
+            (b"dpop  abc", ("abc", Dpop)),
+            (b"DPOP abc==", ("abc==", Dpop)),
+        ];
+        for (value, expected) in cases {
+            check(&[value], None, Ok(expected));
+        }
+        check(
+            &[b"Bearer abc"],
+            Some("_count=10&patient=123"),
+            Ok(("abc", Bearer)),
+        );
+    }
+
+    #[test]
+    fn malformed_authorization_is_refused_whole() {
+        for value in [
+            // No token.
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer    ",
+            b"DPoP",
+            b"DPoP ",
+            b"",
+            // Two credentials, trailing junk, trailing whitespace.
+            b"Bearer abc def",
+            b"Bearer abc.def.ghi x",
+            b"Bearer abc ",
+            b"Bearer abc  ",
+            b"Bearer abc\t",
+            b"Bearer abc\t ",
+            b"DPoP abc def",
+            b"DPoP abc ",
+            // A quoted token, or the auth-param form RFC 6750 does not offer.
+            b"Bearer \"abc\"",
+            b"Bearer token=\"abc\"",
+            b"Bearer token=abc",
+            b"DPoP \"abc\"",
+            // Whitespace other than SP as the separator.
+            b"Bearer\tabc",
+            b"Bearer\t abc",
+            b"Bearer \tabc",
+            b"DPoP\tabc",
+            // Characters outside b64token, `=` anywhere but at the end.
+            b"Bearer abc!",
+            b"Bearer abc;def",
+            b"Bearer a=b",
+            b"Bearer ==",
+            b"Bearer =abc",
+            b"Bearer abc\\def",
+            b"Bearer abc%2Edef",
+            b"Bearer abc:def",
+            b"Bearer abc@def",
+            b"Bearer \xc3\xa9abc",
+            b"Bearer abc\x80",
+            b"DPoP abc,def",
+            // A comma-separated second scheme.
+            b"Bearer abc, Basic dXNlcjpwYXNz",
+            b"Bearer abc,Basic dXNlcjpwYXNz",
+            b"Bearer, Basic dXNlcjpwYXNz",
+            b"Bearer,abc",
+            b"DPoP abc, Bearer abc",
+            // No scheme at all.
+            b" Bearer abc",
+            b"\tBearer abc",
+            b", Bearer abc",
+            b"\"Bearer\" abc",
+        ] {
+            check(&[value], None, Err(CredentialFault::Malformed));
+        }
     }
 
     #[test]
     fn refuses_every_ambiguous_or_foreign_form() {
+        let unsupported = Err(CredentialFault::UnsupportedScheme);
         check(&[], None, Err(CredentialFault::Missing));
         check(&[], Some("access_token=abc"), Err(CredentialFault::InQuery));
         check(
@@ -157,34 +275,35 @@ mod tests {
             Err(CredentialFault::InQuery),
         );
         check(
-            &["Bearer abc"],
+            &[b"Bearer abc"],
             Some("access_token=abc"),
             Err(CredentialFault::Multiple),
         );
         check(
-            &["Bearer abc", "Bearer abc"],
+            &[b"Bearer abc", b"Bearer abc"],
             None,
             Err(CredentialFault::Multiple),
         );
         check(
-            &["Basic dXNlcjpwYXNz"],
+            &[b"Bearer abc", b"DPoP abc"],
             None,
-            Err(CredentialFault::UnsupportedScheme),
+            Err(CredentialFault::Multiple),
         );
-        check(
-            &["Negotiate abc"],
-            None,
-            Err(CredentialFault::UnsupportedScheme),
-        );
-        check(
-            &["Bearerabc"],
-            None,
-            Err(CredentialFault::UnsupportedScheme),
-        );
-        check(&["Bearer"], None, Err(CredentialFault::Malformed));
-        check(&["Bearer    "], None, Err(CredentialFault::Malformed));
+        // A genuinely foreign scheme is not ours to parse: 401 without an error code.
+        for value in [
+            &b"Basic dXNlcjpwYXNz"[..],
+            b"Basic\tdXNlcjpwYXNz",
+            b"Negotiate",
+            b"Negotiate abc def",
+            b"MAC x",
+            b"Bearerabc",
+            b"DPoPabc",
+            b"Bearer-x abc",
+        ] {
+            check(&[value], None, unsupported);
+        }
         let huge = format!("Bearer {}", "a".repeat(MAX_AUTHORIZATION_BYTES));
-        check(&[huge.as_str()], None, Err(CredentialFault::TooLarge));
+        check(&[huge.as_bytes()], None, Err(CredentialFault::TooLarge));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Claim validation after the signature has been verified, and the `VerifiedToken` it produces.
 //! The rules are RFC 9068 §4 and RFC 8725 §3: exact `iss`, an `aud` we serve, mandatory `exp`,
 //! honoured `nbf` and `iat` within a bounded skew, a bounded lifetime, and an access-token `typ`.
-//! Checked arithmetic throughout: claim numbers are attacker input (C-19).
+//! Checked arithmetic throughout: claim numbers are attacker input (C-19). Claims phigate copies
+//! somewhere — into an upstream header, a FHIR search, a log line — have shapes: the launch
+//! patient is a FHIR id, `sub`, `client_id`/`azp` and `jti` are short printable ASCII. A claim
+//! outside its shape refuses the token; it is never trimmed, split or passed on as it came.
 
 use std::sync::Arc;
 
@@ -35,6 +38,13 @@ pub struct VerifiedToken {
     /// Every claim, for later steps (launch context, confirmation keys).
     pub claims: Map<String, Value>,
 }
+
+/// The longest `sub`, `client_id`/`azp` or `jti` accepted. Real servers send UUIDs, URLs and
+/// e-mail addresses well under this; anything longer only makes headers and logs heavier.
+const MAX_IDENTITY_CLAIM_BYTES: usize = 255;
+
+/// The FHIR R4 `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.
+const MAX_FHIR_ID_BYTES: usize = 64;
 
 /// Validates `claims` for `issuer` at `now` (seconds since the epoch).
 pub fn validate(
@@ -94,7 +104,7 @@ pub fn validate(
         subject: identity_claim(&claims, "sub")?,
         client_id,
         jti: identity_claim(&claims, "jti")?,
-        patient: identity_claim(&claims, &issuer.patient_claim)?,
+        patient: launch_patient(&claims, &issuer.patient_claim)?,
         scopes,
         expires_at: exp,
         issued_at,
@@ -129,12 +139,15 @@ pub fn from_introspection(
     if now > expires_at.saturating_add(skew) {
         return Err(TokenFault::Expired);
     }
-    // RFC 9449 §6.2: a DPoP token is only good with a proof; this path has none.
-    if claims
+    // RFC 9449 §6.2: a DPoP token is good only with a proof by the key in `cnf.jkt`. Without
+    // that key no proof can be checked; with it, the binding step demands the proof (and a
+    // `Bearer` request gets the `DPoP` challenge too), as for a DPoP-bound JWT.
+    let confirmation = confirmation(claims.get("cnf"))?;
+    let dpop_type = claims
         .get("token_type")
         .and_then(Value::as_str)
-        .is_some_and(|t| t.eq_ignore_ascii_case("DPoP"))
-    {
+        .is_some_and(|t| t.eq_ignore_ascii_case("DPoP"));
+    if dpop_type && !matches!(confirmation, Confirmation::DpopKey(_)) {
         return Err(TokenFault::TypMismatch);
     }
     let scopes = ScopeSet::from_claims(claims.get("scope"), claims.get("scp")).map_err(
@@ -148,11 +161,11 @@ pub fn from_introspection(
         subject: identity_claim(&claims, "sub")?,
         client_id: identity_claim(&claims, "client_id")?,
         jti: identity_claim(&claims, "jti")?,
-        patient: identity_claim(&claims, &issuer.patient_claim)?,
+        patient: launch_patient(&claims, &issuer.patient_claim)?,
         scopes,
         expires_at,
         issued_at: claims.get("iat").map(numeric_date).transpose()?,
-        confirmation: confirmation(claims.get("cnf"))?,
+        confirmation,
         claims,
     })
 }
@@ -238,20 +251,50 @@ fn numeric_date(value: &Value) -> Result<i64, TokenFault> {
     }
 }
 
-/// A string claim that will travel in an identity header and a log line, so it must be
-/// printable ASCII without control characters and of sane length.
+/// A string claim that travels in an identity header (`X-Phigate-Subject`,
+/// `X-Phigate-Client-Id`), a log line and the revocation lookup: 1 to
+/// [`MAX_IDENTITY_CLAIM_BYTES`] bytes of printable ASCII. Control characters would split a header
+/// or a log line; and no space at either end, because a receiver trims header values, so the
+/// upstream would act on another identity than the one phigate checked and logged.
 fn identity_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenFault> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::String(value))
-            if !value.is_empty()
-                && value.len() <= 1024
-                && value.bytes().all(|b| (0x20..0x7f).contains(&b)) =>
-        {
-            Ok(Some(value.clone()))
-        }
-        Some(_) => Err(TokenFault::MalformedClaims),
+        Some(Value::String(value)) if is_identity(value) => Ok(Some(value.clone())),
+        Some(_) => Err(TokenFault::IdentityClaimMalformed),
     }
+}
+
+fn is_identity(value: &str) -> bool {
+    (1..=MAX_IDENTITY_CLAIM_BYTES).contains(&value.len())
+        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+}
+
+/// The SMART launch patient from claim `name`: absent, or exactly one FHIR id. The policy
+/// compares it with resource ids, search parameters and references, so `123,456` (two patients
+/// in one search), `Patient/123`, `123/../456`, `123 ` or a number must refuse the token rather
+/// than widen or shift what it may reach.
+pub fn launch_patient(
+    claims: &Map<String, Value>,
+    name: &str,
+) -> Result<Option<String>, TokenFault> {
+    match claims.get(name) {
+        None => Ok(None),
+        Some(Value::String(value)) if is_fhir_id(value) => Ok(Some(value.clone())),
+        Some(_) => Err(TokenFault::PatientClaimMalformed),
+    }
+}
+
+/// `[A-Za-z0-9\-\.]{1,64}`, minus the dot-segments `.` and `..` (RFC 3986 §5.2.4), which the
+/// FHIR grammar admits but no server assigns and a path would resolve.
+fn is_fhir_id(value: &str) -> bool {
+    (1..=MAX_FHIR_ID_BYTES).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        && value != "."
+        && value != ".."
 }
 
 #[cfg(test)]

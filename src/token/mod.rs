@@ -19,7 +19,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
-pub use self::claims::{Confirmation, VerifiedToken};
+pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
@@ -63,6 +63,10 @@ pub enum TokenFault {
     ScopeAmbiguous,
     /// A claim has the wrong type or unusable characters.
     MalformedClaims,
+    /// The launch-patient claim is not one FHIR id (`[A-Za-z0-9\-.]{1,64}`).
+    PatientClaimMalformed,
+    /// `sub`, `client_id`, `azp` or `jti` is not 1–255 bytes of printable ASCII.
+    IdentityClaimMalformed,
     /// The issuer's keys are missing or past their staleness bound: phigate cannot decide.
     KeysUnavailable,
     /// Introspection said the token is not active.
@@ -92,6 +96,8 @@ impl TokenFault {
             Self::TypMismatch => "typ_mismatch",
             Self::ScopeAmbiguous => "scope_ambiguous",
             Self::MalformedClaims => "claims_malformed",
+            Self::PatientClaimMalformed => "patient_claim_malformed",
+            Self::IdentityClaimMalformed => "identity_claim_malformed",
             Self::KeysUnavailable => "keys_unavailable",
             Self::Inactive => "token_inactive",
             Self::IntrospectionUnavailable => "introspection_unavailable",

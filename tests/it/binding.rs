@@ -130,6 +130,11 @@ async fn a_dpop_bound_token_sent_as_bearer_is_refused() {
         .get_with_token("/Patient/123", &token)
         .await;
     assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    // RFC 9449 §7.2: the DPoP challenge follows the Bearer one (tests/it/dpop.rs has more).
+    assert_eq!(
+        response.headers.get_all("www-authenticate").iter().count(),
+        2
+    );
     let mut both = harness.claims("user/Patient.r");
     both["cnf"] = json!({"jkt": "a", "x5t#S256": "b"});
     let response = harness
@@ -137,4 +142,8 @@ async fn a_dpop_bound_token_sent_as_bearer_is_refused() {
         .get_with_token("/Patient/123", &harness.mint(&both))
         .await;
     assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    assert_eq!(
+        response.headers.get_all("www-authenticate").iter().count(),
+        1
+    );
 }

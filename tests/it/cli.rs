@@ -267,3 +267,31 @@ async fn demo_commands_show_allow_scope_denial_expiry_and_no_token() {
     assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
     assert!(exit.success());
 }
+
+#[test]
+fn policy_tests_refuse_a_launch_patient_the_gateway_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        include_str!("../../policies/smart-v2.yaml"),
+    )
+    .unwrap();
+    let mut cases = "policy: p.yaml\ncases:\n".to_owned();
+    for (i, patient) in ["\"123,456\"", "\"Patient/123\"", "123", "\"123 \""]
+        .iter()
+        .enumerate()
+    {
+        cases.push_str(&format!(
+            "  - name: malformed patient {i}\n    request: {{method: GET, path: /Patient/123}}\n    claims: {{scope: \"launch/patient patient/Patient.r\", patient: {patient}}}\n    expect: {{decision: deny, reason: patient_claim_malformed}}\n"
+        ));
+    }
+    std::fs::write(dir.path().join("t.yaml"), cases).unwrap();
+    let output = phigate()
+        .arg("test")
+        .arg(dir.path().join("t.yaml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+}

@@ -1,6 +1,7 @@
 //! DPoP end to end (RFC 9449): a valid proof, a missing proof, proofs for another URI or host,
 //! a proof by another key than the token's, and replays — on one gateway and across two
-//! gateway processes sharing a Redis replay store.
+//! gateway processes sharing a Redis replay store; a DPoP-bound token sent as `Bearer`; and
+//! what `upstream.forward_token` passes on for each scheme.
 
 use bytes::Bytes;
 use http::Method;
@@ -228,4 +229,107 @@ async fn server_nonces_are_demanded_and_honoured() {
     assert_eq!(send(&client, &token, Some(&forged), &[]).await.status, 401);
     let proof = key.proof_with_nonce("GET", &htu, &token, Some(&nonce));
     assert_eq!(send(&client, &token, Some(&proof), &[]).await.status, 200);
+}
+
+/// Every `WWW-Authenticate` field of a response, in order.
+fn challenges(response: &crate::support::TestResponse) -> Vec<&str> {
+    response
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .map(|value| value.to_str().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dpop_bound_token_sent_as_bearer_gets_both_challenges() {
+    let harness = Harness::start().await;
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    let client = harness.client();
+    let bearer = format!("Bearer {token}");
+    // With or without a proof beside it, and over HTTP/2 too: the scheme is what is wrong.
+    for (client, headers) in [
+        (&client, vec![("authorization", bearer.as_str())]),
+        (
+            &client,
+            vec![("authorization", bearer.as_str()), ("dpop", proof.as_str())],
+        ),
+        (
+            &harness.h2_client(),
+            vec![("authorization", bearer.as_str())],
+        ),
+    ] {
+        let response = client
+            .send(Method::GET, "/Patient/123", &headers, Bytes::new())
+            .await;
+        assert_denied(
+            &harness,
+            &response,
+            401,
+            Some(crate::support::INVALID_TOKEN),
+        );
+        assert_eq!(
+            challenges(&response),
+            [crate::support::INVALID_TOKEN, TOKEN_CHALLENGE],
+            "RFC 9449 §7.2: a Bearer and a DPoP challenge"
+        );
+        assert_no_leak(&response, &[&token, &proof, &key.thumbprint()]);
+    }
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("reason=\"binding_dpop_required\"} 3"),
+        "{metrics}"
+    );
+    // The same token with its scheme and proof is fine.
+    assert_eq!(send(&client, &token, Some(&proof), &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn forward_token_keeps_the_dpop_scheme_and_proof() {
+    for forward_token in [true, false] {
+        let harness = Harness::with(Options {
+            forward_token,
+            ..Options::default()
+        })
+        .await;
+        let key = DpopKey::generate();
+        let token = bound_token(&harness, &key);
+        let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+        let client = harness.client();
+        let response = send(&client, &token, Some(&proof), &[]).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        // A bearer token with a stray proof beside it: the proof is never forwarded.
+        let bearer = harness.token("user/Patient.r");
+        let stray = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &bearer);
+        let response = client
+            .send(
+                Method::GET,
+                "/Patient/123",
+                &[
+                    ("authorization", &format!("Bearer {bearer}")),
+                    ("dpop", &stray),
+                ],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(response.status, 200, "{}", response.text());
+        let received = harness.upstream.received();
+        let (dpop, plain) = (&received[0], &received[1]);
+        let values = |request: &phigate::demo::ReceivedRequest, name: &str| -> Vec<String> {
+            request.header_values(name).map(str::to_owned).collect()
+        };
+        if forward_token {
+            assert_eq!(values(dpop, "authorization"), [format!("DPoP {token}")]);
+            assert_eq!(values(dpop, "dpop"), [proof.as_str()]);
+            assert_eq!(values(plain, "authorization"), [format!("Bearer {bearer}")]);
+            assert!(values(plain, "dpop").is_empty());
+        } else {
+            for request in [dpop, plain] {
+                assert!(values(request, "authorization").is_empty());
+                assert!(values(request, "dpop").is_empty());
+            }
+        }
+    }
 }

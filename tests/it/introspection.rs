@@ -13,8 +13,9 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
+use crate::support::dpop::DpopKey;
 use crate::support::{
-    AUDIENCE, Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak,
+    AUDIENCE, Harness, INVALID_TOKEN, ISSUER, Options, PUBLIC_BASE, assert_denied, assert_no_leak,
 };
 
 const SECRET: &str = "s3cret-of-the-gateway";
@@ -267,4 +268,82 @@ async fn a_launch_patient_can_come_from_introspection() {
             .status,
         403
     );
+}
+
+#[tokio::test]
+async fn a_launch_patient_from_introspection_must_be_one_fhir_id() {
+    let endpoint = Endpoint::start().await;
+    let policy = include_str!("../../policies/smart-v2.yaml");
+    let harness = Harness::with(options(
+        &endpoint,
+        Some(policy),
+        "      resolve_patient: true\n",
+    ))
+    .await;
+    for (i, patient) in [
+        json!("123,456"),
+        json!("Patient/123"),
+        json!("123/../456"),
+        json!("123 "),
+        json!("a".repeat(65)),
+        json!(""),
+        json!(123),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut answer = active("launch/patient patient/Patient.r");
+        answer["patient"] = patient;
+        // A JWT lacking the patient, completed by introspection, and an opaque token.
+        let jwt = harness.token("launch/patient patient/Patient.r");
+        let opaque = format!("opaque-patient-case-{i:04}-0123456789");
+        for token in [jwt.as_str(), opaque.as_str()] {
+            endpoint.answer(token, 200, answer.clone());
+            let response = harness.client().get_with_token("/Patient/123", token).await;
+            assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+            assert_no_leak(&response, &[token, "u-1", "app-1"]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_opaque_dpop_token_needs_its_scheme_and_proof() {
+    let endpoint = Endpoint::start().await;
+    let harness = Harness::with(options(&endpoint, None, "")).await;
+    let key = DpopKey::generate();
+    let opaque = "opaque-dpop-bound-token-0123456789";
+    let mut answer = active("user/Patient.r");
+    answer["token_type"] = json!("DPoP");
+    answer["cnf"] = json!({"jkt": key.thumbprint()});
+    endpoint.answer(opaque, 200, answer);
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", opaque)
+        .await;
+    assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    let challenges: Vec<_> = response
+        .headers
+        .get_all("www-authenticate")
+        .iter()
+        .collect();
+    assert_eq!(
+        challenges,
+        [
+            INVALID_TOKEN,
+            "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\""
+        ]
+    );
+    assert_no_leak(&response, &[opaque]);
+    let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), opaque);
+    let authorization = format!("DPoP {opaque}");
+    let response = harness
+        .client()
+        .send(
+            http::Method::GET,
+            "/Patient/123",
+            &[("authorization", &authorization), ("dpop", &proof)],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
 }

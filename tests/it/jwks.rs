@@ -1,5 +1,5 @@
-//! JWKS caching, rotation, the unknown-kid limiter and fail-closed staleness, against a real
-//! JWKS endpoint.
+//! JWKS caching, rotation, the unknown-kid limiter, fail-closed staleness and keys below their
+//! strength floor, against a real JWKS endpoint.
 
 use std::time::Duration;
 
@@ -215,4 +215,90 @@ async fn symmetric_and_private_jwks_entries_are_never_used() {
 fn base64_url(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+const REJECTED_METRIC: &str = "phigate_jwks_keys_rejected_total{issuer=\"https://as-a.test\"}";
+
+/// The value of the rejected-keys counter for the test issuer, as `/metrics` shows it.
+async fn rejected_count(harness: &Harness) -> Option<u64> {
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(REJECTED_METRIC))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_rejected_keys_counter_is_zero_from_the_start() {
+    let harness = Harness::start().await;
+    assert_eq!(rejected_count(&harness).await, Some(0));
+}
+
+#[tokio::test]
+async fn weak_keys_are_rejected_and_counted_once_while_the_good_key_keeps_working() {
+    let options = Options {
+        tokens: "  jwks_refetch_cooldown: 1ms\n",
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let good_x = harness.issuer.jwks()["keys"][0]["x"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let good_y = harness.issuer.jwks()["keys"][0]["y"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let modulus = |bytes: usize, top: u8| {
+        let mut n = vec![0xc3u8; bytes];
+        n[0] = top;
+        n[bytes - 1] |= 1;
+        base64_url(&n)
+    };
+    let weak = [
+        json!({"kty": "RSA", "kid": "rsa-1024", "n": modulus(128, 0xc3), "e": "AQAB"}),
+        // 256 bytes, top bit clear: 2047 bits.
+        json!({"kty": "RSA", "kid": "rsa-2047", "n": modulus(256, 0x7f), "e": "AQAB"}),
+        json!({"kty": "RSA", "kid": "rsa-e1", "n": modulus(256, 0xc3), "e": "AQ"}),
+        json!({"kty": "RSA", "kid": "rsa-e-even", "n": modulus(256, 0xc3), "e": "AQAA"}),
+        json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": base64_url(&[7; 66]), "y": base64_url(&[7; 66])}),
+        json!({"kty": "EC", "kid": "k1", "crv": "secp256k1", "x": good_x, "y": good_y}),
+        json!({"kty": "EC", "kid": "short-x", "crv": "P-256", "x": base64_url(&[7; 31]), "y": good_y}),
+        json!({"kty": "EC", "kid": "p384-short", "crv": "P-384", "x": good_x, "y": good_y}),
+        json!({"kty": "OKP", "kid": "ed448", "crv": "Ed448", "x": base64_url(&[7; 57])}),
+        json!({"kty": "OKP", "kid": "ed-short", "crv": "Ed25519", "x": base64_url(&[7; 31])}),
+    ];
+    let weak_kids: Vec<String> = weak
+        .iter()
+        .map(|jwk| jwk["kid"].as_str().unwrap().to_owned())
+        .collect();
+    for jwk in weak {
+        harness.issuer.publish_raw_jwk(jwk);
+    }
+    let claims = harness.claims("patient/Patient.r");
+    let client = harness.client();
+    // Each token names a rejected key (or none we know), which forces a refetch of the JWKS.
+    let fetches = harness.issuer.fetch_count();
+    for kid in weak_kids.iter().map(String::as_str).chain(["unknown"]) {
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": kid});
+        let token = harness
+            .issuer
+            .sign_raw("dev-es256-1", &header, &claims)
+            .unwrap();
+        let response = client.get_with_token("/Patient/123", &token).await;
+        assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+        assert_no_leak(&response, &[&token, &good_x]);
+    }
+    assert!(harness.issuer.fetch_count() > fetches + 1, "refetched");
+    // Refetched several times, each weak entry is counted once.
+    assert_eq!(rejected_count(&harness).await, Some(10));
+    let response = client
+        .get_with_token("/Patient/123", &harness.token("patient/Patient.r"))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_jwks_keys_loaded{issuer=\"https://as-a.test\"} 1"),
+        "{metrics}"
+    );
 }

@@ -10,7 +10,10 @@ use jsonwebtoken::Algorithm;
 use phigate::demo::DevIssuer;
 use serde_json::json;
 
-use crate::support::{Harness, INVALID_TOKEN, ISSUER, assert_denied, assert_no_leak};
+use crate::support::client::raw_tls;
+use crate::support::{Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak};
+
+const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
@@ -90,6 +93,108 @@ async fn claim_faults_are_401_invalid_token() {
     assert_invalid(&harness, &harness.mint(&claims)).await;
 }
 
+/// Whether `/metrics` counted a denial with `reason`.
+async fn counted_denial(harness: &Harness, reason: &str) -> bool {
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    metrics.contains(&format!("decision=\"deny\",reason=\"{reason}\""))
+}
+
+#[tokio::test]
+async fn a_launch_patient_that_is_not_one_fhir_id_is_401_invalid_token() {
+    let harness = Harness::with(Options {
+        policy: SMART_POLICY.to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let base = harness.claims("launch/patient patient/Patient.r patient/Observation.rs");
+    let patients = [
+        json!("123,456"),
+        json!("123 "),
+        json!("123/../456"),
+        json!("Patient/123"),
+        json!("123%2C456"),
+        json!("123\n"),
+        json!(".."),
+        json!("a".repeat(65)),
+        json!(""),
+        json!(123),
+        json!(["123", "456"]),
+        json!(null),
+    ];
+    for patient in patients {
+        let mut claims = base.clone();
+        claims["patient"] = patient.clone();
+        let token = harness.mint(&claims);
+        // Never a wider search: the read, and the searches a patient list would widen.
+        for path in [
+            "/Patient/123",
+            "/Observation?patient=123",
+            "/Observation?patient=123,456",
+        ] {
+            let response = client.get_with_token(path, &token).await;
+            assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+            assert_no_leak(
+                &response,
+                &[&token, "u-1", "app-1", &harness.upstream.url()],
+            );
+        }
+    }
+    assert!(counted_denial(&harness, "patient_claim_malformed").await);
+    // The same token with one FHIR id (64 characters at most) is fine.
+    for patient in ["123", &"a".repeat(64)] {
+        let mut claims = base.clone();
+        claims["patient"] = json!(patient);
+        let response = client
+            .get_with_token(&format!("/Patient/{patient}"), &harness.mint(&claims))
+            .await;
+        assert_ne!(response.status, 401, "{patient}: {}", response.text());
+    }
+}
+
+#[tokio::test]
+async fn identity_claims_outside_their_shape_are_401_invalid_token() {
+    let harness = Harness::start().await;
+    let base = harness.claims("patient/Patient.r");
+    let long = "a".repeat(256);
+    let edits: Vec<(&str, serde_json::Value)> = vec![
+        ("sub", json!("u-1\r\nX-Phigate-Scopes: system/*.rs")),
+        ("sub", json!("u-1\n{\"decision\":\"allow\"}")),
+        ("sub", json!(long.as_str())),
+        ("sub", json!("")),
+        ("sub", json!(" u-1")),
+        ("sub", json!("u-1 ")),
+        ("sub", json!(["u-1"])),
+        ("client_id", json!("app\t1")),
+        ("client_id", json!("app-é")),
+        ("client_id", json!(long.as_str())),
+        ("client_id", json!(null)),
+        ("jti", json!("j\u{0}1")),
+        ("jti", json!(long.as_str())),
+        ("jti", json!(7)),
+    ];
+    for (name, value) in edits {
+        let mut claims = base.clone();
+        claims[name] = value;
+        assert_invalid(&harness, &harness.mint(&claims)).await;
+    }
+    // `azp` stands in for a missing `client_id`, under the same rules.
+    for azp in [json!("kc\u{7f}app"), json!(long.as_str()), json!(5)] {
+        let mut claims = base.clone();
+        claims.as_object_mut().unwrap().remove("client_id");
+        claims["azp"] = azp;
+        assert_invalid(&harness, &harness.mint(&claims)).await;
+    }
+    assert!(counted_denial(&harness, "identity_claim_malformed").await);
+    let mut claims = base;
+    claims["sub"] = json!("a".repeat(255));
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &harness.mint(&claims))
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+}
+
 #[tokio::test]
 async fn alg_none_and_hmac_with_the_public_key_are_refused() {
     let harness = Harness::start().await;
@@ -140,7 +245,10 @@ async fn structural_attacks_are_401_invalid_token() {
         format!("{good}.extra"),
         format!("{good}.a.b"),
         format!(".{payload}.{signature}"),
-        format!("{header}=.{payload}.{signature}"),
+        // Padding the last segment keeps the b64token grammar: the strict JWS decoder refuses it.
+        // (Padding inside, `{header}=.{payload}…`, is no b64token: 400, see below.)
+        format!("{header}.{payload}.{signature}="),
+        format!("{header}.{payload}.{signature}=="),
         format!("{header}.{payload}.{flipped}"),
         format!("{header}.{payload}.{zero_sig}"),
         format!("{header}.{payload}.{}", &signature[1..]),
@@ -319,6 +427,142 @@ async fn credential_transport_rules() {
             .await;
         assert_eq!(response.status, 200);
     }
+}
+
+const BAD_REQUEST: Option<&str> = Some("Bearer realm=\"phigate\", error=\"invalid_request\"");
+
+#[tokio::test]
+async fn malformed_authorization_is_400_invalid_request() {
+    let harness = Harness::start().await;
+    let token = harness.token("patient/Patient.r");
+    let client = harness.client();
+    let h2 = harness.h2_client();
+    let values = [
+        format!("Bearer {token} {token}"),
+        format!("Bearer {token} x"),
+        format!("Bearer {token}x y"),
+        format!("Bearer \"{token}\""),
+        format!("Bearer token=\"{token}\""),
+        format!("Bearer {token}!"),
+        format!("Bearer {token};"),
+        format!("Bearer {token}=x"),
+        format!("Bearer ={token}"),
+        format!("Bearer {}", token.replacen('.', "=.", 1)),
+        format!("Bearer {token}, Basic dXNlcjpwYXNz"),
+        format!("Bearer {token},Basic dXNlcjpwYXNz"),
+        format!("Bearer, {token}"),
+        format!("Bearer,{token}"),
+        format!("DPoP {token} {token}"),
+        format!("DPoP \"{token}\""),
+        format!("DPoP {token}, Bearer {token}"),
+        "Bearer".to_owned(),
+        "Bearer ==".to_owned(),
+        "DPoP".to_owned(),
+    ];
+    for value in &values {
+        for client in [&client, &h2] {
+            let response = client
+                .send(
+                    Method::GET,
+                    "/Patient/123",
+                    &[("authorization", value)],
+                    Bytes::new(),
+                )
+                .await;
+            assert_denied(&harness, &response, 400, BAD_REQUEST);
+            assert_eq!(response.json()["issue"][0]["code"], "invalid", "{value}");
+            assert_no_leak(&response, &[&token]);
+        }
+    }
+    // HTTP/2 carries a field value as sent: trailing whitespace reaches phigate and is refused.
+    for value in [format!("Bearer {token} "), format!("Bearer {token}\t")] {
+        let response = h2
+            .send(
+                Method::GET,
+                "/Patient/123",
+                &[("authorization", &value)],
+                Bytes::new(),
+            )
+            .await;
+        assert_denied(&harness, &response, 400, BAD_REQUEST);
+    }
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("reason=\"authorization_malformed\"}"),
+        "{metrics}"
+    );
+    // A genuinely foreign scheme stays 401 without an error code; 1*SP stays accepted.
+    for value in ["Basic dXNlcjpwYXNz", "Negotiate", "Negotiate abc def"] {
+        let response = client
+            .send(
+                Method::GET,
+                "/Patient/123",
+                &[("authorization", value)],
+                Bytes::new(),
+            )
+            .await;
+        assert_denied(&harness, &response, 401, Some("Bearer realm=\"phigate\""));
+    }
+    let response = client
+        .send(
+            Method::GET,
+            "/Patient/123",
+            &[("authorization", &format!("Bearer    {token}"))],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test]
+async fn whitespace_in_authorization_sent_as_raw_bytes() {
+    let harness = Harness::start().await;
+    let token = harness.token("patient/Patient.r");
+    let request = |authorization: &str| {
+        format!(
+            "GET /Patient/123 HTTP/1.1\r\nHost: gw.test\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    // A TAB or TAB-and-space as the separator, and whitespace inside: 400, not a foreign scheme.
+    for authorization in [
+        format!("Bearer\t{token}"),
+        format!("Bearer\t {token}"),
+        format!("Bearer \t{token}"),
+        format!("DPoP\t{token}"),
+        format!("Bearer {token}\t{token}"),
+        format!("Bearer {token} \tx"),
+    ] {
+        let answer = raw_tls(
+            harness.addr(),
+            &harness.ca,
+            request(&authorization).as_bytes(),
+        )
+        .await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400"),
+            "{authorization:?} -> {answer}"
+        );
+        assert!(
+            answer
+                .contains("www-authenticate: Bearer realm=\"phigate\", error=\"invalid_request\""),
+            "{answer}"
+        );
+        assert!(!answer.contains(&token[..20]), "{answer}");
+    }
+    assert!(
+        harness.upstream.received().is_empty(),
+        "{:?}",
+        harness.upstream_paths()
+    );
+    // RFC 9112 §5.1: whitespace around an HTTP/1.1 field value is not part of the value, so the
+    // header below is exactly `Bearer <token>` by the time anyone reads it.
+    let answer = raw_tls(
+        harness.addr(),
+        &harness.ca,
+        request(&format!("Bearer {token} \t ")).as_bytes(),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
 
 #[tokio::test]

@@ -187,7 +187,7 @@ fn token_types() {
 }
 
 #[test]
-fn scope_and_identity_claims() {
+fn scope_claims() {
     check(
         set("scp", json!(["patient/Patient.r"])),
         None,
@@ -206,26 +206,162 @@ fn scope_and_identity_claims() {
         None,
         Err(TokenFault::MalformedClaims),
     );
+}
+
+#[test]
+fn identity_claims_are_short_printable_ascii() {
+    let long = "a".repeat(256);
+    let longest = "a".repeat(255);
+    // Every claim phigate copies into a header or a log line: sub, client_id, azp, jti.
+    for name in ["sub", "client_id", "jti"] {
+        for (value, expected) in [
+            (json!("u-1"), Ok(())),
+            (json!("https://as-a.test/users/a@b.test|x y"), Ok(())),
+            (json!(longest.as_str()), Ok(())),
+            (
+                json!(long.as_str()),
+                Err(TokenFault::IdentityClaimMalformed),
+            ),
+            (json!(""), Err(TokenFault::IdentityClaimMalformed)),
+            (json!(" u-1"), Err(TokenFault::IdentityClaimMalformed)),
+            (json!("u-1 "), Err(TokenFault::IdentityClaimMalformed)),
+            (
+                json!("u-1\r\nX-Injected: 1"),
+                Err(TokenFault::IdentityClaimMalformed),
+            ),
+            (
+                json!("u-1\n{\"forged\":1}"),
+                Err(TokenFault::IdentityClaimMalformed),
+            ),
+            (json!("u\t1"), Err(TokenFault::IdentityClaimMalformed)),
+            (json!("u\u{0}1"), Err(TokenFault::IdentityClaimMalformed)),
+            (json!("u\u{7f}1"), Err(TokenFault::IdentityClaimMalformed)),
+            (json!("é"), Err(TokenFault::IdentityClaimMalformed)),
+            (json!(42), Err(TokenFault::IdentityClaimMalformed)),
+            (json!(null), Err(TokenFault::IdentityClaimMalformed)),
+            (json!(["u-1"]), Err(TokenFault::IdentityClaimMalformed)),
+            (
+                json!({"id": "u-1"}),
+                Err(TokenFault::IdentityClaimMalformed),
+            ),
+        ] {
+            check(set(name, value), None, expected);
+        }
+    }
+    // `azp` is read when `client_id` is absent, under the same rules.
+    let azp = |value: Value| {
+        move |claims: &mut Map<String, Value>| {
+            claims.remove("client_id");
+            claims.insert("azp".into(), value);
+        }
+    };
+    check(azp(json!("kc-app")), None, Ok(()));
     check(
-        set("sub", json!("u-1\r\nX-Injected: 1")),
+        azp(json!("a".repeat(256))),
         None,
-        Err(TokenFault::MalformedClaims),
+        Err(TokenFault::IdentityClaimMalformed),
     );
     check(
-        set("sub", json!(42)),
+        azp(json!("kc\r\napp")),
         None,
-        Err(TokenFault::MalformedClaims),
+        Err(TokenFault::IdentityClaimMalformed),
     );
-    check(
-        set("client_id", json!("")),
-        None,
-        Err(TokenFault::MalformedClaims),
+    check(azp(json!(7)), None, Err(TokenFault::IdentityClaimMalformed));
+}
+
+#[test]
+fn the_launch_patient_is_one_fhir_id() {
+    let longest = "a".repeat(64);
+    let long = "a".repeat(65);
+    for (value, expected) in [
+        (json!("123"), Ok(Some("123"))),
+        (json!("pat-9.A"), Ok(Some("pat-9.A"))),
+        (json!(longest.as_str()), Ok(Some(longest.as_str()))),
+        (json!("123,456"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123 "), Err(TokenFault::PatientClaimMalformed)),
+        (json!(" 123"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123/../456"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("Patient/123"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123?x=1"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123#x"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123%2C456"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123_4"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("123\n"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("१२३"), Err(TokenFault::PatientClaimMalformed)),
+        (json!("."), Err(TokenFault::PatientClaimMalformed)),
+        (json!(".."), Err(TokenFault::PatientClaimMalformed)),
+        (json!(long.as_str()), Err(TokenFault::PatientClaimMalformed)),
+        (json!(""), Err(TokenFault::PatientClaimMalformed)),
+        (json!(123), Err(TokenFault::PatientClaimMalformed)),
+        (json!(null), Err(TokenFault::PatientClaimMalformed)),
+        (json!(["123"]), Err(TokenFault::PatientClaimMalformed)),
+        (json!({"id": "123"}), Err(TokenFault::PatientClaimMalformed)),
+    ] {
+        check_patient(value, expected);
+    }
+}
+
+/// Checks the launch patient `value` through both ways a token is read: a verified JWT and an
+/// introspection answer (`resolve_patient` takes the patient from there).
+#[track_caller]
+fn check_patient(value: Value, expected: Result<Option<&str>, TokenFault>) {
+    let Value::Object(mut claims) = good() else {
+        unreachable!()
+    };
+    claims.insert("patient".into(), value);
+    let validated = validate(claims.clone(), None, &issuer(), &bounds(), NOW);
+    assert_eq!(
+        validated.map(|t| t.patient),
+        expected.map(|p| p.map(str::to_owned)),
+        "{claims:?}"
     );
-    check(
-        set("jti", json!("é")),
-        None,
-        Err(TokenFault::MalformedClaims),
+    claims.insert("active".into(), json!(true));
+    let introspected = from_introspection(claims.clone(), &issuer(), &bounds(), NOW);
+    assert_eq!(
+        introspected.map(|t| t.patient),
+        expected.map(|p| p.map(str::to_owned)),
+        "introspection {claims:?}"
     );
+}
+
+#[test]
+fn the_patient_claim_name_is_the_issuers() {
+    let mut issuer = issuer();
+    issuer.patient_claim = "launch_patient".into();
+    let Value::Object(mut claims) = good() else {
+        unreachable!()
+    };
+    // Another claim named `patient` is not read, whatever its shape.
+    claims.insert("patient".into(), json!("123,456"));
+    claims.insert("launch_patient".into(), json!("123"));
+    let token = validate(claims.clone(), None, &issuer, &bounds(), NOW).unwrap();
+    assert_eq!(token.patient.as_deref(), Some("123"));
+    claims.insert("launch_patient".into(), json!("123,456"));
+    assert_eq!(
+        validate(claims, None, &issuer, &bounds(), NOW).map(drop),
+        Err(TokenFault::PatientClaimMalformed)
+    );
+}
+
+#[test]
+fn introspection_answers_follow_the_identity_rules() {
+    for (name, value) in [
+        ("sub", json!("u-1\r\nX: 1")),
+        ("client_id", json!("a".repeat(256))),
+        ("jti", json!("")),
+        ("sub", json!(5)),
+    ] {
+        let Value::Object(mut claims) = good() else {
+            unreachable!()
+        };
+        claims.insert("active".into(), json!(true));
+        claims.insert(name.into(), value);
+        assert_eq!(
+            from_introspection(claims, &issuer(), &bounds(), NOW).map(drop),
+            Err(TokenFault::IdentityClaimMalformed),
+            "{name}"
+        );
+    }
 }
 
 #[test]
@@ -237,4 +373,43 @@ fn azp_stands_in_for_a_missing_client_id() {
     claims.insert("azp".into(), json!("kc-app"));
     let token = validate(claims, None, &issuer(), &bounds(), NOW).unwrap();
     assert_eq!(token.client_id.as_deref(), Some("kc-app"));
+}
+
+#[test]
+fn an_introspected_dpop_token_must_name_its_key() {
+    #[track_caller]
+    fn check(
+        token_type: Option<&str>,
+        cnf: Option<Value>,
+        expected: Result<Confirmation, TokenFault>,
+    ) {
+        let Value::Object(mut claims) = good() else {
+            unreachable!()
+        };
+        claims.insert("active".into(), json!(true));
+        if let Some(token_type) = token_type {
+            claims.insert("token_type".into(), json!(token_type));
+        }
+        if let Some(cnf) = cnf {
+            claims.insert("cnf".into(), cnf);
+        }
+        let actual = from_introspection(claims, &issuer(), &bounds(), NOW).map(|t| t.confirmation);
+        assert_eq!(actual, expected, "{token_type:?}");
+    }
+    let jkt = || Some(json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));
+    let bound = Ok(Confirmation::DpopKey(
+        "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I".into(),
+    ));
+    check(Some("DPoP"), jkt(), bound.clone());
+    check(Some("dpop"), jkt(), bound.clone());
+    check(Some("Bearer"), jkt(), bound.clone());
+    check(None, jkt(), bound);
+    check(Some("DPoP"), None, Err(TokenFault::TypMismatch));
+    check(
+        Some("DPoP"),
+        Some(json!({"x5t#S256": "abc"})),
+        Err(TokenFault::TypMismatch),
+    );
+    check(Some("Bearer"), None, Ok(Confirmation::None));
+    check(None, None, Ok(Confirmation::None));
 }

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::config::AlgorithmSet;
+use crate::config::{AlgorithmSet, TokenBounds};
 
 fn issuer(algorithms: &[&str]) -> IssuerConfig {
     IssuerConfig {
@@ -30,19 +30,228 @@ fn ec(kid: &str) -> Value {
     json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": kid, "use": "sig"})
 }
 
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A fresh P-384 public point (x, y).
+fn p384_point() -> (String, String) {
+    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+    let point = pair.public_key().as_ref();
+    (b64(&point[1..49]), b64(&point[49..97]))
+}
+
+/// A fresh Ed25519 public key.
+fn ed25519_x() -> String {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
+    b64(Ed25519KeyPair::generate().unwrap().public_key().as_ref())
+}
+
+fn rsa(n: &str, e: &str) -> Value {
+    json!({"kty": "RSA", "n": n, "e": e, "kid": "r"})
+}
+
+/// What `parse_key` should make of one entry.
+#[derive(Debug, PartialEq)]
+enum Expect {
+    Usable,
+    Ignored,
+    Rejected(KeyRejection),
+}
+
+/// Parses one JWKS entry for an issuer allowing every supported algorithm.
+#[track_caller]
+fn check_key(entry: Value, expected: Expect) {
+    let issuer = issuer(&["ES256", "ES384", "RS256", "PS256", "EdDSA"]);
+    let actual = match parse_key(&entry, &issuer) {
+        KeyVerdict::Usable(_) => Expect::Usable,
+        KeyVerdict::Ignored => Expect::Ignored,
+        KeyVerdict::Rejected(reason) => Expect::Rejected(reason),
+    };
+    assert_eq!(actual, expected, "{entry}");
+}
+
+#[test]
+fn rsa_keys_below_the_floor_are_rejected() {
+    use Expect::{Rejected, Usable};
+    use KeyRejection::*;
+    let mut n_2047 = vec![0xc3u8; 256];
+    n_2047[0] = 0x7f;
+    n_2047[255] = 0x01;
+    let mut padded_2048 = vec![0u8; 1];
+    padded_2048.extend(URL_SAFE_NO_PAD.decode(rsa_n(256)).unwrap());
+    let mut padded_2047 = vec![0u8; 2];
+    padded_2047.extend(&n_2047);
+    let mut even = URL_SAFE_NO_PAD.decode(rsa_n(256)).unwrap();
+    even[255] = 0x02;
+    let mut n_8193 = vec![0xc3u8; 1025];
+    n_8193[0] = 0x01;
+    for (entry, expected) in [
+        (rsa(&rsa_n(256), "AQAB"), Usable),
+        (rsa(&rsa_n(512), "AQAB"), Usable),
+        (rsa(&rsa_n(1024), "AQAB"), Usable),
+        // A leading zero byte is a sloppy encoding, not a longer key: 2048 bits.
+        (rsa(&b64(&padded_2048), "AQAB"), Usable),
+        (rsa(&rsa_n(128), "AQAB"), Rejected(RsaModulusTooShort)),
+        (rsa(&rsa_n(255), "AQAB"), Rejected(RsaModulusTooShort)),
+        // 256 bytes whose top bit is clear: 2047 bits.
+        (rsa(&b64(&n_2047), "AQAB"), Rejected(RsaModulusTooShort)),
+        (
+            rsa(&b64(&padded_2047), "AQAB"),
+            Rejected(RsaModulusTooShort),
+        ),
+        (rsa(&b64(&[0u8; 300]), "AQAB"), Rejected(RsaModulusTooShort)),
+        (rsa(&b64(&n_8193), "AQAB"), Rejected(RsaModulusTooLong)),
+        (rsa(&b64(&even), "AQAB"), Rejected(RsaModulusEven)),
+        (rsa(&rsa_n(256), "Aw"), Usable),
+        (rsa(&rsa_n(256), "AAEAAQ"), Usable),
+        (rsa(&rsa_n(256), &b64(&[0x7f, 0, 0, 0, 0, 0, 0, 1])), Usable),
+        (rsa(&rsa_n(256), "AQ"), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), "AAAB"), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), "Ag"), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), "AQAA"), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), ""), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), "AA"), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), &b64(&[1; 9])), Rejected(RsaExponent)),
+        (rsa(&rsa_n(256), "AQAB="), Rejected(Malformed)),
+        (
+            rsa(&format!("{}=", rsa_n(256)), "AQAB"),
+            Rejected(Malformed),
+        ),
+        (
+            rsa(&rsa_n(256).replace('w', "+"), "AQAB"),
+            Rejected(Malformed),
+        ),
+        (json!({"kty": "RSA", "e": "AQAB"}), Rejected(Malformed)),
+        (json!({"kty": "RSA", "n": rsa_n(256)}), Rejected(Malformed)),
+        (
+            json!({"kty": "RSA", "n": 5, "e": "AQAB"}),
+            Rejected(Malformed),
+        ),
+    ] {
+        check_key(entry, expected);
+    }
+}
+
+#[test]
+fn ec_and_okp_keys_must_be_p256_p384_or_ed25519_of_exact_size() {
+    use Expect::{Ignored, Rejected, Usable};
+    use KeyRejection::*;
+    let ec = |crv: &str, x: &str, y: &str| json!({"kty": "EC", "crv": crv, "x": x, "y": y});
+    let okp = |crv: &str, x: &str| json!({"kty": "OKP", "crv": crv, "x": x});
+    let (x384, y384) = p384_point();
+    let x32 = URL_SAFE_NO_PAD.decode(EC_X).unwrap();
+    let mut padded = vec![0u8];
+    padded.extend(&x32);
+    let mut off_curve = URL_SAFE_NO_PAD.decode(EC_Y).unwrap();
+    off_curve[31] ^= 1;
+    let ed = ed25519_x();
+    for (entry, expected) in [
+        (ec("P-256", EC_X, EC_Y), Usable),
+        (ec("P-384", &x384, &y384), Usable),
+        (
+            ec("P-521", &b64(&[1; 66]), &b64(&[1; 66])),
+            Rejected(CurveUnsupported),
+        ),
+        (ec("secp256k1", EC_X, EC_Y), Rejected(CurveUnsupported)),
+        (ec("p-256", EC_X, EC_Y), Rejected(CurveUnsupported)),
+        (
+            ec("brainpoolP256r1", EC_X, EC_Y),
+            Rejected(CurveUnsupported),
+        ),
+        (
+            json!({"kty": "EC", "x": EC_X, "y": EC_Y}),
+            Rejected(CurveUnsupported),
+        ),
+        (ec("P-256", &b64(&x32[1..]), EC_Y), Rejected(KeyLength)),
+        (ec("P-256", &b64(&padded), EC_Y), Rejected(KeyLength)),
+        (ec("P-256", EC_X, &x384), Rejected(KeyLength)),
+        (ec("P-384", EC_X, EC_Y), Rejected(KeyLength)),
+        (ec("P-384", &x384, EC_Y), Rejected(KeyLength)),
+        (ec("P-256", EC_X, &b64(&off_curve)), Rejected(PointInvalid)),
+        (
+            ec("P-256", &b64(&[0; 32]), &b64(&[0; 32])),
+            Rejected(PointInvalid),
+        ),
+        (
+            json!({"kty": "EC", "crv": "P-256", "x": EC_X}),
+            Rejected(Malformed),
+        ),
+        (ec("P-256", &format!("{EC_X}="), EC_Y), Rejected(Malformed)),
+        (okp("Ed25519", &ed), Usable),
+        (okp("Ed448", &b64(&[1; 57])), Rejected(CurveUnsupported)),
+        (okp("X25519", &ed), Rejected(CurveUnsupported)),
+        (json!({"kty": "OKP", "x": ed}), Rejected(CurveUnsupported)),
+        (okp("Ed25519", &b64(&[1; 31])), Rejected(KeyLength)),
+        (okp("Ed25519", &b64(&[1; 33])), Rejected(KeyLength)),
+        (okp("Ed25519", &b64(&[1; 57])), Rejected(KeyLength)),
+        (json!({"kty": "OKP", "crv": "Ed25519"}), Rejected(Malformed)),
+        // Encryption keys are not for us at all, whatever their curve.
+        (
+            json!({"kty": "OKP", "crv": "X25519", "x": ed, "use": "enc"}),
+            Ignored,
+        ),
+        (
+            json!({"kty": "EC", "crv": "P-521", "x": EC_X, "y": EC_Y, "use": "enc"}),
+            Ignored,
+        ),
+    ] {
+        check_key(entry, expected);
+    }
+}
+
+#[test]
+fn foreign_entries_are_ignored_and_dangerous_ones_rejected() {
+    use Expect::{Ignored, Rejected};
+    let mut private = ec("priv");
+    private["d"] = json!("AAAA");
+    let mut private_rsa = rsa(&rsa_n(256), "AQAB");
+    private_rsa["p"] = json!("AAAA");
+    for (entry, expected) in [
+        (private, Rejected(KeyRejection::PrivateMembers)),
+        (private_rsa, Rejected(KeyRejection::PrivateMembers)),
+        (json!("not an object"), Rejected(KeyRejection::NotAnObject)),
+        (json!([ec("e")]), Rejected(KeyRejection::NotAnObject)),
+        (json!({"kty": "oct", "k": "c2VjcmV0"}), Ignored),
+        (
+            json!({"kty": "RSA", "use": "enc", "n": rsa_n(256), "e": "AQAB"}),
+            Ignored,
+        ),
+        (json!({"kty": "foo", "x": EC_X}), Ignored),
+        (json!({"x": EC_X}), Ignored),
+        (
+            json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "key_ops": ["encrypt"]}),
+            Ignored,
+        ),
+        (
+            json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "alg": "XYZ"}),
+            Ignored,
+        ),
+        (
+            json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "alg": "ES384"}),
+            Ignored,
+        ),
+    ] {
+        check_key(entry, expected);
+    }
+}
+
 type Usable<'a> = Vec<(&'a str, Vec<Algorithm>)>;
 
 /// Parses one JWKS and checks the usable keys and the rejected count.
 #[track_caller]
-fn check(keys: Value, algorithms: &[&str], expected: Result<(Usable<'_>, u64), &str>) {
+fn check(keys: Value, algorithms: &[&str], expected: Result<(Usable<'_>, usize), &str>) {
     let body = serde_json::to_vec(&json!({ "keys": keys })).unwrap();
-    let actual = parse_key_set(&body, &issuer(algorithms)).map(|(set, rejected)| {
+    let actual = parse_key_set(&body, &issuer(algorithms)).and_then(|entries| {
+        let rejected = entries.rejected.len();
+        let set = entries.into_key_set()?;
         let keys: Vec<(String, Vec<Algorithm>)> = set
             .keys
             .iter()
             .map(|k| (k.kid.clone().unwrap_or_default(), k.algorithms.clone()))
             .collect();
-        (keys, rejected)
+        Ok((keys, rejected))
     });
     match (actual, expected) {
         (Ok((keys, rejected)), Ok((want, want_rejected))) => {
@@ -80,11 +289,19 @@ fn algorithms_are_allow_list_intersect_family_intersect_jwk_alg() {
     );
     // An ES256-only issuer has no use for an RSA key: ignored, and then nothing is usable.
     check(json!([rsa()]), &["ES256"], Err("no usable key"));
-    let p384 = json!({"kty": "EC", "crv": "P-384", "x": EC_X, "y": EC_Y, "kid": "p"});
+    let (x, y) = p384_point();
+    let p384 = json!({"kty": "EC", "crv": "P-384", "x": x, "y": y, "kid": "p"});
     check(
         json!([p384, ec("e1")]),
         &["ES256"],
         Ok((vec![("e1", vec![Algorithm::ES256])], 0)),
+    );
+    // A weak key is counted even where the allow-list would never have used it.
+    let weak = json!({"kty": "RSA", "n": rsa_n(128), "e": "AQAB", "kid": "weak"});
+    check(
+        json!([weak, ec("e1")]),
+        &["ES256"],
+        Ok((vec![("e1", vec![Algorithm::ES256])], 1)),
     );
 }
 
@@ -97,6 +314,7 @@ fn dangerous_and_foreign_entries() {
     let short_rsa = json!({"kty": "RSA", "n": rsa_n(128), "e": "AQAB", "kid": "short"});
     let no_verify = json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": "ops", "key_ops": ["encrypt"]});
     let missing_y = json!({"kty": "EC", "crv": "P-256", "x": EC_X, "kid": "half"});
+    let p521 = json!({"kty": "EC", "crv": "P-521", "x": EC_X, "y": EC_Y, "kid": "p521"});
     check(
         json!([
             private,
@@ -105,11 +323,12 @@ fn dangerous_and_foreign_entries() {
             short_rsa,
             no_verify,
             missing_y,
+            p521,
             ec("good"),
             "not an object"
         ]),
         &["ES256", "RS256"],
-        Ok((vec![("good", vec![Algorithm::ES256])], 4)),
+        Ok((vec![("good", vec![Algorithm::ES256])], 5)),
     );
 }
 
@@ -122,18 +341,78 @@ fn documents_that_must_never_replace_good_keys() {
         b"{\"keys\":[]}",
         b"{\"keys\":[{\"kty\":\"oct\",\"k\":\"AA\"}]}",
     ] {
-        assert!(
-            parse_key_set(body, &issuer(&["ES256"])).is_err(),
-            "{}",
-            String::from_utf8_lossy(body)
-        );
+        let result = parse_key_set(body, &issuer(&["ES256"])).and_then(Entries::into_key_set);
+        assert!(result.is_err(), "{}", String::from_utf8_lossy(body));
     }
+    // A set of only weak keys is refused whole, and its rejections are still reported.
+    let body = serde_json::to_vec(&json!({"keys": [
+        {"kty": "RSA", "n": rsa_n(128), "e": "AQAB", "kid": "weak"},
+        {"kty": "EC", "crv": "secp256k1", "x": EC_X, "y": EC_Y, "kid": "k1"},
+    ]}))
+    .unwrap();
+    let entries = parse_key_set(&body, &issuer(&["ES256", "RS256"])).unwrap();
+    let reasons: Vec<_> = entries.rejected.iter().map(|r| r.reason).collect();
+    assert_eq!(
+        reasons,
+        [
+            KeyRejection::RsaModulusTooShort,
+            KeyRejection::CurveUnsupported
+        ]
+    );
+    assert!(entries.into_key_set().is_err());
+}
+
+#[test]
+fn each_rejected_entry_is_counted_once_across_refreshes() {
+    let metrics = Arc::new(Metrics::new());
+    let tls = crate::tls::https_client_config(None).unwrap();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let issuer = issuer(&["ES256", "RS256"]);
+    let keys = IssuerKeys::new(
+        issuer.clone(),
+        TokenBounds::default(),
+        client,
+        Arc::clone(&metrics),
+    );
+    let counted = |metrics: &Metrics| {
+        metrics
+            .render()
+            .lines()
+            .find_map(|line| {
+                line.strip_prefix("phigate_jwks_keys_rejected_total{issuer=\"https://as-a.test\"} ")
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(counted(&metrics), "0", "present at zero from the start");
+    let weak = |kid: &str| json!({"kty": "RSA", "n": rsa_n(128), "e": "AQAB", "kid": kid});
+    let parse = |keys: Value| {
+        let body = serde_json::to_vec(&json!({ "keys": keys })).unwrap();
+        parse_key_set(&body, &issuer).unwrap().rejected
+    };
+    keys.note_rejections(&parse(json!([weak("w1"), weak("w2"), ec("good")])));
+    assert_eq!(counted(&metrics), "2");
+    // The same entries at the next refresh: nothing new.
+    keys.note_rejections(&parse(json!([weak("w1"), weak("w2"), ec("good")])));
+    assert_eq!(counted(&metrics), "2");
+    // Another entry under a kid already seen is another entry.
+    let mut changed = weak("w1");
+    changed["e"] = json!("AQ");
+    keys.note_rejections(&parse(json!([weak("w1"), changed])));
+    assert_eq!(counted(&metrics), "3");
 }
 
 #[test]
 fn selection_by_kid_and_algorithm() {
     let body = serde_json::to_vec(&json!({"keys": [ec("e1"), ec("e2")]})).unwrap();
-    let (set, _) = parse_key_set(&body, &issuer(&["ES256", "RS256"])).unwrap();
+    let set = parse_key_set(&body, &issuer(&["ES256", "RS256"]))
+        .and_then(Entries::into_key_set)
+        .unwrap();
     assert!(matches!(
         set.select(Some("e1"), Algorithm::ES256),
         KeySelection::Found(_)
