@@ -134,8 +134,8 @@ fn render(
                 )),
                 None => out.push_str(&format!("decision     allow{granted}\n")),
             }
-            if permit.response_check().is_some() {
-                out.push_str("then         the response is released only if it is in the patient's compartment\n");
+            if let Some(check) = permit.response_check() {
+                out.push_str(&format!("answer       {}\n", check.describe()));
             }
         }
         Err(denied) => {

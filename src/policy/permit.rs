@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::fhir::{FhirPermit, ResponseCheck};
+use super::fhir::{BundlePermit, FhirPermit, ResponseCheck};
 use super::path::NormalPath;
 use super::route::Refusal;
 
@@ -27,11 +27,11 @@ impl FhirFacts {
         }
     }
 
-    pub(super) fn bundle(entries: &[FhirPermit]) -> Self {
+    pub(super) fn bundle(permit: BundlePermit) -> Self {
         Self {
-            interaction: format!("batch ({} entries)", entries.len()),
+            interaction: format!("batch ({} entries)", permit.entries.len()),
             resource_type: None,
-            response_check: entries.iter().find_map(|e| e.response_check.clone()),
+            response_check: permit.response_check,
         }
     }
 

@@ -178,8 +178,8 @@ impl Route<'_> {
             .collect();
         if self.method == Method::POST && self.path.as_str() == "/" {
             let body = body.ok_or(FhirDenial::BundleMalformed)?;
-            let permits = fhir::authorize_bundle(body, &scopes, grant.patient, settings)?;
-            let facts = FhirFacts::bundle(&permits);
+            let permit = fhir::authorize_bundle(body, &scopes, grant.patient, settings)?;
+            let facts = FhirFacts::bundle(permit);
             return Ok((None, Some(facts)));
         }
         let form_body = body
@@ -192,9 +192,9 @@ impl Route<'_> {
             form_body,
         };
         let permit = fhir::authorize(&request, &scopes, grant.patient, settings)?;
-        if let (Some(check), Some(patient)) = (&permit.body_check, grant.patient) {
+        if let Some(check) = &permit.body_check {
             let body = body.ok_or(FhirDenial::BodyUnparseable)?;
-            fhir::authorize_write_body(body, patient, check.resource_type())?;
+            fhir::authorize_write_body(body, check)?;
         }
         let granted = permit.granted.as_ref().map(ToString::to_string);
         Ok((granted, Some(FhirFacts::single(permit))))

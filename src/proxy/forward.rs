@@ -22,7 +22,7 @@ use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::pipeline::{Connection, Facts};
-use crate::policy::fhir::{self, FhirDenial, ResponseCheck};
+use crate::policy::fhir::{self, Checked, FhirDenial, ResponseCheck};
 use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::telemetry::Metrics;
@@ -34,8 +34,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body type of everything phigate sends, in either direction.
 pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// The most of an upstream response phigate buffers for a compartment check (SECURITY.md §5).
-const MAX_CHECKED_RESPONSE_BYTES: usize = 5 * 1024 * 1024;
+/// The most of an upstream answer phigate buffers to check it (SECURITY.md §5: the Bundle
+/// inspection buffer); a larger answer is withheld with 502.
+const MAX_CHECKED_RESPONSE_BYTES: usize = 10 * 1024 * 1024;
 
 /// Request fields that are hop-by-hop (RFC 9110 §7.6.1), credentials phigate consumed, or
 /// framing it recomputes; everything a client could use to speak for phigate (identity,
@@ -157,6 +158,8 @@ impl Forwarder {
                 }
                 (Err((refusal, _)), _) => return Err(Denial::Refused(refusal)),
             };
+            // The body may have been filtered: its length is the new body's, set by hyper.
+            head.headers.remove(header::CONTENT_LENGTH);
             return Ok(Response::from_parts(
                 head,
                 Full::new(bytes)
@@ -286,8 +289,13 @@ async fn check_response(
         .await
         .map_err(|_| (Refusal::from(FhirDenial::ResponseTooLarge), None))?
         .to_bytes();
+    // No body (204, a minimal write, HEAD) holds no resource.
+    if bytes.is_empty() {
+        return Ok(bytes);
+    }
     match fhir::check_response(&bytes, check) {
-        Ok(()) => Ok(bytes),
+        Ok(Checked::Unchanged) => Ok(bytes),
+        Ok(Checked::Filtered(document)) => Ok(Bytes::from(document.to_string())),
         Err(denial) => Err((Refusal::from(denial), Some(bytes))),
     }
 }

@@ -53,6 +53,8 @@ function seedResources() {
     observation('o-123-vit', '123', 'vital-signs', '8867-4', 'Heart rate'),
     observation('o-456-lab', '456', 'laboratory', '2345-7', 'Glucose'),
     observation('o-456-vit', '456', 'vital-signs', '8867-4', 'Heart rate'),
+    // Patient 123's own record that names patient 456 in another role: still 123's.
+    observation('o-123-perf456', '123', 'survey', '72133-2', 'Reported by relative', { performer: [{ reference: 'Patient/456' }] }),
     // Patient 456's record that names patient 123 in another role: data about 456.
     observation('o-456-perf123', '456', 'survey', '72133-2', 'Reported by relative', { performer: [{ reference: 'Patient/123' }] }),
     { resourceType: 'Condition', id: 'c-123', subject: { reference: 'Patient/123' }, code: { text: 'Diabetes' } },

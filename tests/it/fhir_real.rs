@@ -3,9 +3,9 @@
 //! upstream stays for fault tests; everything about how a FHIR server reads a request is
 //! judged here.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::support::{Harness, Options};
+use crate::support::{Harness, Options, assert_no_leak};
 
 const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
@@ -46,4 +46,184 @@ async fn a_user_token_reads_through_phigate_from_the_real_server() {
     assert!(!response.text().contains(&fhir.origin()));
     fhir.clear_received().await;
     assert!(fhir.received().await.is_empty());
+}
+
+fn patient_token(harness: &Harness, scope: &str, patient: &str) -> String {
+    let mut claims = harness.claims(scope);
+    claims["patient"] = json!(patient);
+    harness.mint(&claims)
+}
+
+/// The `Type/id` of every resource in a Bundle, in order.
+fn entry_ids(bundle: &Value) -> Vec<String> {
+    bundle["entry"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{}/{}",
+                        e["resource"]["resourceType"].as_str().unwrap_or("?"),
+                        e["resource"]["id"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+const LAB: &str = "http://terminology.hl7.org/CodeSystem/observation-category|laboratory";
+
+#[tokio::test]
+async fn a_search_by_another_role_returns_only_the_patients_own_record() {
+    let harness = real_fhir_harness().await;
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    // The server finds 456's record where 123 is only the performer; phigate removes it.
+    let response = harness
+        .client()
+        .get_with_token("/Observation?performer=Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = response.json();
+    assert!(entry_ids(&body).is_empty(), "{:?}", entry_ids(&body));
+    assert!(body.get("total").is_none(), "the server's count would leak");
+    assert_no_leak(&response, &[&token, "o-456-perf123", "Patient/456"]);
+    let fhir = harness.fhir.as_ref().unwrap();
+    assert_eq!(fhir.received().await.len(), 1);
+}
+
+#[tokio::test]
+async fn includes_return_only_what_the_scopes_cover() {
+    let harness = real_fhir_harness().await;
+    let client = harness.client();
+    let narrow = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    let response = client
+        .get_with_token(
+            "/Observation?patient=123&_include=Observation:performer",
+            &narrow,
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let ids = entry_ids(&response.json());
+    assert!(
+        ids.iter().all(|id| id.starts_with("Observation/o-123")),
+        "{ids:?}"
+    );
+    assert!(ids.contains(&"Observation/o-123-lab".to_owned()), "{ids:?}");
+    // With a scope for Practitioner, the shared directory entry comes along.
+    let wide = patient_token(
+        &harness,
+        "launch/patient patient/Observation.rs patient/Practitioner.rs",
+        "123",
+    );
+    let response = client
+        .get_with_token(
+            "/Observation?patient=123&_include=Observation:performer",
+            &wide,
+        )
+        .await;
+    let ids = entry_ids(&response.json());
+    assert!(ids.contains(&"Practitioner/pr-9".to_owned()), "{ids:?}");
+    // A reverse include that reaches another patient's record loses it.
+    let both = patient_token(
+        &harness,
+        "launch/patient patient/Patient.rs patient/Observation.rs",
+        "123",
+    );
+    let response = client
+        .get_with_token(
+            "/Patient?_id=123&_revinclude=Observation:performer&_revinclude=Observation:subject",
+            &both,
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let ids = entry_ids(&response.json());
+    assert!(ids.contains(&"Patient/123".to_owned()), "{ids:?}");
+    assert!(ids.contains(&"Observation/o-123-vit".to_owned()), "{ids:?}");
+    assert!(
+        !ids.iter()
+            .any(|id| id.contains("o-456") || id == "Patient/456"),
+        "{ids:?}"
+    );
+}
+
+#[tokio::test]
+async fn reads_by_id_see_own_records_and_nothing_about_other_patients() {
+    let harness = real_fhir_harness().await;
+    let client = harness.client();
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    // 123's own record mentioning 456 as performer is 123's to read.
+    let own = client
+        .get_with_token("/Observation/o-123-perf456", &token)
+        .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    // 456's record naming 123 as performer is about 456: answered like a missing one.
+    let about_other = client
+        .get_with_token("/Observation/o-456-perf123", &token)
+        .await;
+    let missing = client
+        .get_with_token("/Observation/no-such-observation", &token)
+        .await;
+    assert_eq!(about_other.status, 404);
+    assert_eq!(missing.status, 404);
+    assert_eq!(about_other.text(), missing.text());
+    assert_no_leak(&about_other, &[&token, "o-456-perf123", "Patient/456"]);
+    for path in ["/Observation/o-456-lab/_history", "/Observation/o-456-lab"] {
+        let response = client.get_with_token(path, &token).await;
+        assert_eq!(response.status, 404, "{path}");
+        assert_eq!(response.text(), missing.text(), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_granular_scope_sees_only_its_category() {
+    let harness = real_fhir_harness().await;
+    let client = harness.client();
+    let token = patient_token(
+        &harness,
+        &format!("launch/patient patient/Observation.rs?category={LAB}"),
+        "123",
+    );
+    for path in [
+        "/Observation?patient=123",
+        "/Observation?patient=123&category=laboratory",
+        "/Observation?patient=123&code=http://loinc.org|2345-7",
+    ] {
+        let response = client.get_with_token(path, &token).await;
+        assert_eq!(response.status, 200, "{path}: {}", response.text());
+        assert_eq!(
+            entry_ids(&response.json()),
+            ["Observation/o-123-lab"],
+            "{path}"
+        );
+    }
+    let lab = client
+        .get_with_token("/Observation/o-123-lab", &token)
+        .await;
+    assert_eq!(lab.status, 200);
+    let vital = client
+        .get_with_token("/Observation/o-123-vit", &token)
+        .await;
+    assert_eq!(vital.status, 404);
+}
+
+#[tokio::test]
+async fn a_batch_reading_another_patients_resource_is_withheld_whole() {
+    let harness = real_fhir_harness().await;
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    let batch = json!({
+        "resourceType": "Bundle",
+        "type": "batch",
+        "entry": [
+            {"request": {"method": "GET", "url": "Observation/o-123-lab"}},
+            {"request": {"method": "GET", "url": "Observation/o-456-lab"}},
+        ],
+    });
+    let response = harness.client().post_fhir("/", &token, &batch).await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert_no_leak(
+        &response,
+        &[&token, "o-456-lab", "Patient/456", "o-123-lab"],
+    );
 }

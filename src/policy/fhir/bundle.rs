@@ -7,14 +7,24 @@
 use http::Method;
 use serde_json::Value;
 
+use super::membership::Membership;
 use super::{
-    FhirDenial, FhirPermit, FhirRequest, Settings, SmartScope, authorize, parse_body,
-    resource_may_be_written,
+    AnswerShape, FhirDenial, FhirPermit, FhirRequest, ResponseCheck, Settings, SmartScope,
+    authorize, parse_body, resource_may_be_written,
 };
 use crate::policy::path;
 
 /// The most entries one Bundle may carry (SECURITY.md §5).
 pub const MAX_ENTRIES: usize = 1000;
+
+/// A batch or transaction whose every entry was authorised before anything is forwarded.
+#[derive(Debug, Clone)]
+pub struct BundlePermit {
+    /// One permit per entry, in order.
+    pub entries: Vec<FhirPermit>,
+    /// The check on the batch response, when any entry's answer must be checked.
+    pub response_check: Option<ResponseCheck>,
+}
 
 /// Authorises every entry of a batch or transaction Bundle.
 pub fn authorize_bundle(
@@ -22,7 +32,7 @@ pub fn authorize_bundle(
     grants: &[SmartScope],
     patient: Option<&str>,
     settings: &Settings,
-) -> Result<Vec<FhirPermit>, FhirDenial> {
+) -> Result<BundlePermit, FhirDenial> {
     let bundle = parse_body(body)?;
     let is_batch = bundle.get("resourceType").and_then(Value::as_str) == Some("Bundle")
         && matches!(
@@ -36,13 +46,23 @@ pub fn authorize_bundle(
     if !is_batch || entries.len() > MAX_ENTRIES {
         return Err(FhirDenial::BundleMalformed);
     }
-    entries
+    let entries = entries
         .iter()
         .map(|entry| {
             authorize_entry(entry, grants, patient, settings)
                 .map_err(|d| FhirDenial::BundleEntryDenied(Box::new(d)))
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // Any entry whose answer must be checked makes the whole response checked, all or nothing:
+    // a batch response cannot be trimmed without lying about what ran.
+    let response_check = entries.iter().any(|e| e.response_check.is_some()).then(|| {
+        let membership = Membership::new(grants, &settings.contexts, "rs", patient);
+        ResponseCheck::new(membership, AnswerShape::Batch)
+    });
+    Ok(BundlePermit {
+        entries,
+        response_check,
+    })
 }
 
 fn authorize_entry(
@@ -80,9 +100,9 @@ fn authorize_entry(
         form_body: None,
     };
     let permit = authorize(&fhir_request, grants, patient, settings)?;
-    if let (Some(check), Some(patient)) = (&permit.body_check, patient) {
+    if let Some(check) = &permit.body_check {
         let resource = entry.get("resource").ok_or(FhirDenial::BodyUnparseable)?;
-        resource_may_be_written(resource, patient, check.resource_type())?;
+        resource_may_be_written(resource, check)?;
     }
     Ok(permit)
 }

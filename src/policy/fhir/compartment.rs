@@ -8,219 +8,264 @@ use serde_json::Value;
 
 use super::search::Param;
 
-/// One compartment member type: its patient search parameters and reference elements.
+/// One compartment member type: the search parameters that name its patient, the elements
+/// that say whose record it is (`owners`), and the elements through which a patient appears
+/// in another role (`roles`: performer, author, recipient, ...).
 struct Member {
     resource_type: &'static str,
     params: &'static [&'static str],
-    elements: &'static [&'static str],
+    owners: &'static [&'static str],
+    roles: &'static [&'static str],
 }
 
-/// From the FHIR R4 Patient CompartmentDefinition (a subset of the common clinical types).
+/// From the FHIR R4 Patient CompartmentDefinition (the common clinical types), each parameter
+/// mapped to the element it searches.
 const MEMBERS: &[Member] = &[
     Member {
         resource_type: "Observation",
         params: &["subject", "patient", "performer"],
-        elements: &["subject", "performer"],
+        owners: &["subject"],
+        roles: &["performer"],
     },
     Member {
         resource_type: "Condition",
         params: &["patient", "subject", "asserter"],
-        elements: &["subject", "asserter"],
+        owners: &["subject"],
+        roles: &["asserter"],
     },
     Member {
         resource_type: "Encounter",
         params: &["patient", "subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "MedicationRequest",
         params: &["subject", "patient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "MedicationStatement",
         params: &["subject", "patient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "AllergyIntolerance",
         params: &["patient", "recorder", "asserter"],
-        elements: &["patient", "recorder", "asserter"],
+        owners: &["patient"],
+        roles: &["recorder", "asserter"],
     },
     Member {
         resource_type: "Procedure",
         params: &["patient", "subject", "performer"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["performer.actor"],
     },
     Member {
         resource_type: "Immunization",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "DiagnosticReport",
         params: &["subject", "patient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "DocumentReference",
         params: &["subject", "patient", "author"],
-        elements: &["subject", "author"],
+        owners: &["subject"],
+        roles: &["author"],
     },
     Member {
         resource_type: "CarePlan",
         params: &["patient", "subject", "performer"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "Goal",
         params: &["patient", "subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "ServiceRequest",
         params: &["subject", "patient", "performer"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["performer"],
     },
     Member {
         resource_type: "Claim",
         params: &["patient", "payee"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &["payee.party"],
     },
     Member {
         resource_type: "Coverage",
         params: &["policy-holder", "subscriber", "beneficiary", "payor"],
-        elements: &["beneficiary", "subscriber", "policyHolder"],
+        owners: &["beneficiary"],
+        roles: &["subscriber", "policyHolder", "payor"],
     },
     Member {
         resource_type: "ExplanationOfBenefit",
         params: &["patient", "payee"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &["payee.party"],
     },
     Member {
         resource_type: "QuestionnaireResponse",
         params: &["subject", "author"],
-        elements: &["subject", "author"],
+        owners: &["subject"],
+        roles: &["author"],
     },
     Member {
         resource_type: "Appointment",
         params: &["actor", "patient"],
-        elements: &["participant.actor"],
+        owners: &[],
+        roles: &["participant.actor"],
     },
     Member {
         resource_type: "Specimen",
         params: &["subject", "patient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "Device",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "FamilyMemberHistory",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "MedicationAdministration",
         params: &["patient", "subject", "performer"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["performer.actor"],
     },
     Member {
         resource_type: "MedicationDispense",
         params: &["subject", "patient", "receiver"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["receiver"],
     },
     Member {
         resource_type: "CareTeam",
         params: &["patient", "subject", "participant"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["participant.member"],
     },
     Member {
         resource_type: "EpisodeOfCare",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "Composition",
         params: &["subject", "author", "attester"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["author", "attester.party"],
     },
     Member {
         resource_type: "ImagingStudy",
         params: &["patient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "Media",
         params: &["subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "Flag",
         params: &["patient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "List",
         params: &["subject", "source"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["source"],
     },
     Member {
         resource_type: "Consent",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "RiskAssessment",
         params: &["subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "NutritionOrder",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "DeviceRequest",
         params: &["subject", "performer"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["performer"],
     },
     Member {
         resource_type: "Communication",
         params: &["subject", "sender", "recipient"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["sender", "recipient"],
     },
     Member {
         resource_type: "CommunicationRequest",
         params: &["subject", "sender", "recipient", "requester"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &["sender", "recipient", "requester"],
     },
     Member {
         resource_type: "ClinicalImpression",
         params: &["subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "AdverseEvent",
         params: &["subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
     Member {
         resource_type: "DetectedIssue",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "RelatedPerson",
         params: &["patient"],
-        elements: &["patient"],
+        owners: &["patient"],
+        roles: &[],
     },
     Member {
         resource_type: "Account",
         params: &["subject"],
-        elements: &["subject"],
+        owners: &["subject"],
+        roles: &[],
     },
 ];
 
@@ -315,38 +360,65 @@ pub fn names_only(resource_type: &str, params: &[Param], patient: &str) -> Optio
     Some(named)
 }
 
-/// Whether a resource (parsed JSON) belongs to `patient`'s compartment, as `expected_type`
-/// (`None`: any member type, as in a Bundle).
-pub fn resource_belongs(resource: &Value, expected_type: Option<&str>, patient: &str) -> bool {
+/// Whether a resource (parsed JSON) is `patient`'s data — the one membership definition used
+/// for reads, written bodies and every answer. Patient: its own id. A member type: every
+/// reference in an owner element (`subject`, `patient`, `beneficiary`, ...) names the patient,
+/// and the patient appears at least once (as owner or in a role). So a resource about another
+/// patient never belongs, even when the launch patient is its performer or author, and the
+/// patient's own record still belongs when it mentions someone else in a role. Shared data
+/// (Practitioner, Medication, ...) belongs to no one and is `Shared`; anything else is
+/// `Foreign`.
+pub fn membership(resource: &Value, patient: &str) -> Belonging {
     let Some(resource_type) = resource.get("resourceType").and_then(Value::as_str) else {
-        return false;
+        return Belonging::Foreign;
     };
-    if expected_type.is_some_and(|t| t != resource_type) {
-        return false;
-    }
     if resource_type == "Patient" {
-        return resource.get("id").and_then(Value::as_str) == Some(patient);
+        return if resource.get("id").and_then(Value::as_str) == Some(patient) {
+            Belonging::Own
+        } else {
+            Belonging::Foreign
+        };
     }
     let Some(member) = member(resource_type) else {
-        // Shared data (a Practitioner in a searchset) passes; anything phigate cannot place does not.
-        return expected_type.is_none() && is_shared_data(resource_type);
+        return if is_shared_data(resource_type) {
+            Belonging::Shared
+        } else {
+            Belonging::Foreign
+        };
     };
     let own = format!("Patient/{patient}");
-    let references = member
-        .elements
+    let mut appears = false;
+    for reference in member
+        .owners
         .iter()
-        .flat_map(|path| references_at(resource, path));
-    let mut any_own = false;
-    for reference in references {
-        if reference.starts_with("Patient/") {
-            if reference != own {
-                // A member resource that points at another patient is not (only) ours.
-                return false;
-            }
-            any_own = true;
+        .flat_map(|path| references_at(resource, path))
+    {
+        if reference != own {
+            return Belonging::Foreign;
         }
+        appears = true;
     }
-    any_own
+    appears |= member
+        .roles
+        .iter()
+        .flat_map(|path| references_at(resource, path))
+        .any(|reference| reference == own);
+    if appears {
+        Belonging::Own
+    } else {
+        Belonging::Foreign
+    }
+}
+
+/// Whose data a resource is, from one patient's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Belonging {
+    /// The patient's own record.
+    Own,
+    /// Data about no patient (directories, terminology, knowledge).
+    Shared,
+    /// Another patient's data, or data phigate cannot place.
+    Foreign,
 }
 
 /// The `reference` strings found at a dotted element path (arrays are walked).
@@ -421,43 +493,57 @@ mod tests {
         check("Consent", "patient=456", false);
     }
 
+    #[track_caller]
+    fn belongs(resource: Value, expected: Belonging) {
+        assert_eq!(membership(&resource, "123"), expected, "{resource}");
+    }
+
     #[test]
     fn resource_membership() {
-        let own = json!({"resourceType": "Observation", "subject": {"reference": "Patient/123"}});
-        let other = json!({"resourceType": "Observation", "subject": {"reference": "Patient/456"}});
-        let mixed = json!({"resourceType": "Observation", "subject": {"reference": "Patient/123"}, "performer": [{"reference": "Patient/456"}]});
-        let orphan = json!({"resourceType": "Observation", "status": "final"});
-        let appointment = json!({"resourceType": "Appointment", "participant": [{"actor": {"reference": "Practitioner/1"}}, {"actor": {"reference": "Patient/123"}}]});
-        assert!(resource_belongs(&own, Some("Observation"), "123"));
-        assert!(!resource_belongs(&own, Some("Condition"), "123"));
-        assert!(!resource_belongs(&other, Some("Observation"), "123"));
-        assert!(!resource_belongs(&mixed, None, "123"));
-        assert!(!resource_belongs(&orphan, None, "123"));
-        assert!(resource_belongs(&appointment, None, "123"));
-        assert!(resource_belongs(
-            &json!({"resourceType": "Patient", "id": "123"}),
-            Some("Patient"),
-            "123"
-        ));
-        assert!(!resource_belongs(
-            &json!({"resourceType": "Patient", "id": "456"}),
-            None,
-            "123"
-        ));
-        assert!(resource_belongs(
-            &json!({"resourceType": "Practitioner", "id": "p"}),
-            None,
-            "123"
-        ));
-        assert!(!resource_belongs(
-            &json!({"resourceType": "Practitioner"}),
-            Some("Observation"),
-            "123"
-        ));
-        assert!(!resource_belongs(
-            &json!({"resourceType": "Provenance", "id": "p"}),
-            None,
-            "123"
-        ));
+        use Belonging::{Foreign, Own, Shared};
+        let reference = |r: &str| json!({ "reference": r });
+        belongs(
+            json!({"resourceType": "Observation", "subject": reference("Patient/123")}),
+            Own,
+        );
+        belongs(
+            json!({"resourceType": "Observation", "subject": reference("Patient/456")}),
+            Foreign,
+        );
+        // The patient's own record, mentioning another patient in a role.
+        belongs(
+            json!({"resourceType": "Observation", "subject": reference("Patient/123"), "performer": [reference("Patient/456")]}),
+            Own,
+        );
+        // Another patient's record, with this patient in a role: about 456, not 123's.
+        belongs(
+            json!({"resourceType": "Observation", "subject": reference("Patient/456"), "performer": [reference("Patient/123")]}),
+            Foreign,
+        );
+        belongs(
+            json!({"resourceType": "Observation", "status": "final"}),
+            Foreign,
+        );
+        belongs(
+            json!({"resourceType": "Observation", "subject": reference("https://other.example/fhir/Patient/123")}),
+            Foreign,
+        );
+        belongs(
+            json!({"resourceType": "Appointment", "participant": [{"actor": reference("Practitioner/1")}, {"actor": reference("Patient/123")}]}),
+            Own,
+        );
+        belongs(
+            json!({"resourceType": "Coverage", "beneficiary": reference("Patient/123"), "subscriber": reference("Patient/456")}),
+            Own,
+        );
+        belongs(
+            json!({"resourceType": "Coverage", "beneficiary": reference("Patient/456"), "subscriber": reference("Patient/123")}),
+            Foreign,
+        );
+        belongs(json!({"resourceType": "Patient", "id": "123"}), Own);
+        belongs(json!({"resourceType": "Patient", "id": "456"}), Foreign);
+        belongs(json!({"resourceType": "Practitioner", "id": "p"}), Shared);
+        belongs(json!({"resourceType": "Provenance", "id": "p"}), Foreign);
+        belongs(json!({"id": "p"}), Foreign);
     }
 }

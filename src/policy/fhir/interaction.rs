@@ -67,12 +67,14 @@ impl Interaction {
     /// (decided entry by entry) and operations (decided by name).
     pub fn letter(&self) -> Option<char> {
         match self {
-            Self::Read
-            | Self::Vread
-            | Self::HistoryInstance
+            // SMART 2.x: read covers read, vread and instance history; search covers search
+            // and type or system history.
+            Self::Read | Self::Vread | Self::HistoryInstance => Some('r'),
+            Self::SearchType
+            | Self::SearchSystem
+            | Self::SearchCompartment { .. }
             | Self::HistoryType
-            | Self::HistorySystem => Some('r'),
-            Self::SearchType | Self::SearchSystem | Self::SearchCompartment { .. } => Some('s'),
+            | Self::HistorySystem => Some('s'),
             Self::Create => Some('c'),
             Self::Update | Self::Patch => Some('u'),
             Self::Delete => Some('d'),
@@ -85,6 +87,20 @@ impl Interaction {
         matches!(
             self,
             Self::SearchType | Self::SearchSystem | Self::SearchCompartment { .. }
+        )
+    }
+
+    /// Whether the request names one resource, so its answer is that resource (or its history).
+    pub fn names_one_resource(&self) -> bool {
+        matches!(
+            self,
+            Self::Read
+                | Self::Vread
+                | Self::HistoryInstance
+                | Self::Create
+                | Self::Update
+                | Self::Patch
+                | Self::Delete
         )
     }
 }

@@ -6,9 +6,11 @@
 //! beyond the grant are refused unless the rule allows them, granular scopes must be honoured by
 //! the request itself, and Bundles are authorised entry by entry. Pure functions: no I/O.
 
+mod answer;
 mod bundle;
 mod compartment;
 mod interaction;
+mod membership;
 mod scope;
 mod search;
 
@@ -17,9 +19,11 @@ use std::fmt;
 use http::Method;
 use serde_json::Value;
 
-pub use self::bundle::authorize_bundle;
+pub use self::answer::{AnswerShape, Checked, ResponseCheck};
+pub use self::bundle::{BundlePermit, authorize_bundle};
 use self::interaction::{Classified, NotFhir};
 pub use self::interaction::{Interaction, Level};
+use self::membership::Membership;
 pub use self::scope::{Context, SmartScope};
 use self::search::{Param, ParamFault};
 use crate::strict_json::{self, StrictJsonError};
@@ -48,31 +52,12 @@ pub struct FhirRequest<'a> {
     pub form_body: Option<&'a str>,
 }
 
-/// What the forwarder must check in the upstream's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ResponseCheck {
-    /// Every resource returned must be in this patient's compartment.
-    PatientCompartment {
-        /// The launch patient.
-        patient: String,
-        /// The type a single resource must have (`None` inside Bundles).
-        resource_type: Option<String>,
-    },
-}
-
-impl ResponseCheck {
-    /// Whether the request named one resource by id (read, vread, instance history).
-    pub fn is_by_id(&self) -> bool {
-        match self {
-            Self::PatientCompartment { resource_type, .. } => resource_type.is_some(),
-        }
-    }
-}
-
-/// A write in patient context: the body must belong to the patient.
+/// A write under a `patient/` or granular scope: the written resource must have the type the
+/// URL names and be admitted by the scopes that grant the write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BodyCheck {
     resource_type: String,
+    membership: Membership,
 }
 
 impl BodyCheck {
@@ -119,8 +104,6 @@ pub enum FhirDenial {
     SearchParamNotAllowed,
     /// A parameter name the server could read differently (controls, case variants).
     SearchParamNotCanonical,
-    /// Only a granular scope applies, and the request does not carry its restriction.
-    GranularScopeNotSatisfied,
     /// `_method` (or an override header): refused, not followed.
     MethodOverride,
     /// A body that is not JSON, or has duplicate member names.
@@ -151,7 +134,6 @@ impl FhirDenial {
             Self::CompartmentViolation => "compartment_violation",
             Self::SearchParamNotAllowed => "search_param_not_allowed",
             Self::SearchParamNotCanonical => "search_param_not_canonical",
-            Self::GranularScopeNotSatisfied => "granular_scope_not_satisfied",
             Self::MethodOverride => "method_override",
             Self::BodyUnparseable => "body_unparseable",
             Self::ResponseTooLarge => "response_too_large",
@@ -243,13 +225,39 @@ pub fn authorize(
             ParamFault::NotCanonical => FhirDenial::SearchParamNotCanonical,
         })?;
     }
-    if scope.is_granular() && !granular_satisfied(scope, &interaction, &params) {
-        return Err(FhirDenial::GranularScopeNotSatisfied);
-    }
-    let mut granted = permit(interaction, resource_type, Some(scope.clone()));
-    if patient_context {
+    let patient = if patient_context {
         let patient = patient.ok_or(FhirDenial::PatientContextMissing)?;
-        confine(&mut granted, id.as_deref(), &params, patient)?;
+        let resource_type = resource_type.as_deref().unwrap_or_default();
+        confine(&interaction, resource_type, id.as_deref(), &params, patient)?;
+        Some(patient)
+    } else {
+        None
+    };
+    let mut granted = permit(interaction, resource_type, Some(scope.clone()));
+    // What the answer may hold is checked wherever the grant is narrower than "every resource
+    // of the type": a launch patient, a granular scope, or includes that return other types.
+    let includes = params
+        .iter()
+        .any(|p| matches!(p.base(), "_include" | "_revinclude"));
+    if patient.is_some() || scope.is_granular() || includes {
+        let shape = if granted.interaction.names_one_resource() {
+            AnswerShape::ById
+        } else {
+            AnswerShape::Collection
+        };
+        let membership = Membership::new(grants, &settings.contexts, "rs", patient);
+        granted.response_check = Some(ResponseCheck::new(membership, shape));
+    }
+    if (patient.is_some() || scope.is_granular())
+        && matches!(
+            granted.interaction,
+            Interaction::Create | Interaction::Update
+        )
+    {
+        granted.body_check = Some(BodyCheck {
+            resource_type: granted.resource_type.clone().unwrap_or_default(),
+            membership: Membership::new(grants, &settings.contexts, &letter.to_string(), patient),
+        });
     }
     Ok(granted)
 }
@@ -324,66 +332,43 @@ fn choose_scope<'a>(
         })
 }
 
-/// SMART 2.x granular scopes: the search must carry exactly the granted restriction — one
-/// parameter, one value, no modifier — so the upstream cannot return more than was granted.
-/// Reads by id cannot be proven from the request and are refused.
-fn granular_satisfied(scope: &SmartScope, interaction: &Interaction, params: &[Param]) -> bool {
-    interaction.is_search()
-        && scope.restrictions.iter().all(|(name, value)| {
-            let same_base: Vec<&Param> = params.iter().filter(|p| p.base() == name).collect();
-            matches!(same_base.as_slice(), [only] if only.name == *name && only.value == *value)
-        })
-}
-
-/// Confines a `patient/`-scoped request to the launch patient.
+/// Confines the shape of a `patient/`-scoped request to the launch patient; what comes back is
+/// checked separately, against the same membership.
 fn confine(
-    permit: &mut FhirPermit,
+    interaction: &Interaction,
+    resource_type: &str,
     id: Option<&str>,
     params: &[Param],
     patient: &str,
 ) -> Result<(), FhirDenial> {
-    let resource_type = permit.resource_type.clone().unwrap_or_default();
     let own_id = id == Some(patient);
-    let patient_data = compartment::is_patient_data(&resource_type);
+    let patient_data = compartment::is_patient_data(resource_type);
     // A type phigate cannot place in or out of the compartment is refused, not assumed shared.
-    if !resource_type.is_empty() && !patient_data && !compartment::is_shared_data(&resource_type) {
+    if !resource_type.is_empty() && !patient_data && !compartment::is_shared_data(resource_type) {
         return Err(FhirDenial::CompartmentViolation);
     }
-    let ok = match &permit.interaction {
+    let ok = match interaction {
         // The path names the patient; parameters naming another one contradict it.
         Interaction::SearchCompartment { patient: target } => {
-            target == patient && compartment::names_only(&resource_type, params, patient).is_some()
+            target == patient && compartment::names_only(resource_type, params, patient).is_some()
         }
-        Interaction::SearchType => compartment::search_is_confined(&resource_type, params, patient),
-        Interaction::SearchSystem | Interaction::HistorySystem | Interaction::HistoryType => {
-            !patient_data && !resource_type.is_empty()
-        }
+        Interaction::SearchType => compartment::search_is_confined(resource_type, params, patient),
+        // Type history cannot be narrowed by parameters; its answer is filtered entry by entry.
+        Interaction::HistoryType => true,
+        Interaction::SearchSystem | Interaction::HistorySystem => false,
         Interaction::Read | Interaction::Vread | Interaction::HistoryInstance
             if resource_type == "Patient" =>
         {
             own_id
         }
-        Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => {
-            if patient_data {
-                permit.response_check = Some(ResponseCheck::PatientCompartment {
-                    patient: patient.to_owned(),
-                    resource_type: Some(resource_type),
-                });
-            }
-            true
-        }
-        Interaction::Update if resource_type == "Patient" => {
-            permit.body_check = Some(BodyCheck { resource_type });
-            own_id
-        }
-        Interaction::Create | Interaction::Update if patient_data && resource_type != "Patient" => {
-            permit.body_check = Some(BodyCheck { resource_type });
-            true
-        }
-        // Creating a Patient, and patching or deleting patient data whose owner the request
-        // does not show, cannot be confined: refused.
-        Interaction::Create | Interaction::Patch | Interaction::Delete => !patient_data,
+        Interaction::Update if resource_type == "Patient" => own_id,
+        // Reads by id are checked on the answer; writes on the body.
+        Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => true,
+        Interaction::Create => resource_type != "Patient",
         Interaction::Update => true,
+        // Patching or deleting patient data whose owner the request does not show cannot be
+        // confined: refused.
+        Interaction::Patch | Interaction::Delete => !patient_data,
         Interaction::Operation { .. } => resource_type == "Patient" && own_id,
         Interaction::Capabilities | Interaction::Batch => true,
     };
@@ -394,23 +379,17 @@ fn confine(
     }
 }
 
-/// Checks a resource written in patient context belongs to `patient` (and has no duplicate
-/// members that the upstream might read differently).
-pub fn authorize_write_body(
-    body: &[u8],
-    patient: &str,
-    resource_type: &str,
-) -> Result<(), FhirDenial> {
+/// Checks a written resource: the type the URL names, no duplicate members that the upstream
+/// might read differently, and admitted by the scopes that grant the write.
+pub fn authorize_write_body(body: &[u8], check: &BodyCheck) -> Result<(), FhirDenial> {
     let resource = parse_body(body)?;
-    resource_may_be_written(&resource, patient, resource_type)
+    resource_may_be_written(&resource, check)
 }
 
-fn resource_may_be_written(
-    resource: &Value,
-    patient: &str,
-    resource_type: &str,
-) -> Result<(), FhirDenial> {
-    if compartment::resource_belongs(resource, Some(resource_type), patient) {
+fn resource_may_be_written(resource: &Value, check: &BodyCheck) -> Result<(), FhirDenial> {
+    let same_type =
+        resource.get("resourceType").and_then(Value::as_str) == Some(check.resource_type.as_str());
+    if same_type && check.membership.admits(resource) {
         Ok(())
     } else {
         Err(FhirDenial::CompartmentViolation)
@@ -423,38 +402,11 @@ fn parse_body(body: &[u8]) -> Result<Value, FhirDenial> {
     })
 }
 
-/// Checks an upstream response before release: an OperationOutcome passes (it is the
-/// upstream's error), a resource must be in the compartment, and so must every resource in a
-/// Bundle. Anything unparseable is refused, never passed through.
-pub fn check_response(body: &[u8], check: &ResponseCheck) -> Result<(), FhirDenial> {
-    let ResponseCheck::PatientCompartment {
-        patient,
-        resource_type,
-    } = check;
+/// Checks an upstream answer before release (see `answer`). Anything unparseable is refused,
+/// never passed through.
+pub fn check_response(body: &[u8], check: &ResponseCheck) -> Result<Checked, FhirDenial> {
     let document = parse_body(body).map_err(|_| FhirDenial::ResponseUnparseable)?;
-    let in_compartment = |resource: &Value, expected: Option<&str>| {
-        resource.get("resourceType").and_then(Value::as_str) == Some("OperationOutcome")
-            || compartment::resource_belongs(resource, expected, patient)
-    };
-    let ok = match document.get("resourceType").and_then(Value::as_str) {
-        Some("Bundle") => document
-            .get("entry")
-            .and_then(Value::as_array)
-            .is_none_or(|entries| {
-                entries.iter().all(|entry| {
-                    entry
-                        .get("resource")
-                        .is_none_or(|r| in_compartment(r, None))
-                })
-            }),
-        _ => in_compartment(&document, resource_type.as_deref()),
-    };
-    match (ok, resource_type) {
-        (true, _) => Ok(()),
-        // Read by id: "not yours" must read exactly like "not there".
-        (false, Some(_)) => Err(FhirDenial::ResourceNotInCompartment),
-        (false, None) => Err(FhirDenial::ResponseNotInCompartment),
-    }
+    answer::check(&document, check)
 }
 
 #[cfg(test)]

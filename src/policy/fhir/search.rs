@@ -1,7 +1,8 @@
 //! FHIR search parameters: parsing (URL query and, for POST `_search`, the form body — the
 //! server combines both, FHIR R4 search.html §3.1.1), and the controls that can reach outside
-//! what was granted: `_include`/`_revinclude`, `_has`, chaining, `_type`, `_filter`, `_query`,
-//! `_list`, `_contained`, and oversized `_count`. They are refused unless the rule allows them.
+//! what was granted: `_has`, chaining, `_type`, `_filter`, `_query`, `_list`, `_contained`,
+//! and oversized `_count` are refused unless the rule allows them. `_include`/`_revinclude`
+//! need no opt-in: every resource they bring back is checked on the answer.
 
 use percent_encoding::percent_decode_str;
 
@@ -96,9 +97,17 @@ pub fn check_controls(
         if base == "_method" {
             return Err(ParamFault::MethodOverride);
         }
+        // `Patient:link` follows links to other patients: never in patient context.
+        let links_patients =
+            (base == "_include" || base == "_revinclude") && param.value.contains("Patient:link");
+        if patient_context && links_patients {
+            return Err(ParamFault::NotAllowed);
+        }
         let control = match base {
-            "_include" | "_revinclude" | "_has" | "_filter" | "_query" | "_list" | "_contained"
-            | "_containedType" => base,
+            // Includes return other resources, and every one of them is checked on the answer
+            // against the token's scopes: allowed without an opt-in.
+            "_include" | "_revinclude" => continue,
+            "_has" | "_filter" | "_query" | "_list" | "_contained" | "_containedType" => base,
             "_type" if system_level => "_type",
             // A chained parameter (`subject.name`, `subject:Patient.name`) searches other resources.
             _ if param.name.contains('.') => "chain",
@@ -114,10 +123,7 @@ pub fn check_controls(
             }
             _ => continue,
         };
-        // `Patient:link` follows links to other patients: never in patient context.
-        let links_patients =
-            (base == "_include" || base == "_revinclude") && param.value.contains("Patient:link");
-        if !permits(control) || (patient_context && links_patients) {
+        if !permits(control) {
             return Err(ParamFault::NotAllowed);
         }
     }
@@ -164,12 +170,7 @@ mod tests {
             false,
             Ok(()),
         );
-        check(
-            "_include=Observation:performer",
-            &[],
-            false,
-            Err(ParamFault::NotAllowed),
-        );
+        check("_include=Observation:performer", &[], false, Ok(()));
         check(
             "_include=Observation:performer",
             &["_include"],
@@ -182,7 +183,8 @@ mod tests {
             false,
             Err(ParamFault::NotAllowed),
         );
-        check("_revinclude=*", &[], false, Err(ParamFault::NotAllowed));
+        check("_revinclude=*", &[], false, Ok(()));
+        check("_include:iterate=Observation:subject", &[], false, Ok(()));
         check(
             "_has:Observation:patient:code=1",
             &[],

@@ -130,8 +130,14 @@ fn response_check_for_reads_by_id() {
         json!({"resourceType": "Observation", "subject": {"reference": "Patient/456"}}).to_string();
     let bundle = json!({"resourceType": "Bundle", "entry": [{"resource": {"resourceType": "Observation", "subject": {"reference": "Patient/456"}}}]}).to_string();
     let outcome = json!({"resourceType": "OperationOutcome", "issue": []}).to_string();
-    assert_eq!(check_response(own.as_bytes(), &check), Ok(()));
-    assert_eq!(check_response(outcome.as_bytes(), &check), Ok(()));
+    assert_eq!(
+        check_response(own.as_bytes(), &check),
+        Ok(Checked::Unchanged)
+    );
+    assert_eq!(
+        check_response(outcome.as_bytes(), &check),
+        Ok(Checked::Unchanged)
+    );
     assert_eq!(
         check_response(other.as_bytes(), &check),
         Err(FhirDenial::ResourceNotInCompartment)
@@ -205,7 +211,7 @@ fn rule_settings_limit_contexts_types_and_controls() {
     let request = FhirRequest {
         method: &method,
         path: "/Observation",
-        query: Some("_include=Observation:subject"),
+        query: Some("_has:Observation:patient:code=1"),
         form_body: None,
     };
     let narrow = Settings {
@@ -236,10 +242,17 @@ fn rule_settings_limit_contexts_types_and_controls() {
         "search_param_not_allowed"
     );
     let open = Settings {
-        allowed_search_params: vec!["_include".into()],
+        allowed_search_params: vec!["_has".into()],
         ..typed
     };
     assert!(authorize(&request, &scopes("system/*.rs"), None, &open).is_ok());
+    // Includes need no opt-in: what they bring back is checked on the answer.
+    let include = FhirRequest {
+        query: Some("_include=Observation:subject"),
+        ..request
+    };
+    let permit = authorize(&include, &scopes("system/Observation.rs"), None, &open).unwrap();
+    assert!(permit.response_check.is_some());
 }
 
 #[test]
@@ -275,22 +288,37 @@ fn writes_in_patient_context_check_the_body() {
         json!({"resourceType": "Observation", "subject": {"reference": "Patient/123"}}).to_string();
     let other =
         json!({"resourceType": "Observation", "subject": {"reference": "Patient/456"}}).to_string();
+    let scopes = scopes("launch/patient patient/Observation.cu patient/Condition.c");
+    let body_check = |method: &str, path: &str| {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let request = FhirRequest {
+            method: &method,
+            path,
+            query: None,
+            form_body: None,
+        };
+        authorize(&request, &scopes, Some("123"), &settings())
+            .unwrap()
+            .body_check
+            .unwrap()
+    };
+    let create = body_check("POST", "/Observation");
+    assert_eq!(authorize_write_body(own.as_bytes(), &create), Ok(()));
     assert_eq!(
-        authorize_write_body(own.as_bytes(), "123", "Observation"),
-        Ok(())
-    );
-    assert_eq!(
-        authorize_write_body(other.as_bytes(), "123", "Observation"),
+        authorize_write_body(other.as_bytes(), &create),
         Err(FhirDenial::CompartmentViolation)
     );
     assert_eq!(
-        authorize_write_body(own.as_bytes(), "123", "Condition"),
+        authorize_write_body(own.as_bytes(), &body_check("POST", "/Condition")),
         Err(FhirDenial::CompartmentViolation)
     );
     assert_eq!(
-        authorize_write_body(b"{", "123", "Observation"),
+        authorize_write_body(b"{", &create),
         Err(FhirDenial::BodyUnparseable)
     );
+    // The write view counts only the scopes that grant the write letter.
+    let update = body_check("PUT", "/Observation/o-1");
+    assert_eq!(authorize_write_body(own.as_bytes(), &update), Ok(()));
 }
 
 #[track_caller]
@@ -302,7 +330,10 @@ fn check_bundle(entries: serde_json::Value, expected: &str) {
         Some("123"),
         &settings(),
     )
-    .map_or_else(|d| d.to_string(), |permits| format!("ok {}", permits.len()));
+    .map_or_else(
+        |d| d.to_string(),
+        |permit| format!("ok {}", permit.entries.len()),
+    );
     assert_eq!(actual, expected);
 }
 

@@ -118,6 +118,26 @@ impl TestClient {
         })
     }
 
+    /// POSTs a FHIR JSON document with a bearer token.
+    pub async fn post_fhir(
+        &self,
+        path: &str,
+        token: &str,
+        document: &serde_json::Value,
+    ) -> TestResponse {
+        let bearer = format!("Bearer {token}");
+        self.send(
+            Method::POST,
+            path,
+            &[
+                ("authorization", &bearer),
+                ("content-type", "application/fhir+json"),
+            ],
+            Bytes::from(document.to_string()),
+        )
+        .await
+    }
+
     pub async fn send(
         &self,
         method: Method,
