@@ -18,13 +18,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use super::links::Links;
 use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::pipeline::{Connection, Facts};
-use crate::policy::fhir::{self, Checked, FhirDenial, ResponseCheck};
+use crate::policy::fhir::{self, Checked, FhirDenial};
 use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
+use crate::strict_json;
 use crate::telemetry::Metrics;
 use crate::tls::{TlsError, https_client_config};
 use crate::token::Scheme;
@@ -78,11 +80,14 @@ const STRIPPED_RESPONSE_HEADERS: [&str; 11] = [
 pub struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     upstream: Upstream,
+    public_base_url: Option<String>,
 }
 
 impl Forwarder {
     /// A forwarder for `upstream`; `https` upstreams are verified against `ca_file` or web PKI.
-    pub fn new(upstream: Upstream) -> Result<Self, TlsError> {
+    /// Links in answers move from the upstream's base to `public_base_url` (or, when none is
+    /// set, to the origin each request used).
+    pub fn new(upstream: Upstream, public_base_url: Option<String>) -> Result<Self, TlsError> {
         let tls = https_client_config(upstream.ca_file.as_deref())?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -95,7 +100,11 @@ impl Forwarder {
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Ok(Self { client, upstream })
+        Ok(Self {
+            client,
+            upstream,
+            public_base_url,
+        })
     }
 
     /// Forwards one permitted request and returns the upstream's response, or why not.
@@ -109,6 +118,7 @@ impl Forwarder {
         metrics: &Metrics,
     ) -> Result<Response<ProxyBody>, Denial> {
         let uri = self.upstream_uri(permit)?;
+        let links = self.links(&parts, conn);
         let mut request = Request::new(body.into_proxy_body()?);
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
@@ -139,40 +149,60 @@ impl Forwarder {
         metrics.record_upstream("ok", elapsed);
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
+        links.rewrite_headers(&mut head.headers);
         if let Some(check) = permit.response_check() {
             // "Not there" answers exactly like "not yours" (the check's refusal below), so a
             // patient-confined token cannot probe for other patients' resources.
             if check.is_by_id() && matches!(head.status, StatusCode::NOT_FOUND | StatusCode::GONE) {
                 return Err(Denial::ResourceNotFound);
             }
-            let checked = check_response(body, check).await;
-            let bytes = match (checked, permit.would_deny()) {
-                (Ok(bytes), _) => bytes,
-                (Err((refusal, Some(bytes))), Some(_)) => {
-                    tracing::warn!(
-                        denial.reason = refusal.reason(),
-                        decision = "would_deny",
-                        "report-only response check"
-                    );
-                    bytes
-                }
-                (Err((refusal, _)), _) => return Err(Denial::Refused(refusal)),
-            };
-            // The body may have been filtered: its length is the new body's, set by hyper.
-            head.headers.remove(header::CONTENT_LENGTH);
+        }
+        let inspected = permit.response_check().is_some()
+            || (permit.fhir().is_some() && is_json(&head.headers));
+        if !inspected {
+            // An upstream reset mid-body surfaces as a body error, which aborts the downstream
+            // response instead of completing it: a truncated Bundle never looks whole (R-U03).
             return Ok(Response::from_parts(
                 head,
-                Full::new(bytes)
-                    .map_err(|never| match never {})
-                    .boxed_unsync(),
+                body.map_err(BoxError::from).boxed_unsync(),
             ));
         }
-        // An upstream reset mid-body surfaces as a body error, which aborts the downstream
-        // response instead of completing it: a truncated Bundle never looks whole (R-U03).
+        let bytes = inspect_answer(body, permit, &links).await?;
+        // The body may have been filtered or rewritten: hyper sets the new length.
+        head.headers.remove(header::CONTENT_LENGTH);
         Ok(Response::from_parts(
             head,
-            body.map_err(BoxError::from).boxed_unsync(),
+            Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
         ))
+    }
+
+    /// Links from the upstream's base to the public one: `listen.public_base_url`, or the
+    /// origin the client used (HTTP/2 `:authority`, else `Host`).
+    fn links(&self, parts: &request::Parts, conn: &Connection) -> Links {
+        let upstream_base = format!(
+            "{}://{}{}",
+            self.upstream.scheme, self.upstream.authority, self.upstream.base_path
+        );
+        let public_base = self.public_base_url.clone().unwrap_or_else(|| {
+            let authority = parts
+                .uri
+                .authority()
+                .map(ToString::to_string)
+                .or_else(|| {
+                    parts
+                        .headers
+                        .get(header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|h| h.parse::<http::uri::Authority>().ok())
+                        .map(|a| a.to_string())
+                })
+                .unwrap_or_else(|| "localhost".to_owned());
+            let scheme = if conn.tls { "https" } else { "http" };
+            format!("{scheme}://{authority}")
+        });
+        Links::new(&upstream_base, &public_base)
     }
 
     fn upstream_uri(&self, permit: &Permit) -> Result<Uri, Denial> {
@@ -278,24 +308,62 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[&str]) {
     }
 }
 
-/// Reads the upstream's answer (bounded) and checks it against the patient compartment before
-/// any byte reaches the client: too large or unparseable is refused, never passed through.
-async fn check_response(
-    body: Incoming,
-    check: &ResponseCheck,
-) -> Result<Bytes, (Refusal, Option<Bytes>)> {
+/// Reads a FHIR answer (bounded) before any byte reaches the client, checks it against the
+/// permit's response check, and moves its links behind the gateway. An answer that must be
+/// checked but is too large or not JSON is refused, never passed through; one that needs only
+/// its links rewritten and is not JSON passes as it came.
+async fn inspect_answer(body: Incoming, permit: &Permit, links: &Links) -> Result<Bytes, Denial> {
+    let refused = |denial: FhirDenial| Denial::Refused(Refusal::from(denial));
     let bytes = Limited::new(body, MAX_CHECKED_RESPONSE_BYTES)
         .collect()
         .await
-        .map_err(|_| (Refusal::from(FhirDenial::ResponseTooLarge), None))?
+        .map_err(|_| refused(FhirDenial::ResponseTooLarge))?
         .to_bytes();
     // No body (204, a minimal write, HEAD) holds no resource.
     if bytes.is_empty() {
         return Ok(bytes);
     }
-    match fhir::check_response(&bytes, check) {
-        Ok(Checked::Unchanged) => Ok(bytes),
-        Ok(Checked::Filtered(document)) => Ok(Bytes::from(document.to_string())),
-        Err(denial) => Err((Refusal::from(denial), Some(bytes))),
+    let check = permit.response_check();
+    let mut document = match strict_json::parse(&bytes) {
+        Ok(document) => document,
+        Err(_) if check.is_none() => return Ok(bytes),
+        Err(_) => return Err(refused(FhirDenial::ResponseUnparseable)),
+    };
+    let mut changed = false;
+    if let Some(check) = check {
+        match (fhir::check_answer(&document, check), permit.would_deny()) {
+            (Ok(Checked::Unchanged), _) => {}
+            (Ok(Checked::Filtered(filtered)), _) => {
+                document = filtered;
+                changed = true;
+            }
+            (Err(denial), Some(_)) => {
+                tracing::warn!(
+                    denial.reason = denial.reason(),
+                    decision = "would_deny",
+                    "report-only response check"
+                );
+            }
+            (Err(denial), None) => return Err(refused(denial)),
+        }
     }
+    changed |= links.rewrite_document(&mut document);
+    Ok(if changed {
+        Bytes::from(document.to_string())
+    } else {
+        bytes
+    })
+}
+
+/// Whether a response declares a JSON body (`application/fhir+json`, `application/json`).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/fhir+json")
+                || essence.eq_ignore_ascii_case("application/json")
+        })
 }

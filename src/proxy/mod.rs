@@ -3,6 +3,7 @@
 //! `cli` start a gateway only through [`Gateway::start`].
 
 pub mod forward;
+mod links;
 mod reload;
 pub(crate) use self::reload::watch_folder;
 mod server;
@@ -80,7 +81,10 @@ impl Gateway {
             &config.tokens,
             Arc::clone(&metrics),
         )?);
-        let forwarder = forward::Forwarder::new(config.upstream.clone())?;
+        let forwarder = forward::Forwarder::new(
+            config.upstream.clone(),
+            config.listen.public_base_url.clone(),
+        )?;
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
                 .await

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Options, assert_no_leak};
+use crate::support::{Harness, Options, PUBLIC_BASE, assert_no_leak};
 
 const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
@@ -226,4 +226,67 @@ async fn a_batch_reading_another_patients_resource_is_withheld_whole() {
         &response,
         &[&token, "o-456-lab", "Patient/456", "o-123-lab"],
     );
+}
+
+#[tokio::test]
+async fn links_stay_behind_the_gateway_and_paging_works_through_it() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let client = harness.client();
+    for token in [
+        patient_token(&harness, "launch/patient patient/Observation.rs", "123"),
+        harness.token("user/Observation.rs"),
+    ] {
+        let first = client
+            .get_with_token("/Observation?patient=123&_count=1", &token)
+            .await;
+        assert_eq!(first.status, 200, "{}", first.text());
+        assert!(!first.text().contains(&fhir.origin()), "{}", first.text());
+        let body = first.json();
+        let next = body["link"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["relation"] == "next")
+            .and_then(|l| l["url"].as_str())
+            .expect("a next link")
+            .to_owned();
+        assert!(next.starts_with(PUBLIC_BASE), "{next}");
+        for entry in body["entry"].as_array().unwrap() {
+            let full_url = entry["fullUrl"].as_str().unwrap();
+            assert!(full_url.starts_with(PUBLIC_BASE), "{full_url}");
+        }
+        // The next page, fetched through phigate exactly as the link says.
+        let page = client
+            .get_with_token(&next[PUBLIC_BASE.len()..], &token)
+            .await;
+        assert_eq!(page.status, 200, "{}", page.text());
+        let ids = entry_ids(&page.json());
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        assert_ne!(ids, entry_ids(&body), "the next page is another page");
+    }
+}
+
+#[tokio::test]
+async fn a_created_resources_location_points_at_the_gateway() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let token = harness.token("user/Observation.crs");
+    let observation = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "Weight"},
+        "subject": {"reference": "Patient/123"},
+    });
+    let response = harness
+        .client()
+        .post_fhir("/Observation", &token, &observation)
+        .await;
+    assert_eq!(response.status, 201, "{}", response.text());
+    let location = response.headers["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{PUBLIC_BASE}/Observation/")),
+        "{location}"
+    );
+    assert_no_leak(&response, &[&token, &fhir.origin()]);
 }

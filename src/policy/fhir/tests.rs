@@ -113,6 +113,12 @@ fn patient_context() {
     );
 }
 
+/// What the forwarder does: parse strictly, then check.
+fn check_response(body: &[u8], check: &ResponseCheck) -> Result<Checked, FhirDenial> {
+    let document = parse_body(body).map_err(|_| FhirDenial::ResponseUnparseable)?;
+    check_answer(&document, check)
+}
+
 #[test]
 fn response_check_for_reads_by_id() {
     let method = Method::GET;
