@@ -45,6 +45,8 @@ pub enum Denial {
     TokenInBody,
     /// A header name that imitates one phigate owns once `_` reads as `-`.
     HeaderLookalike,
+    /// A header the policy reads (`If-None-Exist`) is repeated or not text.
+    MalformedHeader,
     /// More path segments or query parameters than `listen.limits` allow.
     UriTooLong,
     /// The request body exceeded its cap.
@@ -144,6 +146,7 @@ impl Denial {
             Self::BadHost => "host_invalid",
             Self::TokenInBody => "token_in_body",
             Self::HeaderLookalike => "header_lookalike",
+            Self::MalformedHeader => "header_malformed",
             Self::UriTooLong => "uri_too_long",
             Self::BodyTooLarge => "body_too_large",
             Self::BodyMalformed => "body_malformed",
@@ -251,6 +254,7 @@ impl Denial {
             | Self::BadHost
             | Self::MethodOverride
             | Self::HeaderLookalike
+            | Self::MalformedHeader
             | Self::BodyMalformed => (
                 S::BAD_REQUEST,
                 Challenge::Error("invalid_request"),

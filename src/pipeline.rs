@@ -16,7 +16,7 @@ use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
-use crate::policy::{Grant, Permit, PolicyFault, PolicyStore};
+use crate::policy::{Content, Grant, Permit, PolicyFault, PolicyStore};
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
@@ -183,8 +183,13 @@ impl Pipeline {
             scopes: &verified.scopes,
             patient: verified.patient.as_deref(),
         };
-        let inspected = route.needs_body().then_some(body.as_ref());
-        route.authorize(&grant, inspected).map_err(Denial::Refused)
+        let content = Content {
+            body: route.needs_body().then_some(body.as_ref()),
+            form: request_body::is_form(&req.headers),
+            // More than one, or one that is not text, is malformed and never forwarded unread.
+            if_none_exist: single_header(&req.headers, "if-none-exist")?,
+        };
+        route.authorize(&grant, &content).map_err(Denial::Refused)
     }
 }
 
@@ -198,4 +203,19 @@ fn refuse_form_token(req: &request::Parts, body: &[u8]) -> Result<(), Denial> {
         return Err(Denial::TokenInBody);
     }
     Ok(())
+}
+
+/// The one value of a header the policy reads, if present; repeated or non-text is refused.
+fn single_header<'a>(headers: &'a http::HeaderMap, name: &str) -> Result<Option<&'a str>, Denial> {
+    let mut values = headers.get_all(name).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Denial::MalformedHeader);
+    }
+    value
+        .to_str()
+        .map(Some)
+        .map_err(|_| Denial::MalformedHeader)
 }

@@ -110,6 +110,13 @@ pub fn decide(
         scopes: &scopes,
         patient: patient.as_deref(),
     };
-    verdict.outcome = route.authorize(&grant, body).map_err(Denied::from);
+    // A body given to `explain` or `test` is taken as the client would send it for the
+    // interaction: a form for a POST search, a resource or Bundle otherwise.
+    let content = crate::policy::Content {
+        body,
+        form: body.is_some(),
+        if_none_exist: None,
+    };
+    verdict.outcome = route.authorize(&grant, &content).map_err(Denied::from);
     verdict
 }

@@ -16,7 +16,7 @@ mod table;
 
 pub use self::path::{NormalPath, PathFault};
 pub use self::permit::{FhirFacts, Permit};
-pub use self::route::{Grant, Refusal, RefusalClass, Route};
+pub use self::route::{Content, Grant, Refusal, RefusalClass, Route};
 pub use self::rule::{Mode, Rule};
 pub use self::scope::{Scope, ScopeClaimFault, ScopeSet};
 pub use self::store::PolicyStore;

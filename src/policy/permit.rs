@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::fhir::{BundlePermit, FhirPermit, ResponseCheck};
+use super::fhir::{BundlePermit, CanonicalSearch, FhirPermit, ResponseCheck};
 use super::path::NormalPath;
 use super::route::Refusal;
 
@@ -16,6 +16,7 @@ pub struct FhirFacts {
     interaction: String,
     resource_type: Option<String>,
     response_check: Option<ResponseCheck>,
+    canonical_search: Option<CanonicalSearch>,
 }
 
 impl FhirFacts {
@@ -24,6 +25,7 @@ impl FhirFacts {
             interaction: permit.interaction.to_string(),
             resource_type: permit.resource_type,
             response_check: permit.response_check,
+            canonical_search: permit.canonical_search,
         }
     }
 
@@ -32,6 +34,7 @@ impl FhirFacts {
             interaction: format!("batch ({} entries)", permit.entries.len()),
             resource_type: None,
             response_check: permit.response_check,
+            canonical_search: None,
         }
     }
 
@@ -95,12 +98,31 @@ impl Permit {
         &self.path
     }
 
-    /// The path and the original query, exactly as they are forwarded.
+    /// The path and the query exactly as they are forwarded: a search's checked parameters in
+    /// their canonical form (none in the URL when they travel as a POST body), otherwise the
+    /// original query.
     pub fn path_and_query(&self) -> String {
-        match &self.query {
+        let query = match self.canonical_search() {
+            Some(search) if search.in_body || search.params.is_empty() => None,
+            Some(search) => Some(search.params.as_str()),
+            None => self.query.as_deref(),
+        };
+        match query {
             Some(query) => format!("{}?{query}", self.path),
             None => self.path.as_str().to_owned(),
         }
+    }
+
+    /// For a POST search: the form body forwarded in place of the client's, holding exactly
+    /// the parameters that were checked, from the URL and the body combined.
+    pub fn forwarded_search_body(&self) -> Option<&str> {
+        self.canonical_search()
+            .filter(|search| search.in_body)
+            .map(|search| search.params.as_str())
+    }
+
+    fn canonical_search(&self) -> Option<&CanonicalSearch> {
+        self.fhir.as_ref().and_then(|f| f.canonical_search.as_ref())
     }
 
     /// The scope that satisfied the rule (none for public and report-only permits).

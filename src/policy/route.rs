@@ -22,6 +22,17 @@ pub struct Grant<'a> {
     pub patient: Option<&'a str>,
 }
 
+/// What the policy reads of a request beyond its method, path and query.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Content<'a> {
+    /// The request body, read whole, where [`Route::needs_body`].
+    pub body: Option<&'a [u8]>,
+    /// Whether the body is declared `application/x-www-form-urlencoded`.
+    pub form: bool,
+    /// The `If-None-Exist` header of a conditional create.
+    pub if_none_exist: Option<&'a str>,
+}
+
 /// How a refusal is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalClass {
@@ -77,7 +88,8 @@ impl From<FhirDenial> for Refusal {
             "body_unparseable"
             | "bundle_malformed"
             | "method_override"
-            | "search_param_not_canonical" => RefusalClass::Malformed,
+            | "search_param_not_canonical"
+            | "search_body_not_form" => RefusalClass::Malformed,
             "response_too_large" | "response_unparseable" => RefusalClass::UpstreamUnusable,
             "resource_not_in_compartment" => RefusalClass::Concealed,
             _ => RefusalClass::Forbidden,
@@ -143,15 +155,15 @@ impl Route<'_> {
             .then(|| Permit::new(rule, self.path, self.query, None))
     }
 
-    /// Authorises `grant` (and, where [`Route::needs_body`], the buffered `body`).
-    pub fn authorize(self, grant: &Grant<'_>, body: Option<&[u8]>) -> Result<Permit, Refusal> {
+    /// Authorises `grant` for the request and its `content`.
+    pub fn authorize(self, grant: &Grant<'_>, content: &Content<'_>) -> Result<Permit, Refusal> {
         let verdict = match &self.rule.access {
             Access::Public => Ok((None, None)),
             Access::AnyOf { scopes, needed } => match grant.scopes.first_satisfying(scopes) {
                 Some(scope) => Ok((Some(scope.as_str().to_owned()), None)),
                 None => Err(Refusal::insufficient_scope(needed)),
             },
-            Access::Smart(settings) => self.authorize_smart(settings, grant, body),
+            Access::Smart(settings) => self.authorize_smart(settings, grant, content),
         };
         let rule = Arc::clone(&self.rule.name);
         match verdict {
@@ -169,8 +181,9 @@ impl Route<'_> {
         &self,
         settings: &fhir::Settings,
         grant: &Grant<'_>,
-        body: Option<&[u8]>,
+        content: &Content<'_>,
     ) -> Result<(Option<String>, Option<FhirFacts>), Refusal> {
+        let body = content.body;
         let scopes: Vec<SmartScope> = grant
             .scopes
             .iter()
@@ -182,14 +195,23 @@ impl Route<'_> {
             let facts = FhirFacts::bundle(permit);
             return Ok((None, Some(facts)));
         }
-        let form_body = body
-            .filter(|_| self.method == Method::POST)
-            .and_then(|b| std::str::from_utf8(b).ok());
+        // A POST search reads its parameters from a form body; any other body (JSON, a
+        // Parameters resource) is read differently by different servers, so it is refused.
+        let searching = self.method == Method::POST && self.path.as_str().ends_with("/_search");
+        let body_text = body.filter(|b| !b.is_empty());
+        if searching && body_text.is_some() && !content.form {
+            return Err(FhirDenial::SearchBodyNotForm.into());
+        }
+        let form_body = body_text
+            .filter(|_| self.method == Method::POST && content.form)
+            .map(|b| std::str::from_utf8(b).map_err(|_| FhirDenial::SearchBodyNotForm))
+            .transpose()?;
         let request = FhirRequest {
             method: &self.method,
             path: self.path.as_str(),
             query: self.query.as_deref(),
             form_body,
+            if_none_exist: content.if_none_exist,
         };
         let permit = fhir::authorize(&request, &scopes, grant.patient, settings)?;
         if let Some(check) = &permit.body_check {

@@ -119,11 +119,23 @@ impl Forwarder {
     ) -> Result<Response<ProxyBody>, Denial> {
         let uri = self.upstream_uri(permit)?;
         let links = self.links(&parts, conn);
-        let mut request = Request::new(body.into_proxy_body()?);
+        let body = match permit.forwarded_search_body() {
+            Some(search) => Full::new(Bytes::from(search.to_owned()))
+                .map_err(|never| match never {})
+                .boxed_unsync(),
+            None => body.into_proxy_body()?,
+        };
+        let mut request = Request::new(body);
         *request.method_mut() = parts.method;
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = self.upstream_headers(parts.headers, facts, conn);
+        if permit.forwarded_search_body().is_some() {
+            request.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+        }
         if permit.response_check().is_some() {
             // The compartment check reads JSON; ask for nothing else.
             request.headers_mut().insert(

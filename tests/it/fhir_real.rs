@@ -3,6 +3,8 @@
 //! upstream stays for fault tests; everything about how a FHIR server reads a request is
 //! judged here.
 
+use bytes::Bytes;
+use http::Method;
 use serde_json::{Value, json};
 
 use crate::support::{Harness, Options, PUBLIC_BASE, assert_no_leak};
@@ -289,4 +291,158 @@ async fn a_created_resources_location_points_at_the_gateway() {
         "{location}"
     );
     assert_no_leak(&response, &[&token, &fhir.origin()]);
+}
+
+#[tokio::test]
+async fn a_post_search_forwards_exactly_the_checked_parameters_as_a_form() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let client = harness.client();
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    let bearer = format!("Bearer {token}");
+    let form = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    // The URL alone names the patient; Medplum searches the body only, so phigate moves the
+    // checked parameters there.
+    for (path, body, expected) in [
+        (
+            "/Observation/_search?patient=123",
+            "",
+            vec!["o-123-lab", "o-123-perf456", "o-123-vit"],
+        ),
+        (
+            "/Observation/_search?patient=123",
+            "code=2345-7",
+            vec!["o-123-lab"],
+        ),
+        (
+            "/Observation/_search",
+            "patient=123&code=2345-7",
+            vec!["o-123-lab"],
+        ),
+    ] {
+        fhir.clear_received().await;
+        let response = client
+            .send(Method::POST, path, &form, Bytes::from(body))
+            .await;
+        assert_eq!(response.status, 200, "{path} {body}: {}", response.text());
+        let mut ids: Vec<String> = entry_ids(&response.json())
+            .into_iter()
+            .map(|id| id.trim_start_matches("Observation/").to_owned())
+            .collect();
+        ids.sort();
+        assert_eq!(ids, expected, "{path} {body}");
+        let received = fhir.received().await;
+        let [request] = received.as_slice() else {
+            panic!("{received:?}");
+        };
+        assert_eq!(request.path, "/fhir/Observation/_search");
+        assert_eq!(
+            request.header_values("content-type"),
+            ["application/x-www-form-urlencoded"]
+        );
+        assert!(request.body.contains("patient=123"), "{}", request.body);
+    }
+    fhir.clear_received().await;
+    // URL and body combine, as FHIR says: naming 456 anywhere is refused.
+    let response = client
+        .send(
+            Method::POST,
+            "/Observation/_search?patient=123",
+            &form,
+            Bytes::from("patient=456"),
+        )
+        .await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    // A JSON body, which servers read differently, is refused outright.
+    for content_type in ["application/json", "application/fhir+json", "text/plain"] {
+        let response = client
+            .send(
+                Method::POST,
+                "/Observation/_search?patient=123",
+                &[
+                    ("authorization", bearer.as_str()),
+                    ("content-type", content_type),
+                ],
+                Bytes::from(r#"{"patient":"456"}"#),
+            )
+            .await;
+        assert_eq!(response.status, 400, "{content_type}: {}", response.text());
+    }
+    assert!(fhir.received().await.is_empty());
+}
+
+#[tokio::test]
+async fn get_searches_are_forwarded_in_canonical_form() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let token = harness.token("user/Observation.rs");
+    let response = harness
+        .client()
+        .get_with_token(
+            "/Observation?subject%3APatient=123&code=a;b&_count=5",
+            &token,
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let received = fhir.received().await;
+    assert_eq!(
+        received[0].path,
+        "/fhir/Observation?subject:Patient=123&code=a%3Bb&_count=5"
+    );
+}
+
+#[tokio::test]
+async fn a_conditional_create_is_checked_like_a_search() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let client = harness.client();
+    let token = patient_token(&harness, "launch/patient patient/Observation.crs", "123");
+    let bearer = format!("Bearer {token}");
+    let observation = json!({
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "2345-7"}]},
+        "subject": {"reference": "Patient/123"},
+    });
+    let create = |condition: &'static str| {
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/fhir+json"),
+            ("if-none-exist", condition),
+        ];
+        let body = Bytes::from(observation.to_string());
+        let client = &client;
+        async move {
+            client
+                .send(Method::POST, "/Observation", &headers, body)
+                .await
+        }
+    };
+    // A condition that would find another patient's resource is refused before it runs.
+    for condition in [
+        "code=2345-7&patient=456",
+        "code=2345-7",
+        "patient=123,456&code=2345-7",
+    ] {
+        let response = create(condition).await;
+        assert_eq!(response.status, 403, "{condition}: {}", response.text());
+        assert_no_leak(&response, &[&token, "o-456-lab"]);
+    }
+    assert!(fhir.received().await.is_empty());
+    // Confined to the patient, it runs, and the existing match comes back checked.
+    let response = create("patient=123&code=http://loinc.org|2345-7").await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["id"], "o-123-lab");
+    // The same inside a batch entry.
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [{
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": "code=2345-7&patient=456"},
+        "resource": observation,
+    }]});
+    fhir.clear_received().await;
+    let response = client.post_fhir("/", &token, &batch).await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert!(fhir.received().await.is_empty());
 }

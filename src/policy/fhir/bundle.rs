@@ -98,6 +98,11 @@ fn authorize_entry(
         path: normal.as_str(),
         query,
         form_body: None,
+        if_none_exist: match request.get("ifNoneExist") {
+            None => None,
+            Some(Value::String(condition)) => Some(condition.as_str()),
+            Some(_) => return Err(FhirDenial::BundleMalformed),
+        },
     };
     let permit = authorize(&fhir_request, grants, patient, settings)?;
     if let Some(check) = &permit.body_check {

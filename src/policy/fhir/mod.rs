@@ -50,6 +50,17 @@ pub struct FhirRequest<'a> {
     pub query: Option<&'a str>,
     /// A form-encoded body (POST `_search`), whose parameters combine with the query's.
     pub form_body: Option<&'a str>,
+    /// A conditional create's `If-None-Exist` search (header, or `ifNoneExist` in a batch).
+    pub if_none_exist: Option<&'a str>,
+}
+
+/// The parameters of a search, in the one form they are forwarded (see `search::canonical`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonicalSearch {
+    /// The encoded parameters.
+    pub params: String,
+    /// Whether they travel as a form body (POST `_search`) rather than as the query.
+    pub in_body: bool,
 }
 
 /// A write under a `patient/` or granular scope: the written resource must have the type the
@@ -80,6 +91,8 @@ pub struct FhirPermit {
     pub response_check: Option<ResponseCheck>,
     /// A check on the request body (writes in patient context).
     pub body_check: Option<BodyCheck>,
+    /// For searches: exactly the parameters that were checked, as they are forwarded.
+    pub canonical_search: Option<CanonicalSearch>,
 }
 
 /// Why a FHIR request was refused. Each variant is a documented reason code.
@@ -102,6 +115,10 @@ pub enum FhirDenial {
     CompartmentViolation,
     /// A search control the rule does not allow.
     SearchParamNotAllowed,
+    /// A POST `_search` whose body is not `application/x-www-form-urlencoded`.
+    SearchBodyNotForm,
+    /// A conditional (`If-None-Exist`) on an interaction that is not a create.
+    ConditionalNotSupported,
     /// A parameter name the server could read differently (controls, case variants).
     SearchParamNotCanonical,
     /// `_method` (or an override header): refused, not followed.
@@ -133,6 +150,8 @@ impl FhirDenial {
             Self::PatientContextMissing => "patient_context_missing",
             Self::CompartmentViolation => "compartment_violation",
             Self::SearchParamNotAllowed => "search_param_not_allowed",
+            Self::SearchBodyNotForm => "search_body_not_form",
+            Self::ConditionalNotSupported => "conditional_not_supported",
             Self::SearchParamNotCanonical => "search_param_not_canonical",
             Self::MethodOverride => "method_override",
             Self::BodyUnparseable => "body_unparseable",
@@ -213,17 +232,23 @@ pub fn authorize(
     search::check_names(&params, watched).map_err(|_| FhirDenial::SearchParamNotCanonical)?;
     if interaction.is_search() {
         let system_level = interaction == Interaction::SearchSystem;
-        search::check_controls(
-            &params,
-            &settings.allowed_search_params,
-            system_level,
-            patient_context,
-        )
-        .map_err(|fault| match fault {
-            ParamFault::NotAllowed => FhirDenial::SearchParamNotAllowed,
-            ParamFault::MethodOverride => FhirDenial::MethodOverride,
-            ParamFault::NotCanonical => FhirDenial::SearchParamNotCanonical,
-        })?;
+        check_search(&params, settings, system_level, patient_context)?;
+    }
+    // A conditional create runs this search first and may answer with what it found: it is
+    // checked exactly like a search of the type.
+    if let Some(condition) = request.if_none_exist {
+        if interaction != Interaction::Create {
+            return Err(FhirDenial::ConditionalNotSupported);
+        }
+        let condition = search::parse(condition);
+        search::check_names(&condition, watched)
+            .map_err(|_| FhirDenial::SearchParamNotCanonical)?;
+        check_search(&condition, settings, false, patient_context)?;
+        if let (Some(patient), Some(t)) = (patient.filter(|_| patient_context), &resource_type)
+            && !compartment::search_is_confined(t, &condition, patient)
+        {
+            return Err(FhirDenial::CompartmentViolation);
+        }
     }
     let patient = if patient_context {
         let patient = patient.ok_or(FhirDenial::PatientContextMissing)?;
@@ -234,6 +259,12 @@ pub fn authorize(
         None
     };
     let mut granted = permit(interaction, resource_type, Some(scope.clone()));
+    if granted.interaction.is_search() {
+        granted.canonical_search = Some(CanonicalSearch {
+            params: search::canonical(&params),
+            in_body: request.form_body.is_some() || request.method == Method::POST,
+        });
+    }
     // What the answer may hold is checked wherever the grant is narrower than "every resource
     // of the type": a launch patient, a granular scope, or includes that return other types.
     let includes = params
@@ -262,6 +293,25 @@ pub fn authorize(
     Ok(granted)
 }
 
+fn check_search(
+    params: &[Param],
+    settings: &Settings,
+    system_level: bool,
+    patient_context: bool,
+) -> Result<(), FhirDenial> {
+    search::check_controls(
+        params,
+        &settings.allowed_search_params,
+        system_level,
+        patient_context,
+    )
+    .map_err(|fault| match fault {
+        ParamFault::NotAllowed => FhirDenial::SearchParamNotAllowed,
+        ParamFault::MethodOverride => FhirDenial::MethodOverride,
+        ParamFault::NotCanonical => FhirDenial::SearchParamNotCanonical,
+    })
+}
+
 fn permit(
     interaction: Interaction,
     resource_type: Option<String>,
@@ -273,6 +323,7 @@ fn permit(
         granted,
         response_check: None,
         body_check: None,
+        canonical_search: None,
     }
 }
 

@@ -39,6 +39,36 @@ pub fn parse(text: &str) -> Vec<Param> {
         .collect()
 }
 
+/// The one form the upstream receives: every checked parameter, in order, names and values
+/// percent-encoded except for characters no server reads differently (ASCII letters, digits,
+/// `-._~`, plus `:` in names and `,` — the FHIR OR separator — in values). A server's own
+/// query parser (`;` separators, double decoding, `+`) then has nothing left to differ on.
+pub fn canonical(params: &[Param]) -> String {
+    const NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':');
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b',');
+    params
+        .iter()
+        .map(|p| {
+            format!(
+                "{}={}",
+                percent_encoding::utf8_percent_encode(&p.name, NAME),
+                percent_encoding::utf8_percent_encode(&p.value, VALUE)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 fn decode(text: &str) -> String {
     percent_decode_str(&text.replace('+', " "))
         .decode_utf8_lossy()
@@ -160,6 +190,22 @@ mod tests {
         assert_eq!(params[1].value, "a b");
         assert_eq!(params[2].value, "");
         assert_eq!(params[3].value, "%41");
+    }
+
+    #[test]
+    fn canonical_form() {
+        let canonical = |query: &str| canonical(&parse(query));
+        assert_eq!(canonical("patient=123&code=a+b"), "patient=123&code=a%20b");
+        assert_eq!(
+            canonical("subject%3APatient=123&code=http://loinc.org|1,x|2"),
+            "subject:Patient=123&code=http%3A%2F%2Floinc.org%7C1,x%7C2"
+        );
+        assert_eq!(canonical("a=1;b=2"), "a=1%3Bb%3D2");
+        assert_eq!(canonical("x=%2541"), "x=%2541");
+        assert_eq!(canonical(""), "");
+        // Canonical text parses back to the same parameters.
+        let query = "subject:Patient=123&name=Ren%C3%A9e&flag";
+        assert_eq!(parse(&canonical(query)), parse(query));
     }
 
     #[test]

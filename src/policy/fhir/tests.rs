@@ -26,6 +26,7 @@ fn check(method: &str, target: &str, scope: &str, patient: Option<&str>, expecte
         path,
         query,
         form_body: None,
+        if_none_exist: None,
     };
     let actual = authorize(&request, &scopes(scope), patient, &settings())
         .map_or_else(|d| d.reason().to_owned(), |_| "ok".to_owned());
@@ -127,6 +128,7 @@ fn response_check_for_reads_by_id() {
         path: "/Observation/o-1",
         query: None,
         form_body: None,
+        if_none_exist: None,
     };
     let permit = authorize(&request, &scopes(P), Some("123"), &settings()).unwrap();
     let check = permit.response_check.unwrap();
@@ -203,6 +205,7 @@ fn insufficient_scope_names_what_would_suffice() {
         path: "/Condition/1",
         query: None,
         form_body: None,
+        if_none_exist: None,
     };
     let denial = authorize(&request, &scopes("user/Patient.r"), None, &settings()).unwrap_err();
     assert_eq!(
@@ -219,6 +222,7 @@ fn rule_settings_limit_contexts_types_and_controls() {
         path: "/Observation",
         query: Some("_has:Observation:patient:code=1"),
         form_body: None,
+        if_none_exist: None,
     };
     let narrow = Settings {
         contexts: vec![Context::System],
@@ -269,6 +273,7 @@ fn form_body_parameters_combine_with_the_query() {
         path: "/Observation/_search",
         query: Some("patient=123"),
         form_body: Some("patient=456"),
+        if_none_exist: None,
     };
     assert_eq!(
         authorize(&request, &scopes(P), Some("123"), &settings())
@@ -278,6 +283,7 @@ fn form_body_parameters_combine_with_the_query() {
     );
     let request = FhirRequest {
         form_body: Some("_method=DELETE"),
+        if_none_exist: None,
         ..request
     };
     assert_eq!(
@@ -302,6 +308,7 @@ fn writes_in_patient_context_check_the_body() {
             path,
             query: None,
             form_body: None,
+            if_none_exist: None,
         };
         authorize(&request, &scopes, Some("123"), &settings())
             .unwrap()

@@ -141,7 +141,7 @@ fn authorize_and_permit() {
     let permit = table
         .resolve(&Method::GET, &uri)
         .unwrap()
-        .authorize(&grant, None)
+        .authorize(&grant, &crate::policy::Content::default())
         .unwrap();
     assert_eq!(permit.path_and_query(), "/Patient/123?_format=json");
     assert_eq!(permit.granted_scope(), Some("user/Patient.r"));
@@ -154,7 +154,7 @@ fn authorize_and_permit() {
                 scopes: &none,
                 patient: None,
             },
-            None,
+            &crate::policy::Content::default(),
         )
         .unwrap_err();
     assert_eq!(refused.reason(), "insufficient_scope");
