@@ -60,6 +60,14 @@ impl RequestBody {
         }
     }
 
+    /// The body, once read whole.
+    pub fn bytes(&self) -> Option<&Bytes> {
+        match &self.state {
+            State::Complete(bytes) => Some(bytes),
+            State::Unread(_) => None,
+        }
+    }
+
     /// The body for the upstream request: only a body read whole is ever forwarded.
     pub fn into_proxy_body(self) -> Result<ProxyBody, Denial> {
         match self.state {

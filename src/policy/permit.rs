@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use super::fhir::{BundlePermit, CanonicalSearch, FhirPermit, ResponseCheck};
+use super::fhir::{BundlePermit, CanonicalSearch, FhirPermit, Precondition, ResponseCheck};
 use super::path::NormalPath;
 use super::route::Refusal;
 
@@ -17,6 +17,7 @@ pub struct FhirFacts {
     resource_type: Option<String>,
     response_check: Option<ResponseCheck>,
     canonical_search: Option<CanonicalSearch>,
+    precondition: Option<Precondition>,
 }
 
 impl FhirFacts {
@@ -26,6 +27,7 @@ impl FhirFacts {
             resource_type: permit.resource_type,
             response_check: permit.response_check,
             canonical_search: permit.canonical_search,
+            precondition: permit.precondition,
         }
     }
 
@@ -35,6 +37,7 @@ impl FhirFacts {
             resource_type: None,
             response_check: permit.response_check,
             canonical_search: None,
+            precondition: None,
         }
     }
 
@@ -138,6 +141,11 @@ impl Permit {
     /// The response check the forwarder must pass before releasing the upstream's answer.
     pub fn response_check(&self) -> Option<&ResponseCheck> {
         self.fhir.as_ref().and_then(|f| f.response_check.as_ref())
+    }
+
+    /// The read the forwarder must make, and pass, before a write in patient context.
+    pub fn precondition(&self) -> Option<&Precondition> {
+        self.fhir.as_ref().and_then(|f| f.precondition.as_ref())
     }
 
     /// Under a report-only rule: the refusal this permit stands in for.

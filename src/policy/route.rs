@@ -89,7 +89,8 @@ impl From<FhirDenial> for Refusal {
             | "bundle_malformed"
             | "method_override"
             | "search_param_not_canonical"
-            | "search_body_not_form" => RefusalClass::Malformed,
+            | "search_body_not_form"
+            | "patch_not_checkable" => RefusalClass::Malformed,
             "response_too_large" | "response_unparseable" => RefusalClass::UpstreamUnusable,
             "resource_not_in_compartment" => RefusalClass::Concealed,
             _ => RefusalClass::Forbidden,
@@ -217,6 +218,12 @@ impl Route<'_> {
         if let Some(check) = &permit.body_check {
             let body = body.ok_or(FhirDenial::BodyUnparseable)?;
             fhir::authorize_write_body(body, check)?;
+        }
+        // A patch that cannot be applied here cannot be checked: refused before any read.
+        if let Some(precondition) = &permit.precondition
+            && precondition.kind() == fhir::WriteKind::Patch
+        {
+            fhir::parse_patch(body.unwrap_or_default())?;
         }
         let granted = permit.granted.as_ref().map(ToString::to_string);
         Ok((granted, Some(FhirFacts::single(permit))))

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, request};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -23,7 +23,7 @@ use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::pipeline::{Connection, Facts};
-use crate::policy::fhir::{self, Checked, FhirDenial};
+use crate::policy::fhir::{self, Checked, FhirDenial, Precondition};
 use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::strict_json;
@@ -119,6 +119,16 @@ impl Forwarder {
     ) -> Result<Response<ProxyBody>, Denial> {
         let uri = self.upstream_uri(permit)?;
         let links = self.links(&parts, conn);
+        let pinned_version = match permit.precondition() {
+            Some(precondition) => {
+                let patch = body.bytes().map(|b| &b[..]);
+                Some(
+                    self.read_before_write(permit, precondition, patch, facts, conn, metrics)
+                        .await?,
+                )
+            }
+            None => None,
+        };
         let body = match permit.forwarded_search_body() {
             Some(search) => Full::new(Bytes::from(search.to_owned()))
                 .map_err(|never| match never {})
@@ -130,6 +140,9 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = self.upstream_headers(parts.headers, facts, conn);
+        if let Some(version) = pinned_version {
+            request.headers_mut().insert(header::IF_MATCH, version);
+        }
         if permit.forwarded_search_body().is_some() {
             request.headers_mut().insert(
                 header::CONTENT_TYPE,
@@ -143,22 +156,7 @@ impl Forwarder {
                 HeaderValue::from_static("application/fhir+json"),
             );
         }
-        let started = Instant::now();
-        let sent = tokio::time::timeout(self.upstream.timeout, self.client.request(request)).await;
-        let elapsed = started.elapsed().as_secs_f64();
-        let response = match sent {
-            Ok(Ok(response)) => response,
-            Ok(Err(err)) => {
-                metrics.record_upstream("unreachable", elapsed);
-                tracing::warn!(error = %err, "upstream request failed");
-                return Err(Denial::UpstreamUnreachable);
-            }
-            Err(_) => {
-                metrics.record_upstream("timed_out", elapsed);
-                return Err(Denial::UpstreamTimedOut);
-            }
-        };
-        metrics.record_upstream("ok", elapsed);
+        let response = self.send(request, metrics).await?;
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
         links.rewrite_headers(&mut head.headers);
@@ -190,6 +188,57 @@ impl Forwarder {
         ))
     }
 
+    /// Reads the resource a write in patient context changes, checks it (and a patch's result)
+    /// belongs to the patient, and returns the version to pin the write to with `If-Match`.
+    /// A missing resource answers like a foreign one; anything unusable refuses the write.
+    async fn read_before_write(
+        &self,
+        permit: &Permit,
+        precondition: &Precondition,
+        patch: Option<&[u8]>,
+        facts: &Facts,
+        conn: &Connection,
+        metrics: &Metrics,
+    ) -> Result<HeaderValue, Denial> {
+        let unusable = || Denial::Refused(Refusal::from(FhirDenial::ResponseUnparseable));
+        let uri = Uri::builder()
+            .scheme(self.upstream.scheme.clone())
+            .authority(self.upstream.authority.clone())
+            .path_and_query(format!("{}{}", self.upstream.base_path, permit.path()))
+            .build()
+            .map_err(|_| unusable())?;
+        let mut request = Request::new(Empty::new().map_err(|never| match never {}).boxed_unsync());
+        *request.uri_mut() = uri;
+        *request.headers_mut() = self.upstream_headers(HeaderMap::new(), facts, conn);
+        request.headers_mut().insert(
+            header::ACCEPT,
+            HeaderValue::from_static("application/fhir+json"),
+        );
+        let response = self.send(request, metrics).await?;
+        match response.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND | StatusCode::GONE => return Err(Denial::ResourceNotFound),
+            _ => return Err(unusable()),
+        }
+        let etag = response
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = Limited::new(response.into_body(), MAX_CHECKED_RESPONSE_BYTES)
+            .collect()
+            .await
+            .map_err(|_| unusable())?
+            .to_bytes();
+        let current = strict_json::parse(&bytes).map_err(|_| unusable())?;
+        precondition
+            .check(&current, patch)
+            .map_err(|denial| Denial::Refused(Refusal::from(denial)))?;
+        fhir::version_of(etag.as_deref(), &current)
+            .and_then(|version| HeaderValue::from_str(&version).ok())
+            .ok_or_else(unusable)
+    }
+
     /// Links from the upstream's base to the public one: `listen.public_base_url`, or the
     /// origin the client used (HTTP/2 `:authority`, else `Host`).
     fn links(&self, parts: &request::Parts, conn: &Connection) -> Links {
@@ -215,6 +264,32 @@ impl Forwarder {
             format!("{scheme}://{authority}")
         });
         Links::new(&upstream_base, &public_base)
+    }
+
+    /// Sends one request upstream within `upstream.timeout`, recording how it went.
+    async fn send(
+        &self,
+        request: Request<ProxyBody>,
+        metrics: &Metrics,
+    ) -> Result<Response<Incoming>, Denial> {
+        let started = Instant::now();
+        let sent = tokio::time::timeout(self.upstream.timeout, self.client.request(request)).await;
+        let elapsed = started.elapsed().as_secs_f64();
+        match sent {
+            Ok(Ok(response)) => {
+                metrics.record_upstream("ok", elapsed);
+                Ok(response)
+            }
+            Ok(Err(err)) => {
+                metrics.record_upstream("unreachable", elapsed);
+                tracing::warn!(error = %err, "upstream request failed");
+                Err(Denial::UpstreamUnreachable)
+            }
+            Err(_) => {
+                metrics.record_upstream("timed_out", elapsed);
+                Err(Denial::UpstreamTimedOut)
+            }
+        }
     }
 
     fn upstream_uri(&self, permit: &Permit) -> Result<Uri, Denial> {

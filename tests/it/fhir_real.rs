@@ -446,3 +446,122 @@ async fn a_conditional_create_is_checked_like_a_search() {
     assert_eq!(response.status, 403, "{}", response.text());
     assert!(fhir.received().await.is_empty());
 }
+
+#[tokio::test]
+async fn writes_by_id_read_the_resource_first_and_pin_its_version() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let client = harness.client();
+    let token = patient_token(&harness, "launch/patient patient/Observation.crud", "123");
+    let bearer = format!("Bearer {token}");
+    let json = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/fhir+json"),
+    ];
+    // 456's record, overwritten with a body that names 123: refused like a missing resource.
+    let takeover = json!({"resourceType": "Observation", "id": "o-456-lab", "status": "final",
+        "code": {"text": "x"}, "subject": {"reference": "Patient/123"}});
+    let response = client
+        .send(
+            Method::PUT,
+            "/Observation/o-456-lab",
+            &json,
+            Bytes::from(takeover.to_string()),
+        )
+        .await;
+    assert_eq!(response.status, 404, "{}", response.text());
+    let deleted = client
+        .send(
+            Method::DELETE,
+            "/Observation/o-456-lab",
+            &[("authorization", bearer.as_str())],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(deleted.status, 404, "{}", deleted.text());
+    let (_, untouched) = fhir.read("/Observation/o-456-lab").await;
+    assert_eq!(untouched["subject"]["reference"], "Patient/456");
+    assert!(
+        fhir.received().await.iter().all(|r| r.method == "GET"),
+        "only the reads reached the server"
+    );
+    // The patient's own record: read, then written with If-Match on the version read.
+    fhir.clear_received().await;
+    let (_, current) = fhir.read("/Observation/o-123-vit").await;
+    let mut amended = current.clone();
+    amended["status"] = json!("amended");
+    let response = client
+        .send(
+            Method::PUT,
+            "/Observation/o-123-vit",
+            &json,
+            Bytes::from(amended.to_string()),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    let received = fhir.received().await;
+    let methods: Vec<&str> = received.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["GET", "PUT"]);
+    let version = current["meta"]["versionId"].as_str().unwrap();
+    assert_eq!(
+        received[1].header_values("if-match"),
+        [format!("W/\"{version}\"").as_str()]
+    );
+    // A stale pin is the server's to refuse: the version read is gone now.
+    assert_ne!(response.json()["meta"]["versionId"], version);
+}
+
+#[tokio::test]
+async fn a_patch_may_not_move_a_resource_to_another_patient() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let client = harness.client();
+    let token = patient_token(&harness, "launch/patient patient/Observation.rus", "123");
+    let bearer = format!("Bearer {token}");
+    let patch = [
+        ("authorization", bearer.as_str()),
+        ("content-type", "application/json-patch+json"),
+    ];
+    let moving = r#"[{"op":"replace","path":"/subject/reference","value":"Patient/456"}]"#;
+    let response = client
+        .send(
+            Method::PATCH,
+            "/Observation/o-123-lab",
+            &patch,
+            Bytes::from(moving),
+        )
+        .await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    let (_, unchanged) = fhir.read("/Observation/o-123-lab").await;
+    assert_eq!(unchanged["subject"]["reference"], "Patient/123");
+    // FHIRPath Patch cannot be applied here, so it cannot be checked.
+    let fhirpath = json!({"resourceType": "Parameters", "parameter": []});
+    let response = client
+        .send(
+            Method::PATCH,
+            "/Observation/o-123-lab",
+            &[
+                ("authorization", bearer.as_str()),
+                ("content-type", "application/fhir+json"),
+            ],
+            Bytes::from(fhirpath.to_string()),
+        )
+        .await;
+    assert_eq!(response.status, 400, "{}", response.text());
+    // A patch that keeps the record the patient's goes through, pinned to the version read.
+    fhir.clear_received().await;
+    let harmless = r#"[{"op":"replace","path":"/status","value":"amended"}]"#;
+    let response = client
+        .send(
+            Method::PATCH,
+            "/Observation/o-123-lab",
+            &patch,
+            Bytes::from(harmless),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["status"], "amended");
+    let received = fhir.received().await;
+    assert_eq!(received.len(), 2, "{received:?}");
+    assert_eq!(received[1].header_values("if-match").len(), 1);
+}

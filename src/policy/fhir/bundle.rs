@@ -105,6 +105,11 @@ fn authorize_entry(
         },
     };
     let permit = authorize(&fhir_request, grants, patient, settings)?;
+    // A write by id in patient context must read its target first; inside a Bundle that read
+    // cannot be made before the whole Bundle runs, so such entries are refused.
+    if permit.precondition.is_some() {
+        return Err(FhirDenial::InteractionNotSupported);
+    }
     if let Some(check) = &permit.body_check {
         let resource = entry.get("resource").ok_or(FhirDenial::BodyUnparseable)?;
         resource_may_be_written(resource, check)?;

@@ -11,6 +11,7 @@ mod bundle;
 mod compartment;
 mod interaction;
 mod membership;
+mod precondition;
 mod scope;
 mod search;
 
@@ -24,6 +25,7 @@ pub use self::bundle::{BundlePermit, authorize_bundle};
 use self::interaction::{Classified, NotFhir};
 pub use self::interaction::{Interaction, Level};
 use self::membership::Membership;
+pub use self::precondition::{Precondition, WriteKind, parse_patch, version_of};
 pub use self::scope::{Context, SmartScope};
 use self::search::{Param, ParamFault};
 use crate::strict_json::{self, StrictJsonError};
@@ -93,6 +95,8 @@ pub struct FhirPermit {
     pub body_check: Option<BodyCheck>,
     /// For searches: exactly the parameters that were checked, as they are forwarded.
     pub canonical_search: Option<CanonicalSearch>,
+    /// For writes in patient context: read the resource first, and pin the write to it.
+    pub precondition: Option<Precondition>,
 }
 
 /// Why a FHIR request was refused. Each variant is a documented reason code.
@@ -119,6 +123,8 @@ pub enum FhirDenial {
     SearchBodyNotForm,
     /// A conditional (`If-None-Exist`) on an interaction that is not a create.
     ConditionalNotSupported,
+    /// A PATCH in patient context that is not a JSON Patch (FHIRPath Patch cannot be checked).
+    PatchNotCheckable,
     /// A parameter name the server could read differently (controls, case variants).
     SearchParamNotCanonical,
     /// `_method` (or an override header): refused, not followed.
@@ -152,6 +158,7 @@ impl FhirDenial {
             Self::SearchParamNotAllowed => "search_param_not_allowed",
             Self::SearchBodyNotForm => "search_body_not_form",
             Self::ConditionalNotSupported => "conditional_not_supported",
+            Self::PatchNotCheckable => "patch_not_checkable",
             Self::SearchParamNotCanonical => "search_param_not_canonical",
             Self::MethodOverride => "method_override",
             Self::BodyUnparseable => "body_unparseable",
@@ -279,6 +286,22 @@ pub fn authorize(
         let membership = Membership::new(grants, &settings.contexts, "rs", patient);
         granted.response_check = Some(ResponseCheck::new(membership, shape));
     }
+    // A write by id does not show whose resource it changes: read it first (patient data only;
+    // the Patient resource itself is confined by its id).
+    let write = match granted.interaction {
+        Interaction::Update => Some(WriteKind::Replace),
+        Interaction::Patch => Some(WriteKind::Patch),
+        Interaction::Delete => Some(WriteKind::Delete),
+        _ => None,
+    };
+    let resource_type = granted.resource_type.as_deref().unwrap_or_default();
+    if let (Some(kind), Some(_)) = (write, patient)
+        && compartment::is_patient_data(resource_type)
+        && resource_type != "Patient"
+    {
+        let membership = Membership::new(grants, &settings.contexts, &letter.to_string(), patient);
+        granted.precondition = Some(Precondition::new(membership, kind));
+    }
     if (patient.is_some() || scope.is_granular())
         && matches!(
             granted.interaction,
@@ -324,6 +347,7 @@ fn permit(
         response_check: None,
         body_check: None,
         canonical_search: None,
+        precondition: None,
     }
 }
 
@@ -417,9 +441,9 @@ fn confine(
         Interaction::Read | Interaction::Vread | Interaction::HistoryInstance => true,
         Interaction::Create => resource_type != "Patient",
         Interaction::Update => true,
-        // Patching or deleting patient data whose owner the request does not show cannot be
-        // confined: refused.
-        Interaction::Patch | Interaction::Delete => !patient_data,
+        // Patching or deleting the Patient itself is not a patient app's to do; other patient
+        // data is read first and pinned (see `precondition`).
+        Interaction::Patch | Interaction::Delete => resource_type != "Patient",
         Interaction::Operation { .. } => resource_type == "Patient" && own_id,
         Interaction::Capabilities | Interaction::Batch => true,
     };

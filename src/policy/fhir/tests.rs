@@ -77,9 +77,17 @@ fn patient_context() {
         Some("123"),
         "compartment_violation",
     );
+    // Deleting patient data by id is allowed, with a precondition: the forwarder reads it first.
     check(
         "DELETE",
         "/Observation/o1",
+        "patient/*.cruds",
+        Some("123"),
+        "ok",
+    );
+    check(
+        "DELETE",
+        "/Patient/123",
         "patient/*.cruds",
         Some("123"),
         "compartment_violation",
@@ -499,6 +507,58 @@ fn compartment_search_cannot_name_another_patient() {
             P,
             Some("123"),
             "compartment_violation",
+        );
+    }
+}
+
+#[test]
+fn writes_by_id_in_patient_context_carry_a_precondition() {
+    let grants = scopes("launch/patient patient/Observation.cruds patient/Patient.ru");
+    let precondition = |method: &str, path: &str| {
+        let method = Method::from_bytes(method.as_bytes()).unwrap();
+        let request = FhirRequest {
+            method: &method,
+            path,
+            query: None,
+            form_body: None,
+            if_none_exist: None,
+        };
+        authorize(&request, &grants, Some("123"), &settings())
+            .unwrap()
+            .precondition
+            .map(|p| p.kind())
+    };
+    assert_eq!(
+        precondition("PUT", "/Observation/o1"),
+        Some(WriteKind::Replace)
+    );
+    assert_eq!(
+        precondition("PATCH", "/Observation/o1"),
+        Some(WriteKind::Patch)
+    );
+    assert_eq!(
+        precondition("DELETE", "/Observation/o1"),
+        Some(WriteKind::Delete)
+    );
+    assert_eq!(precondition("POST", "/Observation"), None);
+    assert_eq!(precondition("GET", "/Observation/o1"), None);
+    // The Patient resource is confined by its id instead.
+    assert_eq!(precondition("PUT", "/Patient/123"), None);
+}
+
+#[test]
+fn bundle_writes_by_id_in_patient_context_are_refused() {
+    for (method, url) in [
+        ("PUT", "Observation/o-456-lab"),
+        ("PATCH", "Observation/o-123-lab"),
+        ("DELETE", "Observation/o-123-lab"),
+    ] {
+        check_bundle(
+            json!([{
+                "request": {"method": method, "url": url},
+                "resource": {"resourceType": "Observation", "id": "o-456-lab", "subject": {"reference": "Patient/123"}},
+            }]),
+            "bundle_entry_denied (interaction_not_supported)",
         );
     }
 }
