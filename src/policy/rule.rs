@@ -36,6 +36,8 @@ pub(super) struct RawRule {
     #[serde(default)]
     allow_search_params: Option<Vec<String>>,
     #[serde(default)]
+    export_contexts: Option<Vec<String>>,
+    #[serde(default)]
     mode: Option<String>,
     #[serde(default)]
     enforce_always: Option<bool>,
@@ -254,7 +256,8 @@ impl RawRule {
     fn access(&self, name: &str, errors: &mut Vec<String>) -> Option<Access> {
         let smart_only_keys = self.contexts.is_some()
             || self.resource_types.is_some()
-            || self.allow_search_params.is_some();
+            || self.allow_search_params.is_some()
+            || self.export_contexts.is_some();
         match (self.public, self.scopes.as_deref(), self.fhir.as_deref()) {
             (_, _, Some(_)) if self.public == Some(true) || self.scopes.is_some() => {
                 errors.push(format!(
@@ -268,7 +271,7 @@ impl RawRule {
                 None
             }
             _ if smart_only_keys => {
-                errors.push(format!("rule {name:?}: contexts, resource_types and allow_search_params need fhir: smart"));
+                errors.push(format!("rule {name:?}: contexts, resource_types, allow_search_params and export_contexts need fhir: smart"));
                 None
             }
             (Some(true), None, None) => Some(Access::Public),
@@ -309,24 +312,27 @@ impl RawRule {
 
     fn smart(&self, name: &str, errors: &mut Vec<String>) -> Option<Settings> {
         let before = errors.len();
-        let contexts = match &self.contexts {
-            None => vec![Context::Patient, Context::User, Context::System],
-            Some(list) if list.is_empty() => {
-                errors.push(format!("rule {name:?}: contexts must not be empty"));
-                Vec::new()
-            }
-            Some(list) => list
-                .iter()
-                .filter_map(|c| {
-                    Context::parse(c).or_else(|| {
-                        errors.push(format!(
-                            "rule {name:?}: context {c:?} is not patient, user or system"
-                        ));
-                        None
-                    })
-                })
-                .collect(),
-        };
+        let contexts = parse_contexts(
+            name,
+            "contexts",
+            self.contexts.as_deref(),
+            &[Context::Patient, Context::User, Context::System],
+            errors,
+        );
+        // Bulk Data is for backend services unless the rule says otherwise; a patient/ scope
+        // never exports, so `patient` is not accepted here.
+        let export_contexts = parse_contexts(
+            name,
+            "export_contexts",
+            self.export_contexts.as_deref(),
+            &[Context::System],
+            errors,
+        );
+        if export_contexts.contains(&Context::Patient) {
+            errors.push(format!(
+                "rule {name:?}: export_contexts takes user and system; a patient/ scope never exports"
+            ));
+        }
         if let Some(types) = &self.resource_types {
             for t in types {
                 let valid = t.len() > 1
@@ -351,6 +357,35 @@ impl RawRule {
             contexts,
             resource_types: self.resource_types.clone(),
             allowed_search_params: allowed,
+            export_contexts,
         })
+    }
+}
+
+/// A non-empty list of SMART contexts from a rule key, or `default` when the key is absent.
+fn parse_contexts(
+    name: &str,
+    key: &str,
+    list: Option<&[String]>,
+    default: &[Context],
+    errors: &mut Vec<String>,
+) -> Vec<Context> {
+    match list {
+        None => default.to_vec(),
+        Some([]) => {
+            errors.push(format!("rule {name:?}: {key} must not be empty"));
+            Vec::new()
+        }
+        Some(list) => list
+            .iter()
+            .filter_map(|c| {
+                Context::parse(c).or_else(|| {
+                    errors.push(format!(
+                        "rule {name:?}: {key}: {c:?} is not patient, user or system"
+                    ));
+                    None
+                })
+            })
+            .collect(),
     }
 }

@@ -298,3 +298,26 @@ async fn an_answer_too_large_to_check_is_the_upstreams_502() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_patient_read_scope_cannot_start_an_export_of_other_types() {
+    let harness = smart_harness().await;
+    let client = harness.client();
+    let user = harness.token("user/Patient.rs");
+    for path in [
+        "/Patient/$export?_type=Observation",
+        "/Patient/$export",
+        "/$export",
+    ] {
+        let response = client.get_with_token(path, &user).await;
+        assert_eq!(response.status, 403, "{path}: {}", response.text());
+        assert!(harness.upstream.received().is_empty(), "{path}");
+        assert_no_leak(&response, &[&user]);
+    }
+    let service = harness.token("system/Patient.rs system/Observation.rs");
+    let allowed = client
+        .get_with_token("/Group/g1/$export?_type=Patient,Observation", &service)
+        .await;
+    assert_ne!(allowed.status, 403, "{}", allowed.text());
+    assert_eq!(harness.upstream_paths().len(), 1);
+}

@@ -9,6 +9,7 @@
 mod answer;
 mod bundle;
 mod compartment;
+mod export;
 mod interaction;
 mod membership;
 mod precondition;
@@ -37,8 +38,10 @@ pub struct Settings {
     pub contexts: Vec<Context>,
     /// Resource types the rule covers; `None` for every type.
     pub resource_types: Option<Vec<String>>,
-    /// Search controls the rule explicitly allows (`_include`, `_revinclude`, `_has`, `chain`, ...).
+    /// Search controls the rule explicitly allows (`_has`, `chain`, `_filter`, ...).
     pub allowed_search_params: Vec<String>,
+    /// Contexts whose scopes may start a Bulk Data export (`system` unless the rule widens it).
+    pub export_contexts: Vec<Context>,
 }
 
 /// The request as the FHIR layer sees it.
@@ -229,6 +232,20 @@ pub fn authorize(
     {
         return Err(FhirDenial::ResourceTypeNotAllowed);
     }
+    if let Interaction::Operation { name, level } = &interaction
+        && name == "export"
+    {
+        let kick_off = match level {
+            Level::System => resource_type.is_none(),
+            Level::Type => resource_type.as_deref() == Some("Patient"),
+            Level::Instance => resource_type.as_deref() == Some("Group"),
+        };
+        if !kick_off {
+            return Err(FhirDenial::InteractionNotSupported);
+        }
+        let scope = export::authorize(&params, grants, settings)?;
+        return Ok(permit(interaction, resource_type, Some(scope.clone())));
+    }
     let letter = required_letter(&interaction, resource_type.as_deref(), id.as_deref())?;
     let scope = choose_scope(grants, settings, resource_type.as_deref(), letter)?;
     let patient_context = scope.context == Context::Patient;
@@ -370,15 +387,6 @@ fn required_letter(
             Some("Patient"),
             Some(_),
         ) if name == "everything" => Ok('r'),
-        // Bulk export is a search over everything it exports: `*` search.
-        (
-            Interaction::Operation {
-                name,
-                level: Level::System | Level::Type,
-            },
-            _,
-            None,
-        ) if name == "export" => Ok('s'),
         _ => Err(FhirDenial::InteractionNotSupported),
     }
 }

@@ -7,6 +7,7 @@ fn settings() -> Settings {
         contexts: vec![Context::Patient, Context::User, Context::System],
         resource_types: None,
         allowed_search_params: Vec::new(),
+        export_contexts: vec![Context::System],
     }
 }
 
@@ -236,6 +237,7 @@ fn rule_settings_limit_contexts_types_and_controls() {
         contexts: vec![Context::System],
         resource_types: Some(vec!["Patient".into()]),
         allowed_search_params: Vec::new(),
+        export_contexts: vec![Context::System],
     };
     assert_eq!(
         authorize(&request, &scopes("user/*.rs"), None, &narrow)
