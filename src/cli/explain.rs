@@ -134,6 +134,12 @@ fn render(
                 )),
                 None => out.push_str(&format!("decision     allow{granted}\n")),
             }
+            if let Some(precondition) = permit.precondition() {
+                out.push_str(&format!("before       {}\n", precondition.describe()));
+            }
+            if let Some(body) = permit.forwarded_search_body() {
+                out.push_str(&format!("search body  {body}\n"));
+            }
             if let Some(check) = permit.response_check() {
                 out.push_str(&format!("answer       {}\n", check.describe()));
             }

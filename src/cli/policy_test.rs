@@ -55,6 +55,12 @@ struct Expect {
     rule: Option<String>,
     #[serde(default)]
     response_check: Option<bool>,
+    /// The FHIR interaction, as `explain` names it (`read`, `search-type`, `operation $export`).
+    #[serde(default)]
+    interaction: Option<String>,
+    /// Whether a write must first read its target (patient context).
+    #[serde(default)]
+    precondition: Option<bool>,
 }
 
 /// Runs the file's cases; exit 1 when any fails.
@@ -105,22 +111,29 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
 
 /// The verdict in the expectation's terms; fields the case does not pin are copied over.
 fn observed(verdict: &Verdict, expect: &Expect) -> Expect {
-    let (decision, reason, response_check) = match &verdict.outcome {
+    let (decision, reason) = match &verdict.outcome {
         Ok(permit) => match permit.would_deny() {
-            Some(refusal) => (
-                "would_deny",
-                Some(refusal.reason()),
-                permit.response_check().is_some(),
-            ),
-            None => ("allow", None, permit.response_check().is_some()),
+            Some(refusal) => ("would_deny", Some(refusal.reason())),
+            None => ("allow", None),
         },
-        Err(denied) => ("deny", Some(denied.reason), false),
+        Err(denied) => ("deny", Some(denied.reason)),
     };
+    let permit = verdict.outcome.as_ref().ok();
     Expect {
         decision: decision.to_owned(),
         reason: expect.reason.as_ref().and(reason.map(str::to_owned)),
         rule: expect.rule.as_ref().and(verdict.rule.clone()),
-        response_check: expect.response_check.map(|_| response_check),
+        response_check: expect
+            .response_check
+            .map(|_| permit.is_some_and(|p| p.response_check().is_some())),
+        interaction: expect.interaction.as_ref().and_then(|_| {
+            permit
+                .and_then(|p| p.fhir())
+                .map(|f| f.interaction().to_owned())
+        }),
+        precondition: expect
+            .precondition
+            .map(|_| permit.is_some_and(|p| p.precondition().is_some())),
     }
 }
 
@@ -137,6 +150,16 @@ fn describe(expect: &Expect) -> String {
             " with response check"
         } else {
             " without response check"
+        });
+    }
+    if let Some(interaction) = &expect.interaction {
+        text.push_str(&format!(" as {interaction}"));
+    }
+    if let Some(precondition) = expect.precondition {
+        text.push_str(if precondition {
+            " after reading the target"
+        } else {
+            " without reading the target"
         });
     }
     text

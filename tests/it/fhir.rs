@@ -207,9 +207,36 @@ async fn explain_names_rule_interaction_scopes_and_decision() {
         "Observation",
         "token scopes launch/patient patient/Observation.rs",
         "decision     allow",
+        // What the gateway will enforce on the answer, and the canonical form forwarded.
+        "answer       every resource returned must be the launch patient's own record",
+        "forwarded as /Observation?patient=123",
     ] {
         assert!(text.contains(expected), "{expected} missing:\n{text}");
     }
+    let writer = harness.dir.path().join("writer.json");
+    std::fs::write(
+        &writer,
+        r#"{"scope": "launch/patient patient/Observation.d", "patient": "123"}"#,
+    )
+    .unwrap();
+    let delete = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["explain", "--config"])
+        .arg(&harness.config_file)
+        .args([
+            "--method",
+            "DELETE",
+            "--path",
+            "/Observation/o-123-lab",
+            "--claims",
+        ])
+        .arg(&writer)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&delete.stdout);
+    assert!(
+        text.contains("before       the resource is read first and must be the launch patient's"),
+        "{text}"
+    );
     let denied = run("/Observation?patient=456");
     let text = String::from_utf8_lossy(&denied.stdout);
     assert_eq!(denied.status.code(), Some(1));
