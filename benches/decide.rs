@@ -91,6 +91,7 @@ fn bench(c: &mut Criterion) {
         Arc::new(revocation),
         Arc::new(dpop),
         phigate::config::RequestLimits::default(),
+        Arc::new(phigate::policy::seal::LinkSealer::new(&[7u8; 32])),
     );
     let conn = Connection {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),

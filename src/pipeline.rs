@@ -16,7 +16,9 @@ use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
-use crate::policy::{Content, Grant, Permit, PolicyFault, PolicyStore};
+use crate::policy::fhir::FhirDenial;
+use crate::policy::seal::{self, Holder, LinkSealer, OpenedLink};
+use crate::policy::{Content, Grant, Permit, PolicyFault, PolicyStore, Refusal, Route};
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
@@ -59,16 +61,19 @@ pub struct Pipeline {
     revocation: Arc<Revocation>,
     dpop: Arc<DpopChecker>,
     limits: RequestLimits,
+    sealer: Arc<LinkSealer>,
 }
 
 impl Pipeline {
-    /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`, under `limits`.
+    /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`, under `limits`;
+    /// `sealer` opens links the upstream handed out earlier.
     pub fn new(
         policy: Arc<PolicyStore>,
         verifier: Arc<Verifier>,
         revocation: Arc<Revocation>,
         dpop: Arc<DpopChecker>,
         limits: RequestLimits,
+        sealer: Arc<LinkSealer>,
     ) -> Self {
         Self {
             policy,
@@ -76,7 +81,36 @@ impl Pipeline {
             revocation,
             dpop,
             limits,
+            sealer,
         }
+    }
+
+    /// Opens the seal on a link the upstream handed out earlier (a page, an export's status or
+    /// files), for this token's identity; a seal that does not open is refused.
+    fn open_sealed_link(
+        &self,
+        route: &Route<'_>,
+        token: &VerifiedToken,
+    ) -> Result<Option<OpenedLink>, Denial> {
+        let Some(query) = route.query().filter(|_| route.is_fhir()) else {
+            return Ok(None);
+        };
+        let sealed = query
+            .split('&')
+            .any(|pair| pair.starts_with(seal::SEAL_PARAM));
+        if !sealed {
+            return Ok(None);
+        }
+        let holder = Holder {
+            issuer: &token.issuer,
+            client: token.client_id.as_deref(),
+            subject: token.subject.as_deref(),
+            patient: token.patient.as_deref(),
+        };
+        self.sealer
+            .open(&holder, route.path().as_str(), query)
+            .map(Some)
+            .ok_or_else(|| Denial::Refused(Refusal::from(FhirDenial::LinkSealInvalid)))
     }
 
     /// The bounds every request is held to.
@@ -183,11 +217,13 @@ impl Pipeline {
             scopes: &verified.scopes,
             patient: verified.patient.as_deref(),
         };
+        let opened = self.open_sealed_link(&route, &verified)?;
         let content = Content {
             body: route.needs_body().then_some(body.as_ref()),
             form: request_body::is_form(&req.headers),
             // More than one, or one that is not text, is malformed and never forwarded unread.
             if_none_exist: single_header(&req.headers, "if-none-exist")?,
+            opened: opened.as_ref(),
         };
         route.authorize(&grant, &content).map_err(Denial::Refused)
     }

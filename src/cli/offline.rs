@@ -116,6 +116,7 @@ pub fn decide(
         body,
         form: body.is_some(),
         if_none_exist: None,
+        opened: None,
     };
     verdict.outcome = route.authorize(&grant, &content).map_err(Denied::from);
     verdict

@@ -131,6 +131,9 @@ pub struct Listen {
     pub public_base_url: Option<String>,
     /// Bounds on a request's shape and body.
     pub limits: RequestLimits,
+    /// The secret that seals links to the token they were handed to (share it between
+    /// replicas); a random one per process when absent.
+    pub link_seal_secret: Option<Vec<u8>>,
 }
 
 /// Bounds on what one request may carry. Each is enforced before the part it bounds is used:
@@ -542,13 +545,7 @@ impl Builder<'_> {
         });
         let nonce_secret = raw
             .and_then(|r| r.nonce_secret_file.as_ref())
-            .and_then(|at| {
-                let read = std::fs::read(self.path(at))
-                    .ok()
-                    .filter(|secret| secret.len() >= 32)
-                    .ok_or_else(|| "dpop.nonce_secret_file must hold at least 32 bytes".to_owned());
-                self.check(at, read)
-            });
+            .and_then(|at| self.secret_file(at, "dpop.nonce_secret_file"));
         let nonce = raw.and_then(|r| r.nonce).unwrap_or(false);
         DpopConfig {
             max_age,
@@ -557,6 +554,15 @@ impl Builder<'_> {
             nonce,
             nonce_secret,
         }
+    }
+
+    /// A shared secret read from a file: at least 32 bytes, or a problem naming `key`.
+    fn secret_file(&mut self, at: &At<String>, key: &str) -> Option<Vec<u8>> {
+        let read = std::fs::read(self.path(at))
+            .ok()
+            .filter(|secret| secret.len() >= 32)
+            .ok_or_else(|| format!("{key} must hold at least 32 bytes"));
+        self.check(at, read)
     }
 
     fn revocation(&mut self, raw: &RawRevocation) -> Vec<RevocationSource> {
@@ -727,6 +733,10 @@ impl Builder<'_> {
             .as_ref()
             .map(|raw| self.limits(raw))
             .unwrap_or_default();
+        let link_seal_secret = raw
+            .link_seal_secret_file
+            .as_ref()
+            .and_then(|at| self.secret_file(at, "listen.link_seal_secret_file"));
         Some(Listen {
             address: address?,
             transport: transport?,
@@ -734,6 +744,7 @@ impl Builder<'_> {
             max_header_bytes,
             public_base_url,
             limits,
+            link_seal_secret,
         })
     }
 

@@ -88,6 +88,8 @@ pub struct RawListen {
     pub public_base_url: Option<At<String>>,
     #[serde(default)]
     pub limits: Option<RawLimits>,
+    #[serde(default)]
+    pub link_seal_secret_file: Option<At<String>>,
 }
 
 /// `listen.limits:` — bounds on what a request may carry, enforced before routing.

@@ -232,6 +232,9 @@ impl State {
             return not_found();
         };
         let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        if let Some(response) = self.opaque_links(parts, &segments) {
+            return response;
+        }
         let query = Query::parse(parts.uri.query());
         let get = parts.method == Method::GET;
         match segments.as_slice() {
@@ -257,6 +260,85 @@ impl State {
             ),
             _ => not_found(),
         }
+    }
+
+    /// What a HAPI-style server hands out as absolute URLs of its own, for tests of sealed
+    /// links: an opaque page token at the server base (`?_getpages=`), and a Bulk Data export
+    /// (kick-off → status URL → manifest → output file).
+    fn opaque_links(&self, parts: &Parts, segments: &[&str]) -> Option<Response<Body>> {
+        let host = parts
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        let base = format!("http://{host}{BASE_PATH}");
+        let query = parts.uri.query().unwrap_or_default();
+        let response = match (parts.method.as_str(), segments) {
+            // A one-entry page (`_count=1`) links to the rest through an opaque token.
+            ("GET", ["Observation"]) if query.split('&').any(|p| p == "_count=1") => {
+                let mut page = json!({
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "entry": [],
+                    "link": [
+                        { "relation": "self", "url": format!("{base}/Observation?{query}") },
+                        { "relation": "next", "url": format!("{base}?_getpages=page1&_getpagesoffset=1") },
+                    ],
+                });
+                page["entry"] = Value::Array(
+                    self.observations()
+                        .into_iter()
+                        .take(1)
+                        .map(|resource| json!({ "resource": resource }))
+                        .collect(),
+                );
+                fhir_json(StatusCode::OK, &page)
+            }
+            // The opaque page holds every Observation: whoever follows it gets them all.
+            ("GET", []) if query.starts_with("_getpages=") => {
+                let page = json!({
+                    "resourceType": "Bundle",
+                    "type": "searchset",
+                    "entry": self.observations().into_iter().map(|resource| json!({ "resource": resource })).collect::<Vec<_>>(),
+                    "link": [{ "relation": "next", "url": format!("{base}?_getpages=page1&_getpagesoffset=9") }],
+                });
+                fhir_json(StatusCode::OK, &page)
+            }
+            ("GET" | "POST", [.., "$export"]) => {
+                let mut response = respond(StatusCode::ACCEPTED, FHIR_JSON, "");
+                if let Ok(location) = HeaderValue::from_str(&format!(
+                    "{base}/$export-poll-status?_jobId=job1"
+                )) {
+                    response
+                        .headers_mut()
+                        .insert(http::header::CONTENT_LOCATION, location);
+                }
+                response
+            }
+            ("GET", ["$export-poll-status"]) => respond(
+                StatusCode::OK,
+                "application/json",
+                json!({
+                    "transactionTime": "2026-01-01T00:00:00Z",
+                    "request": format!("{base}/$export"),
+                    "requiresAccessToken": true,
+                    "output": [{ "type": "Patient", "url": format!("{base}/bulk/job1/Patient.ndjson") }],
+                    "error": [],
+                })
+                .to_string(),
+            ),
+            ("DELETE", ["$export-poll-status"]) => respond(StatusCode::ACCEPTED, FHIR_JSON, ""),
+            ("GET", ["bulk", "job1", "Patient.ndjson"]) => respond(
+                StatusCode::OK,
+                "application/fhir+ndjson",
+                patients()
+                    .iter()
+                    .map(|p| format!("{p}\n"))
+                    .collect::<String>(),
+            ),
+            _ => return None,
+        };
+        Some(response)
     }
 
     fn read(&self, resource_type: &str, id: &str) -> Response<Body> {

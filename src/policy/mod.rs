@@ -11,6 +11,7 @@ mod permit;
 mod route;
 mod rule;
 mod scope;
+pub mod seal;
 mod store;
 mod table;
 

@@ -6,9 +6,12 @@
 
 use std::sync::Arc;
 
-use super::fhir::{BundlePermit, CanonicalSearch, FhirPermit, Precondition, ResponseCheck};
+use super::fhir::{
+    BundlePermit, CanonicalSearch, FhirPermit, LinkSeals, Precondition, ResponseCheck,
+};
 use super::path::NormalPath;
 use super::route::Refusal;
+use super::seal::LinkKind;
 
 /// What the FHIR classification found, for logs, `explain` and the response check.
 #[derive(Debug, Clone)]
@@ -18,6 +21,7 @@ pub struct FhirFacts {
     response_check: Option<ResponseCheck>,
     canonical_search: Option<CanonicalSearch>,
     precondition: Option<Precondition>,
+    link_seals: Option<LinkSeals>,
 }
 
 impl FhirFacts {
@@ -28,6 +32,22 @@ impl FhirFacts {
             response_check: permit.response_check,
             canonical_search: permit.canonical_search,
             precondition: permit.precondition,
+            link_seals: permit.link_seals,
+        }
+    }
+
+    pub(super) fn followed(
+        kind: LinkKind,
+        response_check: Option<ResponseCheck>,
+        link_seals: Option<LinkSeals>,
+    ) -> Self {
+        Self {
+            interaction: kind.as_str().to_owned(),
+            resource_type: None,
+            response_check,
+            canonical_search: None,
+            precondition: None,
+            link_seals,
         }
     }
 
@@ -38,6 +58,7 @@ impl FhirFacts {
             response_check: permit.response_check,
             canonical_search: None,
             precondition: None,
+            link_seals: None,
         }
     }
 
@@ -141,6 +162,11 @@ impl Permit {
     /// The response check the forwarder must pass before releasing the upstream's answer.
     pub fn response_check(&self) -> Option<&ResponseCheck> {
         self.fhir.as_ref().and_then(|f| f.response_check.as_ref())
+    }
+
+    /// Which links in the answer the forwarder must seal to the token.
+    pub fn link_seals(&self) -> Option<LinkSeals> {
+        self.fhir.as_ref().and_then(|f| f.link_seals)
     }
 
     /// The read the forwarder must make, and pass, before a write in patient context.

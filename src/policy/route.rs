@@ -12,6 +12,7 @@ use super::path::NormalPath;
 use super::permit::{FhirFacts, Permit};
 use super::rule::{Access, Rule};
 use super::scope::ScopeSet;
+use super::seal::{LinkKind, OpenedLink};
 
 /// What a verified token grants, as the policy sees it.
 #[derive(Debug, Clone, Copy)]
@@ -31,6 +32,8 @@ pub struct Content<'a> {
     pub form: bool,
     /// The `If-None-Exist` header of a conditional create.
     pub if_none_exist: Option<&'a str>,
+    /// A sealed link the pipeline opened for this token (see `seal`).
+    pub opened: Option<&'a OpenedLink>,
 }
 
 /// How a refusal is answered.
@@ -128,6 +131,21 @@ impl Route<'_> {
         self.rule.access_summary()
     }
 
+    /// The normalised path.
+    pub fn path(&self) -> &NormalPath {
+        &self.path
+    }
+
+    /// The query as the client sent it.
+    pub fn query(&self) -> Option<&str> {
+        self.query.as_deref()
+    }
+
+    /// Whether the rule is `fhir: smart` (sealed links are opened only under such rules).
+    pub fn is_fhir(&self) -> bool {
+        matches!(self.rule.access, Access::Smart(_))
+    }
+
     /// Whether the rule demands a live introspection of every token (RFC 7662).
     pub fn requires_introspection(&self) -> bool {
         self.rule.introspect_always
@@ -164,18 +182,50 @@ impl Route<'_> {
                 Some(scope) => Ok((Some(scope.as_str().to_owned()), None)),
                 None => Err(Refusal::insufficient_scope(needed)),
             },
-            Access::Smart(settings) => self.authorize_smart(settings, grant, content),
+            Access::Smart(settings) => match content.opened {
+                Some(opened) => self.follow_sealed(settings, grant, opened),
+                None => self.authorize_smart(settings, grant, content),
+            },
         };
         let rule = Arc::clone(&self.rule.name);
+        // A followed link goes upstream exactly as the upstream wrote it, seal removed.
+        let query = match content.opened {
+            Some(opened) if !opened.query.is_empty() => Some(opened.query.clone()),
+            Some(_) => None,
+            None => self.query,
+        };
         match verdict {
-            Ok((granted, fhir)) => {
-                Ok(Permit::new(rule, self.path, self.query, granted).with_fhir(fhir))
-            }
+            Ok((granted, fhir)) => Ok(Permit::new(rule, self.path, query, granted).with_fhir(fhir)),
             Err(refusal) if self.rule.is_report_only() => {
-                Ok(Permit::new(rule, self.path, self.query, None).reporting(refusal))
+                Ok(Permit::new(rule, self.path, query, None).reporting(refusal))
             }
             Err(refusal) => Err(refusal),
         }
+    }
+
+    /// A link the upstream handed to this token, sealed to it, followed as what it was: a page is
+    /// checked like the search it came from, an export's status and files belong to the client
+    /// that started it.
+    fn follow_sealed(
+        &self,
+        settings: &fhir::Settings,
+        grant: &Grant<'_>,
+        opened: &OpenedLink,
+    ) -> Result<(Option<String>, Option<FhirFacts>), Refusal> {
+        let method_fits = match opened.kind {
+            LinkKind::Page | LinkKind::ExportFile => self.method == Method::GET,
+            LinkKind::ExportStatus => matches!(self.method, Method::GET | Method::DELETE),
+        };
+        if !method_fits {
+            return Err(FhirDenial::LinkSealInvalid.into());
+        }
+        let scopes: Vec<SmartScope> = grant
+            .scopes
+            .iter()
+            .filter_map(|s| SmartScope::parse(s.as_str()))
+            .collect();
+        let (check, seals) = fhir::follow_sealed(opened.kind, &scopes, grant.patient, settings);
+        Ok((None, Some(FhirFacts::followed(opened.kind, check, seals))))
     }
 
     fn authorize_smart(

@@ -5,6 +5,7 @@
 //! removed before phigate adds its own. Bodies stream in both directions; only a form body is
 //! buffered, to refuse a token hidden in it.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,19 +18,22 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde_json::Value;
 
 use super::links::Links;
 use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::pipeline::{Connection, Facts};
-use crate::policy::fhir::{self, Checked, FhirDenial, Precondition};
+use crate::policy::fhir::{self, Checked, FhirDenial, LinkSeals, Precondition};
+use crate::policy::seal::{Holder, LinkKind, LinkSealer};
 use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::strict_json;
 use crate::telemetry::Metrics;
 use crate::tls::{TlsError, https_client_config};
 use crate::token::Scheme;
+use crate::token::VerifiedToken;
 
 /// Errors crossing a body boundary.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -81,13 +85,19 @@ pub struct Forwarder {
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     upstream: Upstream,
     public_base_url: Option<String>,
+    sealer: Arc<LinkSealer>,
 }
 
 impl Forwarder {
     /// A forwarder for `upstream`; `https` upstreams are verified against `ca_file` or web PKI.
     /// Links in answers move from the upstream's base to `public_base_url` (or, when none is
     /// set, to the origin each request used).
-    pub fn new(upstream: Upstream, public_base_url: Option<String>) -> Result<Self, TlsError> {
+    /// `sealer` seals the links a permit says phigate cannot authorise from their shape.
+    pub fn new(
+        upstream: Upstream,
+        public_base_url: Option<String>,
+        sealer: Arc<LinkSealer>,
+    ) -> Result<Self, TlsError> {
         let tls = https_client_config(upstream.ca_file.as_deref())?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -104,6 +114,7 @@ impl Forwarder {
             client,
             upstream,
             public_base_url,
+            sealer,
         })
     }
 
@@ -160,6 +171,19 @@ impl Forwarder {
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
         links.rewrite_headers(&mut head.headers);
+        let holder = facts.token.as_deref().map(holder_of);
+        let sealing = permit
+            .link_seals()
+            .zip(holder.as_ref())
+            .map(|(seals, holder)| Sealing {
+                links: &links,
+                sealer: &self.sealer,
+                seals,
+                holder,
+            });
+        if let Some(sealing) = &sealing {
+            sealing.seal_headers(&mut head.headers);
+        }
         if let Some(check) = permit.response_check() {
             // "Not there" answers exactly like "not yours" (the check's refusal below), so a
             // patient-confined token cannot probe for other patients' resources.
@@ -169,6 +193,7 @@ impl Forwarder {
         }
         let inspected = permit.response_check().is_some()
             || (permit.fhir().is_some() && is_json(&head.headers));
+        let links = &links;
         if !inspected {
             // An upstream reset mid-body surfaces as a body error, which aborts the downstream
             // response instead of completing it: a truncated Bundle never looks whole (R-U03).
@@ -177,7 +202,7 @@ impl Forwarder {
                 body.map_err(BoxError::from).boxed_unsync(),
             ));
         }
-        let bytes = inspect_answer(body, permit, &links).await?;
+        let bytes = inspect_answer(body, permit, links, sealing.as_ref()).await?;
         // The body may have been filtered or rewritten: hyper sets the new length.
         head.headers.remove(header::CONTENT_LENGTH);
         Ok(Response::from_parts(
@@ -399,7 +424,12 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[&str]) {
 /// permit's response check, and moves its links behind the gateway. An answer that must be
 /// checked but is too large or not JSON is refused, never passed through; one that needs only
 /// its links rewritten and is not JSON passes as it came.
-async fn inspect_answer(body: Incoming, permit: &Permit, links: &Links) -> Result<Bytes, Denial> {
+async fn inspect_answer(
+    body: Incoming,
+    permit: &Permit,
+    links: &Links,
+    sealing: Option<&Sealing<'_>>,
+) -> Result<Bytes, Denial> {
     let refused = |denial: FhirDenial| Denial::Refused(Refusal::from(denial));
     let bytes = Limited::new(body, MAX_CHECKED_RESPONSE_BYTES)
         .collect()
@@ -435,6 +465,9 @@ async fn inspect_answer(body: Incoming, permit: &Permit, links: &Links) -> Resul
         }
     }
     changed |= links.rewrite_document(&mut document);
+    if let Some(sealing) = sealing {
+        changed |= sealing.seal_document(&mut document);
+    }
     Ok(if changed {
         Bytes::from(document.to_string())
     } else {
@@ -453,4 +486,77 @@ fn is_json(headers: &HeaderMap) -> bool {
             essence.eq_ignore_ascii_case("application/fhir+json")
                 || essence.eq_ignore_ascii_case("application/json")
         })
+}
+
+/// The identity a link is sealed to.
+fn holder_of(token: &VerifiedToken) -> Holder<'_> {
+    Holder {
+        issuer: &token.issuer,
+        client: token.client_id.as_deref(),
+        subject: token.subject.as_deref(),
+        patient: token.patient.as_deref(),
+    }
+}
+
+/// The permit's obligation to seal links phigate cannot authorise from their shape.
+struct Sealing<'a> {
+    links: &'a Links,
+    sealer: &'a LinkSealer,
+    seals: LinkSeals,
+    holder: &'a Holder<'a>,
+}
+
+impl Sealing<'_> {
+    /// A kick-off's status URL (`Content-Location`), sealed to the client that started it.
+    fn seal_headers(&self, headers: &mut HeaderMap) {
+        if self.seals != LinkSeals::ExportStatus {
+            return;
+        }
+        let sealed = headers
+            .get(header::CONTENT_LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|url| {
+                self.links.seal(
+                    url,
+                    self.sealer,
+                    LinkKind::ExportStatus,
+                    self.holder,
+                    |_| true,
+                )
+            })
+            .and_then(|url| HeaderValue::from_str(&url).ok());
+        if let Some(value) = sealed {
+            headers.insert(header::CONTENT_LOCATION, value);
+        }
+    }
+
+    /// Page links at the server base (opaque page tokens), or an export manifest's file URLs.
+    fn seal_document(&self, document: &mut Value) -> bool {
+        let (members, kind, wanted): (&[&str], LinkKind, fn(&str) -> bool) = match self.seals {
+            LinkSeals::Pages => (&["link"], LinkKind::Page, |path| path == "/"),
+            LinkSeals::ExportFiles => (
+                &["output", "error", "deleted"],
+                LinkKind::ExportFile,
+                |_| true,
+            ),
+            LinkSeals::ExportStatus => return false,
+        };
+        let mut changed = false;
+        for member in members {
+            let Some(items) = document.get_mut(*member).and_then(Value::as_array_mut) else {
+                continue;
+            };
+            for item in items {
+                let sealed = item
+                    .get("url")
+                    .and_then(Value::as_str)
+                    .and_then(|url| self.links.seal(url, self.sealer, kind, self.holder, wanted));
+                if let Some(url) = sealed {
+                    item["url"] = Value::String(url);
+                    changed = true;
+                }
+            }
+        }
+        changed
+    }
 }

@@ -9,6 +9,8 @@
 use http::{HeaderMap, HeaderValue, header};
 use serde_json::Value;
 
+use crate::policy::seal::{Holder, LinkKind, LinkSealer};
+
 /// The response headers that carry URLs.
 const LINK_HEADERS: [header::HeaderName; 2] = [header::LOCATION, header::CONTENT_LOCATION];
 
@@ -48,6 +50,29 @@ impl Links {
             rest.to_owned()
         };
         Some(format!("{}{rest}", self.public_base))
+    }
+
+    /// `url` (already public) with a seal for `holder`, when it lies under the public base and
+    /// `wanted` accepts its path.
+    pub fn seal(
+        &self,
+        url: &str,
+        sealer: &LinkSealer,
+        kind: LinkKind,
+        holder: &Holder<'_>,
+        wanted: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let target = url.strip_prefix(&self.public_base)?;
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let path = if path.is_empty() { "/" } else { path };
+        if !path.starts_with('/') || !wanted(path) {
+            return None;
+        }
+        Some(format!(
+            "{}{}",
+            self.public_base,
+            sealer.seal(kind, holder, path, query)
+        ))
     }
 
     /// Rewrites `Location` and `Content-Location`.

@@ -25,6 +25,7 @@ use crate::binding::replay::ReplayCache;
 use crate::config::{Config, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
+use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
 use crate::tls::{self, TlsError};
@@ -81,9 +82,16 @@ impl Gateway {
             &config.tokens,
             Arc::clone(&metrics),
         )?);
+        let sealer = Arc::new(match &config.listen.link_seal_secret {
+            Some(secret) => LinkSealer::new(secret),
+            None => LinkSealer::random().map_err(|_| {
+                StartError::Tls(TlsError::Rustls("no randomness for link seals".into()))
+            })?,
+        });
         let forwarder = forward::Forwarder::new(
             config.upstream.clone(),
             config.listen.public_base_url.clone(),
+            Arc::clone(&sealer),
         )?;
         let bind = |address: SocketAddr| async move {
             TcpListener::bind(address)
@@ -158,7 +166,14 @@ impl Gateway {
         };
         background.push(tokio::spawn(reloader.run()));
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(policy, verifier, revocation, dpop, config.listen.limits),
+            pipeline: Pipeline::new(
+                policy,
+                verifier,
+                revocation,
+                dpop,
+                config.listen.limits,
+                sealer,
+            ),
             forwarder,
             metrics,
         });

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use serde_json::json;
 
-use crate::support::{Harness, Options, TestResponse, assert_denied, assert_no_leak};
+use crate::support::{Harness, Options, PUBLIC_BASE, TestResponse, assert_denied, assert_no_leak};
 
 const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
@@ -347,4 +347,142 @@ async fn a_patient_read_scope_cannot_start_an_export_of_other_types() {
         .await;
     assert_ne!(allowed.status, 403, "{}", allowed.text());
     assert_eq!(harness.upstream_paths().len(), 1);
+}
+
+/// The path and query of a public URL, to request it through the test client.
+fn through_gateway(url: &str) -> &str {
+    url.strip_prefix(PUBLIC_BASE)
+        .unwrap_or_else(|| panic!("{url} is not behind the gateway"))
+}
+
+fn next_link(body: &serde_json::Value) -> String {
+    body["link"]
+        .as_array()
+        .and_then(|links| links.iter().find(|l| l["relation"] == "next"))
+        .and_then(|l| l["url"].as_str())
+        .expect("a next link")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn opaque_page_links_are_sealed_to_the_token_that_ran_the_search() {
+    let harness = smart_harness().await;
+    let client = harness.client();
+    let token = patient_token(&harness, "launch/patient patient/Observation.rs", "123");
+    let first = client
+        .get_with_token("/Observation?patient=123&_count=1", &token)
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let next = next_link(&first.json());
+    assert!(
+        next.starts_with(&format!("{PUBLIC_BASE}/?_getpages=page1")),
+        "{next}"
+    );
+    assert!(next.contains("&_phigate_seal="), "{next}");
+    // Followed by the same token: the page is checked like the search, 456's data removed.
+    let page = client.get_with_token(through_gateway(&next), &token).await;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(!page.text().contains("Patient/456"), "{}", page.text());
+    assert!(page.text().contains("Patient/123"));
+    assert!(next_link(&page.json()).contains("_phigate_seal="));
+    let forwarded = harness.upstream_paths().last().unwrap().1.clone();
+    assert_eq!(forwarded, "/fhir/?_getpages=page1&_getpagesoffset=1");
+    // Another patient's token, an edited link, or no seal at all: refused, nothing forwarded.
+    harness.upstream.clear_received();
+    let other = patient_token(&harness, "launch/patient patient/Observation.rs", "456");
+    let edited = next.replace("_getpagesoffset=1", "_getpagesoffset=2");
+    for (path, token) in [
+        (through_gateway(&next), other.as_str()),
+        (through_gateway(&edited), token.as_str()),
+        ("/?_getpages=page1&_getpagesoffset=1", token.as_str()),
+    ] {
+        let response = client.get_with_token(path, token).await;
+        assert_eq!(response.status, 403, "{path}: {}", response.text());
+        assert_no_leak(&response, &[token, "Patient/456"]);
+    }
+    assert!(harness.upstream.received().is_empty());
+}
+
+#[tokio::test]
+async fn an_export_status_and_its_files_belong_to_the_client_that_started_it() {
+    let harness = smart_harness().await;
+    let client = harness.client();
+    let service = harness.token("system/*.rs");
+    let kick_off = client.get_with_token("/$export", &service).await;
+    assert_eq!(kick_off.status, 202, "{}", kick_off.text());
+    let status_url = kick_off.headers["content-location"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        status_url.starts_with(&format!(
+            "{PUBLIC_BASE}/$export-poll-status?_jobId=job1&_phigate_seal="
+        )),
+        "{status_url}"
+    );
+    let status = client
+        .get_with_token(through_gateway(&status_url), &service)
+        .await;
+    assert_eq!(status.status, 200, "{}", status.text());
+    let file_url = status.json()["output"][0]["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        file_url.starts_with(&format!(
+            "{PUBLIC_BASE}/bulk/job1/Patient.ndjson?_phigate_seal="
+        )),
+        "{file_url}"
+    );
+    let file = client
+        .get_with_token(through_gateway(&file_url), &service)
+        .await;
+    assert_eq!(file.status, 200);
+    assert!(file.text().contains("\"resourceType\":\"Patient\""));
+    // Another client with the same scopes cannot poll, download or cancel.
+    let mut claims = harness.claims("system/*.rs");
+    claims["client_id"] = serde_json::json!("another-service");
+    claims["sub"] = serde_json::json!("another-service");
+    let other = harness.mint(&claims);
+    harness.upstream.clear_received();
+    for (method, url) in [
+        (http::Method::GET, &status_url),
+        (http::Method::GET, &file_url),
+        (http::Method::DELETE, &status_url),
+    ] {
+        let response = client
+            .send(
+                method.clone(),
+                through_gateway(url),
+                &[("authorization", &format!("Bearer {other}"))],
+                bytes::Bytes::new(),
+            )
+            .await;
+        assert_eq!(response.status, 403, "{method} {url}");
+    }
+    // Unsealed, the status URL is not a FHIR interaction anyone may call.
+    let unsealed = client
+        .get_with_token("/$export-poll-status?_jobId=job1", &service)
+        .await;
+    assert_eq!(unsealed.status, 403);
+    assert!(harness.upstream.received().is_empty());
+    // The client that started it may cancel it; a file link does not cancel anything.
+    let cancel = client
+        .send(
+            http::Method::DELETE,
+            through_gateway(&status_url),
+            &[("authorization", &format!("Bearer {service}"))],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(cancel.status, 202);
+    let wrong_method = client
+        .send(
+            http::Method::DELETE,
+            through_gateway(&file_url),
+            &[("authorization", &format!("Bearer {service}"))],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(wrong_method.status, 403);
 }

@@ -88,6 +88,10 @@ async fn data_endpoints() {
         ),
         ("/fhir/Observation?patient=999", expect(200, "Bundle", &[])),
         (
+            "/fhir?_getpages=page1&_getpagesoffset=1",
+            expect(200, "Bundle", &["o-123-lab", "o-123-vit", "o-456-lab"]),
+        ),
+        (
             "/fhir/Patient/123/Observation",
             expect(200, "Bundle", &["o-123-lab", "o-123-vit"]),
         ),

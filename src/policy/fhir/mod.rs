@@ -100,6 +100,20 @@ pub struct FhirPermit {
     pub canonical_search: Option<CanonicalSearch>,
     /// For writes in patient context: read the resource first, and pin the write to it.
     pub precondition: Option<Precondition>,
+    /// Which links in the answer the forwarder seals to the token (see `policy::seal`).
+    pub link_seals: Option<LinkSeals>,
+}
+
+/// Links in an answer that phigate could not authorise from their shape, so it seals them to
+/// the identity that received them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkSeals {
+    /// `Bundle.link` URLs at the server base (opaque page tokens such as `_getpages`).
+    Pages,
+    /// A Bulk Data kick-off's `Content-Location` (the status URL).
+    ExportStatus,
+    /// A Bulk Data status manifest's `output`, `error` and `deleted` file URLs.
+    ExportFiles,
 }
 
 /// Why a FHIR request was refused. Each variant is a documented reason code.
@@ -128,6 +142,8 @@ pub enum FhirDenial {
     ConditionalNotSupported,
     /// A PATCH in patient context that is not a JSON Patch (FHIRPath Patch cannot be checked).
     PatchNotCheckable,
+    /// A sealed link that does not open for this token, method or URL.
+    LinkSealInvalid,
     /// A parameter name the server could read differently (controls, case variants).
     SearchParamNotCanonical,
     /// `_method` (or an override header): refused, not followed.
@@ -162,6 +178,7 @@ impl FhirDenial {
             Self::SearchBodyNotForm => "search_body_not_form",
             Self::ConditionalNotSupported => "conditional_not_supported",
             Self::PatchNotCheckable => "patch_not_checkable",
+            Self::LinkSealInvalid => "link_seal_invalid",
             Self::SearchParamNotCanonical => "search_param_not_canonical",
             Self::MethodOverride => "method_override",
             Self::BodyUnparseable => "body_unparseable",
@@ -244,7 +261,9 @@ pub fn authorize(
             return Err(FhirDenial::InteractionNotSupported);
         }
         let scope = export::authorize(&params, grants, settings)?;
-        return Ok(permit(interaction, resource_type, Some(scope.clone())));
+        let mut granted = permit(interaction, resource_type, Some(scope.clone()));
+        granted.link_seals = Some(LinkSeals::ExportStatus);
+        return Ok(granted);
     }
     let letter = required_letter(&interaction, resource_type.as_deref(), id.as_deref())?;
     let scope = choose_scope(grants, settings, resource_type.as_deref(), letter)?;
@@ -283,6 +302,12 @@ pub fn authorize(
         None
     };
     let mut granted = permit(interaction, resource_type, Some(scope.clone()));
+    // Whatever returns a Bundle may page through opaque links.
+    if !granted.interaction.names_one_resource()
+        || granted.interaction == Interaction::HistoryInstance
+    {
+        granted.link_seals = Some(LinkSeals::Pages);
+    }
     if granted.interaction.is_search() {
         granted.canonical_search = Some(CanonicalSearch {
             params: search::canonical(&params),
@@ -365,6 +390,7 @@ fn permit(
         body_check: None,
         canonical_search: None,
         precondition: None,
+        link_seals: None,
     }
 }
 
@@ -483,6 +509,29 @@ fn parse_body(body: &[u8]) -> Result<Value, FhirDenial> {
     strict_json::parse(body).map_err(|err| match err {
         StrictJsonError::DuplicateMember | StrictJsonError::Invalid => FhirDenial::BodyUnparseable,
     })
+}
+
+/// What following a sealed link obliges: a page is checked like any search answer (and its own
+/// page links sealed again); an export status seals the files it lists; a file passes as it is,
+/// since only the client that started the export can follow its link.
+pub fn follow_sealed(
+    kind: crate::policy::seal::LinkKind,
+    grants: &[SmartScope],
+    patient: Option<&str>,
+    settings: &Settings,
+) -> (Option<ResponseCheck>, Option<LinkSeals>) {
+    use crate::policy::seal::LinkKind;
+    match kind {
+        LinkKind::Page => {
+            let membership = Membership::new(grants, &settings.contexts, "rs", patient);
+            (
+                Some(ResponseCheck::new(membership, AnswerShape::Collection)),
+                Some(LinkSeals::Pages),
+            )
+        }
+        LinkKind::ExportStatus => (None, Some(LinkSeals::ExportFiles)),
+        LinkKind::ExportFile => (None, None),
+    }
 }
 
 /// Checks an upstream answer before release (see `answer`); the forwarder parses it strictly
