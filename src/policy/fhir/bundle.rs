@@ -8,6 +8,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::membership::Membership;
+use super::search;
 use super::{
     AnswerShape, FhirDenial, FhirPermit, FhirRequest, ResponseCheck, Settings, SmartScope,
     authorize, parse_body, resource_may_be_written,
@@ -82,12 +83,18 @@ fn authorize_entry(
         .get("url")
         .and_then(Value::as_str)
         .ok_or(FhirDenial::BundleMalformed)?;
-    if url.contains("://") || url.contains('#') {
-        return Err(FhirDenial::NotFhir);
-    }
     let (raw_path, query) = url
         .split_once('?')
         .map_or((url, None), |(p, q)| (p, Some(q)));
+    // An absolute URL (another server, or the upstream's own address) is never followed; a
+    // token system in the query (`code=http://loinc.org|…`) is just a value.
+    if raw_path.contains(':') || url.contains('#') {
+        return Err(FhirDenial::NotFhir);
+    }
+    // The Bundle is forwarded as sent, so its queries must read the same to every server.
+    if query.is_some_and(|q| !search::is_unambiguous(q)) {
+        return Err(FhirDenial::SearchParamNotCanonical);
+    }
     let raw_path = format!("/{}", raw_path.trim_start_matches('/'));
     let normal = path::normalise(&raw_path).map_err(|_| FhirDenial::NotFhir)?;
     if normal.as_str() != raw_path || raw_path == "/" {

@@ -69,6 +69,55 @@ pub fn canonical(params: &[Param]) -> String {
         .join("&")
 }
 
+/// Whether a raw query reads the same to every server: only characters no parser treats
+/// differently (letters, digits, `-._~:/|,@!$'()*`, `&` and `=` as delimiters, and `%XX`
+/// escapes other than `%25`). A `;` (an old separator), a `+` (space or plus), a double escape
+/// or raw non-ASCII is refused where phigate forwards a query as the client wrote it (Bundle
+/// entry URLs), because it cannot re-encode it there.
+pub fn is_unambiguous(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let byte = bytes[i];
+        if byte == b'%' {
+            let escaped = bytes
+                .get(i + 1..i + 3)
+                .and_then(|hex| std::str::from_utf8(hex).ok())
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+            if escaped.is_none_or(|value| value == b'%') {
+                return false;
+            }
+            i += 3;
+            continue;
+        }
+        let plain = byte.is_ascii_alphanumeric()
+            || matches!(
+                byte,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b':'
+                    | b'/'
+                    | b'|'
+                    | b','
+                    | b'@'
+                    | b'!'
+                    | b'$'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'&'
+                    | b'='
+            );
+        if !plain {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
 fn decode(text: &str) -> String {
     percent_decode_str(&text.replace('+', " "))
         .decode_utf8_lossy()
@@ -206,6 +255,30 @@ mod tests {
         // Canonical text parses back to the same parameters.
         let query = "subject:Patient=123&name=Ren%C3%A9e&flag";
         assert_eq!(parse(&canonical(query)), parse(query));
+    }
+
+    #[test]
+    fn unambiguous_queries() {
+        for plain in [
+            "patient=123",
+            "code=http://loinc.org|2345-7&_count=10",
+            "subject:Patient=123&name=Ren%C3%A9e&x=%26",
+            "",
+        ] {
+            assert!(is_unambiguous(plain), "{plain}");
+        }
+        for ambiguous in [
+            "a=1;b=2",
+            "name=a+b",
+            "x=%2526",
+            "x=%zz",
+            "x=%2",
+            "x=é",
+            "x=a b",
+            "x=<script>",
+        ] {
+            assert!(!is_unambiguous(ambiguous), "{ambiguous}");
+        }
     }
 
     #[test]

@@ -564,3 +564,21 @@ fn bundle_writes_by_id_in_patient_context_are_refused() {
         );
     }
 }
+
+#[test]
+fn bundle_entry_queries_must_read_the_same_to_every_server() {
+    check_bundle(
+        json!([{"request": {"method": "GET", "url": "Observation?patient=123&code=http://loinc.org|2345-7"}}]),
+        "ok 1",
+    );
+    for url in [
+        "Observation?patient=123;patient=456",
+        "Observation?patient=123&name=a+b",
+        "Observation?patient=%2531%2532%2533",
+    ] {
+        check_bundle(
+            json!([{"request": {"method": "GET", "url": url}}]),
+            "bundle_entry_denied (search_param_not_canonical)",
+        );
+    }
+}
