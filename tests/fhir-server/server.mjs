@@ -64,6 +64,8 @@ function seedResources() {
     { resourceType: 'MedicationRequest', id: 'mr-123', status: 'active', intent: 'order', subject: { reference: 'Patient/123' }, medicationReference: { reference: 'Medication/med-1' } },
     { resourceType: 'MedicationRequest', id: 'mr-456', status: 'active', intent: 'order', subject: { reference: 'Patient/456' }, medicationReference: { reference: 'Medication/med-1' } },
     { resourceType: 'Provenance', id: 'prov-123', target: [{ reference: 'Observation/o-123-lab' }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { reference: 'Practitioner/pr-9' } }] },
+    { resourceType: 'Provenance', id: 'prov-p123', target: [{ reference: 'Observation/o-123-lab' }, { reference: 'Patient/123' }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { reference: 'Practitioner/pr-9' } }] },
+    { resourceType: 'Provenance', id: 'prov-both', target: [{ reference: 'Observation/o-123-lab' }, { reference: 'Patient/123' }, { reference: 'Patient/456' }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { reference: 'Practitioner/pr-9' } }] },
     { resourceType: 'Provenance', id: 'prov-456', target: [{ reference: 'Observation/o-456-lab' }], recorded: '2024-01-01T00:00:00Z', agent: [{ who: { reference: 'Practitioner/pr-9' } }] },
   ];
 }

@@ -565,3 +565,45 @@ async fn a_patch_may_not_move_a_resource_to_another_patient() {
     assert_eq!(received.len(), 2, "{received:?}");
     assert_eq!(received[1].header_values("if-match").len(), 1);
 }
+
+#[tokio::test]
+async fn a_provenance_search_by_target_returns_only_the_patients_provenance() {
+    let harness = real_fhir_harness().await;
+    let token = patient_token(
+        &harness,
+        "launch/patient patient/Observation.rs patient/Provenance.rs",
+        "123",
+    );
+    let response = harness
+        .client()
+        .get_with_token("/Provenance?target=Observation/o-123-lab", &token)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    // prov-123 names only the Observation (not in the compartment by R4's definition), and
+    // prov-both names patient 456 as well: both removed.
+    assert_eq!(entry_ids(&response.json()), ["Provenance/prov-p123"]);
+    assert!(!response.text().contains("Patient/456"));
+}
+
+#[tokio::test]
+async fn a_batch_never_runs_writes_for_a_client_then_told_refused() {
+    let harness = real_fhir_harness().await;
+    let fhir = harness.fhir.as_ref().unwrap();
+    let token = patient_token(&harness, "launch/patient patient/Observation.crs", "123");
+    let own = json!({"resourceType": "Observation", "status": "final", "code": {"text": "Weight"},
+        "subject": {"reference": "Patient/123"}});
+    let batch = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "POST", "url": "Observation"}, "resource": own},
+        {"request": {"method": "GET", "url": "Observation/o-456-lab"}},
+    ]});
+    let response = harness.client().post_fhir("/", &token, &batch).await;
+    assert_eq!(response.status, 403, "{}", response.text());
+    assert!(fhir.received().await.is_empty(), "nothing ran");
+    // Writes alone go through.
+    let writes = json!({"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "POST", "url": "Observation"}, "resource": own},
+    ]});
+    let response = harness.client().post_fhir("/", &token, &writes).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(response.json()["type"], "batch-response");
+}

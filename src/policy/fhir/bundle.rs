@@ -54,6 +54,15 @@ pub fn authorize_bundle(
                 .map_err(|d| FhirDenial::BundleEntryDenied(Box::new(d)))
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // A checked read that fails is withheld with the whole response — after the Bundle ran.
+    // Writes must never run for a client then told "refused", so they do not travel with
+    // reads whose answers must be checked.
+    let checked_read = entries
+        .iter()
+        .any(|e| e.response_check.is_some() && !e.interaction.is_write());
+    if checked_read && entries.iter().any(|e| e.interaction.is_write()) {
+        return Err(FhirDenial::BundleMixesWrites);
+    }
     // Any entry whose answer must be checked makes the whole response checked, all or nothing:
     // a batch response cannot be trimmed without lying about what ran.
     let response_check = entries.iter().any(|e| e.response_check.is_some()).then(|| {

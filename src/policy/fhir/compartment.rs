@@ -261,6 +261,14 @@ const MEMBERS: &[Member] = &[
         owners: &["patient"],
         roles: &[],
     },
+    // Owned by no one element: in a patient's compartment through its targets (R4: the
+    // `patient` parameter is `target.where(resolve() is Patient)`).
+    Member {
+        resource_type: "Provenance",
+        params: &["patient"],
+        owners: &[],
+        roles: &["target"],
+    },
     Member {
         resource_type: "Account",
         params: &["subject"],
@@ -303,6 +311,12 @@ pub fn is_shared_data(resource_type: &str) -> bool {
 
 fn member(resource_type: &str) -> Option<&'static Member> {
     MEMBERS.iter().find(|m| m.resource_type == resource_type)
+}
+
+/// Whether a compartment type has no owner element (Provenance, Appointment): a search on it
+/// cannot be confined by parameters, only its answer can be checked.
+pub fn is_ownerless(resource_type: &str) -> bool {
+    member(resource_type).is_some_and(|m| m.owners.is_empty())
 }
 
 /// Whether `resource_type` holds patient data (is in the Patient compartment, or is Patient).
@@ -398,11 +412,17 @@ pub fn membership(resource: &Value, patient: &str) -> Belonging {
         }
         appears = true;
     }
-    appears |= member
+    for reference in member
         .roles
         .iter()
         .flat_map(|path| references_at(resource, path))
-        .any(|reference| reference == own);
+    {
+        // Without an owner element nothing says whose it is: a second patient makes it theirs.
+        if member.owners.is_empty() && reference.starts_with("Patient/") && reference != own {
+            return Belonging::Foreign;
+        }
+        appears |= reference == own;
+    }
     if appears {
         Belonging::Own
     } else {
@@ -544,6 +564,22 @@ mod tests {
         belongs(json!({"resourceType": "Patient", "id": "456"}), Foreign);
         belongs(json!({"resourceType": "Practitioner", "id": "p"}), Shared);
         belongs(json!({"resourceType": "Provenance", "id": "p"}), Foreign);
+        belongs(
+            json!({"resourceType": "Provenance", "target": [reference("Patient/123")]}),
+            Own,
+        );
+        belongs(
+            json!({"resourceType": "Provenance", "target": [reference("Observation/o-123-lab")]}),
+            Foreign,
+        );
+        belongs(
+            json!({"resourceType": "Provenance", "target": [reference("Patient/123"), reference("Patient/456")]}),
+            Foreign,
+        );
+        belongs(
+            json!({"resourceType": "Appointment", "participant": [{"actor": reference("Patient/123")}, {"actor": reference("Patient/456")}]}),
+            Foreign,
+        );
         belongs(json!({"id": "p"}), Foreign);
     }
 }

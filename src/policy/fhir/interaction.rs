@@ -90,6 +90,14 @@ impl Interaction {
         )
     }
 
+    /// Whether the interaction changes data.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Self::Create | Self::Update | Self::Patch | Self::Delete
+        )
+    }
+
     /// Whether the request names one resource, so its answer is that resource (or its history).
     pub fn names_one_resource(&self) -> bool {
         matches!(

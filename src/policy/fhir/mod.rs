@@ -144,6 +144,9 @@ pub enum FhirDenial {
     PatchNotCheckable,
     /// A sealed link that does not open for this token, method or URL.
     LinkSealInvalid,
+    /// A Bundle with writes and reads whose answers must be checked (they could be withheld
+    /// after the writes ran).
+    BundleMixesWrites,
     /// A parameter name the server could read differently (controls, case variants).
     SearchParamNotCanonical,
     /// `_method` (or an override header): refused, not followed.
@@ -179,6 +182,7 @@ impl FhirDenial {
             Self::ConditionalNotSupported => "conditional_not_supported",
             Self::PatchNotCheckable => "patch_not_checkable",
             Self::LinkSealInvalid => "link_seal_invalid",
+            Self::BundleMixesWrites => "bundle_mixes_writes",
             Self::SearchParamNotCanonical => "search_param_not_canonical",
             Self::MethodOverride => "method_override",
             Self::BodyUnparseable => "body_unparseable",
@@ -461,7 +465,13 @@ fn confine(
         Interaction::SearchCompartment { patient: target } => {
             target == patient && compartment::names_only(resource_type, params, patient).is_some()
         }
-        Interaction::SearchType => compartment::search_is_confined(resource_type, params, patient),
+        // An owner-less type (Provenance?target=…) is searched as asked, provided nothing names
+        // another patient, and its answer is filtered.
+        Interaction::SearchType => {
+            compartment::search_is_confined(resource_type, params, patient)
+                || (compartment::is_ownerless(resource_type)
+                    && compartment::names_only(resource_type, params, patient).is_some())
+        }
         // Type history cannot be narrowed by parameters; its answer is filtered entry by entry.
         Interaction::HistoryType => true,
         Interaction::SearchSystem | Interaction::HistorySystem => false,

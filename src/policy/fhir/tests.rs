@@ -582,3 +582,22 @@ fn bundle_entry_queries_must_read_the_same_to_every_server() {
         );
     }
 }
+
+#[test]
+fn bundles_never_mix_writes_with_checked_reads() {
+    let own = json!({"resourceType": "Observation", "status": "final", "code": {"text": "x"}, "subject": {"reference": "Patient/123"}});
+    check_bundle(
+        json!([
+            {"request": {"method": "POST", "url": "Observation"}, "resource": own},
+            {"request": {"method": "GET", "url": "Observation/o-456-lab"}},
+        ]),
+        "bundle_mixes_writes",
+    );
+    check_bundle(
+        json!([
+            {"request": {"method": "POST", "url": "Observation"}, "resource": own},
+            {"request": {"method": "POST", "url": "Observation"}, "resource": own},
+        ]),
+        "ok 2",
+    );
+}
