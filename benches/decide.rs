@@ -77,7 +77,8 @@ fn bench(c: &mut Criterion) {
         &[],
         config.tokens.max_lifetime,
         Arc::new(Metrics::new()),
-    );
+    )
+    .unwrap_or_else(|_| panic!("no revocation sources, nothing to fail"));
     let replay = phigate::binding::replay::ReplayCache::new(Duration::from_secs(70), None)
         .expect("replay cache");
     let dpop = phigate::binding::DpopChecker::new(

@@ -150,12 +150,13 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };
-    if let Transport::Tls(files) = &config.listen.transport {
-        crate::tls::server_config(files)?;
-    }
-    crate::tls::https_client_config(config.upstream.ca_file.as_deref())?;
-    for issuer in &config.issuers {
-        crate::tls::https_client_config(issuer.jwks_ca_file.as_deref())?;
+    // Everything `run` builds before it serves, built here too: certificates, CA files, Redis
+    // URLs, revocation sources — every problem at once.
+    if let Err(err) = crate::proxy::prepare(&config) {
+        for problem in &err.problems {
+            eprintln!("{problem}");
+        }
+        return Ok(ExitCode::FAILURE);
     }
     // Warnings go where `load` prints errors, and do not change the exit code.
     for warning in config.policy.warnings() {

@@ -45,6 +45,71 @@ pub struct Config {
     pub revocation: Vec<RevocationSource>,
     /// DPoP proof checking.
     pub dpop: DpopConfig,
+    /// Where each file path and URL was written, so start-up problems can name key and line.
+    pub origins: Origins,
+}
+
+/// Where the configuration's files and URLs came from.
+#[derive(Debug, Clone, Default)]
+pub struct Origins {
+    file: PathBuf,
+    entries: Vec<Origin>,
+}
+
+#[derive(Debug, Clone)]
+struct Origin {
+    key: String,
+    value: String,
+    line: u64,
+    column: u64,
+}
+
+impl Origins {
+    /// A problem with `value` (a resolved file path or a URL from the configuration) under the
+    /// keys starting with `section`, placed at the key and line that named it:
+    /// `file:line:column: key: message`. The same file may serve several keys; the section
+    /// (`listen.tls.cert_file`, `issuers`, `revocation`) says which one is meant.
+    pub fn problem(&self, section: &str, value: &str, message: impl Into<String>) -> ConfigProblem {
+        let message = message.into();
+        let origin = self
+            .entries
+            .iter()
+            .find(|o| o.key.starts_with(section) && (value.is_empty() || o.value == value));
+        match origin {
+            Some(origin) => ConfigProblem {
+                file: self.file.clone(),
+                line: origin.line,
+                column: origin.column,
+                message: format!("{}: {message}", origin.key),
+            },
+            None => ConfigProblem {
+                file: self.file.clone(),
+                line: 0,
+                column: 0,
+                message,
+            },
+        }
+    }
+
+    /// A problem of the configuration as a whole, tied to no key.
+    pub fn unplaced(&self, message: impl Into<String>) -> ConfigProblem {
+        ConfigProblem {
+            file: self.file.clone(),
+            line: 0,
+            column: 0,
+            message: message.into(),
+        }
+    }
+
+    /// Records a URL (upstream, JWKS, Redis) with the key and line that named it.
+    fn remember(&mut self, key: String, value: String, line: u64, column: u64) {
+        self.entries.push(Origin {
+            key,
+            value,
+            line,
+            column,
+        });
+    }
 }
 
 /// RFC 9449 proof settings.
@@ -397,6 +462,11 @@ impl Config {
             file: path,
             base,
             problems: Vec::new(),
+            section: String::new(),
+            origins: Origins {
+                file: path.to_path_buf(),
+                entries: Vec::new(),
+            },
         };
         let config = builder.build(raw);
         match config {
@@ -426,6 +496,9 @@ struct Builder<'a> {
     file: &'a Path,
     base: PathBuf,
     problems: Vec<ConfigProblem>,
+    /// The section being built (`listen`, `issuers[1]`), prefixing remembered keys.
+    section: String,
+    origins: Origins,
 }
 
 impl Builder<'_> {
@@ -442,13 +515,27 @@ impl Builder<'_> {
         parsed.map_err(|message| self.problem(at, message)).ok()
     }
 
-    fn path(&self, at: &At<String>) -> PathBuf {
+    /// Resolves a file path against the configuration's folder, remembering which key (under
+    /// the current section) and line named it, so later problems with the file can say so.
+    fn path(&mut self, at: &At<String>, key: &str) -> PathBuf {
         let path = Path::new(&at.value);
-        if path.is_absolute() {
+        let resolved = if path.is_absolute() {
             path.to_path_buf()
         } else {
             self.base.join(path)
-        }
+        };
+        self.remember(at, key, resolved.display().to_string());
+        resolved
+    }
+
+    /// Records where a value (a resolved path, a URL) came from.
+    fn remember(&mut self, at: &At<String>, key: &str, value: String) {
+        let key = match self.section.as_str() {
+            "" => key.to_owned(),
+            section => format!("{section}.{key}"),
+        };
+        self.origins
+            .remember(key, value, at.referenced.line(), at.referenced.column());
     }
 
     fn duration(&mut self, at: Option<&At<String>>, key: &str, default: Duration) -> Duration {
@@ -467,29 +554,32 @@ impl Builder<'_> {
     }
 
     fn build(&mut self, raw: RawConfig) -> Option<Config> {
+        self.section = "listen".into();
         let listen = self.listen(&raw.listen);
         let admin_address = match &raw.admin {
             Some(admin) => self.socket_addr(&admin.address, "admin.address"),
             None => Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
         };
+        self.section = "upstream".into();
         let upstream = self.upstream(&raw.upstream);
         if raw.issuers.value.is_empty() {
             self.problem(&raw.issuers, "issuers must list at least one issuer");
         }
-        let issuers: Vec<_> = raw
-            .issuers
-            .value
-            .iter()
-            .filter_map(|i| self.issuer(i))
-            .collect();
+        let mut issuers = Vec::new();
+        for (index, raw) in raw.issuers.value.iter().enumerate() {
+            self.section = format!("issuers[{index}]");
+            issuers.extend(self.issuer(raw));
+        }
+        self.section.clear();
         let tokens = self.tokens(raw.tokens.as_ref());
         let revocation = raw
             .revocation
             .as_ref()
             .map(|r| self.revocation(r))
             .unwrap_or_default();
+        self.section.clear();
         let dpop = self.dpop(raw.dpop.as_ref());
-        let policy_file = self.path(&raw.policy_file);
+        let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
             Err(err) => {
@@ -515,6 +605,7 @@ impl Builder<'_> {
             policy: policy?,
             revocation,
             dpop,
+            origins: std::mem::take(&mut self.origins),
         })
     }
 
@@ -537,6 +628,7 @@ impl Builder<'_> {
         }
         let replay_redis = raw.and_then(|r| r.replay_redis.as_ref()).and_then(|at| {
             if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
+                self.remember(at, "dpop.replay_redis", at.value.clone());
                 Some(at.value.clone())
             } else {
                 self.problem(at, "dpop.replay_redis must be a redis:// or rediss:// URL");
@@ -558,7 +650,7 @@ impl Builder<'_> {
 
     /// A shared secret read from a file: at least 32 bytes, or a problem naming `key`.
     fn secret_file(&mut self, at: &At<String>, key: &str) -> Option<Vec<u8>> {
-        let read = std::fs::read(self.path(at))
+        let read = std::fs::read(self.path(at, key))
             .ok()
             .filter(|secret| secret.len() >= 32)
             .ok_or_else(|| format!("{key} must hold at least 32 bytes"));
@@ -566,11 +658,12 @@ impl Builder<'_> {
     }
 
     fn revocation(&mut self, raw: &RawRevocation) -> Vec<RevocationSource> {
-        raw.sources
-            .value
-            .iter()
-            .filter_map(|source| self.revocation_source(source, &raw.sources))
-            .collect()
+        let mut sources = Vec::new();
+        for (index, source) in raw.sources.value.iter().enumerate() {
+            self.section = format!("revocation.sources[{index}]");
+            sources.extend(self.revocation_source(source, &raw.sources));
+        }
+        sources
     }
 
     fn revocation_source(
@@ -593,15 +686,16 @@ impl Builder<'_> {
                 let url = self.check(url, parsed)?;
                 RevocationLocation::Http {
                     url,
-                    ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
+                    ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca, "ca_file")),
                 }
             }
-            (None, Some(file), None) => RevocationLocation::File(self.path(file)),
+            (None, Some(file), None) => RevocationLocation::File(self.path(file, "file")),
             (None, None, Some(url)) => {
                 if !(url.value.starts_with("redis://") || url.value.starts_with("rediss://")) {
                     self.problem(url, "revocation redis must be a redis:// or rediss:// URL");
                     return None;
                 }
+                self.remember(url, "redis", url.value.clone());
                 RevocationLocation::Redis {
                     url: url.value.clone(),
                     key: raw
@@ -683,14 +777,14 @@ impl Builder<'_> {
                             }
                         };
                         Some(ClientCa {
-                            ca_file: self.path(ca),
+                            ca_file: self.path(ca, "tls.client_ca_file"),
                             auth,
                         })
                     }
                 };
                 Some(Transport::Tls(TlsFiles {
-                    cert_file: self.path(&tls.cert_file),
-                    key_file: self.path(&tls.key_file),
+                    cert_file: self.path(&tls.cert_file, "tls.cert_file"),
+                    key_file: self.path(&tls.key_file, "tls.key_file"),
                     client_ca,
                 }))
             }
@@ -823,7 +917,7 @@ impl Builder<'_> {
             scheme,
             authority,
             base_path,
-            ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
+            ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca, "ca_file")),
             timeout,
             forward_token: raw.forward_token.unwrap_or(false),
         })
@@ -874,7 +968,10 @@ impl Builder<'_> {
         Some(IssuerConfig {
             issuer: Arc::from(raw.issuer.value.as_str()),
             jwks_uri: jwks_uri?,
-            jwks_ca_file: raw.jwks_ca_file.as_ref().map(|ca| self.path(ca)),
+            jwks_ca_file: raw
+                .jwks_ca_file
+                .as_ref()
+                .map(|ca| self.path(ca, "jwks_ca_file")),
             audiences: raw.audiences.value.clone(),
             algorithms: algorithms?,
             patient_claim,
@@ -893,7 +990,7 @@ impl Builder<'_> {
                 "introspection endpoint must be an absolute http:// or https:// URL".to_owned()
             });
         let endpoint = self.check(&raw.endpoint, endpoint);
-        let secret_path = self.path(&raw.client_secret_file);
+        let secret_path = self.path(&raw.client_secret_file, "introspection.client_secret_file");
         let secret = std::fs::read_to_string(&secret_path)
             .map(|s| s.trim().to_owned())
             .ok()
@@ -904,7 +1001,10 @@ impl Builder<'_> {
             endpoint: endpoint?,
             client_id: raw.client_id.clone(),
             client_secret: client_secret?,
-            ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .map(|ca| self.path(ca, "introspection.ca_file")),
             cache_ttl: self.duration(
                 raw.cache_ttl.as_ref(),
                 "introspection cache_ttl",

@@ -6,7 +6,7 @@
 //! buffered, to refuse a token hidden in it.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName};
@@ -14,10 +14,6 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, 
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use super::links::Links;
@@ -31,7 +27,7 @@ use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::strict_json;
 use crate::telemetry::Metrics;
-use crate::tls::{TlsError, https_client_config};
+use crate::tls::{HttpsClient, TlsError, https_client};
 use crate::token::Scheme;
 use crate::token::VerifiedToken;
 
@@ -82,7 +78,7 @@ const STRIPPED_RESPONSE_HEADERS: [&str; 11] = [
 
 /// Sends permitted requests to the upstream over a pooled client.
 pub struct Forwarder {
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    client: HttpsClient<ProxyBody>,
     upstream: Upstream,
     public_base_url: Option<String>,
     sealer: Arc<LinkSealer>,
@@ -98,18 +94,7 @@ impl Forwarder {
         public_base_url: Option<String>,
         sealer: Arc<LinkSealer>,
     ) -> Result<Self, TlsError> {
-        let tls = https_client_config(upstream.ca_file.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        // Both timers, or idle pooled connections never close (DEPENDENCIES.md).
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = https_client(upstream.ca_file.as_deref())?;
         Ok(Self {
             client,
             upstream,

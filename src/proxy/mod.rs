@@ -6,6 +6,8 @@ pub mod forward;
 mod links;
 mod reload;
 pub(crate) use self::reload::watch_folder;
+mod prepare;
+pub use self::prepare::{Prepared, prepare};
 mod server;
 mod service;
 
@@ -18,28 +20,16 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
-use crate::binding::DpopChecker;
-use crate::binding::dpop::ProofSettings;
-use crate::binding::nonce::NonceIssuer;
-use crate::binding::replay::ReplayCache;
-use crate::config::{Config, Transport};
+use crate::config::{Config, ConfigError, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
-use crate::policy::seal::LinkSealer;
-use crate::revocation::Revocation;
-use crate::telemetry::Metrics;
-use crate::tls::{self, TlsError};
-use crate::token::Verifier;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// Certificates, keys or CA bundles.
-    #[error(transparent)]
-    Tls(#[from] TlsError),
-    /// The DPoP replay store's Redis URL is unusable.
-    #[error("dpop.replay_redis: {0}")]
-    ReplayStore(#[from] redis::RedisError),
+    /// Something the configuration names cannot be used (every problem, with key and line).
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -61,59 +51,35 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds both listeners and starts serving `config`.
+    /// Builds everything that can fail ([`prepare`]), binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-        let metrics = Arc::new(Metrics::new());
-        let tls_acceptor = match &config.listen.transport {
-            Transport::Tls(files) => {
-                Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?))
-            }
-            Transport::InsecurePlaintext => {
-                tracing::warn!(
-                    listen.address = %config.listen.address,
-                    "INSECURE: the PHI listener speaks plaintext HTTP (listen.insecure_plaintext); never use this in production"
-                );
-                None
-            }
-        };
-        let verifier = Arc::new(Verifier::new(
-            &config.issuers,
-            &config.tokens,
-            Arc::clone(&metrics),
-        )?);
-        let sealer = Arc::new(match &config.listen.link_seal_secret {
-            Some(secret) => LinkSealer::new(secret),
-            None => LinkSealer::random().map_err(|_| {
-                StartError::Tls(TlsError::Rustls("no randomness for link seals".into()))
-            })?,
-        });
-        let forwarder = forward::Forwarder::new(
-            config.upstream.clone(),
-            config.listen.public_base_url.clone(),
-            Arc::clone(&sealer),
-        )?;
+        let parts = prepare(&config)?;
+        if matches!(config.listen.transport, Transport::InsecurePlaintext) {
+            tracing::warn!(
+                listen.address = %config.listen.address,
+                "INSECURE: the PHI listener speaks plaintext HTTP (listen.insecure_plaintext); never use this in production"
+            );
+        }
         let bind = |address: SocketAddr| async move {
-            TcpListener::bind(address)
+            let tcp = TcpListener::bind(address)
                 .await
-                .map_err(|source| StartError::Bind { address, source })
+                .map_err(|source| StartError::Bind { address, source })?;
+            let local = tcp
+                .local_addr()
+                .map_err(|source| StartError::Bind { address, source })?;
+            Ok::<_, StartError>((tcp, local))
         };
-        let tcp = bind(config.listen.address).await?;
-        let admin_tcp = bind(config.admin.address).await?;
-        let local_addr = tcp.local_addr().map_err(|source| StartError::Bind {
-            address: config.listen.address,
-            source,
-        })?;
-        let admin_addr = admin_tcp.local_addr().map_err(|source| StartError::Bind {
-            address: config.admin.address,
-            source,
-        })?;
-
-        let revocation = Arc::new(Revocation::new(
-            &config.revocation,
-            config.tokens.max_lifetime,
-            Arc::clone(&metrics),
-        ));
+        let (tcp, local_addr) = bind(config.listen.address).await?;
+        let (admin_tcp, admin_addr) = bind(config.admin.address).await?;
+        let Prepared {
+            metrics,
+            tls: tls_acceptor,
+            verifier,
+            forwarder,
+            revocation,
+            dpop,
+            sealer,
+        } = parts;
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
             verifier: Arc::clone(&verifier),
@@ -126,7 +92,6 @@ impl Gateway {
             readiness: Arc::clone(&readiness),
         };
         background.push(tokio::spawn(admin.serve(admin_tcp)));
-
         reload::log_warnings(&config.policy);
         if config.policy.has_report_only_rules() {
             tracing::warn!(
@@ -134,30 +99,6 @@ impl Gateway {
                 "REPORT-ONLY rules active: requests they would deny are forwarded and logged as would_deny"
             );
         }
-        let proof_settings = ProofSettings {
-            max_age: config.dpop.max_age,
-            max_future: config.dpop.max_future,
-            ..ProofSettings::default()
-        };
-        let replay = ReplayCache::new(
-            config.dpop.max_age + config.dpop.max_future,
-            config.dpop.replay_redis.as_deref(),
-        )?;
-        let mut dpop = DpopChecker::new(
-            proof_settings,
-            config.listen.public_base_url.clone(),
-            replay,
-        );
-        if config.dpop.nonce {
-            let issuer = match &config.dpop.nonce_secret {
-                Some(secret) => NonceIssuer::new(secret),
-                None => NonceIssuer::random().map_err(|_| {
-                    StartError::Tls(TlsError::Rustls("no randomness for DPoP nonces".into()))
-                })?,
-            };
-            dpop = dpop.with_nonces(issuer);
-        }
-        let dpop = Arc::new(dpop);
         let policy = Arc::new(PolicyStore::new(config.policy));
         let reloader = reload::PolicyReloader {
             store: Arc::clone(&policy),

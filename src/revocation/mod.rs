@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use self::list::{Entry, ListError, MAX_ENTRIES, RevocationSet};
+pub use self::sources::SourceProblem;
 use crate::config::{RevocationLocation, RevocationSource};
 use crate::telemetry::Metrics;
 use crate::token::VerifiedToken;
@@ -95,53 +96,61 @@ impl SourceState {
 
 /// All configured sources.
 pub struct Revocation {
-    sources: Vec<(RevocationSource, Arc<SourceState>)>,
+    sources: Vec<(RevocationSource, Arc<sources::Connector>, Arc<SourceState>)>,
     max_lifetime: i64,
     metrics: Arc<Metrics>,
 }
 
 impl Revocation {
-    /// Sources from configuration; nothing is read until [`Revocation::spawn`].
+    /// Sources from configuration, each with its client built (every problem reported); nothing
+    /// is read until [`Revocation::spawn`].
     pub fn new(
         configs: &[RevocationSource],
         max_lifetime: Duration,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        let sources = configs
-            .iter()
-            .map(|config| {
-                (
+    ) -> Result<Self, Vec<SourceProblem>> {
+        let mut sources = Vec::new();
+        let mut problems = Vec::new();
+        for config in configs {
+            match sources::connect(&config.location) {
+                Ok(connector) => sources.push((
                     config.clone(),
+                    Arc::new(connector),
                     Arc::new(SourceState::new(config.location.label(), config.max_stale)),
-                )
-            })
-            .collect();
-        Self {
+                )),
+                Err(problem) => problems.push(problem),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Self {
             sources,
             max_lifetime: i64::try_from(max_lifetime.as_secs()).unwrap_or(i64::MAX),
             metrics,
-        }
+        })
     }
 
     /// Starts one background task per source.
     pub fn spawn(&self) -> Vec<tokio::task::JoinHandle<()>> {
         self.sources
             .iter()
-            .map(|(config, state)| {
+            .map(|(config, connector, state)| {
                 let state = Arc::clone(state);
+                let connector = Arc::clone(connector);
                 let config = config.clone();
                 let metrics = Arc::clone(&self.metrics);
                 let max_lifetime = self.max_lifetime;
-                tokio::spawn(
-                    async move { sources::run(config, state, metrics, max_lifetime).await },
-                )
+                tokio::spawn(async move {
+                    sources::run(config, connector, state, metrics, max_lifetime).await
+                })
             })
             .collect()
     }
 
     /// Refuses a revoked token, and any token while a source is stale.
     pub fn check(&self, token: &VerifiedToken, token_hash: &str) -> Result<(), RevocationFault> {
-        for (_, state) in &self.sources {
+        for (_, _, state) in &self.sources {
             if !state.is_fresh() {
                 return Err(RevocationFault::Stale);
             }
@@ -154,12 +163,12 @@ impl Revocation {
 
     /// Ready when every source is fresh.
     pub fn is_ready(&self) -> bool {
-        self.sources.iter().all(|(_, state)| state.is_fresh())
+        self.sources.iter().all(|(_, _, state)| state.is_fresh())
     }
 
     /// Publishes list ages and sizes (called at scrape time).
     pub fn publish_metrics(&self) {
-        for (_, state) in &self.sources {
+        for (_, _, state) in &self.sources {
             let age = state.age().map_or(f64::INFINITY, |age| age.as_secs_f64());
             self.metrics
                 .set_revocation_list(&state.label, age, state.len());

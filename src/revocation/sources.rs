@@ -16,26 +16,74 @@ use http_body_util::{BodyExt, Empty, Limited};
 use super::{Entry, RevocationSet, SourceState, describe, unix_now};
 use crate::config::{RevocationLocation, RevocationSource};
 use crate::telemetry::Metrics;
-use crate::tls::https_client_config;
+use crate::tls::{HttpsClient, https_client};
 
 /// A list document larger than this is refused.
 const MAX_DOCUMENT_BYTES: usize = 64 * 1024 * 1024;
 /// Bound on one Redis or HTTP round trip.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A source ready to run: its client built and its URL parsed, so everything that can be wrong
+/// with its configuration is found before the gateway serves, not as 503s afterwards.
+pub enum Connector {
+    /// An HTTP(S) list.
+    Http(HttpsClient<Empty<Bytes>>),
+    /// A file on disk.
+    File,
+    /// A Redis set and channel.
+    Redis(redis::Client),
+}
+
+/// What is wrong with a source's configuration: the path or URL at fault, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceProblem {
+    /// The resolved path or the URL, as the configuration names it.
+    pub value: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Builds what a source needs to run.
+pub fn connect(location: &RevocationLocation) -> Result<Connector, SourceProblem> {
+    match location {
+        RevocationLocation::Http { url, ca_file } => https_client(ca_file.as_deref())
+            .map(Connector::Http)
+            .map_err(|err| SourceProblem {
+                value: err
+                    .file()
+                    .map_or_else(|| url.to_string(), |path| path.display().to_string()),
+                message: err.problem(),
+            }),
+        RevocationLocation::File(path) if path.is_file() => Ok(Connector::File),
+        RevocationLocation::File(path) => Err(SourceProblem {
+            value: path.display().to_string(),
+            message:
+                "the revocation list file does not exist (an empty list is `{\"entries\": []}`)"
+                    .to_owned(),
+        }),
+        RevocationLocation::Redis { url, .. } => redis::Client::open(url.as_str())
+            .map(Connector::Redis)
+            .map_err(|err| SourceProblem {
+                value: url.clone(),
+                message: format!("not a usable Redis URL: {err}"),
+            }),
+    }
+}
+
 /// Runs the source's loop until the task is aborted.
 pub async fn run(
     config: RevocationSource,
+    connector: Arc<Connector>,
     state: Arc<SourceState>,
     metrics: Arc<Metrics>,
     max_lifetime: i64,
 ) {
     let source = describe(&config.location);
-    match &config.location {
-        RevocationLocation::Http { url, ca_file } => {
+    match (&config.location, connector.as_ref()) {
+        (RevocationLocation::Http { url, .. }, Connector::Http(client)) => {
             http_loop(
                 url.clone(),
-                ca_file.as_deref(),
+                client,
                 config.interval,
                 &state,
                 &metrics,
@@ -43,12 +91,12 @@ pub async fn run(
             )
             .await;
         }
-        RevocationLocation::File(path) => {
+        (RevocationLocation::File(path), _) => {
             file_loop(path, config.interval, &state, &metrics, &source).await
         }
-        RevocationLocation::Redis { url, key, channel } => {
+        (RevocationLocation::Redis { key, channel, .. }, Connector::Redis(client)) => {
             redis_loop(
-                url,
+                client,
                 key,
                 channel,
                 config.interval,
@@ -59,6 +107,11 @@ pub async fn run(
             )
             .await;
         }
+        // `connect` built the connector from this very location.
+        _ => tracing::error!(
+            revocation.source = source,
+            "revocation source and connector differ"
+        ),
     }
 }
 
@@ -71,27 +124,12 @@ fn record(metrics: &Metrics, source: &str, result: Result<(), String>) {
 
 async fn http_loop(
     url: http::Uri,
-    ca_file: Option<&std::path::Path>,
+    client: &HttpsClient<Empty<Bytes>>,
     interval: Duration,
     state: &SourceState,
     metrics: &Metrics,
     source: &str,
 ) {
-    let client = match https_client_config(ca_file) {
-        Ok(tls) => {
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .build();
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build::<_, Empty<Bytes>>(connector)
-        }
-        Err(err) => {
-            tracing::error!(revocation.source = source, error = %err, "revocation source cannot start");
-            return;
-        }
-    };
     let mut etag: Option<http::HeaderValue> = None;
     loop {
         let fetched = tokio::time::timeout(CALL_TIMEOUT, async {
@@ -168,7 +206,7 @@ async fn file_loop(
     reason = "one call site; the loop needs each of these"
 )]
 async fn redis_loop(
-    url: &str,
+    client: &redis::Client,
     key: &str,
     channel: &str,
     interval: Duration,
@@ -177,17 +215,10 @@ async fn redis_loop(
     source: &str,
     max_lifetime: i64,
 ) {
-    let client = match redis::Client::open(url) {
-        Ok(client) => client,
-        Err(err) => {
-            tracing::error!(revocation.source = source, error = %err, "revocation source cannot start");
-            return;
-        }
-    };
     let mut failures = 0u32;
     loop {
         let result = redis_session(
-            &client,
+            client,
             key,
             channel,
             interval,

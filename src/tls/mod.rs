@@ -7,6 +7,10 @@
 
 pub mod dev_ca;
 
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,9 +34,40 @@ pub enum TlsError {
         /// What is wrong with it.
         message: String,
     },
-    /// rustls refused the combination (mismatched key, bad CA).
+    /// The private key is not the certificate's.
+    #[error("{key}: the private key does not match the certificate in {cert}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refused the combination (a bad CA).
     #[error("TLS configuration refused: {0}")]
     Rustls(String),
+}
+
+impl TlsError {
+    /// The file the problem is in, when there is one (to name its configuration key).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            Self::File { path, .. } => Some(path),
+            Self::KeyMismatch { key, .. } => Some(key),
+            Self::Rustls(_) => None,
+        }
+    }
+
+    /// What is wrong, without the path (the caller names the key and file).
+    pub fn problem(&self) -> String {
+        match self {
+            Self::File { message, .. } => message.clone(),
+            Self::KeyMismatch { cert, .. } => format!(
+                "the private key does not match the certificate in {}",
+                cert.display()
+            ),
+            Self::Rustls(message) => format!("TLS configuration refused: {message}"),
+        }
+    }
 }
 
 fn file_error(path: &Path, message: impl Into<String>) -> TlsError {
@@ -86,18 +121,65 @@ fn check_not_expired(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsEr
     Ok(())
 }
 
-/// Builds the listener's TLS configuration from files.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain = load_certificates(&files.cert_file)?;
-    check_not_expired(&files.cert_file, &chain[0])?;
-    let key = load_private_key(&files.key_file)?;
+/// Which of the listener's files a problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerFile {
+    /// `listen.tls.cert_file`.
+    Certificate,
+    /// `listen.tls.key_file` (also when it does not match the certificate).
+    Key,
+    /// `listen.tls.client_ca_file`.
+    ClientCa,
+}
+
+impl ServerFile {
+    /// The configuration key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Certificate => "listen.tls.cert_file",
+            Self::Key => "listen.tls.key_file",
+            Self::ClientCa => "listen.tls.client_ca_file",
+        }
+    }
+}
+
+/// Builds the listener's TLS configuration from files; every file's problem is reported, not
+/// only the first.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Vec<(ServerFile, TlsError)>> {
+    let chain = load_certificates(&files.cert_file)
+        .and_then(|chain| check_not_expired(&files.cert_file, &chain[0]).map(|()| chain));
+    let key = load_private_key(&files.key_file);
+    let roots = files
+        .client_ca
+        .as_ref()
+        .map(|client_ca| root_store(&client_ca.ca_file).map(Arc::new))
+        .transpose();
+    match (chain, key, roots) {
+        (Ok(chain), Ok(key), Ok(roots)) => {
+            assemble(files, chain, key, roots).map_err(|err| vec![(ServerFile::Key, err)])
+        }
+        (chain, key, roots) => Err([
+            chain.err().map(|e| (ServerFile::Certificate, e)),
+            key.err().map(|e| (ServerFile::Key, e)),
+            roots.err().map(|e| (ServerFile::ClientCa, e)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()),
+    }
+}
+
+fn assemble(
+    files: &TlsFiles,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    roots: Option<Arc<RootCertStore>>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|err| TlsError::Rustls(err.to_string()))?;
-    let builder = match &files.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(client_ca) => {
-            let roots = Arc::new(root_store(&client_ca.ca_file)?);
+    let builder = match (&files.client_ca, roots) {
+        (Some(client_ca), Some(roots)) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
             let verifier = match client_ca.auth {
                 ClientAuth::Required => verifier,
@@ -111,10 +193,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
                     .map_err(|err| TlsError::Rustls(err.to_string()))?,
             )
         }
+        _ => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(chain, key).map_err(|err| {
-        TlsError::Rustls(format!("certificate and key do not fit together: {err}"))
-    })?;
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|_| TlsError::KeyMismatch {
+            cert: files.cert_file.clone(),
+            key: files.key_file.clone(),
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
@@ -134,6 +220,33 @@ pub fn https_client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsEr
         .with_no_client_auth();
     Ok(config)
 }
+
+/// The one pooled HTTP(S) client every outbound call uses (upstream, JWKS, introspection,
+/// revocation): certificates verified against `ca_file` or the web PKI, HTTP/1.1, and the same
+/// timers everywhere — both the request timer and the pool timer, or idle pooled connections
+/// never close (DEPENDENCIES.md).
+pub fn https_client<B>(ca_file: Option<&Path>) -> Result<HttpsClient<B>, TlsError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(https_client_config(ca_file)?)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(Client::builder(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build(connector))
+}
+
+/// How long an idle pooled connection is kept.
+const POOL_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A pooled client over HTTP or verified HTTPS.
+pub type HttpsClient<B> = Client<HttpsConnector<HttpConnector>, B>;
 
 /// What the TLS handshake proved about the client.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

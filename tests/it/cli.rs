@@ -295,3 +295,64 @@ fn policy_tests_refuse_a_launch_patient_the_gateway_would_refuse() {
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn check_builds_what_run_builds_and_reports_every_problem_with_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path();
+    std::fs::write(
+        path.join("policy.yaml"),
+        "rules:\n  - name: a\n    methods: [GET]\n    path: /x\n    public: true\n",
+    )
+    .unwrap();
+    std::fs::write(path.join("junk.pem"), "not a certificate\n").unwrap();
+    let ca = phigate::tls::dev_ca::DevCa::new("check test CA").unwrap();
+    for name in ["a", "b"] {
+        ca.issue_server(&["localhost"])
+            .unwrap()
+            .write_pem_files(path, name)
+            .unwrap();
+    }
+    let config = path.join("phigate.yaml");
+    let write = |tls: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "listen:\n  address: \"127.0.0.1:0\"\n  tls:\n{tls}upstream:\n  url: \"https://127.0.0.1:1/fhir\"\n  ca_file: junk.pem\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\nrevocation:\n  sources:\n    - file: missing.json\ndpop:\n  replay_redis: \"redis://127.0.0.1:notaport\"\npolicy_file: policy.yaml\n"
+            ),
+        )
+        .unwrap();
+    };
+    let check = || {
+        let output = phigate()
+            .args(["check", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    write("    cert_file: junk.pem\n    key_file: missing.key\n    client_ca_file: junk.pem\n");
+    let stderr = check();
+    for expected in [
+        "phigate.yaml:4:16: listen.tls.cert_file: no certificate found",
+        "phigate.yaml:5:15: listen.tls.key_file: cannot read the private key",
+        "phigate.yaml:6:21: listen.tls.client_ca_file: no certificate found",
+        "phigate.yaml:9:12: upstream.ca_file: no certificate found",
+        "phigate.yaml:17:13: revocation.sources[0].file: the revocation list file does not exist",
+        "phigate.yaml:19:17: dpop.replay_redis: not a usable Redis URL",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "{expected} missing from\n{stderr}"
+        );
+    }
+    // A certificate and a key that do not belong together name both files.
+    write("    cert_file: a.crt\n    key_file: b.key\n");
+    let stderr = check();
+    assert!(
+        stderr.contains("listen.tls.key_file: the private key does not match the certificate in")
+            && stderr.contains("a.crt"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,149 @@
+//! Everything the gateway builds before it serves that can fail: the listener's TLS
+//! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
+//! clients (DPoP replay store, revocation), the revocation sources and the link sealer. It is
+//! built once, and every problem is reported at once as `file:line:column: key: problem`, so
+//! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
+//! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
+//! binds a socket or starts a task.
+
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use super::forward::Forwarder;
+use crate::binding::DpopChecker;
+use crate::binding::dpop::ProofSettings;
+use crate::binding::nonce::NonceIssuer;
+use crate::binding::replay::ReplayCache;
+use crate::config::{Config, ConfigError, ConfigProblem, Transport};
+use crate::policy::seal::LinkSealer;
+use crate::revocation::Revocation;
+use crate::telemetry::Metrics;
+use crate::tls::{self, TlsError};
+use crate::token::Verifier;
+
+/// The gateway's parts, built and ready to serve.
+pub struct Prepared {
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) tls: Option<TlsAcceptor>,
+    pub(super) verifier: Arc<Verifier>,
+    pub(super) forwarder: Forwarder,
+    pub(super) revocation: Arc<Revocation>,
+    pub(super) dpop: Arc<DpopChecker>,
+    pub(super) sealer: Arc<LinkSealer>,
+}
+
+/// Builds every part of the gateway that can fail, or says everything that is wrong.
+pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let metrics = Arc::new(Metrics::new());
+    let mut problems = Vec::new();
+    let tls = match &config.listen.transport {
+        Transport::Tls(files) => match tls::server_config(files) {
+            Ok(server) => Some(TlsAcceptor::from(server)),
+            Err(errors) => {
+                problems.extend(
+                    errors
+                        .into_iter()
+                        .map(|(file, err)| tls_problem(config, file.key(), &err)),
+                );
+                None
+            }
+        },
+        Transport::InsecurePlaintext => None,
+    };
+    let verifier = Verifier::new(&config.issuers, &config.tokens, Arc::clone(&metrics))
+        .map_err(|err| problems.push(tls_problem(config, "issuers", &err)))
+        .ok();
+    let sealer = match &config.listen.link_seal_secret {
+        Some(secret) => Some(LinkSealer::new(secret)),
+        None => LinkSealer::random()
+            .map_err(|_| problems.push(plain(config, "no randomness for link seals")))
+            .ok(),
+    };
+    let sealer = sealer.map(Arc::new);
+    let forwarder = sealer.as_ref().and_then(|sealer| {
+        Forwarder::new(
+            config.upstream.clone(),
+            config.listen.public_base_url.clone(),
+            Arc::clone(sealer),
+        )
+        .map_err(|err| problems.push(tls_problem(config, "upstream.ca_file", &err)))
+        .ok()
+    });
+    let revocation = Revocation::new(
+        &config.revocation,
+        config.tokens.max_lifetime,
+        Arc::clone(&metrics),
+    )
+    .map_err(|errors| {
+        problems.extend(
+            errors
+                .into_iter()
+                .map(|p| config.origins.problem("revocation", &p.value, p.message)),
+        );
+    })
+    .ok();
+    let dpop = dpop_checker(config).map_err(|p| problems.push(p)).ok();
+    match (verifier, forwarder, revocation, dpop, sealer) {
+        (Some(verifier), Some(forwarder), Some(revocation), Some(dpop), Some(sealer))
+            if problems.is_empty() =>
+        {
+            Ok(Prepared {
+                metrics,
+                tls,
+                verifier: Arc::new(verifier),
+                forwarder,
+                revocation: Arc::new(revocation),
+                dpop: Arc::new(dpop),
+                sealer,
+            })
+        }
+        _ => Err(ConfigError { problems }),
+    }
+}
+
+fn dpop_checker(config: &Config) -> Result<DpopChecker, ConfigProblem> {
+    let settings = ProofSettings {
+        max_age: config.dpop.max_age,
+        max_future: config.dpop.max_future,
+        ..ProofSettings::default()
+    };
+    let replay = ReplayCache::new(
+        config.dpop.max_age + config.dpop.max_future,
+        config.dpop.replay_redis.as_deref(),
+    )
+    .map_err(|err| {
+        let url = config.dpop.replay_redis.as_deref().unwrap_or_default();
+        config.origins.problem(
+            "dpop.replay_redis",
+            url,
+            format!("not a usable Redis URL: {err}"),
+        )
+    })?;
+    let checker = DpopChecker::new(settings, config.listen.public_base_url.clone(), replay);
+    if !config.dpop.nonce {
+        return Ok(checker);
+    }
+    let nonces = match &config.dpop.nonce_secret {
+        Some(secret) => NonceIssuer::new(secret),
+        None => {
+            NonceIssuer::random().map_err(|_| plain(config, "no randomness for DPoP nonces"))?
+        }
+    };
+    Ok(checker.with_nonces(nonces))
+}
+
+/// A TLS problem, placed at the configuration key (under `section`) that names the file.
+fn tls_problem(config: &Config, section: &str, err: &TlsError) -> ConfigProblem {
+    let file = err
+        .file()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    config.origins.problem(section, &file, err.problem())
+}
+
+/// A problem tied to no key.
+fn plain(config: &Config, message: impl Into<String>) -> ConfigProblem {
+    config.origins.unplaced(message)
+}
