@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod binding;
+pub mod body;
 pub mod cli;
 pub mod config;
 pub mod demo;
@@ -17,3 +18,5 @@ pub mod strict_json;
 pub mod telemetry;
 pub mod tls;
 pub mod token;
+pub mod watch;
+pub mod yaml;

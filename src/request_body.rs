@@ -13,8 +13,8 @@ use http::header::CONTENT_TYPE;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
+use crate::body::ProxyBody;
 use crate::denial::Denial;
-use crate::proxy::forward::ProxyBody;
 
 /// A request body, not read yet or read whole.
 pub struct RequestBody {

@@ -8,6 +8,7 @@ pub mod dpop;
 pub mod nonce;
 pub mod replay;
 
+pub use crate::policy::Requirement;
 use http::{HeaderMap, Method};
 
 use self::dpop::{DpopFault, ProofSettings};
@@ -33,38 +34,6 @@ impl Binding {
             Self::Bearer => "bearer",
             Self::Mtls => "mtls",
             Self::Dpop => "dpop",
-        }
-    }
-}
-
-/// What a rule or client demands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Requirement {
-    /// A certificate-bound token over mutual TLS.
-    Mtls,
-    /// A DPoP-bound token with a valid proof.
-    Dpop,
-    /// Either.
-    Any,
-}
-
-impl Requirement {
-    /// Parses `mtls`, `dpop` or `any`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "mtls" => Some(Self::Mtls),
-            "dpop" => Some(Self::Dpop),
-            "any" => Some(Self::Any),
-            _ => None,
-        }
-    }
-
-    /// The configured name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Mtls => "mtls",
-            Self::Dpop => "dpop",
-            Self::Any => "any",
         }
     }
 }

@@ -20,6 +20,7 @@ use self::raw::{
     RawRevocationSource, RawTokens, RawUpstream,
 };
 use crate::policy::PolicyTable;
+pub use crate::tls::{ClientAuth, ClientCa, TlsFiles};
 
 /// The largest clock skew phigate accepts (RFC 9068 §4: "usually no more than a few minutes").
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
@@ -238,35 +239,6 @@ pub enum Transport {
     InsecurePlaintext,
 }
 
-/// Certificate files of the TLS listener.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    /// PEM certificate chain, leaf first.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
-    /// Client CA for mutual TLS.
-    pub client_ca: Option<ClientCa>,
-}
-
-/// Client-certificate authentication settings.
-#[derive(Debug, Clone)]
-pub struct ClientCa {
-    /// PEM bundle of CAs that issue client certificates.
-    pub ca_file: PathBuf,
-    /// Whether a certificate is mandatory.
-    pub auth: ClientAuth,
-}
-
-/// Whether mutual TLS is mandatory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
-    /// A client without a certificate from the CA cannot complete the handshake.
-    Required,
-    /// A client may present no certificate; one it presents must still be valid.
-    Optional,
-}
-
 /// The admin listener.
 #[derive(Debug, Clone)]
 pub struct Admin {
@@ -455,7 +427,7 @@ impl Config {
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_saphyr::from_str(text).map_err(|err| {
             let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
-            ConfigError::single(path, line, column, yaml_message(&err))
+            ConfigError::single(path, line, column, crate::yaml::message(&err))
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut builder = Builder {
@@ -476,19 +448,6 @@ impl Config {
             }),
         }
     }
-}
-
-/// The parser's message without its position prefix (we print our own) and without the echoed
-/// source snippet, which may hold secrets from the file.
-pub(crate) fn yaml_message(err: &serde_saphyr::Error) -> String {
-    let full = err.to_string();
-    let first = full.lines().next().unwrap_or("invalid YAML").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let without_position = match first.split_once(": ") {
-        Some((position, rest)) if position.starts_with("line ") => rest,
-        _ => first,
-    };
-    without_position.to_owned()
 }
 
 /// Collects every semantic problem instead of stopping at the first.

@@ -8,6 +8,7 @@ pub mod fhir;
 pub mod path;
 mod pattern;
 mod permit;
+mod requirement;
 mod route;
 mod rule;
 mod scope;
@@ -17,6 +18,7 @@ mod table;
 
 pub use self::path::{NormalPath, PathFault};
 pub use self::permit::{FhirFacts, Permit};
+pub use self::requirement::Requirement;
 pub use self::route::{Content, Grant, Refusal, RefusalClass, Route};
 pub use self::rule::{Mode, Rule};
 pub use self::scope::{Scope, ScopeClaimFault, ScopeSet};

@@ -157,7 +157,7 @@ impl Route<'_> {
     }
 
     /// The sender constraint the rule demands, if any.
-    pub fn required_binding(&self) -> Option<crate::binding::Requirement> {
+    pub fn required_binding(&self) -> Option<super::Requirement> {
         self.rule.binding
     }
 

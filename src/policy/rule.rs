@@ -10,8 +10,8 @@ use serde::Deserialize;
 
 use super::fhir::{Context, Settings};
 use super::pattern::Pattern;
+use super::requirement::Requirement;
 use super::scope::Scope;
-use crate::binding::Requirement;
 
 /// Methods a rule may name.
 const RULE_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];

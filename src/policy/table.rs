@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::path::{PathFault, normalise};
+use super::requirement::Requirement;
 use super::route::Route;
 use super::rule::{Mode, RawRule, Rule};
-use crate::binding::Requirement;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +113,7 @@ impl PolicyTable {
             let (line, column) = err
                 .location()
                 .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
-            let message = crate::config::yaml_message(&err);
+            let message = crate::yaml::message(&err);
             PolicyLoadError {
                 problems: vec![problem(source, line, column, message)],
             }

@@ -11,12 +11,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, request};
-use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Empty, Full, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::links::Links;
+use crate::body::{BoxError, ProxyBody};
 use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::hygiene;
@@ -30,11 +30,6 @@ use crate::telemetry::Metrics;
 use crate::tls::{HttpsClient, TlsError, https_client};
 use crate::token::Scheme;
 use crate::token::VerifiedToken;
-
-/// Errors crossing a body boundary.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body type of everything phigate sends, in either direction.
-pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// The most of an upstream answer phigate buffers to check it (SECURITY.md §5: the Bundle
 /// inspection buffer); a larger answer is withheld with 502.

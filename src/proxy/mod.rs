@@ -4,9 +4,8 @@
 
 pub mod forward;
 mod links;
-mod reload;
-pub(crate) use self::reload::watch_folder;
 mod prepare;
+mod reload;
 pub use self::prepare::{Prepared, prepare};
 mod server;
 mod service;

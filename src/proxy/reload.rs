@@ -5,15 +5,15 @@
 //! compiles with warnings is swapped in and each warning logged. Triggers that arrive while a
 //! reload is pending coalesce into one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use crate::policy::{PolicyStore, PolicyTable};
 use crate::telemetry::Metrics;
+use crate::watch::watch_folder;
 
 /// Quiet time after the last change before reading: a half-written file is never read alone.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -97,34 +97,5 @@ pub(crate) fn log_warnings(table: &PolicyTable) {
             problem = %warning.message,
             "policy warning"
         );
-    }
-}
-
-/// Watches the folder holding `path`; every event is a (coalesced) trigger. Shared with the
-/// revocation file source.
-pub(crate) fn watch_folder(
-    path: &Path,
-    trigger: mpsc::Sender<()>,
-) -> Option<notify::RecommendedWatcher> {
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            // A full channel already holds a pending trigger: nothing is lost by dropping this.
-            let _ = trigger.try_send(());
-        }
-    });
-    match watcher.and_then(|mut watcher| {
-        watcher
-            .watch(folder, RecursiveMode::NonRecursive)
-            .map(|()| watcher)
-    }) {
-        Ok(watcher) => Some(watcher),
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot watch the policy folder; policy reloads only on SIGHUP");
-            None
-        }
     }
 }

@@ -13,7 +13,8 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use super::forward::{Forwarder, ProxyBody};
+use super::forward::Forwarder;
+use crate::body::ProxyBody;
 use crate::denial::Denial;
 use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;

@@ -182,7 +182,7 @@ async fn file_loop(
     source: &str,
 ) {
     let (trigger, mut triggers) = tokio::sync::mpsc::channel::<()>(1);
-    let _watcher = crate::proxy::watch_folder(path, trigger);
+    let _watcher = crate::watch::watch_folder(path, trigger);
     loop {
         let result = match tokio::fs::read(path).await {
             Ok(bytes) => RevocationSet::parse_document(&bytes, unix_now())

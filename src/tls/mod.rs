@@ -21,9 +21,36 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::config::{ClientAuth, TlsFiles};
-
 /// A TLS setup problem, reported at start with the file concerned.
+/// Certificate files of the TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// Client CA for mutual TLS.
+    pub client_ca: Option<ClientCa>,
+}
+
+/// Client-certificate authentication settings.
+#[derive(Debug, Clone)]
+pub struct ClientCa {
+    /// PEM bundle of CAs that issue client certificates.
+    pub ca_file: PathBuf,
+    /// Whether a certificate is mandatory.
+    pub auth: ClientAuth,
+}
+
+/// Whether mutual TLS is mandatory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A client without a certificate from the CA cannot complete the handshake.
+    Required,
+    /// A client may present no certificate; one it presents must still be valid.
+    Optional,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or held nothing usable.
@@ -261,7 +288,8 @@ pub struct CertThumbprint(String);
 impl CertThumbprint {
     /// The thumbprint of a DER certificate.
     pub fn of(der: &[u8]) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(crate::token::sha256(der)))
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+        Self(URL_SAFE_NO_PAD.encode(digest.as_ref()))
     }
 
     /// The encoded thumbprint.

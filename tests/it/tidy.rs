@@ -30,3 +30,80 @@ fn every_source_file_opens_with_a_module_doc() {
         "files without a //! paragraph: {missing:?}"
     );
 }
+
+/// The top-level module a source file belongs to (`src/token/jwks.rs` → `token`).
+fn top_module(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    first.to_string_lossy().trim_end_matches(".rs").to_owned()
+}
+
+#[test]
+fn top_level_modules_depend_on_each_other_without_cycles() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut edges: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        std::collections::BTreeMap::new();
+    for file in files
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n != "tests.rs"))
+    {
+        let from = top_module(&src, file);
+        let text = std::fs::read_to_string(file).unwrap();
+        let uses = edges.entry(from.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            let name: String = text[i + 7..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != from {
+                uses.insert(name);
+            }
+        }
+    }
+    // Depth-first search for a path from a module back to itself.
+    fn reaches(
+        edges: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
+        from: &str,
+        target: &str,
+        seen: &mut std::collections::BTreeSet<String>,
+    ) -> bool {
+        edges.get(from).into_iter().flatten().any(|next| {
+            next == target || (seen.insert(next.clone()) && reaches(edges, next, target, seen))
+        })
+    }
+    let cycles: Vec<&String> = edges
+        .keys()
+        .filter(|m| reaches(&edges, m, m, &mut std::collections::BTreeSet::new()))
+        .collect();
+    assert!(
+        cycles.is_empty(),
+        "modules in a dependency cycle: {cycles:?}\n{edges:#?}"
+    );
+}
+
+#[test]
+fn the_code_map_names_every_module_and_test_module() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let map = std::fs::read_to_string(root.join("ARCHITECTURE.md")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(root.join("src")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let module = name.trim_end_matches(".rs");
+        if !matches!(module, "lib" | "main") && !map.contains(&format!("src/{module}")) {
+            missing.push(format!("src/{module}"));
+        }
+    }
+    for entry in std::fs::read_dir(root.join("tests/it")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let module = name.trim_end_matches(".rs");
+        if !matches!(module, "main" | "support") && !map.contains(&format!("`{module}`")) {
+            missing.push(format!("tests/it/{module}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md does not name {missing:?}"
+    );
+}
