@@ -1,5 +1,5 @@
-//! The command line: `run`, `check` and `demo`. This is the only code that prints and the only
-//! place `anyhow` is used; everything it does is a call into the library.
+//! The command line: `run`, `check`, `explain`, `test` and `demo`. This is the only code that
+//! prints and the only place `anyhow` is used; everything it does is a call into the library.
 
 mod demo;
 mod explain;
@@ -65,8 +65,9 @@ enum Command {
     },
     /// Run policy test cases (request + claims -> expected decision and reason).
     Test {
-        /// The policy test file.
-        file: PathBuf,
+        /// Policy test files, e.g. `policies/*.tests.yaml`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Start a development issuer, a synthetic FHIR server and the gateway, all on loopback.
     Demo {
@@ -84,7 +85,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(&config),
-        Command::Test { file } => policy_test::run(&file),
+        Command::Test { files } => policy_test::run(&files),
         Command::Explain {
             config,
             method,

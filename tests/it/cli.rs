@@ -1,5 +1,5 @@
-//! The binary: `check` output and exit codes, `run` with its log lines and SIGTERM, and `demo`
-//! driven through the commands it prints.
+//! The binary: `check` output and exit codes, `run` with its log lines and SIGTERM, `demo`
+//! driven through the commands it prints, and `test` over several files and broken ones.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -266,6 +266,146 @@ async fn demo_commands_show_allow_scope_denial_expiry_and_no_token() {
         .unwrap();
     assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
     assert!(exit.success());
+}
+
+#[test]
+fn policy_tests_run_every_file_with_a_summary_each_and_a_total() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        include_str!("../../policies/example.yaml"),
+    )
+    .unwrap();
+    let case = |name: &str, decision: &str| {
+        format!(
+            "  - name: {name}\n    request: {{method: GET, path: /metadata}}\n    expect: {{decision: {decision}}}\n"
+        )
+    };
+    for (name, cases) in [
+        ("good.yaml", [case("a", "allow"), case("b", "allow")]),
+        ("also-good.yaml", [case("c", "allow"), case("d", "allow")]),
+        ("bad.yaml", [case("e", "allow"), case("f", "deny")]),
+    ] {
+        std::fs::write(
+            dir.path().join(name),
+            format!("policy: p.yaml\ncases:\n{}", cases.concat()),
+        )
+        .unwrap();
+    }
+    let cases: [(&[&str], i32, &[&str]); 4] = [
+        (
+            &["good.yaml"],
+            0,
+            &[
+                "good.yaml: 2 passed, 0 failed",
+                "total: 2 passed, 0 failed in 1 file",
+            ],
+        ),
+        (
+            &["good.yaml", "also-good.yaml"],
+            0,
+            &[
+                "good.yaml: 2 passed, 0 failed",
+                "also-good.yaml: 2 passed, 0 failed",
+                "total: 4 passed, 0 failed in 2 files",
+            ],
+        ),
+        (
+            &["good.yaml", "bad.yaml"],
+            1,
+            &[
+                "FAIL f (",
+                "bad.yaml: 1 passed, 1 failed",
+                "total: 3 passed, 1 failed in 2 files",
+            ],
+        ),
+        (
+            &["missing.yaml", "good.yaml"],
+            1,
+            &[
+                "missing.yaml: not run",
+                "good.yaml: 2 passed, 0 failed",
+                "total: 2 passed, 0 failed in 2 files, 1 file not run",
+            ],
+        ),
+    ];
+    for (files, code, lines) in cases {
+        let output = phigate()
+            .arg("test")
+            .args(files.iter().map(|f| dir.path().join(f)))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(code), "{files:?}: {output:?}");
+        for line in lines {
+            assert!(
+                stdout.contains(line),
+                "{files:?}: {line:?} missing:\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn policy_test_file_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        include_str!("../../policies/example.yaml"),
+    )
+    .unwrap();
+    let good_case =
+        "  - name: a\n    request: {method: GET, path: /metadata}\n    expect: {decision: allow}\n";
+    let cases = [
+        (
+            format!(
+                "policy: p.yaml\ncases:\n{good_case}  - name: b\n    request: {{method: GET, path: /x\n"
+            ),
+            "t.yaml:7:",
+            "",
+        ),
+        (
+            format!(
+                "policy: p.yaml\ncases:\n{good_case}  - name: b\n    request: {{method: GET, path: /x}}\n    expct: {{decision: allow}}\n"
+            ),
+            "t.yaml:8:5:",
+            "expct",
+        ),
+        (
+            format!(
+                "policy: p.yaml\ncases:\n{good_case}  - name: b\n    request: {{method: \"GE T\", path: /x}}\n    expect: {{decision: allow}}\n"
+            ),
+            "t.yaml:7:",
+            "not an HTTP method",
+        ),
+        (
+            format!("policy: nowhere.yaml\ncases:\n{good_case}"),
+            "t.yaml:1:9:",
+            "policy nowhere.yaml cannot be loaded",
+        ),
+    ];
+    for (text, position, problem) in cases {
+        std::fs::write(dir.path().join("t.yaml"), &text).unwrap();
+        let output = phigate()
+            .arg("test")
+            .arg(dir.path().join("t.yaml"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{text}\n{stdout}{stderr}");
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line for\n{text}\n{stderr}"));
+        assert!(
+            error.contains(position) && error.contains(problem),
+            "{position} {problem:?} expected for\n{text}\ngot {error}"
+        );
+        assert!(stdout.contains("t.yaml: not run"), "{stdout}");
+        // A file that cannot be run runs nothing, so nothing half-runs.
+        assert!(stdout.contains("total: 0 passed, 0 failed"), "{stdout}");
+    }
 }
 
 #[test]
