@@ -1,11 +1,15 @@
-//! The binary: `check` output and exit codes, `run` with its log lines and SIGTERM, `demo`
-//! driven through the commands it prints, and `test` over several files and broken ones.
+//! The binary: `check` output and exit codes, `run` with its log lines (JWKS failures among
+//! them) and SIGTERM, `demo` driven through the commands it prints, `explain` with a refused
+//! token or unavailable keys, and `test` over several files and broken ones.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Harness, Options};
+use phigate::demo::DevIssuer;
+
+use crate::support::{Harness, ISSUER, Options};
 
 fn phigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -268,6 +272,176 @@ async fn demo_commands_show_allow_scope_denial_expiry_and_no_token() {
     assert!(exit.success());
 }
 
+#[tokio::test]
+async fn a_first_jwks_failure_says_no_keys_yet_and_later_ones_keep_the_last_good_keys() {
+    let issuer = DevIssuer::start(loopback(), ISSUER).await.unwrap();
+    issuer.set_jwks_status(500);
+    let options = Options {
+        wait_ready: false,
+        ..Options::default()
+    };
+    let harness = Harness::with_issuer(options, issuer).await;
+    let (child, mut log, addr) = run_binary(&harness.config_file).await;
+    let jwks_uri = harness.issuer.jwks_uri();
+    let first = log.line("jwks fetch failed").await;
+    assert_eq!(
+        first["message"],
+        "jwks fetch failed; no keys yet, so tokens of this issuer get 503"
+    );
+    assert_eq!(first["jwks.uri"], jwks_uri.as_str());
+    assert!(first["error"].as_str().unwrap().contains("500"), "{first}");
+
+    harness.issuer.set_jwks_status(200);
+    log.line("jwks refreshed").await;
+    harness.issuer.set_jwks_status(500);
+    // A token naming an unknown key makes the gateway refetch at once.
+    let claims = harness.claims("user/Patient.r");
+    let header = serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "not-published"});
+    let token = harness
+        .issuer
+        .sign_raw("dev-es256-1", &header, &claims)
+        .unwrap();
+    let client = crate::support::TestClient::new(addr, &harness.ca, None, false);
+    let _ = client.get_with_token("/Patient/123", &token).await;
+    let later = log.line("jwks fetch failed; keeping").await;
+    assert_eq!(
+        later["message"],
+        "jwks fetch failed; keeping the last good keys"
+    );
+    assert_eq!(later["jwks.uri"], jwks_uri.as_str());
+    crate::support::stop_binary_gateway(child).await;
+}
+
+// Multi-threaded: the blocking `explain` process fetches the JWKS from this test's issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_table_for_a_refused_token_with_the_refusal_as_decision() {
+    let harness = Harness::start().await;
+    let mut expired = harness.claims("user/Patient.r");
+    let now = expired["iat"].as_i64().unwrap();
+    expired["iat"] = (now - 1200).into();
+    expired["exp"] = (now - 600).into();
+    let expired = harness.mint(&expired);
+    let mut foreign = harness.claims("user/Patient.r");
+    foreign["aud"] = "https://elsewhere.test".into();
+    let foreign = harness.mint(&foreign);
+    let cases = [
+        (
+            "/Patient/123",
+            &expired,
+            Some(1),
+            &[
+                "rule         read-patient",
+                "needs        ",
+                "token        refused: expired",
+                "decision     deny: expired",
+            ][..],
+        ),
+        (
+            "/Patient/123",
+            &foreign,
+            Some(1),
+            &[
+                "rule         read-patient",
+                "token        refused: audience_mismatch",
+                "decision     deny: audience_mismatch",
+            ],
+        ),
+        // A public rule never reads the token, in the gateway or here.
+        (
+            "/metadata",
+            &expired,
+            Some(0),
+            &[
+                "rule         capability-statement",
+                "token        refused: expired",
+                "decision     allow",
+            ],
+        ),
+    ];
+    for (path, token, code, lines) in cases {
+        let output = explain(&harness.config_file, path, token);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), code, "{path}: {output:?}");
+        for line in lines {
+            assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+        }
+        assert_no_token(&output, token);
+    }
+    assert!(harness.upstream.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_jwks_url_and_the_cause_when_keys_are_unavailable() {
+    let harness = Harness::start().await;
+    let token = harness.token("user/Patient.r");
+    let unreachable = "http://127.0.0.1:1/.well-known/jwks.json";
+    let text = std::fs::read_to_string(&harness.config_file).unwrap();
+    let elsewhere = harness.dir.path().join("unreachable.yaml");
+    std::fs::write(
+        &elsewhere,
+        text.replace(&harness.issuer.jwks_uri(), unreachable),
+    )
+    .unwrap();
+    harness.issuer.set_jwks_status(503);
+    let cases = [
+        (
+            harness.config_file.clone(),
+            format!(
+                "keys         {}: JWKS endpoint answered 503",
+                harness.issuer.jwks_uri()
+            ),
+        ),
+        (
+            elsewhere,
+            format!("keys         {unreachable}: JWKS request failed"),
+        ),
+    ];
+    for (config, keys_line) in cases {
+        let output = explain(&config, "/Patient/123", &token);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        for line in [
+            "rule         read-patient",
+            "token        not verified: the issuer's keys are unavailable (503)",
+            &keys_line,
+            "decision     deny: keys_unavailable",
+        ] {
+            assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+        }
+        assert_no_token(&output, &token);
+    }
+    let output = explain(
+        &harness.dir.path().join("unreachable.yaml"),
+        "/Patient/123",
+        &token,
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Connection refused"),
+        "the cause is named: {output:?}"
+    );
+}
+
+fn explain(config: &Path, path: &str, token: &str) -> std::process::Output {
+    phigate()
+        .args(["explain", "--config"])
+        .arg(config)
+        .args(["--path", path, "--token", token])
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_no_token(output: &std::process::Output, token: &str) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for segment in token.split('.') {
+        assert!(!all.contains(segment), "explain printed the token:\n{all}");
+    }
+}
+
 #[test]
 fn policy_tests_run_every_file_with_a_summary_each_and_a_total() {
     let dir = tempfile::tempdir().unwrap();
@@ -434,4 +608,81 @@ fn policy_tests_refuse_a_launch_patient_the_gateway_would_refuse() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+}
+
+fn loopback() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A child's output, line by line, read on a thread so its writes never block on a full pipe.
+struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>);
+
+impl Lines {
+    fn of(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self(rx)
+    }
+
+    /// The next line, within 30 s; `None` once the pipe is closed.
+    async fn next(&mut self) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(30), self.0.recv())
+            .await
+            .expect("a line within 30 s")
+    }
+}
+
+/// The JSON log of a `phigate run`, remembered so a line can be asked for after it went by.
+struct Log {
+    lines: Lines,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Log {
+    /// The first line ever logged whose message starts with `message`, waiting for it.
+    async fn line(&mut self, message: &str) -> serde_json::Value {
+        let matches = |value: &serde_json::Value| {
+            value["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        };
+        if let Some(found) = self.seen.iter().find(|v| matches(v)) {
+            return found.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .next()
+                .await
+                .expect("the gateway is still logging");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            self.seen.push(value.clone());
+            if matches(&value) {
+                return value;
+            }
+        }
+    }
+}
+
+/// Starts `phigate run --config FILE`; returns it with its log and its TLS address.
+async fn run_binary(config: &Path) -> (std::process::Child, Log, std::net::SocketAddr) {
+    let mut child = phigate()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut log = Log {
+        lines: Lines::of(child.stderr.take().unwrap()),
+        seen: Vec::new(),
+    };
+    let serving = log.line("phigate serving").await;
+    let addr = serving["listen.address"].as_str().unwrap().parse().unwrap();
+    (child, log, addr)
 }
