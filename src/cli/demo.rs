@@ -1,8 +1,9 @@
 //! `phigate demo`: the embedded default. It starts, on loopback, a development token issuer
 //! (keys generated now, JWKS over HTTP), a synthetic FHIR server (invented data only) and the
-//! gateway over TLS with a CA generated now, then prints commands that show an allowed read, a
-//! read denied for scope, an expired token and a request without a token. Nothing here is fit
-//! for production: the issuer signs whatever the demo asks.
+//! gateway over TLS with a CA generated now, then prints `curl -i` commands (status line and
+//! challenge shown) for an allowed read, a read denied for scope, an expired token and a request
+//! without a token. On Ctrl-C or SIGTERM it stops everything, deletes what it generated and says
+//! so. Nothing here is fit for production: the issuer signs whatever the demo asks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,11 +52,19 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
     let gateway = Gateway::start(config).await?;
     print_walkthrough(&gateway, &issuer, &fhir, &ca_file, &config_file);
     super::wait_for_stop_signal().await?;
+    say("phigate demo stopping: draining requests, then deleting the generated keys and files");
+    // The gateway's folder watches end before the folder goes, so nothing reports it vanishing.
     gateway.shutdown().await;
     issuer.shutdown();
     fhir.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot delete {}", dir.display()))?;
+    say("phigate demo stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+fn say(line: &str) {
+    println!("{line}");
 }
 
 fn demo_dir() -> anyhow::Result<PathBuf> {
@@ -150,17 +159,17 @@ fn print_walkthrough(
     println!("  config    {}", config.display());
     println!();
     println!("# 1. allowed: a user/Patient.r token reads Patient 123 (200)");
-    println!("curl --cacert {ca} -H 'Authorization: Bearer {reader}' {base}/Patient/123");
+    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {reader}' {base}/Patient/123");
     println!(
         "# 2. denied for scope: a user/Observation.rs token cannot read a Patient (403 insufficient_scope)"
     );
-    println!("curl --cacert {ca} -H 'Authorization: Bearer {observer}' {base}/Patient/123");
+    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {observer}' {base}/Patient/123");
     println!("# 3. expired token (401 invalid_token)");
-    println!("curl --cacert {ca} -H 'Authorization: Bearer {expired}' {base}/Patient/123");
+    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {expired}' {base}/Patient/123");
     println!("# 4. no token (401, bare Bearer challenge)");
-    println!("curl --cacert {ca} {base}/Patient/123");
+    println!("curl -i --cacert {ca} {base}/Patient/123");
     println!("# 5. public capability statement (200)");
-    println!("curl --cacert {ca} {base}/metadata");
+    println!("curl -i --cacert {ca} {base}/metadata");
     println!();
     println!("phigate demo ready; press Ctrl-C to stop");
 }

@@ -101,15 +101,13 @@ pub(crate) fn log_warnings(table: &PolicyTable) {
 }
 
 /// Watches the folder holding `path`; every event is a (coalesced) trigger. Shared with the
-/// revocation file source.
-pub(crate) fn watch_folder(
-    path: &Path,
-    trigger: mpsc::Sender<()>,
-) -> Option<notify::RecommendedWatcher> {
+/// revocation file source. The watch ends when the returned [`FolderWatch`] is dropped.
+pub(crate) fn watch_folder(path: &Path, trigger: mpsc::Sender<()>) -> Option<FolderWatch> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
             // A full channel already holds a pending trigger: nothing is lost by dropping this.
@@ -118,13 +116,29 @@ pub(crate) fn watch_folder(
     });
     match watcher.and_then(|mut watcher| {
         watcher
-            .watch(folder, RecursiveMode::NonRecursive)
+            .watch(&folder, RecursiveMode::NonRecursive)
             .map(|()| watcher)
     }) {
-        Ok(watcher) => Some(watcher),
+        Ok(watcher) => Some(FolderWatch { watcher, folder }),
         Err(err) => {
             tracing::warn!(error = %err, "cannot watch the policy folder; policy reloads only on SIGHUP");
             None
         }
+    }
+}
+
+/// A folder watch that ends when dropped, before the drop returns.
+pub(crate) struct FolderWatch {
+    watcher: notify::RecommendedWatcher,
+    folder: PathBuf,
+}
+
+impl Drop for FolderWatch {
+    fn drop(&mut self) {
+        // notify's own drop only asks its thread to stop; if the folder is deleted meanwhile
+        // (the demo's, at exit), that thread logs a failed inotify removal with a source path.
+        // `unwatch` waits for the thread to let go, so an owner that has dropped this may
+        // delete the folder.
+        let _ = self.watcher.unwatch(&self.folder);
     }
 }

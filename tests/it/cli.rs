@@ -1,5 +1,6 @@
 //! The binary: `check` output and exit codes, `run` with its log lines (JWKS failures among
-//! them) and SIGTERM, `demo` driven through the commands it prints, `explain` with a refused
+//! them) and SIGTERM, `demo` driven through the commands it prints and its shutdown, `explain`
+//! with a refused
 //! token or unavailable keys, and `test` over several files and broken ones.
 
 use std::io::{BufRead, BufReader};
@@ -226,50 +227,87 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
 }
 
 #[tokio::test]
-async fn demo_commands_show_allow_scope_denial_expiry_and_no_token() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("curl not installed; demo walkthrough skipped");
-        return;
-    }
+async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops() {
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .expect("curl must be installed (.ci/run installs it)");
     let mut child = phigate()
         .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let commands = tokio::task::spawn_blocking(move || {
-        let mut commands = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("curl ") {
-                commands.push(line);
-            } else if line.contains("phigate demo ready") {
-                break;
-            }
+    let mut stdout = Lines::of(child.stdout.take().unwrap());
+    let stderr = Lines::of(child.stderr.take().unwrap());
+    let mut commands = Vec::new();
+    let mut config = None;
+    loop {
+        let line = stdout
+            .next()
+            .await
+            .expect("the demo prints its walkthrough");
+        if line.starts_with("curl ") {
+            commands.push(line);
+        } else if let Some(path) = line.trim().strip_prefix("config ") {
+            config = Some(std::path::PathBuf::from(path.trim()));
+        } else if line.contains("phigate demo ready") {
+            break;
         }
-        commands
-    })
-    .await
-    .unwrap();
-    let statuses: Vec<String> = commands
-        .iter()
-        .map(|command| {
-            let output = Command::new("sh")
-                .arg("-c")
-                .arg(format!("{command} -s -o /dev/null -w '%{{http_code}}'"))
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        })
-        .collect();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    }
+    // Each command is run exactly as printed (`-sS` only quiets curl's progress meter): its
+    // output must show the status line, and a refusal its challenge.
+    let mut statuses = Vec::new();
+    for command in &commands {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} -sS"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let status = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("HTTP/"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no status line from {command}:\n{text}"))
+            .to_owned();
+        if status.starts_with('4') {
+            assert!(
+                text.to_ascii_lowercase()
+                    .contains("www-authenticate: bearer"),
+                "{text}"
+            );
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
-    assert!(exit.success());
+    assert!(exit.success(), "{exit:?}");
+    let said = stdout.rest().await;
+    assert!(said.iter().any(|l| l == "phigate demo stopped"), "{said:?}");
+    // The folder watches end before the demo deletes its folder: no library log line (with
+    // its source path under the cargo registry) reports the folder vanishing.
+    let logged = stderr.rest().await;
+    for line in &logged {
+        assert!(
+            !line.contains("log.file") && !line.contains(".cargo") && !line.contains("ERROR"),
+            "{line}"
+        );
+    }
+    let config = config.expect("the demo names its configuration");
+    assert!(!config.exists(), "{} left behind", config.display());
 }
 
 #[tokio::test]
@@ -633,6 +671,15 @@ impl Lines {
         tokio::time::timeout(Duration::from_secs(30), self.0.recv())
             .await
             .expect("a line within 30 s")
+    }
+
+    /// Every line until the pipe closes (the child has exited).
+    async fn rest(mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.next().await {
+            lines.push(line);
+        }
+        lines
     }
 }
 
