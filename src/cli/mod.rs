@@ -77,6 +77,10 @@ enum Command {
         /// The admin listener.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: SocketAddr,
+        /// Write a starting configuration (config, policy, test CA, server certificate and key)
+        /// into this folder and exit, instead of running the demo.
+        #[arg(long, value_name = "DIR")]
+        write_config: Option<PathBuf>,
     },
 }
 
@@ -105,9 +109,16 @@ pub fn run() -> ExitCode {
             rt.block_on(explain::run(question))
         }),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
-        Command::Demo { listen, admin } => {
-            runtime().and_then(|rt| rt.block_on(demo::run(listen, admin)))
-        }
+        Command::Demo {
+            listen,
+            admin,
+            write_config: Some(dir),
+        } => demo::write_config(&dir, listen, admin),
+        Command::Demo {
+            listen,
+            admin,
+            write_config: None,
+        } => runtime().and_then(|rt| rt.block_on(demo::run(listen, admin))),
     };
     match result {
         Ok(code) => code,

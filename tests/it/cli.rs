@@ -1,16 +1,16 @@
 //! The binary: `check` output and exit codes, `run` with its log lines (JWKS failures among
-//! them) and SIGTERM, `demo` driven through the commands it prints and its shutdown, `explain`
-//! with a refused
-//! token or unavailable keys, and `test` over several files and broken ones.
+//! them) and SIGTERM, `demo` driven through the commands it prints, its shutdown and the
+//! configuration it writes, `explain` with a refused token or unavailable keys, and `test` over
+//! several files and broken ones.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use phigate::demo::DevIssuer;
+use phigate::demo::{DevIssuer, SyntheticFhir};
 
-use crate::support::{Harness, ISSUER, Options};
+use crate::support::{AUDIENCE, Harness, ISSUER, Options};
 
 fn phigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -308,6 +308,93 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     }
     let config = config.expect("the demo names its configuration");
     assert!(!config.exists(), "{} left behind", config.display());
+}
+
+/// Writes a starting configuration, checks it, runs its tests, then makes exactly the edits its
+/// header lists and serves a token request with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_write_config_passes_check_and_serves_after_the_documented_edits() {
+    const ISSUER_PLACEHOLDER: &str = "https://auth.example.org";
+    const JWKS_PLACEHOLDER: &str = "https://auth.example.org/.well-known/jwks.json";
+    const AUDIENCE_PLACEHOLDER: &str = "https://fhir.example.org";
+    const UPSTREAM_PLACEHOLDER: &str = "http://127.0.0.1:8080/fhir";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gateway");
+    let write = || {
+        phigate()
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .arg("--write-config")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let written = write();
+    assert!(written.status.success(), "{written:?}");
+    let config = dir.join("phigate.yaml");
+    for name in ["policy.yaml", "policy.tests.yaml", "ca.crt", "server.crt"] {
+        assert!(dir.join(name).is_file(), "{name} missing");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let key_mode = std::fs::metadata(dir.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o077, 0, "server.key is readable by others");
+    let again = write();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("never overwrites"),
+        "{again:?}"
+    );
+    for command in [
+        vec!["check", "--config", config.to_str().unwrap()],
+        vec!["test", dir.join("policy.tests.yaml").to_str().unwrap()],
+    ] {
+        let output = phigate().args(&command).output().unwrap();
+        assert!(output.status.success(), "{command:?}: {output:?}");
+    }
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    let header: String = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let issuer = DevIssuer::start(loopback(), ISSUER).await.unwrap();
+    let upstream = SyntheticFhir::start(loopback()).await.unwrap();
+    // The JWKS placeholder holds the issuer's, so it is replaced first.
+    let mut edited = text.clone();
+    for (placeholder, value) in [
+        (JWKS_PLACEHOLDER, issuer.jwks_uri()),
+        (ISSUER_PLACEHOLDER, ISSUER.to_owned()),
+        (AUDIENCE_PLACEHOLDER, AUDIENCE.to_owned()),
+        (UPSTREAM_PLACEHOLDER, upstream.url()),
+    ] {
+        assert!(header.contains(placeholder), "{placeholder} not documented");
+        edited = edited.replace(placeholder, &value);
+    }
+    std::fs::write(&config, edited).unwrap();
+    let (child, mut log, addr) = run_binary(&config).await;
+    log.line("jwks refreshed").await;
+    let token = issuer.mint(&issuer.standard_claims(
+        "u-1",
+        "app-1",
+        "user/Patient.r",
+        AUDIENCE,
+        Duration::from_secs(300),
+    ));
+    let url = format!("https://localhost:{}/Patient/123", addr.port());
+    let output = Command::new("curl")
+        .arg("-sS")
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}"), &url])
+        .output()
+        .expect("curl must be installed (.ci/run installs it)");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{output:?}");
+    assert_eq!(upstream.received().len(), 1);
+    crate::support::stop_binary_gateway(child).await;
 }
 
 #[tokio::test]
