@@ -1,8 +1,13 @@
 //! `phigate demo`: the embedded default. It starts, on loopback, a development token issuer
 //! (keys generated now, JWKS over HTTP), a synthetic FHIR server (invented data only) and the
-//! gateway over TLS with a CA generated now, then prints commands that show an allowed read, a
-//! read denied for scope, an expired token and a request without a token. Nothing here is fit
-//! for production: the issuer signs whatever the demo asks.
+//! gateway over TLS with a CA generated now, then prints `curl -i` commands (status line and
+//! challenge shown) for an allowed read, a read denied for scope, an expired token and a request
+//! without a token. On Ctrl-C or SIGTERM it stops everything, deletes what it generated and says
+//! so. Nothing here is fit for production: the issuer signs whatever the demo asks.
+//!
+//! `--write-config DIR` instead writes a starting point an operator can run — configuration,
+//! policy with its tests, a test CA and a server certificate — with the issuer and upstream as
+//! placeholders the configuration's header names, and never overwrites a file.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +26,42 @@ const DEMO_AUDIENCE: &str = "https://fhir.phigate.demo";
 
 /// The demo policy, embedded so the demo needs no file from the repository.
 const DEMO_POLICY: &str = include_str!("../../policies/example.yaml");
+/// The demo policy's test cases, written beside it by `--write-config`.
+const DEMO_POLICY_TESTS: &str = include_str!("../../policies/example.tests.yaml");
+
+/// Placeholders in a written configuration: reserved names (RFC 2606), so nothing is reached
+/// before the operator replaces them.
+const PLACEHOLDER_ISSUER: &str = "https://auth.example.org";
+const PLACEHOLDER_JWKS: &str = "https://auth.example.org/.well-known/jwks.json";
+const PLACEHOLDER_AUDIENCE: &str = "https://fhir.example.org";
+const PLACEHOLDER_UPSTREAM: &str = "http://127.0.0.1:8080/fhir";
+
+/// The header of a written configuration: what it is and exactly what to change.
+fn written_header(listen: SocketAddr) -> String {
+    let port = listen.port();
+    format!(
+        r#"# phigate starting configuration, written by `phigate demo --write-config`.
+#
+# `phigate check --config phigate.yaml` passes as written, and `phigate run --config phigate.yaml`
+# starts, but the issuer below is a placeholder: until it is yours, phigate logs "jwks fetch
+# failed; no keys yet", /readyz answers 503 and every request that needs a token gets 503.
+# Change, in this file:
+#   issuers[0].issuer      {PLACEHOLDER_ISSUER} -> your authorization server's exact `iss`
+#   issuers[0].jwks_uri    {PLACEHOLDER_JWKS} -> its JWKS URL
+#                          (add jwks_ca_file: if it is served under a private CA)
+#   issuers[0].audiences   {PLACEHOLDER_AUDIENCE} -> the `aud` your access tokens carry
+#   issuers[0].algorithms  the algorithms your issuer signs with
+#   upstream.url           {PLACEHOLDER_UPSTREAM} -> your FHIR server's base URL
+#   listen.address         127.0.0.1 answers on loopback only; 0.0.0.0 on every interface
+# policy.yaml is the example policy (public /metadata, scoped reads); after editing it, run
+# `phigate test policy.tests.yaml`.
+# server.crt and server.key are for the names localhost and 127.0.0.1, issued by the test CA in
+# ca.crt, whose key was not kept; with the upstream in place, try
+#   curl -i --cacert ca.crt https://localhost:{port}/metadata
+# Before real clients connect, replace them with a certificate for your host from your own CA.
+"#
+    )
+}
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCode> {
@@ -43,7 +84,22 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
         .context("cannot write the demo server certificate")?;
     std::fs::write(dir.join("policy.yaml"), DEMO_POLICY).context("cannot write the demo policy")?;
     let config_file = dir.join("phigate.yaml");
-    let config_text = demo_config(listen, admin, &issuer, &fhir);
+    let config_text = format!(
+        "# Written by `phigate demo`; every key and certificate here was generated at start.\n{}",
+        config_text(
+            listen,
+            admin,
+            &ConfigParts {
+                issuer: DEMO_ISSUER,
+                jwks: &issuer.jwks_uri(),
+                audience: DEMO_AUDIENCE,
+                algorithms: "[ES256]",
+                upstream: &fhir.url(),
+                // The walkthrough's tokens live an hour, so a paste later in the session works.
+                max_lifetime: "1h",
+            },
+        )
+    );
     std::fs::write(&config_file, &config_text).context("cannot write the demo configuration")?;
     let config =
         Config::from_yaml(&config_text, &config_file).map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -51,11 +107,103 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
     let gateway = Gateway::start(config).await?;
     print_walkthrough(&gateway, &issuer, &fhir, &ca_file, &config_file);
     super::wait_for_stop_signal().await?;
+    say("phigate demo stopping: draining requests, then deleting the generated keys and files");
+    // The gateway's folder watches end before the folder goes, so nothing reports it vanishing.
     gateway.shutdown().await;
     issuer.shutdown();
     fhir.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::remove_dir_all(&dir).with_context(|| format!("cannot delete {}", dir.display()))?;
+    say("phigate demo stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+fn say(line: &str) {
+    println!("{line}");
+}
+
+/// Writes a configuration an operator can start from into `dir` (see [`written_header`]).
+#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+pub fn write_config(dir: &Path, listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCode> {
+    let names = [
+        "phigate.yaml",
+        "policy.yaml",
+        "policy.tests.yaml",
+        "ca.crt",
+        "server.crt",
+        "server.key",
+    ];
+    // An operator may point this at a folder that already holds their files.
+    if let Some(existing) = names.iter().map(|n| dir.join(n)).find(|p| p.exists()) {
+        anyhow::bail!(
+            "{} exists; --write-config never overwrites a file",
+            existing.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let ca = DevCa::new("phigate test CA").context("cannot generate the test CA")?;
+    ca.write_cert_pem(dir, "ca.crt")
+        .context("cannot write the test CA")?;
+    ca.issue_server(&["localhost", "127.0.0.1"])
+        .context("cannot issue the server certificate")?
+        .write_pem_files(dir, "server")
+        .context("cannot write the server certificate")?;
+    let tests = written_policy_tests();
+    let config = written_config(listen, admin);
+    for (name, text) in [
+        ("policy.yaml", DEMO_POLICY),
+        ("policy.tests.yaml", tests.as_str()),
+        ("phigate.yaml", config.as_str()),
+    ] {
+        std::fs::write(dir.join(name), text)
+            .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    let config_file = dir.join("phigate.yaml");
+    println!(
+        "wrote {} and, beside it: {}",
+        config_file.display(),
+        names[1..].join(", ")
+    );
+    println!(
+        "next: replace the placeholder issuer and upstream (the file's header lists each), then"
+    );
+    println!("  phigate check --config {}", config_file.display());
+    println!("  phigate test {}", dir.join("policy.tests.yaml").display());
+    println!("  phigate run --config {}", config_file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The written configuration: its header, then the placeholders it names.
+fn written_config(listen: SocketAddr, admin: SocketAddr) -> String {
+    let parts = ConfigParts {
+        issuer: PLACEHOLDER_ISSUER,
+        jwks: PLACEHOLDER_JWKS,
+        audience: PLACEHOLDER_AUDIENCE,
+        algorithms: "[ES256, RS256]",
+        upstream: PLACEHOLDER_UPSTREAM,
+        max_lifetime: "15m",
+    };
+    format!(
+        "{}{}",
+        written_header(listen),
+        config_text(listen, admin, &parts)
+    )
+}
+
+/// The shipped policy's tests, naming the written policy instead of the shipped file.
+fn written_policy_tests() -> String {
+    std::iter::once("# Policy tests for policy.yaml: `phigate test policy.tests.yaml`.")
+        .chain(
+            DEMO_POLICY_TESTS
+                .lines()
+                .skip_while(|line| line.starts_with('#'))
+                .map(|line| match line {
+                    "policy: example.yaml" => "policy: policy.yaml",
+                    other => other,
+                }),
+        )
+        .flat_map(|line| [line, "\n"])
+        .collect()
 }
 
 fn demo_dir() -> anyhow::Result<PathBuf> {
@@ -64,15 +212,27 @@ fn demo_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-fn demo_config(
-    listen: SocketAddr,
-    admin: SocketAddr,
-    issuer: &DevIssuer,
-    fhir: &SyntheticFhir,
-) -> String {
+/// What differs between the demo's own configuration and a written one.
+struct ConfigParts<'a> {
+    issuer: &'a str,
+    jwks: &'a str,
+    audience: &'a str,
+    algorithms: &'a str,
+    upstream: &'a str,
+    max_lifetime: &'a str,
+}
+
+fn config_text(listen: SocketAddr, admin: SocketAddr, parts: &ConfigParts<'_>) -> String {
+    let ConfigParts {
+        issuer,
+        jwks,
+        audience,
+        algorithms,
+        upstream,
+        max_lifetime,
+    } = parts;
     format!(
-        r#"# Written by `phigate demo`; every key and certificate here was generated at start.
-listen:
+        r#"listen:
   address: "{listen}"
   tls:
     cert_file: server.crt
@@ -83,17 +243,15 @@ upstream:
   url: "{upstream}"
   timeout: 10s
 issuers:
-  - issuer: "{DEMO_ISSUER}"
+  - issuer: "{issuer}"
     jwks_uri: "{jwks}"
-    audiences: ["{DEMO_AUDIENCE}"]
-    algorithms: [ES256]
+    audiences: ["{audience}"]
+    algorithms: {algorithms}
 tokens:
   clock_skew: 30s
-  max_lifetime: 1h
+  max_lifetime: {max_lifetime}
 policy_file: policy.yaml
-"#,
-        upstream = fhir.url(),
-        jwks = issuer.jwks_uri(),
+"#
     )
 }
 
@@ -150,17 +308,17 @@ fn print_walkthrough(
     println!("  config    {}", config.display());
     println!();
     println!("# 1. allowed: a user/Patient.r token reads Patient 123 (200)");
-    println!("curl --cacert {ca} -H 'Authorization: Bearer {reader}' {base}/Patient/123");
+    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {reader}' {base}/Patient/123");
     println!(
         "# 2. denied for scope: a user/Observation.rs token cannot read a Patient (403 insufficient_scope)"
     );
-    println!("curl --cacert {ca} -H 'Authorization: Bearer {observer}' {base}/Patient/123");
+    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {observer}' {base}/Patient/123");
     println!("# 3. expired token (401 invalid_token)");
-    println!("curl --cacert {ca} -H 'Authorization: Bearer {expired}' {base}/Patient/123");
+    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {expired}' {base}/Patient/123");
     println!("# 4. no token (401, bare Bearer challenge)");
-    println!("curl --cacert {ca} {base}/Patient/123");
+    println!("curl -i --cacert {ca} {base}/Patient/123");
     println!("# 5. public capability statement (200)");
-    println!("curl --cacert {ca} {base}/metadata");
+    println!("curl -i --cacert {ca} {base}/metadata");
     println!();
     println!("phigate demo ready; press Ctrl-C to stop");
 }

@@ -1,6 +1,7 @@
 //! `phigate explain`: which rule a request matches, what it needs, what the token has, and the
 //! decision with its reason — without contacting the upstream. `--claims` takes a JSON file of
-//! claims as-is; `--token` verifies the token against the issuer's JWKS first.
+//! claims as-is; `--token` verifies the token against the issuer's JWKS first, and a refused
+//! token still gets the whole table, its decision naming the refusal. It never prints the token.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,9 +10,9 @@ use anyhow::Context;
 use http::Method;
 use serde_json::{Map, Value};
 
-use super::offline::{self, Verdict};
+use super::offline::{self, Denied, Verdict};
 use crate::config::Config;
-use crate::token::{BearerToken, Verifier};
+use crate::token::{BearerToken, TokenFault, Verifier};
 
 /// What `explain` was asked about.
 pub struct Question<'a> {
@@ -29,19 +30,14 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
     let config = Config::load(question.config).map_err(|err| anyhow::anyhow!("{err}"))?;
     let method =
         Method::from_bytes(question.method.as_bytes()).context("--method is not an HTTP method")?;
-    let claims = match (question.token, question.claims) {
-        (Some(token), _) => Some(verified_claims(&config, token).await?),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            match serde_json::from_str::<Value>(&text)
-                .context("--claims must hold a JSON object")?
-            {
-                Value::Object(map) => Some(map),
-                _ => anyhow::bail!("--claims must hold a JSON object"),
-            }
-        }
-        (None, None) => None,
+    let credentials = match (question.token, question.claims) {
+        (Some(token), _) => verify(&config, token).await?,
+        (None, Some(path)) => Credentials::Claims(read_claims(path)?),
+        (None, None) => Credentials::Absent,
+    };
+    let claims = match &credentials {
+        Credentials::Claims(claims) => Some(claims),
+        Credentials::Absent | Credentials::Refused { .. } => None,
     };
     let body = match question.body {
         Some(path) => {
@@ -53,20 +49,30 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
         .issuers
         .first()
         .map_or("patient", |i| i.patient_claim.as_str());
-    let verdict = offline::decide(
+    let mut verdict = offline::decide(
         &config.policy,
         &method,
         question.target,
-        claims.as_ref(),
+        claims,
         patient_claim,
         body.as_deref(),
     );
+    if let Credentials::Refused { fault, .. } = &credentials {
+        // The gateway reads a token only for a rule that needs one: a public or unmatched
+        // route decides as if none came, and otherwise the token's refusal is the decision.
+        if matches!(&verdict.outcome, Err(denied) if denied.reason == "credentials_missing") {
+            verdict.outcome = Err(Denied {
+                reason: fault.reason(),
+                needed: None,
+            });
+        }
+    }
     print!(
         "{}",
         render(
             &method,
             question.target,
-            claims.as_ref(),
+            &credentials,
             patient_claim,
             &verdict
         )
@@ -78,24 +84,61 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
     })
 }
 
-async fn verified_claims(config: &Config, token: &str) -> anyhow::Result<Map<String, Value>> {
+/// What the request carries in place of a token, as `explain` was told.
+enum Credentials {
+    /// No token.
+    Absent,
+    /// Claims: verified from `--token`, or taken as they are from `--claims`.
+    Claims(Map<String, Value>),
+    /// A `--token` the gateway would refuse; for unavailable keys, each JWKS URL that failed
+    /// and why.
+    Refused {
+        fault: TokenFault,
+        key_failures: Vec<String>,
+    },
+}
+
+fn read_claims(path: &Path) -> anyhow::Result<Map<String, Value>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    match serde_json::from_str::<Value>(&text).context("--claims must hold a JSON object")? {
+        Value::Object(map) => Ok(map),
+        _ => anyhow::bail!("--claims must hold a JSON object"),
+    }
+}
+
+async fn verify(config: &Config, token: &str) -> anyhow::Result<Credentials> {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let verifier = Verifier::new(
         &config.issuers,
         &config.tokens,
         Arc::new(crate::telemetry::Metrics::new()),
     )?;
-    let verified = verifier
-        .verify(&BearerToken::new(token))
-        .await
-        .map_err(|fault| anyhow::anyhow!("the token is refused: {}", fault.reason()))?;
-    Ok(verified.claims.clone())
+    let fault = match verifier.verify(&BearerToken::new(token)).await {
+        Ok(verified) => return Ok(Credentials::Claims(verified.claims.clone())),
+        Err(fault) => fault,
+    };
+    // The verifier's own fetch failed without saying why; fetching again tells the operator
+    // which endpoint to look at (the URL and the cause, nothing from the token).
+    let key_failures = if fault == TokenFault::KeysUnavailable {
+        let failures = verifier.fetch_keys().await;
+        failures
+            .iter()
+            .map(|(uri, err)| format!("{uri}: {err}"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Credentials::Refused {
+        fault,
+        key_failures,
+    })
 }
 
 fn render(
     method: &Method,
     target: &str,
-    claims: Option<&Map<String, Value>>,
+    credentials: &Credentials,
     patient_claim: &str,
     verdict: &Verdict,
 ) -> String {
@@ -106,15 +149,30 @@ fn render(
         }
         _ => out.push_str("rule         (none matched)\n"),
     }
-    match claims {
-        None => out.push_str("token        (none)\n"),
-        Some(claims) => {
+    match credentials {
+        Credentials::Absent => out.push_str("token        (none)\n"),
+        Credentials::Claims(claims) => {
             out.push_str(&format!("token scopes {}\n", verdict.token_scopes));
             let patient = claims
                 .get(patient_claim)
                 .and_then(Value::as_str)
                 .unwrap_or("(none)");
             out.push_str(&format!("patient      {patient}\n"));
+        }
+        Credentials::Refused {
+            fault: TokenFault::KeysUnavailable,
+            key_failures,
+        } => {
+            out.push_str("token        not verified: the issuer's keys are unavailable (503)\n");
+            for failure in key_failures {
+                out.push_str(&format!("keys         {failure}\n"));
+            }
+            if key_failures.is_empty() {
+                out.push_str("keys         loaded on a second fetch: the endpoint is flaky\n");
+            }
+        }
+        Credentials::Refused { fault, .. } => {
+            out.push_str(&format!("token        refused: {}\n", fault.reason()));
         }
     }
     match &verdict.outcome {

@@ -1,5 +1,5 @@
-//! The command line: `run`, `check` and `demo`. This is the only code that prints and the only
-//! place `anyhow` is used; everything it does is a call into the library.
+//! The command line: `run`, `check`, `explain`, `test` and `demo`. This is the only code that
+//! prints and the only place `anyhow` is used; everything it does is a call into the library.
 
 mod demo;
 mod explain;
@@ -65,8 +65,9 @@ enum Command {
     },
     /// Run policy test cases (request + claims -> expected decision and reason).
     Test {
-        /// The policy test file.
-        file: PathBuf,
+        /// Policy test files, e.g. `policies/*.tests.yaml`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Start a development issuer, a synthetic FHIR server and the gateway, all on loopback.
     Demo {
@@ -76,6 +77,10 @@ enum Command {
         /// The admin listener.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: SocketAddr,
+        /// Write a starting configuration (config, policy, test CA, server certificate and key)
+        /// into this folder and exit, instead of running the demo.
+        #[arg(long, value_name = "DIR")]
+        write_config: Option<PathBuf>,
     },
 }
 
@@ -84,7 +89,7 @@ pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(&config),
-        Command::Test { file } => policy_test::run(&file),
+        Command::Test { files } => policy_test::run(&files),
         Command::Explain {
             config,
             method,
@@ -104,9 +109,16 @@ pub fn run() -> ExitCode {
             rt.block_on(explain::run(question))
         }),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
-        Command::Demo { listen, admin } => {
-            runtime().and_then(|rt| rt.block_on(demo::run(listen, admin)))
-        }
+        Command::Demo {
+            listen,
+            admin,
+            write_config: Some(dir),
+        } => demo::write_config(&dir, listen, admin),
+        Command::Demo {
+            listen,
+            admin,
+            write_config: None,
+        } => runtime().and_then(|rt| rt.block_on(demo::run(listen, admin))),
     };
     match result {
         Ok(code) => code,

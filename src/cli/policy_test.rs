@@ -1,22 +1,25 @@
-//! `phigate test POLICY_TESTS.yaml`: runs policy test cases — a request and the token's claims
-//! against the expected decision, reason and rule — and reports each failure with what was
-//! expected and what happened. The file names its policy; paths resolve against the test file.
+//! `phigate test FILE...`: runs policy test cases — a request and the token's claims against the
+//! expected decision, reason and rule — and reports each failure with what was expected and what
+//! happened, then a summary line per file and a total. A file that cannot be read or parsed is
+//! reported as `file:line:column` and counts as a failure, so a typo never passes a suite. Each
+//! file names its policy; paths resolve against the test file.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use serde_saphyr::Spanned;
 
 use super::offline::{self, Verdict};
+use crate::config::ConfigProblem;
 use crate::policy::PolicyTable;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TestFile {
-    policy: String,
+    policy: Spanned<String>,
     #[serde(default)]
     patient_claim: Option<String>,
     cases: Vec<Case>,
@@ -25,7 +28,7 @@ struct TestFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Case {
-    name: String,
+    name: Spanned<String>,
     request: CaseRequest,
     #[serde(default)]
     claims: Option<Map<String, Value>>,
@@ -35,7 +38,7 @@ struct Case {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CaseRequest {
-    method: String,
+    method: Spanned<String>,
     path: String,
     /// A JSON body (Bundles, resources to write).
     #[serde(default)]
@@ -63,49 +66,159 @@ struct Expect {
     precondition: Option<bool>,
 }
 
-/// Runs the file's cases; exit 1 when any fails.
+/// Cases counted over one file or all of them.
+#[derive(Default)]
+struct Tally {
+    passed: usize,
+    failed: usize,
+}
+
+/// Runs every file's cases; exit 1 when any case fails or any file cannot be run.
+#[expect(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "cli/ is the only place that prints"
+)]
+pub fn run(files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let mut total = Tally::default();
+    let mut not_run = 0usize;
+    for file in files {
+        match run_file(file) {
+            Ok(tally) => {
+                println!(
+                    "{}: {} passed, {} failed",
+                    file.display(),
+                    tally.passed,
+                    tally.failed
+                );
+                total.passed += tally.passed;
+                total.failed += tally.failed;
+            }
+            Err(problems) => {
+                for problem in &problems {
+                    eprintln!("error: {problem}");
+                }
+                println!("{}: not run", file.display());
+                not_run += 1;
+            }
+        }
+    }
+    let unrun = match not_run {
+        0 => String::new(),
+        n => format!(", {} not run", files_count(n)),
+    };
+    println!(
+        "total: {} passed, {} failed in {}{unrun}",
+        total.passed,
+        total.failed,
+        files_count(files.len())
+    );
+    Ok(if total.failed == 0 && not_run == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn files_count(n: usize) -> String {
+    match n {
+        1 => "1 file".to_owned(),
+        n => format!("{n} files"),
+    }
+}
+
+/// Runs one file's cases, printing each failure; its problems when it cannot be run.
 #[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
-pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let tests: TestFile = serde_saphyr::from_str(&text)
-        .map_err(|err| anyhow::anyhow!("{}: {}", file.display(), crate::yaml::message(&err)))?;
-    let policy_path: PathBuf = file.parent().unwrap_or(Path::new(".")).join(&tests.policy);
-    let policy = PolicyTable::load(&policy_path).map_err(|err| anyhow::anyhow!("{err}"))?;
+fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
+    let at = |line: u64, column: u64, message: String| ConfigProblem {
+        file: file.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let text = std::fs::read_to_string(file)
+        .map_err(|err| vec![at(0, 0, format!("cannot read the test file: {err}")).to_string()])?;
+    let tests: TestFile = serde_saphyr::from_str(&text).map_err(|err| {
+        let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
+        vec![at(line, column, crate::yaml::message(&err)).to_string()]
+    })?;
+    let policy_path: PathBuf = file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join(&tests.policy.value);
+    let policy = PolicyTable::load(&policy_path).map_err(|err| {
+        let named_here = at(
+            tests.policy.referenced.line(),
+            tests.policy.referenced.column(),
+            format!("policy {} cannot be loaded", tests.policy.value),
+        );
+        // Printed like the test file's own problems (no `:0:0` when there is no position).
+        let in_policy = err.problems.iter().map(|problem| {
+            ConfigProblem {
+                file: problem.file.clone(),
+                line: u64::try_from(problem.line).unwrap_or(0),
+                column: u64::try_from(problem.column).unwrap_or(0),
+                message: problem.message.clone(),
+            }
+            .to_string()
+        });
+        std::iter::once(named_here.to_string())
+            .chain(in_policy)
+            .collect::<Vec<_>>()
+    })?;
+    // Every case's method is checked before any runs: a typo anywhere stops the whole file.
+    let methods = tests
+        .cases
+        .iter()
+        .map(|case| {
+            let method = &case.request.method;
+            Method::from_bytes(method.value.as_bytes()).map_err(|_| {
+                at(
+                    method.referenced.line(),
+                    method.referenced.column(),
+                    format!("{:?} is not an HTTP method", method.value),
+                )
+                .to_string()
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|problem| vec![problem])?;
     let patient_claim = tests.patient_claim.as_deref().unwrap_or("patient");
-    let mut failed = 0usize;
-    for case in &tests.cases {
-        let method = Method::from_bytes(case.request.method.as_bytes())
-            .context("a case has an invalid method")?;
+    let mut tally = Tally::default();
+    for (case, method) in tests.cases.iter().zip(&methods) {
         let body = match (&case.request.json, &case.request.body) {
-            (Some(json), _) => Some(serde_json::to_vec(json)?),
+            (Some(json), _) => Some(json.to_string().into_bytes()),
             (None, Some(text)) => Some(text.clone().into_bytes()),
             (None, None) => None,
         };
         let verdict = offline::decide(
             &policy,
-            &method,
+            method,
             &case.request.path,
             case.claims.as_ref(),
             patient_claim,
             body.as_deref(),
         );
         let actual = observed(&verdict, &case.expect);
-        if actual != case.expect {
-            failed += 1;
-            println!("FAIL {}", case.name);
-            println!("  request   {} {}", case.request.method, case.request.path);
+        if actual == case.expect {
+            tally.passed += 1;
+        } else {
+            tally.failed += 1;
+            println!(
+                "FAIL {} ({}:{})",
+                case.name.value,
+                file.display(),
+                case.name.referenced.line()
+            );
+            println!(
+                "  request   {} {}",
+                case.request.method.value, case.request.path
+            );
             println!("  expected  {}", describe(&case.expect));
             println!("  actual    {}", describe(&actual));
         }
     }
-    let passed = tests.cases.len() - failed;
-    println!("{}: {passed} passed, {failed} failed", file.display());
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(tally)
 }
 
 /// The verdict in the expectation's terms; fields the case does not pin are copied over.

@@ -150,8 +150,13 @@ impl Gateway {
         self.readiness.serving.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let _ = self.listener.await;
-        for task in self.background {
+        for task in &self.background {
             task.abort();
+        }
+        // Waiting for each aborted task to be dropped ends its folder watches and connections
+        // before `shutdown` returns, so a caller may delete the files they watched.
+        for task in self.background {
+            let _ = task.await;
         }
     }
 }

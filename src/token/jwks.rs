@@ -130,6 +130,22 @@ pub enum FetchError {
     Document(&'static str),
 }
 
+/// An error and its causes, joined: hyper's own message ("client error (Connect)") names no
+/// cause, and an operator needs the refused connection or the failed certificate check.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 struct KeyState {
     keys: Option<Arc<KeySet>>,
     fetched_at: Option<Instant>,
@@ -304,7 +320,20 @@ impl IssuerKeys {
                 Ok(())
             }
             Err(err) => {
-                tracing::warn!(issuer, error = %err, "jwks fetch failed; keeping the last good keys");
+                let jwks_uri = &self.issuer.jwks_uri;
+                let held = self
+                    .state
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .keys
+                    .is_some();
+                // Before the first good fetch there is nothing to keep: saying so, with the
+                // URL, points an operator at the endpoint rather than at the tokens.
+                if held {
+                    tracing::warn!(issuer, jwks.uri = %jwks_uri, error = %err, "jwks fetch failed; keeping the last good keys");
+                } else {
+                    tracing::warn!(issuer, jwks.uri = %jwks_uri, error = %err, "jwks fetch failed; no keys yet, so tokens of this issuer get 503");
+                }
                 Err(err)
             }
         }
@@ -319,7 +348,7 @@ impl IssuerKeys {
             .client
             .request(request)
             .await
-            .map_err(|err| FetchError::Transport(err.to_string()))?;
+            .map_err(|err| FetchError::Transport(error_chain(&err)))?;
         if response.status() != http::StatusCode::OK {
             return Err(FetchError::Status(response.status().as_u16()));
         }

@@ -182,6 +182,18 @@ impl Verifier {
         self.issuers.values().all(|keys| keys.is_ready())
     }
 
+    /// Fetches every issuer's keys now and names, for each fetch that failed, the JWKS URL and
+    /// why (`explain` telling an operator why keys are unavailable).
+    pub async fn fetch_keys(&self) -> Vec<(http::Uri, jwks::FetchError)> {
+        let mut failures = Vec::new();
+        for keys in self.issuers.values() {
+            if let Err(err) = keys.refresh().await {
+                failures.push((keys.issuer().jwks_uri.clone(), err));
+            }
+        }
+        failures
+    }
+
     /// Updates the key-age gauges (called at scrape time).
     pub fn publish_key_ages(&self) {
         self.issuers.values().for_each(|keys| keys.publish_age());

@@ -1,11 +1,16 @@
-//! The binary: `check` output and exit codes, `run` with its log lines and SIGTERM, and `demo`
-//! driven through the commands it prints.
+//! The binary: `check` output and exit codes, `run` with its log lines (JWKS failures among
+//! them) and SIGTERM, `demo` driven through the commands it prints, its shutdown and the
+//! configuration it writes, `explain` with a refused token or unavailable keys, and `test` over
+//! several files and broken ones.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Harness, Options};
+use phigate::demo::{DevIssuer, SyntheticFhir};
+
+use crate::support::{AUDIENCE, Harness, ISSUER, Options};
 
 fn phigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -222,50 +227,484 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
 }
 
 #[tokio::test]
-async fn demo_commands_show_allow_scope_denial_expiry_and_no_token() {
-    if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("curl not installed; demo walkthrough skipped");
-        return;
-    }
+async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops() {
+    Command::new("curl")
+        .arg("--version")
+        .output()
+        .expect("curl must be installed (.ci/run installs it)");
     let mut child = phigate()
         .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let commands = tokio::task::spawn_blocking(move || {
-        let mut commands = Vec::new();
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.starts_with("curl ") {
-                commands.push(line);
-            } else if line.contains("phigate demo ready") {
-                break;
-            }
+    let mut stdout = Lines::of(child.stdout.take().unwrap());
+    let stderr = Lines::of(child.stderr.take().unwrap());
+    let mut commands = Vec::new();
+    let mut config = None;
+    loop {
+        let line = stdout
+            .next()
+            .await
+            .expect("the demo prints its walkthrough");
+        if line.starts_with("curl ") {
+            commands.push(line);
+        } else if let Some(path) = line.trim().strip_prefix("config ") {
+            config = Some(std::path::PathBuf::from(path.trim()));
+        } else if line.contains("phigate demo ready") {
+            break;
         }
-        commands
-    })
-    .await
-    .unwrap();
-    let statuses: Vec<String> = commands
-        .iter()
-        .map(|command| {
-            let output = Command::new("sh")
-                .arg("-c")
-                .arg(format!("{command} -s -o /dev/null -w '%{{http_code}}'"))
-                .output()
-                .unwrap();
-            String::from_utf8_lossy(&output.stdout).into_owned()
-        })
-        .collect();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    }
+    // Each command is run exactly as printed (`-sS` only quiets curl's progress meter): its
+    // output must show the status line, and a refusal its challenge.
+    let mut statuses = Vec::new();
+    for command in &commands {
+        let output = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{command} -sS"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let status = text
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix("HTTP/"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .unwrap_or_else(|| panic!("no status line from {command}:\n{text}"))
+            .to_owned();
+        if status.starts_with('4') {
+            assert!(
+                text.to_ascii_lowercase()
+                    .contains("www-authenticate: bearer"),
+                "{text}"
+            );
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
         .await
         .unwrap();
-    assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
-    assert!(exit.success());
+    assert!(exit.success(), "{exit:?}");
+    let said = stdout.rest().await;
+    assert!(said.iter().any(|l| l == "phigate demo stopped"), "{said:?}");
+    // The folder watches end before the demo deletes its folder: no library log line (with
+    // its source path under the cargo registry) reports the folder vanishing.
+    let logged = stderr.rest().await;
+    for line in &logged {
+        assert!(
+            !line.contains("log.file") && !line.contains(".cargo") && !line.contains("ERROR"),
+            "{line}"
+        );
+    }
+    let config = config.expect("the demo names its configuration");
+    assert!(!config.exists(), "{} left behind", config.display());
+}
+
+/// Writes a starting configuration, checks it, runs its tests, then makes exactly the edits its
+/// header lists and serves a token request with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_write_config_passes_check_and_serves_after_the_documented_edits() {
+    const ISSUER_PLACEHOLDER: &str = "https://auth.example.org";
+    const JWKS_PLACEHOLDER: &str = "https://auth.example.org/.well-known/jwks.json";
+    const AUDIENCE_PLACEHOLDER: &str = "https://fhir.example.org";
+    const UPSTREAM_PLACEHOLDER: &str = "http://127.0.0.1:8080/fhir";
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("gateway");
+    let write = || {
+        phigate()
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .arg("--write-config")
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let written = write();
+    assert!(written.status.success(), "{written:?}");
+    let config = dir.join("phigate.yaml");
+    for name in ["policy.yaml", "policy.tests.yaml", "ca.crt", "server.crt"] {
+        assert!(dir.join(name).is_file(), "{name} missing");
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let key_mode = std::fs::metadata(dir.join("server.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(key_mode & 0o077, 0, "server.key is readable by others");
+    let again = write();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("never overwrites"),
+        "{again:?}"
+    );
+    for command in [
+        vec!["check", "--config", config.to_str().unwrap()],
+        vec!["test", dir.join("policy.tests.yaml").to_str().unwrap()],
+    ] {
+        let output = phigate().args(&command).output().unwrap();
+        assert!(output.status.success(), "{command:?}: {output:?}");
+    }
+
+    let text = std::fs::read_to_string(&config).unwrap();
+    let header: String = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let issuer = DevIssuer::start(loopback(), ISSUER).await.unwrap();
+    let upstream = SyntheticFhir::start(loopback()).await.unwrap();
+    // The JWKS placeholder holds the issuer's, so it is replaced first.
+    let mut edited = text.clone();
+    for (placeholder, value) in [
+        (JWKS_PLACEHOLDER, issuer.jwks_uri()),
+        (ISSUER_PLACEHOLDER, ISSUER.to_owned()),
+        (AUDIENCE_PLACEHOLDER, AUDIENCE.to_owned()),
+        (UPSTREAM_PLACEHOLDER, upstream.url()),
+    ] {
+        assert!(header.contains(placeholder), "{placeholder} not documented");
+        edited = edited.replace(placeholder, &value);
+    }
+    std::fs::write(&config, edited).unwrap();
+    let (child, mut log, addr) = run_binary(&config).await;
+    log.line("jwks refreshed").await;
+    let token = issuer.mint(&issuer.standard_claims(
+        "u-1",
+        "app-1",
+        "user/Patient.r",
+        AUDIENCE,
+        Duration::from_secs(300),
+    ));
+    let url = format!("https://localhost:{}/Patient/123", addr.port());
+    let output = Command::new("curl")
+        .arg("-sS")
+        .arg("--cacert")
+        .arg(dir.join("ca.crt"))
+        .args(["-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", &format!("Authorization: Bearer {token}"), &url])
+        .output()
+        .expect("curl must be installed (.ci/run installs it)");
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "200", "{output:?}");
+    assert_eq!(upstream.received().len(), 1);
+    crate::support::stop_binary_gateway(child).await;
+}
+
+#[tokio::test]
+async fn a_first_jwks_failure_says_no_keys_yet_and_later_ones_keep_the_last_good_keys() {
+    let issuer = DevIssuer::start(loopback(), ISSUER).await.unwrap();
+    issuer.set_jwks_status(500);
+    let options = Options {
+        wait_ready: false,
+        ..Options::default()
+    };
+    let harness = Harness::with_issuer(options, issuer).await;
+    let (child, mut log, addr) = run_binary(&harness.config_file).await;
+    let jwks_uri = harness.issuer.jwks_uri();
+    let first = log.line("jwks fetch failed").await;
+    assert_eq!(
+        first["message"],
+        "jwks fetch failed; no keys yet, so tokens of this issuer get 503"
+    );
+    assert_eq!(first["jwks.uri"], jwks_uri.as_str());
+    assert!(first["error"].as_str().unwrap().contains("500"), "{first}");
+
+    harness.issuer.set_jwks_status(200);
+    log.line("jwks refreshed").await;
+    harness.issuer.set_jwks_status(500);
+    // A token naming an unknown key makes the gateway refetch at once.
+    let claims = harness.claims("user/Patient.r");
+    let header = serde_json::json!({"alg": "ES256", "typ": "at+jwt", "kid": "not-published"});
+    let token = harness
+        .issuer
+        .sign_raw("dev-es256-1", &header, &claims)
+        .unwrap();
+    let client = crate::support::TestClient::new(addr, &harness.ca, None, false);
+    let _ = client.get_with_token("/Patient/123", &token).await;
+    let later = log.line("jwks fetch failed; keeping").await;
+    assert_eq!(
+        later["message"],
+        "jwks fetch failed; keeping the last good keys"
+    );
+    assert_eq!(later["jwks.uri"], jwks_uri.as_str());
+    crate::support::stop_binary_gateway(child).await;
+}
+
+// Multi-threaded: the blocking `explain` process fetches the JWKS from this test's issuer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_shows_the_table_for_a_refused_token_with_the_refusal_as_decision() {
+    let harness = Harness::start().await;
+    let mut expired = harness.claims("user/Patient.r");
+    let now = expired["iat"].as_i64().unwrap();
+    expired["iat"] = (now - 1200).into();
+    expired["exp"] = (now - 600).into();
+    let expired = harness.mint(&expired);
+    let mut foreign = harness.claims("user/Patient.r");
+    foreign["aud"] = "https://elsewhere.test".into();
+    let foreign = harness.mint(&foreign);
+    let cases = [
+        (
+            "/Patient/123",
+            &expired,
+            Some(1),
+            &[
+                "rule         read-patient",
+                "needs        ",
+                "token        refused: expired",
+                "decision     deny: expired",
+            ][..],
+        ),
+        (
+            "/Patient/123",
+            &foreign,
+            Some(1),
+            &[
+                "rule         read-patient",
+                "token        refused: audience_mismatch",
+                "decision     deny: audience_mismatch",
+            ],
+        ),
+        // A public rule never reads the token, in the gateway or here.
+        (
+            "/metadata",
+            &expired,
+            Some(0),
+            &[
+                "rule         capability-statement",
+                "token        refused: expired",
+                "decision     allow",
+            ],
+        ),
+    ];
+    for (path, token, code, lines) in cases {
+        let output = explain(&harness.config_file, path, token);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), code, "{path}: {output:?}");
+        for line in lines {
+            assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+        }
+        assert_no_token(&output, token);
+    }
+    assert!(harness.upstream.received().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_names_the_jwks_url_and_the_cause_when_keys_are_unavailable() {
+    let harness = Harness::start().await;
+    let token = harness.token("user/Patient.r");
+    let unreachable = "http://127.0.0.1:1/.well-known/jwks.json";
+    let text = std::fs::read_to_string(&harness.config_file).unwrap();
+    let elsewhere = harness.dir.path().join("unreachable.yaml");
+    std::fs::write(
+        &elsewhere,
+        text.replace(&harness.issuer.jwks_uri(), unreachable),
+    )
+    .unwrap();
+    harness.issuer.set_jwks_status(503);
+    let cases = [
+        (
+            harness.config_file.clone(),
+            format!(
+                "keys         {}: JWKS endpoint answered 503",
+                harness.issuer.jwks_uri()
+            ),
+        ),
+        (
+            elsewhere,
+            format!("keys         {unreachable}: JWKS request failed"),
+        ),
+    ];
+    for (config, keys_line) in cases {
+        let output = explain(&config, "/Patient/123", &token);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        for line in [
+            "rule         read-patient",
+            "token        not verified: the issuer's keys are unavailable (503)",
+            &keys_line,
+            "decision     deny: keys_unavailable",
+        ] {
+            assert!(stdout.contains(line), "{line:?} missing:\n{stdout}");
+        }
+        assert_no_token(&output, &token);
+    }
+    let output = explain(
+        &harness.dir.path().join("unreachable.yaml"),
+        "/Patient/123",
+        &token,
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("Connection refused"),
+        "the cause is named: {output:?}"
+    );
+}
+
+fn explain(config: &Path, path: &str, token: &str) -> std::process::Output {
+    phigate()
+        .args(["explain", "--config"])
+        .arg(config)
+        .args(["--path", path, "--token", token])
+        .output()
+        .unwrap()
+}
+
+#[track_caller]
+fn assert_no_token(output: &std::process::Output, token: &str) {
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for segment in token.split('.') {
+        assert!(!all.contains(segment), "explain printed the token:\n{all}");
+    }
+}
+
+#[test]
+fn policy_tests_run_every_file_with_a_summary_each_and_a_total() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        include_str!("../../policies/example.yaml"),
+    )
+    .unwrap();
+    let case = |name: &str, decision: &str| {
+        format!(
+            "  - name: {name}\n    request: {{method: GET, path: /metadata}}\n    expect: {{decision: {decision}}}\n"
+        )
+    };
+    for (name, cases) in [
+        ("good.yaml", [case("a", "allow"), case("b", "allow")]),
+        ("also-good.yaml", [case("c", "allow"), case("d", "allow")]),
+        ("bad.yaml", [case("e", "allow"), case("f", "deny")]),
+    ] {
+        std::fs::write(
+            dir.path().join(name),
+            format!("policy: p.yaml\ncases:\n{}", cases.concat()),
+        )
+        .unwrap();
+    }
+    let cases: [(&[&str], i32, &[&str]); 4] = [
+        (
+            &["good.yaml"],
+            0,
+            &[
+                "good.yaml: 2 passed, 0 failed",
+                "total: 2 passed, 0 failed in 1 file",
+            ],
+        ),
+        (
+            &["good.yaml", "also-good.yaml"],
+            0,
+            &[
+                "good.yaml: 2 passed, 0 failed",
+                "also-good.yaml: 2 passed, 0 failed",
+                "total: 4 passed, 0 failed in 2 files",
+            ],
+        ),
+        (
+            &["good.yaml", "bad.yaml"],
+            1,
+            &[
+                "FAIL f (",
+                "bad.yaml: 1 passed, 1 failed",
+                "total: 3 passed, 1 failed in 2 files",
+            ],
+        ),
+        (
+            &["missing.yaml", "good.yaml"],
+            1,
+            &[
+                "missing.yaml: not run",
+                "good.yaml: 2 passed, 0 failed",
+                "total: 2 passed, 0 failed in 2 files, 1 file not run",
+            ],
+        ),
+    ];
+    for (files, code, lines) in cases {
+        let output = phigate()
+            .arg("test")
+            .args(files.iter().map(|f| dir.path().join(f)))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(output.status.code(), Some(code), "{files:?}: {output:?}");
+        for line in lines {
+            assert!(
+                stdout.contains(line),
+                "{files:?}: {line:?} missing:\n{stdout}"
+            );
+        }
+    }
+}
+
+#[test]
+fn policy_test_file_errors_name_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        include_str!("../../policies/example.yaml"),
+    )
+    .unwrap();
+    let good_case =
+        "  - name: a\n    request: {method: GET, path: /metadata}\n    expect: {decision: allow}\n";
+    let cases = [
+        (
+            format!(
+                "policy: p.yaml\ncases:\n{good_case}  - name: b\n    request: {{method: GET, path: /x\n"
+            ),
+            "t.yaml:7:",
+            "",
+        ),
+        (
+            format!(
+                "policy: p.yaml\ncases:\n{good_case}  - name: b\n    request: {{method: GET, path: /x}}\n    expct: {{decision: allow}}\n"
+            ),
+            "t.yaml:8:5:",
+            "expct",
+        ),
+        (
+            format!(
+                "policy: p.yaml\ncases:\n{good_case}  - name: b\n    request: {{method: \"GE T\", path: /x}}\n    expect: {{decision: allow}}\n"
+            ),
+            "t.yaml:7:",
+            "not an HTTP method",
+        ),
+        (
+            format!("policy: nowhere.yaml\ncases:\n{good_case}"),
+            "t.yaml:1:9:",
+            "policy nowhere.yaml cannot be loaded",
+        ),
+    ];
+    for (text, position, problem) in cases {
+        std::fs::write(dir.path().join("t.yaml"), &text).unwrap();
+        let output = phigate()
+            .arg("test")
+            .arg(dir.path().join("t.yaml"))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{text}\n{stdout}{stderr}");
+        let error = stderr
+            .lines()
+            .find(|l| l.starts_with("error: "))
+            .unwrap_or_else(|| panic!("no error line for\n{text}\n{stderr}"));
+        assert!(
+            error.contains(position) && error.contains(problem),
+            "{position} {problem:?} expected for\n{text}\ngot {error}"
+        );
+        assert!(stdout.contains("t.yaml: not run"), "{stdout}");
+        // A file that cannot be run runs nothing, so nothing half-runs.
+        assert!(stdout.contains("total: 0 passed, 0 failed"), "{stdout}");
+    }
 }
 
 #[test]
@@ -355,4 +794,90 @@ fn check_builds_what_run_builds_and_reports_every_problem_with_its_key() {
             && stderr.contains("a.crt"),
         "{stderr}"
     );
+}
+
+fn loopback() -> std::net::SocketAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// A child's output, line by line, read on a thread so its writes never block on a full pipe.
+struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>);
+
+impl Lines {
+    fn of(pipe: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Self(rx)
+    }
+
+    /// The next line, within 30 s; `None` once the pipe is closed.
+    async fn next(&mut self) -> Option<String> {
+        tokio::time::timeout(Duration::from_secs(30), self.0.recv())
+            .await
+            .expect("a line within 30 s")
+    }
+
+    /// Every line until the pipe closes (the child has exited).
+    async fn rest(mut self) -> Vec<String> {
+        let mut lines = Vec::new();
+        while let Some(line) = self.next().await {
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+/// The JSON log of a `phigate run`, remembered so a line can be asked for after it went by.
+struct Log {
+    lines: Lines,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Log {
+    /// The first line ever logged whose message starts with `message`, waiting for it.
+    async fn line(&mut self, message: &str) -> serde_json::Value {
+        let matches = |value: &serde_json::Value| {
+            value["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        };
+        if let Some(found) = self.seen.iter().find(|v| matches(v)) {
+            return found.clone();
+        }
+        loop {
+            let line = self
+                .lines
+                .next()
+                .await
+                .expect("the gateway is still logging");
+            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            self.seen.push(value.clone());
+            if matches(&value) {
+                return value;
+            }
+        }
+    }
+}
+
+/// Starts `phigate run --config FILE`; returns it with its log and its TLS address.
+async fn run_binary(config: &Path) -> (std::process::Child, Log, std::net::SocketAddr) {
+    let mut child = phigate()
+        .args(["run", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut log = Log {
+        lines: Lines::of(child.stderr.take().unwrap()),
+        seen: Vec::new(),
+    };
+    let serving = log.line("phigate serving").await;
+    let addr = serving["listen.address"].as_str().unwrap().parse().unwrap();
+    (child, log, addr)
 }

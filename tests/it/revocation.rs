@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 use crate::support::{
-    Harness, INVALID_TOKEN, Options, TestClient, assert_no_leak, eventually_status,
+    Harness, INVALID_TOKEN, Options, TestClient, assert_no_leak, eventually, eventually_status,
 };
 
 const EMPTY_LIST: &str = r#"{"version": 1, "entries": []}"#;
@@ -45,9 +45,11 @@ async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
         200
     );
     // The verified token is now cached; revocation must still win on the next request.
-    let aside = harness.dir.path().join("revoked.json.tmp");
-    std::fs::write(&aside, list(json!([{"jti": jti, "exp": exp}]))).unwrap();
-    std::fs::rename(&aside, harness.dir.path().join("revoked.json")).unwrap();
+    replace_file(
+        &harness,
+        "revoked.json",
+        &list(json!([{"jti": jti, "exp": exp}])),
+    );
     eventually_status(&client, "/Patient/123", &token, 401).await;
     let response = client.get_with_token("/Patient/123", &token).await;
     assert_eq!(response.headers["www-authenticate"], INVALID_TOKEN);
@@ -55,11 +57,11 @@ async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
 
     // "All tokens of app-1 issued before T": older refused, newer allowed.
     let now = harness.claims("x")["iat"].as_i64().unwrap();
-    std::fs::write(
-        harness.dir.path().join("revoked.json"),
-        list(json!([{"client_id": "app-1", "before": now}])),
-    )
-    .unwrap();
+    replace_file(
+        &harness,
+        "revoked.json",
+        &list(json!([{"client_id": "app-1", "before": now}])),
+    );
     let mut old = harness.claims("user/Patient.r");
     old["iat"] = json!(now - 5);
     let old = harness.mint(&old);
@@ -73,17 +75,41 @@ async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
             .status,
         200
     );
-    // A half-written list is refused and the last good list stays in force.
-    std::fs::write(
-        harness.dir.path().join("revoked.json"),
-        "{\"version\": 1, \"entr",
-    )
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // A half-written list is refused and the last good list stays in force. Every earlier list
+    // was renamed into place, so no read so far failed: the first failed refresh is the
+    // half-written list being read and refused, and only after it does "unchanged" mean
+    // anything.
+    assert_eq!(refresh_errors(&harness).await, 0);
+    replace_file(&harness, "revoked.json", "{\"version\": 1, \"entr");
+    eventually(Duration::from_secs(15), || async {
+        refresh_errors(&harness).await > 0
+    })
+    .await;
     assert_eq!(
         client.get_with_token("/Patient/123", &old).await.status,
         401
     );
+}
+
+/// Writes `name` in the harness folder whole: written aside, then renamed into place, so a
+/// reader never sees it half-written unless the content itself is.
+fn replace_file(harness: &Harness, name: &str, text: &str) {
+    let aside = harness.dir.path().join(format!("{name}.tmp"));
+    std::fs::write(&aside, text).unwrap();
+    std::fs::rename(&aside, harness.dir.path().join(name)).unwrap();
+}
+
+/// Failed refreshes of the `revoked.json` file source so far, from `/metrics`.
+async fn refresh_errors(harness: &Harness) -> u64 {
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(
+                "phigate_revocation_refreshes_total{source=\"file:revoked.json\",result=\"error\"} ",
+            )
+        })
+        .map_or(0, |count| count.trim().parse().unwrap())
 }
 
 #[tokio::test]
