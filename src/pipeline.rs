@@ -18,7 +18,9 @@ use crate::denial::Denial;
 use crate::hygiene;
 use crate::policy::fhir::FhirDenial;
 use crate::policy::seal::{self, Holder, LinkSealer, OpenedLink};
-use crate::policy::{Content, Grant, Permit, PolicyFault, PolicyStore, Refusal, Route};
+use crate::policy::{
+    Content, Grant, Permit, PolicyFault, PolicyStore, PolicyTable, Refusal, Route,
+};
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
@@ -132,37 +134,19 @@ impl Pipeline {
         conn: &Connection,
         facts: &mut Facts,
     ) -> Result<Permit, Denial> {
-        hygiene::screen(req, &self.limits)?;
         // One snapshot decides the whole request, even if a reload lands meanwhile.
         let policy = self.policy.snapshot();
         facts.policy_version = Some(Arc::from(policy.version()));
-        // The route comes first only to learn what the request needs (public? which scopes?).
-        let route = policy
-            .resolve(&req.method, &req.uri)
-            .map_err(|fault| match fault {
-                PolicyFault::MalformedPath(fault) => Denial::Path(fault),
-                PolicyFault::NoMatchingRule => Denial::NoMatchingRule,
-                PolicyFault::AmbiguousPath => Denial::AmbiguousPath,
-            })?;
+        let route = route(&policy, req, &self.limits)?;
         facts.rule = Some(Arc::from(route.rule_name()));
         if route.is_public() {
-            // A token in the URL leaks into upstream logs even where none is needed.
-            if req
-                .uri
-                .query()
-                .is_some_and(token::bearer::query_carries_token)
-            {
-                return Err(Denial::Credential(CredentialFault::InQuery));
-            }
             // No token vouches for this client: whatever it sends is read under the small cap.
             let body = body
                 .complete(self.limits.max_unauthenticated_body_bytes)
                 .await?;
-            refuse_form_token(req, body)?;
-            return route.permit_public().ok_or(Denial::NoMatchingRule);
+            return permit_public(route, req, body);
         }
-        let (bearer, scheme) =
-            token::credential_from(&req.headers, req.uri.query()).map_err(Denial::Credential)?;
+        let (bearer, scheme) = credential(req)?;
         // RFC 9449 §7.1: a DPoP request is answered with a DPoP challenge.
         let token_denial = match scheme {
             Scheme::Dpop => Denial::DpopToken,
@@ -212,21 +196,77 @@ impl Pipeline {
         // The whole body is read before anything is forwarded, so a framing error is answered
         // as the client's (400) and the upstream never sees half a request.
         let body = body.complete(self.limits.max_body_bytes).await?;
-        refuse_form_token(req, body)?;
-        let grant = Grant {
-            scopes: &verified.scopes,
-            patient: verified.patient.as_deref(),
-        };
         let opened = self.open_sealed_link(&route, &verified)?;
-        let content = Content {
-            body: route.needs_body().then_some(body.as_ref()),
-            form: request_body::is_form(&req.headers),
-            // More than one, or one that is not text, is malformed and never forwarded unread.
-            if_none_exist: single_header(&req.headers, "if-none-exist")?,
-            opened: opened.as_ref(),
-        };
-        route.authorize(&grant, &content).map_err(Denial::Refused)
+        authorize(route, &verified, req, body, opened.as_ref())
     }
+}
+
+// === the steps, shared with `explain` and `test` ===
+//
+// `Pipeline::decide` runs them with live dependencies; `cli::offline` runs the very same
+// functions around a token it was given, so an explanation can never drift from the gateway.
+
+/// Steps 1 and 2: request hygiene, then the route — which comes first only to learn what the
+/// request needs (public? which scopes?).
+pub fn route<'p>(
+    policy: &'p PolicyTable,
+    req: &request::Parts,
+    limits: &RequestLimits,
+) -> Result<Route<'p>, Denial> {
+    hygiene::screen(req, limits)?;
+    policy
+        .resolve(&req.method, &req.uri)
+        .map_err(|fault| match fault {
+            PolicyFault::MalformedPath(fault) => Denial::Path(fault),
+            PolicyFault::NoMatchingRule => Denial::NoMatchingRule,
+            PolicyFault::AmbiguousPath => Denial::AmbiguousPath,
+        })
+}
+
+/// Step 3: a public route's permit, once its (small) body was read.
+pub fn permit_public(
+    route: Route<'_>,
+    req: &request::Parts,
+    body: &[u8],
+) -> Result<Permit, Denial> {
+    // A token in the URL leaks into upstream logs even where none is needed.
+    if req
+        .uri
+        .query()
+        .is_some_and(token::bearer::query_carries_token)
+    {
+        return Err(Denial::Credential(CredentialFault::InQuery));
+    }
+    refuse_form_token(req, body)?;
+    route.permit_public().ok_or(Denial::NoMatchingRule)
+}
+
+/// Step 4: the one credential of a request that needs a token.
+pub fn credential(req: &request::Parts) -> Result<(BearerToken, Scheme), Denial> {
+    token::credential_from(&req.headers, req.uri.query()).map_err(Denial::Credential)
+}
+
+/// Step 8: the policy's verdict on a verified token, the request and its whole body.
+pub fn authorize(
+    route: Route<'_>,
+    token: &VerifiedToken,
+    req: &request::Parts,
+    body: &[u8],
+    opened: Option<&OpenedLink>,
+) -> Result<Permit, Denial> {
+    refuse_form_token(req, body)?;
+    let grant = Grant {
+        scopes: &token.scopes,
+        patient: token.patient.as_deref(),
+    };
+    let content = Content {
+        body: route.needs_body().then_some(body),
+        form: request_body::is_form(&req.headers),
+        // More than one, or one that is not text, is malformed and never forwarded unread.
+        if_none_exist: single_header(&req.headers, "if-none-exist")?,
+        opened,
+    };
+    route.authorize(&grant, &content).map_err(Denial::Refused)
 }
 
 /// RFC 6750 §2.2 (form-encoded body parameter) is not offered: a form body naming

@@ -10,9 +10,9 @@ use anyhow::Context;
 use http::Method;
 use serde_json::{Map, Value};
 
-use super::offline::{self, Denied, Verdict};
+use super::offline::{self, OfflineToken, Verdict};
 use crate::config::Config;
-use crate::token::{BearerToken, TokenFault, Verifier};
+use crate::token::{BearerToken, TokenFault, VerifiedToken, Verifier};
 
 /// What `explain` was asked about.
 pub struct Question<'a> {
@@ -32,12 +32,8 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
         Method::from_bytes(question.method.as_bytes()).context("--method is not an HTTP method")?;
     let credentials = match (question.token, question.claims) {
         (Some(token), _) => verify(&config, token).await?,
-        (None, Some(path)) => Credentials::Claims(read_claims(path)?),
+        (None, Some(path)) => trusted(&config, read_claims(path)?),
         (None, None) => Credentials::Absent,
-    };
-    let claims = match &credentials {
-        Credentials::Claims(claims) => Some(claims),
-        Credentials::Absent | Credentials::Refused { .. } => None,
     };
     let body = match question.body {
         Some(path) => {
@@ -45,37 +41,22 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
         }
         None => None,
     };
-    let patient_claim = config
-        .issuers
-        .first()
-        .map_or("patient", |i| i.patient_claim.as_str());
-    let mut verdict = offline::decide(
+    let token = match &credentials {
+        Credentials::Absent => OfflineToken::Absent,
+        Credentials::Verified(token) => OfflineToken::Verified(token),
+        Credentials::Refused { fault, .. } => OfflineToken::Refused(*fault),
+    };
+    // The gateway's own chain decides: a public or unmatched route never reads the token.
+    let verdict = offline::decide(
         &config.policy,
         &method,
         question.target,
-        claims,
-        patient_claim,
+        &token,
         body.as_deref(),
     );
-    if let Credentials::Refused { fault, .. } = &credentials {
-        // The gateway reads a token only for a rule that needs one: a public or unmatched
-        // route decides as if none came, and otherwise the token's refusal is the decision.
-        if matches!(&verdict.outcome, Err(denied) if denied.reason == "credentials_missing") {
-            verdict.outcome = Err(Denied {
-                reason: fault.reason(),
-                needed: None,
-            });
-        }
-    }
     print!(
         "{}",
-        render(
-            &method,
-            question.target,
-            &credentials,
-            patient_claim,
-            &verdict
-        )
+        render(&method, question.target, &credentials, &verdict)
     );
     Ok(if verdict.outcome.is_ok() {
         std::process::ExitCode::SUCCESS
@@ -88,8 +69,8 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
 enum Credentials {
     /// No token.
     Absent,
-    /// Claims: verified from `--token`, or taken as they are from `--claims`.
-    Claims(Map<String, Value>),
+    /// Verified from `--token`, or `--claims` taken as verified (through the same claim rules).
+    Verified(Arc<VerifiedToken>),
     /// A `--token` the gateway would refuse; for unavailable keys, each JWKS URL that failed
     /// and why.
     Refused {
@@ -115,7 +96,7 @@ async fn verify(config: &Config, token: &str) -> anyhow::Result<Credentials> {
         Arc::new(crate::telemetry::Metrics::new()),
     )?;
     let fault = match verifier.verify(&BearerToken::new(token)).await {
-        Ok(verified) => return Ok(Credentials::Claims(verified.claims.clone())),
+        Ok(verified) => return Ok(Credentials::Verified(verified)),
         Err(fault) => fault,
     };
     // The verifier's own fetch failed without saying why; fetching again tells the operator
@@ -135,13 +116,28 @@ async fn verify(config: &Config, token: &str) -> anyhow::Result<Credentials> {
     })
 }
 
-fn render(
-    method: &Method,
-    target: &str,
-    credentials: &Credentials,
-    patient_claim: &str,
-    verdict: &Verdict,
-) -> String {
+/// `--claims`, taken as verified for the issuer they name (or the first configured one), through
+/// the same claim rules a verified token goes through.
+fn trusted(config: &Config, claims: Map<String, Value>) -> Credentials {
+    let named = claims.get("iss").and_then(Value::as_str);
+    let issuer = config
+        .issuers
+        .iter()
+        .find(|i| Some(&*i.issuer) == named)
+        .or(config.issuers.first());
+    let Some(issuer) = issuer else {
+        return Credentials::Absent;
+    };
+    match crate::token::trusted_claims(claims, issuer, &config.tokens) {
+        Ok(token) => Credentials::Verified(Arc::new(token)),
+        Err(fault) => Credentials::Refused {
+            fault,
+            key_failures: Vec::new(),
+        },
+    }
+}
+
+fn render(method: &Method, target: &str, credentials: &Credentials, verdict: &Verdict) -> String {
     let mut out = format!("request      {method} {target}\n");
     match (&verdict.rule, &verdict.access) {
         (Some(rule), Some(access)) => {
@@ -151,12 +147,9 @@ fn render(
     }
     match credentials {
         Credentials::Absent => out.push_str("token        (none)\n"),
-        Credentials::Claims(claims) => {
+        Credentials::Verified(token) => {
             out.push_str(&format!("token scopes {}\n", verdict.token_scopes));
-            let patient = claims
-                .get(patient_claim)
-                .and_then(Value::as_str)
-                .unwrap_or("(none)");
+            let patient = token.patient.as_deref().unwrap_or("(none)");
             out.push_str(&format!("patient      {patient}\n"));
         }
         Credentials::Refused {

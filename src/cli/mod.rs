@@ -3,7 +3,7 @@
 
 mod demo;
 mod explain;
-mod offline;
+pub mod offline;
 mod policy_test;
 
 use std::net::SocketAddr;

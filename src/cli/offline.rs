@@ -1,11 +1,17 @@
-//! Offline decisions for `explain` and `test`: the policy's verdict on a request and a set of
-//! claims, computed exactly as the gateway's chain computes it after token verification, but
-//! without a network, a signature or an upstream.
+//! Offline decisions for `explain` and `test`: the gateway's own decision chain
+//! (`pipeline::route`, `permit_public`, `credential`, `authorize` — the very functions
+//! `Pipeline::decide` runs) around a token the operator supplied, without a network, a signature
+//! check or an upstream. Reason codes are `Denial::reason()`'s, so an explanation says what the
+//! gateway would say.
 
-use http::{Method, Uri};
-use serde_json::{Map, Value};
+use http::header::{CONTENT_TYPE, HOST};
+use http::{Method, request};
 
-use crate::policy::{Grant, Permit, PolicyFault, PolicyTable, Refusal, ScopeSet};
+use crate::config::RequestLimits;
+use crate::denial::Denial;
+use crate::pipeline;
+use crate::policy::{Permit, PolicyTable};
+use crate::token::{CredentialFault, TokenFault, VerifiedToken};
 
 /// The policy's verdict on one request.
 pub struct Verdict {
@@ -13,7 +19,7 @@ pub struct Verdict {
     pub rule: Option<String>,
     /// What the rule demands, in words.
     pub access: Option<String>,
-    /// The token's scopes, space-separated (empty without claims).
+    /// The token's scopes, space-separated (empty without a token).
     pub token_scopes: String,
     /// Allowed (with the permit) or denied (with a reason code and what would have sufficed).
     pub outcome: Result<Permit, Denied>,
@@ -27,97 +33,94 @@ pub struct Denied {
     pub needed: Option<String>,
 }
 
-impl From<Refusal> for Denied {
-    fn from(refusal: Refusal) -> Self {
+impl From<Denial> for Denied {
+    fn from(denial: Denial) -> Self {
         Self {
-            reason: refusal.reason(),
-            needed: refusal.needed().map(str::to_owned),
+            reason: denial.reason(),
+            needed: match &denial {
+                Denial::Refused(refusal) => refusal.needed().map(str::to_owned),
+                _ => None,
+            },
         }
     }
 }
 
-fn denied(reason: &'static str) -> Denied {
-    Denied {
-        reason,
-        needed: None,
-    }
+/// The token the request carries, as the operator described it.
+pub enum OfflineToken<'a> {
+    /// No token.
+    Absent,
+    /// A token whose signature and claims passed (or claims taken as verified).
+    Verified(&'a VerifiedToken),
+    /// A token the gateway would refuse, and why.
+    Refused(TokenFault),
 }
 
-/// Decides `method target` for a token with `claims` (`None`: no token at all).
+/// Decides `method target` (with an optional body) for `token`, as the gateway would.
 pub fn decide(
     policy: &PolicyTable,
     method: &Method,
     target: &str,
-    claims: Option<&Map<String, Value>>,
-    patient_claim: &str,
+    token: &OfflineToken<'_>,
     body: Option<&[u8]>,
 ) -> Verdict {
     let mut verdict = Verdict {
         rule: None,
         access: None,
-        token_scopes: String::new(),
-        outcome: Err(denied("no_matching_rule")),
+        token_scopes: match token {
+            OfflineToken::Verified(token) => token.scopes.to_header_value(),
+            OfflineToken::Absent | OfflineToken::Refused(_) => String::new(),
+        },
+        outcome: Err(Denied::from(Denial::NoMatchingRule)),
     };
-    let Ok(uri) = target.parse::<Uri>() else {
-        verdict.outcome = Err(denied("path_malformed"));
+    let Some(parts) = request_parts(method, target, body.is_some()) else {
+        verdict.outcome = Err(Denied::from(Denial::Path(
+            crate::policy::PathFault::NotAbsolute,
+        )));
         return verdict;
     };
-    let route = match policy.resolve(method, &uri) {
+    let body = body.unwrap_or_default();
+    let limits = RequestLimits::default();
+    let route = match pipeline::route(policy, &parts, &limits) {
         Ok(route) => route,
-        Err(PolicyFault::MalformedPath(_)) => {
-            verdict.outcome = Err(denied("path_malformed"));
-            return verdict;
-        }
-        Err(PolicyFault::NoMatchingRule) => return verdict,
-        Err(PolicyFault::AmbiguousPath) => {
-            verdict.outcome = Err(denied("path_ambiguous"));
+        Err(denial) => {
+            verdict.outcome = Err(denial.into());
             return verdict;
         }
     };
     verdict.rule = Some(route.rule_name().to_owned());
     verdict.access = Some(route.access_summary());
-    if route.is_public() {
-        verdict.outcome = route
-            .permit_public()
-            .ok_or_else(|| denied("no_matching_rule"));
-        return verdict;
+    verdict.outcome = if route.is_public() {
+        pipeline::permit_public(route, &parts, body)
+    } else {
+        match token {
+            // The request carries no `Authorization`: the credential step says what the
+            // gateway says (missing, or a token in the query).
+            OfflineToken::Absent => Err(pipeline::credential(&parts)
+                .err()
+                .unwrap_or(Denial::Credential(CredentialFault::Missing))),
+            OfflineToken::Refused(fault) => Err(Denial::Token(*fault)),
+            OfflineToken::Verified(token) => pipeline::authorize(route, token, &parts, body, None),
+        }
     }
-    let Some(claims) = claims else {
-        verdict.outcome = Err(denied("credentials_missing"));
-        return verdict;
-    };
-    let scopes = match ScopeSet::from_claims(claims.get("scope"), claims.get("scp")) {
-        Ok(scopes) => scopes,
-        Err(crate::policy::ScopeClaimFault::Ambiguous) => {
-            verdict.outcome = Err(denied("scope_ambiguous"));
-            return verdict;
-        }
-        Err(crate::policy::ScopeClaimFault::Malformed) => {
-            verdict.outcome = Err(denied("claims_malformed"));
-            return verdict;
-        }
-    };
-    verdict.token_scopes = scopes.to_header_value();
-    // The gateway refuses a launch patient that is not one FHIR id; so does the explanation.
-    let patient = match crate::token::launch_patient(claims, patient_claim) {
-        Ok(patient) => patient,
-        Err(fault) => {
-            verdict.outcome = Err(denied(fault.reason()));
-            return verdict;
-        }
-    };
-    let grant = Grant {
-        scopes: &scopes,
-        patient: patient.as_deref(),
-    };
-    // A body given to `explain` or `test` is taken as the client would send it for the
-    // interaction: a form for a POST search, a resource or Bundle otherwise.
-    let content = crate::policy::Content {
-        body,
-        form: body.is_some(),
-        if_none_exist: None,
-        opened: None,
-    };
-    verdict.outcome = route.authorize(&grant, &content).map_err(Denied::from);
+    .map_err(Denied::from);
     verdict
+}
+
+/// The request head the gateway would see: one `Host`, and a body's type as a client would
+/// send it for the interaction (a form for a POST search, FHIR JSON otherwise).
+fn request_parts(method: &Method, target: &str, has_body: bool) -> Option<request::Parts> {
+    let mut builder = http::Request::builder()
+        .method(method.clone())
+        .uri(target)
+        .header(HOST, "phigate.explain");
+    if has_body {
+        let path = target.split('?').next().unwrap_or_default();
+        let content_type = if path.ends_with("/_search") {
+            "application/x-www-form-urlencoded"
+        } else {
+            "application/fhir+json"
+        };
+        builder = builder.header(CONTENT_TYPE, content_type);
+    }
+    builder.body(()).ok().map(|request| request.into_parts().0)
 }

@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use super::offline::{self, Verdict};
-use crate::config::ConfigProblem;
+use super::offline::{self, OfflineToken, Verdict};
+use crate::config::{ConfigProblem, IssuerConfig, TokenBounds};
 use crate::policy::PolicyTable;
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +184,8 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|problem| vec![problem])?;
     let patient_claim = tests.patient_claim.as_deref().unwrap_or("patient");
+    let issuer = IssuerConfig::offline(patient_claim);
+    let bounds = TokenBounds::default();
     let mut tally = Tally::default();
     for (case, method) in tests.cases.iter().zip(&methods) {
         let body = match (&case.request.json, &case.request.body) {
@@ -191,14 +193,17 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
             (None, Some(text)) => Some(text.clone().into_bytes()),
             (None, None) => None,
         };
-        let verdict = offline::decide(
-            &policy,
-            method,
-            &case.request.path,
-            case.claims.as_ref(),
-            patient_claim,
-            body.as_deref(),
-        );
+        // A case's claims are taken as verified, through the gateway's claim rules.
+        let token = case
+            .claims
+            .clone()
+            .map(|claims| crate::token::trusted_claims(claims, &issuer, &bounds));
+        let token = match &token {
+            None => OfflineToken::Absent,
+            Some(Ok(token)) => OfflineToken::Verified(token),
+            Some(Err(fault)) => OfflineToken::Refused(*fault),
+        };
+        let verdict = offline::decide(&policy, method, &case.request.path, &token, body.as_deref());
         let actual = observed(&verdict, &case.expect);
         if actual == case.expect {
             tally.passed += 1;

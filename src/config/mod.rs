@@ -282,6 +282,22 @@ pub struct IssuerConfig {
     pub introspection: Option<IntrospectionConfig>,
 }
 
+impl IssuerConfig {
+    /// The issuer of decisions made without a configuration (`phigate test`): claims are taken
+    /// as verified, so only the launch-patient claim matters.
+    pub fn offline(patient_claim: &str) -> Self {
+        Self {
+            issuer: Arc::from("urn:phigate:offline"),
+            jwks_uri: http::Uri::from_static("https://offline.invalid/jwks"),
+            jwks_ca_file: None,
+            audiences: vec!["urn:phigate:offline".to_owned()],
+            algorithms: AlgorithmSet(vec![Algorithm::ES256]),
+            patient_claim: patient_claim.to_owned(),
+            introspection: None,
+        }
+    }
+}
+
 /// How to introspect an issuer's tokens (RFC 7662).
 #[derive(Clone)]
 pub struct IntrospectionConfig {

@@ -11,6 +11,7 @@
 
 mod admin;
 mod binding;
+mod chain;
 mod cli;
 mod dpop;
 mod errors;
