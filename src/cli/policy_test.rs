@@ -69,7 +69,14 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let tests: TestFile = serde_saphyr::from_str(&text).map_err(|err| {
-        anyhow::anyhow!("{}: {}", file.display(), crate::config::yaml_message(&err))
+        let fault = crate::config::yaml::diagnose(&text, &err);
+        anyhow::anyhow!(
+            "{}:{}:{}: {}",
+            file.display(),
+            fault.line,
+            fault.column,
+            fault.message
+        )
     })?;
     let policy_path: PathBuf = file.parent().unwrap_or(Path::new(".")).join(&tests.policy);
     let policy = PolicyTable::load(&policy_path).map_err(|err| anyhow::anyhow!("{err}"))?;

@@ -5,6 +5,7 @@
 
 mod error;
 mod raw;
+pub(crate) mod yaml;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -389,8 +390,8 @@ impl Config {
     /// Parses configuration text; `path` names it in errors and anchors relative paths.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_saphyr::from_str(text).map_err(|err| {
-            let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
-            ConfigError::single(path, line, column, yaml_message(&err))
+            let fault = yaml::diagnose(text, &err);
+            ConfigError::single(path, fault.line, fault.column, fault.message)
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut builder = Builder {
@@ -406,19 +407,6 @@ impl Config {
             }),
         }
     }
-}
-
-/// The parser's message without its position prefix (we print our own) and without the echoed
-/// source snippet, which may hold secrets from the file.
-pub(crate) fn yaml_message(err: &serde_saphyr::Error) -> String {
-    let full = err.to_string();
-    let first = full.lines().next().unwrap_or("invalid YAML").trim();
-    let first = first.strip_prefix("error: ").unwrap_or(first);
-    let without_position = match first.split_once(": ") {
-        Some((position, rest)) if position.starts_with("line ") => rest,
-        _ => first,
-    };
-    without_position.to_owned()
 }
 
 /// Collects every semantic problem instead of stopping at the first.

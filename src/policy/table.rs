@@ -110,12 +110,10 @@ impl PolicyTable {
     /// Compiles policy text; `source` names it in errors.
     pub fn from_yaml(text: &str, source: &Path) -> Result<Self, PolicyLoadError> {
         let raw: RawPolicy = serde_saphyr::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .location()
-                .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
-            let message = crate::config::yaml_message(&err);
+            let fault = crate::config::yaml::diagnose(text, &err);
+            let (line, column) = (fault.line as usize, fault.column as usize);
             PolicyLoadError {
-                problems: vec![problem(source, line, column, message)],
+                problems: vec![problem(source, line, column, fault.message)],
             }
         })?;
         let mut problems = Vec::new();

@@ -95,6 +95,17 @@ fn check_names_file_line_and_problem_and_exits_1() {
             "symmetric",
         ),
         ("listen:\n  adress: \"127.0.0.1:0\"\n", ":2:", "adress"),
+        // The parser would blame line 2, where it was reading when it met the tab.
+        (
+            "listen:\n  address: \"127.0.0.1:0\"\n\tinsecure_plaintext: true\n",
+            ":3:1:",
+            "a tab character indents this line",
+        ),
+        (
+            "listen:\n  address: \"127.0.0.1:0\"\n   insecure_plaintext: true\n",
+            ":3:4:",
+            "not indented like the keys above it",
+        ),
     ];
     for (text, line, problem) in cases {
         std::fs::write(&config, text).unwrap();
