@@ -3,6 +3,7 @@
 //! listener without TLS unless the insecure knob says so), so nothing re-checks configuration
 //! after start. This module reads files but never opens sockets.
 
+mod duration;
 mod error;
 mod raw;
 pub(crate) mod yaml;
@@ -439,10 +440,30 @@ impl Builder<'_> {
         }
     }
 
+    /// A duration where zero would mean nothing useful (a timeout, an interval, a lifetime):
+    /// `0s` is refused rather than read as "never" or "always".
     fn duration(&mut self, at: Option<&At<String>>, key: &str, default: Duration) -> Duration {
         let Some(at) = at else { return default };
-        let parsed = humantime::parse_duration(&at.value)
-            .map_err(|_| format!("{key} must be a duration like 30s or 15m"));
+        let parsed = duration::parse(&at.value)
+            .map_err(|why| format!("{key}: {why}"))
+            .and_then(|d| {
+                (!d.is_zero())
+                    .then_some(d)
+                    .ok_or_else(|| format!("{key} must be longer than 0s"))
+            });
+        self.check(at, parsed).unwrap_or(default)
+    }
+
+    /// A duration for which zero has a meaning the key documents (no skew, no future proofs,
+    /// no cache).
+    fn duration_or_zero(
+        &mut self,
+        at: Option<&At<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(at) = at else { return default };
+        let parsed = duration::parse(&at.value).map_err(|why| format!("{key}: {why}"));
         self.check(at, parsed).unwrap_or(default)
     }
 
@@ -512,7 +533,7 @@ impl Builder<'_> {
             "dpop.max_age",
             Duration::from_secs(60),
         );
-        let max_future = self.duration(
+        let max_future = self.duration_or_zero(
             raw.and_then(|r| r.max_future.as_ref()),
             "dpop.max_future",
             Duration::from_secs(10),
@@ -893,12 +914,12 @@ impl Builder<'_> {
             client_id: raw.client_id.clone(),
             client_secret: client_secret?,
             ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca)),
-            cache_ttl: self.duration(
+            cache_ttl: self.duration_or_zero(
                 raw.cache_ttl.as_ref(),
                 "introspection cache_ttl",
                 Duration::from_secs(60),
             ),
-            negative_cache_ttl: self.duration(
+            negative_cache_ttl: self.duration_or_zero(
                 raw.negative_cache_ttl.as_ref(),
                 "introspection negative_cache_ttl",
                 Duration::from_secs(5),
@@ -915,7 +936,7 @@ impl Builder<'_> {
     fn tokens(&mut self, raw: Option<&RawTokens>) -> TokenBounds {
         let defaults = TokenBounds::default();
         let Some(raw) = raw else { return defaults };
-        let skew = self.duration(
+        let skew = self.duration_or_zero(
             raw.clock_skew.as_ref(),
             "tokens.clock_skew",
             defaults.clock_skew.0,
@@ -931,11 +952,6 @@ impl Builder<'_> {
             "tokens.max_lifetime",
             defaults.max_lifetime,
         );
-        if max_lifetime.is_zero()
-            && let Some(at) = &raw.max_lifetime
-        {
-            self.problem(at, "tokens.max_lifetime must be positive");
-        }
         TokenBounds {
             clock_skew,
             max_lifetime,
