@@ -42,7 +42,7 @@ async fn check_prints_the_rule_table_for_a_valid_config() {
 #[tokio::test]
 async fn check_warns_about_a_later_weaker_overlapping_rule_and_exits_0() {
     let harness = Harness::with(Options {
-        policy: "rules:\n  - name: secret-report\n    methods: [GET]\n    path: /Report/secret\n    scopes: [system/Report.r]\n  - name: reports\n    methods: [GET]\n    path: /Report/**\n    public: true\n".to_owned(),
+        policy: "rules:\n  - name: secret-report\n    methods: [GET]\n    path: /Report/secret\n    scopes: [reports.read]\n  - name: reports\n    methods: [GET]\n    path: /Report/**\n    public: true\n".to_owned(),
         ..Default::default()
     })
     .await;
@@ -121,6 +121,90 @@ fn check_names_file_line_and_problem_and_exits_1() {
             "{stderr}"
         );
     }
+}
+
+/// Runs `phigate check` on a plaintext configuration (`listen_extra` added to `listen:`,
+/// `extra` before `policy_file:`) and `policy`: (exit code, stdout, stderr warning lines, stderr).
+fn check_offline(
+    listen_extra: &str,
+    extra: &str,
+    policy: &str,
+) -> (i32, String, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let config = dir.path().join("phigate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  address: \"127.0.0.1:0\"\n  insecure_plaintext: true\n{listen_extra}upstream:\n  url: \"http://127.0.0.1:1/fhir\"\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\n{extra}policy_file: policy.yaml\n"
+        ),
+    )
+    .unwrap();
+    let output = phigate()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .map(str::to_owned)
+        .collect();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        warnings,
+        stderr,
+    )
+}
+
+const BASE_URL: &str = "  public_base_url: \"https://gw.test\"\n";
+
+#[test]
+fn check_warns_about_scopes_no_smart_server_grants_and_exits_0() {
+    let policy = "rules:\n  - name: read\n    methods: [GET]\n    path: /Patient/{id}\n    scopes:\n      - patient/Patinet.r\n      - system/Patient.x\n      - usr/Patient.r\n      - system/Patient.read\n      - user/Patient.rs\n";
+    let (code, stdout, warnings, stderr) = check_offline(BASE_URL, "", policy);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let expected = [
+        (
+            "policy.yaml:6:9: ",
+            "\"Patinet\" is not a FHIR R4 resource type (did you mean \"Patient\"?)",
+        ),
+        (
+            "policy.yaml:7:9: ",
+            "\".x\" is neither SMART v2 permissions",
+        ),
+        ("policy.yaml:8:9: ", "\"usr\" is not a SMART context"),
+        (
+            "policy.yaml:9:9: ",
+            "SMART v1 form of \"system/Patient.rs\"",
+        ),
+    ];
+    assert_eq!(warnings.len(), expected.len(), "{stderr}");
+    for (warning, (place, words)) in warnings.iter().zip(expected) {
+        assert!(
+            warning.contains(place) && warning.contains(words),
+            "{warning}"
+        );
+    }
+}
+
+#[test]
+fn check_refuses_an_unknown_resource_type_in_a_smart_rule() {
+    let policy = "rules:\n  - name: fhir\n    methods: [GET]\n    path: /**\n    fhir: smart\n    resource_types: [Patient, Obsrvation]\n";
+    let (code, _, _, stderr) = check_offline(BASE_URL, "", policy);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: ")
+            && stderr.contains("policy.yaml:6:31: ")
+            && stderr.contains(
+                "\"Obsrvation\" is not a FHIR R4 resource type (did you mean \"Observation\"?)"
+            ),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
