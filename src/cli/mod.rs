@@ -158,6 +158,9 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         crate::tls::https_client_config(issuer.jwks_ca_file.as_deref())?;
     }
     // Warnings go where `load` prints errors, and do not change the exit code.
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     for warning in config.policy.warnings() {
         eprintln!("warning: {warning}");
     }

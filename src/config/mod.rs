@@ -47,6 +47,9 @@ pub struct Config {
     pub revocation: Vec<RevocationSource>,
     /// DPoP proof checking.
     pub dpop: DpopConfig,
+    /// What loading found questionable but not wrong; the policy's own are
+    /// [`PolicyTable::warnings`].
+    pub warnings: Vec<ConfigProblem>,
 }
 
 /// RFC 9449 proof settings.
@@ -399,6 +402,7 @@ impl Config {
             file: path,
             base,
             problems: Vec::new(),
+            warnings: Vec::new(),
         };
         let config = builder.build(raw);
         match config {
@@ -415,16 +419,27 @@ struct Builder<'a> {
     file: &'a Path,
     base: PathBuf,
     problems: Vec<ConfigProblem>,
+    warnings: Vec<ConfigProblem>,
 }
 
 impl Builder<'_> {
     fn problem<T>(&mut self, at: &At<T>, message: impl Into<String>) {
-        self.problems.push(ConfigProblem {
+        let problem = self.placed(at, message.into());
+        self.problems.push(problem);
+    }
+
+    fn warning<T>(&mut self, at: &At<T>, message: impl Into<String>) {
+        let warning = self.placed(at, message.into());
+        self.warnings.push(warning);
+    }
+
+    fn placed<T>(&self, at: &At<T>, message: String) -> ConfigProblem {
+        ConfigProblem {
             file: self.file.to_path_buf(),
             line: at.referenced.line(),
             column: at.referenced.column(),
-            message: message.into(),
-        });
+            message,
+        }
     }
 
     fn check<T, V>(&mut self, at: &At<T>, parsed: Result<V, String>) -> Option<V> {
@@ -497,7 +512,8 @@ impl Builder<'_> {
             .as_ref()
             .map(|r| self.revocation(r))
             .unwrap_or_default();
-        let dpop = self.dpop(raw.dpop.as_ref());
+        let dpop = self.dpop(raw.dpop.as_ref().map(|at| &at.value));
+        self.check_dpop_reachable(&raw);
         let policy_file = self.path(&raw.policy_file);
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -524,7 +540,34 @@ impl Builder<'_> {
             policy: policy?,
             revocation,
             dpop,
+            warnings: std::mem::take(&mut self.warnings),
         })
+    }
+
+    /// A DPoP proof names the URL it was made for (`htu`), and phigate compares it with
+    /// `listen.public_base_url`, never with the client's `Host`. Without that URL every DPoP
+    /// request is refused as `dpop_htu_mismatch`, which the operator should hear about now.
+    fn check_dpop_reachable(&mut self, raw: &RawConfig) {
+        if raw.listen.public_base_url.is_some() {
+            return;
+        }
+        match &raw.dpop {
+            // Configuring DPoP that can never succeed is a mistake, not a choice.
+            Some(at) => self.problem(
+                at,
+                "dpop: is configured but listen.public_base_url is not set: no DPoP proof's htu \
+                 can be checked, so every DPoP request would be refused (dpop_htu_mismatch); set \
+                 it to the https:// URL clients use to reach phigate",
+            ),
+            // Any issuer may bind its tokens with cnf.jkt, and phigate honours that binding.
+            None => self.warning(
+                &raw.listen.address,
+                "listen.public_base_url is not set: DPoP proofs cannot be checked, so every \
+                 DPoP-bound token (cnf.jkt) is refused (dpop_htu_mismatch), as is every request \
+                 under a rule or client that demands dpop binding; set it to the https:// URL \
+                 clients use to reach phigate",
+            ),
+        }
     }
 
     fn dpop(&mut self, raw: Option<&RawDpop>) -> DpopConfig {

@@ -229,11 +229,20 @@ fn the_shipped_example_config_loads() {
     );
 }
 
-/// Loads the good config with `section` added before `policy_file:`: `Ok(())` when it loads,
-/// else a piece of the first problem's message.
+/// The good config with a public base URL, so that a `dpop:` section is valid.
+fn with_base_url() -> String {
+    GOOD.replace(
+        "  address: \"127.0.0.1:8443\"\n",
+        "  address: \"127.0.0.1:8443\"\n  public_base_url: \"https://gw.test\"\n",
+    )
+}
+
+/// Loads the good config (with a public base URL) with `section` added before `policy_file:`:
+/// `Ok(())` when it loads, else a piece of the first problem's message.
 #[track_caller]
 fn check_section(section: &str, expected: Result<(), &str>) {
-    let (_dir, result) = load(&GOOD.replace("policy_file:", &format!("{section}policy_file:")));
+    let text = with_base_url().replace("policy_file:", &format!("{section}policy_file:"));
+    let (_dir, result) = load(&text);
     match (result, expected) {
         (Ok(_), Ok(())) => {}
         (Err(err), Err(piece)) => assert!(err.problems[0].message.contains(piece), "{err}"),
@@ -292,4 +301,30 @@ fn durations_are_whole_numbers_with_a_unit() {
         Err("fractions are not accepted (write 1500ms, not 1.5s)"),
     );
     check_section("dpop:\n  max_age: 60\n", Err("every number needs a unit"));
+}
+
+#[test]
+fn dpop_without_a_public_base_url_is_an_error_when_configured_and_a_warning_otherwise() {
+    let (_dir, result) = load(&with_base_url());
+    assert!(result.unwrap().warnings.is_empty());
+    let (_dir, result) = load(GOOD);
+    let warnings = result.unwrap().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].line, 2);
+    assert!(
+        warnings[0]
+            .message
+            .contains("listen.public_base_url is not set: DPoP proofs cannot be checked, so every DPoP-bound token (cnf.jkt) is refused (dpop_htu_mismatch)"),
+        "{warnings:?}"
+    );
+    let (_dir, result) = load(&GOOD.replace("policy_file:", "dpop:\n  nonce: true\npolicy_file:"));
+    let err = result.unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].line, 14, "{err}");
+    assert!(
+        err.problems[0]
+            .message
+            .starts_with("dpop: is configured but listen.public_base_url is not set"),
+        "{err}"
+    );
 }

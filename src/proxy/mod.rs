@@ -127,6 +127,14 @@ impl Gateway {
         };
         background.push(tokio::spawn(admin.serve(admin_tcp)));
 
+        for warning in &config.warnings {
+            tracing::warn!(
+                config.file = %warning.file.display(),
+                config.line = warning.line,
+                problem = %warning.message,
+                "configuration warning"
+            );
+        }
         reload::log_warnings(&config.policy);
         if config.policy.has_report_only_rules() {
             tracing::warn!(

@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Harness, Options};
+use crate::support::{Harness, Options, PUBLIC_BASE};
 
 fn phigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -204,6 +204,82 @@ fn check_refuses_an_unknown_resource_type_in_a_smart_rule() {
                 "\"Obsrvation\" is not a FHIR R4 resource type (did you mean \"Observation\"?)"
             ),
         "{stderr}"
+    );
+}
+
+#[test]
+fn check_says_dpop_cannot_work_without_a_public_base_url() {
+    let policy = "rules:\n  - name: a\n    methods: [GET]\n    path: /x\n    public: true\n";
+    // Any issuer may bind tokens to DPoP keys: a warning, exit 0.
+    let (code, stdout, warnings, stderr) = check_offline("", "", policy);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("phigate.yaml:2:12: listen.public_base_url is not set")
+            && warnings[0].contains("dpop_htu_mismatch"),
+        "{stderr}"
+    );
+    // A dpop: section that can never succeed: an error, exit 1.
+    let (code, _, _, stderr) = check_offline("", "dpop:\n  max_age: 30s\n", policy);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: ")
+            && stderr.contains(
+                "phigate.yaml:12:3: dpop: is configured but listen.public_base_url is not set"
+            ),
+        "{stderr}"
+    );
+    let (code, _, warnings, stderr) = check_offline(BASE_URL, "dpop:\n  max_age: 30s\n", policy);
+    assert_eq!((code, warnings.len()), (0, 0), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_logs_that_dpop_cannot_work_without_a_public_base_url() {
+    let harness = Harness::start().await;
+    let text = std::fs::read_to_string(&harness.config_file).unwrap();
+    let without = text.replace(&format!("  public_base_url: \"{PUBLIC_BASE}\"\n"), "");
+    assert_ne!(text, without);
+    let config = harness.dir.path().join("run.yaml");
+    std::fs::write(&config, without).unwrap();
+    let mut child = phigate()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let serving = line.contains("phigate serving");
+            seen.push(line);
+            if serving {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(30), lines)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let warning = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|value| value["message"] == "configuration warning")
+        .unwrap_or_else(|| panic!("no configuration warning in {lines:#?}"));
+    assert_eq!(warning["config.line"], 2, "{warning}");
+    assert!(
+        warning["problem"]
+            .as_str()
+            .unwrap()
+            .contains("dpop_htu_mismatch"),
+        "{warning}"
     );
 }
 
