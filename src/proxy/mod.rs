@@ -60,11 +60,35 @@ pub struct Gateway {
     readiness: Arc<Readiness>,
 }
 
+/// The longest a request can wait on configured timers, one after another: its body, a key
+/// fetch, an introspection call, and two upstream exchanges (a write's read-before-write).
+/// Latency histograms reach past it, so a request that times out still lands in a finite bucket.
+fn longest_wait(config: &Config) -> std::time::Duration {
+    let introspection = config
+        .issuers
+        .iter()
+        .filter_map(|issuer| issuer.introspection.as_ref().map(|i| i.timeout))
+        .max()
+        .unwrap_or_default();
+    [
+        config.listen.limits.body_timeout,
+        config.tokens.jwks_fetch_timeout,
+        introspection,
+        config.upstream.timeout,
+        config.upstream.timeout,
+    ]
+    .into_iter()
+    .fold(
+        std::time::Duration::ZERO,
+        std::time::Duration::saturating_add,
+    )
+}
+
 impl Gateway {
     /// Binds both listeners and starts serving `config`.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::with_longest_wait(longest_wait(&config)));
         let tls_acceptor = match &config.listen.transport {
             Transport::Tls(files) => {
                 Some(tokio_rustls::TlsAcceptor::from(tls::server_config(files)?))

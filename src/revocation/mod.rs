@@ -110,9 +110,12 @@ impl Revocation {
         let sources = configs
             .iter()
             .map(|config| {
+                let label = config.location.label();
+                // Present at zero from the start, so an alert on failed refreshes sees the first.
+                metrics.init_revocation_source(&label);
                 (
                     config.clone(),
-                    Arc::new(SourceState::new(config.location.label(), config.max_stale)),
+                    Arc::new(SourceState::new(label, config.max_stale)),
                 )
             })
             .collect();
