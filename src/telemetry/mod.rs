@@ -236,7 +236,6 @@ impl Metrics {
     }
 
     fn register_all(&self, registry: &mut Registry) {
-        let metrics = self;
         // prometheus-client appends `_total` to counters itself, and `_info` to an info metric.
         registry.register(
             "build",
@@ -248,92 +247,92 @@ impl Metrics {
         registry.register(
             "requests_in_flight",
             "Requests received and not yet answered with a response head",
-            metrics.requests_in_flight.clone(),
+            self.requests_in_flight.clone(),
         );
         registry.register(
             "upstream_responses",
             "Upstream responses by status class",
-            metrics.upstream_responses.clone(),
+            self.upstream_responses.clone(),
         );
         registry.register(
             "tls_handshake_failures",
             "TLS handshakes on the PHI listener that failed, by reason",
-            metrics.tls_handshake_failures.clone(),
+            self.tls_handshake_failures.clone(),
         );
         registry.register(
             "decisions",
             "Requests decided, by rule, decision and reason",
-            metrics.requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
             "Time from request head to response head",
-            metrics.request_duration.clone(),
+            self.request_duration.clone(),
         );
         registry.register(
             "upstream_duration_seconds",
             "Time the upstream took to answer with a response head",
-            metrics.upstream_duration.clone(),
+            self.upstream_duration.clone(),
         );
         registry.register(
             "jwks_fetches",
             "JWKS fetches by issuer and result",
-            metrics.jwks_fetches.clone(),
+            self.jwks_fetches.clone(),
         );
         registry.register(
             "jwks_keys_loaded",
             "Usable verification keys currently loaded per issuer",
-            metrics.jwks_keys_loaded.clone(),
+            self.jwks_keys_loaded.clone(),
         );
         registry.register(
             "jwks_keys_rejected",
             "JWKS entries refused at load (private members, weak or malformed keys), each counted once",
-            metrics.jwks_keys_rejected.clone(),
+            self.jwks_keys_rejected.clone(),
         );
         registry.register(
             "jwks_key_age_seconds",
             "Seconds since the issuer's keys were last fetched successfully",
-            metrics.jwks_key_age.clone(),
+            self.jwks_key_age.clone(),
         );
         registry.register(
             "token_cache_hits",
             "Verified-token cache hits",
-            metrics.token_cache_hits.clone(),
+            self.token_cache_hits.clone(),
         );
         registry.register(
             "token_cache_misses",
             "Verified-token cache misses",
-            metrics.token_cache_misses.clone(),
+            self.token_cache_misses.clone(),
         );
         registry.register(
             "policy_reloads",
             "Policy reloads that swapped in a new policy",
-            metrics.policy_reloads.clone(),
+            self.policy_reloads.clone(),
         );
         registry.register(
             "policy_reload_failures",
             "Policy reloads refused because the new file did not compile",
-            metrics.policy_reload_failures.clone(),
+            self.policy_reload_failures.clone(),
         );
         registry.register(
             "revocation_refreshes",
             "Revocation list refreshes by source and result",
-            metrics.revocation_refreshes.clone(),
+            self.revocation_refreshes.clone(),
         );
         registry.register(
             "revocation_list_age_seconds",
             "Seconds since the source's list was last confirmed current",
-            metrics.revocation_age.clone(),
+            self.revocation_age.clone(),
         );
         registry.register(
             "revocation_entries",
             "Entries held per revocation source",
-            metrics.revocation_entries.clone(),
+            self.revocation_entries.clone(),
         );
         registry.register(
             "client_protocol_errors",
             "Requests the HTTP layer refused before phigate decided anything (client errors)",
-            metrics.protocol_errors.clone(),
+            self.protocol_errors.clone(),
         );
     }
 

@@ -59,9 +59,9 @@ impl HandshakeFailure {
             Error::AlertReceived(alert) => Self::of_alert(*alert),
             Error::InvalidCertificate(_)
             | Error::NoCertificatesPresented
-            | Error::InvalidCertRevocationList(_)
-            | Error::UnsupportedNameType => Self::BadCertificate,
+            | Error::InvalidCertRevocationList(_) => Self::BadCertificate,
             Error::InvalidMessage(_)
+            | Error::UnsupportedNameType
             | Error::InappropriateMessage { .. }
             | Error::InappropriateHandshakeMessage { .. }
             | Error::PeerMisbehaved(_)
