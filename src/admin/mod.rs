@@ -1,6 +1,7 @@
-//! The admin listener: `/metrics` (Prometheus text), `/healthz` (the process is alive) and
-//! `/readyz` (every issuer's keys are loaded and fresh, and the gateway is not shutting down).
-//! Plain HTTP, loopback by default. It never serves PHI and never exposes configuration.
+//! The admin listener: `/metrics` (OpenMetrics to a scraper that asks for it, the Prometheus
+//! text format otherwise), `/healthz` (the process is alive) and `/readyz` (every issuer's keys
+//! are loaded and fresh, and the gateway is not shutting down). Plain HTTP, loopback by default.
+//! It never serves PHI and never exposes configuration.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
 use crate::revocation::Revocation;
-use crate::telemetry::Metrics;
+use crate::telemetry::{Exposition, Metrics};
 use crate::token::Verifier;
 
 /// What `/readyz` reports on.
@@ -75,13 +76,15 @@ impl AdminServer {
             "/metrics" => {
                 self.readiness.verifier.publish_key_ages();
                 self.readiness.revocation.publish_metrics();
-                let mut response = Response::new(Full::new(Bytes::from(self.metrics.render())));
-                response.headers_mut().insert(
+                let format = negotiate(request.headers().get(header::ACCEPT));
+                let body = Bytes::from(self.metrics.render(format));
+                let mut response = Response::new(Full::new(body));
+                let headers = response.headers_mut();
+                headers.insert(
                     header::CONTENT_TYPE,
-                    header::HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
+                    header::HeaderValue::from_static(format.content_type()),
                 );
+                headers.insert(header::VARY, header::HeaderValue::from_static("accept"));
                 response
             }
             "/healthz" | "/livez" => plain(StatusCode::OK, "ok\n"),
@@ -89,6 +92,46 @@ impl AdminServer {
             "/readyz" => plain(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
             _ => plain(StatusCode::NOT_FOUND, "not found\n"),
         }
+    }
+}
+
+/// OpenMetrics when the `Accept` header names it (version 1.0.0, 0.0.1 or none) at least as
+/// strongly as the Prometheus text format; that format otherwise, including for no header,
+/// `*/*` and anything unknown, since every scraper and person can read it.
+fn negotiate(accept: Option<&header::HeaderValue>) -> Exposition {
+    let Some(accept) = accept.and_then(|value| value.to_str().ok()) else {
+        return Exposition::PrometheusText;
+    };
+    let (mut openmetrics, mut text) = (0.0_f32, 0.0_f32);
+    for range in accept.split(',') {
+        let mut parts = range.split(';').map(str::trim);
+        let media_type = parts.next().unwrap_or_default().to_ascii_lowercase();
+        let (mut quality, mut version) = (1.0_f32, None);
+        for parameter in parts {
+            match parameter.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+                Some((key, value)) if key.eq_ignore_ascii_case("q") => {
+                    quality = value.parse().unwrap_or(0.0);
+                }
+                Some((key, value)) if key.eq_ignore_ascii_case("version") => {
+                    version = Some(value);
+                }
+                _ => {}
+            }
+        }
+        match (media_type.as_str(), version) {
+            ("application/openmetrics-text", None | Some("1.0.0" | "0.0.1")) => {
+                openmetrics = openmetrics.max(quality);
+            }
+            ("text/plain", None | Some("0.0.4")) | ("text/*" | "*/*", _) => {
+                text = text.max(quality);
+            }
+            _ => {}
+        }
+    }
+    if openmetrics > 0.0 && openmetrics >= text {
+        Exposition::OpenMetrics
+    } else {
+        Exposition::PrometheusText
     }
 }
 
@@ -100,4 +143,60 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
         header::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn check(accept: Option<&str>, expected: Exposition) {
+        let header = accept.map(|a| header::HeaderValue::from_str(a).unwrap());
+        assert_eq!(negotiate(header.as_ref()), expected, "{accept:?}");
+    }
+
+    #[test]
+    fn openmetrics_only_when_asked_for() {
+        use Exposition::{OpenMetrics, PrometheusText};
+        // Prometheus 2.x and 3.x defaults.
+        check(
+            Some(
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+            ),
+            OpenMetrics,
+        );
+        check(
+            Some(
+                "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2",
+            ),
+            OpenMetrics,
+        );
+        check(Some("application/openmetrics-text"), OpenMetrics);
+        check(
+            Some("Application/OpenMetrics-Text; Version=1.0.0"),
+            OpenMetrics,
+        );
+        check(
+            Some("text/plain;q=0.5, application/openmetrics-text"),
+            OpenMetrics,
+        );
+        // Everything else gets the Prometheus text format.
+        check(None, PrometheusText);
+        check(Some("*/*"), PrometheusText);
+        check(Some("text/plain;version=0.0.4"), PrometheusText);
+        check(Some("application/json"), PrometheusText);
+        check(
+            Some("application/openmetrics-text;version=2.0.0"),
+            PrometheusText,
+        );
+        check(Some("application/openmetrics-text;q=0"), PrometheusText);
+        check(
+            Some("application/openmetrics-text;q=0.4, text/plain"),
+            PrometheusText,
+        );
+        check(
+            Some("application/openmetrics-text;q=nonsense"),
+            PrometheusText,
+        );
+    }
 }

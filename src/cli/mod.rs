@@ -171,6 +171,9 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     // Warnings go where `load` prints errors, and do not change the exit code.
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
     for warning in config.policy.warnings() {
         eprintln!("warning: {warning}");
     }

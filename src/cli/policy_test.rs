@@ -139,8 +139,8 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
     let text = std::fs::read_to_string(file)
         .map_err(|err| vec![at(0, 0, format!("cannot read the test file: {err}")).to_string()])?;
     let tests: TestFile = serde_saphyr::from_str(&text).map_err(|err| {
-        let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
-        vec![at(line, column, crate::yaml::message(&err)).to_string()]
+        let fault = crate::yaml::diagnose(&text, &err);
+        vec![at(fault.line, fault.column, fault.message).to_string()]
     })?;
     let policy_path: PathBuf = file
         .parent()

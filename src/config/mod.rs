@@ -3,6 +3,7 @@
 //! listener without TLS unless the insecure knob says so), so nothing re-checks configuration
 //! after start. This module reads files but never opens sockets.
 
+mod duration;
 mod error;
 mod raw;
 
@@ -46,6 +47,9 @@ pub struct Config {
     pub revocation: Vec<RevocationSource>,
     /// DPoP proof checking.
     pub dpop: DpopConfig,
+    /// What loading found questionable but not wrong; the policy's own are
+    /// [`PolicyTable::warnings`].
+    pub warnings: Vec<ConfigProblem>,
     /// Where each file path and URL was written, so start-up problems can name key and line.
     pub origins: Origins,
 }
@@ -442,14 +446,15 @@ impl Config {
     /// Parses configuration text; `path` names it in errors and anchors relative paths.
     pub fn from_yaml(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_saphyr::from_str(text).map_err(|err| {
-            let (line, column) = err.location().map_or((0, 0), |l| (l.line(), l.column()));
-            ConfigError::single(path, line, column, crate::yaml::message(&err))
+            let fault = crate::yaml::diagnose(text, &err);
+            ConfigError::single(path, fault.line, fault.column, fault.message)
         })?;
         let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut builder = Builder {
             file: path,
             base,
             problems: Vec::new(),
+            warnings: Vec::new(),
             section: String::new(),
             origins: Origins {
                 file: path.to_path_buf(),
@@ -471,6 +476,7 @@ struct Builder<'a> {
     file: &'a Path,
     base: PathBuf,
     problems: Vec<ConfigProblem>,
+    warnings: Vec<ConfigProblem>,
     /// The section being built (`listen`, `issuers[1]`), prefixing remembered keys.
     section: String,
     origins: Origins,
@@ -478,12 +484,22 @@ struct Builder<'a> {
 
 impl Builder<'_> {
     fn problem<T>(&mut self, at: &At<T>, message: impl Into<String>) {
-        self.problems.push(ConfigProblem {
+        let problem = self.placed(at, message.into());
+        self.problems.push(problem);
+    }
+
+    fn warning<T>(&mut self, at: &At<T>, message: impl Into<String>) {
+        let warning = self.placed(at, message.into());
+        self.warnings.push(warning);
+    }
+
+    fn placed<T>(&self, at: &At<T>, message: String) -> ConfigProblem {
+        ConfigProblem {
             file: self.file.to_path_buf(),
             line: at.referenced.line(),
             column: at.referenced.column(),
-            message: message.into(),
-        });
+            message,
+        }
     }
 
     fn check<T, V>(&mut self, at: &At<T>, parsed: Result<V, String>) -> Option<V> {
@@ -513,10 +529,30 @@ impl Builder<'_> {
             .remember(key, value, at.referenced.line(), at.referenced.column());
     }
 
+    /// A duration where zero would mean nothing useful (a timeout, an interval, a lifetime):
+    /// `0s` is refused rather than read as "never" or "always".
     fn duration(&mut self, at: Option<&At<String>>, key: &str, default: Duration) -> Duration {
         let Some(at) = at else { return default };
-        let parsed = humantime::parse_duration(&at.value)
-            .map_err(|_| format!("{key} must be a duration like 30s or 15m"));
+        let parsed = duration::parse(&at.value)
+            .map_err(|why| format!("{key}: {why}"))
+            .and_then(|d| {
+                (!d.is_zero())
+                    .then_some(d)
+                    .ok_or_else(|| format!("{key} must be longer than 0s"))
+            });
+        self.check(at, parsed).unwrap_or(default)
+    }
+
+    /// A duration for which zero has a meaning the key documents (no skew, no future proofs,
+    /// no cache).
+    fn duration_or_zero(
+        &mut self,
+        at: Option<&At<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Duration {
+        let Some(at) = at else { return default };
+        let parsed = duration::parse(&at.value).map_err(|why| format!("{key}: {why}"));
         self.check(at, parsed).unwrap_or(default)
     }
 
@@ -553,7 +589,8 @@ impl Builder<'_> {
             .map(|r| self.revocation(r))
             .unwrap_or_default();
         self.section.clear();
-        let dpop = self.dpop(raw.dpop.as_ref());
+        let dpop = self.dpop(raw.dpop.as_ref().map(|at| &at.value));
+        self.check_dpop_reachable(&raw);
         let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -580,8 +617,35 @@ impl Builder<'_> {
             policy: policy?,
             revocation,
             dpop,
+            warnings: std::mem::take(&mut self.warnings),
             origins: std::mem::take(&mut self.origins),
         })
+    }
+
+    /// A DPoP proof names the URL it was made for (`htu`), and phigate compares it with
+    /// `listen.public_base_url`, never with the client's `Host`. Without that URL every DPoP
+    /// request is refused as `dpop_htu_mismatch`, which the operator should hear about now.
+    fn check_dpop_reachable(&mut self, raw: &RawConfig) {
+        if raw.listen.public_base_url.is_some() {
+            return;
+        }
+        match &raw.dpop {
+            // Configuring DPoP that can never succeed is a mistake, not a choice.
+            Some(at) => self.problem(
+                at,
+                "dpop: is configured but listen.public_base_url is not set: no DPoP proof's htu \
+                 can be checked, so every DPoP request would be refused (dpop_htu_mismatch); set \
+                 it to the https:// URL clients use to reach phigate",
+            ),
+            // Any issuer may bind its tokens with cnf.jkt, and phigate honours that binding.
+            None => self.warning(
+                &raw.listen.address,
+                "listen.public_base_url is not set: DPoP proofs cannot be checked, so every \
+                 DPoP-bound token (cnf.jkt) is refused (dpop_htu_mismatch), as is every request \
+                 under a rule or client that demands dpop binding; set it to the https:// URL \
+                 clients use to reach phigate",
+            ),
+        }
     }
 
     fn dpop(&mut self, raw: Option<&RawDpop>) -> DpopConfig {
@@ -590,7 +654,7 @@ impl Builder<'_> {
             "dpop.max_age",
             Duration::from_secs(60),
         );
-        let max_future = self.duration(
+        let max_future = self.duration_or_zero(
             raw.and_then(|r| r.max_future.as_ref()),
             "dpop.max_future",
             Duration::from_secs(10),
@@ -980,12 +1044,12 @@ impl Builder<'_> {
                 .ca_file
                 .as_ref()
                 .map(|ca| self.path(ca, "introspection.ca_file")),
-            cache_ttl: self.duration(
+            cache_ttl: self.duration_or_zero(
                 raw.cache_ttl.as_ref(),
                 "introspection cache_ttl",
                 Duration::from_secs(60),
             ),
-            negative_cache_ttl: self.duration(
+            negative_cache_ttl: self.duration_or_zero(
                 raw.negative_cache_ttl.as_ref(),
                 "introspection negative_cache_ttl",
                 Duration::from_secs(5),
@@ -1002,7 +1066,7 @@ impl Builder<'_> {
     fn tokens(&mut self, raw: Option<&RawTokens>) -> TokenBounds {
         let defaults = TokenBounds::default();
         let Some(raw) = raw else { return defaults };
-        let skew = self.duration(
+        let skew = self.duration_or_zero(
             raw.clock_skew.as_ref(),
             "tokens.clock_skew",
             defaults.clock_skew.0,
@@ -1018,11 +1082,6 @@ impl Builder<'_> {
             "tokens.max_lifetime",
             defaults.max_lifetime,
         );
-        if max_lifetime.is_zero()
-            && let Some(at) = &raw.max_lifetime
-        {
-            self.problem(at, "tokens.max_lifetime must be positive");
-        }
         TokenBounds {
             clock_skew,
             max_lifetime,

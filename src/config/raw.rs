@@ -23,7 +23,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub revocation: Option<RawRevocation>,
     #[serde(default)]
-    pub dpop: Option<RawDpop>,
+    pub dpop: Option<At<RawDpop>>,
 }
 
 /// `dpop:` — RFC 9449 proof checking.

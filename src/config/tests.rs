@@ -228,3 +228,103 @@ fn the_shipped_example_config_loads() {
         Some("https://fhir-gw.example.org")
     );
 }
+
+/// The good config with a public base URL, so that a `dpop:` section is valid.
+fn with_base_url() -> String {
+    GOOD.replace(
+        "  address: \"127.0.0.1:8443\"\n",
+        "  address: \"127.0.0.1:8443\"\n  public_base_url: \"https://gw.test\"\n",
+    )
+}
+
+/// Loads the good config (with a public base URL) with `section` added before `policy_file:`:
+/// `Ok(())` when it loads, else a piece of the first problem's message.
+#[track_caller]
+fn check_section(section: &str, expected: Result<(), &str>) {
+    let text = with_base_url().replace("policy_file:", &format!("{section}policy_file:"));
+    let (_dir, result) = load(&text);
+    match (result, expected) {
+        (Ok(_), Ok(())) => {}
+        (Err(err), Err(piece)) => assert!(err.problems[0].message.contains(piece), "{err}"),
+        (result, expected) => panic!("{section}: {:?}, expected {expected:?}", result.err()),
+    }
+}
+
+#[test]
+fn zero_is_refused_where_it_means_nothing_and_kept_where_it_does() {
+    for (section, key) in [
+        ("tokens:\n  max_lifetime: 0s\n", "tokens.max_lifetime"),
+        ("tokens:\n  jwks_cache_ttl: 0s\n", "tokens.jwks_cache_ttl"),
+        ("tokens:\n  jwks_max_stale: 0ms\n", "tokens.jwks_max_stale"),
+        (
+            "tokens:\n  jwks_refetch_cooldown: 0s\n",
+            "tokens.jwks_refetch_cooldown",
+        ),
+        (
+            "tokens:\n  jwks_fetch_timeout: 0s\n",
+            "tokens.jwks_fetch_timeout",
+        ),
+        ("dpop:\n  max_age: 0s\n", "dpop.max_age"),
+        (
+            "revocation:\n  sources:\n    - file: r.json\n      interval: 0s\n",
+            "revocation interval",
+        ),
+    ] {
+        check_section(section, Err(&format!("{key} must be longer than 0s")));
+    }
+    for section in [
+        "tokens:\n  clock_skew: 0s\n",
+        "dpop:\n  max_future: 0s\n",
+        "tokens:\n  max_lifetime: 1m30s\n  jwks_refetch_cooldown: 1500ms\n",
+    ] {
+        check_section(section, Ok(()));
+    }
+    let timeout = "  timeout: 0s\n";
+    let (_dir, result) = load(&GOOD.replace("upstream:\n", &format!("upstream:\n{timeout}")));
+    assert!(
+        result.unwrap_err().problems[0]
+            .message
+            .contains("upstream.timeout must be longer than 0s")
+    );
+}
+
+#[test]
+fn durations_are_whole_numbers_with_a_unit() {
+    check_section(
+        "tokens:\n  jwks_fetch_timeout: 30sec\n",
+        Err(
+            "tokens.jwks_fetch_timeout: \"30sec\" is not a duration like 30s, 1500ms or 1m30s: the units are ms, s, m, h and d",
+        ),
+    );
+    check_section(
+        "tokens:\n  clock_skew: 1.5s\n",
+        Err("fractions are not accepted (write 1500ms, not 1.5s)"),
+    );
+    check_section("dpop:\n  max_age: 60\n", Err("every number needs a unit"));
+}
+
+#[test]
+fn dpop_without_a_public_base_url_is_an_error_when_configured_and_a_warning_otherwise() {
+    let (_dir, result) = load(&with_base_url());
+    assert!(result.unwrap().warnings.is_empty());
+    let (_dir, result) = load(GOOD);
+    let warnings = result.unwrap().warnings;
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert_eq!(warnings[0].line, 2);
+    assert!(
+        warnings[0]
+            .message
+            .contains("listen.public_base_url is not set: DPoP proofs cannot be checked, so every DPoP-bound token (cnf.jkt) is refused (dpop_htu_mismatch)"),
+        "{warnings:?}"
+    );
+    let (_dir, result) = load(&GOOD.replace("policy_file:", "dpop:\n  nonce: true\npolicy_file:"));
+    let err = result.unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert_eq!(err.problems[0].line, 14, "{err}");
+    assert!(
+        err.problems[0]
+            .message
+            .starts_with("dpop: is configured but listen.public_base_url is not set"),
+        "{err}"
+    );
+}

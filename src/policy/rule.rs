@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use http::Method;
 use serde::Deserialize;
+use serde_saphyr::Spanned;
 
-use super::fhir::{Context, Settings};
+use super::fhir::{Context, ScopeDoubt, Settings, closest_r4_resource_type, is_r4_resource_type};
 use super::pattern::Pattern;
 use super::requirement::Requirement;
 use super::scope::Scope;
@@ -26,13 +27,13 @@ pub(super) struct RawRule {
     #[serde(default)]
     public: Option<bool>,
     #[serde(default)]
-    scopes: Option<Vec<String>>,
+    scopes: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     fhir: Option<String>,
     #[serde(default)]
     contexts: Option<Vec<String>>,
     #[serde(default)]
-    resource_types: Option<Vec<String>>,
+    resource_types: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     allow_search_params: Option<Vec<String>>,
     #[serde(default)]
@@ -171,30 +172,71 @@ impl Rule {
     }
 }
 
+/// What compiling rules found: errors refuse the policy, warnings are reported with it.
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    pub(super) errors: Vec<Finding>,
+    pub(super) warnings: Vec<Finding>,
+}
+
+/// One message, at the value it is about when that value's position is known (else the rule's).
+#[derive(Debug)]
+pub(super) struct Finding {
+    pub(super) at: Option<(usize, usize)>,
+    pub(super) message: String,
+}
+
+impl Findings {
+    fn error(&mut self, message: String) {
+        self.errors.push(Finding { at: None, message });
+    }
+
+    fn error_at<T>(&mut self, value: &Spanned<T>, message: String) {
+        self.errors.push(Finding {
+            at: Some(position(value)),
+            message,
+        });
+    }
+
+    fn warning_at<T>(&mut self, value: &Spanned<T>, message: String) {
+        self.warnings.push(Finding {
+            at: Some(position(value)),
+            message,
+        });
+    }
+}
+
+fn position<T>(value: &Spanned<T>) -> (usize, usize) {
+    (
+        value.referenced.line() as usize,
+        value.referenced.column() as usize,
+    )
+}
+
 impl RawRule {
-    /// Compiles the rule; `policy_mode` is the file-wide default mode.
-    pub(super) fn compile(&self, policy_mode: Mode) -> Result<Rule, Vec<String>> {
-        let mut errors = Vec::new();
+    /// Compiles the rule, `None` when it has errors; `policy_mode` is the file-wide default.
+    pub(super) fn compile(&self, policy_mode: Mode, found: &mut Findings) -> Option<Rule> {
+        let errors_before = found.errors.len();
         let name = self.name.trim();
         if name.is_empty()
             || !name
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         {
-            errors.push(format!(
+            found.error(format!(
                 "rule name {:?} must be letters, digits, '-', '_' or '.'",
                 self.name
             ));
         }
-        let methods = self.methods(name, &mut errors);
+        let methods = self.methods(name, found);
         let pattern = Pattern::parse(&self.path)
-            .map_err(|e| errors.push(format!("rule {name:?}: {e}")))
+            .map_err(|e| found.error(format!("rule {name:?}: {e}")))
             .ok();
-        let access = self.access(name, &mut errors);
+        let access = self.access(name, found);
         let mode = match self.mode.as_deref() {
             None => policy_mode,
             Some(text) => Mode::parse(text).unwrap_or_else(|| {
-                errors.push(format!(
+                found.error(format!(
                     "rule {name:?}: mode must be enforce or report-only"
                 ));
                 Mode::Enforce
@@ -210,20 +252,20 @@ impl RawRule {
             None | Some("never") => false,
             Some("always") => true,
             Some(_) => {
-                errors.push(format!("rule {name:?}: introspect must be always or never"));
+                found.error(format!("rule {name:?}: introspect must be always or never"));
                 false
             }
         };
         let binding = self.require_binding.as_deref().and_then(|text| {
             Requirement::parse(text).or_else(|| {
-                errors.push(format!(
+                found.error(format!(
                     "rule {name:?}: require_binding must be mtls, dpop or any"
                 ));
                 None
             })
         });
         match (pattern, access) {
-            (Some(pattern), Some(access)) if errors.is_empty() => Ok(Rule {
+            (Some(pattern), Some(access)) if found.errors.len() == errors_before => Some(Rule {
                 name: Arc::from(name),
                 methods,
                 pattern,
@@ -232,19 +274,19 @@ impl RawRule {
                 binding,
                 introspect_always,
             }),
-            _ => Err(errors),
+            _ => None,
         }
     }
 
-    fn methods(&self, name: &str, errors: &mut Vec<String>) -> Vec<Method> {
+    fn methods(&self, name: &str, found: &mut Findings) -> Vec<Method> {
         if self.methods.is_empty() {
-            errors.push(format!("rule {name:?} lists no methods"));
+            found.error(format!("rule {name:?} lists no methods"));
         }
         let mut methods = Vec::new();
         for method in &self.methods {
             match Method::from_bytes(method.as_bytes()) {
                 Ok(parsed) if RULE_METHODS.contains(&method.as_str()) => methods.push(parsed),
-                _ => errors.push(format!(
+                _ => found.error(format!(
                     "rule {name:?}: method {method:?} is not one of {}",
                     RULE_METHODS.join(" ")
                 )),
@@ -253,47 +295,53 @@ impl RawRule {
         methods
     }
 
-    fn access(&self, name: &str, errors: &mut Vec<String>) -> Option<Access> {
+    fn access(&self, name: &str, found: &mut Findings) -> Option<Access> {
         let smart_only_keys = self.contexts.is_some()
             || self.resource_types.is_some()
             || self.allow_search_params.is_some()
             || self.export_contexts.is_some();
         match (self.public, self.scopes.as_deref(), self.fhir.as_deref()) {
             (_, _, Some(_)) if self.public == Some(true) || self.scopes.is_some() => {
-                errors.push(format!(
+                found.error(format!(
                     "rule {name:?}: fhir cannot be combined with public or scopes"
                 ));
                 None
             }
-            (_, _, Some("smart")) => self.smart(name, errors).map(|s| Access::Smart(Arc::new(s))),
+            (_, _, Some("smart")) => self.smart(name, found).map(|s| Access::Smart(Arc::new(s))),
             (_, _, Some(other)) => {
-                errors.push(format!("rule {name:?}: fhir must be smart, not {other:?}"));
+                found.error(format!("rule {name:?}: fhir must be smart, not {other:?}"));
                 None
             }
             _ if smart_only_keys => {
-                errors.push(format!("rule {name:?}: contexts, resource_types, allow_search_params and export_contexts need fhir: smart"));
+                found.error(format!("rule {name:?}: contexts, resource_types, allow_search_params and export_contexts need fhir: smart"));
                 None
             }
             (Some(true), None, None) => Some(Access::Public),
             (Some(true), Some(_), None) => {
-                errors.push(format!(
+                found.error(format!(
                     "rule {name:?} is public and lists scopes: choose one"
                 ));
                 None
             }
             (_, None | Some([]), None) => {
-                errors.push(format!("rule {name:?} needs `public: true`, a non-empty `scopes` list, or `fhir: smart`"));
+                found.error(format!("rule {name:?} needs `public: true`, a non-empty `scopes` list, or `fhir: smart`"));
                 None
             }
             (_, Some(scopes), None) => {
                 let mut parsed = Vec::with_capacity(scopes.len());
                 for text in scopes {
-                    match Scope::parse(text) {
-                        Some(scope) => parsed.push(scope),
-                        None => {
-                            errors.push(format!("rule {name:?}: {text:?} is not a valid scope"))
-                        }
+                    let Some(scope) = Scope::parse(&text.value) else {
+                        let message =
+                            format!("rule {name:?}: {:?} is not a valid scope", text.value);
+                        found.error_at(text, message);
+                        continue;
+                    };
+                    // A plain rule compares scopes exactly, so a typo is no error to phigate: it
+                    // only means no SMART server's token will ever match. Say so.
+                    if let Some(doubt) = ScopeDoubt::of(scope.as_str()) {
+                        found.warning_at(text, doubt_message(name, scope.as_str(), &doubt));
                     }
+                    parsed.push(scope);
                 }
                 let needed = Arc::from(
                     parsed
@@ -310,14 +358,14 @@ impl RawRule {
         }
     }
 
-    fn smart(&self, name: &str, errors: &mut Vec<String>) -> Option<Settings> {
-        let before = errors.len();
+    fn smart(&self, name: &str, found: &mut Findings) -> Option<Settings> {
+        let before = found.errors.len();
         let contexts = parse_contexts(
             name,
             "contexts",
             self.contexts.as_deref(),
             &[Context::Patient, Context::User, Context::System],
-            errors,
+            found,
         );
         // Bulk Data is for backend services unless the rule says otherwise; a patient/ scope
         // never exports, so `patient` is not accepted here.
@@ -326,39 +374,58 @@ impl RawRule {
             "export_contexts",
             self.export_contexts.as_deref(),
             &[Context::System],
-            errors,
+            found,
         );
         if export_contexts.contains(&Context::Patient) {
-            errors.push(format!(
+            found.error(format!(
                 "rule {name:?}: export_contexts takes user and system; a patient/ scope never exports"
             ));
         }
-        if let Some(types) = &self.resource_types {
-            for t in types {
-                let valid = t.len() > 1
-                    && t.starts_with(|c: char| c.is_ascii_uppercase())
-                    && t.chars().all(|c| c.is_ascii_alphabetic());
-                if !valid {
-                    errors.push(format!(
-                        "rule {name:?}: {t:?} is not a FHIR resource type name"
-                    ));
-                }
+        // A misspelt type would make the rule silently never apply to the type it was meant for.
+        for t in self.resource_types.iter().flatten() {
+            if !is_r4_resource_type(&t.value) {
+                let hint = closest_r4_resource_type(&t.value)
+                    .map_or_else(String::new, |near| format!(" (did you mean {near:?}?)"));
+                let message = format!(
+                    "rule {name:?}: resource_types: {:?} is not a FHIR R4 resource type{hint}",
+                    t.value
+                );
+                found.error_at(t, message);
             }
         }
         let allowed = self.allow_search_params.clone().unwrap_or_default();
         for param in &allowed {
             if !param.starts_with('_') && !param.contains(':') {
-                errors.push(format!(
+                found.error(format!(
                     "rule {name:?}: allow_search_params takes controls like _include, not {param:?}"
                 ));
             }
         }
-        (errors.len() == before).then(|| Settings {
+        (found.errors.len() == before).then(|| Settings {
             contexts,
-            resource_types: self.resource_types.clone(),
+            resource_types: self
+                .resource_types
+                .as_ref()
+                .map(|types| types.iter().map(|t| t.value.clone()).collect()),
             allowed_search_params: allowed,
             export_contexts,
         })
+    }
+}
+
+/// Why a plain rule's scope will likely never match, in words an operator can act on.
+fn doubt_message(name: &str, scope: &str, doubt: &ScopeDoubt) -> String {
+    match doubt {
+        ScopeDoubt::NeverGranted(why) => format!(
+            "rule {name:?}: scope {scope:?} is shaped like a SMART scope, but no SMART server \
+             grants it: {}",
+            why.join("; ")
+        ),
+        ScopeDoubt::V1 { v2 } => format!(
+            "rule {name:?}: scope {scope:?} is the SMART v1 form of {v2:?}; a rule's scopes \
+             compare exactly, so a token holding {v2:?} does not match: list both forms, or \
+             use fhir: smart, which reads either"
+        ),
     }
 }
 
@@ -368,19 +435,19 @@ fn parse_contexts(
     key: &str,
     list: Option<&[String]>,
     default: &[Context],
-    errors: &mut Vec<String>,
+    found: &mut Findings,
 ) -> Vec<Context> {
     match list {
         None => default.to_vec(),
         Some([]) => {
-            errors.push(format!("rule {name:?}: {key} must not be empty"));
+            found.error(format!("rule {name:?}: {key} must not be empty"));
             Vec::new()
         }
         Some(list) => list
             .iter()
             .filter_map(|c| {
                 Context::parse(c).or_else(|| {
-                    errors.push(format!(
+                    found.error(format!(
                         "rule {name:?}: {key}: {c:?} is not patient, user or system"
                     ));
                     None

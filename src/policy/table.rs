@@ -15,7 +15,7 @@ use serde_saphyr::Spanned;
 use super::path::{PathFault, normalise};
 use super::requirement::Requirement;
 use super::route::Route;
-use super::rule::{Mode, RawRule, Rule};
+use super::rule::{Finding, Findings, Mode, RawRule, Rule};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,12 +110,10 @@ impl PolicyTable {
     /// Compiles policy text; `source` names it in errors.
     pub fn from_yaml(text: &str, source: &Path) -> Result<Self, PolicyLoadError> {
         let raw: RawPolicy = serde_saphyr::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .location()
-                .map_or((0, 0), |l| (l.line() as usize, l.column() as usize));
-            let message = crate::yaml::message(&err);
+            let fault = crate::yaml::diagnose(text, &err);
+            let (line, column) = (fault.line as usize, fault.column as usize);
             PolicyLoadError {
-                problems: vec![problem(source, line, column, message)],
+                problems: vec![problem(source, line, column, fault.message)],
             }
         })?;
         let mut problems = Vec::new();
@@ -152,36 +150,34 @@ impl PolicyTable {
             }),
         };
         let mut rules: Vec<Located> = Vec::new();
+        let mut warnings = Vec::new();
         for spanned in &raw.rules {
             let line = spanned.referenced.line() as usize;
             let column = spanned.referenced.column() as usize;
-            match spanned.value.compile(mode) {
-                Ok(rule) => {
-                    if rules.iter().any(|r| r.rule.name == rule.name) {
-                        problems.push(problem(
-                            source,
-                            line,
-                            column,
-                            format!("rule name {:?} is used twice", rule.name),
-                        ));
-                    } else if let Some(earlier) =
-                        rules.iter().find(|r| rule.is_shadowed_by(&r.rule))
-                    {
-                        let message = format!(
-                            "rule {:?} is shadowed by the earlier rule {:?} and can never match",
-                            rule.name, earlier.rule.name
-                        );
-                        problems.push(problem(source, line, column, message));
-                    }
-                    rules.push(Located { rule, line, column });
-                }
-                Err(messages) => {
-                    problems.extend(
-                        messages
-                            .into_iter()
-                            .map(|m| problem(source, line, column, m)),
+            let mut found = Findings::default();
+            let compiled = spanned.value.compile(mode, &mut found);
+            let place = |finding: Finding| {
+                let (line, column) = finding.at.unwrap_or((line, column));
+                problem(source, line, column, finding.message)
+            };
+            problems.extend(found.errors.into_iter().map(place));
+            warnings.extend(found.warnings.into_iter().map(place));
+            if let Some(rule) = compiled {
+                if rules.iter().any(|r| r.rule.name == rule.name) {
+                    problems.push(problem(
+                        source,
+                        line,
+                        column,
+                        format!("rule name {:?} is used twice", rule.name),
+                    ));
+                } else if let Some(earlier) = rules.iter().find(|r| rule.is_shadowed_by(&r.rule)) {
+                    let message = format!(
+                        "rule {:?} is shadowed by the earlier rule {:?} and can never match",
+                        rule.name, earlier.rule.name
                     );
+                    problems.push(problem(source, line, column, message));
                 }
+                rules.push(Located { rule, line, column });
             }
         }
         if raw.rules.is_empty() {
@@ -193,8 +189,10 @@ impl PolicyTable {
             ));
         }
         if problems.is_empty() {
+            warnings.extend(overlap_warnings(source, &rules));
+            warnings.sort_by_key(|w| (w.line, w.column));
             Ok(Self {
-                warnings: overlap_warnings(source, &rules),
+                warnings,
                 rules: rules.into_iter().map(|r| r.rule).collect(),
                 client_bindings,
                 version: version_of(text),
@@ -228,8 +226,9 @@ impl PolicyTable {
         })
     }
 
-    /// What loading found questionable but not wrong, in file order: a later rule that
-    /// overlaps an earlier, stronger one, or differs from an earlier one only in letter case.
+    /// What loading found questionable but not wrong, in file order: a scope shaped like a
+    /// SMART scope that no SMART server grants, or in the v1 form; a later rule that overlaps
+    /// an earlier, stronger one, or differs from an earlier one only in letter case.
     pub fn warnings(&self) -> &[PolicyProblem] {
         &self.warnings
     }

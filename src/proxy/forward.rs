@@ -283,6 +283,7 @@ impl Forwarder {
         match sent {
             Ok(Ok(response)) => {
                 metrics.record_upstream("ok", elapsed);
+                metrics.record_upstream_status(response.status());
                 Ok(response)
             }
             Ok(Err(err)) => {

@@ -91,6 +91,15 @@ impl Gateway {
             readiness: Arc::clone(&readiness),
         };
         background.push(tokio::spawn(admin.serve(admin_tcp)));
+
+        for warning in &config.warnings {
+            tracing::warn!(
+                config.file = %warning.file.display(),
+                config.line = warning.line,
+                problem = %warning.message,
+                "configuration warning"
+            );
+        }
         reload::log_warnings(&config.policy);
         if config.policy.has_report_only_rules() {
             tracing::warn!(

@@ -36,7 +36,7 @@ pub struct Prepared {
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
 pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_longest_wait(longest_wait(config)));
     let mut problems = Vec::new();
     let tls = match &config.listen.transport {
         Transport::Tls(files) => match tls::server_config(files) {
@@ -146,4 +146,28 @@ fn tls_problem(config: &Config, section: &str, err: &TlsError) -> ConfigProblem 
 /// A problem tied to no key.
 fn plain(config: &Config, message: impl Into<String>) -> ConfigProblem {
     config.origins.unplaced(message)
+}
+
+/// The longest a request can wait on configured timers, one after another: its body, a key
+/// fetch, an introspection call, and two upstream exchanges (a write's read-before-write).
+/// Latency histograms reach past it, so a request that times out still lands in a finite bucket.
+fn longest_wait(config: &Config) -> std::time::Duration {
+    let introspection = config
+        .issuers
+        .iter()
+        .filter_map(|issuer| issuer.introspection.as_ref().map(|i| i.timeout))
+        .max()
+        .unwrap_or_default();
+    [
+        config.listen.limits.body_timeout,
+        config.tokens.jwks_fetch_timeout,
+        introspection,
+        config.upstream.timeout,
+        config.upstream.timeout,
+    ]
+    .into_iter()
+    .fold(
+        std::time::Duration::ZERO,
+        std::time::Duration::saturating_add,
+    )
 }

@@ -1,5 +1,6 @@
 //! Accepting connections: TLS handshake under a deadline, HTTP/1.1 or HTTP/2 by ALPN with the
-//! limits of SECURITY.md §5 (header read timeout, header size, stream and window caps), and
+//! limits of SECURITY.md §5 (header read timeout, header size, stream and window caps), failed
+//! handshakes counted by reason, and
 //! graceful shutdown that stops accepting, lets in-flight requests finish within a deadline, and
 //! then closes. It never parses or decides on a request itself.
 
@@ -18,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
-use crate::tls::ClientIdentity;
+use crate::tls::{ClientIdentity, HandshakeFailure};
 
 /// RFC 9325 / SECURITY.md R-T02: a handshake that stalls is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,18 +94,26 @@ impl Connected {
         let builder = self.http_builder();
         match &self.tls {
             Some(acceptor) => {
-                let tls_stream =
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => tls_stream,
-                        Ok(Err(err)) => {
-                            tracing::debug!(error = %err, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!("TLS handshake timed out");
-                            return;
-                        }
-                    };
+                let tls_stream = match tokio::time::timeout(
+                    HANDSHAKE_TIMEOUT,
+                    acceptor.accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(tls_stream)) => tls_stream,
+                    Ok(Err(err)) => {
+                        let failure = HandshakeFailure::of(&err);
+                        tracing::debug!(error = %err, reason = failure.reason(), "TLS handshake failed");
+                        self.shared.metrics.record_handshake_failure(failure);
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!("TLS handshake timed out");
+                        let failure = HandshakeFailure::Timeout;
+                        self.shared.metrics.record_handshake_failure(failure);
+                        return;
+                    }
+                };
                 let identity = ClientIdentity::from_peer_certificates(
                     tls_stream.get_ref().1.peer_certificates(),
                 );

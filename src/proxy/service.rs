@@ -70,6 +70,7 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    let _in_flight = shared.metrics.request_started();
     let request_id = uuid::Uuid::new_v4();
     let (parts, body) = request.into_parts();
     let mut body = RequestBody::new(body, shared.pipeline.limits().body_timeout);

@@ -112,11 +112,14 @@ impl Revocation {
         let mut sources = Vec::new();
         let mut problems = Vec::new();
         for config in configs {
+            let label = config.location.label();
+            // Present at zero from the start, so an alert on failed refreshes sees the first.
+            metrics.init_revocation_source(&label);
             match sources::connect(&config.location) {
                 Ok(connector) => sources.push((
                     config.clone(),
                     Arc::new(connector),
-                    Arc::new(SourceState::new(config.location.label(), config.max_stale)),
+                    Arc::new(SourceState::new(label, config.max_stale)),
                 )),
                 Err(problem) => problems.push(problem),
             }

@@ -1,17 +1,25 @@
-//! Metrics and the per-request log line. Every metric name phigate exports is in this file, so
-//! label cardinality can be reviewed in one place: labels carry only configuration data (rule
-//! names, issuer URLs) and fixed reason codes — never a token, subject, patient, IP or raw path.
+//! Metrics and the per-request log line. Every metric name phigate exports is in this file (the
+//! standard `process_*` ones in `process.rs`), so label cardinality can be reviewed in one place:
+//! labels carry only configuration data (rule names, issuer URLs) and fixed reason codes — never
+//! a token, subject, patient, IP or raw path. Series whose labels are known at start are present
+//! at zero from the start, so a rate or an alert works before the first event.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+use crate::tls::HandshakeFailure;
+
 pub mod log;
+mod process;
 
 /// Labels of one decision: which rule, allowed or denied, and why.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -43,16 +51,45 @@ pub struct FetchLabels {
 /// Labels of one upstream exchange.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
-    /// `ok`, `unreachable` or `timed_out`.
+    /// One of [`UPSTREAM_OUTCOMES`].
     pub outcome: &'static str,
+}
+
+/// How an upstream exchange ended: an answer, no connection, or no answer in time.
+pub const UPSTREAM_OUTCOMES: [&str; 3] = ["ok", "unreachable", "timed_out"];
+
+/// Labels of one upstream response.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusClassLabels {
+    /// `1xx` … `5xx`, or `other` for a status of 600 or more.
+    pub class: &'static str,
+}
+
+/// The status classes present at zero from the start.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// Labels of one failed TLS handshake.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeFailureLabels {
+    /// A [`HandshakeFailure`] reason.
+    pub reason: &'static str,
+}
+
+/// Labels naming the running build.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
 }
 
 /// Every metric phigate exports, registered once at start.
 pub struct Metrics {
     registry: Registry,
     requests: Family<DecisionLabels, Counter>,
-    request_duration: Family<DecisionLabels, Histogram, fn() -> Histogram>,
-    upstream_duration: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    request_duration: Family<DecisionLabels, Histogram, LatencyBuckets>,
+    requests_in_flight: Gauge,
+    upstream_duration: Family<UpstreamLabels, Histogram, LatencyBuckets>,
+    upstream_responses: Family<StatusClassLabels, Counter>,
+    tls_handshake_failures: Family<HandshakeFailureLabels, Counter>,
     jwks_fetches: Family<FetchLabels, Counter>,
     jwks_keys_loaded: Family<IssuerLabels, Gauge>,
     jwks_keys_rejected: Family<IssuerLabels, Counter>,
@@ -93,9 +130,61 @@ pub struct SourceLabels {
     pub source: String,
 }
 
-fn latency_histogram() -> Histogram {
-    // 100 µs … ~26 s: covers a cached-token decision and a slow FHIR search.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+/// The shortest wait the top finite latency bucket must exceed, whatever the configuration.
+const LATENCY_FLOOR: Duration = Duration::from_secs(60);
+
+/// Latency histogram bounds: doubling from 100 µs (a cached-token decision) until one exceeds
+/// both a minute and `longest`, the longest a request can wait on configured timers. A request
+/// that hits its timeout then lands in a finite bucket rather than only in `+Inf`, so quantiles
+/// near the timeout stay readable.
+#[derive(Clone, Debug)]
+struct LatencyBuckets(Arc<[f64]>);
+
+impl LatencyBuckets {
+    fn past(longest: Duration) -> Self {
+        let top = longest.max(LATENCY_FLOOR).as_secs_f64();
+        let mut bounds = vec![0.0001_f64];
+        while bounds.last().is_some_and(|&bound| bound <= top) {
+            bounds.push(bounds[bounds.len() - 1] * 2.0);
+        }
+        Self(bounds.into())
+    }
+}
+
+impl MetricConstructor<Histogram> for LatencyBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+/// A request counted in `phigate_requests_in_flight` until this is dropped: when its response
+/// head is ready, or when the client goes away and the request's future is dropped.
+#[must_use = "the request stops counting as in flight when this is dropped"]
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// OpenMetrics 1.0 text, for a scraper that asks for it (Prometheus does).
+    OpenMetrics,
+    /// The Prometheus text format 0.0.4, for everything else (curl, older scrapers).
+    PrometheusText,
+}
+
+impl Exposition {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Self::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Self::PrometheusText => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -105,13 +194,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Builds and registers every metric.
+    /// Builds and registers every metric, with latency buckets up to at least a minute.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("phigate");
+        Self::with_longest_wait(Duration::ZERO)
+    }
+
+    /// Builds and registers every metric, with latency buckets reaching past `longest`.
+    pub fn with_longest_wait(longest: Duration) -> Self {
+        let buckets = LatencyBuckets::past(longest);
         let metrics = Self {
             requests: Family::default(),
-            request_duration: Family::new_with_constructor(latency_histogram),
-            upstream_duration: Family::new_with_constructor(latency_histogram),
+            request_duration: Family::new_with_constructor(buckets.clone()),
+            requests_in_flight: Gauge::default(),
+            upstream_duration: Family::new_with_constructor(buckets),
+            upstream_responses: Family::default(),
+            tls_handshake_failures: Family::default(),
             jwks_fetches: Family::default(),
             jwks_keys_loaded: Family::default(),
             jwks_keys_rejected: Family::default(),
@@ -126,94 +223,176 @@ impl Metrics {
             protocol_errors: Family::default(),
             registry: Registry::default(),
         };
-        // prometheus-client appends `_total` to counters itself.
+        let mut root = Registry::default();
+        // `process_*` are the names every dashboard knows: they take no `phigate_` prefix.
+        root.register_collector(Box::new(process::ProcessCollector));
+        let registry = root.sub_registry_with_prefix("phigate");
+        metrics.register_all(registry);
+        metrics.show_known_series_at_zero();
+        Self {
+            registry: root,
+            ..metrics
+        }
+    }
+
+    fn register_all(&self, registry: &mut Registry) {
+        // prometheus-client appends `_total` to counters itself, and `_info` to an info metric.
+        registry.register(
+            "build",
+            "The running build; always 1",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            }),
+        );
+        registry.register(
+            "requests_in_flight",
+            "Requests received and not yet answered with a response head",
+            self.requests_in_flight.clone(),
+        );
+        registry.register(
+            "upstream_responses",
+            "Upstream responses by status class",
+            self.upstream_responses.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the PHI listener that failed, by reason",
+            self.tls_handshake_failures.clone(),
+        );
         registry.register(
             "decisions",
             "Requests decided, by rule, decision and reason",
-            metrics.requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "request_duration_seconds",
             "Time from request head to response head",
-            metrics.request_duration.clone(),
+            self.request_duration.clone(),
         );
         registry.register(
             "upstream_duration_seconds",
             "Time the upstream took to answer with a response head",
-            metrics.upstream_duration.clone(),
+            self.upstream_duration.clone(),
         );
         registry.register(
             "jwks_fetches",
             "JWKS fetches by issuer and result",
-            metrics.jwks_fetches.clone(),
+            self.jwks_fetches.clone(),
         );
         registry.register(
             "jwks_keys_loaded",
             "Usable verification keys currently loaded per issuer",
-            metrics.jwks_keys_loaded.clone(),
+            self.jwks_keys_loaded.clone(),
         );
         registry.register(
             "jwks_keys_rejected",
             "JWKS entries refused at load (private members, weak or malformed keys), each counted once",
-            metrics.jwks_keys_rejected.clone(),
+            self.jwks_keys_rejected.clone(),
         );
         registry.register(
             "jwks_key_age_seconds",
             "Seconds since the issuer's keys were last fetched successfully",
-            metrics.jwks_key_age.clone(),
+            self.jwks_key_age.clone(),
         );
         registry.register(
             "token_cache_hits",
             "Verified-token cache hits",
-            metrics.token_cache_hits.clone(),
+            self.token_cache_hits.clone(),
         );
         registry.register(
             "token_cache_misses",
             "Verified-token cache misses",
-            metrics.token_cache_misses.clone(),
+            self.token_cache_misses.clone(),
         );
         registry.register(
             "policy_reloads",
             "Policy reloads that swapped in a new policy",
-            metrics.policy_reloads.clone(),
+            self.policy_reloads.clone(),
         );
         registry.register(
             "policy_reload_failures",
             "Policy reloads refused because the new file did not compile",
-            metrics.policy_reload_failures.clone(),
+            self.policy_reload_failures.clone(),
         );
         registry.register(
             "revocation_refreshes",
             "Revocation list refreshes by source and result",
-            metrics.revocation_refreshes.clone(),
+            self.revocation_refreshes.clone(),
         );
         registry.register(
             "revocation_list_age_seconds",
             "Seconds since the source's list was last confirmed current",
-            metrics.revocation_age.clone(),
+            self.revocation_age.clone(),
         );
         registry.register(
             "revocation_entries",
             "Entries held per revocation source",
-            metrics.revocation_entries.clone(),
+            self.revocation_entries.clone(),
         );
         registry.register(
             "client_protocol_errors",
             "Requests the HTTP layer refused before phigate decided anything (client errors)",
-            metrics.protocol_errors.clone(),
+            self.protocol_errors.clone(),
         );
-        // Present at zero from the start, so an alert can watch the rate.
+    }
+
+    /// Creates every series whose labels are fixed, so each reads 0 before its first event.
+    fn show_known_series_at_zero(&self) {
+        // Creating a series is the point; each read guard is released at once.
         for kind in PROTOCOL_ERROR_KINDS {
             drop(
-                metrics
-                    .protocol_errors
+                self.protocol_errors
                     .get_or_create(&ProtocolErrorLabels { kind }),
             );
         }
-        Self {
-            registry,
-            ..metrics
+        for outcome in UPSTREAM_OUTCOMES {
+            drop(
+                self.upstream_duration
+                    .get_or_create(&UpstreamLabels { outcome }),
+            );
         }
+        for class in STATUS_CLASSES {
+            drop(
+                self.upstream_responses
+                    .get_or_create(&StatusClassLabels { class }),
+            );
+        }
+        for failure in HandshakeFailure::ALL {
+            let reason = failure.reason();
+            drop(
+                self.tls_handshake_failures
+                    .get_or_create(&HandshakeFailureLabels { reason }),
+            );
+        }
+    }
+
+    /// Counts a request as in flight until the returned guard is dropped.
+    pub fn request_started(&self) -> InFlight {
+        self.requests_in_flight.inc();
+        InFlight(self.requests_in_flight.clone())
+    }
+
+    /// Counts a TLS handshake that failed, by [`HandshakeFailure::reason`].
+    pub fn record_handshake_failure(&self, failure: HandshakeFailure) {
+        let reason = failure.reason();
+        self.tls_handshake_failures
+            .get_or_create(&HandshakeFailureLabels { reason })
+            .inc();
+    }
+
+    /// Counts an upstream response by its status class.
+    pub fn record_upstream_status(&self, status: http::StatusCode) {
+        let class = match status.as_u16() {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            500..=599 => "5xx",
+            _ => "other",
+        };
+        self.upstream_responses
+            .get_or_create(&StatusClassLabels { class })
+            .inc();
     }
 
     /// Counts a request the HTTP layer refused (hyper answered 400/431 itself, or timed out).
@@ -255,13 +434,32 @@ impl Metrics {
             .set(count);
     }
 
-    /// Makes an issuer's rejected-keys counter present at zero.
-    pub fn init_jwks_keys_rejected(&self, issuer: &str) {
-        // Creating the series is the point; the read guard is released at once.
+    /// Makes an issuer's fetch and rejected-keys counters present at zero.
+    pub fn init_issuer(&self, issuer: &str) {
+        // Creating the series is the point; each read guard is released at once.
         drop(
             self.jwks_keys_rejected
                 .get_or_create(&issuer_labels(issuer)),
         );
+        for result in ["ok", "error"] {
+            drop(self.jwks_fetches.get_or_create(&FetchLabels {
+                issuer: issuer.to_owned(),
+                result,
+            }));
+        }
+    }
+
+    /// Makes a revocation source's refresh counters present at zero.
+    pub fn init_revocation_source(&self, source: &str) {
+        for result in ["ok", "error"] {
+            drop(
+                self.revocation_refreshes
+                    .get_or_create(&SourceResultLabels {
+                        source: source.to_owned(),
+                        result,
+                    }),
+            );
+        }
     }
 
     /// Counts JWKS entries refused at load.
@@ -318,11 +516,18 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
-    /// Renders every metric in the Prometheus text format.
-    pub fn render(&self) -> String {
+    /// Renders every metric in `format`.
+    pub fn render(&self, format: Exposition) -> String {
         let mut out = String::new();
-        // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        // Writing into a String cannot fail, and no metric's encoding does either.
+        let _ = match format {
+            Exposition::OpenMetrics => {
+                prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            }
+            Exposition::PrometheusText => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, &self.registry)
+            }
+        };
         out
     }
 }
@@ -332,3 +537,6 @@ fn issuer_labels(issuer: &str) -> IssuerLabels {
         issuer: issuer.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,10 +2,13 @@
 //! TLS 1.2 and 1.3 with rustls's AEAD suites, offers h2 and http/1.1 by ALPN, and, with a client
 //! CA, verifies client certificates (an invalid certificate fails the handshake in both
 //! `required` and `optional` modes). `ClientIdentity` is what the handshake proved about the
-//! client. The client side verifies upstream and JWKS servers and never has an "accept any
-//! certificate" mode.
+//! client, and `HandshakeFailure` why a handshake failed. The client side verifies upstream and
+//! JWKS servers and never has an "accept any certificate" mode.
 
 pub mod dev_ca;
+mod handshake;
+
+pub use self::handshake::HandshakeFailure;
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;

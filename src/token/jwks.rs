@@ -176,8 +176,9 @@ impl IssuerKeys {
         client: JwksClient,
         metrics: Arc<Metrics>,
     ) -> Self {
-        // Present at zero from the start, so an alert on an increase sees the first rejection.
-        metrics.init_jwks_keys_rejected(&issuer.issuer);
+        // Present at zero from the start, so an alert on an increase sees the first rejection
+        // or failed fetch.
+        metrics.init_issuer(&issuer.issuer);
         Self {
             issuer,
             bounds,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use phigate::demo::{DevIssuer, SyntheticFhir};
 
-use crate::support::{AUDIENCE, Harness, ISSUER, Options};
+use crate::support::{AUDIENCE, Harness, ISSUER, Options, PUBLIC_BASE};
 
 fn phigate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -47,7 +47,7 @@ async fn check_prints_the_rule_table_for_a_valid_config() {
 #[tokio::test]
 async fn check_warns_about_a_later_weaker_overlapping_rule_and_exits_0() {
     let harness = Harness::with(Options {
-        policy: "rules:\n  - name: secret-report\n    methods: [GET]\n    path: /Report/secret\n    scopes: [system/Report.r]\n  - name: reports\n    methods: [GET]\n    path: /Report/**\n    public: true\n".to_owned(),
+        policy: "rules:\n  - name: secret-report\n    methods: [GET]\n    path: /Report/secret\n    scopes: [reports.read]\n  - name: reports\n    methods: [GET]\n    path: /Report/**\n    public: true\n".to_owned(),
         ..Default::default()
     })
     .await;
@@ -100,6 +100,17 @@ fn check_names_file_line_and_problem_and_exits_1() {
             "symmetric",
         ),
         ("listen:\n  adress: \"127.0.0.1:0\"\n", ":2:", "adress"),
+        // The parser would blame line 2, where it was reading when it met the tab.
+        (
+            "listen:\n  address: \"127.0.0.1:0\"\n\tinsecure_plaintext: true\n",
+            ":3:1:",
+            "a tab character indents this line",
+        ),
+        (
+            "listen:\n  address: \"127.0.0.1:0\"\n   insecure_plaintext: true\n",
+            ":3:4:",
+            "not indented like the keys above it",
+        ),
     ];
     for (text, line, problem) in cases {
         std::fs::write(&config, text).unwrap();
@@ -115,6 +126,166 @@ fn check_names_file_line_and_problem_and_exits_1() {
             "{stderr}"
         );
     }
+}
+
+/// Runs `phigate check` on a plaintext configuration (`listen_extra` added to `listen:`,
+/// `extra` before `policy_file:`) and `policy`: (exit code, stdout, stderr warning lines, stderr).
+fn check_offline(
+    listen_extra: &str,
+    extra: &str,
+    policy: &str,
+) -> (i32, String, Vec<String>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let config = dir.path().join("phigate.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen:\n  address: \"127.0.0.1:0\"\n  insecure_plaintext: true\n{listen_extra}upstream:\n  url: \"http://127.0.0.1:1/fhir\"\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\n{extra}policy_file: policy.yaml\n"
+        ),
+    )
+    .unwrap();
+    let output = phigate()
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let warnings = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .map(str::to_owned)
+        .collect();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        warnings,
+        stderr,
+    )
+}
+
+const BASE_URL: &str = "  public_base_url: \"https://gw.test\"\n";
+
+#[test]
+fn check_warns_about_scopes_no_smart_server_grants_and_exits_0() {
+    let policy = "rules:\n  - name: read\n    methods: [GET]\n    path: /Patient/{id}\n    scopes:\n      - patient/Patinet.r\n      - system/Patient.x\n      - usr/Patient.r\n      - system/Patient.read\n      - user/Patient.rs\n";
+    let (code, stdout, warnings, stderr) = check_offline(BASE_URL, "", policy);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("configuration is valid"), "{stdout}");
+    assert!(!stderr.contains("error"), "{stderr}");
+    let expected = [
+        (
+            "policy.yaml:6:9: ",
+            "\"Patinet\" is not a FHIR R4 resource type (did you mean \"Patient\"?)",
+        ),
+        (
+            "policy.yaml:7:9: ",
+            "\".x\" is neither SMART v2 permissions",
+        ),
+        ("policy.yaml:8:9: ", "\"usr\" is not a SMART context"),
+        (
+            "policy.yaml:9:9: ",
+            "SMART v1 form of \"system/Patient.rs\"",
+        ),
+    ];
+    assert_eq!(warnings.len(), expected.len(), "{stderr}");
+    for (warning, (place, words)) in warnings.iter().zip(expected) {
+        assert!(
+            warning.contains(place) && warning.contains(words),
+            "{warning}"
+        );
+    }
+}
+
+#[test]
+fn check_refuses_an_unknown_resource_type_in_a_smart_rule() {
+    let policy = "rules:\n  - name: fhir\n    methods: [GET]\n    path: /**\n    fhir: smart\n    resource_types: [Patient, Obsrvation]\n";
+    let (code, _, _, stderr) = check_offline(BASE_URL, "", policy);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: ")
+            && stderr.contains("policy.yaml:6:31: ")
+            && stderr.contains(
+                "\"Obsrvation\" is not a FHIR R4 resource type (did you mean \"Observation\"?)"
+            ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_says_dpop_cannot_work_without_a_public_base_url() {
+    let policy = "rules:\n  - name: a\n    methods: [GET]\n    path: /x\n    public: true\n";
+    // Any issuer may bind tokens to DPoP keys: a warning, exit 0.
+    let (code, stdout, warnings, stderr) = check_offline("", "", policy);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].contains("phigate.yaml:2:12: listen.public_base_url is not set")
+            && warnings[0].contains("dpop_htu_mismatch"),
+        "{stderr}"
+    );
+    // A dpop: section that can never succeed: an error, exit 1.
+    let (code, _, _, stderr) = check_offline("", "dpop:\n  max_age: 30s\n", policy);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("error: ")
+            && stderr.contains(
+                "phigate.yaml:12:3: dpop: is configured but listen.public_base_url is not set"
+            ),
+        "{stderr}"
+    );
+    let (code, _, warnings, stderr) = check_offline(BASE_URL, "dpop:\n  max_age: 30s\n", policy);
+    assert_eq!((code, warnings.len()), (0, 0), "{stderr}");
+}
+
+#[tokio::test]
+async fn run_logs_that_dpop_cannot_work_without_a_public_base_url() {
+    let harness = Harness::start().await;
+    let text = std::fs::read_to_string(&harness.config_file).unwrap();
+    let without = text.replace(&format!("  public_base_url: \"{PUBLIC_BASE}\"\n"), "");
+    assert_ne!(text, without);
+    let config = harness.dir.path().join("run.yaml");
+    std::fs::write(&config, without).unwrap();
+    let mut child = phigate()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let serving = line.contains("phigate serving");
+            seen.push(line);
+            if serving {
+                break;
+            }
+        }
+        seen
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(30), lines)
+        .await
+        .unwrap()
+        .unwrap();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let warning = lines
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|value| value["message"] == "configuration warning")
+        .unwrap_or_else(|| panic!("no configuration warning in {lines:#?}"));
+    assert_eq!(warning["config.line"], 2, "{warning}");
+    assert!(
+        warning["problem"]
+            .as_str()
+            .unwrap()
+            .contains("dpop_htu_mismatch"),
+        "{warning}"
+    );
 }
 
 #[tokio::test]
@@ -757,7 +928,7 @@ fn check_builds_what_run_builds_and_reports_every_problem_with_its_key() {
         std::fs::write(
             &config,
             format!(
-                "listen:\n  address: \"127.0.0.1:0\"\n  tls:\n{tls}upstream:\n  url: \"https://127.0.0.1:1/fhir\"\n  ca_file: junk.pem\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\nrevocation:\n  sources:\n    - file: missing.json\ndpop:\n  replay_redis: \"redis://127.0.0.1:notaport\"\npolicy_file: policy.yaml\n"
+                "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"https://gw.test\"\n  tls:\n{tls}upstream:\n  url: \"https://127.0.0.1:1/fhir\"\n  ca_file: junk.pem\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\nrevocation:\n  sources:\n    - file: missing.json\ndpop:\n  replay_redis: \"redis://127.0.0.1:notaport\"\npolicy_file: policy.yaml\n"
             ),
         )
         .unwrap();
@@ -774,12 +945,12 @@ fn check_builds_what_run_builds_and_reports_every_problem_with_its_key() {
     write("    cert_file: junk.pem\n    key_file: missing.key\n    client_ca_file: junk.pem\n");
     let stderr = check();
     for expected in [
-        "phigate.yaml:4:16: listen.tls.cert_file: no certificate found",
-        "phigate.yaml:5:15: listen.tls.key_file: cannot read the private key",
-        "phigate.yaml:6:21: listen.tls.client_ca_file: no certificate found",
-        "phigate.yaml:9:12: upstream.ca_file: no certificate found",
-        "phigate.yaml:17:13: revocation.sources[0].file: the revocation list file does not exist",
-        "phigate.yaml:19:17: dpop.replay_redis: not a usable Redis URL",
+        "phigate.yaml:5:16: listen.tls.cert_file: no certificate found",
+        "phigate.yaml:6:15: listen.tls.key_file: cannot read the private key",
+        "phigate.yaml:7:21: listen.tls.client_ca_file: no certificate found",
+        "phigate.yaml:10:12: upstream.ca_file: no certificate found",
+        "phigate.yaml:18:13: revocation.sources[0].file: the revocation list file does not exist",
+        "phigate.yaml:20:17: dpop.replay_redis: not a usable Redis URL",
     ] {
         assert!(
             stderr.contains(expected),

@@ -13,6 +13,7 @@ mod export;
 mod interaction;
 mod membership;
 mod precondition;
+mod resource_types;
 mod scope;
 mod search;
 
@@ -27,7 +28,8 @@ use self::interaction::{Classified, NotFhir};
 pub use self::interaction::{Interaction, Level};
 use self::membership::Membership;
 pub use self::precondition::{Precondition, WriteKind, parse_patch, version_of};
-pub use self::scope::{Context, SmartScope};
+pub use self::resource_types::{closest_r4_resource_type, is_r4_resource_type};
+pub use self::scope::{Context, ScopeDoubt, SmartScope};
 use self::search::{Param, ParamFault};
 use crate::strict_json::{self, StrictJsonError};
 

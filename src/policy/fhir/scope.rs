@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::resource_types::{closest, closest_r4_resource_type, is_r4_resource_type};
+
 /// Whose data a scope reaches (SMART "Scopes and Launch Context").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Context {
@@ -109,6 +111,83 @@ impl SmartScope {
     }
 }
 
+/// What is wrong with a scope that is shaped like a SMART resource scope (`word/Word.letters`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScopeDoubt {
+    /// No SMART server grants it; each entry says why.
+    NeverGranted(Vec<String>),
+    /// The SMART v1 form (`.read`, `.write`, `.*`), whose v2 equivalent is given.
+    V1 {
+        /// The same grant in v2 letters.
+        v2: String,
+    },
+}
+
+impl ScopeDoubt {
+    /// What, if anything, is doubtful about `text` as a SMART resource scope. Text not shaped
+    /// like one — `openid`, `launch/patient`, another API's own scopes — raises no doubt, and
+    /// neither does a well-formed v2 scope.
+    pub fn of(text: &str) -> Option<Self> {
+        let (base, query) = text
+            .split_once('?')
+            .map_or((text, None), |(b, q)| (b, Some(q)));
+        let (context, rest) = base.split_once('/')?;
+        let (resource_type, permission) = rest.split_once('.')?;
+        let word = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphabetic());
+        let letters =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '*');
+        if !word(context) || !(resource_type == "*" || word(resource_type)) || !letters(permission)
+        {
+            return None;
+        }
+        let contexts = ["patient", "user", "system"];
+        let known_context = Context::parse(context).is_some();
+        let known_type = resource_type == "*" || is_r4_resource_type(resource_type);
+        let near_context = closest(context, &contexts);
+        if !known_context && !known_type && near_context.is_none() {
+            return None;
+        }
+        let mut why = Vec::new();
+        if !known_context {
+            why.push(format!(
+                "{context:?} is not a SMART context (patient, user or system){}",
+                suggestion(near_context)
+            ));
+        }
+        if !known_type {
+            why.push(format!(
+                "{resource_type:?} is not a FHIR R4 resource type{}",
+                suggestion(closest_r4_resource_type(resource_type))
+            ));
+        }
+        let v1 = matches!(permission, "read" | "write" | "*");
+        if !v1 && !is_ordered_subset(permission) {
+            why.push(format!(
+                "\".{permission}\" is neither SMART v2 permissions (letters of cruds, in that order) \
+                 nor v1 (read, write, *)"
+            ));
+        }
+        let restriction_ok = query.is_none_or(|q| {
+            q.split('&').all(|pair| {
+                pair.split_once('=')
+                    .is_some_and(|(n, v)| !n.is_empty() && !v.is_empty())
+            })
+        });
+        if !restriction_ok {
+            why.push("a granular restriction must be name=value pairs joined by &".to_owned());
+        }
+        if !why.is_empty() {
+            return Some(Self::NeverGranted(why));
+        }
+        let v2 = SmartScope::parse(text).map(|scope| scope.to_string())?;
+        v1.then_some(Self::V1 { v2 })
+    }
+}
+
+fn suggestion(closest: Option<&str>) -> String {
+    closest.map_or_else(String::new, |name| format!(" (did you mean {name:?}?)"))
+}
+
 /// SMART 2.x: letters appear in `cruds` order, each at most once.
 fn is_ordered_subset(letters: &str) -> bool {
     let mut order = "cruds".chars();
@@ -166,6 +245,75 @@ mod tests {
         check("launch/patient", None);
         check("openid", None);
         check("patient/Observation.rs?category", None);
+    }
+
+    /// `None`, the v1 scope's v2 form, or pieces of every reason it is never granted.
+    #[track_caller]
+    fn check_doubt(text: &str, expected: Option<Result<&str, &[&str]>>) {
+        let actual = ScopeDoubt::of(text);
+        match (&actual, expected) {
+            (None, None) => {}
+            (Some(ScopeDoubt::V1 { v2 }), Some(Ok(expected))) => assert_eq!(v2, expected, "{text}"),
+            (Some(ScopeDoubt::NeverGranted(why)), Some(Err(pieces))) => {
+                assert_eq!(why.len(), pieces.len(), "{text}: {why:?}");
+                for (reason, piece) in why.iter().zip(pieces) {
+                    assert!(reason.contains(piece), "{text}: {reason}");
+                }
+            }
+            _ => panic!("{text}: {actual:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn doubts_about_scopes_shaped_like_smart_ones() {
+        check_doubt("patient/Patient.r", None);
+        check_doubt("user/*.cruds", None);
+        check_doubt("patient/Observation.rs?category=http://x|laboratory", None);
+        check_doubt("openid", None);
+        check_doubt("launch/patient", None);
+        check_doubt("fhirUser", None);
+        check_doubt("api/reports.read", None);
+        check_doubt("api/Report.read", None);
+        check_doubt(
+            "patient/Patinet.r",
+            Some(Err(&[
+                "\"Patinet\" is not a FHIR R4 resource type (did you mean \"Patient\"?)",
+            ])),
+        );
+        check_doubt(
+            "system/Report.r",
+            Some(Err(&["\"Report\" is not a FHIR R4"])),
+        );
+        check_doubt(
+            "system/patient.r",
+            Some(Err(&["did you mean \"Patient\"?"])),
+        );
+        check_doubt(
+            "system/Patient.x",
+            Some(Err(&["\".x\" is neither SMART v2 permissions"])),
+        );
+        check_doubt("system/Patient.sr", Some(Err(&["\".sr\" is neither"])));
+        check_doubt(
+            "usr/Patient.r",
+            Some(Err(&[
+                "\"usr\" is not a SMART context (patient, user or system) (did you mean \"user\"?)",
+            ])),
+        );
+        check_doubt(
+            "practitioner/Observation.rs",
+            Some(Err(&["\"practitioner\" is not a SMART context"])),
+        );
+        check_doubt(
+            "usr/Patinet.rx",
+            Some(Err(&["\"usr\"", "\"Patinet\"", "\".rx\""])),
+        );
+        check_doubt(
+            "patient/Observation.rs?category",
+            Some(Err(&["name=value pairs"])),
+        );
+        check_doubt("system/Patient.read", Some(Ok("system/Patient.rs")));
+        check_doubt("user/Observation.write", Some(Ok("user/Observation.cud")));
+        check_doubt("patient/*.*", Some(Ok("patient/*.cruds")));
     }
 
     #[test]

@@ -223,7 +223,7 @@ fn load_errors_name_line_and_problem() {
     );
     check_load(
         &rule("  - name: b\n    methods: [GET]\n    path: /b\n    scopes: [\"a b\"]\n"),
-        6,
+        9,
         "not a valid scope",
     );
     check_load(
@@ -451,6 +451,95 @@ fn rules_that_differ_only_in_letter_case_are_a_warning() {
         ),
         &[(6, &["letter case"])],
     );
+}
+
+#[test]
+fn scopes_no_smart_server_grants_are_warnings_at_the_scope() {
+    let scopes = |list: &str| {
+        rule(
+            "r",
+            "GET",
+            "/Patient/{id}",
+            &format!("    scopes: {list}\n"),
+        )
+    };
+    check_warnings(
+        &scopes("[patient/Patient.r, patient/Patinet.r]"),
+        &[(
+            5,
+            &[
+                "rule \"r\": scope \"patient/Patinet.r\" is shaped like a SMART scope, but no SMART server grants it",
+                "\"Patinet\" is not a FHIR R4 resource type (did you mean \"Patient\"?)",
+            ],
+        )],
+    );
+    check_warnings(
+        &scopes("[system/Patient.x]"),
+        &[(5, &["\".x\" is neither SMART v2 permissions"])],
+    );
+    check_warnings(
+        &scopes("[usr/Patient.r]"),
+        &[(
+            5,
+            &["\"usr\" is not a SMART context", "did you mean \"user\"?"],
+        )],
+    );
+    check_warnings(
+        &scopes("[system/Patient.read]"),
+        &[(
+            5,
+            &[
+                "SMART v1 form of \"system/Patient.rs\"",
+                "a token holding \"system/Patient.rs\" does not match",
+                "fhir: smart",
+            ],
+        )],
+    );
+    // Block lists put each scope on its own line, and each warning on the scope's.
+    check_warnings(
+        &scopes(
+            "\n      - user/Patient.r\n      - user/Patinet.r\n      - openid\n      - usr/Patient.r",
+        ),
+        &[(7, &["\"Patinet\""]), (9, &["\"usr\""])],
+    );
+    // Scopes not shaped like SMART ones are another API's business.
+    check_warnings(
+        &scopes("[openid, launch/patient, \"reports:read\", api/Report.read, user/*.cruds]"),
+        &[],
+    );
+    let table = PolicyTable::from_yaml(
+        &format!("rules:\n{}", scopes("[user/Patient.r, usr/Patient.r]")),
+        Path::new("p.yaml"),
+    )
+    .unwrap();
+    let warning = &table.warnings()[0];
+    assert_eq!((warning.line, warning.column), (5, 30), "{warning}");
+}
+
+#[test]
+fn unknown_resource_types_in_a_smart_rule_are_errors() {
+    let smart = |types: &str| {
+        format!(
+            "rules:\n{}",
+            rule(
+                "fhir",
+                "GET",
+                "/**",
+                &format!("    fhir: smart\n    resource_types: {types}\n")
+            )
+        )
+    };
+    check_load(
+        &smart("[Observation, Obsrvation]"),
+        6,
+        "rule \"fhir\": resource_types: \"Obsrvation\" is not a FHIR R4 resource type (did you mean \"Observation\"?)",
+    );
+    check_load(
+        &smart("[Widget]"),
+        6,
+        "\"Widget\" is not a FHIR R4 resource type",
+    );
+    assert!(PolicyTable::from_yaml(&smart("[Patient, Observation]"), Path::new("p.yaml")).is_ok());
 }
 
 #[test]

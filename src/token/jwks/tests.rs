@@ -381,7 +381,7 @@ fn each_rejected_entry_is_counted_once_across_refreshes() {
     );
     let counted = |metrics: &Metrics| {
         metrics
-            .render()
+            .render(crate::telemetry::Exposition::PrometheusText)
             .lines()
             .find_map(|line| {
                 line.strip_prefix("phigate_jwks_keys_rejected_total{issuer=\"https://as-a.test\"} ")

@@ -178,26 +178,41 @@ pub async fn read_until_quiet<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -
 
 /// A plain HTTP/1.1 GET: (status, body).
 pub async fn plain_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let (status, _, body) = plain_get_with(addr, path, &[]).await;
+    (status, body)
+}
+
+/// A plain HTTP/1.1 GET with extra request headers: (status, response headers, body).
+pub async fn plain_get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HeaderMap, String) {
     let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
+        return (0, HeaderMap::new(), String::new());
     };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .unwrap();
     tokio::spawn(conn);
-    let request = Request::get(path)
-        .header("host", "localhost")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
+    let mut request = Request::get(path).header("host", "localhost");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
     let Ok(response) = sender.send_request(request).await else {
-        return (0, String::new());
+        return (0, HeaderMap::new(), String::new());
     };
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
+    let (head, body) = response.into_parts();
+    let body = body
         .collect()
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    (
+        status,
+        head.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
 }
