@@ -199,7 +199,7 @@ impl Pipeline {
             .or_else(|| policy.client_binding(verified.client_id.as_deref()));
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
-        let token_hash = URL_SAFE_NO_PAD.encode(token::sha256(bearer.expose().as_bytes()));
+        let token_hash = URL_SAFE_NO_PAD.encode(crate::jose::sha256(bearer.expose().as_bytes()));
         facts.bearer = Some(bearer);
         facts.scheme = Some(scheme);
         if scheme == Scheme::Dpop {

@@ -10,13 +10,16 @@
 
 use std::time::Duration;
 
-use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use crate::strict_json;
+use crate::jose::{
+    self,
+    compact::{self, JoseHeader, JwsFault},
+    sha256,
+};
 
 /// Which proofs are accepted: algorithms and the `iat` window.
 #[derive(Debug, Clone)]
@@ -113,6 +116,18 @@ impl DpopFault {
     }
 }
 
+impl From<JwsFault> for DpopFault {
+    fn from(fault: JwsFault) -> Self {
+        match fault {
+            // RFC 9449 §4.3 item 4: `alg` is required like every other proof member.
+            JwsFault::AlgMissing => Self::MissingClaim,
+            JwsFault::Malformed | JwsFault::DuplicateMember | JwsFault::UnsupportedHeader => {
+                Self::Malformed
+            }
+        }
+    }
+}
+
 /// JWK members only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
 const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
 
@@ -130,27 +145,17 @@ pub fn verify_proof(
     now: i64,
     settings: &ProofSettings,
 ) -> Result<VerifiedProof, DpopFault> {
-    let (header_b64, payload_b64, signature_b64) = split_compact(proof)?;
-    let header = decode_object(header_b64)?;
-    let claims = decode_object(payload_b64)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| DpopFault::Malformed)?;
-    if signature.is_empty() {
-        return Err(DpopFault::Malformed);
-    }
-    let (alg, jwk) = check_header(&header, settings)?;
+    let jws = compact::parse(proof)?;
+    let (alg, jwk) = check_header(&jws.header, settings)?;
     let key = decoding_key(jwk, alg)?;
-    // RFC 7515 §5.2: the signing input is the segments exactly as received.
-    let message = &proof[..header_b64.len() + 1 + payload_b64.len()];
     // Nothing in the claims is believed before the signature holds.
-    if !jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), &key, alg)
+    if !jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), &key, alg)
         .map_err(|_| DpopFault::BadSignature)?
     {
         return Err(DpopFault::BadSignature);
     }
     let checked = check_claims(
-        &claims,
+        &jws.claims,
         method,
         expected_htu,
         access_token,
@@ -167,48 +172,21 @@ pub fn verify_proof(
     })
 }
 
-/// RFC 7515 §7.1: exactly three non-empty segments (JWS JSON and JWE forms are refused).
-fn split_compact(proof: &str) -> Result<(&str, &str, &str), DpopFault> {
-    let mut parts = proof.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && !s.is_empty() => {
-            Ok((h, p, s))
-        }
-        _ => Err(DpopFault::Malformed),
-    }
-}
-
-/// A segment as a JSON object; the engine refuses padding and non-zero trailing bits, so each
-/// byte string has exactly one accepted spelling.
-fn decode_object(segment: &str) -> Result<Map<String, Value>, DpopFault> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| DpopFault::Malformed)?;
-    match strict_json::parse(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(DpopFault::Malformed),
-    }
-}
-
 /// RFC 9449 §4.3 items 4, 5 and 7: `typ`, an allowed asymmetric `alg`, a public `jwk`.
 fn check_header<'h>(
-    header: &'h Map<String, Value>,
+    header: &'h JoseHeader,
     settings: &ProofSettings,
 ) -> Result<(Algorithm, &'h Map<String, Value>), DpopFault> {
-    // RFC 7515 §4.1.11: no extension is understood here, so any `crit` header is refused.
-    if header.contains_key("crit") {
-        return Err(DpopFault::Malformed);
-    }
-    let typ = required_str(header, "typ")?;
+    let typ = header.typ.as_deref().ok_or(DpopFault::MissingClaim)?;
     // RFC 9449 §4.2 and RFC 6838 §4.2: media type names compare case-insensitively.
     if !typ.eq_ignore_ascii_case("dpop+jwt") {
         return Err(DpopFault::TypMismatch);
     }
-    let alg = parse_alg(required_str(header, "alg")?).ok_or(DpopFault::AlgNotAllowed)?;
+    let alg = jose::algorithm(&header.alg).ok_or(DpopFault::AlgNotAllowed)?;
     if !settings.algorithms.contains(&alg) {
         return Err(DpopFault::AlgNotAllowed);
     }
-    let jwk = match header.get("jwk") {
+    let jwk = match header.member("jwk") {
         None => return Err(DpopFault::MissingClaim),
         Some(Value::Object(jwk)) => jwk,
         Some(_) => return Err(DpopFault::Malformed),
@@ -222,21 +200,11 @@ fn check_header<'h>(
     }
     // RFC 7517 §4.4: a key labelled for another algorithm is not used with this one.
     if let Some(label) = jwk.get("alg")
-        && label.as_str().and_then(parse_alg) != Some(alg)
+        && label.as_str().and_then(jose::algorithm) != Some(alg)
     {
         return Err(DpopFault::AlgNotAllowed);
     }
     Ok((alg, jwk))
-}
-
-/// An asymmetric JWS algorithm name; `none` and HMAC are never one, whatever the settings say.
-fn parse_alg(name: &str) -> Option<Algorithm> {
-    match name {
-        // RFC 9864: the fully specified name for EdDSA over Ed25519.
-        "Ed25519" => Some(Algorithm::EdDSA),
-        "HS256" | "HS384" | "HS512" => None,
-        other => other.parse().ok(),
-    }
 }
 
 /// The public key of `jwk` when its type, curve and size fit `alg` (RFC 7518 §6, RFC 8037 §2).
@@ -387,10 +355,6 @@ fn numeric_date(value: &Value) -> Result<i64, DpopFault> {
         Some(seconds) if seconds.is_finite() => Ok(seconds.floor() as i64),
         _ => Err(DpopFault::Malformed),
     }
-}
-
-fn sha256(bytes: &[u8]) -> digest::Digest {
-    digest::digest(&digest::SHA256, bytes)
 }
 
 /// RFC 7638 §3.2 thumbprint of a public EC, RSA or OKP `jwk`: SHA-256 over its required members

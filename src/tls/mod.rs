@@ -148,7 +148,7 @@ pub struct CertThumbprint(String);
 impl CertThumbprint {
     /// The thumbprint of a DER certificate.
     pub fn of(der: &[u8]) -> Self {
-        Self(URL_SAFE_NO_PAD.encode(crate::token::sha256(der)))
+        Self(URL_SAFE_NO_PAD.encode(crate::jose::sha256(der)))
     }
 
     /// The encoded thumbprint.

@@ -18,9 +18,10 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
+use super::TokenFault;
 use super::claims::{self, VerifiedToken};
-use super::{TokenFault, sha256};
 use crate::config::{IntrospectionConfig, IssuerConfig, TokenBounds};
+use crate::jose::sha256;
 use crate::strict_json;
 use crate::tls::{TlsError, https_client_config};
 

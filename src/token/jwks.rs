@@ -537,7 +537,7 @@ pub fn parse_key_set(body: &[u8], issuer: &IssuerConfig) -> Result<Entries, Fetc
             KeyVerdict::Ignored => {}
             KeyVerdict::Rejected(reason) => rejected.push(RejectedKey {
                 kid: entry.get("kid").and_then(Value::as_str).and_then(loggable),
-                fingerprint: super::sha256(entry.to_string().as_bytes()),
+                fingerprint: crate::jose::sha256(entry.to_string().as_bytes()),
                 reason,
             }),
         }

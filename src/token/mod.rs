@@ -7,7 +7,6 @@
 pub mod bearer;
 mod claims;
 mod introspection;
-pub mod jose;
 pub mod jwks;
 
 use std::collections::HashMap;
@@ -23,6 +22,7 @@ pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
+use crate::jose::{self, compact::JwsFault};
 use crate::telemetry::Metrics;
 use crate::tls::{TlsError, https_client_config};
 
@@ -101,6 +101,16 @@ impl TokenFault {
             Self::KeysUnavailable => "keys_unavailable",
             Self::Inactive => "token_inactive",
             Self::IntrospectionUnavailable => "introspection_unavailable",
+        }
+    }
+}
+
+impl From<JwsFault> for TokenFault {
+    fn from(fault: JwsFault) -> Self {
+        match fault {
+            JwsFault::Malformed | JwsFault::AlgMissing => Self::Malformed,
+            JwsFault::DuplicateMember => Self::DuplicateMember,
+            JwsFault::UnsupportedHeader => Self::UnsupportedHeader,
         }
     }
 }
@@ -190,7 +200,7 @@ impl Verifier {
     /// Verifies `bearer` completely, or says why not.
     pub async fn verify(&self, bearer: &BearerToken) -> Result<Arc<VerifiedToken>, TokenFault> {
         let token = bearer.expose();
-        let digest = sha256(token.as_bytes());
+        let digest = jose::sha256(token.as_bytes());
         let now = unix_now();
         if let Some(cached) = self.cache.get(&digest) {
             if let Some(token) = self.still_valid(&cached, now) {
@@ -209,7 +219,7 @@ impl Verifier {
                 _ => Err(TokenFault::Malformed),
             };
         }
-        let jws = jose::parse(token)?;
+        let jws = jose::compact::parse(token)?;
         let Some(Value::String(iss)) = jws.claims.get("iss") else {
             return Err(TokenFault::IssuerMismatch);
         };
@@ -218,12 +228,8 @@ impl Verifier {
             .get(iss.as_str())
             .ok_or(TokenFault::UnknownIssuer)?;
         let issuer = keys.issuer();
-        // `none` and unknown names do not parse; HMAC is never in an `AlgorithmSet`.
-        let alg: Algorithm = jws
-            .header
-            .alg
-            .parse()
-            .map_err(|_| TokenFault::AlgNotAllowed)?;
+        // `none`, HMAC and unknown names are no algorithm at all.
+        let alg = jose::algorithm(&jws.header.alg).ok_or(TokenFault::AlgNotAllowed)?;
         if !issuer.algorithms.contains(alg) {
             return Err(TokenFault::AlgNotAllowed);
         }
@@ -319,14 +325,6 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> TokenFault {
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenFault::AlgNotAllowed,
         _ => TokenFault::Malformed,
     }
-}
-
-/// SHA-256 of `bytes`, for cache keys and log fingerprints.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 fn unix_now() -> i64 {
