@@ -4,6 +4,7 @@
 //! decides what a token or proof may do: its callers do.
 
 pub mod compact;
+pub mod jwk;
 
 use jsonwebtoken::Algorithm;
 

@@ -194,7 +194,7 @@ fn g01_valid_proofs_yield_the_key_thumbprint() {
             &ProofSettings::default(),
         )
         .unwrap();
-        assert_eq!(verified.jkt, jwk_thumbprint(&key.jwk).unwrap());
+        assert_eq!(verified.jkt, jwk::thumbprint(&key.jwk).unwrap());
         assert_eq!(verified.jti, claims["jti"].as_str().unwrap());
         assert_eq!(
             (verified.iat, verified.nonce.as_deref()),
@@ -284,7 +284,11 @@ fn key_family_must_fit_the_algorithm() {
         h["alg"] = json!("PS256");
         h["jwk"] = json!({"kty": "RSA", "n": b64(&[0xc1; 128]), "e": "AQAB"});
     };
-    check(&ec.edited(weak), None, Err(DpopFault::AlgNotAllowed));
+    check(
+        &ec.edited(weak),
+        None,
+        Err(DpopFault::Key(KeyRejection::RsaModulusTooShort)),
+    );
     // RFC 7518 §6.3.1.1: a leading zero octet is not a minimal encoding.
     let padded: Edit = |h, _| {
         h["alg"] = json!("PS256");
@@ -292,9 +296,17 @@ fn key_family_must_fit_the_algorithm() {
         n.extend([0xc1; 256]);
         h["jwk"] = json!({"kty": "RSA", "n": b64(&n), "e": "AQAB"});
     };
-    check(&ec.edited(padded), None, Err(DpopFault::Malformed));
+    check(
+        &ec.edited(padded),
+        None,
+        Err(DpopFault::Key(KeyRejection::Malformed)),
+    );
     let short_x: Edit = |h, _| h["jwk"]["x"] = json!(b64(&[7; 31]));
-    check(&ec.edited(short_x), None, Err(DpopFault::Malformed));
+    check(
+        &ec.edited(short_x),
+        None,
+        Err(DpopFault::Key(KeyRejection::KeyLength)),
+    );
 }
 
 #[test]
@@ -303,17 +315,20 @@ fn g09_private_or_symmetric_jwk_and_typ() {
     let cases: [(Edit, Result<(), DpopFault>); 8] = [
         (
             |h, _| h["jwk"]["d"] = json!("AAAA"),
-            Err(DpopFault::PrivateKey),
+            Err(DpopFault::Key(KeyRejection::PrivateMembers)),
         ),
         (
             |h, _| h["jwk"] = json!({"kty": "oct", "k": "c2VjcmV0"}),
-            Err(DpopFault::PrivateKey),
+            Err(DpopFault::Key(KeyRejection::PrivateMembers)),
         ),
         (
             |h, _| h["jwk"] = json!({"kty": "oct"}),
-            Err(DpopFault::PrivateKey),
+            Err(DpopFault::Key(KeyRejection::PrivateMembers)),
         ),
-        (|h, _| h["jwk"] = json!("key"), Err(DpopFault::Malformed)),
+        (
+            |h, _| h["jwk"] = json!("key"),
+            Err(DpopFault::Key(KeyRejection::NotAnObject)),
+        ),
         (|h, _| h["typ"] = json!("JWT"), Err(DpopFault::TypMismatch)),
         (
             |h, _| h["typ"] = json!("application/dpop+jwt"),
@@ -508,38 +523,7 @@ fn reasons_are_documented_codes() {
     assert_eq!(ProofSettings::default().algs(), "ES256 PS256 EdDSA");
 }
 
-// === jwk_thumbprint ===
-
-#[test]
-fn rfc7638_and_rfc8037_example_thumbprints() {
-    // RFC 7638 §3.1.
-    let rsa = json!({
-        "kty": "RSA",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-        "e": "AQAB",
-        "alg": "RS256",
-        "kid": "2011-04-29"
-    });
-    // RFC 8037 §A.3.
-    let okp =
-        json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
-    assert_eq!(
-        jwk_thumbprint(&rsa).as_deref(),
-        Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
-    );
-    assert_eq!(
-        jwk_thumbprint(&okp).as_deref(),
-        Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
-    );
-    assert_eq!(
-        jwk_thumbprint(&json!({"kty": "oct", "k": "c2VjcmV0"})),
-        None
-    );
-    assert_eq!(
-        jwk_thumbprint(&json!({"kty": "EC", "crv": "P-256", "x": "AA"})),
-        None
-    );
-}
+// === thumbprints ===
 
 #[test]
 fn g17_extra_members_and_order_do_not_change_the_thumbprint() {
@@ -548,14 +532,14 @@ fn g17_extra_members_and_order_do_not_change_the_thumbprint() {
     for (name, value) in key.jwk.as_object().unwrap().iter().rev() {
         decorated[name] = value.clone();
     }
-    assert_eq!(jwk_thumbprint(&decorated), jwk_thumbprint(&key.jwk));
+    assert_eq!(jwk::thumbprint(&decorated), jwk::thumbprint(&key.jwk));
     // The decorated key also works inside a proof and yields the same jkt.
     let mut header = key.header();
     header["jwk"] = decorated;
     let proof = key.proof(&header, &good_claims());
     let settings = ProofSettings::default();
     let verified = verify_proof(&proof, &Method::GET, HTU, TOKEN, None, NOW, &settings).unwrap();
-    assert_eq!(Some(verified.jkt), jwk_thumbprint(&key.jwk));
+    assert_eq!(Some(verified.jkt), jwk::thumbprint(&key.jwk));
 }
 
 // === normalise_htu ===

@@ -30,7 +30,7 @@ impl DpopKey {
     }
 
     pub fn thumbprint(&self) -> String {
-        phigate::binding::dpop::jwk_thumbprint(&self.jwk).unwrap()
+        phigate::jose::jwk::thumbprint(&self.jwk).unwrap()
     }
 
     /// A proof for `method htu` carrying the hash of `token`.
