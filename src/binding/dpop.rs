@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use crate::jose::compact::{self, JoseHeader, JwsFault};
 use crate::jose::jwk::{self, KeyRejection};
-use crate::jose::{self, sha256};
+use crate::jose::{self, sha256, time};
 
 /// Which proofs are accepted: algorithms and the `iat` window.
 #[derive(Debug, Clone)]
@@ -224,7 +224,8 @@ fn check_claims(
     let htm = required_str(claims, "htm")?;
     let htu = required_str(claims, "htu")?;
     let ath = required_str(claims, "ath")?;
-    let iat = numeric_date(claims.get("iat").ok_or(DpopFault::MissingClaim)?)?;
+    let iat = claims.get("iat").ok_or(DpopFault::MissingClaim)?;
+    let iat = time::numeric_date(iat).ok_or(DpopFault::Malformed)?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(DpopFault::Malformed);
     }
@@ -264,18 +265,6 @@ fn required_str<'m>(map: &'m Map<String, Value>, name: &str) -> Result<&'m str, 
         Some(Value::String(s)) => Ok(s),
         Some(_) => Err(DpopFault::Malformed),
         None => Err(DpopFault::MissingClaim),
-    }
-}
-
-/// RFC 7519 §2: a NumericDate may carry a fraction; whole seconds are enough for the window.
-fn numeric_date(value: &Value) -> Result<i64, DpopFault> {
-    if let Some(seconds) = value.as_i64() {
-        return Ok(seconds);
-    }
-    match value.as_f64() {
-        // `as` saturates, and a saturated value falls outside any window.
-        Some(seconds) if seconds.is_finite() => Ok(seconds.floor() as i64),
-        _ => Err(DpopFault::Malformed),
     }
 }
 

@@ -1,10 +1,13 @@
 //! The JOSE core shared by access tokens (`token`) and DPoP proofs (`binding::dpop`): one strict
-//! compact-JWS parser (`compact`) and the names of the signature algorithms phigate verifies. A rule tightened here is tightened for both
+//! compact-JWS parser (`compact`), one JWK → public key conversion with each algorithm's key
+//! rules and one private-member check (`jwk`), one NumericDate rule (`time`), and the names of
+//! the signature algorithms phigate verifies. A rule tightened here is tightened for both
 //! callers at once. This module never chooses a trusted key, never fetches anything and never
 //! decides what a token or proof may do: its callers do.
 
 pub mod compact;
 pub mod jwk;
+pub mod time;
 
 use jsonwebtoken::Algorithm;
 

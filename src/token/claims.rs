@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::TokenFault;
 use crate::config::{IssuerConfig, TokenBounds};
+use crate::jose::time;
 use crate::policy::ScopeSet;
 
 /// The identity and grant of a token whose signature and claims were verified.
@@ -236,19 +237,9 @@ fn check_audience(aud: Option<&Value>, accepted: &[String]) -> Result<(), TokenF
     }
 }
 
-/// RFC 7519 §2 NumericDate: a JSON number of seconds; fractions are truncated, values outside
-/// the i64 range or non-finite are refused rather than saturated into validity.
+/// `jose::time::numeric_date`, refusing the token's claims when a date is not one.
 fn numeric_date(value: &Value) -> Result<i64, TokenFault> {
-    let Value::Number(number) = value else {
-        return Err(TokenFault::MalformedClaims);
-    };
-    if let Some(int) = number.as_i64() {
-        return Ok(int);
-    }
-    match number.as_f64() {
-        Some(float) if float.is_finite() && float.abs() < 9.0e15 => Ok(float.trunc() as i64),
-        _ => Err(TokenFault::MalformedClaims),
-    }
+    time::numeric_date(value).ok_or(TokenFault::MalformedClaims)
 }
 
 /// A string claim that travels in an identity header (`X-Phigate-Subject`,
