@@ -9,9 +9,6 @@ use std::sync::Arc;
 
 use http::{HeaderValue, request};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
@@ -185,7 +182,7 @@ impl Pipeline {
                 .dpop
                 .check(
                     &verified,
-                    bearer.expose(),
+                    bearer.digest(),
                     &req.headers,
                     &req.method,
                     req.uri.path(),
@@ -199,7 +196,7 @@ impl Pipeline {
             .or_else(|| policy.client_binding(verified.client_id.as_deref()));
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
-        let token_hash = URL_SAFE_NO_PAD.encode(crate::jose::sha256(bearer.expose().as_bytes()));
+        let digest = *bearer.digest();
         facts.bearer = Some(bearer);
         facts.scheme = Some(scheme);
         if scheme == Scheme::Dpop {
@@ -207,7 +204,7 @@ impl Pipeline {
             facts.dpop_proof = req.headers.get("dpop").cloned();
         }
         self.revocation
-            .check(&verified, &token_hash)
+            .check(&verified, &digest)
             .map_err(Denial::Revocation)?;
         // The whole body is read before anything is forwarded, so a framing error is answered
         // as the client's (400) and the upstream never sees half a request.

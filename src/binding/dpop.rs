@@ -11,14 +11,13 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use crate::jose::compact::{self, JoseHeader, JwsFault};
 use crate::jose::jwk::{self, KeyRejection};
-use crate::jose::{self, sha256, time};
+use crate::jose::{self, time};
+use crate::token::TokenDigest;
 
 /// Which proofs are accepted: algorithms and the `iat` window.
 #[derive(Debug, Clone)]
@@ -143,13 +142,14 @@ impl From<JwsFault> for DpopFault {
 /// Longest `jti` kept for the replay store; a client needs no more to be unique.
 const MAX_JTI_LEN: usize = 256;
 
-/// Verifies `proof` for `method expected_htu` accompanying `access_token` at time `now`; when
+/// Verifies `proof` for `method expected_htu` accompanying the access token whose digest is
+/// `access_token`, at time `now`; when
 /// `nonce` is `Some`, the proof must carry exactly that nonce.
 pub fn verify_proof(
     proof: &str,
     method: &http::Method,
     expected_htu: &str,
-    access_token: &str,
+    access_token: &TokenDigest,
     nonce: Option<&str>,
     now: i64,
     settings: &ProofSettings,
@@ -215,7 +215,7 @@ fn check_claims(
     claims: &Map<String, Value>,
     method: &http::Method,
     expected_htu: &str,
-    access_token: &str,
+    access_token: &TokenDigest,
     nonce: Option<&str>,
     now: i64,
     settings: &ProofSettings,
@@ -249,7 +249,7 @@ fn check_claims(
         return Err(DpopFault::Stale);
     }
     // RFC 9449 §4.2: `ath` is base64url(SHA-256(ASCII access token)); both values are public.
-    if ath != URL_SAFE_NO_PAD.encode(sha256(access_token.as_bytes())) {
+    if TokenDigest::from_base64url(ath).as_ref() != Some(access_token) {
         return Err(DpopFault::AthMismatch);
     }
     Ok(CheckedClaims {

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::strict_json;
-use crate::token::VerifiedToken;
+use crate::token::{TokenDigest, VerifiedToken};
 
 /// A list document or entry that could not be read; the last good list stays in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -32,8 +32,8 @@ pub const MAX_ENTRIES: usize = 2_000_000;
 pub enum Entry {
     /// A token by `jti`, until its `exp`.
     Jti { jti: String, exp: i64 },
-    /// A token by the base64url SHA-256 of its text, until its `exp`.
-    TokenHash { hash: String, exp: i64 },
+    /// A token by the SHA-256 of its text (base64url in the document), until its `exp`.
+    TokenHash { hash: TokenDigest, exp: i64 },
     /// Every token of a client issued before `before` (and every token without `iat`).
     ClientBefore { client_id: String, before: i64 },
     /// Every token of a subject issued before `before` (and every token without `iat`).
@@ -65,7 +65,11 @@ impl Entry {
                 exp: number("exp").ok_or(ListError::Invalid("a jti entry needs exp"))?,
             },
             (None, Some(hash), None, None) => Self::TokenHash {
-                hash,
+                // A hash that can never match would leave the token it names unrevoked while
+                // the list looks right: refused like any entry of unknown shape.
+                hash: TokenDigest::from_base64url(&hash).ok_or(ListError::Invalid(
+                    "a token_sha256 is not the base64url of a SHA-256",
+                ))?,
                 exp: number("exp").ok_or(ListError::Invalid("a hash entry needs exp"))?,
             },
             (None, None, Some(client_id), None) => Self::ClientBefore {
@@ -98,7 +102,7 @@ impl Entry {
 #[derive(Debug, Default, Clone)]
 pub struct RevocationSet {
     jtis: HashMap<String, i64>,
-    hashes: HashMap<String, i64>,
+    hashes: HashMap<TokenDigest, i64>,
     clients: HashMap<String, i64>,
     subjects: HashMap<String, i64>,
 }
@@ -155,14 +159,14 @@ impl RevocationSet {
         self.subjects.retain(|_, before| *before >= horizon);
     }
 
-    /// Whether `token` (whose text hashes to `token_hash`) is revoked.
-    pub fn revokes(&self, token: &VerifiedToken, token_hash: &str) -> bool {
+    /// Whether `token` (whose text hashes to `digest`) is revoked.
+    pub fn revokes(&self, token: &VerifiedToken, digest: &TokenDigest) -> bool {
         let issued_before = |cutoff: &i64| token.issued_at.is_none_or(|iat| iat < *cutoff);
         token
             .jti
             .as_ref()
             .is_some_and(|jti| self.jtis.contains_key(jti))
-            || self.hashes.contains_key(token_hash)
+            || self.hashes.contains_key(digest)
             || token
                 .client_id
                 .as_ref()

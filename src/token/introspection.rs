@@ -18,10 +18,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
-use super::TokenFault;
 use super::claims::{self, VerifiedToken};
+use super::{BearerToken, TokenDigest, TokenFault};
 use crate::config::{IntrospectionConfig, IssuerConfig, TokenBounds};
-use crate::jose::sha256;
 use crate::strict_json;
 use crate::tls::{TlsError, https_client_config};
 
@@ -43,7 +42,7 @@ pub struct Introspector {
     bounds: TokenBounds,
     authorization: http::HeaderValue,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    cache: moka::sync::Cache<[u8; 32], Cached>,
+    cache: moka::sync::Cache<TokenDigest, Cached>,
 }
 
 impl Introspector {
@@ -98,10 +97,10 @@ impl Introspector {
     /// The token's introspection result: active (as a verified token) or a fault.
     pub async fn introspect(
         &self,
-        token: &str,
+        bearer: &BearerToken,
         now: i64,
     ) -> Result<Arc<VerifiedToken>, TokenFault> {
-        let digest = sha256(token.as_bytes());
+        let digest = *bearer.digest();
         match self.cache.get(&digest) {
             Some(Cached::Active(verified, until))
                 if Instant::now() < until && now <= verified.expires_at =>
@@ -113,7 +112,7 @@ impl Introspector {
             }
             _ => {}
         }
-        let response = tokio::time::timeout(self.config.timeout, self.call(token))
+        let response = tokio::time::timeout(self.config.timeout, self.call(bearer.expose()))
             .await
             .map_err(|_| TokenFault::IntrospectionUnavailable)??;
         let active = response.get("active");

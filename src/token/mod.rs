@@ -6,6 +6,7 @@
 
 pub mod bearer;
 mod claims;
+mod digest;
 mod introspection;
 pub mod jwks;
 
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
 pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
+pub use self::digest::TokenDigest;
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
@@ -128,7 +130,7 @@ pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
     introspectors: HashMap<Arc<str>, Arc<Introspector>>,
     bounds: TokenBounds,
-    cache: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
+    cache: moka::sync::Cache<TokenDigest, Arc<CachedToken>>,
     metrics: Arc<Metrics>,
 }
 
@@ -200,7 +202,7 @@ impl Verifier {
     /// Verifies `bearer` completely, or says why not.
     pub async fn verify(&self, bearer: &BearerToken) -> Result<Arc<VerifiedToken>, TokenFault> {
         let token = bearer.expose();
-        let digest = jose::sha256(token.as_bytes());
+        let digest = *bearer.digest();
         let now = unix_now();
         if let Some(cached) = self.cache.get(&digest) {
             if let Some(token) = self.still_valid(&cached, now) {
@@ -215,7 +217,7 @@ impl Verifier {
         if token.matches('.').count() != 2 {
             let mut introspectors = self.introspectors.values();
             return match (introspectors.next(), introspectors.next()) {
-                (Some(introspector), None) => introspector.introspect(token, now).await,
+                (Some(introspector), None) => introspector.introspect(bearer, now).await,
                 _ => Err(TokenFault::Malformed),
             };
         }
@@ -277,7 +279,7 @@ impl Verifier {
         }
         // A rule that demands introspection cannot be met without an endpoint: fail closed.
         let introspector = introspector.ok_or(TokenFault::IntrospectionUnavailable)?;
-        let introspected = introspector.introspect(bearer.expose(), unix_now()).await?;
+        let introspected = introspector.introspect(bearer, unix_now()).await?;
         match (&verified.patient, &introspected.patient) {
             (None, Some(patient)) => {
                 let mut completed = (*verified).clone();

@@ -86,6 +86,44 @@ async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
     );
 }
 
+/// README: `token_sha256` is the base64url SHA-256 of the token text, computed here apart from
+/// phigate's own digest.
+fn token_sha256(token: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+#[tokio::test]
+async fn a_token_listed_by_its_sha256_is_refused_even_once_cached() {
+    let options = Options {
+        revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 1s\n      max_stale: 10s\n".into(),
+        files: vec![("revoked.json", EMPTY_LIST.to_owned())],
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let (token, _, exp) = claims_with_jti(&harness);
+    let other = harness.token("user/Patient.r");
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    let aside = harness.dir.path().join("revoked.json.tmp");
+    let entry = json!([{"token_sha256": token_sha256(&token), "exp": exp}]);
+    std::fs::write(&aside, list(entry)).unwrap();
+    std::fs::rename(&aside, harness.dir.path().join("revoked.json")).unwrap();
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.headers["www-authenticate"], INVALID_TOKEN);
+    assert_no_leak(&response, &[&token, &token_sha256(&token)]);
+    assert_eq!(
+        client.get_with_token("/Patient/123", &other).await.status,
+        200,
+        "only the listed token is revoked"
+    );
+}
+
 #[tokio::test]
 async fn a_stale_source_fails_closed_with_503_and_recovers() {
     let options = Options {

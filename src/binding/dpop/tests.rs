@@ -8,11 +8,15 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
     KeyPair, RSA_PSS_SHA256, RsaKeyPair, RsaPublicKeyComponents,
 };
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use jsonwebtoken::EncodingKey;
 use serde_json::json;
 
 use super::*;
+use crate::jose::sha256;
+use crate::token::BearerToken;
 
 const NOW: i64 = 1_800_000_000;
 const HTU: &str = "https://gw.test:8443/Patient/123";
@@ -141,6 +145,11 @@ impl Key {
     }
 }
 
+/// The digest the gateway takes from the request's access token.
+fn digest(token: &str) -> TokenDigest {
+    *BearerToken::new(token).digest()
+}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -152,7 +161,7 @@ fn good_claims() -> Value {
         "htm": "GET",
         "htu": HTU,
         "iat": NOW,
-        "ath": b64(sha256(TOKEN.as_bytes()).as_ref()),
+        "ath": b64(&sha256(TOKEN.as_bytes())),
         "nonce": NONCE,
     })
 }
@@ -163,7 +172,7 @@ fn check(proof: &str, nonce: Option<&str>, expected: Result<(), DpopFault>) {
         proof,
         &Method::GET,
         HTU,
-        TOKEN,
+        &digest(TOKEN),
         nonce,
         NOW,
         &ProofSettings::default(),
@@ -188,7 +197,7 @@ fn g01_valid_proofs_yield_the_key_thumbprint() {
             &proof,
             &Method::GET,
             HTU,
-            TOKEN,
+            &digest(TOKEN),
             Some(NONCE),
             NOW,
             &ProofSettings::default(),
@@ -260,7 +269,7 @@ fn g07_algorithms() {
         ..ProofSettings::default()
     };
     let hs = key.edited(|h, _| h["alg"] = json!("HS256"));
-    let refused = verify_proof(&hs, &Method::GET, HTU, TOKEN, None, NOW, &settings);
+    let refused = verify_proof(&hs, &Method::GET, HTU, &digest(TOKEN), None, NOW, &settings);
     assert_eq!(refused, Err(DpopFault::AlgNotAllowed));
 }
 
@@ -414,7 +423,7 @@ fn g11_htu_comparisons() {
             &proof,
             &Method::GET,
             expected_htu,
-            TOKEN,
+            &digest(TOKEN),
             None,
             NOW,
             &settings,
@@ -486,7 +495,15 @@ fn method_time_token_and_nonce() {
     // `ath` binds the proof to one token.
     let proof = key.edited(|_, _| {});
     let settings = ProofSettings::default();
-    let other = verify_proof(&proof, &Method::GET, HTU, "another", None, NOW, &settings);
+    let other = verify_proof(
+        &proof,
+        &Method::GET,
+        HTU,
+        &digest("another"),
+        None,
+        NOW,
+        &settings,
+    );
     assert_eq!(other, Err(DpopFault::AthMismatch));
 }
 
@@ -544,7 +561,16 @@ fn g17_extra_members_and_order_do_not_change_the_thumbprint() {
     header["jwk"] = decorated;
     let proof = key.proof(&header, &good_claims());
     let settings = ProofSettings::default();
-    let verified = verify_proof(&proof, &Method::GET, HTU, TOKEN, None, NOW, &settings).unwrap();
+    let verified = verify_proof(
+        &proof,
+        &Method::GET,
+        HTU,
+        &digest(TOKEN),
+        None,
+        NOW,
+        &settings,
+    )
+    .unwrap();
     assert_eq!(Some(verified.jkt), jwk::thumbprint(&key.jwk));
 }
 

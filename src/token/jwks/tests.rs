@@ -90,6 +90,7 @@ fn foreign_entries_are_ignored_and_dangerous_ones_rejected() {
 #[test]
 fn a_dpop_jwk_and_a_jwks_entry_with_the_same_defect_are_refused_for_the_same_reason() {
     use crate::binding::dpop::{self, DpopFault, ProofSettings};
+    use crate::token::BearerToken;
     use KeyRejection::*;
     let p256 = |x: &str, y: &str| json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
     let mut private = p256(EC_X, EC_Y);
@@ -131,7 +132,7 @@ fn a_dpop_jwk_and_a_jwks_entry_with_the_same_defect_are_refused_for_the_same_rea
             &proof,
             &http::Method::GET,
             "https://gw.test/",
-            "token",
+            BearerToken::new("token").digest(),
             None,
             0,
             &ProofSettings::default(),
