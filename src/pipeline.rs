@@ -14,7 +14,7 @@ use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::policy::fhir::FhirDenial;
-use crate::policy::seal::{self, Holder, LinkSealer, OpenedLink};
+use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{Content, Grant, Permit, PolicyFault, PolicyStore, Refusal, Route};
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
@@ -98,14 +98,8 @@ impl Pipeline {
         if !sealed {
             return Ok(None);
         }
-        let holder = Holder {
-            issuer: &token.issuer,
-            client: token.client_id.as_deref(),
-            subject: token.subject.as_deref(),
-            patient: token.patient.as_deref(),
-        };
         self.sealer
-            .open(&holder, route.path().as_str(), query)
+            .open(&token.holder(), route.path().as_str(), query)
             .map(Some)
             .ok_or_else(|| Denial::Refused(Refusal::from(FhirDenial::LinkSealInvalid)))
     }
@@ -193,7 +187,7 @@ impl Pipeline {
         };
         let required = route
             .required_binding()
-            .or_else(|| policy.client_binding(verified.client_id.as_deref()));
+            .or_else(|| policy.client_binding(verified.client_id.as_ref()));
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
         let digest = *bearer.digest();

@@ -1,17 +1,18 @@
 //! `phigate explain`: which rule a request matches, what it needs, what the token has, and the
 //! decision with its reason — without contacting the upstream. `--claims` takes a JSON file of
-//! claims as-is; `--token` verifies the token against the issuer's JWKS first.
+//! claims as-is; `--token` verifies the token against the issuer's JWKS first and explains the
+//! `VerifiedToken` the gateway itself would decide on (its issuer's launch-patient claim).
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 use http::Method;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::offline::{self, Verdict};
+use super::offline::{self, Presented, Verdict};
 use crate::config::Config;
-use crate::token::{BearerToken, Verifier};
+use crate::token::{BearerToken, VerifiedToken, Verifier};
 
 /// What `explain` was asked about.
 pub struct Question<'a> {
@@ -29,8 +30,12 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
     let config = Config::load(question.config).map_err(|err| anyhow::anyhow!("{err}"))?;
     let method =
         Method::from_bytes(question.method.as_bytes()).context("--method is not an HTTP method")?;
+    // `--token` is verified first and explained as the gateway sees it; `--claims` as written.
+    let verified = match question.token {
+        Some(token) => Some(verify(&config, token).await?),
+        None => None,
+    };
     let claims = match (question.token, question.claims) {
-        (Some(token), _) => Some(verified_claims(&config, token).await?),
         (None, Some(path)) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
@@ -41,7 +46,7 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
                 _ => anyhow::bail!("--claims must hold a JSON object"),
             }
         }
-        (None, None) => None,
+        _ => None,
     };
     let body = match question.body {
         Some(path) => {
@@ -53,24 +58,22 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
         .issuers
         .first()
         .map_or("patient", |i| i.patient_claim.as_str());
+    let token = match (&verified, &claims) {
+        (Some(verified), _) => Presented::Verified(verified),
+        (None, Some(claims)) => Presented::Claims {
+            claims,
+            patient_claim,
+        },
+        (None, None) => Presented::Nothing,
+    };
     let verdict = offline::decide(
         &config.policy,
         &method,
         question.target,
-        claims.as_ref(),
-        patient_claim,
+        &token,
         body.as_deref(),
     );
-    print!(
-        "{}",
-        render(
-            &method,
-            question.target,
-            claims.as_ref(),
-            patient_claim,
-            &verdict
-        )
-    );
+    print!("{}", render(&method, question.target, &token, &verdict));
     Ok(if verdict.outcome.is_ok() {
         std::process::ExitCode::SUCCESS
     } else {
@@ -78,27 +81,21 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
     })
 }
 
-async fn verified_claims(config: &Config, token: &str) -> anyhow::Result<Map<String, Value>> {
+/// Verifies `token` against the configured issuers, as the gateway would.
+async fn verify(config: &Config, token: &str) -> anyhow::Result<Arc<VerifiedToken>> {
     let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
     let verifier = Verifier::new(
         &config.issuers,
         &config.tokens,
         Arc::new(crate::telemetry::Metrics::new()),
     )?;
-    let verified = verifier
+    verifier
         .verify(&BearerToken::new(token))
         .await
-        .map_err(|fault| anyhow::anyhow!("the token is refused: {}", fault.reason()))?;
-    Ok(verified.claims.clone())
+        .map_err(|fault| anyhow::anyhow!("the token is refused: {}", fault.reason()))
 }
 
-fn render(
-    method: &Method,
-    target: &str,
-    claims: Option<&Map<String, Value>>,
-    patient_claim: &str,
-    verdict: &Verdict,
-) -> String {
+fn render(method: &Method, target: &str, token: &Presented<'_>, verdict: &Verdict) -> String {
     let mut out = format!("request      {method} {target}\n");
     match (&verdict.rule, &verdict.access) {
         (Some(rule), Some(access)) => {
@@ -106,14 +103,11 @@ fn render(
         }
         _ => out.push_str("rule         (none matched)\n"),
     }
-    match claims {
-        None => out.push_str("token        (none)\n"),
-        Some(claims) => {
+    match token {
+        Presented::Nothing => out.push_str("token        (none)\n"),
+        Presented::Claims { .. } | Presented::Verified(_) => {
             out.push_str(&format!("token scopes {}\n", verdict.token_scopes));
-            let patient = claims
-                .get(patient_claim)
-                .and_then(Value::as_str)
-                .unwrap_or("(none)");
+            let patient = verdict.token_patient.as_deref().unwrap_or("(none)");
             out.push_str(&format!("patient      {patient}\n"));
         }
     }

@@ -10,7 +10,7 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::offline::{self, Verdict};
+use super::offline::{self, Presented, Verdict};
 use crate::policy::PolicyTable;
 
 #[derive(Debug, Deserialize)]
@@ -83,12 +83,18 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
             (None, Some(text)) => Some(text.clone().into_bytes()),
             (None, None) => None,
         };
+        let token = case
+            .claims
+            .as_ref()
+            .map_or(Presented::Nothing, |claims| Presented::Claims {
+                claims,
+                patient_claim,
+            });
         let verdict = offline::decide(
             &policy,
             &method,
             &case.request.path,
-            case.claims.as_ref(),
-            patient_claim,
+            &token,
             body.as_deref(),
         );
         let actual = observed(&verdict, &case.expect);

@@ -12,6 +12,8 @@ use aws_lc_rs::hmac;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::token::{ClientId, Subject};
+
 /// The query parameter that carries a seal; phigate removes it before forwarding.
 pub const SEAL_PARAM: &str = "_phigate_seal";
 
@@ -63,9 +65,9 @@ pub struct Holder<'a> {
     /// The token's issuer.
     pub issuer: &'a str,
     /// `client_id`.
-    pub client: Option<&'a str>,
+    pub client: Option<&'a ClientId>,
     /// `sub`.
-    pub subject: Option<&'a str>,
+    pub subject: Option<&'a Subject>,
     /// The launch patient.
     pub patient: Option<&'a str>,
 }
@@ -167,8 +169,8 @@ impl LinkSealer {
             "{}\n{expires}\n{}\n{}\n{}\n{}\n{path}\n{query}",
             kind.code(),
             holder.issuer,
-            holder.client.unwrap_or_default(),
-            holder.subject.unwrap_or_default(),
+            holder.client.map_or("", ClientId::as_str),
+            holder.subject.map_or("", Subject::as_str),
             holder.patient.unwrap_or_default(),
         );
         let tag = hmac::sign(&self.key, message.as_bytes());
@@ -188,13 +190,21 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
-    fn holder(subject: &str) -> Holder<'_> {
+    /// The holder `app-1` acting for `subject`.
+    fn holder<'a>(client: &'a ClientId, subject: &'a Subject) -> Holder<'a> {
         Holder {
             issuer: "https://as.test",
-            client: Some("app-1"),
+            client: Some(client),
             subject: Some(subject),
             patient: Some("123"),
         }
+    }
+
+    fn identity(subject: &str) -> (ClientId, Subject) {
+        (
+            ClientId::parse("app-1").unwrap(),
+            Subject::parse(subject).unwrap(),
+        )
     }
 
     fn split(sealed: &str) -> (&str, &str) {
@@ -203,58 +213,82 @@ mod tests {
 
     #[test]
     fn a_sealed_link_opens_only_for_its_holder_its_url_and_its_time() {
+        let (u1, u2) = (identity("u-1"), identity("u-2"));
         let sealer = LinkSealer::new(b"a secret of at least thirty-two bytes");
         let sealed = sealer.seal_at(
             LinkKind::Page,
-            &holder("u-1"),
+            &holder(&u1.0, &u1.1),
             "/",
             "_getpages=abc&_getpagesoffset=10",
             NOW,
         );
         let (path, query) = split(&sealed);
         assert_eq!(
-            sealer.open_at(&holder("u-1"), path, query, NOW + 60),
+            sealer.open_at(&holder(&u1.0, &u1.1), path, query, NOW + 60),
             Some(OpenedLink {
                 kind: LinkKind::Page,
                 query: "_getpages=abc&_getpagesoffset=10".into()
             })
         );
         // Another subject, another path, an edited query, too late, another key, no seal.
-        assert_eq!(sealer.open_at(&holder("u-2"), path, query, NOW), None);
-        assert_eq!(sealer.open_at(&holder("u-1"), "/Patient", query, NOW), None);
-        let edited = query.replace("offset=10", "offset=20");
-        assert_eq!(sealer.open_at(&holder("u-1"), path, &edited, NOW), None);
         assert_eq!(
-            sealer.open_at(&holder("u-1"), path, query, NOW + LIFETIME_SECONDS + 1),
+            sealer.open_at(&holder(&u2.0, &u2.1), path, query, NOW),
+            None
+        );
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), "/Patient", query, NOW),
+            None
+        );
+        let edited = query.replace("offset=10", "offset=20");
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), path, &edited, NOW),
+            None
+        );
+        assert_eq!(
+            sealer.open_at(
+                &holder(&u1.0, &u1.1),
+                path,
+                query,
+                NOW + LIFETIME_SECONDS + 1
+            ),
             None
         );
         let other = LinkSealer::new(b"another secret of thirty-two bytes!!");
-        assert_eq!(other.open_at(&holder("u-1"), path, query, NOW), None);
+        assert_eq!(other.open_at(&holder(&u1.0, &u1.1), path, query, NOW), None);
         assert_eq!(
-            sealer.open_at(&holder("u-1"), path, "_getpages=abc", NOW),
+            sealer.open_at(&holder(&u1.0, &u1.1), path, "_getpages=abc", NOW),
             None
         );
         // A kind cannot be relabelled: the code is part of what was signed.
         let relabelled = query.replace("_phigate_seal=p.", "_phigate_seal=f.");
-        assert_eq!(sealer.open_at(&holder("u-1"), path, &relabelled, NOW), None);
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), path, &relabelled, NOW),
+            None
+        );
         // Two seals are one too many.
         let doubled = format!("{query}&{}", query.rsplit('&').next().unwrap());
-        assert_eq!(sealer.open_at(&holder("u-1"), path, &doubled, NOW), None);
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), path, &doubled, NOW),
+            None
+        );
     }
 
     #[test]
     fn a_link_without_a_query_is_sealed_too() {
+        let svc = identity("svc");
         let sealer = LinkSealer::new(b"a secret of at least thirty-two bytes");
         let sealed = sealer.seal_at(
             LinkKind::ExportFile,
-            &holder("svc"),
+            &holder(&svc.0, &svc.1),
             "/bulk/1.ndjson",
             "",
             NOW,
         );
         let (path, query) = split(&sealed);
         assert!(query.starts_with("_phigate_seal=f."));
-        let opened = sealer.open_at(&holder("svc"), path, query, NOW).unwrap();
+        let opened = sealer
+            .open_at(&holder(&svc.0, &svc.1), path, query, NOW)
+            .unwrap();
         assert_eq!(opened.kind, LinkKind::ExportFile);
         assert_eq!(opened.query, "");
     }

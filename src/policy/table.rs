@@ -16,6 +16,7 @@ use super::path::{PathFault, normalise};
 use super::route::Route;
 use super::rule::{Mode, RawRule, Rule};
 use crate::binding::Requirement;
+use crate::token::ClientId;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -240,8 +241,8 @@ impl PolicyTable {
     }
 
     /// The sender constraint a client must always meet, if configured.
-    pub fn client_binding(&self, client_id: Option<&str>) -> Option<Requirement> {
-        client_id.and_then(|id| self.client_bindings.get(id).copied())
+    pub fn client_binding(&self, client_id: Option<&ClientId>) -> Option<Requirement> {
+        client_id.and_then(|id| self.client_bindings.get(id.as_str()).copied())
     }
 
     /// Whether any rule runs in report-only mode (announced at every start and reload).

@@ -128,7 +128,7 @@ impl Introspector {
             return Err(TokenFault::IntrospectionUnavailable);
         };
         let verified = Arc::new(claims::from_introspection(
-            claims,
+            &claims,
             &self.issuer,
             &self.bounds,
             now,

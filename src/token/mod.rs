@@ -7,6 +7,7 @@
 pub mod bearer;
 mod claims;
 mod digest;
+mod identity;
 mod introspection;
 pub mod jwks;
 
@@ -21,6 +22,7 @@ use serde_json::Value;
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
 pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
 pub use self::digest::TokenDigest;
+pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
@@ -244,7 +246,7 @@ impl Verifier {
             })
             .await?;
         let verified = Arc::new(claims::validate(
-            jws.claims,
+            &jws.claims,
             jws.header.typ.as_deref(),
             issuer,
             &self.bounds,

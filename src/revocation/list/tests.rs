@@ -6,22 +6,21 @@ use serde_json::json;
 
 use super::*;
 use crate::policy::ScopeSet;
-use crate::token::{BearerToken, Confirmation};
+use crate::token::{BearerToken, ClientId, Confirmation, Jti, Subject};
 
 const NOW: i64 = 1_800_000_000;
 
 fn token(jti: &str, client: &str, sub: &str, iat: Option<i64>) -> VerifiedToken {
     VerifiedToken {
         issuer: Arc::from("https://as"),
-        subject: Some(sub.into()),
-        client_id: Some(client.into()),
-        jti: Some(jti.into()),
+        subject: Subject::parse(sub),
+        client_id: ClientId::parse(client),
+        jti: Jti::parse(jti),
         patient: None,
         scopes: ScopeSet::default(),
         expires_at: NOW + 300,
         issued_at: iat,
         confirmation: Confirmation::None,
-        claims: serde_json::Map::new(),
     }
 }
 
@@ -92,7 +91,11 @@ fn malformed_documents_are_refused_whole() {
         json!({"version": 1, "entries": [{"jti": "a", "sub": "b", "exp": 1}]}).to_string(),
         json!({"version": 1, "entries": [{"unknown": 1}]}).to_string(),
         r#"{"version":1,"version":1,"entries":[]}"#.to_owned(),
-        // A hash that could never match a token would revoke nothing while looking right.
+        // An identity or hash that could never match a token would revoke nothing while
+        // looking right.
+        json!({"version": 1, "entries": [{"jti": " j-1", "exp": NOW + 60}]}).to_string(),
+        json!({"version": 1, "entries": [{"client_id": "a\u{0}b", "before": NOW}]}).to_string(),
+        json!({"version": 1, "entries": [{"sub": "x".repeat(256), "before": NOW}]}).to_string(),
         json!({"version": 1, "entries": [{"token_sha256": "h", "exp": NOW + 60}]}).to_string(),
         json!({"version": 1, "entries": [{"token_sha256": format!("{}=", sha256_of("h")), "exp": NOW + 60}]}).to_string(),
         json!({"version": 1, "entries": [{"token_sha256": hex(&crate::jose::sha256(b"h")), "exp": NOW + 60}]}).to_string(),
@@ -109,14 +112,14 @@ fn entries_expire_with_their_tokens() {
     let mut set = RevocationSet::default();
     set.insert(
         Entry::Jti {
-            jti: "a".into(),
+            jti: Jti::parse("a").unwrap(),
             exp: NOW + 10,
         },
         NOW,
     );
     set.insert(
         Entry::ClientBefore {
-            client_id: "c".into(),
+            client_id: ClientId::parse("c").unwrap(),
             before: NOW,
         },
         NOW,
