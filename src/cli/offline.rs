@@ -180,14 +180,8 @@ mod tests {
     use crate::token::Confirmation;
 
     const POLICY: &str = r#"rules:
-  - name: metadata
-    methods: [GET]
-    path: /metadata
-    public: true
-  - name: read-patient
-    methods: [GET]
-    path: /Patient/{id}
-    scopes: [user/Patient.r]
+  - {name: metadata, methods: [GET], path: /metadata, public: true}
+  - {name: read-patient, methods: [GET], path: "/Patient/{id}", scopes: [user/Patient.r]}
 "#;
 
     fn claims(value: serde_json::Value) -> Map<String, Value> {
