@@ -100,6 +100,7 @@ impl DpopFault {
         match self {
             Self::Malformed => "dpop_malformed",
             Self::AlgNotAllowed => "dpop_alg_not_allowed",
+            // The fault keeps the key's exact reason; the documented codes group it.
             Self::Key(KeyRejection::PrivateMembers) => "dpop_private_key",
             Self::Key(
                 KeyRejection::RsaModulusTooShort
@@ -143,8 +144,7 @@ impl From<JwsFault> for DpopFault {
 const MAX_JTI_LEN: usize = 256;
 
 /// Verifies `proof` for `method expected_htu` accompanying the access token whose digest is
-/// `access_token`, at time `now`; when
-/// `nonce` is `Some`, the proof must carry exactly that nonce.
+/// `access_token`, at time `now`; when `nonce` is `Some`, the proof must carry exactly that nonce.
 pub fn verify_proof(
     proof: &str,
     method: &http::Method,

@@ -5,10 +5,12 @@ use serde_json::json;
 
 use super::*;
 
-// A P-256 public point (x, y), generated once for these tests.
+/// `x` of a P-256 public point generated once for these tests.
 pub const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
+/// `y` of the same point.
 pub const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
 
+/// Base64url without padding, as JWK members are written.
 pub fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
