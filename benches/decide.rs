@@ -113,8 +113,8 @@ fn bench(c: &mut Criterion) {
         b.iter(|| phigate::policy::path::normalise(std::hint::black_box("//Patient/%31%32%33")))
     });
     let token = mint();
-    c.bench_function("jose::parse ES256 access token", |b| {
-        b.iter(|| phigate::token::jose::parse(std::hint::black_box(&token)))
+    c.bench_function("jose::compact::parse ES256 access token", |b| {
+        b.iter(|| phigate::jose::compact::parse(std::hint::black_box(&token)))
     });
     let public = request("/metadata", None);
     c.bench_function("decide public route", |b| {

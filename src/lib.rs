@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod denial;
 pub mod hygiene;
+pub mod jose;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;

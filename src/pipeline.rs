@@ -9,22 +9,19 @@ use std::sync::Arc;
 
 use http::{HeaderValue, request};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::policy::fhir::FhirDenial;
-use crate::policy::seal::{self, Holder, LinkSealer, OpenedLink};
+use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{
     Content, Grant, Permit, PolicyFault, PolicyStore, PolicyTable, Refusal, Route,
 };
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
-use crate::token::{self, BearerToken, CredentialFault, Scheme, VerifiedToken, Verifier};
+use crate::token::{self, BearerToken, ClientId, CredentialFault, Scheme, VerifiedToken, Verifier};
 
 /// What the connection proved about the client.
 #[derive(Debug, Clone)]
@@ -103,14 +100,8 @@ impl Pipeline {
         if !sealed {
             return Ok(None);
         }
-        let holder = Holder {
-            issuer: &token.issuer,
-            client: token.client_id.as_deref(),
-            subject: token.subject.as_deref(),
-            patient: token.patient.as_deref(),
-        };
         self.sealer
-            .open(&holder, route.path().as_str(), query)
+            .open(&token.holder(), route.path().as_str(), query)
             .map(Some)
             .ok_or_else(|| Denial::Refused(Refusal::from(FhirDenial::LinkSealInvalid)))
     }
@@ -169,7 +160,7 @@ impl Pipeline {
                 .dpop
                 .check(
                     &verified,
-                    bearer.expose(),
+                    bearer.digest(),
                     &req.headers,
                     &req.method,
                     req.uri.path(),
@@ -180,10 +171,10 @@ impl Pipeline {
         };
         let required = route
             .required_binding()
-            .or_else(|| policy.client_binding(verified.client_id.as_deref()));
+            .or_else(|| policy.client_binding(verified.client_id.as_ref().map(ClientId::as_str)));
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
-        let token_hash = URL_SAFE_NO_PAD.encode(token::sha256(bearer.expose().as_bytes()));
+        let digest = *bearer.digest();
         facts.bearer = Some(bearer);
         facts.scheme = Some(scheme);
         if scheme == Scheme::Dpop {
@@ -191,7 +182,7 @@ impl Pipeline {
             facts.dpop_proof = req.headers.get("dpop").cloned();
         }
         self.revocation
-            .check(&verified, &token_hash)
+            .check(&verified, &digest)
             .map_err(Denial::Revocation)?;
         // The whole body is read before anything is forwarded, so a framing error is answered
         // as the client's (400) and the upstream never sees half a request.

@@ -1,7 +1,8 @@
 //! DPoP proof verification (RFC 9449 §4.2–4.3): a proof is accepted only as a compact JWS of
-//! type `dpop+jwt` with canonical base64url segments and duplicate-free JSON, signed with an
-//! allowed asymmetric algorithm by the public key in its own `jwk` header (never a private or
-//! symmetric key, and of the family the algorithm names), made for this request's method and
+//! type `dpop+jwt`, parsed by `jose::compact` exactly as an access token is, signed with an
+//! allowed asymmetric algorithm by the public key in its own `jwk` header, which `jose::jwk`
+//! holds to the rules a JWKS entry meets (never private or symmetric, never below its family's
+//! floor) and which must be of the family the algorithm names, made for this request's method and
 //! URI (compared after RFC 3986 §6.2.2/§6.2.3 normalisation against the configured public base
 //! URL, never the client's Host header), recent, carrying the server nonce when one is demanded,
 //! and carrying the hash of the access token it accompanies. This module never looks at the
@@ -10,13 +11,13 @@
 
 use std::time::Duration;
 
-use aws_lc_rs::digest;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
-use crate::strict_json;
+use crate::jose::compact::{self, JoseHeader, JwsFault};
+use crate::jose::jwk::{self, KeyRejection};
+use crate::jose::{self, time};
+use crate::token::TokenDigest;
 
 /// Which proofs are accepted: algorithms and the `iat` window.
 #[derive(Debug, Clone)]
@@ -69,10 +70,10 @@ pub struct VerifiedProof {
 pub enum DpopFault {
     /// Not a compact JWS with canonical base64url, JSON objects and well-typed members.
     Malformed,
-    /// `alg` not allowed, symmetric, or not matching the `jwk`'s key type, curve or size.
+    /// `alg` not allowed, symmetric, or not one the `jwk` may verify (key type, curve, label).
     AlgNotAllowed,
-    /// The `jwk` holds private or symmetric key material.
-    PrivateKey,
+    /// The `jwk` is refused by the rules every key meets, a JWKS entry's too (`jose::jwk`).
+    Key(KeyRejection),
     /// The signature does not verify with the `jwk`.
     BadSignature,
     /// `typ` is not `dpop+jwt`.
@@ -99,7 +100,21 @@ impl DpopFault {
         match self {
             Self::Malformed => "dpop_malformed",
             Self::AlgNotAllowed => "dpop_alg_not_allowed",
-            Self::PrivateKey => "dpop_private_key",
+            // The fault keeps the key's exact reason; the documented codes group it.
+            Self::Key(KeyRejection::PrivateMembers) => "dpop_private_key",
+            Self::Key(
+                KeyRejection::RsaModulusTooShort
+                | KeyRejection::RsaModulusTooLong
+                | KeyRejection::RsaModulusEven
+                | KeyRejection::RsaExponent
+                | KeyRejection::CurveUnsupported,
+            ) => "dpop_alg_not_allowed",
+            Self::Key(
+                KeyRejection::NotAnObject
+                | KeyRejection::KeyLength
+                | KeyRejection::PointInvalid
+                | KeyRejection::Malformed,
+            ) => "dpop_malformed",
             Self::BadSignature => "dpop_signature_invalid",
             Self::TypMismatch => "dpop_typ_mismatch",
             Self::MethodMismatch => "dpop_htm_mismatch",
@@ -113,44 +128,42 @@ impl DpopFault {
     }
 }
 
-/// JWK members only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2).
-const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+impl From<JwsFault> for DpopFault {
+    fn from(fault: JwsFault) -> Self {
+        match fault {
+            // RFC 9449 §4.3 item 4: `alg` is required like every other proof member.
+            JwsFault::AlgMissing => Self::MissingClaim,
+            JwsFault::Malformed | JwsFault::DuplicateMember | JwsFault::UnsupportedHeader => {
+                Self::Malformed
+            }
+        }
+    }
+}
 
 /// Longest `jti` kept for the replay store; a client needs no more to be unique.
 const MAX_JTI_LEN: usize = 256;
 
-/// Verifies `proof` for `method expected_htu` accompanying `access_token` at time `now`; when
-/// `nonce` is `Some`, the proof must carry exactly that nonce.
+/// Verifies `proof` for `method expected_htu` accompanying the access token whose digest is
+/// `access_token`, at time `now`; when `nonce` is `Some`, the proof must carry exactly that nonce.
 pub fn verify_proof(
     proof: &str,
     method: &http::Method,
     expected_htu: &str,
-    access_token: &str,
+    access_token: &TokenDigest,
     nonce: Option<&str>,
     now: i64,
     settings: &ProofSettings,
 ) -> Result<VerifiedProof, DpopFault> {
-    let (header_b64, payload_b64, signature_b64) = split_compact(proof)?;
-    let header = decode_object(header_b64)?;
-    let claims = decode_object(payload_b64)?;
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|_| DpopFault::Malformed)?;
-    if signature.is_empty() {
-        return Err(DpopFault::Malformed);
-    }
-    let (alg, jwk) = check_header(&header, settings)?;
-    let key = decoding_key(jwk, alg)?;
-    // RFC 7515 §5.2: the signing input is the segments exactly as received.
-    let message = &proof[..header_b64.len() + 1 + payload_b64.len()];
+    let jws = compact::parse(proof)?;
+    let (alg, jwk, key) = check_header(&jws.header, settings)?;
     // Nothing in the claims is believed before the signature holds.
-    if !jsonwebtoken::crypto::verify(signature_b64, message.as_bytes(), &key, alg)
+    if !jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), &key, alg)
         .map_err(|_| DpopFault::BadSignature)?
     {
         return Err(DpopFault::BadSignature);
     }
     let checked = check_claims(
-        &claims,
+        &jws.claims,
         method,
         expected_htu,
         access_token,
@@ -158,7 +171,7 @@ pub fn verify_proof(
         now,
         settings,
     )?;
-    let jkt = jwk_thumbprint(&Value::Object(jwk.clone())).ok_or(DpopFault::Malformed)?;
+    let jkt = jwk::thumbprint(jwk).ok_or(DpopFault::Malformed)?;
     Ok(VerifiedProof {
         jkt,
         jti: checked.jti,
@@ -167,150 +180,27 @@ pub fn verify_proof(
     })
 }
 
-/// RFC 7515 §7.1: exactly three non-empty segments (JWS JSON and JWE forms are refused).
-fn split_compact(proof: &str) -> Result<(&str, &str, &str), DpopFault> {
-    let mut parts = proof.split('.');
-    match (parts.next(), parts.next(), parts.next(), parts.next()) {
-        (Some(h), Some(p), Some(s), None) if !h.is_empty() && !p.is_empty() && !s.is_empty() => {
-            Ok((h, p, s))
-        }
-        _ => Err(DpopFault::Malformed),
-    }
-}
-
-/// A segment as a JSON object; the engine refuses padding and non-zero trailing bits, so each
-/// byte string has exactly one accepted spelling.
-fn decode_object(segment: &str) -> Result<Map<String, Value>, DpopFault> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| DpopFault::Malformed)?;
-    match strict_json::parse(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(DpopFault::Malformed),
-    }
-}
-
-/// RFC 9449 §4.3 items 4, 5 and 7: `typ`, an allowed asymmetric `alg`, a public `jwk`.
+/// RFC 9449 §4.3 items 4, 5 and 7: `typ`, an allowed asymmetric `alg`, and a public `jwk` that
+/// may verify it; returns the `jwk` (for its thumbprint) and its key.
 fn check_header<'h>(
-    header: &'h Map<String, Value>,
+    header: &'h JoseHeader,
     settings: &ProofSettings,
-) -> Result<(Algorithm, &'h Map<String, Value>), DpopFault> {
-    // RFC 7515 §4.1.11: no extension is understood here, so any `crit` header is refused.
-    if header.contains_key("crit") {
-        return Err(DpopFault::Malformed);
-    }
-    let typ = required_str(header, "typ")?;
+) -> Result<(Algorithm, &'h Value, DecodingKey), DpopFault> {
+    let typ = header.typ.as_deref().ok_or(DpopFault::MissingClaim)?;
     // RFC 9449 §4.2 and RFC 6838 §4.2: media type names compare case-insensitively.
     if !typ.eq_ignore_ascii_case("dpop+jwt") {
         return Err(DpopFault::TypMismatch);
     }
-    let alg = parse_alg(required_str(header, "alg")?).ok_or(DpopFault::AlgNotAllowed)?;
+    let alg = jose::algorithm(&header.alg).ok_or(DpopFault::AlgNotAllowed)?;
     if !settings.algorithms.contains(&alg) {
         return Err(DpopFault::AlgNotAllowed);
     }
-    let jwk = match header.get("jwk") {
-        None => return Err(DpopFault::MissingClaim),
-        Some(Value::Object(jwk)) => jwk,
-        Some(_) => return Err(DpopFault::Malformed),
-    };
-    // RFC 9449 §4.3 item 7: a proof carrying private or symmetric key material is refused
-    // outright, whatever else it holds.
-    if PRIVATE_MEMBERS.iter().any(|m| jwk.contains_key(*m))
-        || jwk.get("kty").and_then(Value::as_str) == Some("oct")
-    {
-        return Err(DpopFault::PrivateKey);
-    }
-    // RFC 7517 §4.4: a key labelled for another algorithm is not used with this one.
-    if let Some(label) = jwk.get("alg")
-        && label.as_str().and_then(parse_alg) != Some(alg)
-    {
-        return Err(DpopFault::AlgNotAllowed);
-    }
-    Ok((alg, jwk))
-}
-
-/// An asymmetric JWS algorithm name; `none` and HMAC are never one, whatever the settings say.
-fn parse_alg(name: &str) -> Option<Algorithm> {
-    match name {
-        // RFC 9864: the fully specified name for EdDSA over Ed25519.
-        "Ed25519" => Some(Algorithm::EdDSA),
-        "HS256" | "HS384" | "HS512" => None,
-        other => other.parse().ok(),
-    }
-}
-
-/// The public key of `jwk` when its type, curve and size fit `alg` (RFC 7518 §6, RFC 8037 §2).
-fn decoding_key(jwk: &Map<String, Value>, alg: Algorithm) -> Result<DecodingKey, DpopFault> {
-    let member = |name: &str| match jwk.get(name) {
-        Some(Value::String(s)) => Ok(s.as_str()),
-        Some(_) => Err(DpopFault::Malformed),
-        None => Err(DpopFault::MissingClaim),
-    };
-    let kty = member("kty")?;
-    let key = match alg {
-        Algorithm::ES256 | Algorithm::ES384 => {
-            let (crv, size) = if alg == Algorithm::ES256 {
-                ("P-256", 32)
-            } else {
-                ("P-384", 48)
-            };
-            if kty != "EC" || member("crv")? != crv {
-                return Err(DpopFault::AlgNotAllowed);
-            }
-            let (x, y) = (member("x")?, member("y")?);
-            exact_len(x, size)?;
-            exact_len(y, size)?;
-            DecodingKey::from_ec_components(x, y)
-        }
-        Algorithm::EdDSA => {
-            if kty != "OKP" || member("crv")? != "Ed25519" {
-                return Err(DpopFault::AlgNotAllowed);
-            }
-            let x = member("x")?;
-            exact_len(x, 32)?;
-            DecodingKey::from_ed_components(x)
-        }
-        Algorithm::RS256
-        | Algorithm::RS384
-        | Algorithm::RS512
-        | Algorithm::PS256
-        | Algorithm::PS384
-        | Algorithm::PS512 => {
-            if kty != "RSA" {
-                return Err(DpopFault::AlgNotAllowed);
-            }
-            let (n, e) = (member("n")?, member("e")?);
-            // FAPI 2.0: RSA keys of at least 2048 bits.
-            if unsigned_bits(n)? < 2048 || unsigned_bits(e)? < 2 {
-                return Err(DpopFault::AlgNotAllowed);
-            }
-            DecodingKey::from_rsa_components(n, e)
-        }
-        _ => return Err(DpopFault::AlgNotAllowed),
-    };
-    key.map_err(|_| DpopFault::Malformed)
-}
-
-/// Refuses a base64url coordinate that is not exactly `len` bytes.
-fn exact_len(b64: &str, len: usize) -> Result<(), DpopFault> {
-    match URL_SAFE_NO_PAD.decode(b64) {
-        Ok(bytes) if bytes.len() == len => Ok(()),
-        _ => Err(DpopFault::Malformed),
-    }
-}
-
-/// Bit length of a base64url big-endian unsigned integer; RFC 7518 §6.3.1.1 forbids leading
-/// zero octets, so one is malformed rather than silently shortening the key.
-fn unsigned_bits(b64: &str) -> Result<usize, DpopFault> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(b64)
-        .map_err(|_| DpopFault::Malformed)?;
-    match bytes.first() {
-        Some(&first) if first != 0 => {
-            Ok((bytes.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
-        }
-        _ => Err(DpopFault::Malformed),
-    }
+    let jwk = header.member("jwk").ok_or(DpopFault::MissingClaim)?;
+    let key = jwk::public_key(jwk)
+        .map_err(DpopFault::Key)?
+        .filter(|key| key.algorithms().contains(&alg))
+        .ok_or(DpopFault::AlgNotAllowed)?;
+    Ok((alg, jwk, key.into_decoding_key()))
 }
 
 /// The claims that survive the checks.
@@ -325,7 +215,7 @@ fn check_claims(
     claims: &Map<String, Value>,
     method: &http::Method,
     expected_htu: &str,
-    access_token: &str,
+    access_token: &TokenDigest,
     nonce: Option<&str>,
     now: i64,
     settings: &ProofSettings,
@@ -334,7 +224,8 @@ fn check_claims(
     let htm = required_str(claims, "htm")?;
     let htu = required_str(claims, "htu")?;
     let ath = required_str(claims, "ath")?;
-    let iat = numeric_date(claims.get("iat").ok_or(DpopFault::MissingClaim)?)?;
+    let iat = claims.get("iat").ok_or(DpopFault::MissingClaim)?;
+    let iat = time::numeric_date(iat).ok_or(DpopFault::Malformed)?;
     if jti.is_empty() || jti.len() > MAX_JTI_LEN {
         return Err(DpopFault::Malformed);
     }
@@ -358,7 +249,7 @@ fn check_claims(
         return Err(DpopFault::Stale);
     }
     // RFC 9449 §4.2: `ath` is base64url(SHA-256(ASCII access token)); both values are public.
-    if ath != URL_SAFE_NO_PAD.encode(sha256(access_token.as_bytes())) {
+    if TokenDigest::from_base64url(ath).as_ref() != Some(access_token) {
         return Err(DpopFault::AthMismatch);
     }
     Ok(CheckedClaims {
@@ -375,47 +266,6 @@ fn required_str<'m>(map: &'m Map<String, Value>, name: &str) -> Result<&'m str, 
         Some(_) => Err(DpopFault::Malformed),
         None => Err(DpopFault::MissingClaim),
     }
-}
-
-/// RFC 7519 §2: a NumericDate may carry a fraction; whole seconds are enough for the window.
-fn numeric_date(value: &Value) -> Result<i64, DpopFault> {
-    if let Some(seconds) = value.as_i64() {
-        return Ok(seconds);
-    }
-    match value.as_f64() {
-        // `as` saturates, and a saturated value falls outside any window.
-        Some(seconds) if seconds.is_finite() => Ok(seconds.floor() as i64),
-        _ => Err(DpopFault::Malformed),
-    }
-}
-
-fn sha256(bytes: &[u8]) -> digest::Digest {
-    digest::digest(&digest::SHA256, bytes)
-}
-
-/// RFC 7638 §3.2 thumbprint of a public EC, RSA or OKP `jwk`: SHA-256 over its required members
-/// in lexicographic order without whitespace, base64url without padding.
-pub fn jwk_thumbprint(jwk: &Value) -> Option<String> {
-    let text = |name: &str| jwk.get(name).and_then(Value::as_str);
-    // §3.2: only the required members, already in lexicographic order; extra members such as
-    // `kid` or `alg` never change the thumbprint (§3.3).
-    let members: Vec<(&str, &str)> = match text("kty")? {
-        "EC" => vec![
-            ("crv", text("crv")?),
-            ("kty", "EC"),
-            ("x", text("x")?),
-            ("y", text("y")?),
-        ],
-        "RSA" => vec![("e", text("e")?), ("kty", "RSA"), ("n", text("n")?)],
-        "OKP" => vec![("crv", text("crv")?), ("kty", "OKP"), ("x", text("x")?)],
-        _ => return None,
-    };
-    let canonical = members
-        .iter()
-        .map(|(name, value)| format!("{}:{}", Value::from(*name), Value::from(*value)))
-        .collect::<Vec<_>>()
-        .join(",");
-    Some(URL_SAFE_NO_PAD.encode(sha256(format!("{{{canonical}}}").as_bytes())))
 }
 
 /// RFC 9449 §4.3 item 9: the `http`/`https` URI without query and fragment, scheme and host

@@ -14,7 +14,7 @@ use http::{HeaderMap, Method};
 use self::dpop::{DpopFault, ProofSettings};
 use self::replay::{ProofUse, ReplayCache};
 use crate::tls::ClientIdentity;
-use crate::token::{Confirmation, VerifiedToken};
+use crate::token::{Confirmation, TokenDigest, VerifiedToken};
 
 /// How the request proved possession of the token's key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,11 +115,12 @@ impl DpopChecker {
         self.nonces.as_ref().map(nonce::NonceIssuer::current)
     }
 
-    /// Verifies the request's proof for `token` and records it against replay.
+    /// Verifies the request's proof for `token` (whose text hashes to `access_token`) and records
+    /// it against replay.
     pub async fn check(
         &self,
         token: &VerifiedToken,
-        access_token: &str,
+        access_token: &TokenDigest,
         headers: &HeaderMap,
         method: &Method,
         path: &str,

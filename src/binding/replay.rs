@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
-use crate::token::sha256;
+use crate::jose::sha256;
 
 /// Proofs remembered locally at once (RFC 9449 §11.1: bounded; eviction is logged by moka's
 /// own policy, the window keeps entries short-lived).

@@ -188,13 +188,18 @@ mod tests {
 
     const NOW: u64 = 1_800_000_000;
 
-    fn holder(subject: &str) -> Holder<'_> {
+    /// The holder `app-1` acting for `subject`.
+    fn holder<'a>(client: &'a str, subject: &'a str) -> Holder<'a> {
         Holder {
             issuer: "https://as.test",
-            client: Some("app-1"),
+            client: Some(client),
             subject: Some(subject),
             patient: Some("123"),
         }
+    }
+
+    fn identity(subject: &str) -> (String, String) {
+        ("app-1".to_owned(), subject.to_owned())
     }
 
     fn split(sealed: &str) -> (&str, &str) {
@@ -203,58 +208,82 @@ mod tests {
 
     #[test]
     fn a_sealed_link_opens_only_for_its_holder_its_url_and_its_time() {
+        let (u1, u2) = (identity("u-1"), identity("u-2"));
         let sealer = LinkSealer::new(b"a secret of at least thirty-two bytes");
         let sealed = sealer.seal_at(
             LinkKind::Page,
-            &holder("u-1"),
+            &holder(&u1.0, &u1.1),
             "/",
             "_getpages=abc&_getpagesoffset=10",
             NOW,
         );
         let (path, query) = split(&sealed);
         assert_eq!(
-            sealer.open_at(&holder("u-1"), path, query, NOW + 60),
+            sealer.open_at(&holder(&u1.0, &u1.1), path, query, NOW + 60),
             Some(OpenedLink {
                 kind: LinkKind::Page,
                 query: "_getpages=abc&_getpagesoffset=10".into()
             })
         );
         // Another subject, another path, an edited query, too late, another key, no seal.
-        assert_eq!(sealer.open_at(&holder("u-2"), path, query, NOW), None);
-        assert_eq!(sealer.open_at(&holder("u-1"), "/Patient", query, NOW), None);
-        let edited = query.replace("offset=10", "offset=20");
-        assert_eq!(sealer.open_at(&holder("u-1"), path, &edited, NOW), None);
         assert_eq!(
-            sealer.open_at(&holder("u-1"), path, query, NOW + LIFETIME_SECONDS + 1),
+            sealer.open_at(&holder(&u2.0, &u2.1), path, query, NOW),
+            None
+        );
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), "/Patient", query, NOW),
+            None
+        );
+        let edited = query.replace("offset=10", "offset=20");
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), path, &edited, NOW),
+            None
+        );
+        assert_eq!(
+            sealer.open_at(
+                &holder(&u1.0, &u1.1),
+                path,
+                query,
+                NOW + LIFETIME_SECONDS + 1
+            ),
             None
         );
         let other = LinkSealer::new(b"another secret of thirty-two bytes!!");
-        assert_eq!(other.open_at(&holder("u-1"), path, query, NOW), None);
+        assert_eq!(other.open_at(&holder(&u1.0, &u1.1), path, query, NOW), None);
         assert_eq!(
-            sealer.open_at(&holder("u-1"), path, "_getpages=abc", NOW),
+            sealer.open_at(&holder(&u1.0, &u1.1), path, "_getpages=abc", NOW),
             None
         );
         // A kind cannot be relabelled: the code is part of what was signed.
         let relabelled = query.replace("_phigate_seal=p.", "_phigate_seal=f.");
-        assert_eq!(sealer.open_at(&holder("u-1"), path, &relabelled, NOW), None);
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), path, &relabelled, NOW),
+            None
+        );
         // Two seals are one too many.
         let doubled = format!("{query}&{}", query.rsplit('&').next().unwrap());
-        assert_eq!(sealer.open_at(&holder("u-1"), path, &doubled, NOW), None);
+        assert_eq!(
+            sealer.open_at(&holder(&u1.0, &u1.1), path, &doubled, NOW),
+            None
+        );
     }
 
     #[test]
     fn a_link_without_a_query_is_sealed_too() {
+        let svc = identity("svc");
         let sealer = LinkSealer::new(b"a secret of at least thirty-two bytes");
         let sealed = sealer.seal_at(
             LinkKind::ExportFile,
-            &holder("svc"),
+            &holder(&svc.0, &svc.1),
             "/bulk/1.ndjson",
             "",
             NOW,
         );
         let (path, query) = split(&sealed);
         assert!(query.starts_with("_phigate_seal=f."));
-        let opened = sealer.open_at(&holder("svc"), path, query, NOW).unwrap();
+        let opened = sealer
+            .open_at(&holder(&svc.0, &svc.1), path, query, NOW)
+            .unwrap();
         assert_eq!(opened.kind, LinkKind::ExportFile);
         assert_eq!(opened.query, "");
     }

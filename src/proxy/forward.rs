@@ -28,8 +28,7 @@ use crate::request_body::RequestBody;
 use crate::strict_json;
 use crate::telemetry::Metrics;
 use crate::tls::{HttpsClient, TlsError, https_client};
-use crate::token::Scheme;
-use crate::token::VerifiedToken;
+use crate::token::{ClientId, Scheme, Subject, VerifiedToken};
 
 /// The most of an upstream answer phigate buffers to check it (SECURITY.md §5: the Bundle
 /// inspection buffer); a larger answer is withheld with 502.
@@ -151,7 +150,7 @@ impl Forwarder {
         let (mut head, body) = response.into_parts();
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
         links.rewrite_headers(&mut head.headers);
-        let holder = facts.token.as_deref().map(holder_of);
+        let holder = facts.token.as_deref().map(VerifiedToken::holder);
         let sealing = permit
             .link_seals()
             .zip(holder.as_ref())
@@ -334,12 +333,16 @@ impl Forwarder {
         let proto = if conn.tls { "https" } else { "http" };
         headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
         if let Some(token) = &facts.token {
-            let subject_kind = if token.subject.is_some() && token.subject == token.client_id {
+            let subject_kind = if token.subject_is_client() {
                 "client"
             } else {
                 "user"
             };
-            insert_claim(&mut headers, "x-phigate-subject", token.subject.as_deref());
+            insert_claim(
+                &mut headers,
+                "x-phigate-subject",
+                token.subject.as_ref().map(Subject::as_str),
+            );
             // RFC 9700 §4.15: a client-credentials token's `sub` is a client, not a person.
             headers.insert(
                 "x-phigate-subject-kind",
@@ -348,7 +351,7 @@ impl Forwarder {
             insert_claim(
                 &mut headers,
                 "x-phigate-client-id",
-                token.client_id.as_deref(),
+                token.client_id.as_ref().map(ClientId::as_str),
             );
             insert_claim(
                 &mut headers,
@@ -467,16 +470,6 @@ fn is_json(headers: &HeaderMap) -> bool {
             essence.eq_ignore_ascii_case("application/fhir+json")
                 || essence.eq_ignore_ascii_case("application/json")
         })
-}
-
-/// The identity a link is sealed to.
-fn holder_of(token: &VerifiedToken) -> Holder<'_> {
-    Holder {
-        issuer: &token.issuer,
-        client: token.client_id.as_deref(),
-        subject: token.subject.as_deref(),
-        patient: token.patient.as_deref(),
-    }
 }
 
 /// The permit's obligation to seal links phigate cannot authorise from their shape.

@@ -20,6 +20,7 @@ use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;
 use crate::request_body::RequestBody;
 use crate::telemetry::{DecisionLabels, Metrics};
+use crate::token::{ClientId, Jti, Subject};
 
 /// What every connection's service shares.
 pub struct Shared {
@@ -123,9 +124,9 @@ async fn handle(
         decision,
         denial.reason = reason,
         response.status = status,
-        client.id = token.and_then(|t| t.client_id.as_deref()),
-        subject = token.and_then(|t| t.subject.as_deref()),
-        token.jti = token.and_then(|t| t.jti.as_deref()),
+        client.id = token.and_then(|t| t.client_id.as_ref()).map(ClientId::as_str),
+        subject = token.and_then(|t| t.subject.as_ref()).map(Subject::as_str),
+        token.jti = token.and_then(|t| t.jti.as_ref()).map(Jti::as_str),
         tls.client_cert = conn.identity.thumbprint().map(|t| t.as_str()),
         "request"
     );

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::strict_json;
-use crate::token::VerifiedToken;
+use crate::token::{ClientId, Jti, Subject, TokenDigest, VerifiedToken};
 
 /// A list document or entry that could not be read; the last good list stays in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,13 +31,13 @@ pub const MAX_ENTRIES: usize = 2_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// A token by `jti`, until its `exp`.
-    Jti { jti: String, exp: i64 },
-    /// A token by the base64url SHA-256 of its text, until its `exp`.
-    TokenHash { hash: String, exp: i64 },
+    Jti { jti: Jti, exp: i64 },
+    /// A token by the SHA-256 of its text (base64url in the document), until its `exp`.
+    TokenHash { hash: TokenDigest, exp: i64 },
     /// Every token of a client issued before `before` (and every token without `iat`).
-    ClientBefore { client_id: String, before: i64 },
+    ClientBefore { client_id: ClientId, before: i64 },
     /// Every token of a subject issued before `before` (and every token without `iat`).
-    SubjectBefore { subject: String, before: i64 },
+    SubjectBefore { subject: Subject, before: i64 },
 }
 
 impl Entry {
@@ -61,20 +61,24 @@ impl Entry {
             text("sub"),
         ) {
             (Some(jti), None, None, None) => Self::Jti {
-                jti,
+                jti: identity(&jti, Jti::parse)?,
                 exp: number("exp").ok_or(ListError::Invalid("a jti entry needs exp"))?,
             },
             (None, Some(hash), None, None) => Self::TokenHash {
-                hash,
+                // A hash that can never match would leave the token it names unrevoked while
+                // the list looks right: refused like any entry of unknown shape.
+                hash: TokenDigest::from_base64url(&hash).ok_or(ListError::Invalid(
+                    "a token_sha256 is not the base64url of a SHA-256",
+                ))?,
                 exp: number("exp").ok_or(ListError::Invalid("a hash entry needs exp"))?,
             },
             (None, None, Some(client_id), None) => Self::ClientBefore {
-                client_id,
+                client_id: identity(&client_id, ClientId::parse)?,
                 before: number("before")
                     .ok_or(ListError::Invalid("a client entry needs before"))?,
             },
             (None, None, None, Some(subject)) => Self::SubjectBefore {
-                subject,
+                subject: identity(&subject, Subject::parse)?,
                 before: number("before").ok_or(ListError::Invalid("a sub entry needs before"))?,
             },
             _ => {
@@ -94,13 +98,21 @@ impl Entry {
     }
 }
 
+/// An entry's `jti`, `client_id` or `sub` as a token carries it. One no token can carry would
+/// revoke nothing while the list looked right, so it is refused like an entry of unknown shape.
+fn identity<T>(value: &str, parse: fn(&str) -> Option<T>) -> Result<T, ListError> {
+    parse(value).ok_or(ListError::Invalid(
+        "a jti, client_id or sub is not 1 to 255 bytes of printable ASCII",
+    ))
+}
+
 /// The revoked tokens one source knows of.
 #[derive(Debug, Default, Clone)]
 pub struct RevocationSet {
-    jtis: HashMap<String, i64>,
-    hashes: HashMap<String, i64>,
-    clients: HashMap<String, i64>,
-    subjects: HashMap<String, i64>,
+    jtis: HashMap<Jti, i64>,
+    hashes: HashMap<TokenDigest, i64>,
+    clients: HashMap<ClientId, i64>,
+    subjects: HashMap<Subject, i64>,
 }
 
 impl RevocationSet {
@@ -155,14 +167,14 @@ impl RevocationSet {
         self.subjects.retain(|_, before| *before >= horizon);
     }
 
-    /// Whether `token` (whose text hashes to `token_hash`) is revoked.
-    pub fn revokes(&self, token: &VerifiedToken, token_hash: &str) -> bool {
+    /// Whether `token` (whose text hashes to `digest`) is revoked.
+    pub fn revokes(&self, token: &VerifiedToken, digest: &TokenDigest) -> bool {
         let issued_before = |cutoff: &i64| token.issued_at.is_none_or(|iat| iat < *cutoff);
         token
             .jti
             .as_ref()
             .is_some_and(|jti| self.jtis.contains_key(jti))
-            || self.hashes.contains_key(token_hash)
+            || self.hashes.contains_key(digest)
             || token
                 .client_id
                 .as_ref()

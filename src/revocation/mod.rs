@@ -14,7 +14,7 @@ pub use self::list::{Entry, ListError, MAX_ENTRIES, RevocationSet};
 pub use self::sources::SourceProblem;
 use crate::config::{RevocationLocation, RevocationSource};
 use crate::telemetry::Metrics;
-use crate::token::VerifiedToken;
+use crate::token::{TokenDigest, VerifiedToken};
 
 /// Why a token failed the revocation check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,11 +79,11 @@ impl SourceState {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     }
 
-    fn revokes(&self, token: &VerifiedToken, token_hash: &str) -> bool {
+    fn revokes(&self, token: &VerifiedToken, digest: &TokenDigest) -> bool {
         self.set
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .revokes(token, token_hash)
+            .revokes(token, digest)
     }
 
     fn len(&self) -> usize {
@@ -152,12 +152,16 @@ impl Revocation {
     }
 
     /// Refuses a revoked token, and any token while a source is stale.
-    pub fn check(&self, token: &VerifiedToken, token_hash: &str) -> Result<(), RevocationFault> {
+    pub fn check(
+        &self,
+        token: &VerifiedToken,
+        digest: &TokenDigest,
+    ) -> Result<(), RevocationFault> {
         for (_, _, state) in &self.sources {
             if !state.is_fresh() {
                 return Err(RevocationFault::Stale);
             }
-            if state.revokes(token, token_hash) {
+            if state.revokes(token, digest) {
                 return Err(RevocationFault::Revoked);
             }
         }

@@ -9,22 +9,34 @@ use std::fmt;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
+use super::TokenDigest;
+
 /// RFC 6585 §5 / SECURITY.md §5: refuse oversized credentials before any decoding.
 pub const MAX_AUTHORIZATION_BYTES: usize = 8 * 1024;
 
-/// A raw bearer token. It has no `Display`, and its `Debug` hides the value.
+/// A raw bearer token and its digest. It has no `Display`, and its `Debug` hides the value.
 #[derive(Clone, PartialEq, Eq)]
-pub struct BearerToken(String);
+pub struct BearerToken {
+    text: String,
+    digest: TokenDigest,
+}
 
 impl BearerToken {
-    /// Wraps a token string (tests and the development issuer build tokens directly).
+    /// Wraps a token string (tests and `explain` build tokens directly); hashes it once.
     pub fn new(token: impl Into<String>) -> Self {
-        Self(token.into())
+        let text = token.into();
+        let digest = TokenDigest::of(&text);
+        Self { text, digest }
     }
 
     /// The token text; only `token/` verification and the opt-in upstream forwarding read it.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// What stands for the token everywhere else: cache keys, revocation, a DPoP `ath`.
+    pub fn digest(&self) -> &TokenDigest {
+        &self.digest
     }
 }
 
@@ -117,7 +129,7 @@ fn parse_credentials(value: &str) -> Result<(BearerToken, Scheme), CredentialFau
     if token.len() == rest.len() || !is_b64token(token) {
         return Err(CredentialFault::Malformed);
     }
-    Ok((BearerToken(token.to_owned()), scheme))
+    Ok((BearerToken::new(token), scheme))
 }
 
 /// RFC 9110 §5.6.2 `tchar`.

@@ -3,28 +3,33 @@
 //! honoured `nbf` and `iat` within a bounded skew, a bounded lifetime, and an access-token `typ`.
 //! Checked arithmetic throughout: claim numbers are attacker input (C-19). Claims phigate copies
 //! somewhere — into an upstream header, a FHIR search, a log line — have shapes: the launch
-//! patient is a FHIR id, `sub`, `client_id`/`azp` and `jti` are short printable ASCII. A claim
-//! outside its shape refuses the token; it is never trimmed, split or passed on as it came.
+//! patient is a FHIR id, `sub`, `client_id`/`azp` and `jti` are `identity` types. A claim
+//! outside its shape refuses the token; it is never trimmed, split or passed on as it came. The
+//! claims themselves are not kept: a `VerifiedToken` holds only what was checked.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
 use super::TokenFault;
+use super::identity::{ClientId, Jti, Subject};
 use crate::config::{IssuerConfig, TokenBounds};
+use crate::jose::time;
 use crate::policy::ScopeSet;
+use crate::policy::seal::Holder;
 
-/// The identity and grant of a token whose signature and claims were verified.
+/// The identity and grant of a token whose signature and claims were verified: what decisions,
+/// the forwarder and the log line need, and nothing else of the token's claims.
 #[derive(Debug, Clone)]
 pub struct VerifiedToken {
     /// The configured issuer that signed it.
     pub issuer: Arc<str>,
     /// `sub`, when present.
-    pub subject: Option<String>,
+    pub subject: Option<Subject>,
     /// `client_id`, or `azp` from servers that send that instead.
-    pub client_id: Option<String>,
+    pub client_id: Option<ClientId>,
     /// `jti`, when present; logs carry this instead of the token.
-    pub jti: Option<String>,
+    pub jti: Option<Jti>,
     /// The SMART launch patient, from the issuer's `patient_claim`.
     pub patient: Option<String>,
     /// Scopes granted by `scope` or `scp`.
@@ -35,20 +40,34 @@ pub struct VerifiedToken {
     pub issued_at: Option<i64>,
     /// The confirmation (`cnf`) the token is bound to, if any.
     pub confirmation: Confirmation,
-    /// Every claim, for later steps (launch context, confirmation keys).
-    pub claims: Map<String, Value>,
 }
 
-/// The longest `sub`, `client_id`/`azp` or `jti` accepted. Real servers send UUIDs, URLs and
-/// e-mail addresses well under this; anything longer only makes headers and logs heavier.
-const MAX_IDENTITY_CLAIM_BYTES: usize = 255;
+impl VerifiedToken {
+    /// A client-credentials token: its `sub` is its client (RFC 9700 §4.15), not a person.
+    pub fn subject_is_client(&self) -> bool {
+        match (&self.subject, &self.client_id) {
+            (Some(subject), Some(client)) => subject.as_str() == client.as_str(),
+            _ => false,
+        }
+    }
+
+    /// The identity a link handed to this token is sealed to.
+    pub fn holder(&self) -> Holder<'_> {
+        Holder {
+            issuer: &self.issuer,
+            client: self.client_id.as_ref().map(ClientId::as_str),
+            subject: self.subject.as_ref().map(Subject::as_str),
+            patient: self.patient.as_deref(),
+        }
+    }
+}
 
 /// The FHIR R4 `id` datatype: `[A-Za-z0-9\-\.]{1,64}`.
 const MAX_FHIR_ID_BYTES: usize = 64;
 
 /// Validates `claims` for `issuer` at `now` (seconds since the epoch).
 pub fn validate(
-    claims: Map<String, Value>,
+    claims: &Map<String, Value>,
     typ: Option<&str>,
     issuer: &IssuerConfig,
     bounds: &TokenBounds,
@@ -95,21 +114,20 @@ pub fn validate(
             crate::policy::ScopeClaimFault::Malformed => TokenFault::MalformedClaims,
         },
     )?;
-    let client_id = match identity_claim(&claims, "client_id")? {
+    let client_id = match identity_claim(claims, "client_id", ClientId::parse)? {
         Some(client_id) => Some(client_id),
-        None => identity_claim(&claims, "azp")?,
+        None => identity_claim(claims, "azp", ClientId::parse)?,
     };
     Ok(VerifiedToken {
         issuer: Arc::clone(&issuer.issuer),
-        subject: identity_claim(&claims, "sub")?,
+        subject: identity_claim(claims, "sub", Subject::parse)?,
         client_id,
-        jti: identity_claim(&claims, "jti")?,
-        patient: launch_patient(&claims, &issuer.patient_claim)?,
+        jti: identity_claim(claims, "jti", Jti::parse)?,
+        patient: launch_patient(claims, &issuer.patient_claim)?,
         scopes,
         expires_at: exp,
         issued_at,
         confirmation: confirmation(claims.get("cnf"))?,
-        claims,
     })
 }
 
@@ -117,7 +135,7 @@ pub fn validate(
 /// RFC 7662 §2.2 members are optional, but any that is present must fit: `exp` in the future,
 /// `iss` exactly the issuer, `aud` naming one of ours, the usual identity claim rules.
 pub fn from_introspection(
-    claims: Map<String, Value>,
+    claims: &Map<String, Value>,
     issuer: &IssuerConfig,
     bounds: &TokenBounds,
     now: i64,
@@ -158,15 +176,14 @@ pub fn from_introspection(
     )?;
     Ok(VerifiedToken {
         issuer: Arc::clone(&issuer.issuer),
-        subject: identity_claim(&claims, "sub")?,
-        client_id: identity_claim(&claims, "client_id")?,
-        jti: identity_claim(&claims, "jti")?,
-        patient: launch_patient(&claims, &issuer.patient_claim)?,
+        subject: identity_claim(claims, "sub", Subject::parse)?,
+        client_id: identity_claim(claims, "client_id", ClientId::parse)?,
+        jti: identity_claim(claims, "jti", Jti::parse)?,
+        patient: launch_patient(claims, &issuer.patient_claim)?,
         scopes,
         expires_at,
         issued_at: claims.get("iat").map(numeric_date).transpose()?,
         confirmation,
-        claims,
     })
 }
 
@@ -236,39 +253,26 @@ fn check_audience(aud: Option<&Value>, accepted: &[String]) -> Result<(), TokenF
     }
 }
 
-/// RFC 7519 §2 NumericDate: a JSON number of seconds; fractions are truncated, values outside
-/// the i64 range or non-finite are refused rather than saturated into validity.
+/// `jose::time::numeric_date`, refusing the token's claims when a date is not one.
 fn numeric_date(value: &Value) -> Result<i64, TokenFault> {
-    let Value::Number(number) = value else {
-        return Err(TokenFault::MalformedClaims);
-    };
-    if let Some(int) = number.as_i64() {
-        return Ok(int);
-    }
-    match number.as_f64() {
-        Some(float) if float.is_finite() && float.abs() < 9.0e15 => Ok(float.trunc() as i64),
-        _ => Err(TokenFault::MalformedClaims),
-    }
+    time::numeric_date(value).ok_or(TokenFault::MalformedClaims)
 }
 
-/// A string claim that travels in an identity header (`X-Phigate-Subject`,
-/// `X-Phigate-Client-Id`), a log line and the revocation lookup: 1 to
-/// [`MAX_IDENTITY_CLAIM_BYTES`] bytes of printable ASCII. Control characters would split a header
-/// or a log line; and no space at either end, because a receiver trims header values, so the
-/// upstream would act on another identity than the one phigate checked and logged.
-fn identity_claim(claims: &Map<String, Value>, name: &str) -> Result<Option<String>, TokenFault> {
+/// A string claim that travels in an identity header, a log line, the revocation lookup and a
+/// link seal, parsed into its type ([`Subject`], [`ClientId`], [`Jti`]); outside that type's
+/// shape it refuses the token.
+fn identity_claim<T>(
+    claims: &Map<String, Value>,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, TokenFault> {
     match claims.get(name) {
         None => Ok(None),
-        Some(Value::String(value)) if is_identity(value) => Ok(Some(value.clone())),
+        Some(Value::String(value)) => parse(value)
+            .map(Some)
+            .ok_or(TokenFault::IdentityClaimMalformed),
         Some(_) => Err(TokenFault::IdentityClaimMalformed),
     }
-}
-
-fn is_identity(value: &str) -> bool {
-    (1..=MAX_IDENTITY_CLAIM_BYTES).contains(&value.len())
-        && value.bytes().all(|b| (0x20..0x7f).contains(&b))
-        && !value.starts_with(' ')
-        && !value.ends_with(' ')
 }
 
 /// The SMART launch patient from claim `name`: absent, or exactly one FHIR id. The policy

@@ -13,16 +13,13 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::Value;
 
 use super::claims::{self, VerifiedToken};
-use super::{TokenFault, sha256};
+use super::{BearerToken, TokenDigest, TokenFault};
 use crate::config::{IntrospectionConfig, IssuerConfig, TokenBounds};
 use crate::strict_json;
-use crate::tls::{TlsError, https_client_config};
+use crate::tls::{HttpsClient, TlsError, https_client};
 
 /// The largest introspection response phigate reads.
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -41,8 +38,8 @@ pub struct Introspector {
     config: IntrospectionConfig,
     bounds: TokenBounds,
     authorization: http::HeaderValue,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    cache: moka::sync::Cache<[u8; 32], Cached>,
+    client: HttpsClient<Full<Bytes>>,
+    cache: moka::sync::Cache<TokenDigest, Cached>,
 }
 
 impl Introspector {
@@ -52,16 +49,7 @@ impl Introspector {
         config: &IntrospectionConfig,
         bounds: &TokenBounds,
     ) -> Result<Self, TlsError> {
-        let tls = https_client_config(config.ca_file.as_deref())?;
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(hyper_util::rt::TokioExecutor::new())
-            .pool_timer(hyper_util::rt::TokioTimer::new())
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+        let client = https_client(config.ca_file.as_deref())?;
         // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
         let credentials = format!(
             "{}:{}",
@@ -97,10 +85,10 @@ impl Introspector {
     /// The token's introspection result: active (as a verified token) or a fault.
     pub async fn introspect(
         &self,
-        token: &str,
+        bearer: &BearerToken,
         now: i64,
     ) -> Result<Arc<VerifiedToken>, TokenFault> {
-        let digest = sha256(token.as_bytes());
+        let digest = *bearer.digest();
         match self.cache.get(&digest) {
             Some(Cached::Active(verified, until))
                 if Instant::now() < until && now <= verified.expires_at =>
@@ -112,7 +100,7 @@ impl Introspector {
             }
             _ => {}
         }
-        let response = tokio::time::timeout(self.config.timeout, self.call(token))
+        let response = tokio::time::timeout(self.config.timeout, self.call(bearer.expose()))
             .await
             .map_err(|_| TokenFault::IntrospectionUnavailable)??;
         let active = response.get("active");
@@ -128,7 +116,7 @@ impl Introspector {
             return Err(TokenFault::IntrospectionUnavailable);
         };
         let verified = Arc::new(claims::from_introspection(
-            claims,
+            &claims,
             &self.issuer,
             &self.bounds,
             now,

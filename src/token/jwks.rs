@@ -3,28 +3,25 @@
 //! cooldown (a storm of unknown kids causes no storm of fetches), and served for a bounded time
 //! after the endpoint stops answering — then refused (fail closed). Keys come only from the
 //! configured endpoint: never from the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no
-//! redirect is followed. An entry below its algorithm's strength floor (short or odd RSA
-//! parameters, a curve other than P-256/P-384/Ed25519, points of the wrong size) is rejected at
-//! load, logged once and counted once, and never verifies anything.
+//! redirect is followed. An entry `jose::jwk` refuses (private or symmetric material, or below
+//! its algorithm's strength floor: the same rules a DPoP proof key meets) is rejected at load,
+//! logged once and counted once, and never verifies anything.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use super::TokenFault;
 use crate::config::{IssuerConfig, TokenBounds};
+use crate::jose::jwk::{self, KeyRejection};
 use crate::telemetry::Metrics;
+use crate::tls::HttpsClient;
 
 /// A JWKS document larger than this is refused (SECURITY.md §5).
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -32,21 +29,12 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(60 * 60);
 /// Lower bound on how often a Cache-Control header may make us refetch.
 const MIN_CACHE_LIFETIME: Duration = Duration::from_secs(60);
-/// JWK members that only a private or symmetric key has (RFC 7518 §6).
-const PRIVATE_MEMBERS: [&str; 7] = ["d", "p", "q", "dp", "dq", "qi", "oth"];
-/// FAPI 2.0 "Cryptography and secrets": RSA keys of at least 2048 bits.
-const MIN_RSA_BITS: usize = 2048;
-/// The largest modulus the verifier accepts (aws-lc-rs `RSA_*_2048_8192_*`); a bigger one could
-/// never verify and only costs CPU per token (R-M03).
-const MAX_RSA_BITS: usize = 8192;
-/// An RSA exponent longer than this is not a real key (65537 is three bytes).
-const MAX_RSA_EXPONENT_BYTES: usize = 8;
 /// Rejected entries remembered per issuer so each is logged and counted once; past this the
 /// memory starts afresh (at worst a repeated log line), so a JWKS cannot grow it unboundedly.
 const MAX_REMEMBERED_REJECTIONS: usize = 1024;
 
 /// The HTTP client used for JWKS fetches.
-pub type JwksClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub type JwksClient = HttpsClient<Empty<Bytes>>;
 
 /// A public key and the algorithms it may verify.
 pub struct VerificationKey {
@@ -508,49 +496,6 @@ impl RejectedKey {
     }
 }
 
-/// Why a JWKS entry was refused; each is a reason in the log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyRejection {
-    /// The entry is not a JSON object.
-    NotAnObject,
-    /// `d`, `p`, `q`, … : a private key was published (RFC 7518 §6).
-    PrivateMembers,
-    /// RSA modulus under 2048 significant bits.
-    RsaModulusTooShort,
-    /// RSA modulus over 8192 bits.
-    RsaModulusTooLong,
-    /// An even RSA modulus: not a product of two odd primes.
-    RsaModulusEven,
-    /// RSA exponent even, 1, empty or longer than 8 bytes.
-    RsaExponent,
-    /// `EC` on a curve other than P-256/P-384, or `OKP` other than Ed25519.
-    CurveUnsupported,
-    /// Coordinates or key of the wrong length for the curve.
-    KeyLength,
-    /// The EC point is not on its curve.
-    PointInvalid,
-    /// Missing or non-canonical base64url members.
-    Malformed,
-}
-
-impl KeyRejection {
-    /// The reason code in the log line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotAnObject => "not_an_object",
-            Self::PrivateMembers => "private_members",
-            Self::RsaModulusTooShort => "rsa_modulus_too_short",
-            Self::RsaModulusTooLong => "rsa_modulus_too_long",
-            Self::RsaModulusEven => "rsa_modulus_even",
-            Self::RsaExponent => "rsa_exponent_invalid",
-            Self::CurveUnsupported => "curve_unsupported",
-            Self::KeyLength => "key_length_invalid",
-            Self::PointInvalid => "point_invalid",
-            Self::Malformed => "malformed",
-        }
-    }
-}
-
 /// Parses a JWKS document into the keys usable for `issuer` and the entries refused.
 /// Only a document that is not JSON or has no `keys` array is an error here.
 pub fn parse_key_set(body: &[u8], issuer: &IssuerConfig) -> Result<Entries, FetchError> {
@@ -567,7 +512,7 @@ pub fn parse_key_set(body: &[u8], issuer: &IssuerConfig) -> Result<Entries, Fetc
             KeyVerdict::Ignored => {}
             KeyVerdict::Rejected(reason) => rejected.push(RejectedKey {
                 kid: entry.get("kid").and_then(Value::as_str).and_then(loggable),
-                fingerprint: super::sha256(entry.to_string().as_bytes()),
+                fingerprint: crate::jose::sha256(entry.to_string().as_bytes()),
                 reason,
             }),
         }
@@ -583,186 +528,33 @@ fn loggable(kid: &str) -> Option<String> {
 
 enum KeyVerdict {
     Usable(VerificationKey),
-    /// Not for us (encryption keys, symmetric keys, unknown key types, algorithms this issuer
-    /// may not use): RFC 7517 §5 says to ignore them.
+    /// Not for us (encryption keys, unknown key types, algorithms this issuer may not use):
+    /// RFC 7517 §5 says to ignore them.
     Ignored,
     /// Malformed, weak or dangerous: logged once and counted.
     Rejected(KeyRejection),
 }
 
-/// What a JWK's type and parameters make of it, before the issuer's allow-list is applied.
-enum Material {
-    Key(&'static [Algorithm], DecodingKey),
-    Ignored,
-}
-
 fn parse_key(entry: &Value, issuer: &IssuerConfig) -> KeyVerdict {
-    let Some(object) = entry.as_object() else {
-        return KeyVerdict::Rejected(KeyRejection::NotAnObject);
-    };
-    let text = |name: &str| object.get(name).and_then(Value::as_str);
-    if PRIVATE_MEMBERS
-        .iter()
-        .any(|member| object.contains_key(*member))
-    {
-        return KeyVerdict::Rejected(KeyRejection::PrivateMembers);
-    }
-    // RFC 7517 §4.2–4.3: only signature-verification keys are ours.
-    if text("use").is_some_and(|use_| use_ != "sig") {
-        return KeyVerdict::Ignored;
-    }
-    if let Some(ops) = object.get("key_ops") {
-        let verifies = ops
-            .as_array()
-            .is_some_and(|ops| ops.iter().any(|op| op == "verify"));
-        if !verifies {
-            return KeyVerdict::Ignored;
-        }
-    }
-    // Strength comes before the allow-list: a weak key is an alarm even where this issuer's
-    // algorithms would never have used it.
-    let (family, key) = match key_material(object) {
-        Ok(Material::Key(family, key)) => (family, key),
-        Ok(Material::Ignored) => return KeyVerdict::Ignored,
+    let key = match jwk::public_key(entry) {
+        Ok(Some(key)) => key,
+        Ok(None) => return KeyVerdict::Ignored,
         Err(reason) => return KeyVerdict::Rejected(reason),
     };
-    let jwk_alg = match text("alg") {
-        None => None,
-        Some(name) => match name.parse::<Algorithm>() {
-            Ok(alg) => Some(alg),
-            Err(_) => return KeyVerdict::Ignored,
-        },
-    };
+    // RFC 8725 §3.1: the issuer's allow-list ∩ what the key may verify.
     let algorithms: Vec<Algorithm> = issuer
         .algorithms
         .iter()
-        .filter(|alg| family.contains(alg) && jwk_alg.is_none_or(|own| own == *alg))
+        .filter(|alg| key.algorithms().contains(alg))
         .collect();
     if algorithms.is_empty() {
         return KeyVerdict::Ignored;
     }
     KeyVerdict::Usable(VerificationKey {
-        kid: text("kid").map(str::to_owned),
+        kid: entry.get("kid").and_then(Value::as_str).map(str::to_owned),
         algorithms,
-        key,
+        key: key.into_decoding_key(),
     })
-}
-
-const RSA_FAMILY: &[Algorithm] = &[
-    Algorithm::RS256,
-    Algorithm::RS384,
-    Algorithm::RS512,
-    Algorithm::PS256,
-    Algorithm::PS384,
-    Algorithm::PS512,
-];
-
-/// Checks the key's parameters against its algorithm family's floor and builds the key.
-fn key_material(object: &serde_json::Map<String, Value>) -> Result<Material, KeyRejection> {
-    let text = |name: &str| object.get(name).and_then(Value::as_str);
-    match text("kty") {
-        Some("RSA") => {
-            let (n, e) = rsa_components(text("n"), text("e"))?;
-            Ok(Material::Key(
-                RSA_FAMILY,
-                DecodingKey::from_rsa_raw_components(&n, &e),
-            ))
-        }
-        Some("EC") => {
-            let (family, length, algorithm): (&'static [Algorithm], usize, _) = match text("crv") {
-                Some("P-256") => (
-                    &[Algorithm::ES256],
-                    32,
-                    &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-                ),
-                Some("P-384") => (
-                    &[Algorithm::ES384],
-                    48,
-                    &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
-                ),
-                // P-521 (no ES512 here), secp256k1, brainpool, unknown or missing.
-                _ => return Err(KeyRejection::CurveUnsupported),
-            };
-            let x = exact(text("x"), length)?;
-            let y = exact(text("y"), length)?;
-            // SEC 1 §2.3.3 uncompressed point; aws-lc checks that it lies on the curve.
-            let point = [&[0x04][..], &x, &y].concat();
-            aws_lc_rs::signature::ParsedPublicKey::new(algorithm, &point)
-                .map_err(|_| KeyRejection::PointInvalid)?;
-            let key = DecodingKey::from_ec_components(
-                text("x").unwrap_or_default(),
-                text("y").unwrap_or_default(),
-            )
-            .map_err(|_| KeyRejection::Malformed)?;
-            Ok(Material::Key(family, key))
-        }
-        Some("OKP") => {
-            // RFC 8037: Ed448 has no verifier here; X25519/X448 are key-agreement keys.
-            if text("crv") != Some("Ed25519") {
-                return Err(KeyRejection::CurveUnsupported);
-            }
-            exact(text("x"), 32)?;
-            let key = DecodingKey::from_ed_components(text("x").unwrap_or_default())
-                .map_err(|_| KeyRejection::Malformed)?;
-            Ok(Material::Key(&[Algorithm::EdDSA], key))
-        }
-        // RFC 8725 §3.1: symmetric keys never verify tokens at a resource server; unknown types
-        // are ignored (RFC 7517 §5).
-        _ => Ok(Material::Ignored),
-    }
-}
-
-/// RSA `n` and `e` without leading zero bytes, when they clear the floor. Bits are counted on
-/// the value, not the encoding: a 256-byte modulus with a clear top bit is 2047 bits.
-fn rsa_components(n: Option<&str>, e: Option<&str>) -> Result<(Vec<u8>, Vec<u8>), KeyRejection> {
-    let n = strip_leading_zeros(decode(n)?);
-    let bits = significant_bits(&n);
-    if bits < MIN_RSA_BITS {
-        return Err(KeyRejection::RsaModulusTooShort);
-    }
-    if bits > MAX_RSA_BITS {
-        return Err(KeyRejection::RsaModulusTooLong);
-    }
-    if n.last().is_none_or(|low| low % 2 == 0) {
-        return Err(KeyRejection::RsaModulusEven);
-    }
-    let e = strip_leading_zeros(decode(e)?);
-    // e = 1 makes every signature its own message; an even e is no RSA key at all.
-    let odd = e.last().is_some_and(|low| low % 2 == 1);
-    if e.len() > MAX_RSA_EXPONENT_BYTES || !odd || e == [1] {
-        return Err(KeyRejection::RsaExponent);
-    }
-    Ok((n, e))
-}
-
-fn decode(member: Option<&str>) -> Result<Vec<u8>, KeyRejection> {
-    // Strict: no padding, no spare trailing bits, nothing outside the URL-safe alphabet.
-    member
-        .and_then(|text| URL_SAFE_NO_PAD.decode(text).ok())
-        .ok_or(KeyRejection::Malformed)
-}
-
-fn exact(member: Option<&str>, length: usize) -> Result<Vec<u8>, KeyRejection> {
-    let bytes = decode(member)?;
-    if bytes.len() == length {
-        Ok(bytes)
-    } else {
-        Err(KeyRejection::KeyLength)
-    }
-}
-
-fn strip_leading_zeros(mut bytes: Vec<u8>) -> Vec<u8> {
-    let zeros = bytes.iter().take_while(|byte| **byte == 0).count();
-    bytes.drain(..zeros);
-    bytes
-}
-
-/// Bit length of a big-endian unsigned integer without leading zero bytes.
-fn significant_bits(bytes: &[u8]) -> usize {
-    match bytes.first() {
-        None => 0,
-        Some(top) => (bytes.len() - 1) * 8 + (8 - top.leading_zeros() as usize),
-    }
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@
 
 pub mod bearer;
 mod claims;
+mod digest;
+mod identity;
 mod introspection;
-pub mod jose;
 pub mod jwks;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Validation};
@@ -20,11 +21,14 @@ use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
 pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
+pub use self::digest::TokenDigest;
+pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
 use crate::config::{IssuerConfig, TokenBounds};
+use crate::jose::{self, compact::JwsFault};
 use crate::telemetry::Metrics;
-use crate::tls::{TlsError, https_client_config};
+use crate::tls::{TlsError, https_client};
 
 /// Why a token was refused. Each variant is a documented reason code; none carries token data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +109,16 @@ impl TokenFault {
     }
 }
 
+impl From<JwsFault> for TokenFault {
+    fn from(fault: JwsFault) -> Self {
+        match fault {
+            JwsFault::Malformed | JwsFault::AlgMissing => Self::Malformed,
+            JwsFault::DuplicateMember => Self::DuplicateMember,
+            JwsFault::UnsupportedHeader => Self::UnsupportedHeader,
+        }
+    }
+}
+
 /// Entries kept in the verified-token cache (R-M01: bounded whatever the token variety).
 const TOKEN_CACHE_CAPACITY: u64 = 10_000;
 
@@ -118,7 +132,7 @@ pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
     introspectors: HashMap<Arc<str>, Arc<Introspector>>,
     bounds: TokenBounds,
-    cache: moka::sync::Cache<[u8; 32], Arc<CachedToken>>,
+    cache: moka::sync::Cache<TokenDigest, Arc<CachedToken>>,
     metrics: Arc<Metrics>,
 }
 
@@ -131,18 +145,7 @@ impl Verifier {
     ) -> Result<Self, TlsError> {
         let mut by_name = HashMap::new();
         for issuer in issuers {
-            let tls = https_client_config(issuer.jwks_ca_file.as_deref())?;
-            let connector = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(tls)
-                .https_or_http()
-                .enable_http1()
-                .build();
-            let client =
-                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                    .pool_timer(hyper_util::rt::TokioTimer::new())
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .pool_idle_timeout(Duration::from_secs(30))
-                    .build(connector);
+            let client = https_client(issuer.jwks_ca_file.as_deref())?;
             let keys =
                 IssuerKeys::new(issuer.clone(), bounds.clone(), client, Arc::clone(&metrics));
             by_name.insert(Arc::clone(&issuer.issuer), Arc::new(keys));
@@ -202,7 +205,7 @@ impl Verifier {
     /// Verifies `bearer` completely, or says why not.
     pub async fn verify(&self, bearer: &BearerToken) -> Result<Arc<VerifiedToken>, TokenFault> {
         let token = bearer.expose();
-        let digest = sha256(token.as_bytes());
+        let digest = *bearer.digest();
         let now = unix_now();
         if let Some(cached) = self.cache.get(&digest) {
             if let Some(token) = self.still_valid(&cached, now) {
@@ -217,11 +220,11 @@ impl Verifier {
         if token.matches('.').count() != 2 {
             let mut introspectors = self.introspectors.values();
             return match (introspectors.next(), introspectors.next()) {
-                (Some(introspector), None) => introspector.introspect(token, now).await,
+                (Some(introspector), None) => introspector.introspect(bearer, now).await,
                 _ => Err(TokenFault::Malformed),
             };
         }
-        let jws = jose::parse(token)?;
+        let jws = jose::compact::parse(token)?;
         let Some(Value::String(iss)) = jws.claims.get("iss") else {
             return Err(TokenFault::IssuerMismatch);
         };
@@ -230,12 +233,8 @@ impl Verifier {
             .get(iss.as_str())
             .ok_or(TokenFault::UnknownIssuer)?;
         let issuer = keys.issuer();
-        // `none` and unknown names do not parse; HMAC is never in an `AlgorithmSet`.
-        let alg: Algorithm = jws
-            .header
-            .alg
-            .parse()
-            .map_err(|_| TokenFault::AlgNotAllowed)?;
+        // `none`, HMAC and unknown names are no algorithm at all.
+        let alg = jose::algorithm(&jws.header.alg).ok_or(TokenFault::AlgNotAllowed)?;
         if !issuer.algorithms.contains(alg) {
             return Err(TokenFault::AlgNotAllowed);
         }
@@ -248,7 +247,7 @@ impl Verifier {
             })
             .await?;
         let verified = Arc::new(claims::validate(
-            jws.claims,
+            &jws.claims,
             jws.header.typ.as_deref(),
             issuer,
             &self.bounds,
@@ -283,7 +282,7 @@ impl Verifier {
         }
         // A rule that demands introspection cannot be met without an endpoint: fail closed.
         let introspector = introspector.ok_or(TokenFault::IntrospectionUnavailable)?;
-        let introspected = introspector.introspect(bearer.expose(), unix_now()).await?;
+        let introspected = introspector.introspect(bearer, unix_now()).await?;
         match (&verified.patient, &introspected.patient) {
             (None, Some(patient)) => {
                 let mut completed = (*verified).clone();
@@ -333,14 +332,6 @@ fn map_jwt_error(err: jsonwebtoken::errors::Error) -> TokenFault {
     }
 }
 
-/// SHA-256 of `bytes`, for cache keys and log fingerprints.
-pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -370,5 +361,5 @@ pub fn trusted_claims(
     }
     claims.entry("iat").or_insert_with(|| Value::from(now));
     claims.entry("exp").or_insert_with(|| Value::from(now + 60));
-    claims::validate(claims, None, issuer, bounds, now)
+    claims::validate(&claims, None, issuer, bounds, now)
 }

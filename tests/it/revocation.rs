@@ -30,14 +30,26 @@ fn claims_with_jti(harness: &Harness) -> (String, String, i64) {
     (harness.mint(&claims), jti, exp)
 }
 
-#[tokio::test]
-async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
-    let options = Options {
+/// A gateway whose one revocation source is `revoked.json`, an empty list at first.
+async fn file_source_harness() -> Harness {
+    Harness::with(Options {
         revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 1s\n      max_stale: 10s\n".into(),
         files: vec![("revoked.json", EMPTY_LIST.to_owned())],
         ..Options::default()
-    };
-    let harness = Harness::with(options).await;
+    })
+    .await
+}
+
+/// Replaces `revoked.json` with one rename, so the source never reads half a list.
+fn publish(harness: &Harness, entries: serde_json::Value) {
+    let aside = harness.dir.path().join("revoked.json.tmp");
+    std::fs::write(&aside, list(entries)).unwrap();
+    std::fs::rename(&aside, harness.dir.path().join("revoked.json")).unwrap();
+}
+
+#[tokio::test]
+async fn file_source_revokes_a_cached_token_and_cutoffs_apply() {
+    let harness = file_source_harness().await;
     let (token, jti, exp) = claims_with_jti(&harness);
     let client = harness.client();
     assert_eq!(
@@ -110,6 +122,39 @@ async fn refresh_errors(harness: &Harness) -> u64 {
             )
         })
         .map_or(0, |count| count.trim().parse().unwrap())
+}
+
+/// README: `token_sha256` is the base64url SHA-256 of the token text, computed here apart from
+/// phigate's own digest.
+fn token_sha256(token: &str) -> String {
+    use base64::Engine;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+#[tokio::test]
+async fn a_token_listed_by_its_sha256_is_refused_even_once_cached() {
+    let harness = file_source_harness().await;
+    let (token, _, exp) = claims_with_jti(&harness);
+    let other = harness.token("user/Patient.r");
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    publish(
+        &harness,
+        json!([{"token_sha256": token_sha256(&token), "exp": exp}]),
+    );
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.headers["www-authenticate"], INVALID_TOKEN);
+    assert_no_leak(&response, &[&token, &token_sha256(&token)]);
+    assert_eq!(
+        client.get_with_token("/Patient/123", &other).await.status,
+        200,
+        "only the listed token is revoked"
+    );
 }
 
 #[tokio::test]

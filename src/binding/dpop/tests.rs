@@ -8,11 +8,15 @@ use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair,
     KeyPair, RSA_PSS_SHA256, RsaKeyPair, RsaPublicKeyComponents,
 };
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::Method;
 use jsonwebtoken::EncodingKey;
 use serde_json::json;
 
 use super::*;
+use crate::jose::sha256;
+use crate::token::BearerToken;
 
 const NOW: i64 = 1_800_000_000;
 const HTU: &str = "https://gw.test:8443/Patient/123";
@@ -141,6 +145,11 @@ impl Key {
     }
 }
 
+/// The digest the gateway takes from the request's access token.
+fn digest(token: &str) -> TokenDigest {
+    *BearerToken::new(token).digest()
+}
+
 fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -152,7 +161,7 @@ fn good_claims() -> Value {
         "htm": "GET",
         "htu": HTU,
         "iat": NOW,
-        "ath": b64(sha256(TOKEN.as_bytes()).as_ref()),
+        "ath": b64(&sha256(TOKEN.as_bytes())),
         "nonce": NONCE,
     })
 }
@@ -163,7 +172,7 @@ fn check(proof: &str, nonce: Option<&str>, expected: Result<(), DpopFault>) {
         proof,
         &Method::GET,
         HTU,
-        TOKEN,
+        &digest(TOKEN),
         nonce,
         NOW,
         &ProofSettings::default(),
@@ -188,13 +197,13 @@ fn g01_valid_proofs_yield_the_key_thumbprint() {
             &proof,
             &Method::GET,
             HTU,
-            TOKEN,
+            &digest(TOKEN),
             Some(NONCE),
             NOW,
             &ProofSettings::default(),
         )
         .unwrap();
-        assert_eq!(verified.jkt, jwk_thumbprint(&key.jwk).unwrap());
+        assert_eq!(verified.jkt, jwk::thumbprint(&key.jwk).unwrap());
         assert_eq!(verified.jti, claims["jti"].as_str().unwrap());
         assert_eq!(
             (verified.iat, verified.nonce.as_deref()),
@@ -260,7 +269,7 @@ fn g07_algorithms() {
         ..ProofSettings::default()
     };
     let hs = key.edited(|h, _| h["alg"] = json!("HS256"));
-    let refused = verify_proof(&hs, &Method::GET, HTU, TOKEN, None, NOW, &settings);
+    let refused = verify_proof(&hs, &Method::GET, HTU, &digest(TOKEN), None, NOW, &settings);
     assert_eq!(refused, Err(DpopFault::AlgNotAllowed));
 }
 
@@ -284,7 +293,11 @@ fn key_family_must_fit_the_algorithm() {
         h["alg"] = json!("PS256");
         h["jwk"] = json!({"kty": "RSA", "n": b64(&[0xc1; 128]), "e": "AQAB"});
     };
-    check(&ec.edited(weak), None, Err(DpopFault::AlgNotAllowed));
+    check(
+        &ec.edited(weak),
+        None,
+        Err(DpopFault::Key(KeyRejection::RsaModulusTooShort)),
+    );
     // RFC 7518 §6.3.1.1: a leading zero octet is not a minimal encoding.
     let padded: Edit = |h, _| {
         h["alg"] = json!("PS256");
@@ -292,9 +305,17 @@ fn key_family_must_fit_the_algorithm() {
         n.extend([0xc1; 256]);
         h["jwk"] = json!({"kty": "RSA", "n": b64(&n), "e": "AQAB"});
     };
-    check(&ec.edited(padded), None, Err(DpopFault::Malformed));
+    check(
+        &ec.edited(padded),
+        None,
+        Err(DpopFault::Key(KeyRejection::Malformed)),
+    );
     let short_x: Edit = |h, _| h["jwk"]["x"] = json!(b64(&[7; 31]));
-    check(&ec.edited(short_x), None, Err(DpopFault::Malformed));
+    check(
+        &ec.edited(short_x),
+        None,
+        Err(DpopFault::Key(KeyRejection::KeyLength)),
+    );
 }
 
 #[test]
@@ -303,17 +324,20 @@ fn g09_private_or_symmetric_jwk_and_typ() {
     let cases: [(Edit, Result<(), DpopFault>); 8] = [
         (
             |h, _| h["jwk"]["d"] = json!("AAAA"),
-            Err(DpopFault::PrivateKey),
+            Err(DpopFault::Key(KeyRejection::PrivateMembers)),
         ),
         (
             |h, _| h["jwk"] = json!({"kty": "oct", "k": "c2VjcmV0"}),
-            Err(DpopFault::PrivateKey),
+            Err(DpopFault::Key(KeyRejection::PrivateMembers)),
         ),
         (
             |h, _| h["jwk"] = json!({"kty": "oct"}),
-            Err(DpopFault::PrivateKey),
+            Err(DpopFault::Key(KeyRejection::PrivateMembers)),
         ),
-        (|h, _| h["jwk"] = json!("key"), Err(DpopFault::Malformed)),
+        (
+            |h, _| h["jwk"] = json!("key"),
+            Err(DpopFault::Key(KeyRejection::NotAnObject)),
+        ),
         (|h, _| h["typ"] = json!("JWT"), Err(DpopFault::TypMismatch)),
         (
             |h, _| h["typ"] = json!("application/dpop+jwt"),
@@ -399,7 +423,7 @@ fn g11_htu_comparisons() {
             &proof,
             &Method::GET,
             expected_htu,
-            TOKEN,
+            &digest(TOKEN),
             None,
             NOW,
             &settings,
@@ -411,7 +435,7 @@ fn g11_htu_comparisons() {
 #[test]
 fn method_time_token_and_nonce() {
     let key = Key::es256();
-    let cases: [(Edit, Option<&str>, Result<(), DpopFault>); 14] = [
+    let cases: [(Edit, Option<&str>, Result<(), DpopFault>); 15] = [
         (
             |_, c| c["htm"] = json!("POST"),
             None,
@@ -434,7 +458,13 @@ fn method_time_token_and_nonce() {
             None,
             Err(DpopFault::Stale),
         ),
-        (|_, c| c["iat"] = json!(1e300), None, Err(DpopFault::Stale)),
+        // Refused as no date at all, never saturated into the window's edge.
+        (
+            |_, c| c["iat"] = json!(1e300),
+            None,
+            Err(DpopFault::Malformed),
+        ),
+        (|_, c| c["iat"] = json!(NOW as f64 + 0.9), None, Ok(())),
         (
             |_, c| c["iat"] = json!("1800000000"),
             None,
@@ -465,7 +495,15 @@ fn method_time_token_and_nonce() {
     // `ath` binds the proof to one token.
     let proof = key.edited(|_, _| {});
     let settings = ProofSettings::default();
-    let other = verify_proof(&proof, &Method::GET, HTU, "another", None, NOW, &settings);
+    let other = verify_proof(
+        &proof,
+        &Method::GET,
+        HTU,
+        &digest("another"),
+        None,
+        NOW,
+        &settings,
+    );
     assert_eq!(other, Err(DpopFault::AthMismatch));
 }
 
@@ -508,38 +546,7 @@ fn reasons_are_documented_codes() {
     assert_eq!(ProofSettings::default().algs(), "ES256 PS256 EdDSA");
 }
 
-// === jwk_thumbprint ===
-
-#[test]
-fn rfc7638_and_rfc8037_example_thumbprints() {
-    // RFC 7638 §3.1.
-    let rsa = json!({
-        "kty": "RSA",
-        "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
-        "e": "AQAB",
-        "alg": "RS256",
-        "kid": "2011-04-29"
-    });
-    // RFC 8037 §A.3.
-    let okp =
-        json!({"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
-    assert_eq!(
-        jwk_thumbprint(&rsa).as_deref(),
-        Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
-    );
-    assert_eq!(
-        jwk_thumbprint(&okp).as_deref(),
-        Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
-    );
-    assert_eq!(
-        jwk_thumbprint(&json!({"kty": "oct", "k": "c2VjcmV0"})),
-        None
-    );
-    assert_eq!(
-        jwk_thumbprint(&json!({"kty": "EC", "crv": "P-256", "x": "AA"})),
-        None
-    );
-}
+// === thumbprints ===
 
 #[test]
 fn g17_extra_members_and_order_do_not_change_the_thumbprint() {
@@ -548,14 +555,23 @@ fn g17_extra_members_and_order_do_not_change_the_thumbprint() {
     for (name, value) in key.jwk.as_object().unwrap().iter().rev() {
         decorated[name] = value.clone();
     }
-    assert_eq!(jwk_thumbprint(&decorated), jwk_thumbprint(&key.jwk));
+    assert_eq!(jwk::thumbprint(&decorated), jwk::thumbprint(&key.jwk));
     // The decorated key also works inside a proof and yields the same jkt.
     let mut header = key.header();
     header["jwk"] = decorated;
     let proof = key.proof(&header, &good_claims());
     let settings = ProofSettings::default();
-    let verified = verify_proof(&proof, &Method::GET, HTU, TOKEN, None, NOW, &settings).unwrap();
-    assert_eq!(Some(verified.jkt), jwk_thumbprint(&key.jwk));
+    let verified = verify_proof(
+        &proof,
+        &Method::GET,
+        HTU,
+        &digest(TOKEN),
+        None,
+        NOW,
+        &settings,
+    )
+    .unwrap();
+    assert_eq!(Some(verified.jkt), jwk::thumbprint(&key.jwk));
 }
 
 // === normalise_htu ===

@@ -1,33 +1,41 @@
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use super::*;
 use crate::policy::ScopeSet;
-use crate::token::Confirmation;
+use crate::token::{BearerToken, ClientId, Confirmation, Jti, Subject};
 
 const NOW: i64 = 1_800_000_000;
 
 fn token(jti: &str, client: &str, sub: &str, iat: Option<i64>) -> VerifiedToken {
     VerifiedToken {
         issuer: Arc::from("https://as"),
-        subject: Some(sub.into()),
-        client_id: Some(client.into()),
-        jti: Some(jti.into()),
+        subject: Subject::parse(sub),
+        client_id: ClientId::parse(client),
+        jti: Jti::parse(jti),
         patient: None,
         scopes: ScopeSet::default(),
         expires_at: NOW + 300,
         issued_at: iat,
         confirmation: Confirmation::None,
-        claims: serde_json::Map::new(),
     }
 }
 
+/// The `token_sha256` a revocation list writes for the token `text`.
+fn sha256_of(text: &str) -> String {
+    URL_SAFE_NO_PAD.encode(crate::jose::sha256(text.as_bytes()))
+}
+
+/// Whether a list of `entries` revokes `token`, presented as the text `text`.
 #[track_caller]
-fn check(entries: serde_json::Value, token: &VerifiedToken, hash: &str, expected: bool) {
+fn check(entries: serde_json::Value, token: &VerifiedToken, text: &str, expected: bool) {
     let document = json!({"version": 1, "entries": entries}).to_string();
     let set = RevocationSet::parse_document(document.as_bytes(), NOW).unwrap();
-    assert_eq!(set.revokes(token, hash), expected, "{entries}");
+    let bearer = BearerToken::new(text);
+    assert_eq!(set.revokes(token, bearer.digest()), expected, "{entries}");
 }
 
 #[test]
@@ -36,12 +44,14 @@ fn each_entry_kind_revokes_what_it_names() {
     check(json!([{"jti": "j-1", "exp": NOW + 60}]), &t, "h", true);
     check(json!([{"jti": "j-2", "exp": NOW + 60}]), &t, "h", false);
     check(json!([{"jti": "j-1", "exp": NOW - 60}]), &t, "h", false);
-    check(
-        json!([{"token_sha256": "h", "exp": NOW + 60}]),
-        &t,
-        "h",
-        true,
-    );
+    for (revoked, expected) in [("h", true), ("another", false)] {
+        check(
+            json!([{"token_sha256": sha256_of(revoked), "exp": NOW + 60}]),
+            &t,
+            "h",
+            expected,
+        );
+    }
     check(
         json!([{"client_id": "app-1", "before": NOW - 9}]),
         &t,
@@ -66,6 +76,10 @@ fn each_entry_kind_revokes_what_it_names() {
     check(json!([]), &t, "h", false);
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 #[test]
 fn malformed_documents_are_refused_whole() {
     for document in [
@@ -77,6 +91,14 @@ fn malformed_documents_are_refused_whole() {
         json!({"version": 1, "entries": [{"jti": "a", "sub": "b", "exp": 1}]}).to_string(),
         json!({"version": 1, "entries": [{"unknown": 1}]}).to_string(),
         r#"{"version":1,"version":1,"entries":[]}"#.to_owned(),
+        // An identity or hash that could never match a token would revoke nothing while
+        // looking right.
+        json!({"version": 1, "entries": [{"jti": " j-1", "exp": NOW + 60}]}).to_string(),
+        json!({"version": 1, "entries": [{"client_id": "a\u{0}b", "before": NOW}]}).to_string(),
+        json!({"version": 1, "entries": [{"sub": "x".repeat(256), "before": NOW}]}).to_string(),
+        json!({"version": 1, "entries": [{"token_sha256": "h", "exp": NOW + 60}]}).to_string(),
+        json!({"version": 1, "entries": [{"token_sha256": format!("{}=", sha256_of("h")), "exp": NOW + 60}]}).to_string(),
+        json!({"version": 1, "entries": [{"token_sha256": hex(&crate::jose::sha256(b"h")), "exp": NOW + 60}]}).to_string(),
     ] {
         assert!(
             RevocationSet::parse_document(document.as_bytes(), NOW).is_err(),
@@ -90,14 +112,14 @@ fn entries_expire_with_their_tokens() {
     let mut set = RevocationSet::default();
     set.insert(
         Entry::Jti {
-            jti: "a".into(),
+            jti: Jti::parse("a").unwrap(),
             exp: NOW + 10,
         },
         NOW,
     );
     set.insert(
         Entry::ClientBefore {
-            client_id: "c".into(),
+            client_id: ClientId::parse("c").unwrap(),
             before: NOW,
         },
         NOW,

@@ -45,7 +45,7 @@ fn check(
         unreachable!()
     };
     edit(&mut claims);
-    let actual = validate(claims, typ, &issuer(), &bounds(), NOW).map(drop);
+    let actual = validate(&claims, typ, &issuer(), &bounds(), NOW).map(drop);
     assert_eq!(actual, expected);
 }
 
@@ -66,10 +66,10 @@ fn good_claims_give_a_verified_token() {
     let Value::Object(claims) = good() else {
         unreachable!()
     };
-    let token = validate(claims, Some("at+jwt"), &issuer(), &bounds(), NOW).unwrap();
-    assert_eq!(token.subject.as_deref(), Some("u-1"));
-    assert_eq!(token.client_id.as_deref(), Some("app-1"));
-    assert_eq!(token.jti.as_deref(), Some("j-1"));
+    let token = validate(&claims, Some("at+jwt"), &issuer(), &bounds(), NOW).unwrap();
+    assert_eq!(token.subject, Subject::parse("u-1"));
+    assert_eq!(token.client_id, ClientId::parse("app-1"));
+    assert_eq!(token.jti, Jti::parse("j-1"));
     assert_eq!(token.scopes.to_header_value(), "patient/Patient.r");
 }
 
@@ -309,14 +309,14 @@ fn check_patient(value: Value, expected: Result<Option<&str>, TokenFault>) {
         unreachable!()
     };
     claims.insert("patient".into(), value);
-    let validated = validate(claims.clone(), None, &issuer(), &bounds(), NOW);
+    let validated = validate(&claims, None, &issuer(), &bounds(), NOW);
     assert_eq!(
         validated.map(|t| t.patient),
         expected.map(|p| p.map(str::to_owned)),
         "{claims:?}"
     );
     claims.insert("active".into(), json!(true));
-    let introspected = from_introspection(claims.clone(), &issuer(), &bounds(), NOW);
+    let introspected = from_introspection(&claims, &issuer(), &bounds(), NOW);
     assert_eq!(
         introspected.map(|t| t.patient),
         expected.map(|p| p.map(str::to_owned)),
@@ -334,11 +334,11 @@ fn the_patient_claim_name_is_the_issuers() {
     // Another claim named `patient` is not read, whatever its shape.
     claims.insert("patient".into(), json!("123,456"));
     claims.insert("launch_patient".into(), json!("123"));
-    let token = validate(claims.clone(), None, &issuer, &bounds(), NOW).unwrap();
+    let token = validate(&claims, None, &issuer, &bounds(), NOW).unwrap();
     assert_eq!(token.patient.as_deref(), Some("123"));
     claims.insert("launch_patient".into(), json!("123,456"));
     assert_eq!(
-        validate(claims, None, &issuer, &bounds(), NOW).map(drop),
+        validate(&claims, None, &issuer, &bounds(), NOW).map(drop),
         Err(TokenFault::PatientClaimMalformed)
     );
 }
@@ -357,7 +357,7 @@ fn introspection_answers_follow_the_identity_rules() {
         claims.insert("active".into(), json!(true));
         claims.insert(name.into(), value);
         assert_eq!(
-            from_introspection(claims, &issuer(), &bounds(), NOW).map(drop),
+            from_introspection(&claims, &issuer(), &bounds(), NOW).map(drop),
             Err(TokenFault::IdentityClaimMalformed),
             "{name}"
         );
@@ -371,8 +371,8 @@ fn azp_stands_in_for_a_missing_client_id() {
     };
     claims.remove("client_id");
     claims.insert("azp".into(), json!("kc-app"));
-    let token = validate(claims, None, &issuer(), &bounds(), NOW).unwrap();
-    assert_eq!(token.client_id.as_deref(), Some("kc-app"));
+    let token = validate(&claims, None, &issuer(), &bounds(), NOW).unwrap();
+    assert_eq!(token.client_id, ClientId::parse("kc-app"));
 }
 
 #[test]
@@ -393,7 +393,7 @@ fn an_introspected_dpop_token_must_name_its_key() {
         if let Some(cnf) = cnf {
             claims.insert("cnf".into(), cnf);
         }
-        let actual = from_introspection(claims, &issuer(), &bounds(), NOW).map(|t| t.confirmation);
+        let actual = from_introspection(&claims, &issuer(), &bounds(), NOW).map(|t| t.confirmation);
         assert_eq!(actual, expected, "{token_type:?}");
     }
     let jkt = || Some(json!({"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}));

@@ -1,7 +1,10 @@
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
 use super::*;
 use crate::config::{AlgorithmSet, TokenBounds};
+use crate::jose::jwk::tests::{EC_X, EC_Y, b64, p384_point, rsa_n};
 
 fn issuer(algorithms: &[&str]) -> IssuerConfig {
     IssuerConfig {
@@ -15,37 +18,8 @@ fn issuer(algorithms: &[&str]) -> IssuerConfig {
     }
 }
 
-// A P-256 public point (x, y) and a 2048-bit RSA modulus, generated once for these tests.
-const EC_X: &str = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU";
-const EC_Y: &str = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
-
-fn rsa_n(bytes: usize) -> String {
-    // Odd modulus with the top bit set; the value need not be a real key to be parsed.
-    let mut n = vec![0xc3u8; bytes];
-    n[bytes - 1] = 0x01;
-    URL_SAFE_NO_PAD.encode(n)
-}
-
 fn ec(kid: &str) -> Value {
     json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": kid, "use": "sig"})
-}
-
-fn b64(bytes: &[u8]) -> String {
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// A fresh P-384 public point (x, y).
-fn p384_point() -> (String, String) {
-    use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
-    let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
-    let point = pair.public_key().as_ref();
-    (b64(&point[1..49]), b64(&point[49..97]))
-}
-
-/// A fresh Ed25519 public key.
-fn ed25519_x() -> String {
-    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-    b64(Ed25519KeyPair::generate().unwrap().public_key().as_ref())
 }
 
 fn rsa(n: &str, e: &str) -> Value {
@@ -73,135 +47,6 @@ fn check_key(entry: Value, expected: Expect) {
 }
 
 #[test]
-fn rsa_keys_below_the_floor_are_rejected() {
-    use Expect::{Rejected, Usable};
-    use KeyRejection::*;
-    let mut n_2047 = vec![0xc3u8; 256];
-    n_2047[0] = 0x7f;
-    n_2047[255] = 0x01;
-    let mut padded_2048 = vec![0u8; 1];
-    padded_2048.extend(URL_SAFE_NO_PAD.decode(rsa_n(256)).unwrap());
-    let mut padded_2047 = vec![0u8; 2];
-    padded_2047.extend(&n_2047);
-    let mut even = URL_SAFE_NO_PAD.decode(rsa_n(256)).unwrap();
-    even[255] = 0x02;
-    let mut n_8193 = vec![0xc3u8; 1025];
-    n_8193[0] = 0x01;
-    for (entry, expected) in [
-        (rsa(&rsa_n(256), "AQAB"), Usable),
-        (rsa(&rsa_n(512), "AQAB"), Usable),
-        (rsa(&rsa_n(1024), "AQAB"), Usable),
-        // A leading zero byte is a sloppy encoding, not a longer key: 2048 bits.
-        (rsa(&b64(&padded_2048), "AQAB"), Usable),
-        (rsa(&rsa_n(128), "AQAB"), Rejected(RsaModulusTooShort)),
-        (rsa(&rsa_n(255), "AQAB"), Rejected(RsaModulusTooShort)),
-        // 256 bytes whose top bit is clear: 2047 bits.
-        (rsa(&b64(&n_2047), "AQAB"), Rejected(RsaModulusTooShort)),
-        (
-            rsa(&b64(&padded_2047), "AQAB"),
-            Rejected(RsaModulusTooShort),
-        ),
-        (rsa(&b64(&[0u8; 300]), "AQAB"), Rejected(RsaModulusTooShort)),
-        (rsa(&b64(&n_8193), "AQAB"), Rejected(RsaModulusTooLong)),
-        (rsa(&b64(&even), "AQAB"), Rejected(RsaModulusEven)),
-        (rsa(&rsa_n(256), "Aw"), Usable),
-        (rsa(&rsa_n(256), "AAEAAQ"), Usable),
-        (rsa(&rsa_n(256), &b64(&[0x7f, 0, 0, 0, 0, 0, 0, 1])), Usable),
-        (rsa(&rsa_n(256), "AQ"), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), "AAAB"), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), "Ag"), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), "AQAA"), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), ""), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), "AA"), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), &b64(&[1; 9])), Rejected(RsaExponent)),
-        (rsa(&rsa_n(256), "AQAB="), Rejected(Malformed)),
-        (
-            rsa(&format!("{}=", rsa_n(256)), "AQAB"),
-            Rejected(Malformed),
-        ),
-        (
-            rsa(&rsa_n(256).replace('w', "+"), "AQAB"),
-            Rejected(Malformed),
-        ),
-        (json!({"kty": "RSA", "e": "AQAB"}), Rejected(Malformed)),
-        (json!({"kty": "RSA", "n": rsa_n(256)}), Rejected(Malformed)),
-        (
-            json!({"kty": "RSA", "n": 5, "e": "AQAB"}),
-            Rejected(Malformed),
-        ),
-    ] {
-        check_key(entry, expected);
-    }
-}
-
-#[test]
-fn ec_and_okp_keys_must_be_p256_p384_or_ed25519_of_exact_size() {
-    use Expect::{Ignored, Rejected, Usable};
-    use KeyRejection::*;
-    let ec = |crv: &str, x: &str, y: &str| json!({"kty": "EC", "crv": crv, "x": x, "y": y});
-    let okp = |crv: &str, x: &str| json!({"kty": "OKP", "crv": crv, "x": x});
-    let (x384, y384) = p384_point();
-    let x32 = URL_SAFE_NO_PAD.decode(EC_X).unwrap();
-    let mut padded = vec![0u8];
-    padded.extend(&x32);
-    let mut off_curve = URL_SAFE_NO_PAD.decode(EC_Y).unwrap();
-    off_curve[31] ^= 1;
-    let ed = ed25519_x();
-    for (entry, expected) in [
-        (ec("P-256", EC_X, EC_Y), Usable),
-        (ec("P-384", &x384, &y384), Usable),
-        (
-            ec("P-521", &b64(&[1; 66]), &b64(&[1; 66])),
-            Rejected(CurveUnsupported),
-        ),
-        (ec("secp256k1", EC_X, EC_Y), Rejected(CurveUnsupported)),
-        (ec("p-256", EC_X, EC_Y), Rejected(CurveUnsupported)),
-        (
-            ec("brainpoolP256r1", EC_X, EC_Y),
-            Rejected(CurveUnsupported),
-        ),
-        (
-            json!({"kty": "EC", "x": EC_X, "y": EC_Y}),
-            Rejected(CurveUnsupported),
-        ),
-        (ec("P-256", &b64(&x32[1..]), EC_Y), Rejected(KeyLength)),
-        (ec("P-256", &b64(&padded), EC_Y), Rejected(KeyLength)),
-        (ec("P-256", EC_X, &x384), Rejected(KeyLength)),
-        (ec("P-384", EC_X, EC_Y), Rejected(KeyLength)),
-        (ec("P-384", &x384, EC_Y), Rejected(KeyLength)),
-        (ec("P-256", EC_X, &b64(&off_curve)), Rejected(PointInvalid)),
-        (
-            ec("P-256", &b64(&[0; 32]), &b64(&[0; 32])),
-            Rejected(PointInvalid),
-        ),
-        (
-            json!({"kty": "EC", "crv": "P-256", "x": EC_X}),
-            Rejected(Malformed),
-        ),
-        (ec("P-256", &format!("{EC_X}="), EC_Y), Rejected(Malformed)),
-        (okp("Ed25519", &ed), Usable),
-        (okp("Ed448", &b64(&[1; 57])), Rejected(CurveUnsupported)),
-        (okp("X25519", &ed), Rejected(CurveUnsupported)),
-        (json!({"kty": "OKP", "x": ed}), Rejected(CurveUnsupported)),
-        (okp("Ed25519", &b64(&[1; 31])), Rejected(KeyLength)),
-        (okp("Ed25519", &b64(&[1; 33])), Rejected(KeyLength)),
-        (okp("Ed25519", &b64(&[1; 57])), Rejected(KeyLength)),
-        (json!({"kty": "OKP", "crv": "Ed25519"}), Rejected(Malformed)),
-        // Encryption keys are not for us at all, whatever their curve.
-        (
-            json!({"kty": "OKP", "crv": "X25519", "x": ed, "use": "enc"}),
-            Ignored,
-        ),
-        (
-            json!({"kty": "EC", "crv": "P-521", "x": EC_X, "y": EC_Y, "use": "enc"}),
-            Ignored,
-        ),
-    ] {
-        check_key(entry, expected);
-    }
-}
-
-#[test]
 fn foreign_entries_are_ignored_and_dangerous_ones_rejected() {
     use Expect::{Ignored, Rejected};
     let mut private = ec("priv");
@@ -213,7 +58,11 @@ fn foreign_entries_are_ignored_and_dangerous_ones_rejected() {
         (private_rsa, Rejected(KeyRejection::PrivateMembers)),
         (json!("not an object"), Rejected(KeyRejection::NotAnObject)),
         (json!([ec("e")]), Rejected(KeyRejection::NotAnObject)),
-        (json!({"kty": "oct", "k": "c2VjcmV0"}), Ignored),
+        // A symmetric key is a published secret: an alarm, as private members are.
+        (
+            json!({"kty": "oct", "k": "c2VjcmV0"}),
+            Rejected(KeyRejection::PrivateMembers),
+        ),
         (
             json!({"kty": "RSA", "use": "enc", "n": rsa_n(256), "e": "AQAB"}),
             Ignored,
@@ -234,6 +83,65 @@ fn foreign_entries_are_ignored_and_dangerous_ones_rejected() {
         ),
     ] {
         check_key(entry, expected);
+    }
+}
+
+/// One defect, one reason: a DPoP proof's `jwk` meets the rules a JWKS entry meets, in `jose::jwk`.
+#[test]
+fn a_dpop_jwk_and_a_jwks_entry_with_the_same_defect_are_refused_for_the_same_reason() {
+    use crate::binding::dpop::{self, DpopFault, ProofSettings};
+    use crate::token::BearerToken;
+    use KeyRejection::*;
+    let p256 = |x: &str, y: &str| json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
+    let mut private = p256(EC_X, EC_Y);
+    private["d"] = json!("AAAA");
+    let mut off_curve = URL_SAFE_NO_PAD.decode(EC_Y).unwrap();
+    off_curve[31] ^= 1;
+    let mut padded = vec![0u8];
+    padded.extend(URL_SAFE_NO_PAD.decode(rsa_n(256)).unwrap());
+    for (jwk, reason) in [
+        (private, PrivateMembers),
+        (json!({"kty": "oct", "k": "c2VjcmV0"}), PrivateMembers),
+        (rsa(&rsa_n(128), "AQAB"), RsaModulusTooShort),
+        (rsa(&b64(&padded), "AQAB"), Malformed),
+        (rsa(&rsa_n(256), "AQ"), RsaExponent),
+        (
+            json!({"kty": "EC", "crv": "secp256k1", "x": EC_X, "y": EC_Y}),
+            CurveUnsupported,
+        ),
+        (p256(&b64(&[7; 31]), EC_Y), KeyLength),
+        (p256(EC_X, &b64(&off_curve)), PointInvalid),
+        (
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(&[7; 31])}),
+            KeyLength,
+        ),
+        (json!("key"), NotAnObject),
+    ] {
+        let body = serde_json::to_vec(&json!({ "keys": [jwk] })).unwrap();
+        let entries = parse_key_set(&body, &issuer(&["ES256", "PS256", "EdDSA"])).unwrap();
+        let from_jwks: Vec<KeyRejection> = entries.rejected.iter().map(|r| r.reason).collect();
+        // The key is refused before any signature work, so the proof need not be signed.
+        let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+        let proof = format!(
+            "{}.{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(b"{}"),
+            b64(b"sig")
+        );
+        let from_dpop = dpop::verify_proof(
+            &proof,
+            &http::Method::GET,
+            "https://gw.test/",
+            BearerToken::new("token").digest(),
+            None,
+            0,
+            &ProofSettings::default(),
+        );
+        assert_eq!(
+            (from_jwks, from_dpop.map(drop)),
+            (vec![reason], Err(DpopFault::Key(reason))),
+            "{jwk}"
+        );
     }
 }
 
@@ -328,7 +236,7 @@ fn dangerous_and_foreign_entries() {
             "not an object"
         ]),
         &["ES256", "RS256"],
-        Ok((vec![("good", vec![Algorithm::ES256])], 5)),
+        Ok((vec![("good", vec![Algorithm::ES256])], 6)),
     );
 }
 
@@ -365,13 +273,7 @@ fn documents_that_must_never_replace_good_keys() {
 #[test]
 fn each_rejected_entry_is_counted_once_across_refreshes() {
     let metrics = Arc::new(Metrics::new());
-    let tls = crate::tls::https_client_config(None).unwrap();
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    let client = Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let client = crate::tls::https_client(None).unwrap();
     let issuer = issuer(&["ES256", "RS256"]);
     let keys = IssuerKeys::new(
         issuer.clone(),

@@ -30,7 +30,7 @@ impl DpopKey {
     }
 
     pub fn thumbprint(&self) -> String {
-        phigate::binding::dpop::jwk_thumbprint(&self.jwk).unwrap()
+        phigate::jose::jwk::thumbprint(&self.jwk).unwrap()
     }
 
     /// A proof for `method htu` carrying the hash of `token`.
@@ -50,7 +50,7 @@ impl DpopKey {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        let ath = URL_SAFE_NO_PAD.encode(phigate::token::sha256(token.as_bytes()));
+        let ath = URL_SAFE_NO_PAD.encode(phigate::jose::sha256(token.as_bytes()));
         let mut claims = json!({"jti": uuid::Uuid::new_v4().to_string(), "htm": method, "htu": htu, "iat": now, "ath": ath});
         if let Some(nonce) = nonce {
             claims["nonce"] = json!(nonce);
