@@ -10,6 +10,7 @@ pub mod demo;
 pub mod denial;
 pub mod hygiene;
 pub mod jose;
+pub mod mac;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;

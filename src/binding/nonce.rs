@@ -5,7 +5,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::hmac;
+use crate::mac::MacKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -14,22 +14,20 @@ const WINDOW_SECONDS: u64 = 60;
 
 /// Issues and checks nonces.
 pub struct NonceIssuer {
-    key: hmac::Key,
+    key: MacKey,
 }
 
 impl NonceIssuer {
     /// An issuer keyed with `secret` (share it between replicas).
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            key: MacKey::new(secret),
         }
     }
 
     /// An issuer with a random secret (one replica).
     pub fn random() -> Result<Self, aws_lc_rs::error::Unspecified> {
-        let mut secret = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut secret)?;
-        Ok(Self::new(&secret))
+        MacKey::random().map(|key| Self { key })
     }
 
     fn window_now() -> u64 {
@@ -40,7 +38,7 @@ impl NonceIssuer {
     }
 
     fn nonce_for(&self, window: u64) -> String {
-        let tag = hmac::sign(&self.key, &window.to_be_bytes());
+        let tag = self.key.sign(&window.to_be_bytes());
         format!("{window}.{}", URL_SAFE_NO_PAD.encode(&tag.as_ref()[..18]))
     }
 

@@ -8,7 +8,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::hmac;
+use crate::mac::MacKey;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -81,22 +81,20 @@ pub struct OpenedLink {
 
 /// Seals and opens links.
 pub struct LinkSealer {
-    key: hmac::Key,
+    key: MacKey,
 }
 
 impl LinkSealer {
     /// A sealer keyed with `secret` (share it between replicas).
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            key: MacKey::new(secret),
         }
     }
 
     /// A sealer with a random secret (one replica).
     pub fn random() -> Result<Self, aws_lc_rs::error::Unspecified> {
-        let mut secret = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut secret)?;
-        Ok(Self::new(&secret))
+        MacKey::random().map(|key| Self { key })
     }
 
     /// `path` and `query` with a seal appended, for `holder`.
@@ -171,7 +169,7 @@ impl LinkSealer {
             holder.subject.unwrap_or_default(),
             holder.patient.unwrap_or_default(),
         );
-        let tag = hmac::sign(&self.key, message.as_bytes());
+        let tag = self.key.sign(message.as_bytes());
         URL_SAFE_NO_PAD.encode(tag.as_ref())
     }
 }
