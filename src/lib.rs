@@ -14,6 +14,7 @@ pub mod mac;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;
+pub mod record;
 pub mod request_body;
 pub mod revocation;
 pub mod strict_json;

@@ -18,6 +18,7 @@ use super::seal::LinkKind;
 pub struct FhirFacts {
     interaction: String,
     resource_type: Option<String>,
+    resource_id: Option<String>,
     response_check: Option<ResponseCheck>,
     canonical_search: Option<CanonicalSearch>,
     precondition: Option<Precondition>,
@@ -29,6 +30,7 @@ impl FhirFacts {
         Self {
             interaction: permit.interaction.to_string(),
             resource_type: permit.resource_type,
+            resource_id: permit.id,
             response_check: permit.response_check,
             canonical_search: permit.canonical_search,
             precondition: permit.precondition,
@@ -44,6 +46,7 @@ impl FhirFacts {
         Self {
             interaction: kind.as_str().to_owned(),
             resource_type: None,
+            resource_id: None,
             response_check,
             canonical_search: None,
             precondition: None,
@@ -55,6 +58,7 @@ impl FhirFacts {
         Self {
             interaction: format!("batch ({} entries)", permit.entries.len()),
             resource_type: None,
+            resource_id: None,
             response_check: permit.response_check,
             canonical_search: None,
             precondition: None,
@@ -70,6 +74,11 @@ impl FhirFacts {
     /// The resource type, if the interaction has one.
     pub fn resource_type(&self) -> Option<&str> {
         self.resource_type.as_deref()
+    }
+
+    /// The resource id the request names, if any.
+    pub fn resource_id(&self) -> Option<&str> {
+        self.resource_id.as_deref()
     }
 }
 

@@ -22,6 +22,7 @@ use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, ConfigError, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
+use crate::record::{LogSink, MetricsSink, Sinks};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +125,10 @@ impl Gateway {
                 sealer,
             ),
             forwarder,
+            sinks: Sinks::new(vec![
+                Arc::new(LogSink),
+                Arc::new(MetricsSink(Arc::clone(&metrics))),
+            ]),
             metrics,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

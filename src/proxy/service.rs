@@ -1,13 +1,13 @@
 //! The per-request tower service: runs the decision chain, forwards what it permits, renders
-//! what it denies, and writes one log line and one metric sample per request. Its error type is
-//! `Infallible`: every failure is a response.
+//! what it denies, and hands one `DecisionRecord` per request to the sinks (log line, metrics).
+//! Its error type is `Infallible`: every failure is a response.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -18,9 +18,9 @@ use crate::body::ProxyBody;
 use crate::denial::Denial;
 use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;
+use crate::record::{DecisionRecord, FhirAccess, Identity, Sinks};
 use crate::request_body::RequestBody;
-use crate::telemetry::{DecisionLabels, Metrics};
-use crate::token::{ClientId, Jti, Subject};
+use crate::telemetry::Metrics;
 
 /// What every connection's service shares.
 pub struct Shared {
@@ -30,6 +30,8 @@ pub struct Shared {
     pub forwarder: Forwarder,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Where every decision's record goes (log line, metrics, ...).
+    pub sinks: Sinks,
 }
 
 /// The gateway service for one connection.
@@ -71,15 +73,15 @@ async fn handle(
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let started = Instant::now();
+    let time = SystemTime::now();
     let _in_flight = shared.metrics.request_started();
-    let request_id = uuid::Uuid::new_v4();
     let (parts, body) = request.into_parts();
     let mut body = RequestBody::new(body, shared.pipeline.limits().body_timeout);
     let method = parts.method.clone();
     let params = parameter_names(parts.uri.query());
     let mut facts = Facts::default();
     let mut would_deny = None;
-    let mut interaction = None;
+    let mut fhir = None;
     let outcome = match shared
         .pipeline
         .decide(&parts, &mut body, conn, &mut facts)
@@ -88,7 +90,11 @@ async fn handle(
         Ok(permit) => {
             // Report-only: the refusal is logged and counted, and the request goes on.
             would_deny = permit.would_deny().map(|refusal| refusal.reason());
-            interaction = permit.fhir().map(|f| f.interaction().to_owned());
+            fhir = permit.fhir().map(|f| FhirAccess {
+                interaction: f.interaction().to_owned(),
+                resource_type: f.resource_type().map(str::to_owned),
+                resource_id: f.resource_id().map(str::to_owned),
+            });
             shared
                 .forwarder
                 .forward(parts, body, &permit, &facts, conn, &shared.metrics)
@@ -101,6 +107,7 @@ async fn handle(
         (Ok(_), None) => ("allow", "ok"),
         (Err(denial), _) => (decision_label(denial), denial.reason()),
     };
+    let released = outcome.is_ok();
     let mut response = outcome.unwrap_or_else(|denial| render(&denial));
     // RFC 9449 §8.2: a fresh nonce may ride on any response.
     if let Some(nonce) = shared
@@ -111,33 +118,31 @@ async fn handle(
         response.headers_mut().insert("dpop-nonce", nonce);
     }
     let status = response.status().as_u16();
-    let rule = facts.rule.as_deref().unwrap_or("none");
-    let token = facts.token.as_deref();
-    // One line per request; the token itself is never a field, its `jti` stands in for it.
-    tracing::info!(
-        request.id = %request_id,
-        request.method = %method,
-        route.name = rule,
-        policy.version = facts.policy_version.as_deref(),
-        fhir.interaction = interaction.as_deref(),
-        request.params = params.as_deref(),
-        decision,
-        denial.reason = reason,
-        response.status = status,
-        client.id = token.and_then(|t| t.client_id.as_ref()).map(ClientId::as_str),
-        subject = token.and_then(|t| t.subject.as_ref()).map(Subject::as_str),
-        token.jti = token.and_then(|t| t.jti.as_ref()).map(Jti::as_str),
-        tls.client_cert = conn.identity.thumbprint().map(|t| t.as_str()),
-        "request"
-    );
-    let labels = DecisionLabels {
-        rule: rule.to_owned(),
+    let record = DecisionRecord {
+        time,
+        request_id: uuid::Uuid::new_v4(),
+        peer: conn.peer.ip(),
+        method,
+        params,
+        rule: facts.rule.clone(),
+        policy_version: facts.policy_version.clone(),
+        identity: facts.token.as_deref().map(|token| Identity {
+            issuer: std::sync::Arc::clone(&token.issuer),
+            client_id: token.client_id.clone(),
+            subject: token.subject.clone(),
+            jti: token.jti.clone(),
+            patient: token.patient.clone(),
+        }),
+        cert_thumbprint: conn.identity.thumbprint().map(|t| t.as_str().to_owned()),
+        binding: facts.binding.map(|b| b.as_str()),
+        fhir,
         decision,
         reason,
+        status,
+        upstream_status: released.then_some(status),
+        latency: started.elapsed(),
     };
-    shared
-        .metrics
-        .record_decision(&labels, started.elapsed().as_secs_f64());
+    shared.sinks.record(&record);
     response
 }
 

@@ -92,6 +92,8 @@ pub struct FhirPermit {
     pub interaction: Interaction,
     /// Its resource type.
     pub resource_type: Option<String>,
+    /// The resource id the request names, if any (for the audit trail).
+    pub id: Option<String>,
     /// The scope that allowed it (none for capabilities).
     pub granted: Option<SmartScope>,
     /// A check on the upstream's response.
@@ -308,6 +310,7 @@ pub fn authorize(
         None
     };
     let mut granted = permit(interaction, resource_type, Some(scope.clone()));
+    granted.id = id;
     // Whatever returns a Bundle may page through opaque links.
     if !granted.interaction.names_one_resource()
         || granted.interaction == Interaction::HistoryInstance
@@ -391,6 +394,7 @@ fn permit(
     FhirPermit {
         interaction,
         resource_type,
+        id: None,
         granted,
         response_check: None,
         body_check: None,

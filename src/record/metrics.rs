@@ -1,0 +1,22 @@
+//! The metrics sink: `phigate_decisions_total` and the request latency histogram, labelled by
+//! rule, decision and reason only.
+
+use std::sync::Arc;
+
+use super::{DecisionRecord, Sink};
+use crate::telemetry::{DecisionLabels, Metrics};
+
+/// Counts decisions in the gateway's registry.
+pub struct MetricsSink(pub Arc<Metrics>);
+
+impl Sink for MetricsSink {
+    fn record(&self, record: &DecisionRecord) {
+        let labels = DecisionLabels {
+            rule: record.rule.as_deref().unwrap_or("none").to_owned(),
+            decision: record.decision,
+            reason: record.reason,
+        };
+        self.0
+            .record_decision(&labels, record.latency.as_secs_f64());
+    }
+}

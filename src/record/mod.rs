@@ -1,0 +1,105 @@
+//! One record per decision, and the seam where everything that observes decisions plugs in.
+//! After the response is ready, the service builds one [`DecisionRecord`] — who, from where,
+//! which rule and interaction, on what resource and patient, the outcome, the statuses and the
+//! latency — and hands it to [`Sinks`]: the log line, the metrics, and later the audit writer
+//! and the detectors. A record never holds a secret: no token (its `jti` stands in), no claim
+//! beyond identities, no query values. Sinks run off the request's critical path: each must
+//! return at once (queue internally if it has slow work to do).
+
+mod log;
+mod metrics;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use self::log::LogSink;
+pub use self::metrics::MetricsSink;
+use crate::token::{ClientId, Jti, Subject};
+
+/// Everything known about one decision, without secrets.
+#[derive(Debug, Clone)]
+pub struct DecisionRecord {
+    /// When the request arrived.
+    pub time: SystemTime,
+    /// The request's id (also in the log line).
+    pub request_id: uuid::Uuid,
+    /// The TCP peer's address.
+    pub peer: IpAddr,
+    /// The HTTP method.
+    pub method: http::Method,
+    /// The query's parameter names (never values).
+    pub params: Option<String>,
+    /// The rule that matched, if any.
+    pub rule: Option<Arc<str>>,
+    /// Fingerprint of the policy that decided.
+    pub policy_version: Option<Arc<str>>,
+    /// The verified token's identity, when a token was verified.
+    pub identity: Option<Identity>,
+    /// The verified client certificate's RFC 8705 thumbprint.
+    pub cert_thumbprint: Option<String>,
+    /// How the token was bound (`bearer`, `mtls`, `dpop`).
+    pub binding: Option<&'static str>,
+    /// What the request was in FHIR terms, under a `fhir: smart` rule.
+    pub fhir: Option<FhirAccess>,
+    /// `allow`, `deny`, `would_deny` or `error`.
+    pub decision: &'static str,
+    /// A documented reason code (`ok` when allowed).
+    pub reason: &'static str,
+    /// The status sent to the client.
+    pub status: u16,
+    /// The upstream's status, when the upstream answered and its answer was released.
+    pub upstream_status: Option<u16>,
+    /// From request head to response head.
+    pub latency: Duration,
+}
+
+/// Who a verified token speaks for.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// The issuer.
+    pub issuer: Arc<str>,
+    /// `client_id` (or `azp`).
+    pub client_id: Option<ClientId>,
+    /// `sub`.
+    pub subject: Option<Subject>,
+    /// `jti`: the token's name in every record.
+    pub jti: Option<Jti>,
+    /// The SMART launch patient.
+    pub patient: Option<String>,
+}
+
+/// A FHIR request's shape.
+#[derive(Debug, Clone)]
+pub struct FhirAccess {
+    /// The interaction, e.g. `search-type`.
+    pub interaction: String,
+    /// The resource type, when the interaction has one.
+    pub resource_type: Option<String>,
+    /// The resource id, when the request named one.
+    pub resource_id: Option<String>,
+}
+
+/// Something that observes decisions; it must return at once.
+pub trait Sink: Send + Sync {
+    /// Takes one record.
+    fn record(&self, record: &DecisionRecord);
+}
+
+/// Every sink a gateway feeds, in order.
+#[derive(Clone, Default)]
+pub struct Sinks(Vec<Arc<dyn Sink>>);
+
+impl Sinks {
+    /// Sinks fed in the given order.
+    pub fn new(sinks: Vec<Arc<dyn Sink>>) -> Self {
+        Self(sinks)
+    }
+
+    /// Hands `record` to every sink.
+    pub fn record(&self, record: &DecisionRecord) {
+        for sink in &self.0 {
+            sink.record(record);
+        }
+    }
+}
