@@ -76,6 +76,7 @@ impl AdminServer {
             "/metrics" => {
                 self.readiness.verifier.publish_key_ages();
                 self.readiness.revocation.publish_metrics();
+                self.metrics.set_ready(self.readiness.is_ready());
                 let format = negotiate(request.headers().get(header::ACCEPT));
                 let body = Bytes::from(self.metrics.render(format));
                 let mut response = Response::new(Full::new(body));

@@ -40,7 +40,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let mut problems = Vec::new();
     let tls = match &config.listen.transport {
         Transport::Tls(files) => match tls::server_config(files) {
-            Ok(server) => Some(TlsAcceptor::from(server)),
+            Ok(server) => {
+                metrics.set_certificate_not_after(server.not_after);
+                Some(TlsAcceptor::from(server.config))
+            }
             Err(errors) => {
                 problems.extend(
                     errors

@@ -5,8 +5,8 @@
 //! at zero from the start, so a rate or an alert works before the first event.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -75,6 +75,16 @@ pub struct HandshakeFailureLabels {
     pub reason: &'static str,
 }
 
+/// Labels of a listener certificate.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `phi`: the listener that serves PHI (the admin listener has no TLS).
+    pub listener: &'static str,
+}
+
+/// No certificate recorded (plaintext listener): the expiry gauge has no series.
+const NO_CERTIFICATE: i64 = i64::MIN;
+
 /// Labels naming the running build.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
@@ -102,6 +112,9 @@ pub struct Metrics {
     revocation_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     revocation_entries: Family<SourceLabels, Gauge>,
     protocol_errors: Family<ProtocolErrorLabels, Counter>,
+    ready: Gauge,
+    certificate_expiry: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
+    certificate_not_after: Arc<AtomicI64>,
 }
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
@@ -221,6 +234,9 @@ impl Metrics {
             revocation_age: Family::default(),
             revocation_entries: Family::default(),
             protocol_errors: Family::default(),
+            ready: Gauge::default(),
+            certificate_expiry: Family::default(),
+            certificate_not_after: Arc::new(AtomicI64::new(NO_CERTIFICATE)),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -333,6 +349,16 @@ impl Metrics {
             "client_protocol_errors",
             "Requests the HTTP layer refused before phigate decided anything (client errors)",
             self.protocol_errors.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when /readyz answers ready (keys and revocation lists fresh, not shutting down), else 0",
+            self.ready.clone(),
+        );
+        registry.register(
+            "tls_certificate_expiry_seconds",
+            "Seconds until the listener certificate's notAfter (negative once expired)",
+            self.certificate_expiry.clone(),
         );
     }
 
@@ -516,8 +542,39 @@ impl Metrics {
             .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
+    /// Sets whether the gateway is ready (read at each scrape).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    /// Records the listener certificate's notAfter (at start, and at every certificate reload);
+    /// the expiry gauge is computed from it at each scrape, so it counts down between scrapes.
+    pub fn set_certificate_not_after(&self, not_after: SystemTime) {
+        let seconds = match not_after.duration_since(UNIX_EPOCH) {
+            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN + 1, |s| -s),
+        };
+        self.certificate_not_after.store(seconds, Ordering::Relaxed);
+    }
+
+    fn publish_certificate_expiry(&self) {
+        let not_after = self.certificate_not_after.load(Ordering::Relaxed);
+        if not_after == NO_CERTIFICATE {
+            return;
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        // Dates fit an f64's 53 bits exactly; an expiry is read in days.
+        let remaining = not_after as f64 - now;
+        self.certificate_expiry
+            .get_or_create(&ListenerLabels { listener: "phi" })
+            .set(remaining);
+    }
+
     /// Renders every metric in `format`.
     pub fn render(&self, format: Exposition) -> String {
+        self.publish_certificate_expiry();
         let mut out = String::new();
         // Writing into a String cannot fail, and no metric's encoding does either.
         let _ = match format {

@@ -16,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -138,8 +139,8 @@ fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// Refuses a leaf certificate that has already expired (R-T04).
-fn check_not_expired(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsError> {
+/// Refuses a leaf certificate that has already expired (R-T04); returns its notAfter.
+fn check_not_expired(path: &Path, leaf: &CertificateDer<'_>) -> Result<SystemTime, TlsError> {
     let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
         .map_err(|_| file_error(path, "the certificate cannot be parsed"))?;
     if !cert.validity().is_valid() {
@@ -148,7 +149,17 @@ fn check_not_expired(path: &Path, leaf: &CertificateDer<'_>) -> Result<(), TlsEr
             "the certificate is expired or not yet valid",
         ));
     }
-    Ok(())
+    let seconds = cert.validity().not_after.timestamp();
+    let since_epoch = Duration::from_secs(u64::try_from(seconds).unwrap_or_default());
+    Ok(UNIX_EPOCH + since_epoch)
+}
+
+/// The listener's TLS configuration, and when its certificate expires.
+pub struct ServerTls {
+    /// The rustls configuration.
+    pub config: Arc<ServerConfig>,
+    /// The leaf certificate's notAfter, for `phigate_tls_certificate_expiry_seconds`.
+    pub not_after: SystemTime,
 }
 
 /// Which of the listener's files a problem is in.
@@ -175,9 +186,10 @@ impl ServerFile {
 
 /// Builds the listener's TLS configuration from files; every file's problem is reported, not
 /// only the first.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Vec<(ServerFile, TlsError)>> {
-    let chain = load_certificates(&files.cert_file)
-        .and_then(|chain| check_not_expired(&files.cert_file, &chain[0]).map(|()| chain));
+pub fn server_config(files: &TlsFiles) -> Result<ServerTls, Vec<(ServerFile, TlsError)>> {
+    let chain = load_certificates(&files.cert_file).and_then(|chain| {
+        check_not_expired(&files.cert_file, &chain[0]).map(|not_after| (chain, not_after))
+    });
     let key = load_private_key(&files.key_file);
     let roots = files
         .client_ca
@@ -185,9 +197,9 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, Vec<(ServerF
         .map(|client_ca| root_store(&client_ca.ca_file).map(Arc::new))
         .transpose();
     match (chain, key, roots) {
-        (Ok(chain), Ok(key), Ok(roots)) => {
-            assemble(files, chain, key, roots).map_err(|err| vec![(ServerFile::Key, err)])
-        }
+        (Ok((chain, not_after)), Ok(key), Ok(roots)) => assemble(files, chain, key, roots)
+            .map(|config| ServerTls { config, not_after })
+            .map_err(|err| vec![(ServerFile::Key, err)]),
         (chain, key, roots) => Err([
             chain.err().map(|e| (ServerFile::Certificate, e)),
             key.err().map(|e| (ServerFile::Key, e)),

@@ -13,6 +13,7 @@ mod admin;
 mod binding;
 mod chain;
 mod cli;
+mod deploy;
 mod dpop;
 mod errors;
 mod fhir;
