@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod denial;
+pub mod duration;
 pub mod hygiene;
 pub mod jose;
 pub mod mac;

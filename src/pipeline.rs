@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, request};
 
@@ -249,6 +250,11 @@ pub fn authorize(
     let grant = Grant {
         scopes: &token.scopes,
         patient: token.patient.as_deref(),
+        token_age: token.issued_at.map(age_of),
+    };
+    let justification = match route.break_glass_header() {
+        Some(name) => single_header(&req.headers, name.as_str())?,
+        None => None,
     };
     let content = Content {
         body: route.needs_body().then_some(body),
@@ -256,8 +262,18 @@ pub fn authorize(
         // More than one, or one that is not text, is malformed and never forwarded unread.
         if_none_exist: single_header(&req.headers, "if-none-exist")?,
         opened,
+        justification,
     };
     route.authorize(&grant, &content).map_err(Denial::Refused)
+}
+
+/// How long ago a token was issued at `iat` (seconds since the epoch); zero for an `iat` in
+/// the future, which verification admitted within the clock skew.
+fn age_of(iat: i64) -> Duration {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    Duration::from_secs(u64::try_from(now.saturating_sub(iat)).unwrap_or(0))
 }
 
 /// RFC 6750 §2.2 (form-encoded body parameter) is not offered: a form body naming

@@ -3,7 +3,6 @@
 //! listener without TLS unless the insecure knob says so), so nothing re-checks configuration
 //! after start. This module reads files but never opens sockets.
 
-mod duration;
 mod error;
 mod raw;
 
@@ -533,7 +532,7 @@ impl Builder<'_> {
     /// `0s` is refused rather than read as "never" or "always".
     fn duration(&mut self, at: Option<&At<String>>, key: &str, default: Duration) -> Duration {
         let Some(at) = at else { return default };
-        let parsed = duration::parse(&at.value)
+        let parsed = crate::duration::parse(&at.value)
             .map_err(|why| format!("{key}: {why}"))
             .and_then(|d| {
                 (!d.is_zero())
@@ -552,7 +551,7 @@ impl Builder<'_> {
         default: Duration,
     ) -> Duration {
         let Some(at) = at else { return default };
-        let parsed = duration::parse(&at.value).map_err(|why| format!("{key}: {why}"));
+        let parsed = crate::duration::parse(&at.value).map_err(|why| format!("{key}: {why}"));
         self.check(at, parsed).unwrap_or(default)
     }
 

@@ -4,6 +4,7 @@
 //! It never reads tokens itself — it receives the verified token's grant — and never does I/O
 //! beyond reading its own file.
 
+mod break_glass;
 pub mod fhir;
 pub mod path;
 mod pattern;
@@ -16,6 +17,7 @@ pub mod seal;
 mod store;
 mod table;
 
+pub use self::break_glass::{BreakGlass, Emergency, MAX_JUSTIFICATION};
 pub use self::path::{NormalPath, PathFault};
 pub use self::permit::{FhirFacts, Permit};
 pub use self::requirement::Requirement;

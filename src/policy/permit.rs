@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use super::break_glass::Emergency;
 use super::fhir::{
     BundlePermit, CanonicalSearch, FhirPermit, LinkSeals, Precondition, ResponseCheck,
 };
@@ -92,6 +93,7 @@ pub struct Permit {
     granted: Option<String>,
     fhir: Option<FhirFacts>,
     would_deny: Option<Refusal>,
+    break_glass: Option<Emergency>,
 }
 
 impl Permit {
@@ -108,7 +110,13 @@ impl Permit {
             granted,
             fhir: None,
             would_deny: None,
+            break_glass: None,
         }
+    }
+
+    pub(super) fn emergency(mut self, emergency: Emergency) -> Self {
+        self.break_glass = Some(emergency);
+        self
     }
 
     pub(super) fn with_fhir(mut self, fhir: Option<FhirFacts>) -> Self {
@@ -181,6 +189,11 @@ impl Permit {
     /// The read the forwarder must make, and pass, before a write in patient context.
     pub fn precondition(&self) -> Option<&Precondition> {
         self.fhir.as_ref().and_then(|f| f.precondition.as_ref())
+    }
+
+    /// Granted through break-glass: which break-glass rule, and the stated justification.
+    pub fn break_glass(&self) -> Option<&Emergency> {
+        self.break_glass.as_ref()
     }
 
     /// Under a report-only rule: the refusal this permit stands in for.

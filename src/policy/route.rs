@@ -4,9 +4,11 @@
 //! what it would have refused, so the caller can log `would_deny` and forward.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Method;
 
+use super::break_glass::BreakGlass;
 use super::fhir::{self, FhirDenial, FhirRequest, SmartScope};
 use super::path::NormalPath;
 use super::permit::{FhirFacts, Permit};
@@ -21,6 +23,8 @@ pub struct Grant<'a> {
     pub scopes: &'a ScopeSet,
     /// The SMART launch patient, if the token carries one.
     pub patient: Option<&'a str>,
+    /// How long ago the token was issued (`iat`; zero when in the allowed future), if it says.
+    pub token_age: Option<Duration>,
 }
 
 /// What the policy reads of a request beyond its method, path and query.
@@ -34,6 +38,8 @@ pub struct Content<'a> {
     pub if_none_exist: Option<&'a str>,
     /// A sealed link the pipeline opened for this token (see `seal`).
     pub opened: Option<&'a OpenedLink>,
+    /// The break-glass justification header ([`Route::break_glass_header`]), if sent.
+    pub justification: Option<&'a str>,
 }
 
 /// How a refusal is answered.
@@ -75,6 +81,14 @@ impl Refusal {
         self.needed.as_deref()
     }
 
+    pub(super) fn plain(reason: &'static str, class: RefusalClass) -> Self {
+        Self {
+            reason,
+            class,
+            needed: None,
+        }
+    }
+
     fn insufficient_scope(needed: &Arc<str>) -> Self {
         Self {
             reason: "insufficient_scope",
@@ -113,6 +127,11 @@ pub struct Route<'a> {
     pub(super) method: Method,
     pub(super) path: NormalPath,
     pub(super) query: Option<String>,
+    /// The policy's break-glass section, when it has a rule for this request.
+    pub(super) break_glass: Option<(&'a BreakGlass, &'a Rule)>,
+    /// No ordinary rule matched: `rule` is the break-glass rule, which grants only through
+    /// break-glass.
+    pub(super) emergency_only: bool,
 }
 
 impl Route<'_> {
@@ -146,6 +165,12 @@ impl Route<'_> {
         matches!(self.rule.access, Access::Smart(_))
     }
 
+    /// The header carrying a break-glass justification, when break-glass could grant this
+    /// request.
+    pub fn break_glass_header(&self) -> Option<&http::HeaderName> {
+        self.break_glass.map(|(section, _)| section.header())
+    }
+
     /// Whether the rule demands a live introspection of every token (RFC 7662).
     pub fn requires_introspection(&self) -> bool {
         self.rule.introspect_always
@@ -177,6 +202,10 @@ impl Route<'_> {
     /// Authorises `grant` for the request and its `content`.
     pub fn authorize(self, grant: &Grant<'_>, content: &Content<'_>) -> Result<Permit, Refusal> {
         let verdict = match &self.rule.access {
+            // Only break-glass may grant here; the rule's own scope check must not.
+            _ if self.emergency_only => {
+                Err(Refusal::plain("no_matching_rule", RefusalClass::Forbidden))
+            }
             Access::Public => Ok((None, None)),
             Access::AnyOf { scopes, needed } => match grant.scopes.first_satisfying(scopes) {
                 Some(scope) => Ok((Some(scope.as_str().to_owned()), None)),
@@ -194,9 +223,25 @@ impl Route<'_> {
             Some(_) => None,
             None => self.query,
         };
+        // Break-glass only widens: it is consulted where the ordinary verdict refused.
+        let verdict = match (verdict, self.break_glass) {
+            (Err(refusal), Some((section, emergency_rule))) => {
+                match section.admit(emergency_rule, grant, content.justification) {
+                    Some(Ok(emergency)) => {
+                        let name = Arc::clone(&emergency_rule.name);
+                        let scope = Some(section.scope().as_str().to_owned());
+                        let permit = Permit::new(name, self.path, query, scope);
+                        return Ok(permit.emergency(emergency));
+                    }
+                    Some(Err(emergency_refusal)) => Err(emergency_refusal),
+                    None => Err(refusal),
+                }
+            }
+            (verdict, _) => verdict,
+        };
         match verdict {
             Ok((granted, fhir)) => Ok(Permit::new(rule, self.path, query, granted).with_fhir(fhir)),
-            Err(refusal) if self.rule.is_report_only() => {
+            Err(refusal) if self.rule.is_report_only() && !self.emergency_only => {
                 Ok(Permit::new(rule, self.path, query, None).reporting(refusal))
             }
             Err(refusal) => Err(refusal),

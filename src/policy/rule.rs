@@ -94,6 +94,30 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// A break-glass rule: `methods` on `pattern`, for which `scope` is what `check` shows; the
+    /// rule grants only through `BreakGlass::admit`, never through `Route::authorize`'s own
+    /// scope check.
+    pub(super) fn emergency(
+        name: Arc<str>,
+        methods: Vec<Method>,
+        pattern: Pattern,
+        scope: Scope,
+    ) -> Self {
+        let needed = Arc::from(scope.as_str());
+        Self {
+            name,
+            methods,
+            pattern,
+            access: Access::AnyOf {
+                scopes: vec![scope],
+                needed,
+            },
+            mode: Mode::Enforce,
+            binding: None,
+            introspect_always: false,
+        }
+    }
+
     /// The rule's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -191,7 +215,15 @@ impl Findings {
         self.errors.push(Finding { at: None, message });
     }
 
-    fn error_at<T>(&mut self, value: &Spanned<T>, message: String) {
+    /// An error at a known (line, column).
+    pub(super) fn error_placed(&mut self, at: (usize, usize), message: String) {
+        self.errors.push(Finding {
+            at: Some(at),
+            message,
+        });
+    }
+
+    pub(super) fn error_at<T>(&mut self, value: &Spanned<T>, message: String) {
         self.errors.push(Finding {
             at: Some(position(value)),
             message,

@@ -12,6 +12,7 @@ use http::{Method, Uri};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::break_glass::{BreakGlass, RawBreakGlass};
 use super::path::{PathFault, normalise};
 use super::requirement::Requirement;
 use super::route::Route;
@@ -27,6 +28,9 @@ struct RawPolicy {
     #[serde(default)]
     client_bindings: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     rules: Vec<Spanned<RawRule>>,
+    /// Emergency access (HIPAA 164.312(a)(2)(ii)), see `break_glass`.
+    #[serde(default)]
+    break_glass: Option<Spanned<RawBreakGlass>>,
 }
 
 /// One problem in a policy file: an error (in a [`PolicyLoadError`]) or a warning
@@ -89,6 +93,7 @@ pub enum PolicyFault {
 pub struct PolicyTable {
     rules: Vec<Rule>,
     client_bindings: std::collections::BTreeMap<String, Requirement>,
+    break_glass: Option<BreakGlass>,
     version: String,
     warnings: Vec<PolicyProblem>,
 }
@@ -180,6 +185,38 @@ impl PolicyTable {
                 rules.push(Located { rule, line, column });
             }
         }
+        let break_glass = raw.break_glass.as_ref().and_then(|section| {
+            let mut found = Findings::default();
+            let compiled = section.value.compile(&mut found);
+            let at = (
+                section.referenced.line() as usize,
+                section.referenced.column() as usize,
+            );
+            for finding in found.errors {
+                let (line, column) = finding.at.unwrap_or(at);
+                problems.push(problem(source, line, column, finding.message));
+            }
+            compiled
+        });
+        // A break-glass rule is named in metrics and logs beside ordinary ones: no shared name.
+        if let Some(section) = &break_glass {
+            for emergency in section.rules() {
+                if rules.iter().any(|r| r.rule.name == emergency.name) {
+                    let (line, column) = raw.break_glass.as_ref().map_or((0, 0), |s| {
+                        (s.referenced.line() as usize, s.referenced.column() as usize)
+                    });
+                    problems.push(problem(
+                        source,
+                        line,
+                        column,
+                        format!(
+                            "break-glass rule name {:?} is also an ordinary rule's",
+                            emergency.name
+                        ),
+                    ));
+                }
+            }
+        }
         if raw.rules.is_empty() {
             problems.push(problem(
                 source,
@@ -195,6 +232,7 @@ impl PolicyTable {
                 warnings,
                 rules: rules.into_iter().map(|r| r.rule).collect(),
                 client_bindings,
+                break_glass,
                 version: version_of(text),
             })
         } else {
@@ -210,19 +248,30 @@ impl PolicyTable {
         // match is a loose one, so the first loose match comes no later than the first exact
         // match; unless they are the same rule, the decision would hang on the upstream's
         // spelling rules, and the request is refused.
-        let rule = self
+        let break_glass = self
+            .break_glass
+            .as_ref()
+            .and_then(|section| Some((section, section.rule_for(method, &path)?)));
+        let found = self
             .rules
             .iter()
-            .find(|rule| rule.methods.contains(method) && rule.pattern.may_match(&path))
-            .ok_or(PolicyFault::NoMatchingRule)?;
-        if !rule.pattern.matches(&path) {
-            return Err(PolicyFault::AmbiguousPath);
-        }
+            .find(|rule| rule.methods.contains(method) && rule.pattern.may_match(&path));
+        let (rule, emergency_only) = match (found, break_glass) {
+            (Some(rule), _) if !rule.pattern.matches(&path) => {
+                return Err(PolicyFault::AmbiguousPath);
+            }
+            (Some(rule), _) => (rule, false),
+            // Only break-glass covers this request: it needs a token, and grants only that way.
+            (None, Some((_, emergency))) => (emergency, true),
+            (None, None) => return Err(PolicyFault::NoMatchingRule),
+        };
         Ok(Route {
             rule,
             method: method.clone(),
             path,
             query: uri.query().map(str::to_owned),
+            break_glass,
+            emergency_only,
         })
     }
 
@@ -236,6 +285,11 @@ impl PolicyTable {
     /// The compiled rules, in order.
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// The break-glass section, if the policy has one.
+    pub fn break_glass(&self) -> Option<&BreakGlass> {
+        self.break_glass.as_ref()
     }
 
     /// The sender constraint a client must always meet, if configured.
@@ -366,6 +420,18 @@ impl fmt::Display for PolicyTable {
                 methods(rule),
                 rule.pattern.to_string()
             )?;
+        }
+        if let Some(section) = &self.break_glass {
+            writeln!(f, "  {}", section.summary())?;
+            for rule in section.rules() {
+                writeln!(
+                    f,
+                    "  !  {:name_width$}  {:method_width$}  {:path_width$}  break-glass only",
+                    rule.name,
+                    methods(rule),
+                    rule.pattern.to_string()
+                )?;
+            }
         }
         writeln!(f, "  -  (no match)  denied")
     }

@@ -102,6 +102,7 @@ impl Gateway {
             );
         }
         reload::log_warnings(&config.policy);
+        reload::init_break_glass(&metrics, &config.policy);
         if config.policy.has_report_only_rules() {
             tracing::warn!(
                 policy.version = config.policy.version(),

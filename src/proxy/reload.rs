@@ -67,6 +67,7 @@ impl PolicyReloader {
                     );
                 }
                 log_warnings(&table);
+                init_break_glass(&self.metrics, &table);
                 self.store.replace(table);
                 self.metrics.record_policy_reload(true);
                 tracing::info!(policy.version = version, "policy reloaded");
@@ -88,6 +89,18 @@ impl PolicyReloader {
 
 /// Logs the policy's warnings (overlapping weaker rules, case-only differences), at start and
 /// after every reload: they never stop a policy from serving.
+/// Makes each break-glass rule's counter read 0, and says break-glass is armed.
+pub(crate) fn init_break_glass(metrics: &Metrics, table: &PolicyTable) {
+    if let Some(section) = table.break_glass() {
+        metrics.init_break_glass(section.rules().iter().map(|rule| rule.name()));
+        tracing::warn!(
+            policy.version = table.version(),
+            break_glass.scope = section.scope().as_str(),
+            "break-glass rules active: every request granted through them is logged at WARN"
+        );
+    }
+}
+
 pub(crate) fn log_warnings(table: &PolicyTable) {
     for warning in table.warnings() {
         tracing::warn!(

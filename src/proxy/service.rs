@@ -18,7 +18,7 @@ use crate::body::ProxyBody;
 use crate::denial::Denial;
 use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;
-use crate::record::{DecisionRecord, FhirAccess, Identity, Sinks};
+use crate::record::{BreakGlassUse, DecisionRecord, FhirAccess, Identity, Sinks};
 use crate::request_body::RequestBody;
 use crate::telemetry::Metrics;
 
@@ -82,6 +82,7 @@ async fn handle(
     let mut facts = Facts::default();
     let mut would_deny = None;
     let mut fhir = None;
+    let mut break_glass = None;
     let outcome = match shared
         .pipeline
         .decide(&parts, &mut body, conn, &mut facts)
@@ -90,6 +91,10 @@ async fn handle(
         Ok(permit) => {
             // Report-only: the refusal is logged and counted, and the request goes on.
             would_deny = permit.would_deny().map(|refusal| refusal.reason());
+            break_glass = permit.break_glass().map(|emergency| BreakGlassUse {
+                rule: std::sync::Arc::from(emergency.rule_name()),
+                justification: emergency.justification().to_owned(),
+            });
             fhir = permit.fhir().map(|f| FhirAccess {
                 interaction: f.interaction().to_owned(),
                 resource_type: f.resource_type().map(str::to_owned),
@@ -104,6 +109,8 @@ async fn handle(
     };
     let (decision, reason) = match (&outcome, would_deny) {
         (Ok(_), Some(reason)) => ("would_deny", reason),
+        // An emergency access counts apart from routine allows in every decision series.
+        (Ok(_), None) if break_glass.is_some() => ("allow", "break_glass"),
         (Ok(_), None) => ("allow", "ok"),
         (Err(denial), _) => (decision_label(denial), denial.reason()),
     };
@@ -136,6 +143,7 @@ async fn handle(
         cert_thumbprint: conn.identity.thumbprint().map(|t| t.as_str().to_owned()),
         binding: facts.binding.map(|b| b.as_str()),
         fhir,
+        break_glass,
         decision,
         reason,
         status,

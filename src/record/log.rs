@@ -25,7 +25,24 @@ impl Sink for LogSink {
             subject = identity.and_then(|i| i.subject.as_ref()).map(Subject::as_str),
             token.jti = identity.and_then(|i| i.jti.as_ref()).map(Jti::as_str),
             tls.client_cert = record.cert_thumbprint.as_deref(),
+            break_glass = record.break_glass.is_some(),
             "request"
         );
+        // The alert line: an emergency access is announced at once, apart from routine lines.
+        if let Some(emergency) = &record.break_glass {
+            tracing::warn!(
+                request.id = %record.request_id,
+                break_glass = true,
+                break_glass.rule = &*emergency.rule,
+                break_glass.justification = emergency.justification.as_str(),
+                route.name = record.rule.as_deref().unwrap_or("none"),
+                fhir.interaction = record.fhir.as_ref().map(|f| f.interaction.as_str()),
+                response.status = record.status,
+                client.id = identity.and_then(|i| i.client_id.as_ref()).map(ClientId::as_str),
+                subject = identity.and_then(|i| i.subject.as_ref()).map(Subject::as_str),
+                token.jti = identity.and_then(|i| i.jti.as_ref()).map(Jti::as_str),
+                "BREAK-GLASS access granted"
+            );
+        }
     }
 }

@@ -1,5 +1,5 @@
 //! The metrics sink: `phigate_decisions_total` and the request latency histogram, labelled by
-//! rule, decision and reason only.
+//! rule, decision and reason only, and `phigate_break_glass_total` by break-glass rule.
 
 use std::sync::Arc;
 
@@ -18,5 +18,8 @@ impl Sink for MetricsSink {
         };
         self.0
             .record_decision(&labels, record.latency.as_secs_f64());
+        if let Some(emergency) = &record.break_glass {
+            self.0.record_break_glass(&emergency.rule);
+        }
     }
 }

@@ -42,6 +42,8 @@ pub struct DecisionRecord {
     pub binding: Option<&'static str>,
     /// What the request was in FHIR terms, under a `fhir: smart` rule.
     pub fhir: Option<FhirAccess>,
+    /// Granted through break-glass (emergency) access.
+    pub break_glass: Option<BreakGlassUse>,
     /// `allow`, `deny`, `would_deny` or `error`.
     pub decision: &'static str,
     /// A documented reason code (`ok` when allowed).
@@ -52,6 +54,16 @@ pub struct DecisionRecord {
     pub upstream_status: Option<u16>,
     /// From request head to response head.
     pub latency: Duration,
+}
+
+/// An emergency access: the break-glass rule that granted it and the operator's stated reason
+/// (printable ASCII, at most `policy::MAX_JUSTIFICATION` bytes; audit data, never sent back).
+#[derive(Debug, Clone)]
+pub struct BreakGlassUse {
+    /// The break-glass rule.
+    pub rule: Arc<str>,
+    /// The justification header's value.
+    pub justification: String,
 }
 
 /// Who a verified token speaks for.

@@ -82,6 +82,13 @@ pub struct ListenerLabels {
     pub listener: &'static str,
 }
 
+/// Labels of an emergency (break-glass) access.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakGlassLabels {
+    /// The break-glass rule that granted it.
+    pub rule: String,
+}
+
 /// No certificate recorded (plaintext listener): the expiry gauge has no series.
 const NO_CERTIFICATE: i64 = i64::MIN;
 
@@ -115,6 +122,7 @@ pub struct Metrics {
     ready: Gauge,
     certificate_expiry: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
     certificate_not_after: Arc<AtomicI64>,
+    break_glass: Family<BreakGlassLabels, Counter>,
 }
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
@@ -237,6 +245,7 @@ impl Metrics {
             ready: Gauge::default(),
             certificate_expiry: Family::default(),
             certificate_not_after: Arc::new(AtomicI64::new(NO_CERTIFICATE)),
+            break_glass: Family::default(),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -359,6 +368,11 @@ impl Metrics {
             "tls_certificate_expiry_seconds",
             "Seconds until the listener certificate's notAfter (negative once expired)",
             self.certificate_expiry.clone(),
+        );
+        registry.register(
+            "break_glass",
+            "Requests granted through break-glass (emergency) access, by break-glass rule",
+            self.break_glass.clone(),
         );
     }
 
@@ -555,6 +569,24 @@ impl Metrics {
             Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN + 1, |s| -s),
         };
         self.certificate_not_after.store(seconds, Ordering::Relaxed);
+    }
+
+    /// Makes each break-glass rule's counter present at zero.
+    pub fn init_break_glass<'a>(&self, rules: impl IntoIterator<Item = &'a str>) {
+        for rule in rules {
+            drop(self.break_glass.get_or_create(&BreakGlassLabels {
+                rule: rule.to_owned(),
+            }));
+        }
+    }
+
+    /// Counts one request granted through break-glass access.
+    pub fn record_break_glass(&self, rule: &str) {
+        self.break_glass
+            .get_or_create(&BreakGlassLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
     }
 
     fn publish_certificate_expiry(&self) {

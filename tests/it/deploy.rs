@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::support::{Harness, Options};
+use crate::support::{Harness, Options, POLICY};
 
 const ALERTS: &str = "deploy/prometheus/phigate-alerts.yaml";
 const DASHBOARD: &str = "deploy/grafana/phigate.json";
@@ -160,10 +160,12 @@ fn exported(metrics: &str) -> BTreeSet<String> {
     names
 }
 
-/// A gateway with a revocation source, after one allowed and one denied request, so every
-/// series the material names exists.
+/// A gateway with a revocation source and a break-glass rule, after one allowed and one denied
+/// request, so every series the material names exists.
 async fn scraped() -> (Harness, String) {
+    let break_glass = "break_glass:\n  scope: phigate/break-glass\n  max_duration: 1h\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{id}\n";
     let harness = Harness::with(Options {
+        policy: format!("{POLICY}{break_glass}"),
         revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 1s\n      max_stale: 10s\n".into(),
         files: vec![("revoked.json", r#"{"version": 1, "entries": []}"#.to_owned())],
         ..Options::default()
@@ -211,6 +213,7 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exported() {
         "phigate_tls_handshake_failures_total",
         "phigate_tls_certificate_expiry_seconds",
         "phigate_ready",
+        "phigate_break_glass_total",
     ] {
         assert!(
             used.contains(wanted),

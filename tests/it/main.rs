@@ -11,6 +11,7 @@
 
 mod admin;
 mod binding;
+mod break_glass;
 mod chain;
 mod cli;
 mod deploy;

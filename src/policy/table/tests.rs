@@ -137,6 +137,7 @@ fn authorize_and_permit() {
     let grant = Grant {
         scopes: &scopes,
         patient: None,
+        token_age: None,
     };
     let permit = table
         .resolve(&Method::GET, &uri)
@@ -153,6 +154,7 @@ fn authorize_and_permit() {
             &Grant {
                 scopes: &none,
                 patient: None,
+                token_age: None,
             },
             &crate::policy::Content::default(),
         )

@@ -1,7 +1,8 @@
 //! Durations as the configuration writes them: whole numbers with a unit — `ms`, `s`, `m`, `h`
 //! or `d` — largest unit first, optionally chained (`1m30s`). Nothing else is accepted: no
 //! fractions (`1.5s` is `1500ms`), no spelled-out units (`30sec` is `30s`), no bare numbers, so
-//! a value in a file means exactly one thing and reads the same to every operator.
+//! a value in a file means exactly one thing and reads the same to every operator. The
+//! configuration and the policy (`break_glass.max_duration`) share it, so it is its own module.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ const UNITS: [(&str, u64); 5] = [
 ];
 
 /// Parses `text`; the error says what to write instead.
-pub(super) fn parse(text: &str) -> Result<Duration, String> {
+pub(crate) fn parse(text: &str) -> Result<Duration, String> {
     let general = || format!("{text:?} is not a duration like 30s, 1500ms or 1m30s");
     let too_long = || format!("{text:?} is too long a duration");
     if text.contains(char::is_whitespace) {

@@ -1,0 +1,215 @@
+//! Break-glass (emergency) access end to end: granted only with the break-glass scope, a token
+//! issued within `max_duration` and a justification header; refused otherwise with nothing
+//! forwarded; every grant counted in `phigate_break_glass_total`, counted as `reason="break_glass"`
+//! and announced by a WARN log line carrying the justification, which no response echoes.
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http::Method;
+
+use crate::support::{Harness, Options, POLICY, TestClient, assert_denied, assert_no_leak};
+
+const SCOPE: &str = "phigate/break-glass";
+const REASON: &str = "ED bay 2: unconscious patient, allergies needed";
+
+fn policy() -> String {
+    format!(
+        "{POLICY}break_glass:\n  scope: {SCOPE}\n  max_duration: 1m\n  justification_header: X-Break-Glass-Reason\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{{id}}\n"
+    )
+}
+
+async fn harness() -> Harness {
+    Harness::with(Options {
+        policy: policy(),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A token for `scope` issued `age_secs` ago and valid for five more minutes.
+fn token(harness: &Harness, scope: &str, age_secs: u64) -> String {
+    let mut claims = harness.claims(scope);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    claims["iat"] = (now - age_secs).into();
+    claims["exp"] = (now + 300).into();
+    harness.mint(&claims)
+}
+
+async fn get(
+    client: &TestClient,
+    token: &str,
+    reason: Option<&str>,
+) -> crate::support::client::TestResponse {
+    let bearer = format!("Bearer {token}");
+    let mut headers = vec![("authorization", bearer.as_str())];
+    if let Some(reason) = reason {
+        headers.push(("x-break-glass-reason", reason));
+    }
+    client
+        .send(Method::GET, "/Patient/123", &headers, Bytes::new())
+        .await
+}
+
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.parse().ok())
+}
+
+const FORBIDDEN: &str = "Bearer realm=\"phigate\", error=\"insufficient_scope\"";
+const COUNTER: &str = "phigate_break_glass_total{rule=\"emergency-read\"}";
+
+#[tokio::test]
+async fn break_glass_with_scope_justification_and_fresh_token_is_allowed_and_counted() {
+    let harness = harness().await;
+    assert_eq!(
+        sample(&harness.admin_get("/metrics").await.1, COUNTER),
+        Some(0.0)
+    );
+    let token = token(&harness, SCOPE, 5);
+    let response = get(&harness.client(), &token, Some(REASON)).await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_no_leak(&response, &[&token, REASON, "ED bay"]);
+    assert_eq!(harness.upstream_paths().len(), 1);
+    let metrics = harness.admin_get("/metrics").await.1;
+    assert_eq!(sample(&metrics, COUNTER), Some(1.0), "{metrics}");
+    let decision =
+        "phigate_decisions_total{rule=\"read-patient\",decision=\"allow\",reason=\"break_glass\"}";
+    assert_eq!(sample(&metrics, decision), Some(1.0), "{metrics}");
+    assert!(!metrics.contains("ED bay"));
+}
+
+#[tokio::test]
+async fn break_glass_without_justification_is_403_and_nothing_is_forwarded() {
+    let harness = harness().await;
+    let token = token(&harness, SCOPE, 5);
+    let response = get(&harness.client(), &token, None).await;
+    assert_denied(&harness, &response, 403, Some(FORBIDDEN));
+    let response = get(&harness.client(), &token, Some("  ")).await;
+    assert_denied(&harness, &response, 403, Some(FORBIDDEN));
+    let metrics = harness.admin_get("/metrics").await.1;
+    assert_eq!(sample(&metrics, COUNTER), Some(0.0));
+    let refused = "phigate_decisions_total{rule=\"read-patient\",decision=\"deny\",reason=\"break_glass_justification_missing\"}";
+    assert_eq!(sample(&metrics, refused), Some(2.0), "{metrics}");
+}
+
+#[tokio::test]
+async fn break_glass_with_a_stale_token_is_403_without_echoing_the_justification() {
+    let harness = harness().await;
+    // Issued two minutes ago: within max_lifetime (15m), past break-glass max_duration (1m).
+    let token = token(&harness, SCOPE, 120);
+    let response = get(&harness.client(), &token, Some(REASON)).await;
+    assert_denied(&harness, &response, 403, Some(FORBIDDEN));
+    assert_no_leak(&response, &[&token, REASON, "ED bay"]);
+    let metrics = harness.admin_get("/metrics").await.1;
+    let refused = "phigate_decisions_total{rule=\"read-patient\",decision=\"deny\",reason=\"break_glass_token_stale\"}";
+    assert_eq!(sample(&metrics, refused), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, COUNTER), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_justification_without_the_break_glass_scope_is_403() {
+    let harness = harness().await;
+    let token = token(&harness, "user/Observation.rs", 5);
+    let response = get(&harness.client(), &token, Some(REASON)).await;
+    assert_denied(&harness, &response, 403, Some(FORBIDDEN));
+    assert_no_leak(&response, &[&token, REASON]);
+    let metrics = harness.admin_get("/metrics").await.1;
+    let refused = "phigate_decisions_total{rule=\"read-patient\",decision=\"deny\",reason=\"break_glass_scope_missing\"}";
+    assert_eq!(sample(&metrics, refused), Some(1.0), "{metrics}");
+}
+
+#[tokio::test]
+async fn an_overlong_justification_is_400() {
+    let harness = harness().await;
+    let token = token(&harness, SCOPE, 5);
+    let long = "x".repeat(phigate::policy::MAX_JUSTIFICATION + 1);
+    let response = get(&harness.client(), &token, Some(&long)).await;
+    assert_denied(
+        &harness,
+        &response,
+        400,
+        Some("Bearer realm=\"phigate\", error=\"invalid_request\""),
+    );
+    assert_no_leak(&response, &[&token, &long]);
+}
+
+#[tokio::test]
+async fn a_break_glass_grant_is_flagged_in_the_request_line_and_a_warn_alert_line() {
+    let harness = harness().await;
+    let config = harness.dir.path().join("run.yaml");
+    std::fs::copy(&harness.config_file, &config).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
+        let line = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default()
+    };
+    let port = loop {
+        let line = next(&mut lines_rx).await;
+        if line["message"] == "phigate serving" {
+            let address = line["listen.address"].as_str().unwrap();
+            break address.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        }
+    };
+    let client = TestClient::new(
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        &harness.ca,
+        None,
+        false,
+    );
+    let token = token(&harness, SCOPE, 5);
+    // The binary's keys may still be loading: wait for the grant itself.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = get(&client, &token, Some(REASON)).await.status.as_u16();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200);
+    let (mut alert, mut request) = (None, None);
+    while alert.is_none() || request.is_none() {
+        let line = next(&mut lines_rx).await;
+        assert!(!line.to_string().contains(&token), "token in log: {line}");
+        if line["message"] == "BREAK-GLASS access granted" {
+            alert = Some(line);
+        } else if line["message"] == "request" && line["break_glass"] == true {
+            request = Some(line);
+        }
+    }
+    let (alert, request) = (alert.unwrap(), request.unwrap());
+    assert_eq!(alert["level"], "WARN", "{alert}");
+    assert_eq!(alert["break_glass.rule"], "emergency-read");
+    assert_eq!(alert["break_glass.justification"], REASON);
+    assert_eq!(alert["subject"], "u-1");
+    assert_eq!(request["denial.reason"], "break_glass");
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+}
