@@ -94,6 +94,7 @@ pub struct Permit {
     fhir: Option<FhirFacts>,
     would_deny: Option<Refusal>,
     break_glass: Option<Emergency>,
+    withheld: Option<http::HeaderName>,
 }
 
 impl Permit {
@@ -111,7 +112,13 @@ impl Permit {
             fhir: None,
             would_deny: None,
             break_glass: None,
+            withheld: None,
         }
+    }
+
+    pub(super) fn withholding(mut self, header: Option<http::HeaderName>) -> Self {
+        self.withheld = header;
+        self
     }
 
     pub(super) fn emergency(mut self, emergency: Emergency) -> Self {
@@ -194,6 +201,12 @@ impl Permit {
     /// Granted through break-glass: which break-glass rule, and the stated justification.
     pub fn break_glass(&self) -> Option<&Emergency> {
         self.break_glass.as_ref()
+    }
+
+    /// A request header the upstream must not receive: the break-glass justification, which is
+    /// phigate's audit data (the log), not the upstream's.
+    pub fn withheld_header(&self) -> Option<&http::HeaderName> {
+        self.withheld.as_ref()
     }
 
     /// Under a report-only rule: the refusal this permit stands in for.

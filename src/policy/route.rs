@@ -132,6 +132,8 @@ pub struct Route<'a> {
     /// No ordinary rule matched: `rule` is the break-glass rule, which grants only through
     /// break-glass.
     pub(super) emergency_only: bool,
+    /// The policy's break-glass justification header, whether or not a rule here uses it.
+    pub(super) withheld: Option<&'a http::HeaderName>,
 }
 
 impl Route<'_> {
@@ -195,12 +197,19 @@ impl Route<'_> {
     /// A permit for a public route; `None` for any other.
     pub fn permit_public(self) -> Option<Permit> {
         let rule = Arc::clone(&self.rule.name);
+        let withheld = self.withheld.cloned();
         self.is_public()
-            .then(|| Permit::new(rule, self.path, self.query, None))
+            .then(|| Permit::new(rule, self.path, self.query, None).withholding(withheld))
     }
 
     /// Authorises `grant` for the request and its `content`.
     pub fn authorize(self, grant: &Grant<'_>, content: &Content<'_>) -> Result<Permit, Refusal> {
+        let withheld = self.withheld.cloned();
+        self.decide(grant, content)
+            .map(|permit| permit.withholding(withheld))
+    }
+
+    fn decide(self, grant: &Grant<'_>, content: &Content<'_>) -> Result<Permit, Refusal> {
         let verdict = match &self.rule.access {
             // Only break-glass may grant here; the rule's own scope check must not.
             _ if self.emergency_only => {

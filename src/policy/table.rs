@@ -272,6 +272,7 @@ impl PolicyTable {
             query: uri.query().map(str::to_owned),
             break_glass,
             emergency_only,
+            withheld: self.break_glass.as_ref().map(BreakGlass::header),
         })
     }
 

@@ -130,6 +130,9 @@ impl Forwarder {
         *request.uri_mut() = uri;
         *request.version_mut() = Version::HTTP_11;
         *request.headers_mut() = self.upstream_headers(parts.headers, facts, conn);
+        if let Some(name) = permit.withheld_header() {
+            request.headers_mut().remove(name);
+        }
         if let Some(version) = pinned_version {
             request.headers_mut().insert(header::IF_MATCH, version);
         }

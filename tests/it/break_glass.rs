@@ -77,9 +77,30 @@ async fn break_glass_with_scope_justification_and_fresh_token_is_allowed_and_cou
     let response = get(&harness.client(), &token, Some(REASON)).await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_no_leak(&response, &[&token, REASON, "ED bay"]);
-    assert_eq!(harness.upstream_paths().len(), 1);
+    // An ordinary grant sending the header is not break-glass, and is not counted as one.
+    let ordinary = self::token(&harness, "user/Patient.r", 5);
+    assert_eq!(
+        get(&harness.client(), &ordinary, Some(REASON)).await.status,
+        200
+    );
+    let received = harness.upstream.received();
+    assert_eq!(received.len(), 2);
+    // The justification is phigate's audit data: the upstream never receives it.
+    for request in &received {
+        assert!(
+            request
+                .headers
+                .iter()
+                .all(|(name, value)| name != "x-break-glass-reason" && !value.contains("ED bay")),
+            "{:?}",
+            request.headers
+        );
+    }
     let metrics = harness.admin_get("/metrics").await.1;
     assert_eq!(sample(&metrics, COUNTER), Some(1.0), "{metrics}");
+    let ordinary =
+        "phigate_decisions_total{rule=\"read-patient\",decision=\"allow\",reason=\"ok\"}";
+    assert_eq!(sample(&metrics, ordinary), Some(1.0), "{metrics}");
     let decision =
         "phigate_decisions_total{rule=\"read-patient\",decision=\"allow\",reason=\"break_glass\"}";
     assert_eq!(sample(&metrics, decision), Some(1.0), "{metrics}");
