@@ -232,9 +232,12 @@ impl Route<'_> {
             Some(_) => None,
             None => self.query,
         };
-        // Break-glass only widens: it is consulted where the ordinary verdict refused.
+        // Break-glass only widens what a token may read: it is consulted where the ordinary
+        // verdict refused for lack of a grant, never for a request that is itself malformed.
         let verdict = match (verdict, self.break_glass) {
-            (Err(refusal), Some((section, emergency_rule))) => {
+            (Err(refusal), Some((section, emergency_rule)))
+                if refusal.class() == RefusalClass::Forbidden =>
+            {
                 match section.admit(emergency_rule, grant, content.justification) {
                     Some(Ok(emergency)) => {
                         let name = Arc::clone(&emergency_rule.name);
