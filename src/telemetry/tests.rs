@@ -96,3 +96,29 @@ fn both_formats_type_every_series() {
     }
     assert!(open.ends_with("# EOF\n"));
 }
+
+#[test]
+fn certificate_expiry_counts_down_from_not_after_and_is_absent_without_one() {
+    let metrics = Metrics::new();
+    let text = metrics.render(Exposition::PrometheusText);
+    assert!(
+        !text.contains("phigate_tls_certificate_expiry_seconds{"),
+        "{text}"
+    );
+    metrics.set_certificate_not_after(SystemTime::now() + Duration::from_secs(10 * 86_400));
+    let text = metrics.render(Exposition::PrometheusText);
+    let value: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("phigate_tls_certificate_expiry_seconds{listener=\"phi\"} "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((863_990.0..=864_000.0).contains(&value), "{value}");
+    // An expired certificate reads negative rather than vanishing.
+    metrics.set_certificate_not_after(SystemTime::now() - Duration::from_secs(60));
+    let text = metrics.render(Exposition::PrometheusText);
+    assert!(
+        text.contains("phigate_tls_certificate_expiry_seconds{listener=\"phi\"} -6"),
+        "{text}"
+    );
+}
