@@ -19,10 +19,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
-use crate::config::{Config, ConfigError, Transport};
+use crate::audit::{self, AuditGate, AuditSink};
+use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport, WhenFull};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
-use crate::record::{LogSink, MetricsSink, Sinks};
+use crate::record::{LogSink, MetricsSink, Sink, Sinks};
+use crate::telemetry::Metrics;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +56,11 @@ impl Gateway {
     /// Builds everything that can fail ([`prepare`]), binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let parts = prepare(&config)?;
+        // Before any task starts, so a trail that cannot be opened leaves nothing running.
+        let audit = match &config.audit {
+            Some(audit) => Some(start_audit(&config, audit, &parts.metrics)?),
+            None => None,
+        };
         if matches!(config.listen.transport, Transport::InsecurePlaintext) {
             tracing::warn!(
                 listen.address = %config.listen.address,
@@ -115,20 +122,26 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
         };
         background.push(tokio::spawn(reloader.run()));
+        let mut pipeline = Pipeline::new(
+            policy,
+            verifier,
+            revocation,
+            dpop,
+            config.listen.limits,
+            sealer,
+        );
+        let mut sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(LogSink),
+            Arc::new(MetricsSink(Arc::clone(&metrics))),
+        ];
+        if let Some((gate, sink)) = audit {
+            pipeline = pipeline.with_audit(gate);
+            sinks.push(Arc::new(sink));
+        }
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(
-                policy,
-                verifier,
-                revocation,
-                dpop,
-                config.listen.limits,
-                sealer,
-            ),
+            pipeline,
             forwarder,
-            sinks: Sinks::new(vec![
-                Arc::new(LogSink),
-                Arc::new(MetricsSink(Arc::clone(&metrics))),
-            ]),
+            sinks: Sinks::new(sinks),
             metrics,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -173,4 +186,34 @@ impl Gateway {
             let _ = task.await;
         }
     }
+}
+
+/// Opens the audit trail and starts its writer; a trail that cannot be opened is a problem at
+/// `audit.file`.
+fn start_audit(
+    config: &Config,
+    audit: &AuditConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<(AuditGate, AuditSink), StartError> {
+    let started = audit::start(audit, metrics).map_err(|err| {
+        let problem = match &audit.destination {
+            AuditDestination::File(path) => config.origins.problem(
+                "audit.file",
+                &path.display().to_string(),
+                format!("cannot open the audit trail: {err}"),
+            ),
+            AuditDestination::Stdout => config
+                .origins
+                .unplaced(format!("cannot start the audit writer: {err}")),
+        };
+        ConfigError {
+            problems: vec![problem],
+        }
+    })?;
+    if audit.when_full == WhenFull::ServeUnaudited {
+        tracing::warn!(
+            "audit.when_full is serve_unaudited: while the audit queue is full, requests are served with no audit record"
+        );
+    }
+    Ok(started)
 }

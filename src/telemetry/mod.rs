@@ -102,6 +102,11 @@ pub struct Metrics {
     revocation_age: Family<SourceLabels, Gauge<f64, AtomicU64>>,
     revocation_entries: Family<SourceLabels, Gauge>,
     protocol_errors: Family<ProtocolErrorLabels, Counter>,
+    audit_queue_depth: Gauge,
+    audit_records: Counter,
+    audit_refused: Counter,
+    audit_dropped: Counter,
+    audit_write_errors: Counter,
 }
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
@@ -221,6 +226,11 @@ impl Metrics {
             revocation_age: Family::default(),
             revocation_entries: Family::default(),
             protocol_errors: Family::default(),
+            audit_queue_depth: Gauge::default(),
+            audit_records: Counter::default(),
+            audit_refused: Counter::default(),
+            audit_dropped: Counter::default(),
+            audit_write_errors: Counter::default(),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -334,6 +344,31 @@ impl Metrics {
             "Requests the HTTP layer refused before phigate decided anything (client errors)",
             self.protocol_errors.clone(),
         );
+        registry.register(
+            "audit_queue_depth",
+            "Audit slots in use: requests holding room for their record, and records not yet written",
+            self.audit_queue_depth.clone(),
+        );
+        registry.register(
+            "audit_records",
+            "Audit records written",
+            self.audit_records.clone(),
+        );
+        registry.register(
+            "audit_refused",
+            "Requests refused with 503 audit_unavailable because the audit queue was full",
+            self.audit_refused.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Decisions that reached no audit record because the audit queue was full",
+            self.audit_dropped.clone(),
+        );
+        registry.register(
+            "audit_write_errors",
+            "Audit writes that failed and were retried",
+            self.audit_write_errors.clone(),
+        );
     }
 
     /// Creates every series whose labels are fixed, so each reads 0 before its first event.
@@ -400,6 +435,31 @@ impl Metrics {
         self.protocol_errors
             .get_or_create(&ProtocolErrorLabels { kind })
             .inc();
+    }
+
+    /// The gauge of audit slots in use (the audit queue's capacity keeps it).
+    pub fn audit_queue_depth(&self) -> Gauge {
+        self.audit_queue_depth.clone()
+    }
+
+    /// Counts one audit record written.
+    pub fn record_audit_written(&self) {
+        self.audit_records.inc();
+    }
+
+    /// Counts one request refused because the audit queue was full.
+    pub fn record_audit_refused(&self) {
+        self.audit_refused.inc();
+    }
+
+    /// Counts one decision that reached no audit record.
+    pub fn record_audit_dropped(&self) {
+        self.audit_dropped.inc();
+    }
+
+    /// Counts one failed audit write.
+    pub fn record_audit_write_error(&self) {
+        self.audit_write_errors.inc();
     }
 
     /// Counts one decided request and its latency.
