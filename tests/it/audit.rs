@@ -1,0 +1,211 @@
+//! The audit trail end to end: every decision, allowed or denied, becomes one sealed line with
+//! the documented fields and no token or query value; `phigate audit verify` accepts the trail
+//! and names the first bad record of each kind of tampering; and a queue with no room refuses
+//! requests with 503 `audit_unavailable` before anything reaches the upstream.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::{Harness, Options, assert_denied, assert_no_leak, eventually};
+
+const KEY: &str = "an audit key of more than thirty-two bytes";
+
+fn audited(extra: &str) -> Options {
+    Options {
+        extra: format!("audit:\n  key_file: audit.key\n{extra}"),
+        files: vec![("audit.key", KEY.into())],
+        ..Options::default()
+    }
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Runs `phigate audit verify` on `files`: (exit code, stdout + stderr).
+fn verify(key: &Path, files: &[&Path]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .args(["audit", "verify", "--key-file"])
+        .arg(key)
+        .args(files)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code().unwrap(), text)
+}
+
+#[tokio::test]
+async fn every_decision_is_a_sealed_line_that_audit_verify_accepts_and_tampering_breaks() {
+    let harness = Harness::with(audited("  file: audit.log\n")).await;
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    for series in [
+        "phigate_audit_queue_depth 0",
+        "phigate_audit_records_total 0",
+        "phigate_audit_refused_total 0",
+        "phigate_audit_dropped_total 0",
+    ] {
+        assert!(metrics.contains(series), "{series} missing: {metrics}");
+    }
+    let client = harness.client();
+    let claims = harness.claims("system/Patient.r system/Observation.rs");
+    let token = harness.mint(&claims);
+    let narrow_claims = harness.claims("system/Observation.rs");
+    let narrow = harness.mint(&narrow_claims);
+    let asked = [
+        ("/Patient/123", Some((&token, &claims)), 200),
+        (
+            "/Observation?code=private-value-4711",
+            Some((&token, &claims)),
+            200,
+        ),
+        ("/Patient/123", None, 401),
+        ("/Patient/123", Some((&narrow, &narrow_claims)), 403),
+    ];
+    for (path, identity, status) in asked {
+        let response = match identity {
+            Some((token, _)) => client.get_with_token(path, token).await,
+            None => client.get(path).await,
+        };
+        assert_eq!(response.status, status, "{path}");
+    }
+
+    let file = harness.dir.path().join("audit.log");
+    eventually(Duration::from_secs(10), || async {
+        lines(&file).len() == 4
+    })
+    .await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    for secret in [token.as_str(), narrow.as_str(), "private-value-4711"] {
+        assert!(!text.contains(secret), "the trail holds {secret:?}");
+    }
+    let records: Vec<Value> = lines(&file)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (n, (record, (_, identity, status))) in records.iter().zip(asked).enumerate() {
+        for field in [
+            "time",
+            "request_id",
+            "source",
+            "client_id",
+            "subject",
+            "patient",
+            "issuer",
+            "jti",
+            "cert_thumbprint",
+            "binding",
+            "rule",
+            "interaction",
+            "resource_type",
+            "resource_id",
+            "status",
+            "reason",
+            "upstream_status",
+            "latency_ms",
+            "prev",
+            "mac",
+        ] {
+            assert!(record.get(field).is_some(), "{field} missing: {record}");
+        }
+        assert_eq!(record["seq"], n as u64, "{record}");
+        assert_eq!(record["status"], status, "{record}");
+        assert_eq!(record["source"], "127.0.0.1");
+        if let Some((_, claims)) = identity {
+            assert_eq!(record["jti"], claims["jti"], "{record}");
+            assert_eq!(record["issuer"], claims["iss"]);
+            assert_eq!(record["subject"], "u-1");
+            assert_eq!(record["client_id"], "app-1");
+        }
+    }
+    assert_eq!(records[0]["decision"], "allow");
+    assert_eq!(records[2]["reason"], "credentials_missing");
+    assert_eq!(records[3]["reason"], "insufficient_scope");
+    assert_eq!(records[1]["prev"], records[0]["mac"]);
+
+    let key = harness.dir.path().join("audit.key");
+    let (code, output) = verify(&key, &[&file]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("ok: 4 records intact"), "{output}");
+
+    let original = lines(&file);
+    // A record added without the key: the next number, and a MAC that cannot be right.
+    let forged = original[3].replace("\"seq\":3", "\"seq\":4");
+    let cases: Vec<(&str, Vec<String>, usize)> = vec![
+        (
+            "edited",
+            vec![
+                original[0].clone(),
+                original[1].replace("\"status\":200", "\"status\":403"),
+                original[2].clone(),
+            ],
+            2,
+        ),
+        ("dropped", vec![original[0].clone(), original[2].clone()], 2),
+        (
+            "reordered",
+            vec![
+                original[0].clone(),
+                original[2].clone(),
+                original[1].clone(),
+            ],
+            2,
+        ),
+        ("forged", [&original[..], &[forged]].concat(), 5),
+    ];
+    let tampered = harness.dir.path().join("tampered.log");
+    for (kind, lines, bad) in cases {
+        std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
+        let (code, output) = verify(&key, &[&tampered]);
+        assert_eq!(code, 1, "{kind}: {output}");
+        assert!(
+            output.contains(&format!("tampered.log:{bad}:")),
+            "{kind}: {output}"
+        );
+    }
+    // A half line: the file was cut inside its last record.
+    std::fs::write(&tampered, &text[..text.len() - 20]).unwrap();
+    let (code, output) = verify(&key, &[&tampered]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("tampered.log:4: truncated"), "{output}");
+}
+
+#[tokio::test]
+async fn a_full_audit_queue_refuses_requests_before_the_upstream() {
+    // A pipe nobody reads: the writer blocks opening it, so the one slot stays taken.
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let fifo = fifo_dir.path().join("audit.pipe");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let extra = format!("  file: {}\n  queue: 1\n", fifo.display());
+    let harness = Harness::with(audited(&extra)).await;
+    let client = harness.client();
+    // This denial's record takes the only slot and waits for the writer.
+    assert_eq!(client.get("/Patient/123").await.status, 401);
+
+    let token = harness.token("system/Patient.r");
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_denied(&harness, &response, 503, None);
+    assert_eq!(response.json()["issue"][0]["code"], "transient");
+    assert_no_leak(&response, &[&token, "u-1", "app-1"]);
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_audit_refused_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("phigate_audit_queue_depth 1"), "{metrics}");
+    assert!(
+        metrics.contains("reason=\"audit_unavailable\""),
+        "{metrics}"
+    );
+}
