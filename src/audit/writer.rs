@@ -74,9 +74,9 @@ impl Writer {
             };
             return Ok(Self::fresh(output, key));
         }
-        let mut file = append(path)?;
+        let file = append(path)?;
         let size = file.metadata()?.len();
-        let resumed = match last_line(&mut file, size)? {
+        let resumed = match last_line(&mut File::open(path)?, size)? {
             None => Some(Link::genesis()),
             Some(line) => chain::open(&key, &line).ok().map(|sealed| sealed.next()),
         };
@@ -85,7 +85,7 @@ impl Writer {
             None => {
                 // The damaged file stays, under a rotated name, for `audit verify` to point at.
                 drop(file);
-                std::fs::rename(path, rotated_name(path))?;
+                move_aside(path)?;
                 let restart = entry::event("chain_restart", "damaged_tail");
                 (append(path)?, 0, Link::genesis(), vec![restart])
             }
@@ -151,7 +151,7 @@ impl Output {
                 let len = line.len() as u64;
                 if *size > 0 && size.saturating_add(len) > *max {
                     // The chain runs on: the new file's first record links to this file's last.
-                    std::fs::rename(&*path, rotated_name(path))?;
+                    move_aside(path)?;
                     *file = append(path)?;
                     *size = 0;
                 }
@@ -176,11 +176,16 @@ fn append(path: &Path) -> io::Result<File> {
 }
 
 /// `audit.log` → `audit.log.2026-12-07T12:00:00.123456789Z`: names sort in the order written.
-fn rotated_name(path: &Path) -> PathBuf {
+/// A name already taken is an error (retried later), never a rename over an older file.
+fn move_aside(path: &Path) -> io::Result<()> {
     let stamp = humantime::format_rfc3339_nanos(SystemTime::now());
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{stamp}"));
-    PathBuf::from(name)
+    let rotated = PathBuf::from(name);
+    if rotated.exists() {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
+    std::fs::rename(path, rotated)
 }
 
 /// The file's last line without its newline; `None` for an empty file. A file that does not
@@ -204,3 +209,6 @@ fn last_line(file: &mut File, size: u64) -> io::Result<Option<String>> {
         None => String::new(),
     }))
 }
+
+#[cfg(test)]
+mod tests;
