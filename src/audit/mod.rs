@@ -3,10 +3,12 @@
 //! path ([`writer`]). Its queue is bounded, and the decision chain reserves room in it before it
 //! decides anything ([`AuditGate`]): when there is none, the request is refused with
 //! `audit_unavailable` unless the operator chose `when_full: serve_unaudited`. [`verify`] checks
-//! a trail offline. Nothing here sees a token or a query value, and nothing here prints.
+//! a trail offline and [`export`] turns it into FHIR AuditEvents. Nothing here sees a token or a
+//! query value, and nothing here prints.
 
 pub mod chain;
 mod entry;
+pub mod export;
 pub mod verify;
 mod writer;
 

@@ -1,22 +1,23 @@
-//! `phigate audit verify`: checks an audit trail offline with its key and says either how many
-//! records are intact (exit 0) or which record is the first bad one, by file and line (exit 1).
-//! The key is read from a file so it never appears in a process list or a shell history.
+//! `phigate audit verify` and `phigate audit export`: check an audit trail offline with its key
+//! and say either how many records are intact (exit 0) or which record is the first bad one, by
+//! file and line (exit 1); export writes FHIR AuditEvents (NDJSON) only for a trail that
+//! verifies. The key is read from a file so it never appears in a process list or a history.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::audit::verify;
+use crate::audit::{export, verify};
 use crate::mac::MacKey;
 
-/// Verifies `files`, in order, as one chain under the key in `key_file`.
-#[expect(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "cli/ is the only place that prints"
-)]
-pub fn verify(key_file: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+/// A trail's files, read, and whether they verify under the key.
+struct Checked {
+    contents: Vec<Vec<u8>>,
+    verdict: Result<verify::Summary, verify::Fault>,
+}
+
+fn check(key_file: &Path, files: &[PathBuf]) -> anyhow::Result<Checked> {
     let key = std::fs::read(key_file)
         .with_context(|| format!("cannot read the key file {}", key_file.display()))?;
     anyhow::ensure!(
@@ -32,17 +33,44 @@ pub fn verify(key_file: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         .iter()
         .zip(&contents)
         .map(|(file, content)| (file.as_path(), content.as_slice()));
-    match verify::verify(&MacKey::new(&key), given) {
-        Ok(summary) => {
-            for start in &summary.starts {
-                println!("{start}: chain starts (first record, or restarted after damage)");
+    let verdict = verify::verify(&MacKey::new(&key), given);
+    Ok(Checked { contents, verdict })
+}
+
+/// Verifies `files`, in order, as one chain under the key in `key_file`.
+#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+pub fn verify(key_file: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let summary = match check(key_file, files)?.verdict {
+        Ok(summary) => summary,
+        Err(fault) => return Ok(refuse(&fault)),
+    };
+    for start in &summary.starts {
+        println!("{start}: chain starts (first record, or restarted after damage)");
+    }
+    println!("ok: {} records intact", summary.records);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes one FHIR AuditEvent per decision of `files` as NDJSON, once the trail verified.
+#[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
+pub fn export(key_file: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let checked = check(key_file, files)?;
+    // A trail that does not verify is not evidence: nothing of it is exported.
+    if let Err(fault) = &checked.verdict {
+        return Ok(refuse(fault));
+    }
+    for content in &checked.contents {
+        for line in String::from_utf8_lossy(content).lines() {
+            if let Some(event) = export::audit_event(line) {
+                println!("{event}");
             }
-            println!("ok: {} records intact", summary.records);
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(fault) => {
-            eprintln!("{}: {}", fault.place, fault.problem);
-            Ok(ExitCode::FAILURE)
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[expect(clippy::print_stderr, reason = "cli/ is the only place that prints")]
+fn refuse(fault: &verify::Fault) -> ExitCode {
+    eprintln!("{}: {}", fault.place, fault.problem);
+    ExitCode::FAILURE
 }

@@ -102,6 +102,16 @@ enum AuditCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Write the decisions of a trail that verifies as FHIR R4 AuditEvent resources (IHE BALP
+    /// shape), one JSON object per line, on standard output.
+    Export {
+        /// The audit key file (`audit.key_file`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The trail's files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// Parses arguments, runs the command and returns the process exit code.
@@ -113,6 +123,9 @@ pub fn run() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { key_file, files },
         } => audit::verify(&key_file, &files),
+        Command::Audit {
+            command: AuditCommand::Export { key_file, files },
+        } => audit::export(&key_file, &files),
         Command::Explain {
             config,
             method,

@@ -1,13 +1,14 @@
 //! The audit trail end to end: every decision, allowed or denied, becomes one sealed line with
 //! the documented fields and no token or query value; `phigate audit verify` accepts the trail
-//! and names the first bad record of each kind of tampering; and a queue with no room refuses
+//! and names the first bad record of each kind of tampering; `audit export` turns a verified
+//! trail into FHIR AuditEvents and refuses an edited one; and a queue with no room refuses
 //! requests with 503 `audit_unavailable` before anything reaches the upstream.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::support::{Harness, Options, assert_denied, assert_no_leak, eventually};
 
@@ -208,4 +209,74 @@ async fn a_full_audit_queue_refuses_requests_before_the_upstream() {
         metrics.contains("reason=\"audit_unavailable\""),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn audit_export_writes_fhir_audit_events_for_a_trail_that_verifies() {
+    let harness = Harness::with(Options {
+        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        ..audited("  file: audit.log\n")
+    })
+    .await;
+    let mut claims = harness.claims("launch/patient patient/Patient.r patient/Observation.rs");
+    claims["patient"] = json!("123");
+    let token = harness.mint(&claims);
+    let client = harness.client();
+    let read = client
+        .get_with_token("/Observation/o-123-lab", &token)
+        .await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    assert_eq!(client.get("/Patient/123").await.status, 401);
+    let file = harness.dir.path().join("audit.log");
+    eventually(Duration::from_secs(10), || async {
+        lines(&file).len() == 2
+    })
+    .await;
+
+    let key = harness.dir.path().join("audit.key");
+    let export = |files: &[&Path]| {
+        Command::new(env!("CARGO_BIN_EXE_phigate"))
+            .args(["audit", "export", "--key-file"])
+            .arg(&key)
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let output = export(&[&file]);
+    assert!(output.status.success(), "{output:?}");
+    let events: Vec<Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    let read = &events[0];
+    assert_eq!(read["resourceType"], "AuditEvent");
+    assert_eq!(read["type"]["code"], "rest");
+    assert_eq!(read["subtype"][0]["code"], "read");
+    assert_eq!(
+        (&read["action"], &read["outcome"]),
+        (&json!("R"), &json!("0"))
+    );
+    assert_eq!(read["agent"][0]["who"]["identifier"]["value"], "u-1");
+    assert_eq!(read["agent"][1]["who"]["identifier"]["value"], "app-1");
+    assert_eq!(read["entity"][0]["what"]["reference"], "Patient/123");
+    assert_eq!(
+        read["entity"][1]["what"]["reference"],
+        "Observation/o-123-lab"
+    );
+    assert_eq!(
+        (&events[1]["outcome"], &events[1]["outcomeDesc"]),
+        (&json!("4"), &json!("credentials_missing"))
+    );
+    assert!(!events.iter().any(|e| e.to_string().contains(&token)));
+
+    // An edited trail is not evidence: nothing of it is exported.
+    let tampered = harness.dir.path().join("tampered.log");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&tampered, text.replace("\"status\":401", "\"status\":200")).unwrap();
+    let output = export(&[&tampered]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("tampered.log:2:"));
 }
