@@ -16,6 +16,9 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use crate::config::{AuditConfig, WhenFull};
 use crate::denial::Denial;
@@ -25,18 +28,44 @@ use crate::telemetry::Metrics;
 
 use self::writer::{Queued, Writer};
 
-/// Opens the trail (resuming its chain), starts its writer thread, and returns the gate the
-/// decision chain consults and the sink that feeds the writer.
-pub fn start(config: &AuditConfig, metrics: &Arc<Metrics>) -> io::Result<(AuditGate, AuditSink)> {
+/// A running trail: the gate the decision chain consults, the sink that feeds the writer, and
+/// the signal that the writer has written everything it was sent.
+pub struct Trail {
+    /// For `Pipeline::with_audit`.
+    pub gate: AuditGate,
+    /// For the gateway's sinks.
+    pub sink: AuditSink,
+    /// Resolves once the writer has stopped (every sink gone and the queue written).
+    pub finished: WriterFinished,
+}
+
+/// Resolves once the writer thread has stopped.
+pub struct WriterFinished(oneshot::Receiver<()>);
+
+impl WriterFinished {
+    /// Waits up to `limit` for the writer to write what is queued and stop; false if it did
+    /// not (a write that blocks), so the caller can say records may be lost.
+    pub async fn wait(self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.0).await.is_ok()
+    }
+}
+
+/// Opens the trail (resuming its chain) and starts its writer thread.
+pub fn start(config: &AuditConfig, metrics: &Arc<Metrics>) -> io::Result<Trail> {
     let key = MacKey::new(&config.key);
     let writer = Writer::open(&config.destination, key, config.max_file_bytes)?;
     let (sender, queue) = mpsc::channel();
     let thread_metrics = Arc::clone(metrics);
+    let (finished, finished_rx) = oneshot::channel();
     // A thread, not a task: a write that blocks (a slow disk, a pipe nobody reads) must hold up
     // only the trail, never the runtime's workers or its shutdown.
     std::thread::Builder::new()
         .name("phigate-audit".into())
-        .spawn(move || writer.run(&queue, &thread_metrics))?;
+        .spawn(move || {
+            // Dropped when the thread ends, however it ends: that is the signal.
+            let _finished = finished;
+            writer.run(&queue, &thread_metrics);
+        })?;
     let capacity = Capacity::new(config.queue, metrics.audit_queue_depth());
     let writer_gone = Arc::new(AtomicBool::new(false));
     let gate = AuditGate {
@@ -51,7 +80,11 @@ pub fn start(config: &AuditConfig, metrics: &Arc<Metrics>) -> io::Result<(AuditG
         writer_gone,
         metrics: Arc::clone(metrics),
     };
-    Ok((gate, sink))
+    Ok(Trail {
+        gate,
+        sink,
+        finished: WriterFinished(finished_rx),
+    })
 }
 
 /// The decision chain's view of the trail: room for one more record, or a refusal.

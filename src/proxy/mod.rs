@@ -13,13 +13,14 @@ mod service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
-use crate::audit::{self, AuditGate, AuditSink};
+use crate::audit::{self, Trail, WriterFinished};
 use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport, WhenFull};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
@@ -50,6 +51,7 @@ pub struct Gateway {
     listener: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     readiness: Arc<Readiness>,
+    audit_finished: Option<WriterFinished>,
 }
 
 impl Gateway {
@@ -134,9 +136,11 @@ impl Gateway {
             Arc::new(LogSink),
             Arc::new(MetricsSink(Arc::clone(&metrics))),
         ];
-        if let Some((gate, sink)) = audit {
-            pipeline = pipeline.with_audit(gate);
-            sinks.push(Arc::new(sink));
+        let mut audit_finished = None;
+        if let Some(trail) = audit {
+            pipeline = pipeline.with_audit(trail.gate);
+            sinks.push(Arc::new(trail.sink));
+            audit_finished = Some(trail.finished);
         }
         let shared = Arc::new(service::Shared {
             pipeline,
@@ -159,6 +163,7 @@ impl Gateway {
             listener,
             background,
             readiness,
+            audit_finished,
         })
     }
 
@@ -177,6 +182,15 @@ impl Gateway {
         self.readiness.serving.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let _ = self.listener.await;
+        // Every request is answered, so every sink is gone: the writer empties its queue and
+        // stops. Records still queued when the process exits would be lost.
+        if let Some(finished) = self.audit_finished
+            && !finished.wait(Duration::from_secs(10)).await
+        {
+            tracing::error!(
+                "the audit writer did not finish within 10 s; queued records may be lost"
+            );
+        }
         for task in &self.background {
             task.abort();
         }
@@ -194,7 +208,7 @@ fn start_audit(
     config: &Config,
     audit: &AuditConfig,
     metrics: &Arc<Metrics>,
-) -> Result<(AuditGate, AuditSink), StartError> {
+) -> Result<Trail, StartError> {
     let started = audit::start(audit, metrics).map_err(|err| {
         let problem = match &audit.destination {
             AuditDestination::File(path) => config.origins.problem(

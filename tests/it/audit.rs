@@ -1,16 +1,19 @@
 //! The audit trail end to end: every decision, allowed or denied, becomes one sealed line with
 //! the documented fields and no token or query value; `phigate audit verify` accepts the trail
 //! and names the first bad record of each kind of tampering; `audit export` turns a verified
-//! trail into FHIR AuditEvents and refuses an edited one; and a queue with no room refuses
-//! requests with 503 `audit_unavailable` before anything reaches the upstream.
+//! trail into FHIR AuditEvents and refuses an edited one; shutdown writes every queued record
+//! and a restart continues the chain; and a queue with no room refuses requests with 503
+//! `audit_unavailable` before anything reaches the upstream.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use phigate::config::Config;
+use phigate::proxy::Gateway;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Options, assert_denied, assert_no_leak, eventually};
+use crate::support::{Harness, Options, TestClient, assert_denied, assert_no_leak, eventually};
 
 const KEY: &str = "an audit key of more than thirty-two bytes";
 
@@ -279,4 +282,33 @@ async fn audit_export_writes_fhir_audit_events_for_a_trail_that_verifies() {
     assert_eq!(output.status.code(), Some(1));
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("tampered.log:2:"));
+}
+
+#[tokio::test]
+async fn shutdown_writes_every_record_and_a_restart_continues_the_chain() {
+    let mut harness = Harness::with(audited("  file: audit.log\n")).await;
+    let client = harness.client();
+    for _ in 0..3 {
+        assert_eq!(client.get("/Patient/123").await.status, 401);
+    }
+    harness.gateway.take().unwrap().shutdown().await;
+    // No waiting: `shutdown` returns only once the writer emptied its queue.
+    let file = harness.dir.path().join("audit.log");
+    assert_eq!(lines(&file).len(), 3);
+
+    let config = Config::load(&harness.config_file).unwrap();
+    let gateway = Gateway::start(config).await.unwrap();
+    let client = TestClient::new(gateway.local_addr(), &harness.ca, None, false);
+    assert_eq!(client.get("/Patient/123").await.status, 401);
+    gateway.shutdown().await;
+    let records: Vec<Value> = lines(&file)
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4);
+    assert_eq!(records[3]["seq"], 3);
+    assert_eq!(records[3]["prev"], records[2]["mac"]);
+    let (code, output) = verify(&harness.dir.path().join("audit.key"), &[&file]);
+    assert_eq!(code, 0, "{output}");
+    assert_eq!(output.matches("chain starts").count(), 1, "{output}");
 }
