@@ -90,10 +90,14 @@ pub fn event(event: &'static str, reason: &'static str) -> String {
 
 /// A struct's JSON object without its braces, for the chain to wrap.
 fn members(value: &impl Serialize) -> String {
-    let object = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
-    object
-        .strip_prefix('{')
-        .and_then(|rest| rest.strip_suffix('}'))
-        .unwrap_or_default()
-        .to_owned()
+    // Strings and numbers always serialise; were one not to, the chain still gets a valid,
+    // sealed line that says a record was lost, rather than a gap.
+    const LOST: &str = r#""event":"record_unserialisable""#;
+    serde_json::to_string(value)
+        .ok()
+        .and_then(|object| {
+            let inner = object.strip_prefix('{')?.strip_suffix('}')?;
+            (!inner.is_empty()).then(|| inner.to_owned())
+        })
+        .unwrap_or_else(|| LOST.to_owned())
 }

@@ -155,7 +155,12 @@ impl Output {
                     *file = append(path)?;
                     *size = 0;
                 }
-                file.write_all(line)?;
+                if let Err(err) = file.write_all(line) {
+                    // A write cut short would leave half a line for the retry to follow:
+                    // cut the file back to its last whole line first.
+                    let _ = file.set_len(*size);
+                    return Err(err);
+                }
                 *size = size.saturating_add(len);
                 Ok(())
             }
