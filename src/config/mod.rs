@@ -738,7 +738,15 @@ impl Builder<'_> {
             None => Some(WhenFull::Refuse),
             Some(at) => match at.value.as_str() {
                 "refuse" => Some(WhenFull::Refuse),
-                "serve_unaudited" => Some(WhenFull::ServeUnaudited),
+                "serve_unaudited" => {
+                    // A weakening knob: `check` prints this and every start logs it.
+                    self.warning(
+                        at,
+                        "audit.when_full is serve_unaudited: while the audit queue is full, \
+                         requests are served with no audit record",
+                    );
+                    Some(WhenFull::ServeUnaudited)
+                }
                 _ => {
                     self.problem(at, "audit.when_full must be refuse or serve_unaudited");
                     None

@@ -379,4 +379,20 @@ fn the_audit_section_is_checked_at_load() {
     );
     assert_eq!((audit.queue, audit.max_file_bytes), (10_000, 64 << 20));
     assert_eq!(audit.when_full, WhenFull::Refuse);
+    // The weakening knob is allowed, and said out loud.
+    let (_dir, config) = load(&GOOD.replace(
+        "policy_file:",
+        &format!(
+            "{}policy_file:",
+            section("audit.log", &key, "  when_full: serve_unaudited\n")
+        ),
+    ));
+    let config = config.unwrap();
+    assert_eq!(config.audit.unwrap().when_full, WhenFull::ServeUnaudited);
+    let warned = config.warnings.iter().map(|w| w.message.as_str());
+    assert!(
+        warned.into_iter().any(|m| m.contains("serve_unaudited")),
+        "{:?}",
+        config.warnings
+    );
 }

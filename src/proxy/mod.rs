@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
 use crate::audit::{self, Trail, WriterFinished};
-use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport, WhenFull};
+use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
 use crate::record::{LogSink, MetricsSink, Sink, Sinks};
@@ -209,7 +209,7 @@ fn start_audit(
     audit: &AuditConfig,
     metrics: &Arc<Metrics>,
 ) -> Result<Trail, StartError> {
-    let started = audit::start(audit, metrics).map_err(|err| {
+    audit::start(audit, metrics).map_err(|err| {
         let problem = match &audit.destination {
             AuditDestination::File(path) => config.origins.problem(
                 "audit.file",
@@ -220,14 +220,8 @@ fn start_audit(
                 .origins
                 .unplaced(format!("cannot start the audit writer: {err}")),
         };
-        ConfigError {
+        StartError::Config(ConfigError {
             problems: vec![problem],
-        }
-    })?;
-    if audit.when_full == WhenFull::ServeUnaudited {
-        tracing::warn!(
-            "audit.when_full is serve_unaudited: while the audit queue is full, requests are served with no audit record"
-        );
-    }
-    Ok(started)
+        })
+    })
 }

@@ -184,32 +184,63 @@ async fn every_decision_is_a_sealed_line_that_audit_verify_accepts_and_tampering
     assert!(output.contains("tampered.log:4: truncated"), "{output}");
 }
 
-#[tokio::test]
-async fn a_full_audit_queue_refuses_requests_before_the_upstream() {
-    // A pipe nobody reads: the writer blocks opening it, so the one slot stays taken.
+/// A gateway whose one audit slot is taken: the trail is a pipe nobody reads, so the writer
+/// blocks opening it, and a first (denied) request's record holds the slot. The folder holding
+/// the pipe comes back with the harness.
+async fn full_queue(when_full: &str) -> (tempfile::TempDir, Harness) {
     let fifo_dir = tempfile::tempdir().unwrap();
     let fifo = fifo_dir.path().join("audit.pipe");
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
-    let extra = format!("  file: {}\n  queue: 1\n", fifo.display());
+    let extra = format!(
+        "  file: {}\n  queue: 1\n  when_full: {when_full}\n",
+        fifo.display()
+    );
     let harness = Harness::with(audited(&extra)).await;
-    let client = harness.client();
-    // This denial's record takes the only slot and waits for the writer.
-    assert_eq!(client.get("/Patient/123").await.status, 401);
+    assert_eq!(harness.client().get("/Patient/123").await.status, 401);
+    (fifo_dir, harness)
+}
 
+#[tokio::test]
+async fn a_full_audit_queue_refuses_requests_before_the_upstream() {
+    let (_fifo, harness) = full_queue("refuse").await;
     let token = harness.token("system/Patient.r");
-    let response = client.get_with_token("/Patient/123", &token).await;
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
     assert_denied(&harness, &response, 503, None);
     assert_eq!(response.json()["issue"][0]["code"], "transient");
     assert_no_leak(&response, &[&token, "u-1", "app-1"]);
     let (_, metrics) = harness.admin_get("/metrics").await;
+    for series in [
+        "phigate_audit_refused_total 1",
+        "phigate_audit_queue_depth 1",
+        // The refusal itself has no room to be written either.
+        "phigate_audit_dropped_total 1",
+        "reason=\"audit_unavailable\"",
+    ] {
+        assert!(metrics.contains(series), "{series} missing: {metrics}");
+    }
+}
+
+#[tokio::test]
+async fn serve_unaudited_forwards_with_no_record_when_the_queue_is_full() {
+    let (_fifo, harness) = full_queue("serve_unaudited").await;
+    let token = harness.token("system/Patient.r");
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 200);
+    assert_eq!(harness.upstream.received().len(), 1);
+    let (_, metrics) = harness.admin_get("/metrics").await;
     assert!(
-        metrics.contains("phigate_audit_refused_total 1"),
+        metrics.contains("phigate_audit_refused_total 0"),
         "{metrics}"
     );
-    assert!(metrics.contains("phigate_audit_queue_depth 1"), "{metrics}");
     assert!(
-        metrics.contains("reason=\"audit_unavailable\""),
+        metrics.contains("phigate_audit_dropped_total 1"),
         "{metrics}"
     );
 }
