@@ -76,6 +76,9 @@ pub struct Summary {
     pub records: u64,
     /// Records that start a chain (the first ever, or a restart after a damaged file).
     pub starts: Vec<Place>,
+    /// The first record's sequence number when it starts no chain: the files given continue
+    /// earlier ones, which were not checked.
+    pub continues_from: Option<u64>,
 }
 
 /// Checks `files` (name and content), in order, as one chain.
@@ -111,6 +114,8 @@ pub fn verify<'a>(
             })?;
             if sealed.starts_chain() {
                 summary.starts.push(place);
+            } else if summary.records == 0 {
+                summary.continues_from = Some(sealed.seq);
             } else if let Some(link) = &expected {
                 let problem = if sealed.seq != link.seq {
                     Some(Problem::OutOfOrder {

@@ -44,6 +44,12 @@ pub fn verify(key_file: &Path, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
         Ok(summary) => summary,
         Err(fault) => return Ok(refuse(&fault)),
     };
+    if let (Some(seq), Some(file)) = (summary.continues_from, files.first()) {
+        println!(
+            "{}:1: continues an earlier file from seq {seq} (not checked)",
+            file.display()
+        );
+    }
     for start in &summary.starts {
         println!("{start}: chain starts (first record, or restarted after damage)");
     }

@@ -44,8 +44,11 @@ fn an_intact_trail_verifies_across_files() {
     let lines = trail(KEY, &Link::genesis(), 6);
     check(std::slice::from_ref(&lines), Ok(6));
     check(&[lines[..2].to_vec(), lines[2..].to_vec()], Ok(6));
-    // Earlier files archived: the first record given anchors the chain.
+    // Earlier files archived: the first record given anchors the chain, and says so.
     check(&[lines[3..].to_vec()], Ok(3));
+    let rest = lines[3..].concat();
+    let summary = verify(&MacKey::new(KEY), [(Path::new("b"), rest.as_bytes())]).unwrap();
+    assert_eq!((summary.continues_from, summary.starts.len()), (Some(3), 0));
     check(&[], Ok(0));
 }
 
