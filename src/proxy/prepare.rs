@@ -86,7 +86,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
     .ok();
     let dpop = dpop_checker(config).map_err(|p| problems.push(p)).ok();
-    if let Some(problem) = audit_folder_missing(config) {
+    if let Some(problem) = audit_file_problem(config) {
         problems.push(problem);
     }
     match (verifier, forwarder, revocation, dpop, sealer) {
@@ -139,8 +139,8 @@ fn dpop_checker(config: &Config) -> Result<DpopChecker, ConfigProblem> {
 }
 
 /// The audit file is opened (and its chain resumed) only by `Gateway::start`, which writes;
-/// `check` learns here that its folder does not exist.
-fn audit_folder_missing(config: &Config) -> Option<ConfigProblem> {
+/// `check` learns here that its folder does not exist or that it names a folder.
+fn audit_file_problem(config: &Config) -> Option<ConfigProblem> {
     let Some(AuditConfig {
         destination: AuditDestination::File(path),
         ..
@@ -149,13 +149,18 @@ fn audit_folder_missing(config: &Config) -> Option<ConfigProblem> {
         return None;
     };
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty())?;
-    (!folder.is_dir()).then(|| {
-        config.origins.problem(
-            "audit.file",
-            &path.display().to_string(),
-            format!("the folder {} does not exist", folder.display()),
-        )
-    })
+    let problem = if !folder.is_dir() {
+        format!("the folder {} does not exist", folder.display())
+    } else if path.is_dir() {
+        "names a folder, not a file".to_owned()
+    } else {
+        return None;
+    };
+    Some(
+        config
+            .origins
+            .problem("audit.file", &path.display().to_string(), problem),
+    )
 }
 
 /// A TLS problem, placed at the configuration key (under `section`) that names the file.

@@ -345,22 +345,24 @@ async fn shutdown_writes_every_record_and_a_restart_continues_the_chain() {
 }
 
 #[tokio::test]
-async fn check_names_an_audit_folder_that_does_not_exist() {
+async fn check_names_an_audit_file_that_cannot_be() {
     let harness = Harness::with(audited("  file: audit.log\n")).await;
     let text = std::fs::read_to_string(&harness.config_file).unwrap();
     let broken = harness.dir.path().join("broken.yaml");
-    std::fs::write(
-        &broken,
-        text.replace("file: audit.log", "file: gone/audit.log"),
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
-        .args(["check", "--config"])
-        .arg(&broken)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("audit.file: the folder"), "{stderr}");
-    assert!(stderr.contains("broken.yaml:"), "{stderr}");
+    for (file, problem) in [
+        ("gone/audit.log", "audit.file: the folder"),
+        (".", "audit.file: names a folder"),
+    ] {
+        let config = text.replace("file: audit.log", &format!("file: {file}"));
+        std::fs::write(&broken, config).unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
+            .args(["check", "--config"])
+            .arg(&broken)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(problem), "{file}: {stderr}");
+        assert!(stderr.contains("broken.yaml:"), "{stderr}");
+    }
 }
