@@ -27,6 +27,8 @@ pub enum Denial {
     Binding(BindingFault),
     /// The token is revoked, or a revocation source is stale.
     Revocation(RevocationFault),
+    /// The audit trail has no room for this request's record (`audit.when_full: refuse`).
+    AuditUnavailable,
     /// The path cannot be normalised safely.
     Path(PathFault),
     /// An upstream may serve the path as one another rule decides (letter case, look-alikes).
@@ -137,6 +139,7 @@ impl Denial {
             Self::Binding(fault) => fault.reason(),
             Self::Revocation(RevocationFault::Revoked) => "revoked",
             Self::Revocation(RevocationFault::Stale) => "revocation_stale",
+            Self::AuditUnavailable => "audit_unavailable",
             Self::Path(_) => "path_malformed",
             Self::AmbiguousPath => "path_ambiguous",
             Self::NoMatchingRule => "no_matching_rule",
@@ -192,7 +195,8 @@ impl Denial {
                     "The service is temporarily unavailable",
                 )
             }
-            Self::Revocation(RevocationFault::Stale) => (
+            // Cannot audit ⇒ refuse; the token is fine, so no `invalid_token`.
+            Self::Revocation(RevocationFault::Stale) | Self::AuditUnavailable => (
                 S::SERVICE_UNAVAILABLE,
                 Challenge::None,
                 IssueCode::Transient,

@@ -2,6 +2,7 @@
 //! and other APIs serving protected health information. `ARCHITECTURE.md` maps these modules.
 
 pub mod admin;
+pub mod audit;
 pub mod binding;
 pub mod body;
 pub mod cli;

@@ -1,6 +1,7 @@
 //! The keyed MAC behind values phigate issues and later takes back — DPoP server nonces and
-//! sealed links: HMAC-SHA-256 over a secret the operator shares between replicas, or a random
-//! one per process. One home, so both kinds are keyed and checked alike.
+//! sealed links — and behind the audit trail's chain: HMAC-SHA-256 over a secret the operator
+//! shares between replicas, or a random one per process. One home, so every kind is keyed and
+//! checked alike.
 
 use aws_lc_rs::hmac;
 
@@ -23,5 +24,10 @@ impl MacKey {
     /// The tag of `message`.
     pub fn sign(&self, message: &[u8]) -> hmac::Tag {
         hmac::sign(&self.0, message)
+    }
+
+    /// Whether `tag` is the tag of `message`, compared in constant time.
+    pub fn verify(&self, message: &[u8], tag: &[u8]) -> bool {
+        hmac::verify(&self.0, message, tag).is_ok()
     }
 }

@@ -1,7 +1,7 @@
 //! The request decision chain. Every allow or deny is decided here, in this order:
-//! request hygiene → route → (public? read the body under the unauthenticated cap) → bearer
-//! token → verification → binding → revocation → the whole body (bounded, by a deadline) →
-//! scope authorization. Each step is a small module with its own tests; this file only
+//! audit room → request hygiene → route → (public? read the body under the unauthenticated
+//! cap) → bearer token → verification → binding → revocation → the whole body (bounded, by a
+//! deadline) → scope authorization. Each step is a small module with its own tests; this file only
 //! sequences them. It never forwards anything and never builds a response.
 
 use std::net::SocketAddr;
@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderValue, request};
 
+use crate::audit::AuditGate;
 use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
@@ -19,6 +20,7 @@ use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{
     Content, Grant, Permit, PolicyFault, PolicyStore, PolicyTable, Refusal, Route,
 };
+use crate::record::Slot;
 use crate::request_body::{self, RequestBody};
 use crate::revocation::Revocation;
 use crate::tls::ClientIdentity;
@@ -52,6 +54,8 @@ pub struct Facts {
     pub policy_version: Option<Arc<str>>,
     /// How the token was bound to the client.
     pub binding: Option<Binding>,
+    /// Room in the audit queue for this request's record.
+    pub audit_slot: Option<Slot>,
 }
 
 /// The decision chain over a policy and a token verifier.
@@ -62,6 +66,7 @@ pub struct Pipeline {
     dpop: Arc<DpopChecker>,
     limits: RequestLimits,
     sealer: Arc<LinkSealer>,
+    audit: Option<AuditGate>,
 }
 
 impl Pipeline {
@@ -82,6 +87,15 @@ impl Pipeline {
             dpop,
             limits,
             sealer,
+            audit: None,
+        }
+    }
+
+    /// The same chain, refusing what the audit trail behind `gate` has no room to record.
+    pub fn with_audit(self, gate: AuditGate) -> Self {
+        Self {
+            audit: Some(gate),
+            ..self
         }
     }
 
@@ -126,6 +140,11 @@ impl Pipeline {
         conn: &Connection,
         facts: &mut Facts,
     ) -> Result<Permit, Denial> {
+        // Cannot audit ⇒ refuse: room for this request's record is taken before anything else,
+        // so every decision that follows, allow or deny, has somewhere to be written.
+        if let Some(gate) = &self.audit {
+            facts.audit_slot = gate.admit()?;
+        }
         // One snapshot decides the whole request, even if a reload lands meanwhile.
         let policy = self.policy.snapshot();
         facts.policy_version = Some(Arc::from(policy.version()));

@@ -1,6 +1,7 @@
-//! The command line: `run`, `check`, `explain`, `test` and `demo`. This is the only code that
+//! The command line: `run`, `check`, `explain`, `test`, `demo` and `audit`. This is the only code that
 //! prints and the only place `anyhow` is used; everything it does is a call into the library.
 
+mod audit;
 mod demo;
 mod explain;
 pub mod offline;
@@ -69,6 +70,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Work with the audit trail offline.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Start a development issuer, a synthetic FHIR server and the gateway, all on loopback.
     Demo {
         /// The gateway's TLS listener.
@@ -84,12 +90,42 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check that every record of the given files, in order, is intact; exit 1 naming the first
+    /// bad one.
+    Verify {
+        /// The audit key file (`audit.key_file`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The trail's files, oldest first, e.g. `audit.log.* audit.log`.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Write the decisions of a trail that verifies as FHIR R4 AuditEvent resources (IHE BALP
+    /// shape), one JSON object per line, on standard output.
+    Export {
+        /// The audit key file (`audit.key_file`).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// The trail's files, oldest first.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { config } => check(&config),
         Command::Test { files } => policy_test::run(&files),
+        Command::Audit {
+            command: AuditCommand::Verify { key_file, files },
+        } => audit::verify(&key_file, &files),
+        Command::Audit {
+            command: AuditCommand::Export { key_file, files },
+        } => audit::export(&key_file, &files),
         Command::Explain {
             config,
             method,

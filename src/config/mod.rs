@@ -16,8 +16,8 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 use self::raw::{
-    At, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen, RawRevocation,
-    RawRevocationSource, RawTokens, RawUpstream,
+    At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,
+    RawRevocation, RawRevocationSource, RawTokens, RawUpstream,
 };
 use crate::policy::PolicyTable;
 pub use crate::tls::{ClientAuth, ClientCa, TlsFiles};
@@ -46,6 +46,8 @@ pub struct Config {
     pub revocation: Vec<RevocationSource>,
     /// DPoP proof checking.
     pub dpop: DpopConfig,
+    /// The tamper-evident audit trail, when configured.
+    pub audit: Option<AuditConfig>,
     /// What loading found questionable but not wrong; the policy's own are
     /// [`PolicyTable::warnings`].
     pub warnings: Vec<ConfigProblem>,
@@ -114,6 +116,39 @@ impl Origins {
             column,
         });
     }
+}
+
+/// `audit:` — where decisions are written as a keyed chain, and what happens when they cannot be.
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    /// Where records go.
+    pub destination: AuditDestination,
+    /// The chain's HMAC key (at least 32 bytes).
+    pub key: Vec<u8>,
+    /// A file past this size is rotated (at least 4 KiB).
+    pub max_file_bytes: u64,
+    /// Records reserved or waiting to be written, at most (at least 1).
+    pub queue: usize,
+    /// What a request gets when the queue is full.
+    pub when_full: WhenFull,
+}
+
+/// Where audit records are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditDestination {
+    /// Standard output (`file: "-"`), a stream: no resume, no rotation.
+    Stdout,
+    /// A path: a regular file is resumed and rotated; a pipe is written as a stream.
+    File(PathBuf),
+}
+
+/// `audit.when_full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Refuse the request with 503 `audit_unavailable` (the default).
+    Refuse,
+    /// Serve it anyway, with no audit record: a weakening knob, warned about at every start.
+    ServeUnaudited,
 }
 
 /// RFC 9449 proof settings.
@@ -590,6 +625,7 @@ impl Builder<'_> {
         self.section.clear();
         let dpop = self.dpop(raw.dpop.as_ref().map(|at| &at.value));
         self.check_dpop_reachable(&raw);
+        let audit = raw.audit.as_ref().and_then(|raw| self.audit(raw));
         let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -616,6 +652,7 @@ impl Builder<'_> {
             policy: policy?,
             revocation,
             dpop,
+            audit,
             warnings: std::mem::take(&mut self.warnings),
             origins: std::mem::take(&mut self.origins),
         })
@@ -684,6 +721,54 @@ impl Builder<'_> {
             nonce,
             nonce_secret,
         }
+    }
+
+    fn audit(&mut self, raw: &RawAudit) -> Option<AuditConfig> {
+        let destination = if raw.file.value == "-" {
+            AuditDestination::Stdout
+        } else {
+            AuditDestination::File(self.path(&raw.file, "audit.file"))
+        };
+        let key = self.secret_file(&raw.key_file, "audit.key_file");
+        let max_file_bytes =
+            self.at_least(raw.max_file_bytes.as_ref(), "audit.max_file_bytes", 4096);
+        let queue = self.at_least(raw.queue.as_ref(), "audit.queue", 1);
+        let when_full = match raw.when_full.as_ref() {
+            None => Some(WhenFull::Refuse),
+            Some(at) => match at.value.as_str() {
+                "refuse" => Some(WhenFull::Refuse),
+                "serve_unaudited" => {
+                    // A weakening knob: `check` prints this and every start logs it.
+                    self.warning(
+                        at,
+                        "audit.when_full is serve_unaudited: while the audit queue is full, \
+                         requests are served with no audit record",
+                    );
+                    Some(WhenFull::ServeUnaudited)
+                }
+                _ => {
+                    self.problem(at, "audit.when_full must be refuse or serve_unaudited");
+                    None
+                }
+            },
+        };
+        Some(AuditConfig {
+            destination,
+            key: key?,
+            max_file_bytes: max_file_bytes.unwrap_or(64 << 20),
+            queue: usize::try_from(queue.unwrap_or(10_000)).ok()?,
+            when_full: when_full?,
+        })
+    }
+
+    /// An optional count that must be at least `floor`; `None` when absent or refused (a
+    /// refused one is a problem, so the configuration fails anyway).
+    fn at_least(&mut self, at: Option<&At<u64>>, key: &str, floor: u64) -> Option<u64> {
+        let at = at?;
+        let parsed = (at.value >= floor)
+            .then_some(at.value)
+            .ok_or_else(|| format!("{key} must be at least {floor}"));
+        self.check(at, parsed)
     }
 
     /// A shared secret read from a file: at least 32 bytes, or a problem naming `key`.

@@ -24,6 +24,22 @@ pub struct RawConfig {
     pub revocation: Option<RawRevocation>,
     #[serde(default)]
     pub dpop: Option<At<RawDpop>>,
+    #[serde(default)]
+    pub audit: Option<RawAudit>,
+}
+
+/// `audit:` — the tamper-evident audit trail.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub file: At<String>,
+    pub key_file: At<String>,
+    #[serde(default)]
+    pub max_file_bytes: Option<At<u64>>,
+    #[serde(default)]
+    pub queue: Option<At<u64>>,
+    #[serde(default)]
+    pub when_full: Option<At<String>>,
 }
 
 /// `dpop:` — RFC 9449 proof checking.

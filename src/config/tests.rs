@@ -328,3 +328,67 @@ fn dpop_without_a_public_base_url_is_an_error_when_configured_and_a_warning_othe
         "{err}"
     );
 }
+
+#[test]
+fn the_audit_section_is_checked_at_load() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit.key");
+    std::fs::write(&key, [7u8; 32]).unwrap();
+    let short = keys.path().join("short.key");
+    std::fs::write(&short, [7u8; 31]).unwrap();
+    let section = |file: &str, key: &Path, rest: &str| {
+        format!(
+            "audit:\n  file: {file}\n  key_file: {}\n{rest}",
+            key.display()
+        )
+    };
+    check_section(&section("audit.log", &key, ""), Ok(()));
+    check_section(
+        &section("\"-\"", &key, "  when_full: serve_unaudited\n"),
+        Ok(()),
+    );
+    for (rest, piece) in [
+        ("  queue: 0\n", "audit.queue must be at least 1"),
+        (
+            "  max_file_bytes: 100\n",
+            "audit.max_file_bytes must be at least 4096",
+        ),
+        (
+            "  when_full: drop\n",
+            "audit.when_full must be refuse or serve_unaudited",
+        ),
+        ("  stdout: true\n", "unknown field"),
+    ] {
+        check_section(&section("audit.log", &key, rest), Err(piece));
+    }
+    let missing = keys.path().join("missing.key");
+    for key in [&short, &missing] {
+        check_section(
+            &section("audit.log", key, ""),
+            Err("audit.key_file must hold at least 32 bytes"),
+        );
+    }
+    let (dir, config) = load(&GOOD.replace(
+        "policy_file:",
+        &format!("{}policy_file:", section("logs/audit.log", &key, "")),
+    ));
+    let audit = config.unwrap().audit.unwrap();
+    assert_eq!(
+        audit.destination,
+        AuditDestination::File(dir.path().join("logs/audit.log"))
+    );
+    assert_eq!((audit.queue, audit.max_file_bytes), (10_000, 64 << 20));
+    assert_eq!(audit.when_full, WhenFull::Refuse);
+    // The weakening knob is allowed, and said out loud.
+    let (_dir, config) = load(&GOOD.replace(
+        "policy_file:",
+        &format!(
+            "{}policy_file:",
+            section("audit.log", &key, "  when_full: serve_unaudited\n")
+        ),
+    ));
+    let config = config.unwrap();
+    assert_eq!(config.audit.unwrap().when_full, WhenFull::ServeUnaudited);
+    let warned = |w: &ConfigProblem| w.message.contains("serve_unaudited");
+    assert!(config.warnings.iter().any(warned), "{:?}", config.warnings);
+}

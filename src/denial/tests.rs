@@ -39,6 +39,7 @@ fn each_denial_has_its_status_challenge_and_outcome() {
     use CredentialFault as C;
     let cases: Vec<(Denial, u16, &[&str], &str)> = vec![
         (Denial::Credential(C::Missing), 401, &[BARE], "login"),
+        (Denial::AuditUnavailable, 503, &[], "transient"),
         (
             Denial::Credential(C::UnsupportedScheme),
             401,

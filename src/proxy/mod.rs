@@ -13,16 +13,19 @@ mod service;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
-use crate::config::{Config, ConfigError, Transport};
+use crate::audit::{self, Trail, WriterFinished};
+use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
-use crate::record::{LogSink, MetricsSink, Sinks};
+use crate::record::{LogSink, MetricsSink, Sink, Sinks};
+use crate::telemetry::Metrics;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +51,18 @@ pub struct Gateway {
     listener: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     readiness: Arc<Readiness>,
+    audit_finished: Option<WriterFinished>,
 }
 
 impl Gateway {
     /// Builds everything that can fail ([`prepare`]), binds both listeners and starts serving.
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let parts = prepare(&config)?;
+        // Before any task starts, so a trail that cannot be opened leaves nothing running.
+        let audit = match &config.audit {
+            Some(audit) => Some(start_audit(&config, audit, &parts.metrics)?),
+            None => None,
+        };
         if matches!(config.listen.transport, Transport::InsecurePlaintext) {
             tracing::warn!(
                 listen.address = %config.listen.address,
@@ -116,20 +125,28 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
         };
         background.push(tokio::spawn(reloader.run()));
+        let mut pipeline = Pipeline::new(
+            policy,
+            verifier,
+            revocation,
+            dpop,
+            config.listen.limits,
+            sealer,
+        );
+        let mut sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(LogSink),
+            Arc::new(MetricsSink(Arc::clone(&metrics))),
+        ];
+        let mut audit_finished = None;
+        if let Some(trail) = audit {
+            pipeline = pipeline.with_audit(trail.gate);
+            sinks.push(Arc::new(trail.sink));
+            audit_finished = Some(trail.finished);
+        }
         let shared = Arc::new(service::Shared {
-            pipeline: Pipeline::new(
-                policy,
-                verifier,
-                revocation,
-                dpop,
-                config.listen.limits,
-                sealer,
-            ),
+            pipeline,
             forwarder,
-            sinks: Sinks::new(vec![
-                Arc::new(LogSink),
-                Arc::new(MetricsSink(Arc::clone(&metrics))),
-            ]),
+            sinks: Sinks::new(sinks),
             metrics,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -147,6 +164,7 @@ impl Gateway {
             listener,
             background,
             readiness,
+            audit_finished,
         })
     }
 
@@ -165,6 +183,15 @@ impl Gateway {
         self.readiness.serving.store(false, Ordering::SeqCst);
         let _ = self.shutdown.send(true);
         let _ = self.listener.await;
+        // Every request is answered, so every sink is gone: the writer empties its queue and
+        // stops. Records still queued when the process exits would be lost.
+        if let Some(finished) = self.audit_finished
+            && !finished.wait(Duration::from_secs(10)).await
+        {
+            tracing::error!(
+                "the audit writer did not finish within 10 s; queued records may be lost"
+            );
+        }
         for task in &self.background {
             task.abort();
         }
@@ -174,4 +201,28 @@ impl Gateway {
             let _ = task.await;
         }
     }
+}
+
+/// Opens the audit trail and starts its writer; a trail that cannot be opened is a problem at
+/// `audit.file`.
+fn start_audit(
+    config: &Config,
+    audit: &AuditConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Trail, StartError> {
+    audit::start(audit, metrics).map_err(|err| {
+        let problem = match &audit.destination {
+            AuditDestination::File(path) => config.origins.problem(
+                "audit.file",
+                &path.display().to_string(),
+                format!("cannot open the audit trail: {err}"),
+            ),
+            AuditDestination::Stdout => config
+                .origins
+                .unplaced(format!("cannot start the audit writer: {err}")),
+        };
+        StartError::Config(ConfigError {
+            problems: vec![problem],
+        })
+    })
 }

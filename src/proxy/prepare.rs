@@ -1,6 +1,7 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
 //! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
-//! clients (DPoP replay store, revocation), the revocation sources and the link sealer. It is
+//! clients (DPoP replay store, revocation), the revocation sources, the link sealer and the
+//! audit trail's folder. It is
 //! built once, and every problem is reported at once as `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
 //! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
@@ -15,7 +16,7 @@ use crate::binding::DpopChecker;
 use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
-use crate::config::{Config, ConfigError, ConfigProblem, Transport};
+use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, ConfigProblem, Transport};
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
@@ -88,6 +89,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
     .ok();
     let dpop = dpop_checker(config).map_err(|p| problems.push(p)).ok();
+    if let Some(problem) = audit_file_problem(config) {
+        problems.push(problem);
+    }
     match (verifier, forwarder, revocation, dpop, sealer) {
         (Some(verifier), Some(forwarder), Some(revocation), Some(dpop), Some(sealer))
             if problems.is_empty() =>
@@ -135,6 +139,31 @@ fn dpop_checker(config: &Config) -> Result<DpopChecker, ConfigProblem> {
         }
     };
     Ok(checker.with_nonces(nonces))
+}
+
+/// The audit file is opened (and its chain resumed) only by `Gateway::start`, which writes;
+/// `check` learns here that its folder does not exist or that it names a folder.
+fn audit_file_problem(config: &Config) -> Option<ConfigProblem> {
+    let Some(AuditConfig {
+        destination: AuditDestination::File(path),
+        ..
+    }) = &config.audit
+    else {
+        return None;
+    };
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let problem = if !folder.is_dir() {
+        format!("the folder {} does not exist", folder.display())
+    } else if path.is_dir() {
+        "names a folder, not a file".to_owned()
+    } else {
+        return None;
+    };
+    Some(
+        config
+            .origins
+            .problem("audit.file", &path.display().to_string(), problem),
+    )
 }
 
 /// A TLS problem, placed at the configuration key (under `section`) that names the file.

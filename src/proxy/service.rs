@@ -1,5 +1,6 @@
 //! The per-request tower service: runs the decision chain, forwards what it permits, renders
-//! what it denies, and hands one `DecisionRecord` per request to the sinks (log line, metrics).
+//! what it denies, and hands one `DecisionRecord` per request to the sinks (log line, metrics,
+//! audit trail).
 //! Its error type is `Infallible`: every failure is a response.
 
 use std::convert::Infallible;
@@ -149,6 +150,7 @@ async fn handle(
         status,
         upstream_status: released.then_some(status),
         latency: started.elapsed(),
+        slot: facts.audit_slot.take(),
     };
     shared.sinks.record(&record);
     response

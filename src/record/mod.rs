@@ -1,13 +1,15 @@
 //! One record per decision, and the seam where everything that observes decisions plugs in.
 //! After the response is ready, the service builds one [`DecisionRecord`] — who, from where,
 //! which rule and interaction, on what resource and patient, the outcome, the statuses and the
-//! latency — and hands it to [`Sinks`]: the log line, the metrics, and later the audit writer
-//! and the detectors. A record never holds a secret: no token (its `jti` stands in), no claim
+//! latency — and hands it to [`Sinks`]: the log line, the metrics, the audit writer, and later
+//! the detectors. A record never holds a secret: no token (its `jti` stands in), no claim
 //! beyond identities, no query values. Sinks run off the request's critical path: each must
-//! return at once (queue internally if it has slow work to do).
+//! return at once (queue internally if it has slow work to do); a sink whose queue is bounded
+//! lends [`Slot`]s that the decision chain reserves, so a full queue is a decision too.
 
 mod log;
 mod metrics;
+mod slot;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 pub use self::log::LogSink;
 pub use self::metrics::MetricsSink;
+pub use self::slot::{Capacity, Slot};
 use crate::token::{ClientId, Jti, Subject};
 
 /// Everything known about one decision, without secrets.
@@ -54,6 +57,8 @@ pub struct DecisionRecord {
     pub upstream_status: Option<u16>,
     /// From request head to response head.
     pub latency: Duration,
+    /// The audit queue's room reserved for this record by the decision chain.
+    pub slot: Option<Slot>,
 }
 
 /// An emergency access: the break-glass rule that granted it and the operator's stated reason

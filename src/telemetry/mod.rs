@@ -123,6 +123,11 @@ pub struct Metrics {
     certificate_expiry: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
     certificate_not_after: Arc<AtomicI64>,
     break_glass: Family<BreakGlassLabels, Counter>,
+    audit_queue_depth: Gauge,
+    audit_records: Counter,
+    audit_refused: Counter,
+    audit_dropped: Counter,
+    audit_write_errors: Counter,
 }
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
@@ -246,6 +251,11 @@ impl Metrics {
             certificate_expiry: Family::default(),
             certificate_not_after: Arc::new(AtomicI64::new(NO_CERTIFICATE)),
             break_glass: Family::default(),
+            audit_queue_depth: Gauge::default(),
+            audit_records: Counter::default(),
+            audit_refused: Counter::default(),
+            audit_dropped: Counter::default(),
+            audit_write_errors: Counter::default(),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -374,6 +384,31 @@ impl Metrics {
             "Requests granted through break-glass (emergency) access, by break-glass rule",
             self.break_glass.clone(),
         );
+        registry.register(
+            "audit_queue_depth",
+            "Audit slots in use: requests holding room for their record, and records not yet written",
+            self.audit_queue_depth.clone(),
+        );
+        registry.register(
+            "audit_records",
+            "Audit records written",
+            self.audit_records.clone(),
+        );
+        registry.register(
+            "audit_refused",
+            "Requests refused with 503 audit_unavailable because the audit queue was full",
+            self.audit_refused.clone(),
+        );
+        registry.register(
+            "audit_dropped",
+            "Decisions that reached no audit record because the audit queue was full",
+            self.audit_dropped.clone(),
+        );
+        registry.register(
+            "audit_write_errors",
+            "Audit writes that failed and were retried",
+            self.audit_write_errors.clone(),
+        );
     }
 
     /// Creates every series whose labels are fixed, so each reads 0 before its first event.
@@ -440,6 +475,31 @@ impl Metrics {
         self.protocol_errors
             .get_or_create(&ProtocolErrorLabels { kind })
             .inc();
+    }
+
+    /// The gauge of audit slots in use (the audit queue's capacity keeps it).
+    pub fn audit_queue_depth(&self) -> Gauge {
+        self.audit_queue_depth.clone()
+    }
+
+    /// Counts one audit record written.
+    pub fn record_audit_written(&self) {
+        self.audit_records.inc();
+    }
+
+    /// Counts one request refused because the audit queue was full.
+    pub fn record_audit_refused(&self) {
+        self.audit_refused.inc();
+    }
+
+    /// Counts one decision that reached no audit record.
+    pub fn record_audit_dropped(&self) {
+        self.audit_dropped.inc();
+    }
+
+    /// Counts one failed audit write.
+    pub fn record_audit_write_error(&self) {
+        self.audit_write_errors.inc();
     }
 
     /// Counts one decided request and its latency.

@@ -10,6 +10,7 @@
 )]
 
 mod admin;
+mod audit;
 mod binding;
 mod break_glass;
 mod chain;
