@@ -10,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::binding::BindingFault;
+use crate::monitor::BlockFault;
 use crate::policy::{PathFault, Refusal, RefusalClass};
 use crate::revocation::RevocationFault;
 use crate::token::{CredentialFault, TokenFault};
@@ -27,6 +28,8 @@ pub enum Denial {
     Binding(BindingFault),
     /// The token is revoked, or a revocation source is stale.
     Revocation(RevocationFault),
+    /// The monitor blocked the address, token, client or subject, or demands re-authentication.
+    Blocked(BlockFault),
     /// The path cannot be normalised safely.
     Path(PathFault),
     /// An upstream may serve the path as one another rule decides (letter case, look-alikes).
@@ -137,6 +140,8 @@ impl Denial {
             Self::Binding(fault) => fault.reason(),
             Self::Revocation(RevocationFault::Revoked) => "revoked",
             Self::Revocation(RevocationFault::Stale) => "revocation_stale",
+            Self::Blocked(BlockFault::Blocked) => "blocked",
+            Self::Blocked(BlockFault::ReauthenticationRequired) => "reauthentication_required",
             Self::Path(_) => "path_malformed",
             Self::AmbiguousPath => "path_ambiguous",
             Self::NoMatchingRule => "no_matching_rule",
@@ -237,7 +242,9 @@ impl Denial {
                 | BindingFault::CertificateMismatch
                 | BindingFault::BindingRequired,
             )
-            | Self::Revocation(RevocationFault::Revoked) => (
+            | Self::Revocation(RevocationFault::Revoked)
+            // Like a revocation cut-off: a new token (a new login) is the way back.
+            | Self::Blocked(BlockFault::ReauthenticationRequired) => (
                 S::UNAUTHORIZED,
                 Challenge::Error("invalid_token"),
                 IssueCode::Login,
@@ -260,6 +267,14 @@ impl Denial {
                 Challenge::Error("invalid_request"),
                 IssueCode::Invalid,
                 "The request is malformed",
+            ),
+            // 403, not 401: a new token would be refused just the same while the block lasts,
+            // so no challenge invites the client to fetch one.
+            Self::Blocked(BlockFault::Blocked) => (
+                S::FORBIDDEN,
+                Challenge::None,
+                IssueCode::Forbidden,
+                "The request is not permitted",
             ),
             Self::NoMatchingRule => (
                 S::FORBIDDEN,

@@ -11,6 +11,7 @@ pub mod denial;
 pub mod hygiene;
 pub mod jose;
 pub mod mac;
+pub mod monitor;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;

@@ -1,6 +1,7 @@
 //! The request decision chain. Every allow or deny is decided here, in this order:
-//! request hygiene → route → (public? read the body under the unauthenticated cap) → bearer
-//! token → verification → binding → revocation → the whole body (bounded, by a deadline) →
+//! request hygiene → route → blocked address → (public? read the body under the
+//! unauthenticated cap) → bearer token → verification → binding → revocation → blocked token,
+//! client or subject, or re-authentication cut-off → the whole body (bounded, by a deadline) →
 //! scope authorization. Each step is a small module with its own tests; this file only
 //! sequences them. It never forwards anything and never builds a response.
 
@@ -13,6 +14,7 @@ use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
+use crate::monitor::BlockList;
 use crate::policy::fhir::FhirDenial;
 use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{
@@ -61,11 +63,13 @@ pub struct Pipeline {
     dpop: Arc<DpopChecker>,
     limits: RequestLimits,
     sealer: Arc<LinkSealer>,
+    blocks: Arc<BlockList>,
 }
 
 impl Pipeline {
     /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`, under `limits`;
-    /// `sealer` opens links the upstream handed out earlier.
+    /// `sealer` opens links the upstream handed out earlier; `blocks` is what the monitor's
+    /// actions refuse.
     pub fn new(
         policy: Arc<PolicyStore>,
         verifier: Arc<Verifier>,
@@ -73,6 +77,7 @@ impl Pipeline {
         dpop: Arc<DpopChecker>,
         limits: RequestLimits,
         sealer: Arc<LinkSealer>,
+        blocks: Arc<BlockList>,
     ) -> Self {
         Self {
             policy,
@@ -81,6 +86,7 @@ impl Pipeline {
             dpop,
             limits,
             sealer,
+            blocks,
         }
     }
 
@@ -130,6 +136,10 @@ impl Pipeline {
         facts.policy_version = Some(Arc::from(policy.version()));
         let route = route(&policy, req, &self.limits)?;
         facts.rule = Some(Arc::from(route.rule_name()));
+        // Before any token work, so a blocked address cannot keep the verifier busy.
+        self.blocks
+            .check_address(conn.peer.ip())
+            .map_err(Denial::Blocked)?;
         if route.is_public() {
             // No token vouches for this client: whatever it sends is read under the small cap.
             let body = body
@@ -184,6 +194,9 @@ impl Pipeline {
         self.revocation
             .check(&verified, &digest)
             .map_err(Denial::Revocation)?;
+        self.blocks
+            .check_token(&verified)
+            .map_err(Denial::Blocked)?;
         // The whole body is read before anything is forwarded, so a framing error is answered
         // as the client's (400) and the upstream never sees half a request.
         let body = body.complete(self.limits.max_body_bytes).await?;

@@ -5,6 +5,7 @@
 
 mod duration;
 mod error;
+mod monitor;
 mod raw;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use http::uri::{Authority, Scheme};
 use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
+pub use self::monitor::{Actions, MonitorConfig, WindowDetector};
 use self::raw::{
     At, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen, RawRevocation,
     RawRevocationSource, RawTokens, RawUpstream,
@@ -47,6 +49,8 @@ pub struct Config {
     pub revocation: Vec<RevocationSource>,
     /// DPoP proof checking.
     pub dpop: DpopConfig,
+    /// Detectors and their automatic responses (none when `monitor:` is absent).
+    pub monitor: MonitorConfig,
     /// What loading found questionable but not wrong; the policy's own are
     /// [`PolicyTable::warnings`].
     pub warnings: Vec<ConfigProblem>,
@@ -591,6 +595,7 @@ impl Builder<'_> {
         self.section.clear();
         let dpop = self.dpop(raw.dpop.as_ref().map(|at| &at.value));
         self.check_dpop_reachable(&raw);
+        let monitor = self.monitor(raw.monitor.as_ref());
         let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -617,6 +622,7 @@ impl Builder<'_> {
             policy: policy?,
             revocation,
             dpop,
+            monitor,
             warnings: std::mem::take(&mut self.warnings),
             origins: std::mem::take(&mut self.origins),
         })

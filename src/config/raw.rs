@@ -24,6 +24,42 @@ pub struct RawConfig {
     pub revocation: Option<RawRevocation>,
     #[serde(default)]
     pub dpop: Option<At<RawDpop>>,
+    #[serde(default)]
+    pub monitor: Option<RawMonitor>,
+}
+
+/// `monitor:` — detectors over decision records, and what each does when it fires.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    #[serde(default)]
+    pub queue: Option<At<u64>>,
+    #[serde(default)]
+    pub max_keys: Option<At<u64>>,
+    #[serde(default)]
+    pub repeated_failures: Option<RawWindowDetector>,
+}
+
+/// A detector counting events per key over a sliding window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindowDetector {
+    #[serde(default)]
+    pub threshold: Option<At<u64>>,
+    #[serde(default)]
+    pub window: Option<At<String>>,
+    #[serde(default)]
+    pub actions: Option<RawActions>,
+}
+
+/// What a detector does when it fires; it always logs and counts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawActions {
+    #[serde(default)]
+    pub block: Option<At<String>>,
+    #[serde(default)]
+    pub reauthenticate: Option<bool>,
 }
 
 /// `dpop:` — RFC 9449 proof checking.

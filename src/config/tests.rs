@@ -328,3 +328,46 @@ fn dpop_without_a_public_base_url_is_an_error_when_configured_and_a_warning_othe
         "{err}"
     );
 }
+
+#[test]
+fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
+    let (_dir, result) = load(GOOD);
+    assert!(!result.unwrap().monitor.is_enabled());
+    let text = GOOD.replace(
+        "policy_file:",
+        "monitor:\n  repeated_failures: {}\npolicy_file:",
+    );
+    let (_dir, result) = load(&text);
+    let monitor = result.unwrap().monitor;
+    assert_eq!(monitor.queue, 10_000);
+    assert_eq!(monitor.max_keys, 100_000);
+    assert_eq!(
+        monitor.repeated_failures,
+        Some(WindowDetector {
+            threshold: 20,
+            window: Duration::from_secs(60),
+            actions: Actions::default(),
+        })
+    );
+    for (section, expected) in [
+        (
+            "monitor:\n  repeated_failures:\n    threshold: 5\n    window: 10s\n    actions:\n      block: 15m\n      reauthenticate: true\n",
+            Ok(()),
+        ),
+        (
+            "monitor:\n  repeated_failures:\n    threshold: 0\n",
+            Err("monitor.repeated_failures.threshold must be from 1 to 10000"),
+        ),
+        (
+            "monitor:\n  repeated_failures:\n    actions:\n      block: 0s\n",
+            Err("monitor.repeated_failures.actions.block must be longer than 0s"),
+        ),
+        (
+            "monitor:\n  queue: 0\n",
+            Err("monitor.queue must be from 1 to"),
+        ),
+        ("monitor:\n  repeated_failure: {}\n", Err("unknown field")),
+    ] {
+        check_section(section, expected);
+    }
+}

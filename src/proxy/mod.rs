@@ -20,9 +20,10 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, ConfigError, Transport};
+use crate::monitor::{BlockList, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
-use crate::record::{LogSink, MetricsSink, Sinks};
+use crate::record::{LogSink, MetricsSink, Sink, Sinks};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +116,20 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
         };
         background.push(tokio::spawn(reloader.run()));
+        let blocks = Arc::new(BlockList::new(
+            config.monitor.max_keys.max(1),
+            config.tokens.max_lifetime,
+        ));
+        let mut sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(LogSink),
+            Arc::new(MetricsSink(Arc::clone(&metrics))),
+        ];
+        if config.monitor.is_enabled() {
+            let (monitor, task) =
+                Monitor::start(&config.monitor, Arc::clone(&blocks), Arc::clone(&metrics));
+            sinks.push(Arc::new(monitor));
+            background.push(task);
+        }
         let shared = Arc::new(service::Shared {
             pipeline: Pipeline::new(
                 policy,
@@ -123,12 +138,10 @@ impl Gateway {
                 dpop,
                 config.listen.limits,
                 sealer,
+                blocks,
             ),
             forwarder,
-            sinks: Sinks::new(vec![
-                Arc::new(LogSink),
-                Arc::new(MetricsSink(Arc::clone(&metrics))),
-            ]),
+            sinks: Sinks::new(sinks),
             metrics,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);

@@ -21,6 +21,7 @@ mod forwarding;
 mod hygiene;
 mod introspection;
 mod jwks;
+mod monitor;
 mod policy;
 mod reload;
 mod revocation;
