@@ -16,12 +16,14 @@ pub struct MonitorConfig {
     pub max_keys: u64,
     /// Authentication and authorisation denials per source address and per client.
     pub repeated_failures: Option<WindowDetector>,
+    /// A revoked or blocked token presented again, per token and per client.
+    pub refused_token_reuse: Option<WindowDetector>,
 }
 
 impl MonitorConfig {
     /// Whether any detector runs.
     pub fn is_enabled(&self) -> bool {
-        self.repeated_failures.is_some()
+        self.repeated_failures.is_some() || self.refused_token_reuse.is_some()
     }
 }
 
@@ -73,11 +75,20 @@ impl Builder<'_> {
                 Duration::from_secs(60),
             )
         });
+        let refused_token_reuse = raw.refused_token_reuse.as_ref().map(|raw| {
+            self.window_detector(
+                raw,
+                "monitor.refused_token_reuse",
+                5,
+                Duration::from_secs(600),
+            )
+        });
         self.section.clear();
         MonitorConfig {
             queue: usize::try_from(queue).unwrap_or(usize::MAX),
             max_keys,
             repeated_failures,
+            refused_token_reuse,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct RawMonitor {
     pub max_keys: Option<At<u64>>,
     #[serde(default)]
     pub repeated_failures: Option<RawWindowDetector>,
+    #[serde(default)]
+    pub refused_token_reuse: Option<RawWindowDetector>,
 }
 
 /// A detector counting events per key over a sliding window.

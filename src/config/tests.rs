@@ -349,6 +349,17 @@ fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
             actions: Actions::default(),
         })
     );
+    assert!(monitor.refused_token_reuse.is_none());
+    let text = GOOD.replace(
+        "policy_file:",
+        "monitor:\n  refused_token_reuse: {}\npolicy_file:",
+    );
+    let (_dir, result) = load(&text);
+    let reuse = result.unwrap().monitor.refused_token_reuse.unwrap();
+    assert_eq!(
+        (reuse.threshold, reuse.window),
+        (5, Duration::from_secs(600))
+    );
     for (section, expected) in [
         (
             "monitor:\n  repeated_failures:\n    threshold: 5\n    window: 10s\n    actions:\n      block: 15m\n      reauthenticate: true\n",

@@ -49,36 +49,92 @@ impl Sink for Monitor {
     }
 }
 
-/// One detector's state and settings.
+/// What a windowed detector counts, and against which keys.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    /// Authentication and authorisation denials, per address and per client.
+    RepeatedFailures,
+    /// A revoked or blocked token presented again, per token and per client.
+    RefusedTokenReuse,
+}
+
+impl Counted {
+    /// The detector's name in configuration, logs and metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Self::RepeatedFailures => "repeated_failures",
+            Self::RefusedTokenReuse => "refused_token_reuse",
+        }
+    }
+
+    /// The keys `record` counts against (none when it does not count).
+    fn keys(self, record: &DecisionRecord) -> Vec<BlockKey> {
+        let identity = record.identity.as_ref();
+        let client = identity
+            .and_then(|i| i.client_id.clone())
+            .map(BlockKey::Client);
+        match self {
+            // Refusals by the block list itself are left out, so a block is not extended by the
+            // very requests it refuses; `refused_token_reuse` watches those.
+            Self::RepeatedFailures
+                if record.decision == "deny"
+                    && matches!(record.status, 401 | 403)
+                    && !is_block_refusal(record.reason) =>
+            {
+                std::iter::once(BlockKey::Address(record.peer))
+                    .chain(client)
+                    .collect()
+            }
+            Self::RefusedTokenReuse
+                if record.reason == "revoked" || is_block_refusal(record.reason) =>
+            {
+                let token = identity.and_then(|i| i.jti.clone()).map(BlockKey::Token);
+                token.into_iter().chain(client).collect()
+            }
+            Self::RepeatedFailures | Self::RefusedTokenReuse => Vec::new(),
+        }
+    }
+}
+
+/// A refusal the block list made.
+fn is_block_refusal(reason: &str) -> bool {
+    matches!(reason, "blocked" | "reauthentication_required")
+}
+
+/// One windowed detector's state and settings.
 struct Windowed {
-    name: &'static str,
+    counted: Counted,
     counts: SlidingWindow<BlockKey>,
     actions: Actions,
 }
 
 impl Windowed {
-    fn new(name: &'static str, config: &WindowDetector, max_keys: u64) -> Self {
-        Self {
-            name,
+    fn new(counted: Counted, config: Option<&WindowDetector>, max_keys: u64) -> Option<Self> {
+        config.map(|config| Self {
+            counted,
             counts: SlidingWindow::new(config.threshold, config.window, max_keys),
             actions: config.actions.clone(),
-        }
+        })
     }
 }
 
 /// Every configured detector, and what their actions write to.
 struct Detectors {
-    repeated_failures: Option<Windowed>,
+    windowed: Vec<Windowed>,
     responder: Responder,
 }
 
 impl Detectors {
     fn new(config: &MonitorConfig, blocks: Arc<BlockList>, metrics: Arc<Metrics>) -> Self {
+        let windowed = [
+            (Counted::RepeatedFailures, &config.repeated_failures),
+            (Counted::RefusedTokenReuse, &config.refused_token_reuse),
+        ]
+        .into_iter()
+        .filter_map(|(counted, c)| Windowed::new(counted, c.as_ref(), config.max_keys))
+        .collect();
         Self {
-            repeated_failures: config
-                .repeated_failures
-                .as_ref()
-                .map(|c| Windowed::new("repeated_failures", c, config.max_keys)),
+            windowed,
             responder: Responder { blocks, metrics },
         }
     }
@@ -90,35 +146,15 @@ impl Detectors {
     }
 
     fn observe(&self, record: &DecisionRecord, now: Instant) {
-        if let Some(detector) = &self.repeated_failures
-            && is_access_failure(record)
-        {
-            for key in failure_keys(record) {
+        for detector in &self.windowed {
+            for key in detector.counted.keys(record) {
                 if detector.counts.hit(key.clone(), now) {
-                    self.responder.fire(detector, &key);
+                    self.responder
+                        .fire(detector.counted.name(), &detector.actions, &key);
                 }
             }
         }
     }
-}
-
-/// An authentication or authorisation denial. Refusals the block list itself made are left
-/// out, so a block is not extended by the very requests it refuses.
-fn is_access_failure(record: &DecisionRecord) -> bool {
-    record.decision == "deny"
-        && matches!(record.status, 401 | 403)
-        && !matches!(record.reason, "blocked" | "reauthentication_required")
-}
-
-/// A failure counts against the TCP peer and, when a token named one, its client.
-fn failure_keys(record: &DecisionRecord) -> Vec<BlockKey> {
-    let client = record
-        .identity
-        .as_ref()
-        .and_then(|identity| identity.client_id.clone());
-    std::iter::once(BlockKey::Address(record.peer))
-        .chain(client.map(BlockKey::Client))
-        .collect()
 }
 
 /// Carries out a detector's actions.
@@ -128,20 +164,20 @@ struct Responder {
 }
 
 impl Responder {
-    fn fire(&self, detector: &Windowed, key: &BlockKey) {
-        self.metrics.record_detector_firing(detector.name);
+    fn fire(&self, detector: &'static str, actions: &Actions, key: &BlockKey) {
+        self.metrics.record_detector_firing(detector);
         tracing::warn!(
-            monitor.detector = detector.name,
+            monitor.detector = detector,
             monitor.key.kind = key.kind(),
             monitor.key = %key.value(),
             "detector fired"
         );
         self.metrics.record_action("log", true);
-        if let Some(period) = detector.actions.block {
+        if let Some(period) = actions.block {
             self.blocks.block(key.clone(), period);
             self.metrics.record_action("block", true);
             tracing::warn!(
-                monitor.detector = detector.name,
+                monitor.detector = detector,
                 monitor.action = "block",
                 monitor.key.kind = key.kind(),
                 monitor.key = %key.value(),
@@ -150,13 +186,11 @@ impl Responder {
             );
         }
         // A cut-off refuses tokens by client or subject; an address has no tokens to refuse.
-        if detector.actions.reauthenticate
-            && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_))
-        {
+        if actions.reauthenticate && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_)) {
             self.blocks.reauthenticate(key.clone(), unix_now());
             self.metrics.record_action("reauthenticate", true);
             tracing::warn!(
-                monitor.detector = detector.name,
+                monitor.detector = detector,
                 monitor.action = "reauthenticate",
                 monitor.key.kind = key.kind(),
                 monitor.key = %key.value(),

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::record::Identity;
-use crate::token::ClientId;
+use crate::token::{ClientId, Jti};
 
 const PEER: [u8; 4] = [192, 0, 2, 7];
 
@@ -20,7 +20,7 @@ fn record(status: u16, reason: &'static str, client: Option<&str>) -> DecisionRe
             issuer: Arc::from("https://as"),
             client_id: ClientId::parse(client),
             subject: None,
-            jti: None,
+            jti: Jti::parse("t-1"),
             patient: None,
         }),
         cert_thumbprint: None,
@@ -47,6 +47,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
                 reauthenticate: false,
             },
         }),
+        refused_token_reuse: None,
     };
     let metrics = Arc::new(Metrics::new());
     (
@@ -55,36 +56,68 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
     )
 }
 
+#[test]
+fn each_detector_counts_its_records_against_its_keys() {
+    let address = BlockKey::Address(IpAddr::from(PEER));
+    let client = BlockKey::Client(ClientId::parse("app-1").unwrap());
+    let token = BlockKey::Token(Jti::parse("t-1").unwrap());
+    let failures = Counted::RepeatedFailures;
+    let reuse = Counted::RefusedTokenReuse;
+    let cases = [
+        (failures, 401, "expired", None, vec![address.clone()]),
+        (
+            failures,
+            403,
+            "insufficient_scope",
+            Some("app-1"),
+            vec![address, client.clone()],
+        ),
+        (failures, 200, "ok", Some("app-1"), vec![]),
+        (failures, 400, "path_malformed", None, vec![]),
+        // The block list's own refusals never extend a block.
+        (failures, 403, "blocked", Some("app-1"), vec![]),
+        (
+            failures,
+            401,
+            "reauthentication_required",
+            Some("app-1"),
+            vec![],
+        ),
+        (
+            reuse,
+            401,
+            "revoked",
+            Some("app-1"),
+            vec![token.clone(), client.clone()],
+        ),
+        (reuse, 403, "blocked", Some("app-1"), vec![token, client]),
+        (reuse, 403, "blocked", None, vec![]),
+        (reuse, 401, "expired", Some("app-1"), vec![]),
+    ];
+    for (counted, status, reason, client, expected) in cases {
+        let keys = counted.keys(&record(status, reason, client));
+        assert_eq!(keys, expected, "{counted:?} {status} {reason}");
+    }
+}
+
 /// Feeds two identical records and says whether the peer ended up blocked.
 #[track_caller]
-fn check(status: u16, reason: &'static str, block: Option<Duration>, blocked: bool) {
+fn check(block: Option<Duration>, blocked: bool) {
     let (detectors, blocks) = detectors(block);
     let now = Instant::now();
     for _ in 0..2 {
-        detectors.observe(&record(status, reason, Some("app-1")), now);
+        detectors.observe(&record(401, "expired", None), now);
     }
     let expected = if blocked {
         Err(BlockFault::Blocked)
     } else {
         Ok(())
     };
-    assert_eq!(
-        blocks.check_address(IpAddr::from(PEER)),
-        expected,
-        "{status} {reason}"
-    );
+    assert_eq!(blocks.check_address(IpAddr::from(PEER)), expected);
 }
 
 #[test]
-fn only_access_failures_count_and_only_block_actions_block() {
-    let period = Some(Duration::from_secs(60));
-    check(401, "token_expired", period, true);
-    check(403, "insufficient_scope", period, true);
-    check(200, "ok", period, false);
-    check(400, "path_malformed", period, false);
-    // The block list's own refusals never extend a block.
-    check(403, "blocked", period, false);
-    check(401, "reauthentication_required", period, false);
-    // Without a block action the detector only logs.
-    check(401, "token_expired", None, false);
+fn a_firing_blocks_only_when_its_actions_say_so() {
+    check(Some(Duration::from_secs(60)), true);
+    check(None, false);
 }

@@ -124,7 +124,7 @@ pub struct ActionLabels {
 }
 
 /// Every detector the monitor runs, so each reads 0 before it first fires.
-pub const DETECTORS: [&str; 1] = ["repeated_failures"];
+pub const DETECTORS: [&str; 2] = ["repeated_failures", "refused_token_reuse"];
 /// Every action a detector can take.
 pub const ACTIONS: [&str; 3] = ["log", "block", "reauthenticate"];
 

@@ -112,3 +112,54 @@ async fn reauthentication_refuses_older_tokens_and_accepts_newer_ones() {
     // The address was never blocked: only re-authentication was asked for.
     assert_eq!(client.get("/metadata").await.status, 200);
 }
+
+#[tokio::test]
+async fn a_revoked_token_presented_again_blocks_its_client() {
+    let issuer =
+        phigate::demo::DevIssuer::start(([127, 0, 0, 1], 0).into(), crate::support::ISSUER)
+            .await
+            .unwrap();
+    let claims = issuer.standard_claims(
+        "u-1",
+        "app-1",
+        "user/Patient.r",
+        crate::support::AUDIENCE,
+        Duration::from_secs(300),
+    );
+    let revoked = issuer.mint(&claims);
+    let list = json!({"version": 1, "entries": [{"jti": claims["jti"], "exp": claims["exp"]}]});
+    let harness = Harness::with_issuer(
+        Options {
+            revocation: "revocation:\n  sources:\n    - file: revoked.json\n".into(),
+            files: vec![("revoked.json", list.to_string())],
+            extra: "monitor:\n  refused_token_reuse:\n    threshold: 3\n    actions:\n      block: 10m\n"
+                .into(),
+            ..Options::default()
+        },
+        issuer,
+    )
+    .await;
+    let client = harness.client();
+    for _ in 0..3 {
+        let response = client.get_with_token("/Patient/123", &revoked).await;
+        assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    }
+    // The token and its client fire together.
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"refused_token_reuse\"} 2",
+    )
+    .await;
+    let fresh = harness.token("user/Patient.r");
+    let response = client.get_with_token("/Patient/123", &fresh).await;
+    assert_denied(&harness, &response, 403, None);
+    assert_no_leak(&response, &[&fresh, &revoked]);
+    // Another client of the same address is not affected.
+    let mut other = harness.claims("user/Patient.r");
+    other["client_id"] = json!("app-2");
+    let other = harness.mint(&other);
+    assert_eq!(
+        client.get_with_token("/Patient/123", &other).await.status,
+        200
+    );
+}
