@@ -2,10 +2,11 @@
 //! default), and what each does when it fires. A detector is on only when its key is present,
 //! so an upgrade never starts blocking clients nobody asked to watch.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Builder;
-use super::raw::{At, RawActions, RawMonitor, RawWindowDetector};
+use super::raw::{At, RawActions, RawAlert, RawMonitor, RawWindowDetector};
 
 /// Detectors and their actions.
 #[derive(Debug, Clone, Default)]
@@ -14,6 +15,8 @@ pub struct MonitorConfig {
     pub queue: usize,
     /// Keys (addresses, clients, tokens) each detector tracks at once (default 100 000).
     pub max_keys: u64,
+    /// Where the alert action posts its events.
+    pub alert: Option<AlertConfig>,
     /// Authentication and authorisation denials per source address and per client.
     pub repeated_failures: Option<WindowDetector>,
     /// A revoked or blocked token presented again, per token and per client.
@@ -25,6 +28,19 @@ impl MonitorConfig {
     pub fn is_enabled(&self) -> bool {
         self.repeated_failures.is_some() || self.refused_token_reuse.is_some()
     }
+}
+
+/// The alert webhook.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// The `http://` or `https://` URL events are POSTed to.
+    pub webhook: http::Uri,
+    /// A CA file for the webhook's certificate (else the web PKI roots).
+    pub ca_file: Option<PathBuf>,
+    /// Attempts after the first (default 3), with exponential backoff from 200 ms.
+    pub retries: u32,
+    /// Events waiting for delivery before new ones are dropped (default 1 000).
+    pub queue: usize,
 }
 
 /// A detector that fires when a key reaches `threshold` events within `window`.
@@ -45,6 +61,8 @@ pub struct Actions {
     pub block: Option<Duration>,
     /// Refuse the offending client's or subject's tokens issued before the firing.
     pub reauthenticate: bool,
+    /// POST an event to `monitor.alert.webhook`.
+    pub alert: bool,
 }
 
 /// The default queue and key bounds.
@@ -67,37 +85,64 @@ impl Builder<'_> {
             DEFAULT_MAX_KEYS,
             u64::MAX,
         );
+        let alert = raw.alert.as_ref().and_then(|raw| self.alert(raw));
+        let webhook = alert.is_some();
         let repeated_failures = raw.repeated_failures.as_ref().map(|raw| {
-            self.window_detector(
-                raw,
-                "monitor.repeated_failures",
-                20,
-                Duration::from_secs(60),
-            )
+            let defaults = (20, Duration::from_secs(60));
+            self.window_detector(raw, "monitor.repeated_failures", defaults, webhook)
         });
         let refused_token_reuse = raw.refused_token_reuse.as_ref().map(|raw| {
-            self.window_detector(
-                raw,
-                "monitor.refused_token_reuse",
-                5,
-                Duration::from_secs(600),
-            )
+            let defaults = (5, Duration::from_secs(600));
+            self.window_detector(raw, "monitor.refused_token_reuse", defaults, webhook)
         });
         self.section.clear();
         MonitorConfig {
             queue: usize::try_from(queue).unwrap_or(usize::MAX),
             max_keys,
+            alert,
             repeated_failures,
             refused_token_reuse,
         }
+    }
+
+    fn alert(&mut self, raw: &RawAlert) -> Option<AlertConfig> {
+        let webhook = raw
+            .webhook
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| {
+                "monitor.alert.webhook must be an absolute http:// or https:// URL".to_owned()
+            });
+        let webhook = self.check(&raw.webhook, webhook)?;
+        let retries = match &raw.retries {
+            Some(at) => {
+                let parsed = (at.value <= 10)
+                    .then_some(at.value)
+                    .ok_or_else(|| "monitor.alert.retries must be at most 10".to_owned());
+                self.check(at, parsed).unwrap_or(3)
+            }
+            None => 3,
+        };
+        let queue = self.count(raw.queue.as_ref(), "monitor.alert.queue", 1_000, u64::MAX);
+        Some(AlertConfig {
+            webhook,
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .map(|ca| self.path(ca, "alert.ca_file")),
+            retries: u32::try_from(retries).unwrap_or(3),
+            queue: usize::try_from(queue).unwrap_or(usize::MAX),
+        })
     }
 
     fn window_detector(
         &mut self,
         raw: &RawWindowDetector,
         key: &str,
-        threshold: u64,
-        window: Duration,
+        (threshold, window): (u64, Duration),
+        webhook: bool,
     ) -> WindowDetector {
         let threshold = self.count(
             raw.threshold.as_ref(),
@@ -108,20 +153,27 @@ impl Builder<'_> {
         WindowDetector {
             threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
             window: self.duration(raw.window.as_ref(), &format!("{key}.window"), window),
-            actions: self.actions(raw.actions.as_ref(), key),
+            actions: self.actions(raw.actions.as_ref(), key, webhook),
         }
     }
 
-    fn actions(&mut self, raw: Option<&RawActions>, key: &str) -> Actions {
+    fn actions(&mut self, raw: Option<&RawActions>, key: &str, webhook: bool) -> Actions {
         let Some(raw) = raw else {
             return Actions::default();
         };
+        if let Some(at) = raw.alert.as_ref().filter(|at| at.value && !webhook) {
+            self.problem(
+                at,
+                format!("{key}.actions.alert needs monitor.alert.webhook to post to"),
+            );
+        }
         Actions {
             block: raw
                 .block
                 .as_ref()
                 .map(|at| self.duration(Some(at), &format!("{key}.actions.block"), Duration::ZERO)),
             reauthenticate: raw.reauthenticate.unwrap_or(false),
+            alert: raw.alert.as_ref().is_some_and(|at| at.value),
         }
     }
 

@@ -37,9 +37,24 @@ pub struct RawMonitor {
     #[serde(default)]
     pub max_keys: Option<At<u64>>,
     #[serde(default)]
+    pub alert: Option<RawAlert>,
+    #[serde(default)]
     pub repeated_failures: Option<RawWindowDetector>,
     #[serde(default)]
     pub refused_token_reuse: Option<RawWindowDetector>,
+}
+
+/// `monitor.alert:` — the webhook alerts are posted to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub webhook: At<String>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub retries: Option<At<u64>>,
+    #[serde(default)]
+    pub queue: Option<At<u64>>,
 }
 
 /// A detector counting events per key over a sliding window.
@@ -62,6 +77,8 @@ pub struct RawActions {
     pub block: Option<At<String>>,
     #[serde(default)]
     pub reauthenticate: Option<bool>,
+    #[serde(default)]
+    pub alert: Option<At<bool>>,
 }
 
 /// `dpop:` — RFC 9449 proof checking.

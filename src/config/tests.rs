@@ -374,6 +374,18 @@ fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
             Err("monitor.repeated_failures.actions.block must be longer than 0s"),
         ),
         (
+            "monitor:\n  repeated_failures:\n    actions:\n      alert: true\n",
+            Err("monitor.repeated_failures.actions.alert needs monitor.alert.webhook"),
+        ),
+        (
+            "monitor:\n  alert:\n    webhook: http://127.0.0.1:9/a\n  repeated_failures:\n    actions:\n      alert: true\n",
+            Ok(()),
+        ),
+        (
+            "monitor:\n  alert:\n    webhook: /relative\n",
+            Err("monitor.alert.webhook must be an absolute http:// or https:// URL"),
+        ),
+        (
             "monitor:\n  queue: 0\n",
             Err("monitor.queue must be from 1 to"),
         ),

@@ -5,6 +5,7 @@
 //! one of its steps. Every firing and every action is logged and counted. Addresses are only
 //! ever the TCP peer's, never a client-supplied header (P-01).
 
+mod alert;
 mod blocklist;
 mod window;
 
@@ -14,6 +15,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
@@ -27,16 +29,29 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// The sink and the task that runs the detectors of `config`, writing `blocks`.
+    /// The sink and the tasks that run the detectors of `config`, writing `blocks`, and
+    /// deliver their alerts through `alerter`.
     pub fn start(
         config: &MonitorConfig,
         blocks: Arc<BlockList>,
+        alerter: Option<Alerter>,
         metrics: Arc<Metrics>,
-    ) -> (Self, JoinHandle<()>) {
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let mut tasks = Vec::new();
+        let alerts = alerter.map(|alerter| {
+            let (alerts, task) = alerter.spawn(Arc::clone(&metrics));
+            tasks.push(task);
+            alerts
+        });
         let (queue, records) = mpsc::channel(config.queue.max(1));
-        let detectors = Detectors::new(config, blocks, Arc::clone(&metrics));
-        let task = tokio::spawn(detectors.run(records));
-        (Self { queue, metrics }, task)
+        let responder = Responder {
+            blocks,
+            alerts,
+            metrics: Arc::clone(&metrics),
+        };
+        let detectors = Detectors::new(config, responder);
+        tasks.push(tokio::spawn(detectors.run(records)));
+        (Self { queue, metrics }, tasks)
     }
 }
 
@@ -125,7 +140,7 @@ struct Detectors {
 }
 
 impl Detectors {
-    fn new(config: &MonitorConfig, blocks: Arc<BlockList>, metrics: Arc<Metrics>) -> Self {
+    fn new(config: &MonitorConfig, responder: Responder) -> Self {
         let windowed = [
             (Counted::RepeatedFailures, &config.repeated_failures),
             (Counted::RefusedTokenReuse, &config.refused_token_reuse),
@@ -135,7 +150,7 @@ impl Detectors {
         .collect();
         Self {
             windowed,
-            responder: Responder { blocks, metrics },
+            responder,
         }
     }
 
@@ -160,6 +175,7 @@ impl Detectors {
 /// Carries out a detector's actions.
 struct Responder {
     blocks: Arc<BlockList>,
+    alerts: Option<AlertQueue>,
     metrics: Arc<Metrics>,
 }
 
@@ -173,7 +189,9 @@ impl Responder {
             "detector fired"
         );
         self.metrics.record_action("log", true);
+        let mut taken = vec!["log"];
         if let Some(period) = actions.block {
+            taken.push("block");
             self.blocks.block(key.clone(), period);
             self.metrics.record_action("block", true);
             tracing::warn!(
@@ -187,6 +205,7 @@ impl Responder {
         }
         // A cut-off refuses tokens by client or subject; an address has no tokens to refuse.
         if actions.reauthenticate && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_)) {
+            taken.push("reauthenticate");
             self.blocks.reauthenticate(key.clone(), unix_now());
             self.metrics.record_action("reauthenticate", true);
             tracing::warn!(
@@ -196,6 +215,16 @@ impl Responder {
                 monitor.key = %key.value(),
                 "tokens issued before now must be replaced"
             );
+        }
+        // Counted when delivered or given up on, by the alert task.
+        if let Some(alerts) = self.alerts.as_ref().filter(|_| actions.alert) {
+            alerts.send(serde_json::json!({
+                "source": "phigate",
+                "detector": detector,
+                "key": {"kind": key.kind(), "value": key.value()},
+                "actions": taken,
+                "time": unix_now(),
+            }));
         }
     }
 }

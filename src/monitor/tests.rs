@@ -39,21 +39,23 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
     let config = MonitorConfig {
         queue: 10,
         max_keys: 100,
+        alert: None,
         repeated_failures: Some(WindowDetector {
             threshold: 2,
             window: Duration::from_secs(60),
             actions: Actions {
                 block,
-                reauthenticate: false,
+                ..Actions::default()
             },
         }),
         refused_token_reuse: None,
     };
-    let metrics = Arc::new(Metrics::new());
-    (
-        Detectors::new(&config, Arc::clone(&blocks), metrics),
-        blocks,
-    )
+    let responder = Responder {
+        blocks: Arc::clone(&blocks),
+        alerts: None,
+        metrics: Arc::new(Metrics::new()),
+    };
+    (Detectors::new(&config, responder), blocks)
 }
 
 #[test]

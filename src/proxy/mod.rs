@@ -80,6 +80,7 @@ impl Gateway {
             revocation,
             dpop,
             sealer,
+            alerter,
         } = parts;
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
@@ -125,10 +126,14 @@ impl Gateway {
             Arc::new(MetricsSink(Arc::clone(&metrics))),
         ];
         if config.monitor.is_enabled() {
-            let (monitor, task) =
-                Monitor::start(&config.monitor, Arc::clone(&blocks), Arc::clone(&metrics));
+            let (monitor, tasks) = Monitor::start(
+                &config.monitor,
+                Arc::clone(&blocks),
+                alerter,
+                Arc::clone(&metrics),
+            );
             sinks.push(Arc::new(monitor));
-            background.push(task);
+            background.extend(tasks);
         }
         let shared = Arc::new(service::Shared {
             pipeline: Pipeline::new(

@@ -1,7 +1,8 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
 //! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
-//! clients (DPoP replay store, revocation), the revocation sources and the link sealer. It is
-//! built once, and every problem is reported at once as `file:line:column: key: problem`, so
+//! clients (DPoP replay store, revocation), the revocation sources, the link sealer and the
+//! monitor's alert webhook client. It is built once, and every problem is reported at once as
+//! `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
 //! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
 //! binds a socket or starts a task.
@@ -16,6 +17,7 @@ use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
 use crate::config::{Config, ConfigError, ConfigProblem, Transport};
+use crate::monitor::Alerter;
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
@@ -31,6 +33,7 @@ pub struct Prepared {
     pub(super) revocation: Arc<Revocation>,
     pub(super) dpop: Arc<DpopChecker>,
     pub(super) sealer: Arc<LinkSealer>,
+    pub(super) alerter: Option<Alerter>,
 }
 
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
@@ -85,6 +88,11 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     })
     .ok();
     let dpop = dpop_checker(config).map_err(|p| problems.push(p)).ok();
+    let alerter = config.monitor.alert.as_ref().and_then(|alert| {
+        Alerter::new(alert)
+            .map_err(|err| problems.push(tls_problem(config, "monitor.alert", &err)))
+            .ok()
+    });
     match (verifier, forwarder, revocation, dpop, sealer) {
         (Some(verifier), Some(forwarder), Some(revocation), Some(dpop), Some(sealer))
             if problems.is_empty() =>
@@ -97,6 +105,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
                 revocation: Arc::new(revocation),
                 dpop: Arc::new(dpop),
                 sealer,
+                alerter,
             })
         }
         _ => Err(ConfigError { problems }),

@@ -126,7 +126,7 @@ pub struct ActionLabels {
 /// Every detector the monitor runs, so each reads 0 before it first fires.
 pub const DETECTORS: [&str; 2] = ["repeated_failures", "refused_token_reuse"];
 /// Every action a detector can take.
-pub const ACTIONS: [&str; 3] = ["log", "block", "reauthenticate"];
+pub const ACTIONS: [&str; 4] = ["log", "alert", "block", "reauthenticate"];
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

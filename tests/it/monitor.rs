@@ -3,8 +3,15 @@
 //! nothing reaching the upstream. Waits are on events (the firing counted on `/metrics`), never
 //! on timings.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 use crate::support::{Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak, eventually};
@@ -31,6 +38,55 @@ async fn wait_metric(harness: &Harness, line: &str) {
             .any(|l| l == line)
     })
     .await;
+}
+
+/// A local HTTP endpoint that records every request body, refusing the first `failures` with 503.
+struct Recorder {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Recorder {
+    async fn start(failures: usize) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&bodies);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let count = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(body);
+                            seen.len()
+                        };
+                        let status = if count <= failures { 503 } else { 200 };
+                        let response = http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, bodies }
+    }
+
+    fn bodies(&self) -> Vec<Bytes> {
+        self.bodies.lock().unwrap().clone()
+    }
 }
 
 const FIRED_ONCE: &str = "phigate_detector_firings_total{detector=\"repeated_failures\"} 1";
@@ -162,4 +218,60 @@ async fn a_revoked_token_presented_again_blocks_its_client() {
         client.get_with_token("/Patient/123", &other).await.status,
         200
     );
+}
+
+#[tokio::test]
+async fn the_alert_webhook_receives_the_event_after_a_retry_and_never_the_token() {
+    // The first delivery is refused, so the event arrives only through a retry.
+    let webhook = Recorder::start(1).await;
+    let harness = Harness::with(Options {
+        extra: format!(
+            "monitor:\n  alert:\n    webhook: http://{}/alerts\n    retries: 2\n  repeated_failures:\n    threshold: 2\n    actions:\n      alert: true\n      block: 1m\n",
+            webhook.addr
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let wrong_scope = harness.token("user/Observation.r");
+    for _ in 0..2 {
+        assert_eq!(
+            client
+                .get_with_token("/Patient/123", &wrong_scope)
+                .await
+                .status,
+            403
+        );
+    }
+    // The address and the client each fire once: two events, the first delivered on a retry.
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"alert\",result=\"ok\"} 2",
+    )
+    .await;
+    let bodies = webhook.bodies();
+    assert_eq!(
+        bodies.len(),
+        3,
+        "one refused attempt and two deliveries expected"
+    );
+    assert_eq!(bodies[0], bodies[1], "the retry resends the same event");
+    let events: Vec<serde_json::Value> = bodies
+        .iter()
+        .map(|body| serde_json::from_slice(body).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events[1..]
+        .iter()
+        .map(|e| e["key"]["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"address") && kinds.contains(&"client"),
+        "{events:?}"
+    );
+    for event in &events {
+        assert_eq!(event["detector"], "repeated_failures");
+        assert_eq!(event["actions"], json!(["log", "block"]));
+        let text = event.to_string();
+        assert!(!text.contains(&wrong_scope), "the event carries the token");
+    }
 }
