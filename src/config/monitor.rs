@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Builder;
-use super::raw::{At, RawActions, RawAlert, RawMonitor, RawWindowDetector};
+use super::raw::{At, RawActions, RawAlert, RawMonitor, RawSpike, RawWindowDetector};
 
 /// Detectors and their actions.
 #[derive(Debug, Clone, Default)]
@@ -21,12 +21,32 @@ pub struct MonitorConfig {
     pub repeated_failures: Option<WindowDetector>,
     /// A revoked or blocked token presented again, per token and per client.
     pub refused_token_reuse: Option<WindowDetector>,
+    /// A token's, client's or subject's request rate above a ceiling or far above its baseline.
+    pub traffic_spike: Option<SpikeDetector>,
+    /// Distinct resources one token, client or subject reads within a window.
+    pub bulk_access: Option<WindowDetector>,
+}
+
+/// Request rates per interval against a ceiling and an EWMA baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpikeDetector {
+    /// The counting interval (default 10 s).
+    pub interval: Duration,
+    /// Requests per interval that always fire (default 1 000).
+    pub ceiling: u64,
+    /// Times its own baseline a key must exceed to fire (default 10).
+    pub factor: u32,
+    /// What firing does.
+    pub actions: Actions,
 }
 
 impl MonitorConfig {
     /// Whether any detector runs.
     pub fn is_enabled(&self) -> bool {
-        self.repeated_failures.is_some() || self.refused_token_reuse.is_some()
+        self.repeated_failures.is_some()
+            || self.refused_token_reuse.is_some()
+            || self.traffic_spike.is_some()
+            || self.bulk_access.is_some()
     }
 }
 
@@ -95,6 +115,14 @@ impl Builder<'_> {
             let defaults = (5, Duration::from_secs(600));
             self.window_detector(raw, "monitor.refused_token_reuse", defaults, webhook)
         });
+        let traffic_spike = raw
+            .traffic_spike
+            .as_ref()
+            .map(|raw| self.spike(raw, webhook));
+        let bulk_access = raw.bulk_access.as_ref().map(|raw| {
+            let defaults = (50, Duration::from_secs(300));
+            self.window_detector(raw, "monitor.bulk_access", defaults, webhook)
+        });
         self.section.clear();
         MonitorConfig {
             queue: usize::try_from(queue).unwrap_or(usize::MAX),
@@ -102,6 +130,29 @@ impl Builder<'_> {
             alert,
             repeated_failures,
             refused_token_reuse,
+            traffic_spike,
+            bulk_access,
+        }
+    }
+
+    fn spike(&mut self, raw: &RawSpike, webhook: bool) -> SpikeDetector {
+        let key = "monitor.traffic_spike";
+        let ceiling = self.count(
+            raw.ceiling.as_ref(),
+            &format!("{key}.ceiling"),
+            1_000,
+            u64::MAX,
+        );
+        let factor = self.count(raw.factor.as_ref(), &format!("{key}.factor"), 10, 1_000);
+        SpikeDetector {
+            interval: self.duration(
+                raw.interval.as_ref(),
+                &format!("{key}.interval"),
+                Duration::from_secs(10),
+            ),
+            ceiling,
+            factor: u32::try_from(factor).unwrap_or(10),
+            actions: self.actions(raw.actions.as_ref(), key, webhook),
         }
     }
 

@@ -42,6 +42,24 @@ pub struct RawMonitor {
     pub repeated_failures: Option<RawWindowDetector>,
     #[serde(default)]
     pub refused_token_reuse: Option<RawWindowDetector>,
+    #[serde(default)]
+    pub traffic_spike: Option<RawSpike>,
+    #[serde(default)]
+    pub bulk_access: Option<RawWindowDetector>,
+}
+
+/// `monitor.traffic_spike:` — request rates against a ceiling and a baseline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpike {
+    #[serde(default)]
+    pub interval: Option<At<String>>,
+    #[serde(default)]
+    pub ceiling: Option<At<u64>>,
+    #[serde(default)]
+    pub factor: Option<At<u64>>,
+    #[serde(default)]
+    pub actions: Option<RawActions>,
 }
 
 /// `monitor.alert:` — the webhook alerts are posted to.

@@ -7,6 +7,8 @@
 
 mod alert;
 mod blocklist;
+mod distinct;
+mod rate;
 mod window;
 
 use std::sync::Arc;
@@ -17,6 +19,8 @@ use tokio::task::JoinHandle;
 
 pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
+use self::distinct::DistinctWatch;
+use self::rate::RateWatch;
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
 use crate::record::{DecisionRecord, Sink};
@@ -111,6 +115,30 @@ impl Counted {
     }
 }
 
+/// The token, client and subject a record names.
+fn identity_keys(record: &DecisionRecord) -> Vec<BlockKey> {
+    let Some(identity) = &record.identity else {
+        return Vec::new();
+    };
+    let token = identity.jti.clone().map(BlockKey::Token);
+    let client = identity.client_id.clone().map(BlockKey::Client);
+    let subject = identity.subject.clone().map(BlockKey::Subject);
+    token.into_iter().chain(client).chain(subject).collect()
+}
+
+/// The resource an allowed FHIR request named (`Patient/123`), if it named one.
+fn resource_read(record: &DecisionRecord) -> Option<String> {
+    let fhir = record
+        .fhir
+        .as_ref()
+        .filter(|_| record.decision == "allow")?;
+    let id = fhir.resource_id.as_deref()?;
+    Some(format!(
+        "{}/{id}",
+        fhir.resource_type.as_deref().unwrap_or("")
+    ))
+}
+
 /// A refusal the block list made.
 fn is_block_refusal(reason: &str) -> bool {
     matches!(reason, "blocked" | "reauthentication_required")
@@ -136,6 +164,8 @@ impl Windowed {
 /// Every configured detector, and what their actions write to.
 struct Detectors {
     windowed: Vec<Windowed>,
+    spike: Option<(RateWatch<BlockKey>, Actions)>,
+    bulk: Option<(DistinctWatch<BlockKey>, Actions)>,
     responder: Responder,
 }
 
@@ -148,8 +178,18 @@ impl Detectors {
         .into_iter()
         .filter_map(|(counted, c)| Windowed::new(counted, c.as_ref(), config.max_keys))
         .collect();
+        let spike = config.traffic_spike.as_ref().map(|c| {
+            let watch = RateWatch::new(c.interval, c.ceiling, c.factor, config.max_keys);
+            (watch, c.actions.clone())
+        });
+        let bulk = config.bulk_access.as_ref().map(|c| {
+            let watch = DistinctWatch::new(c.threshold, c.window, config.max_keys);
+            (watch, c.actions.clone())
+        });
         Self {
             windowed,
+            spike,
+            bulk,
             responder,
         }
     }
@@ -166,6 +206,20 @@ impl Detectors {
                 if detector.counts.hit(key.clone(), now) {
                     self.responder
                         .fire(detector.counted.name(), &detector.actions, &key);
+                }
+            }
+        }
+        if let Some((watch, actions)) = &self.spike {
+            for key in identity_keys(record) {
+                if watch.hit(key.clone(), now) {
+                    self.responder.fire("traffic_spike", actions, &key);
+                }
+            }
+        }
+        if let Some(((watch, actions), resource)) = self.bulk.as_ref().zip(resource_read(record)) {
+            for key in identity_keys(record) {
+                if watch.hit(key.clone(), &resource, now) {
+                    self.responder.fire("bulk_access", actions, &key);
                 }
             }
         }

@@ -124,7 +124,12 @@ pub struct ActionLabels {
 }
 
 /// Every detector the monitor runs, so each reads 0 before it first fires.
-pub const DETECTORS: [&str; 2] = ["repeated_failures", "refused_token_reuse"];
+pub const DETECTORS: [&str; 4] = [
+    "repeated_failures",
+    "refused_token_reuse",
+    "traffic_spike",
+    "bulk_access",
+];
 /// Every action a detector can take.
 pub const ACTIONS: [&str; 4] = ["log", "alert", "block", "reauthenticate"];
 

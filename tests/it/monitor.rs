@@ -275,3 +275,56 @@ async fn the_alert_webhook_receives_the_event_after_a_retry_and_never_the_token(
         assert!(!text.contains(&wrong_scope), "the event carries the token");
     }
 }
+
+#[tokio::test]
+async fn a_traffic_spike_over_the_ceiling_fires_for_token_client_and_subject() {
+    let harness = Harness::with(Options {
+        extra: "monitor:\n  traffic_spike:\n    interval: 1h\n    ceiling: 5\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    for _ in 0..6 {
+        assert_eq!(
+            client.get_with_token("/Patient/123", &token).await.status,
+            200
+        );
+    }
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
+    )
+    .await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.status, 403);
+    assert_no_leak(&response, &[&token]);
+}
+
+#[tokio::test]
+async fn reading_many_distinct_resources_fires_bulk_access() {
+    let harness = Harness::with(Options {
+        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        extra: "monitor:\n  bulk_access:\n    threshold: 3\n    window: 1h\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    // Reading the same resource again is not more data.
+    for id in ["123", "123", "456", "456"] {
+        let path = format!("/Patient/{id}");
+        assert_ne!(client.get_with_token(&path, &token).await.status, 403);
+    }
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(metrics.contains("phigate_detector_firings_total{detector=\"bulk_access\"} 0"));
+    client.get_with_token("/Patient/789", &token).await;
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
+    )
+    .await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.status, 403);
+    assert_no_leak(&response, &[&token]);
+}
