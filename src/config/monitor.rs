@@ -17,6 +17,10 @@ pub struct MonitorConfig {
     pub max_keys: u64,
     /// Where the alert action posts its events.
     pub alert: Option<AlertConfig>,
+    /// Redis shared by every replica for blocks and cut-offs.
+    pub redis: Option<String>,
+    /// The prefix of the shared keys and channel (default `phigate:monitor`).
+    pub redis_prefix: String,
     /// Authentication and authorisation denials per source address and per client.
     pub repeated_failures: Option<WindowDetector>,
     /// A revoked or blocked token presented again, per token and per client.
@@ -107,6 +111,15 @@ impl Builder<'_> {
         );
         let alert = raw.alert.as_ref().and_then(|raw| self.alert(raw));
         let webhook = alert.is_some();
+        let redis = raw.redis.as_ref().and_then(|at| {
+            if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
+                self.remember(at, "redis", at.value.clone());
+                Some(at.value.clone())
+            } else {
+                self.problem(at, "monitor.redis must be a redis:// or rediss:// URL");
+                None
+            }
+        });
         let repeated_failures = raw.repeated_failures.as_ref().map(|raw| {
             let defaults = (20, Duration::from_secs(60));
             self.window_detector(raw, "monitor.repeated_failures", defaults, webhook)
@@ -128,6 +141,11 @@ impl Builder<'_> {
             queue: usize::try_from(queue).unwrap_or(usize::MAX),
             max_keys,
             alert,
+            redis,
+            redis_prefix: raw
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| "phigate:monitor".to_owned()),
             repeated_failures,
             refused_token_reuse,
             traffic_spike,

@@ -39,6 +39,10 @@ pub struct RawMonitor {
     #[serde(default)]
     pub alert: Option<RawAlert>,
     #[serde(default)]
+    pub redis: Option<At<String>>,
+    #[serde(default)]
+    pub redis_prefix: Option<String>,
+    #[serde(default)]
     pub repeated_failures: Option<RawWindowDetector>,
     #[serde(default)]
     pub refused_token_reuse: Option<RawWindowDetector>,

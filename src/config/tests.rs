@@ -385,6 +385,11 @@ fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
             "monitor:\n  alert:\n    webhook: /relative\n",
             Err("monitor.alert.webhook must be an absolute http:// or https:// URL"),
         ),
+        ("monitor:\n  redis: redis://127.0.0.1:6379\n", Ok(())),
+        (
+            "monitor:\n  redis: http://127.0.0.1:6379\n",
+            Err("monitor.redis must be a redis:// or rediss:// URL"),
+        ),
         (
             "monitor:\n  queue: 0\n",
             Err("monitor.queue must be from 1 to"),

@@ -9,6 +9,7 @@ mod alert;
 mod blocklist;
 mod distinct;
 mod rate;
+mod shared;
 mod window;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::distinct::DistinctWatch;
 use self::rate::RateWatch;
+pub use self::shared::{Publisher, SharedBlocks, Update};
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
 use crate::record::{DecisionRecord, Sink};
@@ -34,11 +36,12 @@ pub struct Monitor {
 
 impl Monitor {
     /// The sink and the tasks that run the detectors of `config`, writing `blocks`, and
-    /// deliver their alerts through `alerter`.
+    /// deliver their alerts through `alerter`; `shared` carries blocks to the other replicas.
     pub fn start(
         config: &MonitorConfig,
         blocks: Arc<BlockList>,
         alerter: Option<Alerter>,
+        shared: Option<Publisher>,
         metrics: Arc<Metrics>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let mut tasks = Vec::new();
@@ -50,6 +53,7 @@ impl Monitor {
         let (queue, records) = mpsc::channel(config.queue.max(1));
         let responder = Responder {
             blocks,
+            shared,
             alerts,
             metrics: Arc::clone(&metrics),
         };
@@ -229,11 +233,20 @@ impl Detectors {
 /// Carries out a detector's actions.
 struct Responder {
     blocks: Arc<BlockList>,
+    shared: Option<Publisher>,
     alerts: Option<AlertQueue>,
     metrics: Arc<Metrics>,
 }
 
 impl Responder {
+    /// Applies `update` here at once, then shares it with the other replicas.
+    fn apply(&self, update: Update) {
+        if let Some(shared) = &self.shared {
+            shared.publish(update.clone());
+        }
+        update.apply(&self.blocks);
+    }
+
     fn fire(&self, detector: &'static str, actions: &Actions, key: &BlockKey) {
         self.metrics.record_detector_firing(detector);
         tracing::warn!(
@@ -246,7 +259,7 @@ impl Responder {
         let mut taken = vec!["log"];
         if let Some(period) = actions.block {
             taken.push("block");
-            self.blocks.block(key.clone(), period);
+            self.apply(Update::Block(key.clone(), period));
             self.metrics.record_action("block", true);
             tracing::warn!(
                 monitor.detector = detector,
@@ -260,7 +273,7 @@ impl Responder {
         // A cut-off refuses tokens by client or subject; an address has no tokens to refuse.
         if actions.reauthenticate && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_)) {
             taken.push("reauthenticate");
-            self.blocks.reauthenticate(key.clone(), unix_now());
+            self.apply(Update::Cutoff(key.clone(), unix_now()));
             self.metrics.record_action("reauthenticate", true);
             tracing::warn!(
                 monitor.detector = detector,

@@ -40,6 +40,8 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
         queue: 10,
         max_keys: 100,
         alert: None,
+        redis: None,
+        redis_prefix: String::new(),
         repeated_failures: Some(WindowDetector {
             threshold: 2,
             window: Duration::from_secs(60),
@@ -54,6 +56,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
     };
     let responder = Responder {
         blocks: Arc::clone(&blocks),
+        shared: None,
         alerts: None,
         metrics: Arc::new(Metrics::new()),
     };

@@ -81,6 +81,7 @@ impl Gateway {
             dpop,
             sealer,
             alerter,
+            shared_blocks,
         } = parts;
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
@@ -125,11 +126,18 @@ impl Gateway {
             Arc::new(LogSink),
             Arc::new(MetricsSink(Arc::clone(&metrics))),
         ];
+        // A replica with no detector of its own still enforces what the others share.
+        let shared = shared_blocks.map(|shared| {
+            let (publisher, tasks) = shared.spawn(Arc::clone(&blocks));
+            background.extend(tasks);
+            publisher
+        });
         if config.monitor.is_enabled() {
             let (monitor, tasks) = Monitor::start(
                 &config.monitor,
                 Arc::clone(&blocks),
                 alerter,
+                shared,
                 Arc::clone(&metrics),
             );
             sinks.push(Arc::new(monitor));

@@ -1,6 +1,6 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
 //! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
-//! clients (DPoP replay store, revocation), the revocation sources, the link sealer and the
+//! clients (DPoP replay store, revocation, shared blocks), the revocation sources, the link sealer and the
 //! monitor's alert webhook client. It is built once, and every problem is reported at once as
 //! `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
@@ -17,7 +17,7 @@ use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
 use crate::config::{Config, ConfigError, ConfigProblem, Transport};
-use crate::monitor::Alerter;
+use crate::monitor::{Alerter, SharedBlocks};
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
@@ -34,6 +34,7 @@ pub struct Prepared {
     pub(super) dpop: Arc<DpopChecker>,
     pub(super) sealer: Arc<LinkSealer>,
     pub(super) alerter: Option<Alerter>,
+    pub(super) shared_blocks: Option<SharedBlocks>,
 }
 
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
@@ -93,6 +94,21 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             .map_err(|err| problems.push(tls_problem(config, "monitor.alert", &err)))
             .ok()
     });
+    let shared_blocks = config.monitor.redis.as_deref().and_then(|url| {
+        SharedBlocks::new(
+            url,
+            &config.monitor.redis_prefix,
+            config.tokens.max_lifetime,
+        )
+        .map_err(|err| {
+            problems.push(config.origins.problem(
+                "monitor.redis",
+                url,
+                format!("not a usable Redis URL: {err}"),
+            ));
+        })
+        .ok()
+    });
     match (verifier, forwarder, revocation, dpop, sealer) {
         (Some(verifier), Some(forwarder), Some(revocation), Some(dpop), Some(sealer))
             if problems.is_empty() =>
@@ -106,6 +122,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
                 dpop: Arc::new(dpop),
                 sealer,
                 alerter,
+                shared_blocks,
             })
         }
         _ => Err(ConfigError { problems }),

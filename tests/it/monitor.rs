@@ -328,3 +328,42 @@ async fn reading_many_distinct_resources_fires_bulk_access() {
     assert_eq!(response.status, 403);
     assert_no_leak(&response, &[&token]);
 }
+
+#[tokio::test]
+async fn with_redis_a_block_made_on_one_gateway_is_enforced_by_another() {
+    let shared = format!(
+        "  redis: redis://127.0.0.1:6379\n  redis_prefix: phigate:test:{}\n",
+        uuid::Uuid::new_v4()
+    );
+    let detecting = Harness::with(Options {
+        extra: format!(
+            "monitor:\n{shared}  repeated_failures:\n    threshold: 2\n    actions:\n      block: 10m\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    // The second gateway runs no detector: it only enforces what is shared.
+    let enforcing = Harness::with(Options {
+        extra: format!("monitor:\n{shared}"),
+        ..Options::default()
+    })
+    .await;
+    let (first, second) = (detecting.client(), enforcing.client());
+    for _ in 0..2 {
+        let response = first.get_with_token("/Patient/123", "not-a-token").await;
+        assert_eq!(response.status, 401);
+    }
+    // A bad token never reaches the upstream; once the block arrives it is refused as blocked.
+    crate::support::eventually_status(&second, "/Patient/123", "not-a-token", 403).await;
+    let token = enforcing.token("user/Patient.r");
+    let response = second.get_with_token("/Patient/123", &token).await;
+    assert_denied(&enforcing, &response, 403, None);
+    assert_no_leak(&response, &[&token]);
+    // A replica started after the block was published reads it from Redis (reconcile).
+    let late = Harness::with(Options {
+        extra: format!("monitor:\n{shared}"),
+        ..Options::default()
+    })
+    .await;
+    crate::support::eventually_status(&late.client(), "/Patient/123", "not-a-token", 403).await;
+}
