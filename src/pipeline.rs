@@ -14,7 +14,7 @@ use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
-use crate::monitor::BlockList;
+use crate::monitor::Hooks;
 use crate::policy::fhir::FhirDenial;
 use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{
@@ -63,12 +63,12 @@ pub struct Pipeline {
     dpop: Arc<DpopChecker>,
     limits: RequestLimits,
     sealer: Arc<LinkSealer>,
-    blocks: Arc<BlockList>,
+    monitor: Hooks,
 }
 
 impl Pipeline {
     /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`, under `limits`;
-    /// `sealer` opens links the upstream handed out earlier; `blocks` is what the monitor's
+    /// `sealer` opens links the upstream handed out earlier; `monitor` holds what the monitor's
     /// actions refuse.
     pub fn new(
         policy: Arc<PolicyStore>,
@@ -77,7 +77,7 @@ impl Pipeline {
         dpop: Arc<DpopChecker>,
         limits: RequestLimits,
         sealer: Arc<LinkSealer>,
-        blocks: Arc<BlockList>,
+        monitor: Hooks,
     ) -> Self {
         Self {
             policy,
@@ -86,7 +86,7 @@ impl Pipeline {
             dpop,
             limits,
             sealer,
-            blocks,
+            monitor,
         }
     }
 
@@ -137,7 +137,8 @@ impl Pipeline {
         let route = route(&policy, req, &self.limits)?;
         facts.rule = Some(Arc::from(route.rule_name()));
         // Before any token work, so a blocked address cannot keep the verifier busy.
-        self.blocks
+        self.monitor
+            .blocks
             .check_address(conn.peer.ip())
             .map_err(Denial::Blocked)?;
         if route.is_public() {
@@ -185,6 +186,7 @@ impl Pipeline {
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
         let digest = *bearer.digest();
+        self.monitor.verified(&verified, &bearer);
         facts.bearer = Some(bearer);
         facts.scheme = Some(scheme);
         if scheme == Scheme::Dpop {
@@ -194,7 +196,8 @@ impl Pipeline {
         self.revocation
             .check(&verified, &digest)
             .map_err(Denial::Revocation)?;
-        self.blocks
+        self.monitor
+            .blocks
             .check_token(&verified)
             .map_err(Denial::Blocked)?;
         // The whole body is read before anything is forwarded, so a framing error is answered

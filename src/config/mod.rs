@@ -17,7 +17,9 @@ use http::uri::{Authority, Scheme};
 use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
-pub use self::monitor::{Actions, AlertConfig, MonitorConfig, SpikeDetector, WindowDetector};
+pub use self::monitor::{
+    Actions, AlertConfig, MonitorConfig, RevokeConfig, SpikeDetector, WindowDetector,
+};
 use self::raw::{
     At, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen, RawRevocation,
     RawRevocationSource, RawTokens, RawUpstream,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Builder;
-use super::raw::{At, RawActions, RawAlert, RawMonitor, RawSpike, RawWindowDetector};
+use super::raw::{At, RawActions, RawAlert, RawMonitor, RawRevoke, RawSpike, RawWindowDetector};
 
 /// Detectors and their actions.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +17,8 @@ pub struct MonitorConfig {
     pub max_keys: u64,
     /// Where the alert action posts its events.
     pub alert: Option<AlertConfig>,
+    /// The authorization server's RFC 7009 endpoint, for the revoke action.
+    pub revoke: Option<RevokeConfig>,
     /// Redis shared by every replica for blocks and cut-offs.
     pub redis: Option<String>,
     /// The prefix of the shared keys and channel (default `phigate:monitor`).
@@ -67,6 +69,19 @@ pub struct AlertConfig {
     pub queue: usize,
 }
 
+/// RFC 7009 revocation at the authorization server.
+#[derive(Debug, Clone)]
+pub struct RevokeConfig {
+    /// The revocation endpoint.
+    pub endpoint: http::Uri,
+    /// Our client id there.
+    pub client_id: String,
+    /// Our client secret there (from a file).
+    pub client_secret: String,
+    /// A CA file for the endpoint's certificate (else the web PKI roots).
+    pub ca_file: Option<PathBuf>,
+}
+
 /// A detector that fires when a key reaches `threshold` events within `window`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowDetector {
@@ -87,6 +102,15 @@ pub struct Actions {
     pub reauthenticate: bool,
     /// POST an event to `monitor.alert.webhook`.
     pub alert: bool,
+    /// Revoke the token that fired at the authorization server (RFC 7009), once per `jti`.
+    pub revoke: bool,
+}
+
+/// Which endpoints the actions may use.
+#[derive(Debug, Clone, Copy)]
+struct Endpoints {
+    webhook: bool,
+    revoke: bool,
 }
 
 /// The default queue and key bounds.
@@ -110,7 +134,11 @@ impl Builder<'_> {
             u64::MAX,
         );
         let alert = raw.alert.as_ref().and_then(|raw| self.alert(raw));
-        let webhook = alert.is_some();
+        let revoke = raw.revoke.as_ref().and_then(|raw| self.revoke(raw));
+        let endpoints = Endpoints {
+            webhook: alert.is_some(),
+            revoke: revoke.is_some(),
+        };
         let redis = raw.redis.as_ref().and_then(|at| {
             if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
                 self.remember(at, "redis", at.value.clone());
@@ -122,25 +150,26 @@ impl Builder<'_> {
         });
         let repeated_failures = raw.repeated_failures.as_ref().map(|raw| {
             let defaults = (20, Duration::from_secs(60));
-            self.window_detector(raw, "monitor.repeated_failures", defaults, webhook)
+            self.window_detector(raw, "monitor.repeated_failures", defaults, endpoints)
         });
         let refused_token_reuse = raw.refused_token_reuse.as_ref().map(|raw| {
             let defaults = (5, Duration::from_secs(600));
-            self.window_detector(raw, "monitor.refused_token_reuse", defaults, webhook)
+            self.window_detector(raw, "monitor.refused_token_reuse", defaults, endpoints)
         });
         let traffic_spike = raw
             .traffic_spike
             .as_ref()
-            .map(|raw| self.spike(raw, webhook));
+            .map(|raw| self.spike(raw, endpoints));
         let bulk_access = raw.bulk_access.as_ref().map(|raw| {
             let defaults = (50, Duration::from_secs(300));
-            self.window_detector(raw, "monitor.bulk_access", defaults, webhook)
+            self.window_detector(raw, "monitor.bulk_access", defaults, endpoints)
         });
         self.section.clear();
         MonitorConfig {
             queue: usize::try_from(queue).unwrap_or(usize::MAX),
             max_keys,
             alert,
+            revoke,
             redis,
             redis_prefix: raw
                 .redis_prefix
@@ -153,7 +182,7 @@ impl Builder<'_> {
         }
     }
 
-    fn spike(&mut self, raw: &RawSpike, webhook: bool) -> SpikeDetector {
+    fn spike(&mut self, raw: &RawSpike, endpoints: Endpoints) -> SpikeDetector {
         let key = "monitor.traffic_spike";
         let ceiling = self.count(
             raw.ceiling.as_ref(),
@@ -170,8 +199,39 @@ impl Builder<'_> {
             ),
             ceiling,
             factor: u32::try_from(factor).unwrap_or(10),
-            actions: self.actions(raw.actions.as_ref(), key, webhook),
+            actions: self.actions(raw.actions.as_ref(), key, endpoints),
         }
+    }
+
+    fn revoke(&mut self, raw: &RawRevoke) -> Option<RevokeConfig> {
+        let endpoint = raw
+            .endpoint
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| {
+                "monitor.revoke.endpoint must be an absolute http:// or https:// URL".to_owned()
+            });
+        let endpoint = self.check(&raw.endpoint, endpoint);
+        let secret_path = self.path(&raw.client_secret_file, "revoke.client_secret_file");
+        let secret = std::fs::read_to_string(&secret_path)
+            .map(|s| s.trim().to_owned())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                "monitor.revoke.client_secret_file cannot be read or is empty".to_owned()
+            });
+        let client_secret = self.check(&raw.client_secret_file, secret);
+        Some(RevokeConfig {
+            endpoint: endpoint?,
+            client_id: raw.client_id.clone(),
+            client_secret: client_secret?,
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .map(|ca| self.path(ca, "revoke.ca_file")),
+        })
     }
 
     fn alert(&mut self, raw: &RawAlert) -> Option<AlertConfig> {
@@ -211,7 +271,7 @@ impl Builder<'_> {
         raw: &RawWindowDetector,
         key: &str,
         (threshold, window): (u64, Duration),
-        webhook: bool,
+        endpoints: Endpoints,
     ) -> WindowDetector {
         let threshold = self.count(
             raw.threshold.as_ref(),
@@ -222,18 +282,32 @@ impl Builder<'_> {
         WindowDetector {
             threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
             window: self.duration(raw.window.as_ref(), &format!("{key}.window"), window),
-            actions: self.actions(raw.actions.as_ref(), key, webhook),
+            actions: self.actions(raw.actions.as_ref(), key, endpoints),
         }
     }
 
-    fn actions(&mut self, raw: Option<&RawActions>, key: &str, webhook: bool) -> Actions {
+    fn actions(&mut self, raw: Option<&RawActions>, key: &str, endpoints: Endpoints) -> Actions {
         let Some(raw) = raw else {
             return Actions::default();
         };
-        if let Some(at) = raw.alert.as_ref().filter(|at| at.value && !webhook) {
+        if let Some(at) = raw
+            .alert
+            .as_ref()
+            .filter(|at| at.value && !endpoints.webhook)
+        {
             self.problem(
                 at,
                 format!("{key}.actions.alert needs monitor.alert.webhook to post to"),
+            );
+        }
+        if let Some(at) = raw
+            .revoke
+            .as_ref()
+            .filter(|at| at.value && !endpoints.revoke)
+        {
+            self.problem(
+                at,
+                format!("{key}.actions.revoke needs monitor.revoke.endpoint to call"),
             );
         }
         Actions {
@@ -243,6 +317,7 @@ impl Builder<'_> {
                 .map(|at| self.duration(Some(at), &format!("{key}.actions.block"), Duration::ZERO)),
             reauthenticate: raw.reauthenticate.unwrap_or(false),
             alert: raw.alert.as_ref().is_some_and(|at| at.value),
+            revoke: raw.revoke.as_ref().is_some_and(|at| at.value),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct RawMonitor {
     #[serde(default)]
     pub alert: Option<RawAlert>,
     #[serde(default)]
+    pub revoke: Option<RawRevoke>,
+    #[serde(default)]
     pub redis: Option<At<String>>,
     #[serde(default)]
     pub redis_prefix: Option<String>,
@@ -79,6 +81,17 @@ pub struct RawAlert {
     pub queue: Option<At<u64>>,
 }
 
+/// `monitor.revoke:` — the authorization server's RFC 7009 endpoint and our credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevoke {
+    pub endpoint: At<String>,
+    pub client_id: String,
+    pub client_secret_file: At<String>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+}
+
 /// A detector counting events per key over a sliding window.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -101,6 +114,8 @@ pub struct RawActions {
     pub reauthenticate: Option<bool>,
     #[serde(default)]
     pub alert: Option<At<bool>>,
+    #[serde(default)]
+    pub revoke: Option<At<bool>>,
 }
 
 /// `dpop:` — RFC 9449 proof checking.

@@ -27,6 +27,26 @@ use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
 use crate::record::{DecisionRecord, Sink};
 use crate::telemetry::Metrics;
+use crate::token::{BearerToken, RevokeOutcome, TokenRevoker, VerifiedToken};
+
+/// What the decision chain shares with the monitor: the block list it reads, and the revoker
+/// it hands verified tokens to (only while a revoke action is configured).
+#[derive(Clone)]
+pub struct Hooks {
+    /// Blocks and cut-offs the chain enforces.
+    pub blocks: Arc<BlockList>,
+    /// RFC 7009 revocation, when configured.
+    pub revoker: Option<Arc<TokenRevoker>>,
+}
+
+impl Hooks {
+    /// Remembers a verified token for a later revoke action.
+    pub fn verified(&self, token: &VerifiedToken, bearer: &BearerToken) {
+        if let Some(revoker) = &self.revoker {
+            revoker.remember(token, bearer);
+        }
+    }
+}
 
 /// The sink half: queues records for the detectors' task.
 pub struct Monitor {
@@ -35,11 +55,11 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// The sink and the tasks that run the detectors of `config`, writing `blocks`, and
+    /// The sink and the tasks that run the detectors of `config`, acting through `hooks`, and
     /// deliver their alerts through `alerter`; `shared` carries blocks to the other replicas.
     pub fn start(
         config: &MonitorConfig,
-        blocks: Arc<BlockList>,
+        hooks: &Hooks,
         alerter: Option<Alerter>,
         shared: Option<Publisher>,
         metrics: Arc<Metrics>,
@@ -52,7 +72,8 @@ impl Monitor {
         });
         let (queue, records) = mpsc::channel(config.queue.max(1));
         let responder = Responder {
-            blocks,
+            blocks: Arc::clone(&hooks.blocks),
+            revoker: hooks.revoker.clone(),
             shared,
             alerts,
             metrics: Arc::clone(&metrics),
@@ -233,6 +254,7 @@ impl Detectors {
 /// Carries out a detector's actions.
 struct Responder {
     blocks: Arc<BlockList>,
+    revoker: Option<Arc<TokenRevoker>>,
     shared: Option<Publisher>,
     alerts: Option<AlertQueue>,
     metrics: Arc<Metrics>,
@@ -282,6 +304,25 @@ impl Responder {
                 monitor.key = %key.value(),
                 "tokens issued before now must be replaced"
             );
+        }
+        // RFC 7009 takes a token, so only a firing on a token can revoke; at most once per jti.
+        if let (Some(revoker), BlockKey::Token(jti), true) = (&self.revoker, key, actions.revoke) {
+            taken.push("revoke");
+            let (revoker, jti, metrics) =
+                (Arc::clone(revoker), jti.clone(), Arc::clone(&self.metrics));
+            tokio::spawn(async move {
+                let outcome = revoker.revoke(&jti).await;
+                if outcome != RevokeOutcome::AlreadyDone {
+                    metrics.record_action("revoke", outcome == RevokeOutcome::Revoked);
+                    tracing::warn!(
+                        monitor.detector = detector,
+                        monitor.action = "revoke",
+                        token.jti = jti.as_str(),
+                        monitor.outcome = ?outcome,
+                        "token revocation at the authorization server"
+                    );
+                }
+            });
         }
         // Counted when delivered or given up on, by the alert task.
         if let Some(alerts) = self.alerts.as_ref().filter(|_| actions.alert) {

@@ -40,6 +40,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
         queue: 10,
         max_keys: 100,
         alert: None,
+        revoke: None,
         redis: None,
         redis_prefix: String::new(),
         repeated_failures: Some(WindowDetector {
@@ -56,6 +57,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
     };
     let responder = Responder {
         blocks: Arc::clone(&blocks),
+        revoker: None,
         shared: None,
         alerts: None,
         metrics: Arc::new(Metrics::new()),

@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{AdminServer, Readiness};
 use crate::config::{Config, ConfigError, Transport};
-use crate::monitor::{BlockList, Monitor};
+use crate::monitor::{BlockList, Hooks, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
 use crate::record::{LogSink, MetricsSink, Sink, Sinks};
@@ -82,6 +82,7 @@ impl Gateway {
             sealer,
             alerter,
             shared_blocks,
+            revoker,
         } = parts;
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
@@ -118,24 +119,27 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
         };
         background.push(tokio::spawn(reloader.run()));
-        let blocks = Arc::new(BlockList::new(
-            config.monitor.max_keys.max(1),
-            config.tokens.max_lifetime,
-        ));
+        let hooks = Hooks {
+            blocks: Arc::new(BlockList::new(
+                config.monitor.max_keys.max(1),
+                config.tokens.max_lifetime,
+            )),
+            revoker,
+        };
         let mut sinks: Vec<Arc<dyn Sink>> = vec![
             Arc::new(LogSink),
             Arc::new(MetricsSink(Arc::clone(&metrics))),
         ];
         // A replica with no detector of its own still enforces what the others share.
         let shared = shared_blocks.map(|shared| {
-            let (publisher, tasks) = shared.spawn(Arc::clone(&blocks));
+            let (publisher, tasks) = shared.spawn(Arc::clone(&hooks.blocks));
             background.extend(tasks);
             publisher
         });
         if config.monitor.is_enabled() {
             let (monitor, tasks) = Monitor::start(
                 &config.monitor,
-                Arc::clone(&blocks),
+                &hooks,
                 alerter,
                 shared,
                 Arc::clone(&metrics),
@@ -151,7 +155,7 @@ impl Gateway {
                 dpop,
                 config.listen.limits,
                 sealer,
-                blocks,
+                hooks,
             ),
             forwarder,
             sinks: Sinks::new(sinks),

@@ -1,7 +1,7 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
 //! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
 //! clients (DPoP replay store, revocation, shared blocks), the revocation sources, the link sealer and the
-//! monitor's alert webhook client. It is built once, and every problem is reported at once as
+//! monitor's alert webhook and RFC 7009 clients. It is built once, and every problem is reported at once as
 //! `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
 //! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
@@ -22,6 +22,7 @@ use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
 use crate::tls::{self, TlsError};
+use crate::token::TokenRevoker;
 use crate::token::Verifier;
 
 /// The gateway's parts, built and ready to serve.
@@ -35,6 +36,7 @@ pub struct Prepared {
     pub(super) sealer: Arc<LinkSealer>,
     pub(super) alerter: Option<Alerter>,
     pub(super) shared_blocks: Option<SharedBlocks>,
+    pub(super) revoker: Option<Arc<TokenRevoker>>,
 }
 
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
@@ -94,6 +96,12 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             .map_err(|err| problems.push(tls_problem(config, "monitor.alert", &err)))
             .ok()
     });
+    let revoker = config.monitor.revoke.as_ref().and_then(|revoke| {
+        TokenRevoker::new(revoke, config.tokens.max_lifetime)
+            .map(Arc::new)
+            .map_err(|err| problems.push(tls_problem(config, "monitor.revoke", &err)))
+            .ok()
+    });
     let shared_blocks = config.monitor.redis.as_deref().and_then(|url| {
         SharedBlocks::new(
             url,
@@ -123,6 +131,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
                 sealer,
                 alerter,
                 shared_blocks,
+                revoker,
             })
         }
         _ => Err(ConfigError { problems }),

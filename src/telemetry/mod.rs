@@ -131,7 +131,7 @@ pub const DETECTORS: [&str; 4] = [
     "bulk_access",
 ];
 /// Every action a detector can take.
-pub const ACTIONS: [&str; 4] = ["log", "alert", "block", "reauthenticate"];
+pub const ACTIONS: [&str; 5] = ["log", "alert", "block", "reauthenticate", "revoke"];
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -367,3 +367,40 @@ async fn with_redis_a_block_made_on_one_gateway_is_enforced_by_another() {
     .await;
     crate::support::eventually_status(&late.client(), "/Patient/123", "not-a-token", 403).await;
 }
+
+#[tokio::test]
+async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
+    let endpoint = Recorder::start(0).await;
+    let harness = Harness::with(Options {
+        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        files: vec![("revoke-secret", "s3cret\n".to_owned())],
+        extra: format!(
+            "monitor:\n  revoke:\n    endpoint: http://{}/revoke\n    client_id: phigate\n    client_secret_file: revoke-secret\n  bulk_access:\n    threshold: 1\n    window: 1h\n    actions:\n      revoke: true\n",
+            endpoint.addr
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    // P-03: every read fires again (threshold 1) for the token, its client and its subject.
+    for id in ["1", "2", "3"] {
+        client
+            .get_with_token(&format!("/Patient/{id}"), &token)
+            .await;
+    }
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 9",
+    )
+    .await;
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"revoke\",result=\"ok\"} 1",
+    )
+    .await;
+    let bodies = endpoint.bodies();
+    assert_eq!(bodies.len(), 1, "one RFC 7009 call per jti");
+    let form = String::from_utf8(bodies[0].to_vec()).unwrap();
+    assert_eq!(form, format!("token={token}&token_type_hint=access_token"));
+}
