@@ -22,7 +22,7 @@ pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::distinct::DistinctWatch;
 use self::rate::RateWatch;
-pub use self::shared::{Publisher, SharedBlocks, Update};
+pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
 use crate::record::{DecisionRecord, Sink};
@@ -61,9 +61,10 @@ impl Monitor {
         config: &MonitorConfig,
         hooks: &Hooks,
         alerter: Option<Alerter>,
-        shared: Option<Publisher>,
+        shared: Option<(Publisher, SharedCounter)>,
         metrics: Arc<Metrics>,
     ) -> (Self, Vec<JoinHandle<()>>) {
+        let (shared, counter) = shared.unzip();
         let mut tasks = Vec::new();
         let alerts = alerter.map(|alerter| {
             let (alerts, task) = alerter.spawn(Arc::clone(&metrics));
@@ -78,7 +79,7 @@ impl Monitor {
             alerts,
             metrics: Arc::clone(&metrics),
         };
-        let detectors = Detectors::new(config, responder);
+        let detectors = Detectors::new(config, responder, counter);
         tasks.push(tokio::spawn(detectors.run(records)));
         (Self { queue, metrics }, tasks)
     }
@@ -189,13 +190,14 @@ impl Windowed {
 /// Every configured detector, and what their actions write to.
 struct Detectors {
     windowed: Vec<Windowed>,
+    counter: Option<SharedCounter>,
     spike: Option<(RateWatch<BlockKey>, Actions)>,
     bulk: Option<(DistinctWatch<BlockKey>, Actions)>,
     responder: Responder,
 }
 
 impl Detectors {
-    fn new(config: &MonitorConfig, responder: Responder) -> Self {
+    fn new(config: &MonitorConfig, responder: Responder, counter: Option<SharedCounter>) -> Self {
         let windowed = [
             (Counted::RepeatedFailures, &config.repeated_failures),
             (Counted::RefusedTokenReuse, &config.refused_token_reuse),
@@ -213,6 +215,7 @@ impl Detectors {
         });
         Self {
             windowed,
+            counter,
             spike,
             bulk,
             responder,
@@ -221,14 +224,32 @@ impl Detectors {
 
     async fn run(self, mut records: mpsc::Receiver<DecisionRecord>) {
         while let Some(record) = records.recv().await {
-            self.observe(&record, Instant::now());
+            self.observe(&record, Instant::now()).await;
         }
     }
 
-    fn observe(&self, record: &DecisionRecord, now: Instant) {
+    /// Counts `key` for a windowed detector: across replicas when Redis is shared, and in this
+    /// process when it is not (or cannot be reached, so detection never stops).
+    async fn count(&self, detector: &Windowed, key: &BlockKey, now: Instant) -> bool {
+        if let Some(counter) = &self.counter {
+            let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
+            match counter
+                .hit(detector.counted.name(), key, window, threshold)
+                .await
+            {
+                Ok(fired) => return fired,
+                Err(err) => {
+                    tracing::warn!(error = %err, "shared failure count unavailable; counting locally")
+                }
+            }
+        }
+        detector.counts.hit(key.clone(), now)
+    }
+
+    async fn observe(&self, record: &DecisionRecord, now: Instant) {
         for detector in &self.windowed {
             for key in detector.counted.keys(record) {
-                if detector.counts.hit(key.clone(), now) {
+                if self.count(detector, &key, now).await {
                     self.responder
                         .fire(detector.counted.name(), &detector.actions, &key);
                 }

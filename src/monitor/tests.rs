@@ -62,7 +62,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
         alerts: None,
         metrics: Arc::new(Metrics::new()),
     };
-    (Detectors::new(&config, responder), blocks)
+    (Detectors::new(&config, responder, None), blocks)
 }
 
 #[test]
@@ -115,7 +115,11 @@ fn check(block: Option<Duration>, blocked: bool) {
     let (detectors, blocks) = detectors(block);
     let now = Instant::now();
     for _ in 0..2 {
-        detectors.observe(&record(401, "expired", None), now);
+        // Without a shared counter nothing awaits: the future is ready at once.
+        futures_util::FutureExt::now_or_never(
+            detectors.observe(&record(401, "expired", None), now),
+        )
+        .unwrap();
     }
     let expected = if blocked {
         Err(BlockFault::Blocked)

@@ -50,6 +50,16 @@ impl<K: Hash + Eq + Send + Sync + 'static> SlidingWindow<K> {
         false
     }
 
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Events within the window that fire.
+    pub fn threshold(&self) -> u32 {
+        u32::try_from(self.threshold).unwrap_or(u32::MAX)
+    }
+
     /// Keys tracked (after moka's pending evictions), for tests.
     #[cfg(test)]
     fn len(&self) -> u64 {

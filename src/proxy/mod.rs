@@ -132,9 +132,10 @@ impl Gateway {
         ];
         // A replica with no detector of its own still enforces what the others share.
         let shared = shared_blocks.map(|shared| {
+            let counter = shared.counter();
             let (publisher, tasks) = shared.spawn(Arc::clone(&hooks.blocks));
             background.extend(tasks);
-            publisher
+            (publisher, counter)
         });
         if config.monitor.is_enabled() {
             let (monitor, tasks) = Monitor::start(

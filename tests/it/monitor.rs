@@ -404,3 +404,49 @@ async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
     let form = String::from_utf8(bodies[0].to_vec()).unwrap();
     assert_eq!(form, format!("token={token}&token_type_hint=access_token"));
 }
+
+#[tokio::test]
+async fn with_redis_failures_on_two_gateways_add_up_to_one_threshold() {
+    let prefix = format!("phigate:test:{}", uuid::Uuid::new_v4());
+    let extra = format!(
+        "monitor:\n  redis: redis://127.0.0.1:6379\n  redis_prefix: {prefix}\n  repeated_failures:\n    threshold: 4\n    actions:\n      block: 10m\n"
+    );
+    let counter = format!("{prefix}-counts:count:repeated_failures:address:127.0.0.1");
+    let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let redis = redis.get_multiplexed_async_connection().await.unwrap();
+    let first = Harness::with(Options {
+        extra: extra.clone(),
+        ..Options::default()
+    })
+    .await;
+    let second = Harness::with(Options {
+        extra,
+        ..Options::default()
+    })
+    .await;
+    // Two failures on each: neither gateway alone reaches 4, together they do. The shared
+    // count is awaited after each pair, so the second gateway's are the third and fourth.
+    for (harness, count) in [(&first, 2), (&second, 4)] {
+        let client = harness.client();
+        for _ in 0..2 {
+            let response = client.get_with_token("/Patient/123", "not-a-token").await;
+            assert_eq!(response.status, 401);
+        }
+        eventually(Duration::from_secs(15), || {
+            let mut redis = redis.clone();
+            let counter = counter.clone();
+            async move {
+                let value: Option<u64> = redis::AsyncCommands::get(&mut redis, &counter)
+                    .await
+                    .unwrap();
+                value == Some(count)
+            }
+        })
+        .await;
+    }
+    wait_metric(&second, FIRED_ONCE).await;
+    let token = first.token("user/Patient.r");
+    crate::support::eventually_status(&first.client(), "/Patient/123", "not-a-token", 403).await;
+    let response = first.client().get_with_token("/Patient/123", &token).await;
+    assert_denied(&first, &response, 403, None);
+}
