@@ -27,7 +27,7 @@ use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
 use crate::record::{DecisionRecord, Sink};
 use crate::telemetry::Metrics;
-use crate::token::{BearerToken, RevokeOutcome, TokenRevoker, VerifiedToken};
+use crate::token::{BearerToken, Jti, RevokeOutcome, TokenRevoker, VerifiedToken};
 
 /// What the decision chain shares with the monitor: the block list it reads, and the revoker
 /// it hands verified tokens to (only while a revoke action is configured).
@@ -290,6 +290,7 @@ impl Responder {
         update.apply(&self.blocks);
     }
 
+    /// Logs and counts a firing, then takes the detector's actions, in order.
     fn fire(&self, detector: &'static str, actions: &Actions, key: &BlockKey) {
         self.metrics.record_detector_firing(detector);
         tracing::warn!(
@@ -302,48 +303,21 @@ impl Responder {
         let mut taken = vec!["log"];
         if let Some(period) = actions.block {
             taken.push("block");
-            self.apply(Update::Block(key.clone(), period));
-            self.metrics.record_action("block", true);
-            tracing::warn!(
-                monitor.detector = detector,
-                monitor.action = "block",
-                monitor.key.kind = key.kind(),
-                monitor.key = %key.value(),
-                monitor.block.seconds = period.as_secs(),
-                "blocked"
-            );
+            self.enforce(detector, "block", Update::Block(key.clone(), period));
         }
         // A cut-off refuses tokens by client or subject; an address has no tokens to refuse.
         if actions.reauthenticate && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_)) {
             taken.push("reauthenticate");
-            self.apply(Update::Cutoff(key.clone(), unix_now()));
-            self.metrics.record_action("reauthenticate", true);
-            tracing::warn!(
-                monitor.detector = detector,
-                monitor.action = "reauthenticate",
-                monitor.key.kind = key.kind(),
-                monitor.key = %key.value(),
-                "tokens issued before now must be replaced"
+            self.enforce(
+                detector,
+                "reauthenticate",
+                Update::Cutoff(key.clone(), unix_now()),
             );
         }
-        // RFC 7009 takes a token, so only a firing on a token can revoke; at most once per jti.
-        if let (Some(revoker), BlockKey::Token(jti), true) = (&self.revoker, key, actions.revoke) {
+        // RFC 7009 takes a token, so only a firing on a token can revoke.
+        if let (BlockKey::Token(jti), true) = (key, actions.revoke) {
             taken.push("revoke");
-            let (revoker, jti, metrics) =
-                (Arc::clone(revoker), jti.clone(), Arc::clone(&self.metrics));
-            tokio::spawn(async move {
-                let outcome = revoker.revoke(&jti).await;
-                if outcome != RevokeOutcome::AlreadyDone {
-                    metrics.record_action("revoke", outcome == RevokeOutcome::Revoked);
-                    tracing::warn!(
-                        monitor.detector = detector,
-                        monitor.action = "revoke",
-                        token.jti = jti.as_str(),
-                        monitor.outcome = ?outcome,
-                        "token revocation at the authorization server"
-                    );
-                }
-            });
+            self.revoke(detector, jti);
         }
         // Counted when delivered or given up on, by the alert task.
         if let Some(alerts) = self.alerts.as_ref().filter(|_| actions.alert) {
@@ -355,6 +329,39 @@ impl Responder {
                 "time": unix_now(),
             }));
         }
+    }
+
+    /// Applies a block or cut-off (here and, when shared, everywhere), logged and counted.
+    fn enforce(&self, detector: &'static str, action: &'static str, update: Update) {
+        tracing::warn!(
+            monitor.detector = detector,
+            monitor.action = action,
+            monitor.update = ?update,
+            "block list updated"
+        );
+        self.apply(update);
+        self.metrics.record_action(action, true);
+    }
+
+    /// Revokes `jti` at the authorization server off this task; at most once per `jti`, so a
+    /// repeat is neither sent nor counted (P-03).
+    fn revoke(&self, detector: &'static str, jti: &Jti) {
+        let Some(revoker) = &self.revoker else { return };
+        let (revoker, jti, metrics) = (Arc::clone(revoker), jti.clone(), Arc::clone(&self.metrics));
+        tokio::spawn(async move {
+            let outcome = revoker.revoke(&jti).await;
+            if outcome == RevokeOutcome::AlreadyDone {
+                return;
+            }
+            metrics.record_action("revoke", outcome == RevokeOutcome::Revoked);
+            tracing::warn!(
+                monitor.detector = detector,
+                monitor.action = "revoke",
+                token.jti = jti.as_str(),
+                monitor.outcome = ?outcome,
+                "token revocation at the authorization server"
+            );
+        });
     }
 }
 
