@@ -450,3 +450,29 @@ async fn with_redis_failures_on_two_gateways_add_up_to_one_threshold() {
     let response = first.client().get_with_token("/Patient/123", &token).await;
     assert_denied(&first, &response, 403, None);
 }
+
+#[tokio::test]
+async fn spoofed_forwarded_addresses_never_split_or_redirect_the_count() {
+    // P-01: no trusted proxies, so every failure counts against the TCP peer, whatever
+    // X-Forwarded-For claims; three different claimed addresses still make one offender.
+    let harness = repeated_failures("      block: 10m\n").await;
+    let client = harness.client();
+    for spoofed in ["198.51.100.1", "203.0.113.9", "192.0.2.44"] {
+        let response = client
+            .send(
+                http::Method::GET,
+                "/Patient/123",
+                &[
+                    ("authorization", "Bearer not-a-token"),
+                    ("x-forwarded-for", spoofed),
+                ],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(response.status, 401);
+    }
+    wait_metric(&harness, FIRED_ONCE).await;
+    let token = harness.token("user/Patient.r");
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_denied(&harness, &response, 403, None);
+}
