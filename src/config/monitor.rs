@@ -31,6 +31,10 @@ pub struct MonitorConfig {
     pub traffic_spike: Option<SpikeDetector>,
     /// Distinct resources one token, client or subject reads within a window.
     pub bulk_access: Option<WindowDetector>,
+    /// The MaxMind `.mmdb` country database.
+    pub geoip: Option<PathBuf>,
+    /// A token, client or subject seen from a new country (needs `geoip`); its actions.
+    pub new_country: Option<Actions>,
 }
 
 /// Request rates per interval against a ceiling and an EWMA baseline.
@@ -53,6 +57,7 @@ impl MonitorConfig {
             || self.refused_token_reuse.is_some()
             || self.traffic_spike.is_some()
             || self.bulk_access.is_some()
+            || self.new_country.is_some()
     }
 }
 
@@ -164,6 +169,13 @@ impl Builder<'_> {
             let defaults = (50, Duration::from_secs(300));
             self.window_detector(raw, "monitor.bulk_access", defaults, endpoints)
         });
+        let geoip = raw.geoip.as_ref().map(|at| self.path(at, "geoip"));
+        let new_country = raw.new_country.as_ref().map(|at| {
+            if geoip.is_none() {
+                self.problem(at, "monitor.new_country needs monitor.geoip (a .mmdb file)");
+            }
+            self.actions(at.value.actions.as_ref(), "monitor.new_country", endpoints)
+        });
         self.section.clear();
         MonitorConfig {
             queue: usize::try_from(queue).unwrap_or(usize::MAX),
@@ -179,6 +191,8 @@ impl Builder<'_> {
             refused_token_reuse,
             traffic_spike,
             bulk_access,
+            geoip,
+            new_country,
         }
     }
 

@@ -52,6 +52,18 @@ pub struct RawMonitor {
     pub traffic_spike: Option<RawSpike>,
     #[serde(default)]
     pub bulk_access: Option<RawWindowDetector>,
+    #[serde(default)]
+    pub geoip: Option<At<String>>,
+    #[serde(default)]
+    pub new_country: Option<At<RawNewCountry>>,
+}
+
+/// `monitor.new_country:` — a token, client or subject seen from a country it never was.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewCountry {
+    #[serde(default)]
+    pub actions: Option<RawActions>,
 }
 
 /// `monitor.traffic_spike:` — request rates against a ceiling and a baseline.

@@ -8,6 +8,7 @@
 mod alert;
 mod blocklist;
 mod distinct;
+mod geo;
 mod rate;
 mod shared;
 mod window;
@@ -21,6 +22,8 @@ use tokio::task::JoinHandle;
 pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::distinct::DistinctWatch;
+use self::geo::CountryWatch;
+pub use self::geo::GeoIp;
 use self::rate::RateWatch;
 pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::window::SlidingWindow;
@@ -62,6 +65,7 @@ impl Monitor {
         hooks: &Hooks,
         alerter: Option<Alerter>,
         shared: Option<(Publisher, SharedCounter)>,
+        geoip: Option<GeoIp>,
         metrics: Arc<Metrics>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let (shared, counter) = shared.unzip();
@@ -79,7 +83,10 @@ impl Monitor {
             alerts,
             metrics: Arc::clone(&metrics),
         };
-        let detectors = Detectors::new(config, responder, counter);
+        let mut detectors = Detectors::new(config, responder, counter);
+        detectors.countries = geoip
+            .zip(config.new_country.clone())
+            .map(|(geoip, actions)| (geoip, CountryWatch::new(config.max_keys), actions));
         tasks.push(tokio::spawn(detectors.run(records)));
         (Self { queue, metrics }, tasks)
     }
@@ -193,6 +200,7 @@ struct Detectors {
     counter: Option<SharedCounter>,
     spike: Option<(RateWatch<BlockKey>, Actions)>,
     bulk: Option<(DistinctWatch<BlockKey>, Actions)>,
+    countries: Option<(GeoIp, CountryWatch<BlockKey>, Actions)>,
     responder: Responder,
 }
 
@@ -218,6 +226,7 @@ impl Detectors {
             counter,
             spike,
             bulk,
+            countries: None,
             responder,
         }
     }
@@ -266,6 +275,16 @@ impl Detectors {
             for key in identity_keys(record) {
                 if watch.hit(key.clone(), &resource, now) {
                     self.responder.fire("bulk_access", actions, &key);
+                }
+            }
+        }
+        // P-01: the TCP peer's address only, never a forwarded-for header.
+        if let Some((geoip, watch, actions)) = &self.countries
+            && let Some(country) = geoip.country(record.peer)
+        {
+            for key in identity_keys(record) {
+                if watch.hit(key.clone(), &country) {
+                    self.responder.fire("new_country", actions, &key);
                 }
             }
         }

@@ -54,6 +54,8 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
         refused_token_reuse: None,
         traffic_spike: None,
         bulk_access: None,
+        geoip: None,
+        new_country: None,
     };
     let responder = Responder {
         blocks: Arc::clone(&blocks),

@@ -83,6 +83,7 @@ impl Gateway {
             alerter,
             shared_blocks,
             revoker,
+            geoip,
         } = parts;
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
@@ -143,6 +144,7 @@ impl Gateway {
                 &hooks,
                 alerter,
                 shared,
+                geoip,
                 Arc::clone(&metrics),
             );
             sinks.push(Arc::new(monitor));

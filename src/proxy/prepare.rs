@@ -1,7 +1,7 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
 //! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
 //! clients (DPoP replay store, revocation, shared blocks), the revocation sources, the link sealer and the
-//! monitor's alert webhook and RFC 7009 clients. It is built once, and every problem is reported at once as
+//! monitor's alert webhook and RFC 7009 clients and GeoIP database. It is built once, and every problem is reported at once as
 //! `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
 //! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
@@ -17,7 +17,7 @@ use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
 use crate::config::{Config, ConfigError, ConfigProblem, Transport};
-use crate::monitor::{Alerter, SharedBlocks};
+use crate::monitor::{Alerter, GeoIp, SharedBlocks};
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
@@ -37,6 +37,7 @@ pub struct Prepared {
     pub(super) alerter: Option<Alerter>,
     pub(super) shared_blocks: Option<SharedBlocks>,
     pub(super) revoker: Option<Arc<TokenRevoker>>,
+    pub(super) geoip: Option<GeoIp>,
 }
 
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
@@ -102,6 +103,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             .map_err(|err| problems.push(tls_problem(config, "monitor.revoke", &err)))
             .ok()
     });
+    let geoip = config.monitor.geoip.as_ref().and_then(|path| {
+        GeoIp::open(path)
+            .map_err(|err| {
+                let file = path.display().to_string();
+                let message = format!("not a usable .mmdb database: {err}");
+                problems.push(config.origins.problem("monitor.geoip", &file, message));
+            })
+            .ok()
+    });
     let shared_blocks = config.monitor.redis.as_deref().and_then(|url| {
         SharedBlocks::new(
             url,
@@ -132,6 +142,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
                 alerter,
                 shared_blocks,
                 revoker,
+                geoip,
             })
         }
         _ => Err(ConfigError { problems }),

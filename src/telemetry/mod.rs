@@ -124,11 +124,12 @@ pub struct ActionLabels {
 }
 
 /// Every detector the monitor runs, so each reads 0 before it first fires.
-pub const DETECTORS: [&str; 4] = [
+pub const DETECTORS: [&str; 5] = [
     "repeated_failures",
     "refused_token_reuse",
     "traffic_spike",
     "bulk_access",
+    "new_country",
 ];
 /// Every action a detector can take.
 pub const ACTIONS: [&str; 5] = ["log", "alert", "block", "reauthenticate", "revoke"];

@@ -476,3 +476,80 @@ async fn spoofed_forwarded_addresses_never_split_or_redirect_the_count() {
     let response = client.get_with_token("/Patient/123", &token).await;
     assert_denied(&harness, &response, 403, None);
 }
+
+/// A country database: loopback in the US, the documentation networks in France and Germany.
+fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
+    #[derive(serde::Serialize)]
+    struct Record {
+        country: std::collections::BTreeMap<&'static str, &'static str>,
+    }
+    let mut writer = mmdb_writer::Writer::new("GeoIP2-Country");
+    for (net, code) in [
+        ("127.0.0.0/8", "US"),
+        ("198.51.100.0/24", "FR"),
+        ("203.0.113.0/24", "DE"),
+    ] {
+        let record = Record {
+            country: [("iso_code", code)].into(),
+        };
+        let net = net.parse::<mmdb_writer::ipnet::IpNet>().unwrap();
+        writer.insert(net, &record).unwrap();
+    }
+    let path = dir.join("countries.mmdb");
+    std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn forwarded_for_countries_never_trigger_a_geo_finding() {
+    // P-01: one token from one socket, claiming a different country on every request.
+    let geo = tempfile::tempdir().unwrap();
+    let database = country_database(geo.path());
+    let harness = Harness::with(Options {
+        extra: format!(
+            "monitor:\n  geoip: {}\n  new_country:\n    actions:\n      block: 10m\n  traffic_spike:\n    interval: 1h\n    ceiling: 20\n",
+            database.display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    let bearer = format!("Bearer {token}");
+    for n in 0..20 {
+        let spoofed = if n % 2 == 0 {
+            "198.51.100.7"
+        } else {
+            "203.0.113.7"
+        };
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("x-forwarded-for", spoofed),
+        ];
+        let response = client
+            .send(http::Method::GET, "/Patient/123", &headers, Bytes::new())
+            .await;
+        assert_eq!(response.status, 200);
+    }
+    // The 21st request fires the spike detector: every record before it has been looked at.
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
+    )
+    .await;
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "phigate_detector_firings_total{detector=\"new_country\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+}
