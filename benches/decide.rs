@@ -93,6 +93,14 @@ fn bench(c: &mut Criterion) {
         Arc::new(dpop),
         phigate::config::RequestLimits::default(),
         Arc::new(phigate::policy::seal::LinkSealer::new(&[7u8; 32])),
+        // An empty block list: the bench measures its lookups on every request.
+        phigate::monitor::Hooks {
+            blocks: Arc::new(phigate::monitor::BlockList::new(
+                1_000,
+                Duration::from_secs(900),
+            )),
+            revoker: None,
+        },
     );
     let conn = Connection {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),

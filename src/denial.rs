@@ -10,6 +10,7 @@ use http::{HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 
 use crate::binding::BindingFault;
+use crate::monitor::BlockFault;
 use crate::policy::{PathFault, Refusal, RefusalClass};
 use crate::revocation::RevocationFault;
 use crate::token::{CredentialFault, TokenFault};
@@ -29,6 +30,8 @@ pub enum Denial {
     Revocation(RevocationFault),
     /// The audit trail has no room for this request's record (`audit.when_full: refuse`).
     AuditUnavailable,
+    /// The monitor blocked the address, token, client or subject, or demands re-authentication.
+    Blocked(BlockFault),
     /// The path cannot be normalised safely.
     Path(PathFault),
     /// An upstream may serve the path as one another rule decides (letter case, look-alikes).
@@ -140,6 +143,8 @@ impl Denial {
             Self::Revocation(RevocationFault::Revoked) => "revoked",
             Self::Revocation(RevocationFault::Stale) => "revocation_stale",
             Self::AuditUnavailable => "audit_unavailable",
+            Self::Blocked(BlockFault::Blocked) => "blocked",
+            Self::Blocked(BlockFault::ReauthenticationRequired) => "reauthentication_required",
             Self::Path(_) => "path_malformed",
             Self::AmbiguousPath => "path_ambiguous",
             Self::NoMatchingRule => "no_matching_rule",
@@ -241,7 +246,9 @@ impl Denial {
                 | BindingFault::CertificateMismatch
                 | BindingFault::BindingRequired,
             )
-            | Self::Revocation(RevocationFault::Revoked) => (
+            | Self::Revocation(RevocationFault::Revoked)
+            // Like a revocation cut-off: a new token (a new login) is the way back.
+            | Self::Blocked(BlockFault::ReauthenticationRequired) => (
                 S::UNAUTHORIZED,
                 Challenge::Error("invalid_token"),
                 IssueCode::Login,
@@ -264,6 +271,14 @@ impl Denial {
                 Challenge::Error("invalid_request"),
                 IssueCode::Invalid,
                 "The request is malformed",
+            ),
+            // 403, not 401: a new token would be refused just the same while the block lasts,
+            // so no challenge invites the client to fetch one.
+            Self::Blocked(BlockFault::Blocked) => (
+                S::FORBIDDEN,
+                Challenge::None,
+                IssueCode::Forbidden,
+                "The request is not permitted",
             ),
             Self::NoMatchingRule => (
                 S::FORBIDDEN,

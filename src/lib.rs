@@ -13,6 +13,7 @@ pub mod duration;
 pub mod hygiene;
 pub mod jose;
 pub mod mac;
+pub mod monitor;
 pub mod pipeline;
 pub mod policy;
 pub mod proxy;

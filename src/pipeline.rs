@@ -1,7 +1,8 @@
 //! The request decision chain. Every allow or deny is decided here, in this order:
-//! audit room → request hygiene → route → (public? read the body under the unauthenticated
-//! cap) → bearer token → verification → binding → revocation → the whole body (bounded, by a
-//! deadline) → scope authorization. Each step is a small module with its own tests; this file only
+//! audit room → request hygiene → route → blocked address → (public? read the body under the
+//! unauthenticated cap) → bearer token → verification → binding → revocation → blocked token,
+//! client or subject, or re-authentication cut-off → the whole body (bounded, by a deadline) →
+//! scope authorization. Each step is a small module with its own tests; this file only
 //! sequences them. It never forwards anything and never builds a response.
 
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use crate::binding::{self, Binding, DpopChecker};
 use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
+use crate::monitor::Hooks;
 use crate::policy::fhir::FhirDenial;
 use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{
@@ -67,11 +69,13 @@ pub struct Pipeline {
     limits: RequestLimits,
     sealer: Arc<LinkSealer>,
     audit: Option<AuditGate>,
+    monitor: Hooks,
 }
 
 impl Pipeline {
     /// A chain deciding with `policy`, `verifier`, `revocation` and `dpop`, under `limits`;
-    /// `sealer` opens links the upstream handed out earlier.
+    /// `sealer` opens links the upstream handed out earlier; `monitor` holds what the monitor's
+    /// actions refuse.
     pub fn new(
         policy: Arc<PolicyStore>,
         verifier: Arc<Verifier>,
@@ -79,6 +83,7 @@ impl Pipeline {
         dpop: Arc<DpopChecker>,
         limits: RequestLimits,
         sealer: Arc<LinkSealer>,
+        monitor: Hooks,
     ) -> Self {
         Self {
             policy,
@@ -87,6 +92,7 @@ impl Pipeline {
             dpop,
             limits,
             sealer,
+            monitor,
             audit: None,
         }
     }
@@ -150,6 +156,11 @@ impl Pipeline {
         facts.policy_version = Some(Arc::from(policy.version()));
         let route = route(&policy, req, &self.limits)?;
         facts.rule = Some(Arc::from(route.rule_name()));
+        // Before any token work, so a blocked address cannot keep the verifier busy.
+        self.monitor
+            .blocks
+            .check_address(conn.peer.ip())
+            .map_err(Denial::Blocked)?;
         if route.is_public() {
             // No token vouches for this client: whatever it sends is read under the small cap.
             let body = body
@@ -195,6 +206,7 @@ impl Pipeline {
         binding::enforce(required, binding).map_err(Denial::Binding)?;
         facts.binding = Some(binding);
         let digest = *bearer.digest();
+        self.monitor.verified(&verified, &bearer);
         facts.bearer = Some(bearer);
         facts.scheme = Some(scheme);
         if scheme == Scheme::Dpop {
@@ -204,6 +216,10 @@ impl Pipeline {
         self.revocation
             .check(&verified, &digest)
             .map_err(Denial::Revocation)?;
+        self.monitor
+            .blocks
+            .check_token(&verified)
+            .map_err(Denial::Blocked)?;
         // The whole body is read before anything is forwarded, so a framing error is answered
         // as the client's (400) and the upstream never sees half a request.
         let body = body.complete(self.limits.max_body_bytes).await?;

@@ -4,6 +4,7 @@
 //! after start. This module reads files but never opens sockets.
 
 mod error;
+mod monitor;
 mod raw;
 
 use std::net::SocketAddr;
@@ -15,6 +16,9 @@ use http::uri::{Authority, Scheme};
 use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
+pub use self::monitor::{
+    Actions, AlertConfig, MonitorConfig, RevokeConfig, SpikeDetector, WindowDetector,
+};
 use self::raw::{
     At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,
     RawRevocation, RawRevocationSource, RawTokens, RawUpstream,
@@ -48,6 +52,8 @@ pub struct Config {
     pub dpop: DpopConfig,
     /// The tamper-evident audit trail, when configured.
     pub audit: Option<AuditConfig>,
+    /// Detectors and their automatic responses (none when `monitor:` is absent).
+    pub monitor: MonitorConfig,
     /// What loading found questionable but not wrong; the policy's own are
     /// [`PolicyTable::warnings`].
     pub warnings: Vec<ConfigProblem>,
@@ -626,6 +632,7 @@ impl Builder<'_> {
         let dpop = self.dpop(raw.dpop.as_ref().map(|at| &at.value));
         self.check_dpop_reachable(&raw);
         let audit = raw.audit.as_ref().and_then(|raw| self.audit(raw));
+        let monitor = self.monitor(raw.monitor.as_ref());
         let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -653,6 +660,7 @@ impl Builder<'_> {
             revocation,
             dpop,
             audit,
+            monitor,
             warnings: std::mem::take(&mut self.warnings),
             origins: std::mem::take(&mut self.origins),
         })

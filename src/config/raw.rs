@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub dpop: Option<At<RawDpop>>,
     #[serde(default)]
     pub audit: Option<RawAudit>,
+    #[serde(default)]
+    pub monitor: Option<RawMonitor>,
 }
 
 /// `audit:` — the tamper-evident audit trail.
@@ -40,6 +42,108 @@ pub struct RawAudit {
     pub queue: Option<At<u64>>,
     #[serde(default)]
     pub when_full: Option<At<String>>,
+}
+
+/// `monitor:` — detectors over decision records, and what each does when it fires.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMonitor {
+    #[serde(default)]
+    pub queue: Option<At<u64>>,
+    #[serde(default)]
+    pub max_keys: Option<At<u64>>,
+    #[serde(default)]
+    pub alert: Option<RawAlert>,
+    #[serde(default)]
+    pub revoke: Option<RawRevoke>,
+    #[serde(default)]
+    pub redis: Option<At<String>>,
+    #[serde(default)]
+    pub redis_prefix: Option<String>,
+    #[serde(default)]
+    pub repeated_failures: Option<RawWindowDetector>,
+    #[serde(default)]
+    pub refused_token_reuse: Option<RawWindowDetector>,
+    #[serde(default)]
+    pub traffic_spike: Option<RawSpike>,
+    #[serde(default)]
+    pub bulk_access: Option<RawWindowDetector>,
+    #[serde(default)]
+    pub geoip: Option<At<String>>,
+    #[serde(default)]
+    pub new_country: Option<At<RawNewCountry>>,
+}
+
+/// `monitor.new_country:` — a token, client or subject seen from a country it never was.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNewCountry {
+    #[serde(default)]
+    pub actions: Option<RawActions>,
+}
+
+/// `monitor.traffic_spike:` — request rates against a ceiling and a baseline.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpike {
+    #[serde(default)]
+    pub interval: Option<At<String>>,
+    #[serde(default)]
+    pub ceiling: Option<At<u64>>,
+    #[serde(default)]
+    pub factor: Option<At<u64>>,
+    #[serde(default)]
+    pub actions: Option<RawActions>,
+}
+
+/// `monitor.alert:` — the webhook alerts are posted to.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlert {
+    pub webhook: At<String>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub retries: Option<At<u64>>,
+    #[serde(default)]
+    pub queue: Option<At<u64>>,
+}
+
+/// `monitor.revoke:` — the authorization server's RFC 7009 endpoint and our credentials.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevoke {
+    pub endpoint: At<String>,
+    pub client_id: String,
+    pub client_secret_file: At<String>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+}
+
+/// A detector counting events per key over a sliding window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWindowDetector {
+    #[serde(default)]
+    pub threshold: Option<At<u64>>,
+    #[serde(default)]
+    pub window: Option<At<String>>,
+    #[serde(default)]
+    pub actions: Option<RawActions>,
+}
+
+/// What a detector does when it fires; it always logs and counts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawActions {
+    #[serde(default)]
+    pub block: Option<At<String>>,
+    #[serde(default)]
+    pub reauthenticate: Option<bool>,
+    #[serde(default)]
+    pub alert: Option<At<bool>>,
+    #[serde(default)]
+    pub revoke: Option<At<bool>>,
 }
 
 /// `dpop:` — RFC 9449 proof checking.

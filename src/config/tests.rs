@@ -392,3 +392,74 @@ fn the_audit_section_is_checked_at_load() {
     let warned = |w: &ConfigProblem| w.message.contains("serve_unaudited");
     assert!(config.warnings.iter().any(warned), "{:?}", config.warnings);
 }
+
+#[test]
+fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
+    let (_dir, result) = load(GOOD);
+    assert!(!result.unwrap().monitor.is_enabled());
+    let text = GOOD.replace(
+        "policy_file:",
+        "monitor:\n  repeated_failures: {}\npolicy_file:",
+    );
+    let (_dir, result) = load(&text);
+    let monitor = result.unwrap().monitor;
+    assert_eq!(monitor.queue, 10_000);
+    assert_eq!(monitor.max_keys, 100_000);
+    assert_eq!(
+        monitor.repeated_failures,
+        Some(WindowDetector {
+            threshold: 20,
+            window: Duration::from_secs(60),
+            actions: Actions::default(),
+        })
+    );
+    assert!(monitor.refused_token_reuse.is_none());
+    let text = GOOD.replace(
+        "policy_file:",
+        "monitor:\n  refused_token_reuse: {}\npolicy_file:",
+    );
+    let (_dir, result) = load(&text);
+    let reuse = result.unwrap().monitor.refused_token_reuse.unwrap();
+    assert_eq!(
+        (reuse.threshold, reuse.window),
+        (5, Duration::from_secs(600))
+    );
+    for (section, expected) in [
+        (
+            "monitor:\n  repeated_failures:\n    threshold: 5\n    window: 10s\n    actions:\n      block: 15m\n      reauthenticate: true\n",
+            Ok(()),
+        ),
+        (
+            "monitor:\n  repeated_failures:\n    threshold: 0\n",
+            Err("monitor.repeated_failures.threshold must be from 1 to 10000"),
+        ),
+        (
+            "monitor:\n  repeated_failures:\n    actions:\n      block: 0s\n",
+            Err("monitor.repeated_failures.actions.block must be longer than 0s"),
+        ),
+        (
+            "monitor:\n  repeated_failures:\n    actions:\n      alert: true\n",
+            Err("monitor.repeated_failures.actions.alert needs monitor.alert.webhook"),
+        ),
+        (
+            "monitor:\n  alert:\n    webhook: http://127.0.0.1:9/a\n  repeated_failures:\n    actions:\n      alert: true\n",
+            Ok(()),
+        ),
+        (
+            "monitor:\n  alert:\n    webhook: /relative\n",
+            Err("monitor.alert.webhook must be an absolute http:// or https:// URL"),
+        ),
+        ("monitor:\n  redis: redis://127.0.0.1:6379\n", Ok(())),
+        (
+            "monitor:\n  redis: http://127.0.0.1:6379\n",
+            Err("monitor.redis must be a redis:// or rediss:// URL"),
+        ),
+        (
+            "monitor:\n  queue: 0\n",
+            Err("monitor.queue must be from 1 to"),
+        ),
+        ("monitor:\n  repeated_failure: {}\n", Err("unknown field")),
+    ] {
+        check_section(section, expected);
+    }
+}

@@ -108,6 +108,13 @@ fn each_denial_has_its_status_challenge_and_outcome() {
             &["Bearer realm=\"phigate\", error=\"insufficient_scope\""],
             "forbidden",
         ),
+        (Denial::Blocked(BlockFault::Blocked), 403, &[], "forbidden"),
+        (
+            Denial::Blocked(BlockFault::ReauthenticationRequired),
+            401,
+            &[INVALID],
+            "login",
+        ),
         (Denial::MethodNotAllowed, 405, &[], "not-supported"),
         (Denial::MethodOverride, 400, &[BAD_REQUEST], "invalid"),
         (Denial::AmbiguousPath, 400, &[BAD_REQUEST], "invalid"),

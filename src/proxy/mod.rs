@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{AdminServer, Readiness};
 use crate::audit::{self, Trail, WriterFinished};
 use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport};
+use crate::monitor::{BlockList, Hooks, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
 use crate::record::{LogSink, MetricsSink, Sink, Sinks};
@@ -88,6 +89,10 @@ impl Gateway {
             revocation,
             dpop,
             sealer,
+            alerter,
+            shared_blocks,
+            revoker,
+            geoip,
         } = parts;
         let readiness = Arc::new(Readiness {
             serving: AtomicBool::new(true),
@@ -125,6 +130,36 @@ impl Gateway {
             metrics: Arc::clone(&metrics),
         };
         background.push(tokio::spawn(reloader.run()));
+        let hooks = Hooks {
+            blocks: Arc::new(BlockList::new(
+                config.monitor.max_keys.max(1),
+                config.tokens.max_lifetime,
+            )),
+            revoker,
+        };
+        let mut sinks: Vec<Arc<dyn Sink>> = vec![
+            Arc::new(LogSink),
+            Arc::new(MetricsSink(Arc::clone(&metrics))),
+        ];
+        // A replica with no detector of its own still enforces what the others share.
+        let shared = shared_blocks.map(|shared| {
+            let counter = shared.counter();
+            let (publisher, tasks) = shared.spawn(Arc::clone(&hooks.blocks));
+            background.extend(tasks);
+            (publisher, counter)
+        });
+        if config.monitor.is_enabled() {
+            let (monitor, tasks) = Monitor::start(
+                &config.monitor,
+                &hooks,
+                alerter,
+                shared,
+                geoip,
+                Arc::clone(&metrics),
+            );
+            sinks.push(Arc::new(monitor));
+            background.extend(tasks);
+        }
         let mut pipeline = Pipeline::new(
             policy,
             verifier,
@@ -132,11 +167,8 @@ impl Gateway {
             dpop,
             config.listen.limits,
             sealer,
+            hooks,
         );
-        let mut sinks: Vec<Arc<dyn Sink>> = vec![
-            Arc::new(LogSink),
-            Arc::new(MetricsSink(Arc::clone(&metrics))),
-        ];
         let mut audit_finished = None;
         if let Some(trail) = audit {
             pipeline = pipeline.with_audit(trail.gate);

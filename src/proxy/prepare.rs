@@ -1,8 +1,9 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
 //! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
-//! clients (DPoP replay store, revocation), the revocation sources, the link sealer and the
-//! audit trail's folder. It is
-//! built once, and every problem is reported at once as `file:line:column: key: problem`, so
+//! clients (DPoP replay store, revocation, shared blocks), the revocation sources, the link
+//! sealer, the monitor's alert webhook, RFC 7009 client and GeoIP database, and the audit trail's
+//! folder. It is built once, and every problem is reported at once as
+//! `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
 //! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
 //! binds a socket or starts a task.
@@ -17,10 +18,12 @@ use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
 use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, ConfigProblem, Transport};
+use crate::monitor::{Alerter, GeoIp, SharedBlocks};
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
 use crate::tls::{self, TlsError};
+use crate::token::TokenRevoker;
 use crate::token::Verifier;
 
 /// The gateway's parts, built and ready to serve.
@@ -32,6 +35,10 @@ pub struct Prepared {
     pub(super) revocation: Arc<Revocation>,
     pub(super) dpop: Arc<DpopChecker>,
     pub(super) sealer: Arc<LinkSealer>,
+    pub(super) alerter: Option<Alerter>,
+    pub(super) shared_blocks: Option<SharedBlocks>,
+    pub(super) revoker: Option<Arc<TokenRevoker>>,
+    pub(super) geoip: Option<GeoIp>,
 }
 
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
@@ -92,6 +99,41 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     if let Some(problem) = audit_file_problem(config) {
         problems.push(problem);
     }
+    let alerter = config.monitor.alert.as_ref().and_then(|alert| {
+        Alerter::new(alert)
+            .map_err(|err| problems.push(tls_problem(config, "monitor.alert", &err)))
+            .ok()
+    });
+    let revoker = config.monitor.revoke.as_ref().and_then(|revoke| {
+        TokenRevoker::new(revoke, config.tokens.max_lifetime)
+            .map(Arc::new)
+            .map_err(|err| problems.push(tls_problem(config, "monitor.revoke", &err)))
+            .ok()
+    });
+    let geoip = config.monitor.geoip.as_ref().and_then(|path| {
+        GeoIp::open(path)
+            .map_err(|err| {
+                let file = path.display().to_string();
+                let message = format!("not a usable .mmdb database: {err}");
+                problems.push(config.origins.problem("monitor.geoip", &file, message));
+            })
+            .ok()
+    });
+    let shared_blocks = config.monitor.redis.as_deref().and_then(|url| {
+        SharedBlocks::new(
+            url,
+            &config.monitor.redis_prefix,
+            config.tokens.max_lifetime,
+        )
+        .map_err(|err| {
+            problems.push(config.origins.problem(
+                "monitor.redis",
+                url,
+                format!("not a usable Redis URL: {err}"),
+            ));
+        })
+        .ok()
+    });
     match (verifier, forwarder, revocation, dpop, sealer) {
         (Some(verifier), Some(forwarder), Some(revocation), Some(dpop), Some(sealer))
             if problems.is_empty() =>
@@ -104,6 +146,10 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
                 revocation: Arc::new(revocation),
                 dpop: Arc::new(dpop),
                 sealer,
+                alerter,
+                shared_blocks,
+                revoker,
+                geoip,
             })
         }
         _ => Err(ConfigError { problems }),

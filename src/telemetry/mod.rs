@@ -128,7 +128,37 @@ pub struct Metrics {
     audit_refused: Counter,
     audit_dropped: Counter,
     audit_write_errors: Counter,
+    detector_firings: Family<DetectorLabels, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    monitor_dropped: Counter,
 }
+
+/// Labels of one detector firing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetectorLabels {
+    /// One of [`DETECTORS`].
+    pub detector: &'static str,
+}
+
+/// Labels of one automatic-response action.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// One of [`ACTIONS`].
+    pub action: &'static str,
+    /// `ok` or `error`.
+    pub result: &'static str,
+}
+
+/// Every detector the monitor runs, so each reads 0 before it first fires.
+pub const DETECTORS: [&str; 5] = [
+    "repeated_failures",
+    "refused_token_reuse",
+    "traffic_spike",
+    "bulk_access",
+    "new_country",
+];
+/// Every action a detector can take.
+pub const ACTIONS: [&str; 5] = ["log", "alert", "block", "reauthenticate", "revoke"];
 
 /// Labels of a connection refused by the HTTP layer before any request was decided.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -256,6 +286,9 @@ impl Metrics {
             audit_refused: Counter::default(),
             audit_dropped: Counter::default(),
             audit_write_errors: Counter::default(),
+            detector_firings: Family::default(),
+            actions: Family::default(),
+            monitor_dropped: Counter::default(),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -409,6 +442,21 @@ impl Metrics {
             "Audit writes that failed and were retried",
             self.audit_write_errors.clone(),
         );
+        registry.register(
+            "detector_firings",
+            "Times a monitor detector fired, by detector",
+            self.detector_firings.clone(),
+        );
+        registry.register(
+            "actions",
+            "Automatic-response actions taken, by action and result",
+            self.actions.clone(),
+        );
+        registry.register(
+            "monitor_records_dropped",
+            "Decision records the monitor dropped because its queue was full",
+            self.monitor_dropped.clone(),
+        );
     }
 
     /// Creates every series whose labels are fixed, so each reads 0 before its first event.
@@ -439,6 +487,37 @@ impl Metrics {
                     .get_or_create(&HandshakeFailureLabels { reason }),
             );
         }
+        for detector in DETECTORS {
+            drop(
+                self.detector_firings
+                    .get_or_create(&DetectorLabels { detector }),
+            );
+        }
+        for action in ACTIONS {
+            for result in ["ok", "error"] {
+                drop(self.actions.get_or_create(&ActionLabels { action, result }));
+            }
+        }
+    }
+
+    /// Counts one firing of `detector`.
+    pub fn record_detector_firing(&self, detector: &'static str) {
+        self.detector_firings
+            .get_or_create(&DetectorLabels { detector })
+            .inc();
+    }
+
+    /// Counts one action and whether it succeeded.
+    pub fn record_action(&self, action: &'static str, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.actions
+            .get_or_create(&ActionLabels { action, result })
+            .inc();
+    }
+
+    /// Counts a decision record the monitor had no room for.
+    pub fn record_monitor_dropped(&self) {
+        self.monitor_dropped.inc();
     }
 
     /// Counts a request as in flight until the returned guard is dropped.

@@ -177,6 +177,6 @@ const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_');
 
-fn form_encode(text: &str) -> String {
+pub(super) fn form_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, FORM).to_string()
 }

@@ -10,6 +10,7 @@ mod digest;
 mod identity;
 mod introspection;
 pub mod jwks;
+mod revoke;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use self::digest::TokenDigest;
 pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
 use self::jwks::{IssuerKeys, KeySet};
+pub use self::revoke::{RevokeOutcome, TokenRevoker};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::{self, compact::JwsFault};
 use crate::telemetry::Metrics;

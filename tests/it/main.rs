@@ -24,6 +24,7 @@ mod forwarding;
 mod hygiene;
 mod introspection;
 mod jwks;
+mod monitor;
 mod policy;
 mod reload;
 mod revocation;

@@ -1,0 +1,347 @@
+//! The `monitor:` section: which detectors run, their thresholds (each with a documented
+//! default), and what each does when it fires. A detector is on only when its key is present,
+//! so an upgrade never starts blocking clients nobody asked to watch.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Builder;
+use super::raw::{At, RawActions, RawAlert, RawMonitor, RawRevoke, RawSpike, RawWindowDetector};
+
+/// Detectors and their actions.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorConfig {
+    /// Decision records queued for the detectors before new ones are dropped (default 10 000).
+    pub queue: usize,
+    /// Keys (addresses, clients, tokens) each detector tracks at once (default 100 000).
+    pub max_keys: u64,
+    /// Where the alert action posts its events.
+    pub alert: Option<AlertConfig>,
+    /// The authorization server's RFC 7009 endpoint, for the revoke action.
+    pub revoke: Option<RevokeConfig>,
+    /// Redis shared by every replica for blocks and cut-offs.
+    pub redis: Option<String>,
+    /// The prefix of the shared keys and channel (default `phigate:monitor`).
+    pub redis_prefix: String,
+    /// Authentication and authorisation denials per source address and per client.
+    pub repeated_failures: Option<WindowDetector>,
+    /// A revoked or blocked token presented again, per token and per client.
+    pub refused_token_reuse: Option<WindowDetector>,
+    /// A token's, client's or subject's request rate above a ceiling or far above its baseline.
+    pub traffic_spike: Option<SpikeDetector>,
+    /// Distinct resources one token, client or subject reads within a window.
+    pub bulk_access: Option<WindowDetector>,
+    /// The MaxMind `.mmdb` country database.
+    pub geoip: Option<PathBuf>,
+    /// A token, client or subject seen from a new country (needs `geoip`); its actions.
+    pub new_country: Option<Actions>,
+}
+
+/// Request rates per interval against a ceiling and an EWMA baseline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpikeDetector {
+    /// The counting interval (default 10 s).
+    pub interval: Duration,
+    /// Requests per interval that always fire (default 1 000).
+    pub ceiling: u64,
+    /// Times its own baseline a key must exceed to fire (default 10).
+    pub factor: u32,
+    /// What firing does.
+    pub actions: Actions,
+}
+
+impl MonitorConfig {
+    /// Whether any detector runs.
+    pub fn is_enabled(&self) -> bool {
+        self.repeated_failures.is_some()
+            || self.refused_token_reuse.is_some()
+            || self.traffic_spike.is_some()
+            || self.bulk_access.is_some()
+            || self.new_country.is_some()
+    }
+}
+
+/// The alert webhook.
+#[derive(Debug, Clone)]
+pub struct AlertConfig {
+    /// The `http://` or `https://` URL events are POSTed to.
+    pub webhook: http::Uri,
+    /// A CA file for the webhook's certificate (else the web PKI roots).
+    pub ca_file: Option<PathBuf>,
+    /// Attempts after the first (default 3), with exponential backoff from 200 ms.
+    pub retries: u32,
+    /// Events waiting for delivery before new ones are dropped (default 1 000).
+    pub queue: usize,
+}
+
+/// RFC 7009 revocation at the authorization server.
+#[derive(Debug, Clone)]
+pub struct RevokeConfig {
+    /// The revocation endpoint.
+    pub endpoint: http::Uri,
+    /// Our client id there.
+    pub client_id: String,
+    /// Our client secret there (from a file).
+    pub client_secret: String,
+    /// A CA file for the endpoint's certificate (else the web PKI roots).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A detector that fires when a key reaches `threshold` events within `window`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowDetector {
+    /// Events within the window that fire the detector.
+    pub threshold: u32,
+    /// The sliding window.
+    pub window: Duration,
+    /// What firing does.
+    pub actions: Actions,
+}
+
+/// What a detector does when it fires, beyond the log line and the metric it always gets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actions {
+    /// Block the offending key for this long.
+    pub block: Option<Duration>,
+    /// Refuse the offending client's or subject's tokens issued before the firing.
+    pub reauthenticate: bool,
+    /// POST an event to `monitor.alert.webhook`.
+    pub alert: bool,
+    /// Revoke the token that fired at the authorization server (RFC 7009), once per `jti`.
+    pub revoke: bool,
+}
+
+/// Which endpoints the actions may use.
+#[derive(Debug, Clone, Copy)]
+struct Endpoints {
+    webhook: bool,
+    revoke: bool,
+}
+
+/// The default queue and key bounds.
+const DEFAULT_QUEUE: u64 = 10_000;
+const DEFAULT_MAX_KEYS: u64 = 100_000;
+/// A window keeps one timestamp per event up to the threshold, for every key it tracks: this
+/// caps that memory.
+const MAX_THRESHOLD: u64 = 10_000;
+
+impl Builder<'_> {
+    pub(super) fn monitor(&mut self, raw: Option<&RawMonitor>) -> MonitorConfig {
+        let Some(raw) = raw else {
+            return MonitorConfig::default();
+        };
+        self.section = "monitor".into();
+        let queue = self.count(raw.queue.as_ref(), "monitor.queue", DEFAULT_QUEUE, u64::MAX);
+        let max_keys = self.count(
+            raw.max_keys.as_ref(),
+            "monitor.max_keys",
+            DEFAULT_MAX_KEYS,
+            u64::MAX,
+        );
+        let alert = raw.alert.as_ref().and_then(|raw| self.alert(raw));
+        let revoke = raw.revoke.as_ref().and_then(|raw| self.revoke(raw));
+        let endpoints = Endpoints {
+            webhook: alert.is_some(),
+            revoke: revoke.is_some(),
+        };
+        let redis = raw.redis.as_ref().and_then(|at| {
+            if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
+                self.remember(at, "redis", at.value.clone());
+                Some(at.value.clone())
+            } else {
+                self.problem(at, "monitor.redis must be a redis:// or rediss:// URL");
+                None
+            }
+        });
+        let repeated_failures = raw.repeated_failures.as_ref().map(|raw| {
+            let defaults = (20, Duration::from_secs(60));
+            self.window_detector(raw, "monitor.repeated_failures", defaults, endpoints)
+        });
+        let refused_token_reuse = raw.refused_token_reuse.as_ref().map(|raw| {
+            let defaults = (5, Duration::from_secs(600));
+            self.window_detector(raw, "monitor.refused_token_reuse", defaults, endpoints)
+        });
+        let traffic_spike = raw
+            .traffic_spike
+            .as_ref()
+            .map(|raw| self.spike(raw, endpoints));
+        let bulk_access = raw.bulk_access.as_ref().map(|raw| {
+            let defaults = (50, Duration::from_secs(300));
+            self.window_detector(raw, "monitor.bulk_access", defaults, endpoints)
+        });
+        let geoip = raw.geoip.as_ref().map(|at| self.path(at, "geoip"));
+        let new_country = raw.new_country.as_ref().map(|at| {
+            if geoip.is_none() {
+                self.problem(at, "monitor.new_country needs monitor.geoip (a .mmdb file)");
+            }
+            self.actions(at.value.actions.as_ref(), "monitor.new_country", endpoints)
+        });
+        self.section.clear();
+        MonitorConfig {
+            queue: usize::try_from(queue).unwrap_or(usize::MAX),
+            max_keys,
+            alert,
+            revoke,
+            redis,
+            redis_prefix: raw
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| "phigate:monitor".to_owned()),
+            repeated_failures,
+            refused_token_reuse,
+            traffic_spike,
+            bulk_access,
+            geoip,
+            new_country,
+        }
+    }
+
+    fn spike(&mut self, raw: &RawSpike, endpoints: Endpoints) -> SpikeDetector {
+        let key = "monitor.traffic_spike";
+        let ceiling = self.count(
+            raw.ceiling.as_ref(),
+            &format!("{key}.ceiling"),
+            1_000,
+            u64::MAX,
+        );
+        let factor = self.count(raw.factor.as_ref(), &format!("{key}.factor"), 10, 1_000);
+        SpikeDetector {
+            interval: self.duration(
+                raw.interval.as_ref(),
+                &format!("{key}.interval"),
+                Duration::from_secs(10),
+            ),
+            ceiling,
+            factor: u32::try_from(factor).unwrap_or(10),
+            actions: self.actions(raw.actions.as_ref(), key, endpoints),
+        }
+    }
+
+    fn revoke(&mut self, raw: &RawRevoke) -> Option<RevokeConfig> {
+        let endpoint = raw
+            .endpoint
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| {
+                "monitor.revoke.endpoint must be an absolute http:// or https:// URL".to_owned()
+            });
+        let endpoint = self.check(&raw.endpoint, endpoint);
+        let secret_path = self.path(&raw.client_secret_file, "revoke.client_secret_file");
+        let secret = std::fs::read_to_string(&secret_path)
+            .map(|s| s.trim().to_owned())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                "monitor.revoke.client_secret_file cannot be read or is empty".to_owned()
+            });
+        let client_secret = self.check(&raw.client_secret_file, secret);
+        Some(RevokeConfig {
+            endpoint: endpoint?,
+            client_id: raw.client_id.clone(),
+            client_secret: client_secret?,
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .map(|ca| self.path(ca, "revoke.ca_file")),
+        })
+    }
+
+    fn alert(&mut self, raw: &RawAlert) -> Option<AlertConfig> {
+        let webhook = raw
+            .webhook
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| {
+                "monitor.alert.webhook must be an absolute http:// or https:// URL".to_owned()
+            });
+        let webhook = self.check(&raw.webhook, webhook)?;
+        let retries = match &raw.retries {
+            Some(at) => {
+                let parsed = (at.value <= 10)
+                    .then_some(at.value)
+                    .ok_or_else(|| "monitor.alert.retries must be at most 10".to_owned());
+                self.check(at, parsed).unwrap_or(3)
+            }
+            None => 3,
+        };
+        let queue = self.count(raw.queue.as_ref(), "monitor.alert.queue", 1_000, u64::MAX);
+        Some(AlertConfig {
+            webhook,
+            ca_file: raw
+                .ca_file
+                .as_ref()
+                .map(|ca| self.path(ca, "alert.ca_file")),
+            retries: u32::try_from(retries).unwrap_or(3),
+            queue: usize::try_from(queue).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn window_detector(
+        &mut self,
+        raw: &RawWindowDetector,
+        key: &str,
+        (threshold, window): (u64, Duration),
+        endpoints: Endpoints,
+    ) -> WindowDetector {
+        let threshold = self.count(
+            raw.threshold.as_ref(),
+            &format!("{key}.threshold"),
+            threshold,
+            MAX_THRESHOLD,
+        );
+        WindowDetector {
+            threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
+            window: self.duration(raw.window.as_ref(), &format!("{key}.window"), window),
+            actions: self.actions(raw.actions.as_ref(), key, endpoints),
+        }
+    }
+
+    fn actions(&mut self, raw: Option<&RawActions>, key: &str, endpoints: Endpoints) -> Actions {
+        let Some(raw) = raw else {
+            return Actions::default();
+        };
+        if let Some(at) = raw
+            .alert
+            .as_ref()
+            .filter(|at| at.value && !endpoints.webhook)
+        {
+            self.problem(
+                at,
+                format!("{key}.actions.alert needs monitor.alert.webhook to post to"),
+            );
+        }
+        if let Some(at) = raw
+            .revoke
+            .as_ref()
+            .filter(|at| at.value && !endpoints.revoke)
+        {
+            self.problem(
+                at,
+                format!("{key}.actions.revoke needs monitor.revoke.endpoint to call"),
+            );
+        }
+        Actions {
+            block: raw
+                .block
+                .as_ref()
+                .map(|at| self.duration(Some(at), &format!("{key}.actions.block"), Duration::ZERO)),
+            reauthenticate: raw.reauthenticate.unwrap_or(false),
+            alert: raw.alert.as_ref().is_some_and(|at| at.value),
+            revoke: raw.revoke.as_ref().is_some_and(|at| at.value),
+        }
+    }
+
+    /// A count from 1 to `max`.
+    fn count(&mut self, at: Option<&At<u64>>, key: &str, default: u64, max: u64) -> u64 {
+        let Some(at) = at else { return default };
+        let parsed = (1..=max)
+            .contains(&at.value)
+            .then_some(at.value)
+            .ok_or_else(|| format!("{key} must be from 1 to {max}"));
+        self.check(at, parsed).unwrap_or(default)
+    }
+}

@@ -1,0 +1,400 @@
+//! Real-time detection with automatic response. [`Monitor`] is a decision-record sink: it only
+//! queues each record (bounded; a full queue drops the record and counts it) for one task that
+//! runs the configured detectors and, when one fires, its actions. Detectors never deny a
+//! request themselves: their actions write the [`BlockList`], which the decision chain reads as
+//! one of its steps. Every firing and every action is logged and counted. Addresses are only
+//! ever the TCP peer's, never a client-supplied header (P-01).
+
+mod alert;
+mod blocklist;
+mod distinct;
+mod geo;
+mod rate;
+mod shared;
+mod window;
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+pub use self::alert::{AlertQueue, Alerter};
+pub use self::blocklist::{BlockFault, BlockKey, BlockList};
+use self::distinct::DistinctWatch;
+use self::geo::CountryWatch;
+pub use self::geo::GeoIp;
+use self::rate::RateWatch;
+pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
+use self::window::SlidingWindow;
+use crate::config::{Actions, MonitorConfig, WindowDetector};
+use crate::record::{DecisionRecord, Sink};
+use crate::telemetry::Metrics;
+use crate::token::{BearerToken, Jti, RevokeOutcome, TokenRevoker, VerifiedToken};
+
+/// What the decision chain shares with the monitor: the block list it reads, and the revoker
+/// it hands verified tokens to (only while a revoke action is configured).
+#[derive(Clone)]
+pub struct Hooks {
+    /// Blocks and cut-offs the chain enforces.
+    pub blocks: Arc<BlockList>,
+    /// RFC 7009 revocation, when configured.
+    pub revoker: Option<Arc<TokenRevoker>>,
+}
+
+impl Hooks {
+    /// Remembers a verified token for a later revoke action.
+    pub fn verified(&self, token: &VerifiedToken, bearer: &BearerToken) {
+        if let Some(revoker) = &self.revoker {
+            revoker.remember(token, bearer);
+        }
+    }
+}
+
+/// The sink half: queues records for the detectors' task.
+pub struct Monitor {
+    queue: mpsc::Sender<DecisionRecord>,
+    metrics: Arc<Metrics>,
+}
+
+impl Monitor {
+    /// The sink and the tasks that run the detectors of `config`, acting through `hooks`, and
+    /// deliver their alerts through `alerter`; `shared` carries blocks to the other replicas.
+    pub fn start(
+        config: &MonitorConfig,
+        hooks: &Hooks,
+        alerter: Option<Alerter>,
+        shared: Option<(Publisher, SharedCounter)>,
+        geoip: Option<GeoIp>,
+        metrics: Arc<Metrics>,
+    ) -> (Self, Vec<JoinHandle<()>>) {
+        let (shared, counter) = shared.unzip();
+        let mut tasks = Vec::new();
+        let alerts = alerter.map(|alerter| {
+            let (alerts, task) = alerter.spawn(Arc::clone(&metrics));
+            tasks.push(task);
+            alerts
+        });
+        let (queue, records) = mpsc::channel(config.queue.max(1));
+        let responder = Responder {
+            blocks: Arc::clone(&hooks.blocks),
+            revoker: hooks.revoker.clone(),
+            shared,
+            alerts,
+            metrics: Arc::clone(&metrics),
+        };
+        let mut detectors = Detectors::new(config, responder, counter);
+        detectors.countries = geoip
+            .zip(config.new_country.clone())
+            .map(|(geoip, actions)| (geoip, CountryWatch::new(config.max_keys), actions));
+        tasks.push(tokio::spawn(detectors.run(records)));
+        (Self { queue, metrics }, tasks)
+    }
+}
+
+impl Sink for Monitor {
+    fn record(&self, record: &DecisionRecord) {
+        // The request must never wait for detection: when the task lags, records are dropped.
+        // The queued copy gives back the audit room: a lagging monitor must not fill the trail.
+        let queued = DecisionRecord {
+            slot: None,
+            ..record.clone()
+        };
+        if self.queue.try_send(queued).is_err() {
+            self.metrics.record_monitor_dropped();
+        }
+    }
+}
+
+/// What a windowed detector counts, and against which keys.
+#[derive(Debug, Clone, Copy)]
+enum Counted {
+    /// Authentication and authorisation denials, per address and per client.
+    RepeatedFailures,
+    /// A revoked or blocked token presented again, per token and per client.
+    RefusedTokenReuse,
+}
+
+impl Counted {
+    /// The detector's name in configuration, logs and metrics.
+    fn name(self) -> &'static str {
+        match self {
+            Self::RepeatedFailures => "repeated_failures",
+            Self::RefusedTokenReuse => "refused_token_reuse",
+        }
+    }
+
+    /// The keys `record` counts against (none when it does not count).
+    fn keys(self, record: &DecisionRecord) -> Vec<BlockKey> {
+        let identity = record.identity.as_ref();
+        let client = identity
+            .and_then(|i| i.client_id.clone())
+            .map(BlockKey::Client);
+        match self {
+            // Refusals by the block list itself are left out, so a block is not extended by the
+            // very requests it refuses; `refused_token_reuse` watches those.
+            Self::RepeatedFailures
+                if record.decision == "deny"
+                    && matches!(record.status, 401 | 403)
+                    && !is_block_refusal(record.reason) =>
+            {
+                std::iter::once(BlockKey::Address(record.peer))
+                    .chain(client)
+                    .collect()
+            }
+            Self::RefusedTokenReuse
+                if record.reason == "revoked" || is_block_refusal(record.reason) =>
+            {
+                let token = identity.and_then(|i| i.jti.clone()).map(BlockKey::Token);
+                token.into_iter().chain(client).collect()
+            }
+            Self::RepeatedFailures | Self::RefusedTokenReuse => Vec::new(),
+        }
+    }
+}
+
+/// The token, client and subject a record names.
+fn identity_keys(record: &DecisionRecord) -> Vec<BlockKey> {
+    let Some(identity) = &record.identity else {
+        return Vec::new();
+    };
+    let token = identity.jti.clone().map(BlockKey::Token);
+    let client = identity.client_id.clone().map(BlockKey::Client);
+    let subject = identity.subject.clone().map(BlockKey::Subject);
+    token.into_iter().chain(client).chain(subject).collect()
+}
+
+/// The resource an allowed FHIR request named (`Patient/123`), if it named one.
+fn resource_read(record: &DecisionRecord) -> Option<String> {
+    let fhir = record
+        .fhir
+        .as_ref()
+        .filter(|_| record.decision == "allow")?;
+    let id = fhir.resource_id.as_deref()?;
+    Some(format!(
+        "{}/{id}",
+        fhir.resource_type.as_deref().unwrap_or("")
+    ))
+}
+
+/// A refusal the block list made.
+fn is_block_refusal(reason: &str) -> bool {
+    matches!(reason, "blocked" | "reauthentication_required")
+}
+
+/// One windowed detector's state and settings.
+struct Windowed {
+    counted: Counted,
+    counts: SlidingWindow<BlockKey>,
+    actions: Actions,
+}
+
+impl Windowed {
+    fn new(counted: Counted, config: Option<&WindowDetector>, max_keys: u64) -> Option<Self> {
+        config.map(|config| Self {
+            counted,
+            counts: SlidingWindow::new(config.threshold, config.window, max_keys),
+            actions: config.actions.clone(),
+        })
+    }
+}
+
+/// Every configured detector, and what their actions write to.
+struct Detectors {
+    windowed: Vec<Windowed>,
+    counter: Option<SharedCounter>,
+    spike: Option<(RateWatch<BlockKey>, Actions)>,
+    bulk: Option<(DistinctWatch<BlockKey>, Actions)>,
+    countries: Option<(GeoIp, CountryWatch<BlockKey>, Actions)>,
+    responder: Responder,
+}
+
+impl Detectors {
+    fn new(config: &MonitorConfig, responder: Responder, counter: Option<SharedCounter>) -> Self {
+        let windowed = [
+            (Counted::RepeatedFailures, &config.repeated_failures),
+            (Counted::RefusedTokenReuse, &config.refused_token_reuse),
+        ]
+        .into_iter()
+        .filter_map(|(counted, c)| Windowed::new(counted, c.as_ref(), config.max_keys))
+        .collect();
+        let spike = config.traffic_spike.as_ref().map(|c| {
+            let watch = RateWatch::new(c.interval, c.ceiling, c.factor, config.max_keys);
+            (watch, c.actions.clone())
+        });
+        let bulk = config.bulk_access.as_ref().map(|c| {
+            let watch = DistinctWatch::new(c.threshold, c.window, config.max_keys);
+            (watch, c.actions.clone())
+        });
+        Self {
+            windowed,
+            counter,
+            spike,
+            bulk,
+            countries: None,
+            responder,
+        }
+    }
+
+    async fn run(self, mut records: mpsc::Receiver<DecisionRecord>) {
+        while let Some(record) = records.recv().await {
+            self.observe(&record, Instant::now()).await;
+        }
+    }
+
+    /// Counts `key` for a windowed detector: across replicas when Redis is shared, and in this
+    /// process when it is not (or cannot be reached, so detection never stops).
+    async fn count(&self, detector: &Windowed, key: &BlockKey, now: Instant) -> bool {
+        if let Some(counter) = &self.counter {
+            let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
+            match counter
+                .hit(detector.counted.name(), key, window, threshold)
+                .await
+            {
+                Ok(fired) => return fired,
+                Err(err) => {
+                    tracing::warn!(error = %err, "shared failure count unavailable; counting locally")
+                }
+            }
+        }
+        detector.counts.hit(key.clone(), now)
+    }
+
+    async fn observe(&self, record: &DecisionRecord, now: Instant) {
+        for detector in &self.windowed {
+            for key in detector.counted.keys(record) {
+                if self.count(detector, &key, now).await {
+                    self.responder
+                        .fire(detector.counted.name(), &detector.actions, &key);
+                }
+            }
+        }
+        if let Some((watch, actions)) = &self.spike {
+            for key in identity_keys(record) {
+                if watch.hit(key.clone(), now) {
+                    self.responder.fire("traffic_spike", actions, &key);
+                }
+            }
+        }
+        if let Some(((watch, actions), resource)) = self.bulk.as_ref().zip(resource_read(record)) {
+            for key in identity_keys(record) {
+                if watch.hit(key.clone(), &resource, now) {
+                    self.responder.fire("bulk_access", actions, &key);
+                }
+            }
+        }
+        // P-01: the TCP peer's address only, never a forwarded-for header.
+        if let Some((geoip, watch, actions)) = &self.countries
+            && let Some(country) = geoip.country(record.peer)
+        {
+            for key in identity_keys(record) {
+                if watch.hit(key.clone(), &country) {
+                    self.responder.fire("new_country", actions, &key);
+                }
+            }
+        }
+    }
+}
+
+/// Carries out a detector's actions.
+struct Responder {
+    blocks: Arc<BlockList>,
+    revoker: Option<Arc<TokenRevoker>>,
+    shared: Option<Publisher>,
+    alerts: Option<AlertQueue>,
+    metrics: Arc<Metrics>,
+}
+
+impl Responder {
+    /// Applies `update` here at once, then shares it with the other replicas.
+    fn apply(&self, update: Update) {
+        if let Some(shared) = &self.shared {
+            shared.publish(update.clone());
+        }
+        update.apply(&self.blocks);
+    }
+
+    /// Logs and counts a firing, then takes the detector's actions, in order.
+    fn fire(&self, detector: &'static str, actions: &Actions, key: &BlockKey) {
+        self.metrics.record_detector_firing(detector);
+        tracing::warn!(
+            monitor.detector = detector,
+            monitor.key.kind = key.kind(),
+            monitor.key = %key.value(),
+            "detector fired"
+        );
+        self.metrics.record_action("log", true);
+        let mut taken = vec!["log"];
+        if let Some(period) = actions.block {
+            taken.push("block");
+            self.enforce(detector, "block", Update::Block(key.clone(), period));
+        }
+        // A cut-off refuses tokens by client or subject; an address has no tokens to refuse.
+        if actions.reauthenticate && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_)) {
+            taken.push("reauthenticate");
+            self.enforce(
+                detector,
+                "reauthenticate",
+                Update::Cutoff(key.clone(), unix_now()),
+            );
+        }
+        // RFC 7009 takes a token, so only a firing on a token can revoke.
+        if let (BlockKey::Token(jti), true) = (key, actions.revoke) {
+            taken.push("revoke");
+            self.revoke(detector, jti);
+        }
+        // Counted when delivered or given up on, by the alert task.
+        if let Some(alerts) = self.alerts.as_ref().filter(|_| actions.alert) {
+            alerts.send(serde_json::json!({
+                "source": "phigate",
+                "detector": detector,
+                "key": {"kind": key.kind(), "value": key.value()},
+                "actions": taken,
+                "time": unix_now(),
+            }));
+        }
+    }
+
+    /// Applies a block or cut-off (here and, when shared, everywhere), logged and counted.
+    fn enforce(&self, detector: &'static str, action: &'static str, update: Update) {
+        tracing::warn!(
+            monitor.detector = detector,
+            monitor.action = action,
+            monitor.update = ?update,
+            "block list updated"
+        );
+        self.apply(update);
+        self.metrics.record_action(action, true);
+    }
+
+    /// Revokes `jti` at the authorization server off this task; at most once per `jti`, so a
+    /// repeat is neither sent nor counted (P-03).
+    fn revoke(&self, detector: &'static str, jti: &Jti) {
+        let Some(revoker) = &self.revoker else { return };
+        let (revoker, jti, metrics) = (Arc::clone(revoker), jti.clone(), Arc::clone(&self.metrics));
+        tokio::spawn(async move {
+            let outcome = revoker.revoke(&jti).await;
+            if outcome == RevokeOutcome::AlreadyDone {
+                return;
+            }
+            metrics.record_action("revoke", outcome == RevokeOutcome::Revoked);
+            tracing::warn!(
+                monitor.detector = detector,
+                monitor.action = "revoke",
+                token.jti = jti.as_str(),
+                monitor.outcome = ?outcome,
+                "token revocation at the authorization server"
+            );
+        });
+    }
+}
+
+/// Seconds since the epoch (wall clock, compared with tokens' `iat`).
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,555 @@
+//! Monitoring and automatic response end to end: a detector fed by decision records fires, its
+//! actions write the block list, and the decision chain then refuses what was blocked — with
+//! nothing reaching the upstream. Waits are on events (the firing counted on `/metrics`), never
+//! on timings.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::json;
+
+use crate::support::{Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak, eventually};
+
+/// A gateway whose repeated-failures detector fires at 3 failures and takes `actions`.
+async fn repeated_failures(actions: &str) -> Harness {
+    Harness::with(Options {
+        extra: format!(
+            "monitor:\n  repeated_failures:\n    threshold: 3\n    window: 60s\n    actions:\n{actions}"
+        ),
+        ..Options::default()
+    })
+    .await
+}
+
+/// Waits until `/metrics` shows the series `line` (name, labels and value).
+async fn wait_metric(harness: &Harness, line: &str) {
+    eventually(Duration::from_secs(15), || async {
+        harness
+            .admin_get("/metrics")
+            .await
+            .1
+            .lines()
+            .any(|l| l == line)
+    })
+    .await;
+}
+
+/// A local HTTP endpoint that records every request body, refusing the first `failures` with 503.
+struct Recorder {
+    addr: SocketAddr,
+    bodies: Arc<Mutex<Vec<Bytes>>>,
+}
+
+impl Recorder {
+    async fn start(failures: usize) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&bodies);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = Arc::clone(&seen);
+                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        let body = request.into_body().collect().await.unwrap().to_bytes();
+                        let count = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(body);
+                            seen.len()
+                        };
+                        let status = if count <= failures { 503 } else { 200 };
+                        let response = http::Response::builder()
+                            .status(status)
+                            .body(Full::new(Bytes::new()))
+                            .unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                tokio::spawn(async move {
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _ = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self { addr, bodies }
+    }
+
+    fn bodies(&self) -> Vec<Bytes> {
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+const FIRED_ONCE: &str = "phigate_detector_firings_total{detector=\"repeated_failures\"} 1";
+
+#[tokio::test]
+async fn repeated_failures_block_the_address_and_then_refuse_a_valid_token_as_blocked() {
+    let harness = repeated_failures("      block: 10m\n").await;
+    // Every series is there before anything fires, so an alert rule sees the first firing.
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    for line in [
+        "phigate_detector_firings_total{detector=\"repeated_failures\"} 0",
+        "phigate_actions_total{action=\"block\",result=\"ok\"} 0",
+        "phigate_actions_total{action=\"reauthenticate\",result=\"error\"} 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing");
+    }
+    let client = harness.client();
+    for _ in 0..3 {
+        let response = client.get_with_token("/Patient/123", "not-a-token").await;
+        assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    }
+    wait_metric(&harness, FIRED_ONCE).await;
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"block\",result=\"ok\"} 1",
+    )
+    .await;
+
+    let token = harness.token("user/Patient.r");
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_denied(&harness, &response, 403, None);
+    assert_no_leak(&response, &[&token, "127.0.0.1"]);
+    // A blocked address is refused even where no token is needed.
+    assert_denied(&harness, &client.get("/metadata").await, 403, None);
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("decision=\"deny\",reason=\"blocked\"} "),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn reauthentication_refuses_older_tokens_and_accepts_newer_ones() {
+    let harness = repeated_failures("      reauthenticate: true\n").await;
+    let client = harness.client();
+    // The token verifies, so its failures count against its client as well as the address.
+    let wrong_scope = harness.token("user/Observation.r");
+    for _ in 0..3 {
+        let response = client.get_with_token("/Patient/123", &wrong_scope).await;
+        assert_eq!(response.status, 403);
+    }
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"reauthenticate\",result=\"ok\"} 1",
+    )
+    .await;
+
+    // P-05: issued before the cut-off refused, without `iat` refused, after it allowed.
+    let now = harness.claims("x")["iat"].as_i64().unwrap();
+    let mint = |iat: Option<i64>| {
+        let mut claims = harness.claims("user/Patient.r");
+        match iat {
+            Some(iat) => claims["iat"] = json!(iat),
+            None => drop(claims.as_object_mut().unwrap().remove("iat")),
+        }
+        harness.mint(&claims)
+    };
+    for token in [mint(Some(now - 5)), mint(None)] {
+        let response = client.get_with_token("/Patient/123", &token).await;
+        assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+        assert_no_leak(&response, &[&token]);
+    }
+    // Tokens carry whole seconds, so "after the cut-off" is the next second.
+    let newer = mint(Some(now + 1));
+    assert_eq!(
+        client.get_with_token("/Patient/123", &newer).await.status,
+        200
+    );
+    // The address was never blocked: only re-authentication was asked for.
+    assert_eq!(client.get("/metadata").await.status, 200);
+}
+
+#[tokio::test]
+async fn a_revoked_token_presented_again_blocks_its_client() {
+    let issuer =
+        phigate::demo::DevIssuer::start(([127, 0, 0, 1], 0).into(), crate::support::ISSUER)
+            .await
+            .unwrap();
+    let claims = issuer.standard_claims(
+        "u-1",
+        "app-1",
+        "user/Patient.r",
+        crate::support::AUDIENCE,
+        Duration::from_secs(300),
+    );
+    let revoked = issuer.mint(&claims);
+    let list = json!({"version": 1, "entries": [{"jti": claims["jti"], "exp": claims["exp"]}]});
+    let harness = Harness::with_issuer(
+        Options {
+            revocation: "revocation:\n  sources:\n    - file: revoked.json\n".into(),
+            files: vec![("revoked.json", list.to_string())],
+            extra: "monitor:\n  refused_token_reuse:\n    threshold: 3\n    actions:\n      block: 10m\n"
+                .into(),
+            ..Options::default()
+        },
+        issuer,
+    )
+    .await;
+    let client = harness.client();
+    for _ in 0..3 {
+        let response = client.get_with_token("/Patient/123", &revoked).await;
+        assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    }
+    // The token and its client fire together.
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"refused_token_reuse\"} 2",
+    )
+    .await;
+    let fresh = harness.token("user/Patient.r");
+    let response = client.get_with_token("/Patient/123", &fresh).await;
+    assert_denied(&harness, &response, 403, None);
+    assert_no_leak(&response, &[&fresh, &revoked]);
+    // Another client of the same address is not affected.
+    let mut other = harness.claims("user/Patient.r");
+    other["client_id"] = json!("app-2");
+    let other = harness.mint(&other);
+    assert_eq!(
+        client.get_with_token("/Patient/123", &other).await.status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_alert_webhook_receives_the_event_after_a_retry_and_never_the_token() {
+    // The first delivery is refused, so the event arrives only through a retry.
+    let webhook = Recorder::start(1).await;
+    let harness = Harness::with(Options {
+        extra: format!(
+            "monitor:\n  alert:\n    webhook: http://{}/alerts\n    retries: 2\n  repeated_failures:\n    threshold: 2\n    actions:\n      alert: true\n      block: 1m\n",
+            webhook.addr
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let wrong_scope = harness.token("user/Observation.r");
+    for _ in 0..2 {
+        assert_eq!(
+            client
+                .get_with_token("/Patient/123", &wrong_scope)
+                .await
+                .status,
+            403
+        );
+    }
+    // The address and the client each fire once: two events, the first delivered on a retry.
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"alert\",result=\"ok\"} 2",
+    )
+    .await;
+    let bodies = webhook.bodies();
+    assert_eq!(
+        bodies.len(),
+        3,
+        "one refused attempt and two deliveries expected"
+    );
+    assert_eq!(bodies[0], bodies[1], "the retry resends the same event");
+    let events: Vec<serde_json::Value> = bodies
+        .iter()
+        .map(|body| serde_json::from_slice(body).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events[1..]
+        .iter()
+        .map(|e| e["key"]["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"address") && kinds.contains(&"client"),
+        "{events:?}"
+    );
+    for event in &events {
+        assert_eq!(event["detector"], "repeated_failures");
+        assert_eq!(event["actions"], json!(["log", "block"]));
+        let text = event.to_string();
+        assert!(!text.contains(&wrong_scope), "the event carries the token");
+    }
+}
+
+#[tokio::test]
+async fn a_traffic_spike_over_the_ceiling_fires_for_token_client_and_subject() {
+    let harness = Harness::with(Options {
+        extra: "monitor:\n  traffic_spike:\n    interval: 1h\n    ceiling: 5\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    for _ in 0..6 {
+        assert_eq!(
+            client.get_with_token("/Patient/123", &token).await.status,
+            200
+        );
+    }
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
+    )
+    .await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.status, 403);
+    assert_no_leak(&response, &[&token]);
+}
+
+#[tokio::test]
+async fn reading_many_distinct_resources_fires_bulk_access() {
+    let harness = Harness::with(Options {
+        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        extra: "monitor:\n  bulk_access:\n    threshold: 3\n    window: 1h\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    // Reading the same resource again is not more data.
+    for id in ["123", "123", "456", "456"] {
+        let path = format!("/Patient/{id}");
+        assert_ne!(client.get_with_token(&path, &token).await.status, 403);
+    }
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(metrics.contains("phigate_detector_firings_total{detector=\"bulk_access\"} 0"));
+    client.get_with_token("/Patient/789", &token).await;
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
+    )
+    .await;
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_eq!(response.status, 403);
+    assert_no_leak(&response, &[&token]);
+}
+
+#[tokio::test]
+async fn with_redis_a_block_made_on_one_gateway_is_enforced_by_another() {
+    let shared = format!(
+        "  redis: redis://127.0.0.1:6379\n  redis_prefix: phigate:test:{}\n",
+        uuid::Uuid::new_v4()
+    );
+    let detecting = Harness::with(Options {
+        extra: format!(
+            "monitor:\n{shared}  repeated_failures:\n    threshold: 2\n    actions:\n      block: 10m\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    // The second gateway runs no detector: it only enforces what is shared.
+    let enforcing = Harness::with(Options {
+        extra: format!("monitor:\n{shared}"),
+        ..Options::default()
+    })
+    .await;
+    let (first, second) = (detecting.client(), enforcing.client());
+    for _ in 0..2 {
+        let response = first.get_with_token("/Patient/123", "not-a-token").await;
+        assert_eq!(response.status, 401);
+    }
+    // A bad token never reaches the upstream; once the block arrives it is refused as blocked.
+    crate::support::eventually_status(&second, "/Patient/123", "not-a-token", 403).await;
+    let token = enforcing.token("user/Patient.r");
+    let response = second.get_with_token("/Patient/123", &token).await;
+    assert_denied(&enforcing, &response, 403, None);
+    assert_no_leak(&response, &[&token]);
+    // A replica started after the block was published reads it from Redis (reconcile).
+    let late = Harness::with(Options {
+        extra: format!("monitor:\n{shared}"),
+        ..Options::default()
+    })
+    .await;
+    crate::support::eventually_status(&late.client(), "/Patient/123", "not-a-token", 403).await;
+}
+
+#[tokio::test]
+async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
+    let endpoint = Recorder::start(0).await;
+    let harness = Harness::with(Options {
+        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        files: vec![("revoke-secret", "s3cret\n".to_owned())],
+        extra: format!(
+            "monitor:\n  revoke:\n    endpoint: http://{}/revoke\n    client_id: phigate\n    client_secret_file: revoke-secret\n  bulk_access:\n    threshold: 1\n    window: 1h\n    actions:\n      revoke: true\n",
+            endpoint.addr
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    // P-03: every read fires again (threshold 1) for the token, its client and its subject.
+    for id in ["1", "2", "3"] {
+        client
+            .get_with_token(&format!("/Patient/{id}"), &token)
+            .await;
+    }
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 9",
+    )
+    .await;
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"revoke\",result=\"ok\"} 1",
+    )
+    .await;
+    let bodies = endpoint.bodies();
+    assert_eq!(bodies.len(), 1, "one RFC 7009 call per jti");
+    let form = String::from_utf8(bodies[0].to_vec()).unwrap();
+    assert_eq!(form, format!("token={token}&token_type_hint=access_token"));
+}
+
+#[tokio::test]
+async fn with_redis_failures_on_two_gateways_add_up_to_one_threshold() {
+    let prefix = format!("phigate:test:{}", uuid::Uuid::new_v4());
+    let extra = format!(
+        "monitor:\n  redis: redis://127.0.0.1:6379\n  redis_prefix: {prefix}\n  repeated_failures:\n    threshold: 4\n    actions:\n      block: 10m\n"
+    );
+    let counter = format!("{prefix}-counts:count:repeated_failures:address:127.0.0.1");
+    let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
+    let redis = redis.get_multiplexed_async_connection().await.unwrap();
+    let first = Harness::with(Options {
+        extra: extra.clone(),
+        ..Options::default()
+    })
+    .await;
+    let second = Harness::with(Options {
+        extra,
+        ..Options::default()
+    })
+    .await;
+    // Two failures on each: neither gateway alone reaches 4, together they do. The shared
+    // count is awaited after each pair, so the second gateway's are the third and fourth.
+    for (harness, count) in [(&first, 2), (&second, 4)] {
+        let client = harness.client();
+        for _ in 0..2 {
+            let response = client.get_with_token("/Patient/123", "not-a-token").await;
+            assert_eq!(response.status, 401);
+        }
+        eventually(Duration::from_secs(15), || {
+            let mut redis = redis.clone();
+            let counter = counter.clone();
+            async move {
+                let value: Option<u64> = redis::AsyncCommands::get(&mut redis, &counter)
+                    .await
+                    .unwrap();
+                value == Some(count)
+            }
+        })
+        .await;
+    }
+    wait_metric(&second, FIRED_ONCE).await;
+    let token = first.token("user/Patient.r");
+    crate::support::eventually_status(&first.client(), "/Patient/123", "not-a-token", 403).await;
+    let response = first.client().get_with_token("/Patient/123", &token).await;
+    assert_denied(&first, &response, 403, None);
+}
+
+#[tokio::test]
+async fn spoofed_forwarded_addresses_never_split_or_redirect_the_count() {
+    // P-01: no trusted proxies, so every failure counts against the TCP peer, whatever
+    // X-Forwarded-For claims; three different claimed addresses still make one offender.
+    let harness = repeated_failures("      block: 10m\n").await;
+    let client = harness.client();
+    for spoofed in ["198.51.100.1", "203.0.113.9", "192.0.2.44"] {
+        let response = client
+            .send(
+                http::Method::GET,
+                "/Patient/123",
+                &[
+                    ("authorization", "Bearer not-a-token"),
+                    ("x-forwarded-for", spoofed),
+                ],
+                Bytes::new(),
+            )
+            .await;
+        assert_eq!(response.status, 401);
+    }
+    wait_metric(&harness, FIRED_ONCE).await;
+    let token = harness.token("user/Patient.r");
+    let response = client.get_with_token("/Patient/123", &token).await;
+    assert_denied(&harness, &response, 403, None);
+}
+
+/// A country database: loopback in the US, the documentation networks in France and Germany.
+fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
+    #[derive(serde::Serialize)]
+    struct Record {
+        country: std::collections::BTreeMap<&'static str, &'static str>,
+    }
+    let mut writer = mmdb_writer::Writer::new("GeoIP2-Country");
+    for (net, code) in [
+        ("127.0.0.0/8", "US"),
+        ("198.51.100.0/24", "FR"),
+        ("203.0.113.0/24", "DE"),
+    ] {
+        let record = Record {
+            country: [("iso_code", code)].into(),
+        };
+        let net = net.parse::<mmdb_writer::ipnet::IpNet>().unwrap();
+        writer.insert(net, &record).unwrap();
+    }
+    let path = dir.join("countries.mmdb");
+    std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn forwarded_for_countries_never_trigger_a_geo_finding() {
+    // P-01: one token from one socket, claiming a different country on every request.
+    let geo = tempfile::tempdir().unwrap();
+    let database = country_database(geo.path());
+    let harness = Harness::with(Options {
+        extra: format!(
+            "monitor:\n  geoip: {}\n  new_country:\n    actions:\n      block: 10m\n  traffic_spike:\n    interval: 1h\n    ceiling: 20\n",
+            database.display()
+        ),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let token = harness.token("user/Patient.r");
+    let bearer = format!("Bearer {token}");
+    for n in 0..20 {
+        let spoofed = if n % 2 == 0 {
+            "198.51.100.7"
+        } else {
+            "203.0.113.7"
+        };
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("x-forwarded-for", spoofed),
+        ];
+        let response = client
+            .send(http::Method::GET, "/Patient/123", &headers, Bytes::new())
+            .await;
+        assert_eq!(response.status, 200);
+    }
+    // The 21st request fires the spike detector: every record before it has been looked at.
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
+    )
+    .await;
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "phigate_detector_firings_total{detector=\"new_country\"} 0"),
+        "{metrics}"
+    );
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+}
