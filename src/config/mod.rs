@@ -546,6 +546,29 @@ impl Builder<'_> {
         parsed.map_err(|message| self.problem(at, message)).ok()
     }
 
+    /// An absolute `http://` or `https://` URL, or a problem naming `key`.
+    fn http_url(&mut self, at: &At<String>, key: &str) -> Option<http::Uri> {
+        let parsed = at
+            .value
+            .parse::<http::Uri>()
+            .ok()
+            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
+            .ok_or_else(|| format!("{key} must be an absolute http:// or https:// URL"));
+        self.check(at, parsed)
+    }
+
+    /// A client secret read from the file `at` names (trimmed, never empty), or a problem
+    /// naming `key` (under the current section).
+    fn client_secret(&mut self, at: &At<String>, key: &str) -> Option<String> {
+        let path = self.path(at, key);
+        let secret = std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_owned())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| format!("{} cannot be read or is empty", self.qualified(key)));
+        self.check(at, secret)
+    }
+
     /// Resolves a file path against the configuration's folder, remembering which key (under
     /// the current section) and line named it, so later problems with the file can say so.
     fn path(&mut self, at: &At<String>, key: &str) -> PathBuf {
@@ -561,12 +584,17 @@ impl Builder<'_> {
 
     /// Records where a value (a resolved path, a URL) came from.
     fn remember(&mut self, at: &At<String>, key: &str, value: String) {
-        let key = match self.section.as_str() {
-            "" => key.to_owned(),
-            section => format!("{section}.{key}"),
-        };
+        let key = self.qualified(key);
         self.origins
             .remember(key, value, at.referenced.line(), at.referenced.column());
+    }
+
+    /// `key` under the current section, as problems and origins name it.
+    fn qualified(&self, key: &str) -> String {
+        match self.section.as_str() {
+            "" => key.to_owned(),
+            section => format!("{section}.{key}"),
+        }
     }
 
     /// A duration where zero would mean nothing useful (a timeout, an interval, a lifetime):
@@ -804,17 +832,7 @@ impl Builder<'_> {
     ) -> Option<RevocationSource> {
         let location = match (&raw.http, &raw.file, &raw.redis) {
             (Some(url), None, None) => {
-                let parsed = url
-                    .value
-                    .parse::<http::Uri>()
-                    .ok()
-                    .filter(|u| {
-                        matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some()
-                    })
-                    .ok_or_else(|| {
-                        "revocation http must be an absolute http:// or https:// URL".to_owned()
-                    });
-                let url = self.check(url, parsed)?;
+                let url = self.http_url(url, "revocation http")?;
                 RevocationLocation::Http {
                     url,
                     ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca, "ca_file")),
@@ -1058,16 +1076,7 @@ impl Builder<'_> {
         if raw.issuer.value.is_empty() {
             self.problem(&raw.issuer, "issuer must not be empty");
         }
-        let jwks_uri = raw
-            .jwks_uri
-            .value
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|uri| {
-                matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
-            })
-            .ok_or_else(|| "jwks_uri must be an absolute http:// or https:// URL".to_owned());
-        let jwks_uri = self.check(&raw.jwks_uri, jwks_uri);
+        let jwks_uri = self.http_url(&raw.jwks_uri, "jwks_uri");
         if raw.audiences.value.is_empty() || raw.audiences.value.iter().any(String::is_empty) {
             self.problem(
                 &raw.audiences,
@@ -1111,23 +1120,9 @@ impl Builder<'_> {
     }
 
     fn introspection(&mut self, raw: &RawIntrospection) -> Option<IntrospectionConfig> {
-        let endpoint = raw
-            .endpoint
-            .value
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
-            .ok_or_else(|| {
-                "introspection endpoint must be an absolute http:// or https:// URL".to_owned()
-            });
-        let endpoint = self.check(&raw.endpoint, endpoint);
-        let secret_path = self.path(&raw.client_secret_file, "introspection.client_secret_file");
-        let secret = std::fs::read_to_string(&secret_path)
-            .map(|s| s.trim().to_owned())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| "client_secret_file cannot be read or is empty".to_owned());
-        let client_secret = self.check(&raw.client_secret_file, secret);
+        let endpoint = self.http_url(&raw.endpoint, "introspection endpoint");
+        let client_secret =
+            self.client_secret(&raw.client_secret_file, "introspection.client_secret_file");
         Some(IntrospectionConfig {
             endpoint: endpoint?,
             client_id: raw.client_id.clone(),

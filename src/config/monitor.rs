@@ -218,25 +218,9 @@ impl Builder<'_> {
     }
 
     fn revoke(&mut self, raw: &RawRevoke) -> Option<RevokeConfig> {
-        let endpoint = raw
-            .endpoint
-            .value
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
-            .ok_or_else(|| {
-                "monitor.revoke.endpoint must be an absolute http:// or https:// URL".to_owned()
-            });
-        let endpoint = self.check(&raw.endpoint, endpoint);
-        let secret_path = self.path(&raw.client_secret_file, "revoke.client_secret_file");
-        let secret = std::fs::read_to_string(&secret_path)
-            .map(|s| s.trim().to_owned())
-            .ok()
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                "monitor.revoke.client_secret_file cannot be read or is empty".to_owned()
-            });
-        let client_secret = self.check(&raw.client_secret_file, secret);
+        let endpoint = self.http_url(&raw.endpoint, "monitor.revoke.endpoint");
+        let client_secret =
+            self.client_secret(&raw.client_secret_file, "revoke.client_secret_file");
         Some(RevokeConfig {
             endpoint: endpoint?,
             client_id: raw.client_id.clone(),
@@ -249,16 +233,7 @@ impl Builder<'_> {
     }
 
     fn alert(&mut self, raw: &RawAlert) -> Option<AlertConfig> {
-        let webhook = raw
-            .webhook
-            .value
-            .parse::<http::Uri>()
-            .ok()
-            .filter(|u| matches!(u.scheme_str(), Some("http" | "https")) && u.authority().is_some())
-            .ok_or_else(|| {
-                "monitor.alert.webhook must be an absolute http:// or https:// URL".to_owned()
-            });
-        let webhook = self.check(&raw.webhook, webhook)?;
+        let webhook = self.http_url(&raw.webhook, "monitor.alert.webhook")?;
         let retries = match &raw.retries {
             Some(at) => {
                 let parsed = (at.value <= 10)

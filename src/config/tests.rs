@@ -459,6 +459,14 @@ fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
             Err("monitor.queue must be from 1 to"),
         ),
         ("monitor:\n  repeated_failure: {}\n", Err("unknown field")),
+        (
+            "monitor:\n  revoke:\n    endpoint: ftp://as/revoke\n    client_id: phigate\n    client_secret_file: /nonexistent/secret\n",
+            Err("monitor.revoke.endpoint must be an absolute http:// or https:// URL"),
+        ),
+        (
+            "monitor:\n  revoke:\n    endpoint: https://as/revoke\n    client_id: phigate\n    client_secret_file: /nonexistent/secret\n",
+            Err("monitor.revoke.client_secret_file cannot be read or is empty"),
+        ),
     ] {
         check_section(section, expected);
     }
