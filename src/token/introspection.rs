@@ -50,19 +50,8 @@ impl Introspector {
         bounds: &TokenBounds,
     ) -> Result<Self, TlsError> {
         let client = https_client(config.ca_file.as_deref())?;
-        // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
-        let credentials = format!(
-            "{}:{}",
-            form_encode(&config.client_id),
-            form_encode(&config.client_secret)
-        );
         let authorization =
-            http::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
-                .map_err(|_| {
-                    TlsError::Rustls(
-                        "the introspection client credentials are not header-safe".into(),
-                    )
-                })?;
+            client_basic(&config.client_id, &config.client_secret, "introspection")?;
         let cache = moka::sync::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(config.cache_ttl.max(config.negative_cache_ttl))
@@ -176,6 +165,22 @@ const FORM: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
     .remove(b'_');
+
+/// The `Authorization: Basic` value for a confidential client calling the authorization server
+/// (`purpose` names the call in the error).
+pub(super) fn client_basic(
+    client_id: &str,
+    client_secret: &str,
+    purpose: &str,
+) -> Result<http::HeaderValue, TlsError> {
+    // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
+    let credentials = format!("{}:{}", form_encode(client_id), form_encode(client_secret));
+    http::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials))).map_err(|_| {
+        TlsError::Rustls(format!(
+            "the {purpose} client credentials are not header-safe"
+        ))
+    })
+}
 
 pub(super) fn form_encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, FORM).to_string()

@@ -6,14 +6,12 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http_body_util::Full;
 use moka::sync::Cache;
 
-use super::introspection::form_encode;
+use super::introspection::{client_basic, form_encode};
 use super::{BearerToken, Jti, VerifiedToken};
 use crate::config::RevokeConfig;
 use crate::tls::{HttpsClient, TlsError, https_client};
@@ -48,17 +46,7 @@ pub struct TokenRevoker {
 impl TokenRevoker {
     /// A client for `config`; tokens are remembered for at most `max_lifetime`.
     pub fn new(config: &RevokeConfig, max_lifetime: Duration) -> Result<Self, TlsError> {
-        // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
-        let credentials = format!(
-            "{}:{}",
-            form_encode(&config.client_id),
-            form_encode(&config.client_secret)
-        );
-        let authorization =
-            http::HeaderValue::from_str(&format!("Basic {}", STANDARD.encode(credentials)))
-                .map_err(|_| {
-                    TlsError::Rustls("the revoke client credentials are not header-safe".into())
-                })?;
+        let authorization = client_basic(&config.client_id, &config.client_secret, "revoke")?;
         Ok(Self {
             client: https_client(config.ca_file.as_deref())?,
             endpoint: config.endpoint.clone(),
