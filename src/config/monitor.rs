@@ -51,13 +51,16 @@ pub struct SpikeDetector {
 }
 
 impl MonitorConfig {
-    /// Whether any detector runs.
+    /// Whether the monitor task runs: for any detector, or for a webhook alone, which hears of
+    /// every break-glass grant.
     pub fn is_enabled(&self) -> bool {
         self.repeated_failures.is_some()
             || self.refused_token_reuse.is_some()
             || self.traffic_spike.is_some()
             || self.bulk_access.is_some()
             || self.new_country.is_some()
+            // A webhook alone still hears of every break-glass grant.
+            || self.alert.is_some()
     }
 }
 

@@ -283,6 +283,17 @@ impl Detectors {
                 }
             }
         }
+        // HIPAA emergency access raises an immediate alert wherever a webhook is configured:
+        // on the subject who broke the glass (else the client, else the token).
+        if record.break_glass.is_some()
+            && let Some(key) = identity_keys(record).pop()
+        {
+            let alert = Actions {
+                alert: true,
+                ..Actions::default()
+            };
+            self.responder.fire("break_glass", &alert, &key);
+        }
         // P-01: the TCP peer's address only, never a forwarded-for header.
         if let Some((geoip, watch, actions)) = &self.countries
             && let Some(country) = geoip.country(record.peer)

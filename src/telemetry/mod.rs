@@ -149,13 +149,15 @@ pub struct ActionLabels {
     pub result: &'static str,
 }
 
-/// Every detector the monitor runs, so each reads 0 before it first fires.
-pub const DETECTORS: [&str; 5] = [
+/// Every detector the monitor runs, so each reads 0 before it first fires (`break_glass`: an
+/// emergency-access grant, always alerted when a webhook is configured).
+pub const DETECTORS: [&str; 6] = [
     "repeated_failures",
     "refused_token_reuse",
     "traffic_spike",
     "bulk_access",
     "new_country",
+    "break_glass",
 ];
 /// Every action a detector can take.
 pub const ACTIONS: [&str; 5] = ["log", "alert", "block", "reauthenticate", "revoke"];

@@ -553,3 +553,52 @@ async fn forwarded_for_countries_never_trigger_a_geo_finding() {
         200
     );
 }
+
+#[tokio::test]
+async fn a_break_glass_grant_is_alerted_at_once_without_the_token_or_justification() {
+    let webhook = Recorder::start(0).await;
+    let harness = Harness::with(Options {
+        policy: format!(
+            "{}break_glass:\n  scope: phigate/break-glass\n  max_duration: 1m\n  justification_header: X-Break-Glass-Reason\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{{id}}\n",
+            crate::support::POLICY
+        ),
+        extra: format!(
+            "monitor:\n  alert:\n    webhook: http://{}/alerts\n",
+            webhook.addr
+        ),
+        ..Options::default()
+    })
+    .await;
+    let token = harness.token("phigate/break-glass");
+    let bearer = format!("Bearer {token}");
+    let response = harness
+        .client()
+        .send(
+            http::Method::GET,
+            "/Patient/123",
+            &[
+                ("authorization", bearer.as_str()),
+                ("x-break-glass-reason", "ED bay 2"),
+            ],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    wait_metric(
+        &harness,
+        "phigate_actions_total{action=\"alert\",result=\"ok\"} 1",
+    )
+    .await;
+    let bodies = webhook.bodies();
+    assert_eq!(bodies.len(), 1);
+    let event: serde_json::Value = serde_json::from_slice(&bodies[0]).unwrap();
+    assert_eq!(event["detector"], "break_glass", "{event}");
+    assert_eq!(event["key"]["kind"], "subject", "{event}");
+    let text = event.to_string();
+    assert!(!text.contains(&token) && !text.contains("ED bay"), "{text}");
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_detector_firings_total{detector=\"break_glass\"} 1"),
+        "{metrics}"
+    );
+}
