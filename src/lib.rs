@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod denial;
 pub mod duration;
+pub mod geoip;
 pub mod hygiene;
 pub mod jose;
 pub mod mac;

@@ -1,5 +1,6 @@
 //! What one audit record says, as the JSON members the chain seals. A decision record names who
-//! (client, subject, issuer, token `jti`, certificate thumbprint), from where, under which
+//! (client, subject, issuer, token `jti`, certificate thumbprint), from where (address, and
+//! country when GeoIP is configured), under which
 //! binding and rule, what (FHIR interaction, resource type and id, patient context) and the
 //! outcome (decision, status, reason, upstream status, latency), and for emergency access the
 //! break-glass rule and the operator's stated reason. It never holds the token, a
@@ -19,6 +20,7 @@ struct Decision<'a> {
     time: String,
     request_id: String,
     source: String,
+    country: Option<&'a str>,
     method: &'a str,
     client_id: Option<&'a str>,
     subject: Option<&'a str>,
@@ -42,7 +44,8 @@ struct Decision<'a> {
 }
 
 /// The members of `record`'s audit line.
-pub fn decision(record: &DecisionRecord) -> String {
+/// `country` is the source address's, when GeoIP is configured.
+pub fn decision(record: &DecisionRecord, country: Option<&str>) -> String {
     let identity = record.identity.as_ref();
     let fhir = record.fhir.as_ref();
     let entry = Decision {
@@ -50,6 +53,7 @@ pub fn decision(record: &DecisionRecord) -> String {
         time: humantime::format_rfc3339_millis(record.time).to_string(),
         request_id: record.request_id.to_string(),
         source: record.peer.to_string(),
+        country,
         method: record.method.as_str(),
         client_id: identity
             .and_then(|i| i.client_id.as_ref())

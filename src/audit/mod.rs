@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::config::{AuditConfig, WhenFull};
 use crate::denial::Denial;
+use crate::geoip::GeoIp;
 use crate::mac::MacKey;
 use crate::record::{Capacity, DecisionRecord, Sink, Slot};
 use crate::telemetry::Metrics;
@@ -51,7 +52,11 @@ impl WriterFinished {
 }
 
 /// Opens the trail (resuming its chain) and starts its writer thread.
-pub fn start(config: &AuditConfig, metrics: &Arc<Metrics>) -> io::Result<Trail> {
+pub fn start(
+    config: &AuditConfig,
+    metrics: &Arc<Metrics>,
+    geoip: Option<Arc<GeoIp>>,
+) -> io::Result<Trail> {
     let key = MacKey::new(&config.key);
     let writer = Writer::open(&config.destination, key, config.max_file_bytes)?;
     let (sender, queue) = mpsc::channel();
@@ -79,6 +84,7 @@ pub fn start(config: &AuditConfig, metrics: &Arc<Metrics>) -> io::Result<Trail> 
         queue: sender,
         writer_gone,
         metrics: Arc::clone(metrics),
+        geoip,
     };
     Ok(Trail {
         gate,
@@ -120,6 +126,7 @@ pub struct AuditSink {
     queue: Sender<Queued>,
     writer_gone: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
+    geoip: Option<Arc<GeoIp>>,
 }
 
 impl Sink for AuditSink {
@@ -130,8 +137,10 @@ impl Sink for AuditSink {
             self.metrics.record_audit_dropped();
             return;
         };
+        // P-01: the TCP peer's address, never a forwarded-for header.
+        let country = self.geoip.as_ref().and_then(|g| g.country(record.peer));
         let queued = Queued {
-            fields: entry::decision(record),
+            fields: entry::decision(record, country.as_deref()),
             slot,
         };
         if self.queue.send(queued).is_err() {

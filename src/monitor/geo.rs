@@ -1,45 +1,19 @@
-//! Countries from a MaxMind `.mmdb` database, for the `new_country` detector. The address looked
+//! The `new_country` detector's memory, over countries from [`crate::geoip`]. The address looked
 //! up is always the TCP peer's: `X-Forwarded-For` and its kin are written by the client, and a
 //! detector that trusted them would let anyone trigger (or dodge) a geo action (P-01). Each key
 //! remembers the few countries it was seen from (bounded per key and in keys); a request from
 //! one not yet seen, after the first, fires.
 
 use std::hash::Hash;
-use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use maxminddb::geoip2;
 use moka::sync::Cache;
 
 /// Countries remembered per key; past this the oldest is forgotten.
 const MAX_COUNTRIES: usize = 16;
 /// A key unseen this long starts over.
 const MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
-
-/// A loaded GeoIP database.
-pub struct GeoIp(maxminddb::Reader<Vec<u8>>);
-
-impl GeoIp {
-    /// Reads and checks the database at `path`.
-    pub fn open(path: &Path) -> Result<Self, maxminddb::MaxMindDbError> {
-        maxminddb::Reader::open_readfile(path).map(Self)
-    }
-
-    /// A database from its bytes.
-    #[cfg(test)]
-    pub fn from_bytes(bytes: Vec<u8>) -> Result<Self, maxminddb::MaxMindDbError> {
-        maxminddb::Reader::from_source(bytes).map(Self)
-    }
-
-    /// The ISO country code of `address`, when the database knows it.
-    pub fn country(&self, address: IpAddr) -> Option<String> {
-        let found = self.0.lookup(address).ok()?;
-        let record: geoip2::Country<'_> = found.decode().ok()??;
-        record.country.iso_code.map(str::to_owned)
-    }
-}
 
 /// Countries seen per key.
 pub struct CountryWatch<K> {
@@ -76,8 +50,10 @@ impl<K: Hash + Eq + Send + Sync + 'static> CountryWatch<K> {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::net::IpAddr;
 
     use super::*;
+    use crate::geoip::GeoIp;
 
     /// A database placing 192.0.2.0/24 in the US and 198.51.100.0/24 in France.
     fn database() -> GeoIp {

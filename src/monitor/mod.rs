@@ -23,11 +23,11 @@ pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::distinct::DistinctWatch;
 use self::geo::CountryWatch;
-pub use self::geo::GeoIp;
 use self::rate::RateWatch;
 pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
+use crate::geoip::GeoIp;
 use crate::record::{DecisionRecord, Sink};
 use crate::telemetry::Metrics;
 use crate::token::{BearerToken, Jti, RevokeOutcome, TokenRevoker, VerifiedToken};
@@ -65,7 +65,7 @@ impl Monitor {
         hooks: &Hooks,
         alerter: Option<Alerter>,
         shared: Option<(Publisher, SharedCounter)>,
-        geoip: Option<GeoIp>,
+        geoip: Option<Arc<GeoIp>>,
         metrics: Arc<Metrics>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let (shared, counter) = shared.unzip();
@@ -205,7 +205,7 @@ struct Detectors {
     counter: Option<SharedCounter>,
     spike: Option<(RateWatch<BlockKey>, Actions)>,
     bulk: Option<(DistinctWatch<BlockKey>, Actions)>,
-    countries: Option<(GeoIp, CountryWatch<BlockKey>, Actions)>,
+    countries: Option<(Arc<GeoIp>, CountryWatch<BlockKey>, Actions)>,
     responder: Responder,
 }
 

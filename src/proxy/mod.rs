@@ -26,7 +26,6 @@ use crate::monitor::{BlockList, Hooks, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
 use crate::record::{LogSink, MetricsSink, Sink, Sinks};
-use crate::telemetry::Metrics;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +60,7 @@ impl Gateway {
         let parts = prepare(&config)?;
         // Before any task starts, so a trail that cannot be opened leaves nothing running.
         let audit = match &config.audit {
-            Some(audit) => Some(start_audit(&config, audit, &parts.metrics)?),
+            Some(audit) => Some(start_audit(&config, audit, &parts)?),
             None => None,
         };
         if matches!(config.listen.transport, Transport::InsecurePlaintext) {
@@ -240,9 +239,9 @@ impl Gateway {
 fn start_audit(
     config: &Config,
     audit: &AuditConfig,
-    metrics: &Arc<Metrics>,
+    parts: &Prepared,
 ) -> Result<Trail, StartError> {
-    audit::start(audit, metrics).map_err(|err| {
+    audit::start(audit, &parts.metrics, parts.geoip.clone()).map_err(|err| {
         let problem = match &audit.destination {
             AuditDestination::File(path) => config.origins.problem(
                 "audit.file",

@@ -18,7 +18,8 @@ use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
 use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, ConfigProblem, Transport};
-use crate::monitor::{Alerter, GeoIp, SharedBlocks};
+use crate::geoip::GeoIp;
+use crate::monitor::{Alerter, SharedBlocks};
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
@@ -38,7 +39,7 @@ pub struct Prepared {
     pub(super) alerter: Option<Alerter>,
     pub(super) shared_blocks: Option<SharedBlocks>,
     pub(super) revoker: Option<Arc<TokenRevoker>>,
-    pub(super) geoip: Option<GeoIp>,
+    pub(super) geoip: Option<Arc<GeoIp>>,
 }
 
 /// Builds every part of the gateway that can fail, or says everything that is wrong.
@@ -112,6 +113,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     });
     let geoip = config.monitor.geoip.as_ref().and_then(|path| {
         GeoIp::open(path)
+            .map(Arc::new)
             .map_err(|err| {
                 let file = path.display().to_string();
                 let message = format!("not a usable .mmdb database: {err}");

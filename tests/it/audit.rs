@@ -13,7 +13,10 @@ use phigate::config::Config;
 use phigate::proxy::Gateway;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Options, TestClient, assert_denied, assert_no_leak, eventually};
+use crate::support::{
+    Harness, Options, TestClient, assert_denied, assert_no_leak, break_glass_policy,
+    country_database, eventually, get_patient_allowed,
+};
 
 const KEY: &str = "an audit key of more than thirty-two bytes";
 
@@ -367,43 +370,48 @@ async fn check_names_an_audit_file_that_cannot_be() {
     }
 }
 
-#[tokio::test]
-async fn a_break_glass_grant_is_sealed_with_its_rule_and_justification() {
-    const REASON: &str = "ED bay 2: unconscious patient";
-    let harness = Harness::with(Options {
-        policy: format!(
-            "{}break_glass:\n  scope: phigate/break-glass\n  max_duration: 1m\n  justification_header: X-Break-Glass-Reason\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{{id}}\n",
-            crate::support::POLICY
-        ),
-        ..audited("  file: audit.log\n")
-    })
-    .await;
-    let token = harness.mint(&harness.claims("phigate/break-glass"));
-    let bearer = format!("Bearer {token}");
-    let response = harness
-        .client()
-        .send(
-            http::Method::GET,
-            "/Patient/123",
-            &[
-                ("authorization", bearer.as_str()),
-                ("x-break-glass-reason", REASON),
-            ],
-            bytes::Bytes::new(),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.text());
-
+/// The trail's one record, once written, after checking that the chain verifies.
+async fn only_record(harness: &Harness) -> (Value, String) {
     let file = harness.dir.path().join("audit.log");
     eventually(Duration::from_secs(10), || async {
         lines(&file).len() == 1
     })
     .await;
-    let record: Value = serde_json::from_str(&lines(&file)[0]).unwrap();
+    let (code, output) = verify(&harness.dir.path().join("audit.key"), &[&file]);
+    assert_eq!(code, 0, "{output}");
+    let line = lines(&file).remove(0);
+    (serde_json::from_str(&line).unwrap(), line)
+}
+
+#[tokio::test]
+async fn a_break_glass_grant_is_sealed_with_its_rule_and_justification() {
+    const REASON: &str = "ED bay 2: unconscious patient";
+    let harness = Harness::with(Options {
+        policy: break_glass_policy(),
+        ..audited("  file: audit.log\n")
+    })
+    .await;
+    let token = harness.token("phigate/break-glass");
+    get_patient_allowed(&harness, &token, ("x-break-glass-reason", REASON)).await;
+    let (record, line) = only_record(&harness).await;
     assert_eq!(record["break_glass_rule"], "emergency-read", "{record}");
     assert_eq!(record["break_glass_justification"], REASON, "{record}");
     assert_eq!(record["reason"], "break_glass", "{record}");
-    assert!(!lines(&file)[0].contains(&token));
-    let (code, output) = verify(&harness.dir.path().join("audit.key"), &[&file]);
-    assert_eq!(code, 0, "{output}");
+    assert!(!line.contains(&token));
+}
+
+#[tokio::test]
+async fn with_geoip_each_record_names_the_source_country_of_the_tcp_peer() {
+    let geo = tempfile::tempdir().unwrap();
+    let database = country_database(geo.path());
+    let harness = Harness::with(audited(&format!(
+        "  file: audit.log\nmonitor:\n  geoip: {}\n",
+        database.display()
+    )))
+    .await;
+    let token = harness.token("system/Patient.r");
+    // P-01: the forwarded-for header's country (FR) is the client's word, never the record's.
+    get_patient_allowed(&harness, &token, ("x-forwarded-for", "198.51.100.9")).await;
+    let (record, _) = only_record(&harness).await;
+    assert_eq!(record["country"], "US", "{record}");
 }

@@ -10,20 +10,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use http::Method;
 
-use crate::support::{Harness, Options, POLICY, TestClient, assert_denied, assert_no_leak};
+use crate::support::{
+    Harness, Options, TestClient, assert_denied, assert_no_leak, break_glass_policy,
+};
 
 const SCOPE: &str = "phigate/break-glass";
 const REASON: &str = "ED bay 2: unconscious patient, allergies needed";
 
-fn policy() -> String {
-    format!(
-        "{POLICY}break_glass:\n  scope: {SCOPE}\n  max_duration: 1m\n  justification_header: X-Break-Glass-Reason\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{{id}}\n"
-    )
-}
-
 async fn harness() -> Harness {
     Harness::with(Options {
-        policy: policy(),
+        policy: break_glass_policy(),
         ..Options::default()
     })
     .await

@@ -14,7 +14,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
-use crate::support::{Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak, eventually};
+use crate::support::{
+    Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak, break_glass_policy,
+    country_database, eventually, get_patient_allowed,
+};
 
 /// A gateway whose repeated-failures detector fires at 3 failures and takes `actions`.
 async fn repeated_failures(actions: &str) -> Harness {
@@ -477,29 +480,6 @@ async fn spoofed_forwarded_addresses_never_split_or_redirect_the_count() {
     assert_denied(&harness, &response, 403, None);
 }
 
-/// A country database: loopback in the US, the documentation networks in France and Germany.
-fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
-    #[derive(serde::Serialize)]
-    struct Record {
-        country: std::collections::BTreeMap<&'static str, &'static str>,
-    }
-    let mut writer = mmdb_writer::Writer::new("GeoIP2-Country");
-    for (net, code) in [
-        ("127.0.0.0/8", "US"),
-        ("198.51.100.0/24", "FR"),
-        ("203.0.113.0/24", "DE"),
-    ] {
-        let record = Record {
-            country: [("iso_code", code)].into(),
-        };
-        let net = net.parse::<mmdb_writer::ipnet::IpNet>().unwrap();
-        writer.insert(net, &record).unwrap();
-    }
-    let path = dir.join("countries.mmdb");
-    std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
-    path
-}
-
 #[tokio::test]
 async fn forwarded_for_countries_never_trigger_a_geo_finding() {
     // P-01: one token from one socket, claiming a different country on every request.
@@ -558,10 +538,7 @@ async fn forwarded_for_countries_never_trigger_a_geo_finding() {
 async fn a_break_glass_grant_is_alerted_at_once_without_the_token_or_justification() {
     let webhook = Recorder::start(0).await;
     let harness = Harness::with(Options {
-        policy: format!(
-            "{}break_glass:\n  scope: phigate/break-glass\n  max_duration: 1m\n  justification_header: X-Break-Glass-Reason\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{{id}}\n",
-            crate::support::POLICY
-        ),
+        policy: break_glass_policy(),
         extra: format!(
             "monitor:\n  alert:\n    webhook: http://{}/alerts\n",
             webhook.addr
@@ -570,20 +547,7 @@ async fn a_break_glass_grant_is_alerted_at_once_without_the_token_or_justificati
     })
     .await;
     let token = harness.token("phigate/break-glass");
-    let bearer = format!("Bearer {token}");
-    let response = harness
-        .client()
-        .send(
-            http::Method::GET,
-            "/Patient/123",
-            &[
-                ("authorization", bearer.as_str()),
-                ("x-break-glass-reason", "ED bay 2"),
-            ],
-            bytes::Bytes::new(),
-        )
-        .await;
-    assert_eq!(response.status, 200, "{}", response.text());
+    get_patient_allowed(&harness, &token, ("x-break-glass-reason", "ED bay 2")).await;
     wait_metric(
         &harness,
         "phigate_actions_total{action=\"alert\",result=\"ok\"} 1",

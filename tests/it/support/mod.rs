@@ -465,3 +465,49 @@ pub fn assert_denied(
         harness.upstream_paths()
     );
 }
+
+/// A country database: loopback in the US, the documentation networks in France and Germany.
+pub fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
+    #[derive(serde::Serialize)]
+    struct Record {
+        country: std::collections::BTreeMap<&'static str, &'static str>,
+    }
+    let mut writer = mmdb_writer::Writer::new("GeoIP2-Country");
+    for (net, code) in [
+        ("127.0.0.0/8", "US"),
+        ("198.51.100.0/24", "FR"),
+        ("203.0.113.0/24", "DE"),
+    ] {
+        let record = Record {
+            country: [("iso_code", code)].into(),
+        };
+        let net = net.parse::<mmdb_writer::ipnet::IpNet>().unwrap();
+        writer.insert(net, &record).unwrap();
+    }
+    let path = dir.join("countries.mmdb");
+    std::fs::write(&path, writer.to_bytes().unwrap()).unwrap();
+    path
+}
+
+/// [`POLICY`] with one break-glass rule, `emergency-read` (GET `/Patient/{id}`), granted to the
+/// `phigate/break-glass` scope on tokens issued within a minute, with an `X-Break-Glass-Reason`.
+pub fn break_glass_policy() -> String {
+    format!(
+        "{POLICY}break_glass:\n  scope: phigate/break-glass\n  max_duration: 1m\n  justification_header: X-Break-Glass-Reason\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{{id}}\n"
+    )
+}
+
+/// `GET /Patient/123` with `token` and one more header, which must be allowed.
+pub async fn get_patient_allowed(harness: &Harness, token: &str, header: (&str, &str)) {
+    let bearer = format!("Bearer {token}");
+    let response = harness
+        .client()
+        .send(
+            http::Method::GET,
+            "/Patient/123",
+            &[("authorization", bearer.as_str()), header],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+}
