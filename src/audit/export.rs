@@ -2,14 +2,16 @@
 //! (BALP) for RESTful activity: `type` rest, `subtype` the FHIR interaction, `action` C/R/U/D/E,
 //! `recorded`, `outcome`, an agent each for the user (subject), the client application (with
 //! the network address) and phigate, phigate as `source`, and entities for the patient and the
-//! resource. It reads records that `verify` has accepted; it never sees a token and adds
-//! nothing the record does not hold.
+//! resource; a break-glass grant carries `purposeOfEvent` ETREAT (emergency treatment) and its
+//! justification as the user agent's `purposeOfUse` text. It reads records that `verify` has
+//! accepted; it never sees a token and adds nothing the record does not hold.
 
 use serde_json::{Value, json};
 
 const DCM: &str = "http://dicom.nema.org/resources/ontology/DCM";
 const ENTITY_TYPE: &str = "http://terminology.hl7.org/CodeSystem/audit-entity-type";
 const OBJECT_ROLE: &str = "http://terminology.hl7.org/CodeSystem/object-role";
+const PURPOSE_OF_USE: &str = "http://terminology.hl7.org/CodeSystem/v3-ActReason";
 
 /// The AuditEvent for one audit line, or `None` for a line that records no decision (a
 /// `chain_restart`) or is not JSON.
@@ -48,6 +50,19 @@ pub fn audit_event(line: &str) -> Option<Value> {
             // R4 has no `search-compartment`: a compartment search is a `search`.
             "code": if interaction == "search-compartment" { "search" } else { interaction },
         }]);
+    }
+    if record["break_glass_rule"].is_string() {
+        let emergency = json!({
+            "coding": [{ "system": PURPOSE_OF_USE, "code": "ETREAT", "display": "Emergency Treatment" }],
+            "text": record["break_glass_justification"],
+        });
+        event["purposeOfEvent"] = json!([emergency]);
+        if let Some(user) = event["agent"]
+            .as_array_mut()
+            .and_then(|agents| agents.iter_mut().find(|a| a["requestor"] == true))
+        {
+            user["purposeOfUse"] = json!([emergency]);
+        }
     }
     let entities = entities(&record);
     if !entities.is_empty() {

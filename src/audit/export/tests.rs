@@ -109,3 +109,27 @@ fn agents_name_user_client_and_phigate_and_the_trail_events_are_left_out() {
     assert_eq!(audit_event(restart), None);
     assert_eq!(audit_event("not json"), None);
 }
+
+#[test]
+fn a_break_glass_record_carries_emergency_treatment_as_its_purpose() {
+    let justification = "ED bay 2: unconscious patient";
+    let event = audit_event(&record(json!({
+        "break_glass_rule": "emergency-read",
+        "break_glass_justification": justification,
+        "reason": "break_glass",
+    })))
+    .unwrap();
+    let purpose = &event["purposeOfEvent"][0];
+    assert_eq!(purpose["coding"][0]["code"], "ETREAT", "{event}");
+    assert_eq!(purpose["text"], justification);
+    let user = event["agent"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["requestor"] == true)
+        .unwrap();
+    assert_eq!(user["purposeOfUse"][0]["coding"][0]["code"], "ETREAT");
+    // An ordinary grant states no purpose.
+    let ordinary = audit_event(&record(json!({}))).unwrap();
+    assert!(ordinary.get("purposeOfEvent").is_none(), "{ordinary}");
+}
