@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::record::DecisionRecord;
+use crate::record::{ActionRecord, DecisionRecord};
 use crate::token::{ClientId, Jti, Subject};
 
 /// One decision's members.
@@ -83,6 +83,22 @@ pub fn decision(record: &DecisionRecord, country: Option<&str>) -> String {
         latency_ms: record.latency.as_secs_f64() * 1000.0,
     };
     members(&entry)
+}
+
+/// The members of an action's audit line.
+pub fn action(action: &ActionRecord<'_>) -> String {
+    #[derive(Serialize)]
+    struct Event<'a> {
+        event: &'static str,
+        time: String,
+        #[serde(flatten)]
+        action: &'a ActionRecord<'a>,
+    }
+    members(&Event {
+        event: "action",
+        time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        action,
+    })
 }
 
 /// The members of an event about the trail itself (`chain_restart`).

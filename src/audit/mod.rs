@@ -24,7 +24,7 @@ use crate::config::{AuditConfig, WhenFull};
 use crate::denial::Denial;
 use crate::geoip::GeoIp;
 use crate::mac::MacKey;
-use crate::record::{Capacity, DecisionRecord, Sink, Slot};
+use crate::record::{ActionRecord, ActionSink, Capacity, DecisionRecord, Sink, Slot};
 use crate::telemetry::Metrics;
 
 use self::writer::{Queued, Writer};
@@ -120,7 +120,8 @@ impl AuditGate {
     }
 }
 
-/// Queues each decision's record for the writer.
+/// Queues each decision's record for the writer, and the monitor's actions.
+#[derive(Clone)]
 pub struct AuditSink {
     capacity: Capacity,
     queue: Sender<Queued>,
@@ -139,11 +140,24 @@ impl Sink for AuditSink {
         };
         // P-01: the TCP peer's address, never a forwarded-for header.
         let country = self.geoip.as_ref().and_then(|g| g.country(record.peer));
-        let queued = Queued {
-            fields: entry::decision(record, country.as_deref()),
-            slot,
+        self.queue(entry::decision(record, country.as_deref()), slot);
+    }
+}
+
+impl ActionSink for AuditSink {
+    /// Dropped and counted when the queue has no room.
+    fn action(&self, action: &ActionRecord<'_>) {
+        let Some(slot) = self.capacity.reserve() else {
+            self.metrics.record_audit_dropped();
+            return;
         };
-        if self.queue.send(queued).is_err() {
+        self.queue(entry::action(action), slot);
+    }
+}
+
+impl AuditSink {
+    fn queue(&self, fields: String, slot: Slot) {
+        if self.queue.send(Queued { fields, slot }).is_err() {
             self.writer_gone.store(true, Ordering::Relaxed);
             self.metrics.record_audit_dropped();
         }

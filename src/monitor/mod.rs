@@ -28,7 +28,7 @@ pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
 use crate::geoip::GeoIp;
-use crate::record::{DecisionRecord, Sink};
+use crate::record::{ActionRecord, ActionSink, DecisionRecord, Sink};
 use crate::telemetry::Metrics;
 use crate::token::{BearerToken, Jti, RevokeOutcome, TokenRevoker, VerifiedToken};
 
@@ -59,13 +59,15 @@ pub struct Monitor {
 
 impl Monitor {
     /// The sink and the tasks that run the detectors of `config`, acting through `hooks`, and
-    /// deliver their alerts through `alerter`; `shared` carries blocks to the other replicas.
+    /// deliver their alerts through `alerter`; `shared` carries blocks to the other replicas;
+    /// every action is written to `audit` when there is one.
     pub fn start(
         config: &MonitorConfig,
         hooks: &Hooks,
         alerter: Option<Alerter>,
         shared: Option<(Publisher, SharedCounter)>,
         geoip: Option<Arc<GeoIp>>,
+        audit: Option<Arc<dyn ActionSink>>,
         metrics: Arc<Metrics>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let (shared, counter) = shared.unzip();
@@ -81,6 +83,7 @@ impl Monitor {
             revoker: hooks.revoker.clone(),
             shared,
             alerts,
+            audit,
             metrics: Arc::clone(&metrics),
         };
         let mut detectors = Detectors::new(config, responder, counter);
@@ -313,6 +316,7 @@ struct Responder {
     revoker: Option<Arc<TokenRevoker>>,
     shared: Option<Publisher>,
     alerts: Option<AlertQueue>,
+    audit: Option<Arc<dyn ActionSink>>,
     metrics: Arc<Metrics>,
 }
 
@@ -339,6 +343,7 @@ impl Responder {
         if let Some(period) = actions.block {
             taken.push("block");
             self.enforce(detector, "block", Update::Block(key.clone(), period));
+            self.audit(detector, "block", key, true);
         }
         // A cut-off refuses tokens by client or subject; an address has no tokens to refuse.
         if actions.reauthenticate && matches!(key, BlockKey::Client(_) | BlockKey::Subject(_)) {
@@ -348,6 +353,7 @@ impl Responder {
                 "reauthenticate",
                 Update::Cutoff(key.clone(), unix_now()),
             );
+            self.audit(detector, "reauthenticate", key, true);
         }
         // RFC 7009 takes a token, so only a firing on a token can revoke.
         if let (BlockKey::Token(jti), true) = (key, actions.revoke) {
@@ -363,6 +369,14 @@ impl Responder {
                 "actions": taken,
                 "time": unix_now(),
             }));
+            self.audit(detector, "alert", key, true);
+        }
+    }
+
+    /// Writes one action on `key` to the audit trail, when there is one.
+    fn audit(&self, detector: &'static str, action: &'static str, key: &BlockKey, ok: bool) {
+        if let Some(audit) = &self.audit {
+            audit_action(audit, detector, action, key, ok);
         }
     }
 
@@ -383,12 +397,18 @@ impl Responder {
     fn revoke(&self, detector: &'static str, jti: &Jti) {
         let Some(revoker) = &self.revoker else { return };
         let (revoker, jti, metrics) = (Arc::clone(revoker), jti.clone(), Arc::clone(&self.metrics));
+        let audit = self.audit.clone();
         tokio::spawn(async move {
             let outcome = revoker.revoke(&jti).await;
             if outcome == RevokeOutcome::AlreadyDone {
                 return;
             }
-            metrics.record_action("revoke", outcome == RevokeOutcome::Revoked);
+            let revoked = outcome == RevokeOutcome::Revoked;
+            metrics.record_action("revoke", revoked);
+            if let Some(audit) = &audit {
+                let key = BlockKey::Token(jti.clone());
+                audit_action(audit, detector, "revoke", &key, revoked);
+            }
             tracing::warn!(
                 monitor.detector = detector,
                 monitor.action = "revoke",
@@ -398,6 +418,22 @@ impl Responder {
             );
         });
     }
+}
+
+fn audit_action(
+    audit: &Arc<dyn ActionSink>,
+    detector: &'static str,
+    action: &'static str,
+    key: &BlockKey,
+    ok: bool,
+) {
+    audit.action(&ActionRecord {
+        detector,
+        action,
+        key_kind: key.kind(),
+        key: &key.value(),
+        ok,
+    });
 }
 
 /// Seconds since the epoch (wall clock, compared with tokens' `iat`).

@@ -64,6 +64,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
         revoker: None,
         shared: None,
         alerts: None,
+        audit: None,
         metrics: Arc::new(Metrics::new()),
     };
     (Detectors::new(&config, responder, None), blocks)

@@ -25,7 +25,7 @@ use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transpor
 use crate::monitor::{BlockList, Hooks, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
-use crate::record::{LogSink, MetricsSink, Sink, Sinks};
+use crate::record::{ActionSink, LogSink, MetricsSink, Sink, Sinks};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +154,9 @@ impl Gateway {
                 alerter,
                 shared,
                 geoip,
+                audit
+                    .as_ref()
+                    .map(|trail| Arc::new(trail.sink.clone()) as Arc<dyn ActionSink>),
                 Arc::clone(&metrics),
             );
             sinks.push(Arc::new(monitor));

@@ -18,6 +18,8 @@ use std::time::{Duration, SystemTime};
 pub use self::log::LogSink;
 pub use self::metrics::MetricsSink;
 pub use self::slot::{Capacity, Slot};
+use serde::Serialize;
+
 use crate::token::{ClientId, Jti, Subject};
 
 /// Everything known about one decision, without secrets.
@@ -101,6 +103,27 @@ pub struct FhirAccess {
 pub trait Sink: Send + Sync {
     /// Takes one record.
     fn record(&self, record: &DecisionRecord);
+}
+
+/// An automatic response the monitor took; the audit trail writes it as `event: "action"`.
+#[derive(Debug, Serialize)]
+pub struct ActionRecord<'a> {
+    /// The detector that fired.
+    pub detector: &'static str,
+    /// `block`, `reauthenticate`, `revoke` or `alert`.
+    pub action: &'static str,
+    /// `address`, `token`, `client` or `subject`.
+    pub key_kind: &'static str,
+    /// The address, `jti`, client id or subject (never a token).
+    pub key: &'a str,
+    /// Whether the action took effect (an alert: whether it was queued for delivery).
+    pub ok: bool,
+}
+
+/// Something that keeps the monitor's actions (the audit trail); it must return at once.
+pub trait ActionSink: Send + Sync {
+    /// Takes one action.
+    fn action(&self, action: &ActionRecord<'_>);
 }
 
 /// Every sink a gateway feeds, in order.

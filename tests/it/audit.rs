@@ -415,3 +415,35 @@ async fn with_geoip_each_record_names_the_source_country_of_the_tcp_peer() {
     let (record, _) = only_record(&harness).await;
     assert_eq!(record["country"], "US", "{record}");
 }
+
+#[tokio::test]
+async fn a_monitor_action_is_itself_a_sealed_record() {
+    let harness = Harness::with(audited(
+        "  file: audit.log\nmonitor:\n  repeated_failures:\n    threshold: 2\n    actions:\n      block: 1m\n",
+    ))
+    .await;
+    let client = harness.client();
+    for _ in 0..2 {
+        assert_eq!(client.get("/Patient/123").await.status, 401);
+    }
+    let file = harness.dir.path().join("audit.log");
+    // Two decisions and the address's block.
+    eventually(Duration::from_secs(10), || async {
+        lines(&file)
+            .iter()
+            .any(|l| l.contains("\"event\":\"action\""))
+    })
+    .await;
+    let action: Value = lines(&file)
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|r| r["event"] == "action")
+        .unwrap();
+    assert_eq!(action["detector"], "repeated_failures", "{action}");
+    assert_eq!(action["action"], "block", "{action}");
+    assert_eq!(action["key_kind"], "address", "{action}");
+    assert_eq!(action["key"], "127.0.0.1", "{action}");
+    assert_eq!(action["ok"], true, "{action}");
+    let (code, output) = verify(&harness.dir.path().join("audit.key"), &[&file]);
+    assert_eq!(code, 0, "{output}");
+}
