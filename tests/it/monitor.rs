@@ -30,6 +30,20 @@ async fn repeated_failures(actions: &str) -> Harness {
     .await
 }
 
+/// Waits for `detector` to fire on the token, its client and its subject, then checks that the
+/// token is refused without being echoed.
+async fn fired_on_token_client_and_subject_then_blocked(
+    harness: &Harness,
+    detector: &str,
+    token: &str,
+) {
+    let fired = format!("phigate_detector_firings_total{{detector=\"{detector}\"}} 3");
+    wait_metric(harness, &fired).await;
+    let response = harness.client().get_with_token("/Patient/123", token).await;
+    assert_eq!(response.status, 403);
+    assert_no_leak(&response, &[token]);
+}
+
 /// Waits until `/metrics` shows the series `line` (name, labels and value).
 async fn wait_metric(harness: &Harness, line: &str) {
     eventually(Duration::from_secs(15), || async {
@@ -294,14 +308,7 @@ async fn a_traffic_spike_over_the_ceiling_fires_for_token_client_and_subject() {
             200
         );
     }
-    wait_metric(
-        &harness,
-        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
-    )
-    .await;
-    let response = client.get_with_token("/Patient/123", &token).await;
-    assert_eq!(response.status, 403);
-    assert_no_leak(&response, &[&token]);
+    fired_on_token_client_and_subject_then_blocked(&harness, "traffic_spike", &token).await;
 }
 
 #[tokio::test]
@@ -322,14 +329,7 @@ async fn reading_many_distinct_resources_fires_bulk_access() {
     let (_, metrics) = harness.admin_get("/metrics").await;
     assert!(metrics.contains("phigate_detector_firings_total{detector=\"bulk_access\"} 0"));
     client.get_with_token("/Patient/789", &token).await;
-    wait_metric(
-        &harness,
-        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
-    )
-    .await;
-    let response = client.get_with_token("/Patient/123", &token).await;
-    assert_eq!(response.status, 403);
-    assert_no_leak(&response, &[&token]);
+    fired_on_token_client_and_subject_then_blocked(&harness, "bulk_access", &token).await;
 }
 
 #[tokio::test]
