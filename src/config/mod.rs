@@ -17,7 +17,8 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 pub use self::monitor::{
-    Actions, AlertConfig, MonitorConfig, RevokeConfig, SpikeDetector, WindowDetector,
+    Actions, AlertConfig, CountryDetector, MonitorConfig, RevokeConfig, SpikeDetector,
+    TravelDetector, WindowDetector,
 };
 use self::raw::{
     At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,

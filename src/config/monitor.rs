@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Builder;
-use super::raw::{At, RawActions, RawAlert, RawMonitor, RawRevoke, RawSpike, RawWindowDetector};
+use super::raw::{
+    At, RawActions, RawAlert, RawMonitor, RawNewCountry, RawRevoke, RawSpike, RawTravel,
+    RawWindowDetector,
+};
 
 /// Detectors and their actions.
 #[derive(Debug, Clone, Default)]
@@ -33,8 +36,33 @@ pub struct MonitorConfig {
     pub bulk_access: Option<WindowDetector>,
     /// The MaxMind `.mmdb` country database.
     pub geoip: Option<PathBuf>,
-    /// A token, client or subject seen from a new country (needs `geoip`); its actions.
-    pub new_country: Option<Actions>,
+    /// A token, client or subject seen from a new country (needs `geoip`).
+    pub new_country: Option<CountryDetector>,
+    /// A token, client or subject seen from two places too far apart for the time between
+    /// them (needs `geoip` with coordinates).
+    pub impossible_travel: Option<TravelDetector>,
+}
+
+/// Countries a key is seen from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountryDetector {
+    /// ISO 3166-1 alpha-2 codes every request may come from; empty: any. A key seen from
+    /// outside them fires, its first sighting included.
+    pub allowed: Vec<String>,
+    /// What firing does.
+    pub actions: Actions,
+}
+
+/// Travel speed between two sightings of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TravelDetector {
+    /// The fastest plausible journey, in km/h (default 1 000: an airliner).
+    pub max_speed_kmh: u32,
+    /// Journeys shorter than this never fire (default 500 km): GeoIP is coarse, and a mobile
+    /// network or VPN exit near a border moves an address further than its holder.
+    pub min_distance_km: u32,
+    /// What firing does.
+    pub actions: Actions,
 }
 
 /// Request rates per interval against a ceiling and an EWMA baseline.
@@ -59,6 +87,7 @@ impl MonitorConfig {
             || self.traffic_spike.is_some()
             || self.bulk_access.is_some()
             || self.new_country.is_some()
+            || self.impossible_travel.is_some()
             // A webhook alone still hears of every break-glass grant.
             || self.alert.is_some()
     }
@@ -177,7 +206,16 @@ impl Builder<'_> {
             if geoip.is_none() {
                 self.problem(at, "monitor.new_country needs monitor.geoip (a .mmdb file)");
             }
-            self.actions(at.value.actions.as_ref(), "monitor.new_country", endpoints)
+            self.new_country(&at.value, endpoints)
+        });
+        let impossible_travel = raw.impossible_travel.as_ref().map(|at| {
+            if geoip.is_none() {
+                self.problem(
+                    at,
+                    "monitor.impossible_travel needs monitor.geoip (a .mmdb file with coordinates)",
+                );
+            }
+            self.travel(&at.value, endpoints)
         });
         self.section.clear();
         MonitorConfig {
@@ -196,6 +234,51 @@ impl Builder<'_> {
             bulk_access,
             geoip,
             new_country,
+            impossible_travel,
+        }
+    }
+
+    fn new_country(&mut self, raw: &RawNewCountry, endpoints: Endpoints) -> CountryDetector {
+        let allowed: Vec<String> = raw
+            .allowed
+            .iter()
+            .flatten()
+            .filter_map(|at| {
+                let code = &at.value;
+                let iso = code.len() == 2 && code.bytes().all(|b| b.is_ascii_uppercase());
+                let parsed = iso.then(|| code.clone()).ok_or_else(|| {
+                "monitor.new_country.allowed takes ISO 3166-1 alpha-2 codes in capitals (US, DE)"
+                    .to_owned()
+            });
+                self.check(at, parsed)
+            })
+            .collect();
+        CountryDetector {
+            allowed,
+            actions: self.actions(raw.actions.as_ref(), "monitor.new_country", endpoints),
+        }
+    }
+
+    fn travel(&mut self, raw: &RawTravel, endpoints: Endpoints) -> TravelDetector {
+        let key = "monitor.impossible_travel";
+        // Half the Earth's circumference bounds any distance, and sound bounds any sane speed
+        // well below the fastest aircraft's.
+        let max_speed_kmh = self.count(
+            raw.max_speed_kmh.as_ref(),
+            &format!("{key}.max_speed_kmh"),
+            1_000,
+            40_000,
+        );
+        let min_distance_km = self.count(
+            raw.min_distance_km.as_ref(),
+            &format!("{key}.min_distance_km"),
+            500,
+            20_000,
+        );
+        TravelDetector {
+            max_speed_kmh: u32::try_from(max_speed_kmh).unwrap_or(1_000),
+            min_distance_km: u32::try_from(min_distance_km).unwrap_or(500),
+            actions: self.actions(raw.actions.as_ref(), key, endpoints),
         }
     }
 

@@ -72,12 +72,29 @@ pub struct RawMonitor {
     pub geoip: Option<At<String>>,
     #[serde(default)]
     pub new_country: Option<At<RawNewCountry>>,
+    #[serde(default)]
+    pub impossible_travel: Option<At<RawTravel>>,
 }
 
-/// `monitor.new_country:` — a token, client or subject seen from a country it never was.
+/// `monitor.new_country:` — a token, client or subject seen from a country it never was, or
+/// from one outside the allow-list.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawNewCountry {
+    #[serde(default)]
+    pub allowed: Option<Vec<At<String>>>,
+    #[serde(default)]
+    pub actions: Option<RawActions>,
+}
+
+/// `monitor.impossible_travel:` — two sightings further apart than anyone could travel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTravel {
+    #[serde(default)]
+    pub max_speed_kmh: Option<At<u64>>,
+    #[serde(default)]
+    pub min_distance_km: Option<At<u64>>,
     #[serde(default)]
     pub actions: Option<RawActions>,
 }

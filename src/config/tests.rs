@@ -467,7 +467,52 @@ fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
             "monitor:\n  revoke:\n    endpoint: https://as/revoke\n    client_id: phigate\n    client_secret_file: /nonexistent/secret\n",
             Err("monitor.revoke.client_secret_file cannot be read or is empty"),
         ),
+        (
+            "monitor:\n  geoip: city.mmdb\n  new_country:\n    allowed: [US, CA]\n  impossible_travel:\n    max_speed_kmh: 900\n    min_distance_km: 100\n",
+            Ok(()),
+        ),
+        (
+            "monitor:\n  impossible_travel: {}\n",
+            Err("monitor.impossible_travel needs monitor.geoip"),
+        ),
+        (
+            "monitor:\n  geoip: city.mmdb\n  impossible_travel:\n    max_speed_kmh: 0\n",
+            Err("monitor.impossible_travel.max_speed_kmh must be from 1 to 40000"),
+        ),
+        (
+            "monitor:\n  geoip: city.mmdb\n  impossible_travel:\n    min_distance_km: 30000\n",
+            Err("monitor.impossible_travel.min_distance_km must be from 1 to 20000"),
+        ),
+        (
+            "monitor:\n  geoip: city.mmdb\n  new_country:\n    allowed: [US, usa]\n",
+            Err("monitor.new_country.allowed takes ISO 3166-1 alpha-2 codes"),
+        ),
     ] {
         check_section(section, expected);
     }
+}
+
+#[test]
+fn geographic_detectors_take_documented_defaults() {
+    let text = GOOD.replace(
+        "policy_file:",
+        "monitor:\n  geoip: city.mmdb\n  new_country: {}\n  impossible_travel: {}\npolicy_file:",
+    );
+    let (_dir, result) = load(&text);
+    let monitor = result.unwrap().monitor;
+    assert_eq!(
+        monitor.new_country,
+        Some(CountryDetector {
+            allowed: Vec::new(),
+            actions: Actions::default(),
+        })
+    );
+    assert_eq!(
+        monitor.impossible_travel,
+        Some(TravelDetector {
+            max_speed_kmh: 1_000,
+            min_distance_km: 500,
+            actions: Actions::default(),
+        })
+    );
 }

@@ -2,7 +2,7 @@
 //! up is always the TCP peer's: `X-Forwarded-For` and its kin are written by the client, and a
 //! detector that trusted them would let anyone trigger (or dodge) a geo action (P-01). Each key
 //! remembers the few countries it was seen from (bounded per key and in keys); a request from
-//! one not yet seen, after the first, fires.
+//! one not yet seen fires when it is not the key's first, or when it is outside the allow-list.
 
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,10 +10,30 @@ use std::time::Duration;
 
 use moka::sync::Cache;
 
+use crate::config::CountryDetector;
+
 /// Countries remembered per key; past this the oldest is forgotten.
 const MAX_COUNTRIES: usize = 16;
 /// A key unseen this long starts over.
-const MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
+pub const MEMORY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// What one sighting taught about a key's countries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Novelty {
+    /// The country was not yet among the key's.
+    pub new: bool,
+    /// The key had no country before.
+    pub first: bool,
+}
+
+impl CountryDetector {
+    /// Whether a sighting from `country` with `novelty` fires: a country the key was never
+    /// seen from after its first, or one outside the allow-list (once per key and country).
+    pub fn fires(&self, country: &str, novelty: Novelty) -> bool {
+        let outside = !self.allowed.is_empty() && !self.allowed.iter().any(|c| c == country);
+        novelty.new && (!novelty.first || outside)
+    }
+}
 
 /// Countries seen per key.
 pub struct CountryWatch<K> {
@@ -31,19 +51,19 @@ impl<K: Hash + Eq + Send + Sync + 'static> CountryWatch<K> {
         }
     }
 
-    /// Notes `key` seen from `country`; true when it is new for a key already seen elsewhere.
-    pub fn hit(&self, key: K, country: &str) -> bool {
+    /// Notes `key` seen from `country`.
+    pub fn hit(&self, key: K, country: &str) -> Novelty {
         let seen = self.keys.get_with(key, Arc::default);
         let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.iter().any(|known| known == country) {
-            return false;
-        }
         let first = seen.is_empty();
+        if seen.iter().any(|known| known == country) {
+            return Novelty { new: false, first };
+        }
         if seen.len() == MAX_COUNTRIES {
             seen.remove(0);
         }
         seen.push(country.to_owned());
-        !first
+        Novelty { new: true, first }
     }
 }
 
@@ -85,15 +105,43 @@ mod tests {
         }
     }
 
+    /// The countries of `sightings` (key, country) that fire under `allowed`.
+    #[track_caller]
+    fn check(allowed: &[&str], sightings: &[(&'static str, &str)], expected: &[bool]) {
+        let detector = CountryDetector {
+            allowed: allowed.iter().map(|c| (*c).to_owned()).collect(),
+            actions: crate::config::Actions::default(),
+        };
+        let watch = CountryWatch::new(10);
+        let fired: Vec<bool> = sightings
+            .iter()
+            .map(|(key, country)| detector.fires(country, watch.hit(*key, country)))
+            .collect();
+        assert_eq!(fired, expected, "{allowed:?} {sightings:?}");
+    }
+
     #[test]
     fn a_new_country_fires_after_the_first_and_only_once() {
-        let watch = CountryWatch::new(10);
-        let fired: Vec<bool> = ["US", "US", "FR", "FR", "US", "DE"]
-            .iter()
-            .map(|c| watch.hit("u-1", c))
-            .collect();
-        assert_eq!(fired, [false, false, true, false, false, true]);
+        let u1 = ["US", "US", "FR", "FR", "US", "DE"].map(|c| ("u-1", c));
+        check(&[], &u1, &[false, false, true, false, false, true]);
         // Another key starts with its own first country.
-        assert!(!watch.hit("u-2", "FR"));
+        check(&[], &[("u-1", "US"), ("u-2", "FR")], &[false, false]);
+    }
+
+    #[test]
+    fn outside_the_allow_list_even_the_first_country_fires_once_per_key() {
+        let sightings = [
+            ("u-1", "RU"),
+            ("u-1", "RU"),
+            ("u-2", "US"),
+            ("u-2", "CA"),
+            ("u-2", "RU"),
+            ("u-3", "CA"),
+        ];
+        check(
+            &["US", "CA"],
+            &sightings,
+            &[true, false, false, true, true, false],
+        );
     }
 }

@@ -11,6 +11,7 @@ mod distinct;
 mod geo;
 mod rate;
 mod shared;
+mod travel;
 mod window;
 
 use std::sync::Arc;
@@ -25,8 +26,9 @@ use self::distinct::DistinctWatch;
 use self::geo::CountryWatch;
 use self::rate::RateWatch;
 pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
+use self::travel::{Sighting, TravelWatch};
 use self::window::SlidingWindow;
-use crate::config::{Actions, MonitorConfig, WindowDetector};
+use crate::config::{Actions, CountryDetector, MonitorConfig, TravelDetector, WindowDetector};
 use crate::geoip::GeoIp;
 use crate::record::{ActionRecord, ActionSink, DecisionRecord, Sink};
 use crate::telemetry::Metrics;
@@ -87,9 +89,7 @@ impl Monitor {
             metrics: Arc::clone(&metrics),
         };
         let mut detectors = Detectors::new(config, responder, counter);
-        detectors.countries = geoip
-            .zip(config.new_country.clone())
-            .map(|(geoip, actions)| (geoip, CountryWatch::new(config.max_keys), actions));
+        detectors.geo = geoip.and_then(|geoip| Geo::new(config, geoip));
         tasks.push(tokio::spawn(detectors.run(records)));
         (Self { queue, metrics }, tasks)
     }
@@ -208,8 +208,40 @@ struct Detectors {
     counter: Option<SharedCounter>,
     spike: Option<(RateWatch<BlockKey>, Actions)>,
     bulk: Option<(DistinctWatch<BlockKey>, Actions)>,
-    countries: Option<(Arc<GeoIp>, CountryWatch<BlockKey>, Actions)>,
+    geo: Option<Geo>,
     responder: Responder,
+}
+
+/// The detectors judging where a request came from.
+struct Geo {
+    geoip: Arc<GeoIp>,
+    countries: Option<(CountryWatch<BlockKey>, CountryDetector)>,
+    travel: Option<(TravelWatch<BlockKey>, TravelDetector)>,
+}
+
+impl Geo {
+    /// The geographic detectors `config` names, if any.
+    fn new(config: &MonitorConfig, geoip: Arc<GeoIp>) -> Option<Self> {
+        let countries = config
+            .new_country
+            .clone()
+            .map(|detector| (CountryWatch::new(config.max_keys), detector));
+        let travel = config
+            .impossible_travel
+            .clone()
+            .map(|detector| (TravelWatch::new(config.max_keys), detector));
+        if travel.is_some() && !geoip.has_positions() {
+            tracing::warn!(
+                "monitor.impossible_travel: monitor.geoip is a country database without \
+                 coordinates, so the detector can never fire; use a city database"
+            );
+        }
+        (countries.is_some() || travel.is_some()).then_some(Self {
+            geoip,
+            countries,
+            travel,
+        })
+    }
 }
 
 impl Detectors {
@@ -234,7 +266,7 @@ impl Detectors {
             counter,
             spike,
             bulk,
-            countries: None,
+            geo: None,
             responder,
         }
     }
@@ -245,22 +277,52 @@ impl Detectors {
         }
     }
 
-    /// Counts `key` for a windowed detector: across replicas when Redis is shared, and in this
-    /// process when it is not (or cannot be reached, so detection never stops).
+    /// Counts `key` for a windowed detector.
     async fn count(&self, detector: &Windowed, key: &BlockKey, now: Instant) -> bool {
-        if let Some(counter) = &self.counter {
-            let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
-            match counter
-                .hit(detector.counted.name(), key, window, threshold)
-                .await
-            {
-                Ok(fired) => return fired,
-                Err(err) => {
-                    tracing::warn!(error = %err, "shared failure count unavailable; counting locally")
+        let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
+        let shared = self
+            .counter
+            .as_ref()
+            .map(|c| c.hit(detector.counted.name(), key, window, threshold));
+        shared_or_local(shared, || detector.counts.hit(key.clone(), now)).await
+    }
+
+    /// Runs the geographic detectors on the TCP peer's address (P-01: never a forwarded-for
+    /// header) for the token, client and subject `record` names.
+    async fn observe_place(&self, geo: &Geo, record: &DecisionRecord) {
+        let keys = identity_keys(record);
+        if keys.is_empty() {
+            return;
+        }
+        if let Some((watch, detector)) = &geo.countries
+            && let Some(country) = geo.geoip.country(record.peer)
+        {
+            for key in &keys {
+                let shared = (self.counter.as_ref()).map(|c| c.country(key, &country, geo::MEMORY));
+                let novelty = shared_or_local(shared, || watch.hit(key.clone(), &country)).await;
+                if detector.fires(&country, novelty) {
+                    self.responder.fire("new_country", &detector.actions, key);
                 }
             }
         }
-        detector.counts.hit(key.clone(), now)
+        if let Some((watch, detector)) = &geo.travel
+            && let Some(position) = geo.geoip.position(record.peer)
+        {
+            let at_ms = record
+                .time
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+            let sighting = Sighting { position, at_ms };
+            for key in &keys {
+                let shared =
+                    (self.counter.as_ref()).map(|c| c.swap_sighting(key, sighting, travel::MEMORY));
+                let previous = shared_or_local(shared, || watch.swap(key.clone(), sighting)).await;
+                if previous.is_some_and(|previous| detector.impossible(&previous, &sighting)) {
+                    self.responder
+                        .fire("impossible_travel", &detector.actions, key);
+                }
+            }
+        }
     }
 
     async fn observe(&self, record: &DecisionRecord, now: Instant) {
@@ -297,17 +359,27 @@ impl Detectors {
             };
             self.responder.fire("break_glass", &alert, &key);
         }
-        // P-01: the TCP peer's address only, never a forwarded-for header.
-        if let Some((geoip, watch, actions)) = &self.countries
-            && let Some(country) = geoip.country(record.peer)
-        {
-            for key in identity_keys(record) {
-                if watch.hit(key.clone(), &country) {
-                    self.responder.fire("new_country", actions, &key);
-                }
+        if let Some(geo) = &self.geo {
+            self.observe_place(geo, record).await;
+        }
+    }
+}
+
+/// Detector state across replicas when Redis is shared, and in this process when it is not or
+/// cannot be reached, so detection never stops.
+async fn shared_or_local<T>(
+    shared: Option<impl Future<Output = Result<T, redis::RedisError>>>,
+    local: impl FnOnce() -> T,
+) -> T {
+    if let Some(shared) = shared {
+        match shared.await {
+            Ok(value) => return value,
+            Err(err) => {
+                tracing::warn!(error = %err, "shared detector state unavailable; judging locally");
             }
         }
     }
+    local()
 }
 
 /// Carries out a detector's actions.

@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::blocklist::{BlockKey, BlockList};
+use super::geo::Novelty;
+use super::travel::Sighting;
 use crate::token::{ClientId, Jti, Subject};
 
 /// Bound on one Redis round trip.
@@ -102,10 +104,12 @@ impl Publisher {
     }
 }
 
-/// Failure counts shared by every replica: one Redis counter per detector and key, created
-/// with the window as its expiry and incremented by each replica (a fixed window, where the
-/// local count slides). The replica whose increment reaches the threshold fires, so a
-/// threshold crossed across replicas fires exactly once per window.
+/// Detector state shared by every replica, so abuse spread over replicas is judged as if it hit
+/// one. Failure counts are one Redis counter per detector and key, created with the window as
+/// its expiry and incremented by each replica (a fixed window, where the local count slides):
+/// the replica whose increment reaches the threshold fires, so a threshold crossed across
+/// replicas fires exactly once per window. Countries are a set per key and sightings one value
+/// per key, each swapped atomically so exactly one replica learns what is new.
 pub struct SharedCounter {
     client: redis::Client,
     prefix: String,
@@ -121,26 +125,15 @@ impl SharedCounter {
         window: Duration,
         threshold: u32,
     ) -> Result<bool, redis::RedisError> {
-        let connection = timed(
-            self.connection
-                .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone())),
-        )
-        .await?;
-        let mut connection = connection.clone();
-        let name = format!(
-            "{}:count:{detector}:{}:{}",
-            self.prefix,
-            key.kind(),
-            key.value()
-        );
-        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.connection().await?;
+        let name = self.name(&format!("count:{detector}"), key);
         let (count,): (u64,) = timed(
             redis::pipe()
                 .cmd("SET")
                 .arg(&name)
                 .arg(0)
                 .arg("PX")
-                .arg(window)
+                .arg(millis(window))
                 .arg("NX")
                 .ignore()
                 .incr(&name, 1)
@@ -149,6 +142,70 @@ impl SharedCounter {
         .await?;
         Ok(count == u64::from(threshold))
     }
+
+    /// Adds `country` to the countries `key` was seen from, kept for `memory` after the last.
+    /// The replica whose addition is new learns so, so a country fires once across replicas.
+    pub async fn country(
+        &self,
+        key: &BlockKey,
+        country: &str,
+        memory: Duration,
+    ) -> Result<Novelty, redis::RedisError> {
+        let mut connection = self.connection().await?;
+        let name = self.name("countries", key);
+        let (added, known): (u64, u64) = timed(
+            redis::pipe()
+                .sadd(&name, country)
+                .scard(&name)
+                .pexpire(&name, i64::try_from(millis(memory)).unwrap_or(i64::MAX))
+                .ignore()
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(Novelty {
+            new: added == 1,
+            first: known <= 1,
+        })
+    }
+
+    /// Stores `sighting` as `key`'s last, kept for `memory`, and returns the one it replaces.
+    pub async fn swap_sighting(
+        &self,
+        key: &BlockKey,
+        sighting: Sighting,
+        memory: Duration,
+    ) -> Result<Option<Sighting>, redis::RedisError> {
+        let mut connection = self.connection().await?;
+        let previous: Option<String> = timed(
+            redis::cmd("SET")
+                .arg(self.name("sighting", key))
+                .arg(sighting.encode())
+                .arg("GET")
+                .arg("PX")
+                .arg(millis(memory))
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(previous.as_deref().and_then(Sighting::decode))
+    }
+
+    async fn connection(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+        let connection = timed(
+            self.connection
+                .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone())),
+        )
+        .await?;
+        Ok(connection.clone())
+    }
+
+    fn name(&self, what: &str, key: &BlockKey) -> String {
+        format!("{}:{what}:{}:{}", self.prefix, key.kind(), key.value())
+    }
+}
+
+/// A period in whole milliseconds, at least one (Redis refuses a zero expiry).
+fn millis(period: Duration) -> u64 {
+    u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 /// The Redis side of the block list, checked before the gateway serves.
@@ -213,7 +270,7 @@ impl SharedBlocks {
                 redis::pipe()
                     .set(update.redis_key(&self.prefix), &payload)
                     .arg("PX")
-                    .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+                    .arg(millis(ttl))
                     .ignore()
                     .publish(self.channel(), &payload)
                     .ignore()

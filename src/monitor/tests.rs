@@ -58,6 +58,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
         bulk_access: None,
         geoip: None,
         new_country: None,
+        impossible_travel: None,
     };
     let responder = Responder {
         blocks: Arc::clone(&blocks),

@@ -151,12 +151,13 @@ pub struct ActionLabels {
 
 /// Every detector the monitor runs, so each reads 0 before it first fires (`break_glass`: an
 /// emergency-access grant, always alerted when a webhook is configured).
-pub const DETECTORS: [&str; 6] = [
+pub const DETECTORS: [&str; 7] = [
     "repeated_failures",
     "refused_token_reuse",
     "traffic_spike",
     "bulk_access",
     "new_country",
+    "impossible_travel",
     "break_glass",
 ];
 /// Every action a detector can take.

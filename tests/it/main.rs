@@ -21,6 +21,7 @@ mod errors;
 mod fhir;
 mod fhir_real;
 mod forwarding;
+mod geo;
 mod hygiene;
 mod introspection;
 mod jwks;

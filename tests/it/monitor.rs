@@ -32,7 +32,7 @@ async fn repeated_failures(actions: &str) -> Harness {
 
 /// Waits for `detector` to fire on the token, its client and its subject, then checks that the
 /// token is refused without being echoed.
-async fn fired_on_token_client_and_subject_then_blocked(
+pub async fn fired_on_token_client_and_subject_then_blocked(
     harness: &Harness,
     detector: &str,
     token: &str,
@@ -45,7 +45,7 @@ async fn fired_on_token_client_and_subject_then_blocked(
 }
 
 /// Waits until `/metrics` shows the series `line` (name, labels and value).
-async fn wait_metric(harness: &Harness, line: &str) {
+pub async fn wait_metric(harness: &Harness, line: &str) {
     eventually(Duration::from_secs(15), || async {
         harness
             .admin_get("/metrics")

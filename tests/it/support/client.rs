@@ -60,13 +60,28 @@ pub struct TestClient {
 
 impl TestClient {
     pub fn new(addr: SocketAddr, ca: &DevCa, cert: Option<&IssuedCert>, h2: bool) -> Self {
+        Self::from_source(addr, ca, cert, h2, None)
+    }
+
+    /// A client whose connections leave from `source` (any 127.0.0.0/8 address works on
+    /// loopback), so tests can stand for clients in different places.
+    pub fn from_source(
+        addr: SocketAddr,
+        ca: &DevCa,
+        cert: Option<&IssuedCert>,
+        h2: bool,
+        source: Option<std::net::IpAddr>,
+    ) -> Self {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_local_address(source);
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls_config(ca, cert))
             .https_only();
         let connector = if h2 {
-            builder.enable_http2().build()
+            builder.enable_http2().wrap_connector(http)
         } else {
-            builder.enable_http1().build()
+            builder.enable_http1().wrap_connector(http)
         };
         let mut client = Client::builder(TokioExecutor::new());
         client.http2_only(h2);

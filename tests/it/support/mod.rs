@@ -200,6 +200,11 @@ impl Harness {
         TestClient::new(self.addr(), &self.ca, None, false)
     }
 
+    /// A TLS client whose connections come from `source` (a 127.0.0.0/8 address).
+    pub fn client_from(&self, source: std::net::IpAddr) -> TestClient {
+        TestClient::from_source(self.addr(), &self.ca, None, false, Some(source))
+    }
+
     /// A TLS client presenting `cert`.
     pub fn client_with_cert(&self, cert: &IssuedCert) -> TestClient {
         TestClient::new(self.addr(), &self.ca, Some(cert), false)
