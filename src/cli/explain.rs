@@ -10,7 +10,7 @@ use anyhow::Context;
 use http::Method;
 use serde_json::{Map, Value};
 
-use super::offline::{self, OfflineToken, Verdict};
+use super::offline::{self, OfflineRequest, OfflineToken, Verdict};
 use crate::config::Config;
 use crate::token::{BearerToken, TokenFault, VerifiedToken, Verifier};
 
@@ -22,6 +22,8 @@ pub struct Question<'a> {
     pub token: Option<&'a str>,
     pub claims: Option<&'a Path>,
     pub body: Option<&'a Path>,
+    /// `Name: value` headers.
+    pub headers: &'a [String],
 }
 
 /// Prints the explanation; exit code 0 when allowed, 1 when denied.
@@ -46,14 +48,24 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
         Credentials::Verified(token) => OfflineToken::Verified(token),
         Credentials::Refused { fault, .. } => OfflineToken::Refused(*fault),
     };
+    let headers = question
+        .headers
+        .iter()
+        .map(|line| {
+            let (name, value) = line
+                .split_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--header takes 'Name: value'"))?;
+            offline::header(name, value).map_err(|problem| anyhow::anyhow!("--header: {problem}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let request = OfflineRequest {
+        method: &method,
+        target: question.target,
+        headers: &headers,
+        body: body.as_deref(),
+    };
     // The gateway's own chain decides: a public or unmatched route never reads the token.
-    let verdict = offline::decide(
-        &config.policy,
-        &method,
-        question.target,
-        &token,
-        body.as_deref(),
-    );
+    let verdict = offline::decide(&config.policy, &request, &token);
     print!(
         "{}",
         render(&method, question.target, &credentials, &verdict)
@@ -184,6 +196,13 @@ fn render(method: &Method, target: &str, credentials: &Credentials, verdict: &Ve
                     refusal.reason()
                 )),
                 None => out.push_str(&format!("decision     allow{granted}\n")),
+            }
+            if let Some(emergency) = permit.break_glass() {
+                out.push_str(&format!(
+                    "break-glass  granted by {}: no compartment or answer check; flagged in the \
+                     audit trail and alerted\n",
+                    emergency.rule_name()
+                ));
             }
             if let Some(precondition) = permit.precondition() {
                 out.push_str(&format!("before       {}\n", precondition.describe()));

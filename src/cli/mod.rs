@@ -63,6 +63,9 @@ enum Command {
         /// A request body file (Bundles, POST _search, writes).
         #[arg(long)]
         body: Option<PathBuf>,
+        /// A request header, 'Name: value' (repeatable), e.g. a break-glass justification.
+        #[arg(long = "header", short = 'H', value_name = "HEADER")]
+        headers: Vec<String>,
     },
     /// Run policy test cases (request + claims -> expected decision and reason).
     Test {
@@ -133,6 +136,7 @@ pub fn run() -> ExitCode {
             token,
             claims,
             body,
+            headers,
         } => runtime().and_then(|rt| {
             let question = explain::Question {
                 config: &config,
@@ -141,6 +145,7 @@ pub fn run() -> ExitCode {
                 token: token.as_deref(),
                 claims: claims.as_deref(),
                 body: body.as_deref(),
+                headers: &headers,
             };
             rt.block_on(explain::run(question))
         }),

@@ -5,7 +5,7 @@
 //! gateway would say.
 
 use http::header::{CONTENT_TYPE, HOST};
-use http::{Method, request};
+use http::{HeaderName, HeaderValue, Method, request};
 
 use crate::config::RequestLimits;
 use crate::denial::Denial;
@@ -55,13 +55,30 @@ pub enum OfflineToken<'a> {
     Refused(TokenFault),
 }
 
-/// Decides `method target` (with an optional body) for `token`, as the gateway would.
+/// The request an operator describes.
+pub struct OfflineRequest<'a> {
+    pub method: &'a Method,
+    /// Path and query.
+    pub target: &'a str,
+    /// Headers beyond `Host` and the body's type (a break-glass justification, `If-None-Exist`).
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Option<&'a [u8]>,
+}
+
+/// One `Name: value` header as an operator writes it, or why it is not one.
+pub fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("{:?} is not a header name", name.trim()))?;
+    let value = HeaderValue::from_str(value.trim())
+        .map_err(|_| format!("the value of {name} is not a header value"))?;
+    Ok((name, value))
+}
+
+/// Decides `request` for `token`, as the gateway would.
 pub fn decide(
     policy: &PolicyTable,
-    method: &Method,
-    target: &str,
+    request: &OfflineRequest<'_>,
     token: &OfflineToken<'_>,
-    body: Option<&[u8]>,
 ) -> Verdict {
     let mut verdict = Verdict {
         rule: None,
@@ -72,13 +89,13 @@ pub fn decide(
         },
         outcome: Err(Denied::from(Denial::NoMatchingRule)),
     };
-    let Some(parts) = request_parts(method, target, body.is_some()) else {
+    let Some(parts) = request_parts(request) else {
         verdict.outcome = Err(Denied::from(Denial::Path(
             crate::policy::PathFault::NotAbsolute,
         )));
         return verdict;
     };
-    let body = body.unwrap_or_default();
+    let body = request.body.unwrap_or_default();
     let limits = RequestLimits::default();
     let route = match pipeline::route(policy, &parts, &limits) {
         Ok(route) => route,
@@ -106,21 +123,25 @@ pub fn decide(
     verdict
 }
 
-/// The request head the gateway would see: one `Host`, and a body's type as a client would
-/// send it for the interaction (a form for a POST search, FHIR JSON otherwise).
-fn request_parts(method: &Method, target: &str, has_body: bool) -> Option<request::Parts> {
+/// The request head the gateway would see: one `Host`, a body's type as a client would send it
+/// for the interaction (a form for a POST search, FHIR JSON otherwise), and the headers given.
+fn request_parts(request: &OfflineRequest<'_>) -> Option<request::Parts> {
     let mut builder = http::Request::builder()
-        .method(method.clone())
-        .uri(target)
+        .method(request.method.clone())
+        .uri(request.target)
         .header(HOST, "phigate.explain");
-    if has_body {
-        let path = target.split('?').next().unwrap_or_default();
+    let typed = request.headers.iter().any(|(name, _)| name == CONTENT_TYPE);
+    if request.body.is_some() && !typed {
+        let path = request.target.split('?').next().unwrap_or_default();
         let content_type = if path.ends_with("/_search") {
             "application/x-www-form-urlencoded"
         } else {
             "application/fhir+json"
         };
         builder = builder.header(CONTENT_TYPE, content_type);
+    }
+    for (name, value) in request.headers {
+        builder = builder.header(name, value);
     }
     builder.body(()).ok().map(|request| request.into_parts().0)
 }

@@ -4,15 +4,16 @@
 //! reported as `file:line:column` and counts as a failure, so a typo never passes a suite. Each
 //! file names its policy; paths resolve against the test file.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use http::Method;
+use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use super::offline::{self, OfflineToken, Verdict};
+use super::offline::{self, OfflineRequest, OfflineToken, Verdict};
 use crate::config::{ConfigProblem, IssuerConfig, TokenBounds};
 use crate::policy::PolicyTable;
 
@@ -46,6 +47,9 @@ struct CaseRequest {
     /// A raw body (form-encoded `_search` parameters).
     #[serde(default)]
     body: Option<String>,
+    /// Headers by name (a break-glass justification, `If-None-Exist`).
+    #[serde(default)]
+    headers: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Debug, Deserialize, PartialEq, Eq)]
@@ -64,6 +68,9 @@ struct Expect {
     /// Whether a write must first read its target (patient context).
     #[serde(default)]
     precondition: Option<bool>,
+    /// Whether the request was granted through break-glass (emergency) access.
+    #[serde(default)]
+    break_glass: Option<bool>,
 }
 
 /// Cases counted over one file or all of them.
@@ -166,20 +173,14 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
             .chain(in_policy)
             .collect::<Vec<_>>()
     })?;
-    // Every case's method is checked before any runs: a typo anywhere stops the whole file.
-    let methods = tests
+    // Every case's method and headers are checked before any runs: a typo anywhere stops the
+    // whole file.
+    let heads = tests
         .cases
         .iter()
         .map(|case| {
-            let method = &case.request.method;
-            Method::from_bytes(method.value.as_bytes()).map_err(|_| {
-                at(
-                    method.referenced.line(),
-                    method.referenced.column(),
-                    format!("{:?} is not an HTTP method", method.value),
-                )
-                .to_string()
-            })
+            case_head(&case.request)
+                .map_err(|(line, column, problem)| at(line, column, problem).to_string())
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|problem| vec![problem])?;
@@ -187,7 +188,7 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
     let issuer = IssuerConfig::offline(patient_claim);
     let bounds = TokenBounds::default();
     let mut tally = Tally::default();
-    for (case, method) in tests.cases.iter().zip(&methods) {
+    for (case, (method, headers)) in tests.cases.iter().zip(&heads) {
         let body = match (&case.request.json, &case.request.body) {
             (Some(json), _) => Some(json.to_string().into_bytes()),
             (None, Some(text)) => Some(text.clone().into_bytes()),
@@ -203,7 +204,13 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
             Some(Ok(token)) => OfflineToken::Verified(token),
             Some(Err(fault)) => OfflineToken::Refused(*fault),
         };
-        let verdict = offline::decide(&policy, method, &case.request.path, &token, body.as_deref());
+        let request = OfflineRequest {
+            method,
+            target: &case.request.path,
+            headers,
+            body: body.as_deref(),
+        };
+        let verdict = offline::decide(&policy, &request, &token);
         let actual = observed(&verdict, &case.expect);
         if actual == case.expect {
             tally.passed += 1;
@@ -224,6 +231,33 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
         }
     }
     Ok(tally)
+}
+
+/// A case's extra request headers.
+type Headers = Vec<(HeaderName, HeaderValue)>;
+
+/// A case's method and headers, or where (line, column) and why they are not valid.
+fn case_head(request: &CaseRequest) -> Result<(Method, Headers), (u64, u64, String)> {
+    let method = &request.method;
+    let method = Method::from_bytes(method.value.as_bytes()).map_err(|_| {
+        let place = &method.referenced;
+        (
+            place.line(),
+            place.column(),
+            format!("{:?} is not an HTTP method", method.value),
+        )
+    })?;
+    let Some(headers) = &request.headers else {
+        return Ok((method, Vec::new()));
+    };
+    let place = &headers.referenced;
+    let headers = headers
+        .value
+        .iter()
+        .map(|(name, value)| offline::header(name, value))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|problem| (place.line(), place.column(), problem))?;
+    Ok((method, headers))
 }
 
 /// The verdict in the expectation's terms; fields the case does not pin are copied over.
@@ -251,6 +285,9 @@ fn observed(verdict: &Verdict, expect: &Expect) -> Expect {
         precondition: expect
             .precondition
             .map(|_| permit.is_some_and(|p| p.precondition().is_some())),
+        break_glass: expect
+            .break_glass
+            .map(|_| permit.is_some_and(|p| p.break_glass().is_some())),
     }
 }
 
@@ -277,6 +314,13 @@ fn describe(expect: &Expect) -> String {
             " after reading the target"
         } else {
             " without reading the target"
+        });
+    }
+    if let Some(break_glass) = expect.break_glass {
+        text.push_str(if break_glass {
+            " through break-glass"
+        } else {
+            " not through break-glass"
         });
     }
     text

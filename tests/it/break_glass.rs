@@ -230,3 +230,101 @@ async fn a_break_glass_grant_is_flagged_in_the_request_line_and_a_warn_alert_lin
         .status();
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
 }
+
+// `explain` fetches the JWKS this test's runtime serves while the test waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_and_policy_tests_show_a_break_glass_grant_as_the_gateway_decides_it() {
+    let harness = harness().await;
+    let explain = |token: &str, headers: &[&str]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"));
+        command
+            .args(["explain", "--config"])
+            .arg(&harness.config_file)
+            .args(["--path", "/Patient/123", "--token", token]);
+        for header in headers {
+            command.args(["--header", header]);
+        }
+        command.output().unwrap()
+    };
+    let fresh = token(&harness, SCOPE, 0);
+    let justified = format!("X-Break-Glass-Reason: {REASON}");
+    let output = explain(&fresh, &[&justified]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        stdout.contains("break-glass  granted by emergency-read"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains(REASON) && !stdout.contains(&fresh),
+        "{stdout}"
+    );
+    let output = explain(&fresh, &[]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        stdout.contains("decision     deny: break_glass_justification_missing"),
+        "{stdout}"
+    );
+    let output = explain(&fresh, &["no colon here"]);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--header takes 'Name: value'"));
+
+    // The same decisions from a test file, pinned with `break_glass`.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.yaml"), break_glass_policy()).unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |scope: &str| format!("{{scope: \"{scope}\", sub: u-1, iat: {now}}}");
+    let cases = [
+        (
+            "emergency",
+            claims(SCOPE),
+            format!("headers: {{X-Break-Glass-Reason: \"{REASON}\"}}"),
+            "{decision: allow, break_glass: true}",
+        ),
+        (
+            "unjustified",
+            claims(SCOPE),
+            String::new(),
+            "{decision: deny, reason: break_glass_justification_missing}",
+        ),
+        (
+            "ordinary",
+            claims("user/Patient.r"),
+            String::new(),
+            "{decision: allow, break_glass: false}",
+        ),
+    ]
+    .map(|(name, claims, headers, expect)| {
+        format!(
+            "  - name: {name}\n    request: {{method: GET, path: /Patient/123, {headers}}}\n    claims: {claims}\n    expect: {expect}\n"
+        )
+    });
+    let file = dir.path().join("p.tests.yaml");
+    std::fs::write(&file, format!("policy: p.yaml\ncases:\n{}", cases.concat())).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .arg("test")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("3 passed, 0 failed"), "{stdout}");
+    // A header that cannot be sent stops the file, naming where it is.
+    let bad = "policy: p.yaml\ncases:\n  - name: bad\n    request: {method: GET, path: /Patient/123, headers: {\"bad name\": x}}\n    expect: {decision: deny}\n";
+    std::fs::write(&file, bad).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .arg("test")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr.contains("p.tests.yaml:4:") && stderr.contains("is not a header name"),
+        "{stderr}"
+    );
+}

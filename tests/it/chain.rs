@@ -76,7 +76,13 @@ async fn explain_and_the_gateway_decide_every_shipped_case_alike() {
             Some(Ok(token)) => OfflineToken::Verified(token),
             Some(Err(fault)) => OfflineToken::Refused(*fault),
         };
-        let verdict = offline::decide(&policy, &method, path, &token, body.as_deref());
+        let request = offline::OfflineRequest {
+            method: &method,
+            target: path,
+            headers: &[],
+            body: body.as_deref(),
+        };
+        let verdict = offline::decide(&policy, &request, &token);
         let offline = match &verdict.outcome {
             Ok(permit) if permit.would_deny().is_some() => "would_deny".to_owned(),
             Ok(_) => "allow".to_owned(),
