@@ -3,20 +3,23 @@
 //! folder watch sees. A watch that cannot be set up is logged and the caller falls back to its
 //! timer or SIGHUP; it never fails the gateway.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use notify::{RecursiveMode, Watcher};
+use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-/// Watches the folder holding `path`; every event is a (coalesced) trigger. The watch ends when the returned [`FolderWatch`] is dropped.
+/// Watches the folder holding `path`; every change to that file, or to a Kubernetes `..`
+/// entry, is a (coalesced) trigger. The watch ends when the returned [`FolderWatch`] is dropped.
 pub fn watch_folder(path: &Path, trigger: mpsc::Sender<()>) -> Option<FolderWatch> {
     let folder = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    let name = path.file_name().map(OsStr::to_owned);
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if event.is_ok_and(|event| changes(&event, name.as_deref())) {
             // A full channel already holds a pending trigger: nothing is lost by dropping this.
             let _ = trigger.try_send(());
         }
@@ -34,6 +37,20 @@ pub fn watch_folder(path: &Path, trigger: mpsc::Sender<()>) -> Option<FolderWatc
     }
 }
 
+/// Whether `event` may have changed the file called `name`. Opening and reading are no change
+/// — the reload's own read would otherwise trigger the next reload, forever — and neither is
+/// anything done to a neighbour (a certificate, the configuration), except Kubernetes' `..data`
+/// and `..<timestamp>` entries, whose swap replaces every projected file at once.
+fn changes(event: &notify::Event, name: Option<&OsStr>) -> bool {
+    if matches!(event.kind, EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|path| {
+        path.file_name()
+            .is_some_and(|file| Some(file) == name || file.as_encoded_bytes().starts_with(b".."))
+    })
+}
+
 /// A folder watch that ends when dropped, before the drop returns.
 pub struct FolderWatch {
     watcher: notify::RecommendedWatcher,
@@ -47,5 +64,70 @@ impl Drop for FolderWatch {
         // `unwatch` waits for the thread to let go, so an owner that has dropped this may
         // delete the folder.
         let _ = self.watcher.unwatch(&self.folder);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use notify::event::{AccessKind, CreateKind, ModifyKind, RenameMode};
+
+    use super::*;
+
+    fn event(kind: EventKind, path: &str) -> notify::Event {
+        notify::Event::new(kind).add_path(PathBuf::from(path))
+    }
+
+    #[test]
+    fn only_changes_to_the_file_or_a_kubernetes_swap_trigger() {
+        let name = Some(OsStr::new("policy.yaml"));
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        let cases = [
+            (renamed, "/etc/phigate/policy.yaml", true),
+            (
+                EventKind::Create(CreateKind::File),
+                "/etc/phigate/policy.yaml",
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Any),
+                "/etc/phigate/policy.yaml",
+                true,
+            ),
+            (
+                EventKind::Create(CreateKind::Folder),
+                "/etc/phigate/..2026_12_07",
+                true,
+            ),
+            (renamed, "/etc/phigate/..data", true),
+            // The reload's own read.
+            (
+                EventKind::Access(AccessKind::Open(notify::event::AccessMode::Read)),
+                "/etc/phigate/policy.yaml",
+                false,
+            ),
+            (
+                EventKind::Access(AccessKind::Close(notify::event::AccessMode::Read)),
+                "/etc/phigate/policy.yaml",
+                false,
+            ),
+            // A neighbour.
+            (
+                EventKind::Modify(ModifyKind::Any),
+                "/etc/phigate/tls.key",
+                false,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Any),
+                "/etc/phigate/policy.yaml.tmp",
+                false,
+            ),
+        ];
+        for (kind, path, expected) in cases {
+            assert_eq!(
+                changes(&event(kind, path), name),
+                expected,
+                "{kind:?} {path}"
+            );
+        }
     }
 }

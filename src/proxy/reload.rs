@@ -3,7 +3,8 @@
 //! after a short debounce. A file that does not compile is refused with a log line per problem
 //! and `phigate_policy_reload_failures_total`, and the old policy keeps serving; a file that
 //! compiles with warnings is swapped in and each warning logged. Triggers that arrive while a
-//! reload is pending coalesce into one.
+//! reload is pending coalesce into one. Only a change triggers: a file that stays bad is not
+//! read again until it changes or SIGHUP asks.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -34,6 +35,8 @@ impl PolicyReloader {
         let (trigger, mut triggers) = mpsc::channel::<()>(1);
         // Keep the watcher alive for as long as this task runs.
         let _watcher = watch_folder(&self.path, trigger.clone());
+        // A change made between the first load and the watch taking hold raised no event.
+        self.reload();
         let mut hangups = match tokio::signal::unix::signal(
             tokio::signal::unix::SignalKind::hangup(),
         ) {
