@@ -79,8 +79,12 @@ fn bench(c: &mut Criterion) {
         Arc::new(Metrics::new()),
     )
     .unwrap_or_else(|_| panic!("no revocation sources, nothing to fail"));
-    let replay = phigate::binding::replay::ReplayCache::new(Duration::from_secs(70), None)
-        .expect("replay cache");
+    let replay = phigate::binding::replay::ReplayCache::new(
+        Duration::from_secs(70),
+        None,
+        prometheus_client::metrics::gauge::Gauge::default(),
+    )
+    .expect("replay cache");
     let dpop = phigate::binding::DpopChecker::new(
         phigate::binding::dpop::ProofSettings::default(),
         None,

@@ -3,8 +3,10 @@
 
 pub mod admin;
 pub mod audit;
+pub mod backoff;
 pub mod binding;
 pub mod body;
+pub mod breaker;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -1,7 +1,9 @@
 //! DPoP proof replay detection (RFC 9449 §11.1): a proof's `jti` is accepted once per proof
 //! key within the proof window. Always remembered locally; with Redis configured, also shared,
 //! so a proof replayed to another replica is refused too. If the shared store cannot answer,
-//! the proof is refused (503): a replay phigate cannot rule out is not accepted.
+//! the proof is refused (503): a replay phigate cannot rule out is not accepted. A store that
+//! keeps failing trips a circuit breaker, so requests are refused at once rather than each
+//! waiting out the Redis timeout.
 
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
+use crate::breaker::Breaker;
 use crate::jose::sha256;
 
 /// Proofs remembered locally at once (RFC 9449 §11.1: bounded; eviction is logged by moka's
@@ -34,11 +37,17 @@ pub struct ReplayCache {
     local: moka::sync::Cache<[u8; 32], ()>,
     redis: Option<(redis::Client, OnceCell<ConnectionManager>)>,
     window: Duration,
+    breaker: Breaker,
 }
 
 impl ReplayCache {
-    /// A cache for proofs valid for `window`, shared through `redis_url` when given.
-    pub fn new(window: Duration, redis_url: Option<&str>) -> Result<Self, redis::RedisError> {
+    /// A cache for proofs valid for `window`, shared through `redis_url` when given; `circuit`
+    /// is the shared store's breaker gauge.
+    pub fn new(
+        window: Duration,
+        redis_url: Option<&str>,
+        circuit: prometheus_client::metrics::gauge::Gauge,
+    ) -> Result<Self, redis::RedisError> {
         let redis = redis_url
             .map(redis::Client::open)
             .transpose()?
@@ -51,6 +60,7 @@ impl ReplayCache {
             local,
             redis,
             window,
+            breaker: Breaker::new("dpop_replay_store", circuit),
         })
     }
 
@@ -63,6 +73,9 @@ impl ReplayCache {
         }
         let Some((client, connection)) = &self.redis else {
             return ProofUse::First;
+        };
+        let Some(pass) = self.breaker.pass() else {
+            return ProofUse::Unknown;
         };
         let shared = tokio::time::timeout(REDIS_TIMEOUT, async {
             let connection = connection
@@ -80,6 +93,7 @@ impl ReplayCache {
             Ok::<_, redis::RedisError>(set.is_some())
         })
         .await;
+        pass.settle(matches!(shared, Ok(Ok(_))));
         match shared {
             Ok(Ok(true)) => ProofUse::First,
             Ok(Ok(false)) => ProofUse::Replay,

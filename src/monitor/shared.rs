@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use super::blocklist::{BlockKey, BlockList};
 use super::geo::Novelty;
 use super::travel::Sighting;
+use crate::backoff::Backoff;
 use crate::token::{ClientId, Jti, Subject};
 
 /// Bound on one Redis round trip.
@@ -284,22 +285,26 @@ impl SharedBlocks {
     }
 
     async fn follow(self: Arc<Self>, blocks: Arc<BlockList>) {
-        let mut failures = 0u32;
+        let mut backoff = Backoff::default();
         loop {
-            if let Err(err) = self.session(&blocks).await {
+            if let Err(err) = self.session(&blocks, &mut backoff).await {
                 tracing::warn!(error = %err, "monitor Redis subscription lost; retrying");
             }
-            failures = failures.saturating_add(1);
-            tokio::time::sleep(Duration::from_millis(250u64 << failures.min(5))).await;
+            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
     /// Subscribes, then reconciles, then applies messages until the connection fails.
-    async fn session(&self, blocks: &BlockList) -> Result<(), redis::RedisError> {
+    async fn session(
+        &self,
+        blocks: &BlockList,
+        backoff: &mut Backoff,
+    ) -> Result<(), redis::RedisError> {
         let mut pubsub = timed(self.client.get_async_pubsub()).await?;
         timed(pubsub.subscribe(self.channel())).await?;
         let mut connection = timed(self.client.get_multiplexed_async_connection()).await?;
         self.reconcile(&mut connection, blocks).await?;
+        backoff.connected();
         let mut messages = pubsub.on_message();
         let mut ticker = tokio::time::interval(RECONCILE_INTERVAL);
         ticker.tick().await;

@@ -96,7 +96,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         );
     })
     .ok();
-    let dpop = dpop_checker(config).map_err(|p| problems.push(p)).ok();
+    let dpop = dpop_checker(config, &metrics)
+        .map_err(|p| problems.push(p))
+        .ok();
     if let Some(problem) = audit_file_problem(config) {
         problems.push(problem);
     }
@@ -158,7 +160,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     }
 }
 
-fn dpop_checker(config: &Config) -> Result<DpopChecker, ConfigProblem> {
+fn dpop_checker(config: &Config, metrics: &Metrics) -> Result<DpopChecker, ConfigProblem> {
     let settings = ProofSettings {
         max_age: config.dpop.max_age,
         max_future: config.dpop.max_future,
@@ -167,6 +169,7 @@ fn dpop_checker(config: &Config) -> Result<DpopChecker, ConfigProblem> {
     let replay = ReplayCache::new(
         config.dpop.max_age + config.dpop.max_future,
         config.dpop.replay_redis.as_deref(),
+        metrics.circuit_gauge("dpop_replay_store", ""),
     )
     .map_err(|err| {
         let url = config.dpop.replay_redis.as_deref().unwrap_or_default();

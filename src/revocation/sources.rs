@@ -14,6 +14,7 @@ use http::header::{ETAG, IF_NONE_MATCH};
 use http_body_util::{BodyExt, Empty, Limited};
 
 use super::{Entry, RevocationSet, SourceState, describe, unix_now};
+use crate::backoff::Backoff;
 use crate::config::{RevocationLocation, RevocationSource};
 use crate::telemetry::Metrics;
 use crate::tls::{HttpsClient, https_client};
@@ -215,7 +216,7 @@ async fn redis_loop(
     source: &str,
     max_lifetime: i64,
 ) {
-    let mut failures = 0u32;
+    let mut backoff = Backoff::default();
     loop {
         let result = redis_session(
             client,
@@ -226,11 +227,11 @@ async fn redis_loop(
             metrics,
             source,
             max_lifetime,
+            &mut backoff,
         )
         .await;
         record(metrics, source, result);
-        failures = failures.saturating_add(1);
-        tokio::time::sleep(Duration::from_millis(250u64 << failures.min(5))).await;
+        tokio::time::sleep(backoff.next_delay()).await;
     }
 }
 
@@ -248,6 +249,7 @@ async fn redis_session(
     metrics: &Metrics,
     source: &str,
     max_lifetime: i64,
+    backoff: &mut Backoff,
 ) -> Result<(), String> {
     let mut pubsub =
         timed(async { client.get_async_pubsub().await.map_err(|e| e.to_string()) }).await?;
@@ -262,6 +264,7 @@ async fn redis_session(
     // Subscribed before reading the set: an entry published meanwhile arrives as a message.
     reconcile(&mut connection, key, state, max_lifetime).await?;
     record(metrics, source, Ok(()));
+    backoff.connected();
     let mut messages = pubsub.on_message();
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;

@@ -39,6 +39,15 @@ pub struct IssuerLabels {
     pub issuer: String,
 }
 
+/// Labels of a dependency behind a circuit breaker.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DependencyLabels {
+    /// `introspection` or `dpop_replay_store`.
+    pub dependency: &'static str,
+    /// The issuer whose endpoint it is (empty for a store shared by all).
+    pub issuer: String,
+}
+
 /// Labels of one JWKS fetch.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FetchLabels {
@@ -131,6 +140,7 @@ pub struct Metrics {
     detector_firings: Family<DetectorLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
     monitor_dropped: Counter,
+    circuit_open: Family<DependencyLabels, Gauge>,
 }
 
 /// Labels of one detector firing.
@@ -292,6 +302,7 @@ impl Metrics {
             detector_firings: Family::default(),
             actions: Family::default(),
             monitor_dropped: Counter::default(),
+            circuit_open: Family::default(),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -308,6 +319,11 @@ impl Metrics {
 
     fn register_all(&self, registry: &mut Registry) {
         // prometheus-client appends `_total` to counters itself, and `_info` to an info metric.
+        registry.register(
+            "circuit_open",
+            "1 while calls to a failing dependency are refused at once (circuit breaker open)",
+            self.circuit_open.clone(),
+        );
         registry.register(
             "build",
             "The running build; always 1",
@@ -606,6 +622,15 @@ impl Metrics {
                 result,
             })
             .inc();
+    }
+
+    /// The gauge of `dependency`'s circuit breaker (for `issuer`, or empty), present from start.
+    pub fn circuit_gauge(&self, dependency: &'static str, issuer: &str) -> Gauge {
+        let labels = DependencyLabels {
+            dependency,
+            issuer: issuer.to_owned(),
+        };
+        self.circuit_open.get_or_create(&labels).clone()
     }
 
     /// Sets the number of usable keys for an issuer.

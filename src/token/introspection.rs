@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::claims::{self, VerifiedToken};
 use super::{BearerToken, TokenDigest, TokenFault};
+use crate::breaker::Breaker;
 use crate::config::{IntrospectionConfig, IssuerConfig, TokenBounds};
 use crate::strict_json;
 use crate::tls::{HttpsClient, TlsError, https_client};
@@ -40,14 +41,18 @@ pub struct Introspector {
     authorization: http::HeaderValue,
     client: HttpsClient<Full<Bytes>>,
     cache: moka::sync::Cache<TokenDigest, Cached>,
+    /// An endpoint that keeps failing is not waited on by every request.
+    breaker: Breaker,
 }
 
 impl Introspector {
-    /// An introspector for `issuer`, which must have introspection configured.
+    /// An introspector for `issuer`, which must have introspection configured; `circuit` is
+    /// its breaker's gauge.
     pub fn new(
         issuer: &IssuerConfig,
         config: &IntrospectionConfig,
         bounds: &TokenBounds,
+        circuit: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, TlsError> {
         let client = https_client(config.ca_file.as_deref())?;
         let authorization =
@@ -63,6 +68,7 @@ impl Introspector {
             authorization,
             client,
             cache,
+            breaker: Breaker::new("introspection", circuit),
         })
     }
 
@@ -89,9 +95,15 @@ impl Introspector {
             }
             _ => {}
         }
+        let pass = self
+            .breaker
+            .pass()
+            .ok_or(TokenFault::IntrospectionUnavailable)?;
         let response = tokio::time::timeout(self.config.timeout, self.call(bearer.expose()))
             .await
-            .map_err(|_| TokenFault::IntrospectionUnavailable)??;
+            .unwrap_or(Err(TokenFault::IntrospectionUnavailable));
+        pass.settle(response.is_ok());
+        let response = response?;
         let active = response.get("active");
         if active != Some(&Value::Bool(true)) {
             // RFC 7662 §2.2: `active` is a boolean; `"true"` or absent is not active.

@@ -157,7 +157,12 @@ impl Verifier {
             if let Some(config) = &issuer.introspection {
                 introspectors.insert(
                     Arc::clone(&issuer.issuer),
-                    Arc::new(Introspector::new(issuer, config, bounds)?),
+                    Arc::new(Introspector::new(
+                        issuer,
+                        config,
+                        bounds,
+                        metrics.circuit_gauge("introspection", &issuer.issuer),
+                    )?),
                 );
             }
         }

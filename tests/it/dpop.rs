@@ -333,3 +333,64 @@ async fn forward_token_keeps_the_dpop_scheme_and_proof() {
         }
     }
 }
+
+/// A Redis server of this test's own on `port`, which the test can stop and start again.
+fn private_redis(port: u16) -> std::process::Child {
+    std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server (.ci/run installs it)")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_store_outage_trips_the_breaker_and_fails_closed_until_it_is_back() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut redis = private_redis(port);
+    let harness = Harness::with(Options {
+        extra: format!("dpop:\n  replay_redis: \"redis://127.0.0.1:{port}/\"\n"),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let fresh = || key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    crate::support::eventually(std::time::Duration::from_secs(15), || async {
+        send(&client, &token, Some(&fresh()), &[]).await.status == 200
+    })
+    .await;
+    let circuit = "phigate_circuit_open{dependency=\"dpop_replay_store\",issuer=\"\"} ";
+    let open = || async {
+        let (_, metrics) = harness.admin_get("/metrics").await;
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(circuit))
+            .map(str::to_owned)
+    };
+    assert_eq!(open().await.as_deref(), Some("0"));
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+    harness.upstream.clear_received();
+    // A replay phigate cannot rule out is refused; after five failures without a wait.
+    for _ in 0..6 {
+        let proof = fresh();
+        let response = send(&client, &token, Some(&proof), &[]).await;
+        assert_denied(&harness, &response, 503, None);
+        assert_no_leak(&response, &[&token, &proof]);
+    }
+    assert_eq!(open().await.as_deref(), Some("1"));
+    let mut redis = private_redis(port);
+    crate::support::eventually(std::time::Duration::from_secs(30), || async {
+        send(&client, &token, Some(&fresh()), &[]).await.status == 200
+    })
+    .await;
+    assert_eq!(open().await.as_deref(), Some("0"));
+    redis.kill().unwrap();
+    redis.wait().unwrap();
+}

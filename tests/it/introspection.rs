@@ -347,3 +347,44 @@ async fn an_opaque_dpop_token_needs_its_scheme_and_proof() {
         .await;
     assert_eq!(response.status, 200, "{}", response.text());
 }
+
+#[tokio::test]
+async fn a_failing_endpoint_trips_the_breaker_and_a_probe_closes_it_once_it_answers() {
+    let endpoint = Endpoint::start().await;
+    let harness = Harness::with(options(&endpoint, None, "")).await;
+    let circuit =
+        format!("phigate_circuit_open{{dependency=\"introspection\",issuer=\"{ISSUER}\"}}");
+    let gauge = |metrics: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(circuit.as_str())?.strip_prefix(' '))
+            .map(str::to_owned)
+    };
+    assert_eq!(
+        gauge(&harness.admin_get("/metrics").await.1).as_deref(),
+        Some("0")
+    );
+    let tokens: Vec<String> = (0..8).map(|n| format!("outage-token-{n:012}")).collect();
+    for token in &tokens {
+        endpoint.answer(token, 500, json!({}));
+    }
+    let client = harness.client();
+    for token in &tokens {
+        let response = client.get_with_token("/Patient/123", token).await;
+        assert_denied(&harness, &response, 503, None);
+        assert_no_leak(&response, &[token]);
+    }
+    // Five failures open the breaker: the last three requests were refused without a call.
+    assert_eq!(endpoint.calls(), 5);
+    assert_eq!(
+        gauge(&harness.admin_get("/metrics").await.1).as_deref(),
+        Some("1")
+    );
+    // Recovered: once the cool-down is over a probe goes through, and the breaker closes.
+    endpoint.answer(&tokens[0], 200, active("user/Patient.r"));
+    crate::support::eventually_status(&client, "/Patient/123", &tokens[0], 200).await;
+    assert_eq!(
+        gauge(&harness.admin_get("/metrics").await.1).as_deref(),
+        Some("0")
+    );
+}
