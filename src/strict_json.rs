@@ -32,7 +32,14 @@ pub fn parse(bytes: &[u8]) -> Result<Value, StrictJsonError> {
         })
 }
 
-struct UniqueKeys(Value);
+/// The refusal of a repeated member name, for a streaming reader of its own.
+pub fn duplicate_member<E: de::Error>() -> E {
+    E::custom(DUPLICATE_MEMBER)
+}
+
+/// One JSON value with unique member names, for streaming readers that take a document apart
+/// piece by piece (a revocation list) rather than hold all of it.
+pub struct UniqueKeys(pub Value);
 
 impl<'de> Deserialize<'de> for UniqueKeys {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -92,7 +99,7 @@ impl<'de> Visitor<'de> for UniqueKeysVisitor {
         while let Some(key) = map.next_key::<String>()? {
             let UniqueKeys(value) = map.next_value()?;
             if object.insert(key, value).is_some() {
-                return Err(de::Error::custom(DUPLICATE_MEMBER));
+                return Err(duplicate_member());
             }
         }
         Ok(Value::Object(object))

@@ -1,16 +1,23 @@
 //! The revocation list: tokens revoked by `jti`, by the SHA-256 of the token, or all tokens of a
 //! client or subject issued before a time. Entries expire with the token they revoke (a `jti`
-//! or hash entry is dropped after its `exp`), so the list stays bounded.
+//! or hash entry is dropped after its `exp`), so the list stays bounded. A document is read as a
+//! stream, one entry at a time straight into the set — never as a whole JSON tree — and refused
+//! at the entry past [`MAX_ENTRIES`]; a `jti` is kept as its SHA-256, so an entry costs the same
+//! few dozen bytes however long its `jti`.
 //!
 //! Document format (HTTP and file sources; a Redis set holds one entry object per member):
 //! `{"version": 1, "entries": [{"jti": "…", "exp": 1800000000}, {"token_sha256": "<base64url>",
 //! "exp": …}, {"client_id": "app-1", "before": 1700000000}, {"sub": "u-1", "before": …}]}`.
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::fmt;
 
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::strict_json;
+use crate::jose::sha256;
+use crate::strict_json::{self, UniqueKeys};
 use crate::token::{ClientId, Jti, Subject, TokenDigest, VerifiedToken};
 
 /// A list document or entry that could not be read; the last good list stays in force.
@@ -109,7 +116,8 @@ fn identity<T>(value: &str, parse: fn(&str) -> Option<T>) -> Result<T, ListError
 /// The revoked tokens one source knows of.
 #[derive(Debug, Default, Clone)]
 pub struct RevocationSet {
-    jtis: HashMap<Jti, i64>,
+    /// By the SHA-256 of the `jti`.
+    jtis: HashMap<[u8; 32], i64>,
     hashes: HashMap<TokenDigest, i64>,
     clients: HashMap<ClientId, i64>,
     subjects: HashMap<Subject, i64>,
@@ -118,29 +126,28 @@ pub struct RevocationSet {
 impl RevocationSet {
     /// Parses a whole list document; an empty list is valid only when well-formed.
     pub fn parse_document(bytes: &[u8], now: i64) -> Result<Self, ListError> {
-        let document = strict_json::parse(bytes).map_err(|_| ListError::Invalid("not JSON"))?;
-        if document.get("version").and_then(Value::as_i64) != Some(1) {
-            return Err(ListError::Invalid("version must be 1"));
+        Self::parse_bounded(bytes, now, MAX_ENTRIES)
+    }
+
+    /// [`Self::parse_document`] refusing more than `max_entries`.
+    fn parse_bounded(bytes: &[u8], now: i64, max_entries: usize) -> Result<Self, ListError> {
+        let fault = Cell::new(None);
+        let mut reader = serde_json::Deserializer::from_slice(bytes);
+        let parsed = DocumentSeed {
+            now,
+            max_entries,
+            fault: Fault(&fault),
         }
-        let entries = document
-            .get("entries")
-            .and_then(Value::as_array)
-            .ok_or(ListError::Invalid("no entries array"))?;
-        if entries.len() > MAX_ENTRIES {
-            return Err(ListError::TooLarge);
-        }
-        let mut set = Self::default();
-        for entry in entries {
-            set.insert(Entry::parse(entry)?, now);
-        }
-        Ok(set)
+        .deserialize(&mut reader)
+        .and_then(|set| reader.end().map(|()| set));
+        parsed.map_err(|_| fault.take().unwrap_or(ListError::Invalid("not JSON")))
     }
 
     /// Adds an entry; one whose token has already expired is not kept.
     pub fn insert(&mut self, entry: Entry, now: i64) {
         match entry {
             Entry::Jti { jti, exp } if exp >= now => {
-                self.jtis.insert(jti, exp);
+                self.jtis.insert(sha256(jti.as_str().as_bytes()), exp);
             }
             Entry::TokenHash { hash, exp } if exp >= now => {
                 self.hashes.insert(hash, exp);
@@ -173,7 +180,7 @@ impl RevocationSet {
         token
             .jti
             .as_ref()
-            .is_some_and(|jti| self.jtis.contains_key(jti))
+            .is_some_and(|jti| self.jtis.contains_key(&sha256(jti.as_str().as_bytes())))
             || self.hashes.contains_key(digest)
             || token
                 .client_id
@@ -200,3 +207,108 @@ impl RevocationSet {
 
 #[cfg(test)]
 mod tests;
+
+/// Reads a list document: `version` and `entries` (other members ignored, every member name
+/// once). Why a document was refused is left in `fault`; serde's own error says only where.
+struct DocumentSeed<'f> {
+    now: i64,
+    max_entries: usize,
+    fault: Fault<'f>,
+}
+
+/// Where a reader leaves why it refused a document.
+#[derive(Clone, Copy)]
+struct Fault<'f>(&'f Cell<Option<ListError>>);
+
+impl Fault<'_> {
+    fn refuse<E: de::Error>(self, fault: ListError) -> E {
+        self.0.set(Some(fault));
+        E::custom(fault)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_> {
+    type Value = RevocationSet;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, reader: D) -> Result<RevocationSet, D::Error> {
+        reader.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed<'_> {
+    type Value = RevocationSet;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a revocation list document")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RevocationSet, A::Error> {
+        let mut names: Vec<String> = Vec::new();
+        let (mut version, mut set) = (None, None);
+        while let Some(name) = map.next_key::<String>()? {
+            if names.contains(&name) {
+                return Err(strict_json::duplicate_member());
+            }
+            match name.as_str() {
+                "version" => version = Some(map.next_value::<UniqueKeys>()?.0),
+                "entries" => {
+                    let entries = EntriesSeed {
+                        now: self.now,
+                        max_entries: self.max_entries,
+                        fault: self.fault,
+                    };
+                    set = Some(map.next_value_seed(entries)?);
+                }
+                _ => drop(map.next_value::<UniqueKeys>()?),
+            }
+            names.push(name);
+        }
+        if version.as_ref().and_then(Value::as_i64) != Some(1) {
+            return Err(self.fault.refuse(ListError::Invalid("version must be 1")));
+        }
+        set.ok_or_else(|| self.fault.refuse(ListError::Invalid("no entries array")))
+    }
+}
+
+/// Reads the `entries` array into a set, entry by entry.
+struct EntriesSeed<'f> {
+    now: i64,
+    max_entries: usize,
+    fault: Fault<'f>,
+}
+
+impl<'de> DeserializeSeed<'de> for EntriesSeed<'_> {
+    type Value = RevocationSet;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, reader: D) -> Result<RevocationSet, D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntriesSeed<'_> {
+    type Value = RevocationSet;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an entries array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RevocationSet, A::Error> {
+        let mut set = RevocationSet::default();
+        let mut count = 0usize;
+        while let Some(UniqueKeys(value)) = seq.next_element()? {
+            count += 1;
+            if count > self.max_entries {
+                return Err(self.fault.refuse(ListError::TooLarge));
+            }
+            let entry = Entry::parse(&value).map_err(|fault| self.fault.refuse(fault))?;
+            set.insert(entry, self.now);
+        }
+        Ok(set)
+    }
+
+    // Anything but an array is no entries array; it is read whole only to be refused.
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RevocationSet, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Err(self.fault.refuse(ListError::Invalid("no entries array")))
+    }
+}

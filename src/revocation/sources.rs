@@ -185,7 +185,7 @@ async fn file_loop(
     let (trigger, mut triggers) = tokio::sync::mpsc::channel::<()>(1);
     let _watcher = crate::watch::watch_folder(path, trigger);
     loop {
-        let result = match tokio::fs::read(path).await {
+        let result = match read_bounded(path).await {
             Ok(bytes) => RevocationSet::parse_document(&bytes, unix_now())
                 .map(|set| state.replace(set))
                 .map_err(|e| e.to_string()),
@@ -200,6 +200,20 @@ async fn file_loop(
             }
         }
     }
+}
+
+/// The file's bytes, unless it is larger than a list document may be.
+async fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let too_large = || std::io::Error::other(format!("larger than {MAX_DOCUMENT_BYTES} bytes"));
+    if tokio::fs::metadata(path).await?.len() > MAX_DOCUMENT_BYTES as u64 {
+        return Err(too_large());
+    }
+    let bytes = tokio::fs::read(path).await?;
+    // It may have grown between the two looks.
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
 }
 
 #[expect(
@@ -302,6 +316,17 @@ async fn reconcile(
     state: &SourceState,
     max_lifetime: i64,
 ) -> Result<(), String> {
+    // Counted before it is read: a set past the cap is refused without fetching it.
+    let count: usize = tokio::time::timeout(
+        CALL_TIMEOUT,
+        redis::cmd("SCARD").arg(key).query_async(connection),
+    )
+    .await
+    .map_err(|_| "timed out".to_owned())?
+    .map_err(|e| e.to_string())?;
+    if count > super::MAX_ENTRIES {
+        return Err("the set has too many entries".to_owned());
+    }
     let members: Vec<Vec<u8>> = tokio::time::timeout(
         CALL_TIMEOUT,
         redis::cmd("SMEMBERS").arg(key).query_async(connection),

@@ -108,6 +108,73 @@ fn malformed_documents_are_refused_whole() {
 }
 
 #[test]
+fn refusals_say_why_and_a_list_too_long_is_refused_at_the_entry_past_the_cap() {
+    let entry = |n: usize| format!(r#"{{"jti":"j-{n}","exp":{}}}"#, NOW + 60);
+    let list = |n: usize| (0..n).map(entry).collect::<Vec<_>>().join(",");
+    let cases = [
+        (format!(r#"{{"version":1,"entries":[{}]}}"#, list(3)), Ok(3)),
+        // Members in any order, unknown ones ignored.
+        (
+            format!(
+                r#"{{"entries":[{}],"note":{{"a":[1]}},"version":1}}"#,
+                list(2)
+            ),
+            Ok(2),
+        ),
+        (
+            format!(r#"{{"version":1,"entries":[{}]}}"#, list(4)),
+            Err(ListError::TooLarge),
+        ),
+        // Refused at the fourth entry: what follows is never read (here, not even JSON).
+        (
+            format!(r#"{{"version":1,"entries":[{},"#, list(4)),
+            Err(ListError::TooLarge),
+        ),
+        (
+            format!(r#"{{"version":2,"entries":[{}]}}"#, list(1)),
+            Err(ListError::Invalid("version must be 1")),
+        ),
+        (
+            r#"{"version":1,"entries":{"jti":"a"}}"#.to_owned(),
+            Err(ListError::Invalid("no entries array")),
+        ),
+        (
+            r#"{"version":1}"#.to_owned(),
+            Err(ListError::Invalid("no entries array")),
+        ),
+        (
+            r#"{"version":1,"entries":[{"jti":"a"}]}"#.to_owned(),
+            Err(ListError::Invalid("a jti entry needs exp")),
+        ),
+        (
+            r#"{"version":1,"entries":[],"entries":[]}"#.to_owned(),
+            Err(ListError::Invalid("not JSON")),
+        ),
+        (
+            r#"{"version":1,"entries":[{"jti":"a","jti":"b","exp":1}]}"#.to_owned(),
+            Err(ListError::Invalid("not JSON")),
+        ),
+    ];
+    for (document, expected) in cases {
+        let parsed = RevocationSet::parse_bounded(document.as_bytes(), NOW, 3);
+        assert_eq!(parsed.map(|set| set.len()), expected, "{document}");
+    }
+}
+
+#[test]
+fn a_jti_entry_costs_the_same_whatever_the_jti_length() {
+    let long = "j".repeat(255);
+    let document = json!({"version": 1, "entries": [{"jti": long, "exp": NOW + 60}]});
+    let set = RevocationSet::parse_document(document.to_string().as_bytes(), NOW).unwrap();
+    // Kept as a SHA-256 and an expiry: 40 bytes before the map's own overhead.
+    assert_eq!(std::mem::size_of::<([u8; 32], i64)>(), 40);
+    assert!(set.revokes(
+        &token(&long, "a", "u", None),
+        BearerToken::new("t").digest()
+    ));
+}
+
+#[test]
 fn entries_expire_with_their_tokens() {
     let mut set = RevocationSet::default();
     set.insert(
