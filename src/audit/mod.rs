@@ -9,6 +9,7 @@
 pub mod chain;
 mod entry;
 pub mod export;
+pub mod head;
 pub mod verify;
 mod writer;
 
