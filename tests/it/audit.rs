@@ -5,6 +5,7 @@
 //! and a restart continues the chain; and a queue with no room refuses requests with 503
 //! `audit_unavailable` before anything reaches the upstream.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -38,9 +39,15 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// Runs `phigate audit verify` on `files`: (exit code, stdout + stderr).
 fn verify(key: &Path, files: &[&Path]) -> (i32, String) {
+    verify_with(key, &[], files)
+}
+
+/// Runs `phigate audit verify` with `options` (`--head FILE`, `--no-head`) on `files`.
+fn verify_with(key: &Path, options: &[&OsStr], files: &[&Path]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
         .args(["audit", "verify", "--key-file"])
         .arg(key)
+        .args(options)
         .args(files)
         .output()
         .unwrap();
@@ -171,9 +178,12 @@ async fn every_decision_is_a_sealed_line_that_audit_verify_accepts_and_tampering
         ("forged", [&original[..], &[forged]].concat(), 5),
     ];
     let tampered = harness.dir.path().join("tampered.log");
+    // Checked against the real trail's head: each problem is named where it is.
+    let head = harness.dir.path().join("audit.log.head");
+    let with_head = [OsStr::new("--head"), head.as_os_str()];
     for (kind, lines, bad) in cases {
         std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
-        let (code, output) = verify(&key, &[&tampered]);
+        let (code, output) = verify_with(&key, &with_head, &[&tampered]);
         assert_eq!(code, 1, "{kind}: {output}");
         assert!(
             output.contains(&format!("tampered.log:{bad}:")),
@@ -182,7 +192,7 @@ async fn every_decision_is_a_sealed_line_that_audit_verify_accepts_and_tampering
     }
     // A half line: the file was cut inside its last record.
     std::fs::write(&tampered, &text[..text.len() - 20]).unwrap();
-    let (code, output) = verify(&key, &[&tampered]);
+    let (code, output) = verify_with(&key, &with_head, &[&tampered]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("tampered.log:4: truncated"), "{output}");
 }
@@ -271,10 +281,13 @@ async fn audit_export_writes_fhir_audit_events_for_a_trail_that_verifies() {
     .await;
 
     let key = harness.dir.path().join("audit.key");
+    let head = harness.dir.path().join("audit.log.head");
     let export = |files: &[&Path]| {
         Command::new(env!("CARGO_BIN_EXE_phigate"))
             .args(["audit", "export", "--key-file"])
             .arg(&key)
+            .arg("--head")
+            .arg(&head)
             .args(files)
             .output()
             .unwrap()
