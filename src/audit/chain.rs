@@ -3,6 +3,7 @@
 //! line without that member (`{"seq":…,…,"prev":"…"}`), and `prev` is the previous line's MAC.
 //! The bytes as written are the canonical form, so nothing is re-serialised to be checked. Whoever
 //! can write the file but not read the key cannot edit, drop, reorder or add a line unnoticed.
+//! The trail's head is sealed the same way behind a prefix of its own ([`close`], [`unclose`]).
 //! This file never touches a file or decides what a broken chain means.
 
 use serde::Deserialize;
@@ -15,6 +16,11 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 /// The suffix that holds a line's MAC: `,"mac":"` 64 hex digits `"}`.
 const MAC_MEMBER: &str = ",\"mac\":\"";
 const MAC_HEX: usize = 64;
+
+/// What a record's MAC covers before its line: nothing, as from the first version of the trail.
+/// Every other kind of sealed line puts its own prefix first, and no prefix starts with `{`, so
+/// no MAC of one kind is ever a valid MAC of another.
+const RECORD: &[u8] = b"";
 
 /// Where the next record links to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +55,14 @@ pub struct Sealed {
 }
 
 impl Sealed {
+    /// The link this record carries: the one it continues.
+    pub fn link(&self) -> Link {
+        Link {
+            seq: self.seq,
+            prev: self.prev.clone(),
+        }
+    }
+
     /// The link for the record after this one.
     pub fn next(&self) -> Link {
         Link {
@@ -75,15 +89,11 @@ pub enum LineFault {
 /// Seals `fields` (JSON object members, without braces) as the record at `link`, and returns
 /// the line (with its newline) and the link for the next record.
 pub fn seal(key: &MacKey, link: &Link, fields: &str) -> (String, Link) {
-    let mut line = format!(
+    let object = format!(
         "{{\"seq\":{},{fields},\"prev\":\"{}\"}}",
         link.seq, link.prev
     );
-    let mac = hex(key.sign(line.as_bytes()).as_ref());
-    line.pop();
-    line.push_str(MAC_MEMBER);
-    line.push_str(&mac);
-    line.push_str("\"}\n");
+    let (line, mac) = close(key, RECORD, object);
     let next = Link {
         seq: link.seq.saturating_add(1),
         prev: mac,
@@ -93,6 +103,40 @@ pub fn seal(key: &MacKey, link: &Link, fields: &str) -> (String, Link) {
 
 /// Opens one line (without its newline): checks its MAC and reads its place in the chain.
 pub fn open(key: &MacKey, line: &str) -> Result<Sealed, LineFault> {
+    let (object, mac) = unclose(key, RECORD, line)?;
+    #[derive(Deserialize)]
+    struct Place {
+        seq: u64,
+        prev: String,
+        event: String,
+    }
+    let place: Place = serde_json::from_str(&object).map_err(|_| LineFault::Malformed)?;
+    Ok(Sealed {
+        seq: place.seq,
+        prev: place.prev,
+        mac: mac.to_owned(),
+        event: place.event,
+    })
+}
+
+/// Appends the MAC member to `object` (a whole JSON object): the MAC is over `domain` and then
+/// the object's bytes. Returns the line, with its newline, and the MAC (hex).
+pub(super) fn close(key: &MacKey, domain: &[u8], mut object: String) -> (String, String) {
+    let mac = hex(key.sign(&[domain, object.as_bytes()].concat()).as_ref());
+    object.pop();
+    object.push_str(MAC_MEMBER);
+    object.push_str(&mac);
+    object.push_str("\"}\n");
+    (object, mac)
+}
+
+/// The object `line` (without its newline) seals, and its MAC (hex), once the MAC is checked
+/// under `domain`.
+pub(super) fn unclose<'l>(
+    key: &MacKey,
+    domain: &[u8],
+    line: &'l str,
+) -> Result<(String, &'l str), LineFault> {
     let head_len = line
         .len()
         .checked_sub(MAC_MEMBER.len() + MAC_HEX + 2)
@@ -105,23 +149,12 @@ pub fn open(key: &MacKey, line: &str) -> Result<Sealed, LineFault> {
         .and_then(|rest| rest.strip_suffix("\"}"))
         .filter(|mac| mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
         .ok_or(LineFault::Malformed)?;
-    let body = format!("{head}}}");
-    if !key.verify(body.as_bytes(), &unhex(mac).ok_or(LineFault::Malformed)?) {
+    let object = format!("{head}}}");
+    let tag = unhex(mac).ok_or(LineFault::Malformed)?;
+    if !key.verify(&[domain, object.as_bytes()].concat(), &tag) {
         return Err(LineFault::BadMac);
     }
-    #[derive(Deserialize)]
-    struct Place {
-        seq: u64,
-        prev: String,
-        event: String,
-    }
-    let place: Place = serde_json::from_str(&body).map_err(|_| LineFault::Malformed)?;
-    Ok(Sealed {
-        seq: place.seq,
-        prev: place.prev,
-        mac: mac.to_owned(),
-        event: place.event,
-    })
+    Ok((object, mac))
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -4,11 +4,12 @@
 //! binding and rule, what (FHIR interaction, resource type and id, patient context) and the
 //! outcome (decision, status, reason, upstream status, latency), and for emergency access the
 //! break-glass rule and the operator's stated reason. It never holds the token, a
-//! claim beyond identities, the path or a query value.
+//! claim beyond identities, the path or a query value. A `chain_restart` record says why the
+//! trail's chain started over ([`Restart`]).
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::{ActionRecord, DecisionRecord};
 use crate::token::{ClientId, Jti, Subject};
@@ -101,18 +102,82 @@ pub fn action(action: &ActionRecord<'_>) -> String {
     })
 }
 
-/// The members of an event about the trail itself (`chain_restart`).
-pub fn event(event: &'static str, reason: &'static str) -> String {
+/// Why a new chain starts: the `reason` of a `chain_restart` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartReason {
+    /// The file's last line did not open (a half line, an edit, another key).
+    DamagedTail,
+    /// The file ended before the record its head named: whole records were cut off.
+    Truncated,
+    /// The file did not lead to the record its head named (another chain, or broken after it).
+    HeadMismatch,
+    /// The file held records but had no head.
+    HeadMissing,
+    /// The head did not open (edited, forged, or sealed under another key).
+    HeadDamaged,
+}
+
+impl RestartReason {
+    /// Its name in the record.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DamagedTail => "damaged_tail",
+            Self::Truncated => "truncated",
+            Self::HeadMismatch => "head_mismatch",
+            Self::HeadMissing => "head_missing",
+            Self::HeadDamaged => "head_damaged",
+        }
+    }
+
+    /// Whether records before the restart are known to be lost, not merely unproven.
+    pub fn proves_loss(self) -> bool {
+        matches!(self, Self::Truncated | Self::HeadMismatch)
+    }
+
+    /// Whether the restart says the trail before it had no head to check its end against.
+    pub fn lacked_head(self) -> bool {
+        matches!(self, Self::HeadMissing | Self::HeadDamaged)
+    }
+}
+
+/// What a `chain_restart` record says beyond its event and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restart {
+    /// Why.
+    pub reason: RestartReason,
+    /// The `seq` the head named, when the file no longer held that record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_seq: Option<u64>,
+    /// The file's last `seq` then (absent when it held no record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+}
+
+impl Restart {
+    /// A restart for `reason` alone.
+    pub fn because(reason: RestartReason) -> Self {
+        Self {
+            reason,
+            head_seq: None,
+            last_seq: None,
+        }
+    }
+}
+
+/// The members of a `chain_restart` record.
+pub fn restart(restart: &Restart) -> String {
     #[derive(Serialize)]
-    struct Event {
+    struct Event<'a> {
         event: &'static str,
         time: String,
-        reason: &'static str,
+        #[serde(flatten)]
+        restart: &'a Restart,
     }
     members(&Event {
-        event,
+        event: "chain_restart",
         time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        reason,
+        restart,
     })
 }
 
@@ -128,4 +193,37 @@ fn members(value: &impl Serialize) -> String {
             (!inner.is_empty()).then(|| inner.to_owned())
         })
         .unwrap_or_else(|| LOST.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restart_reason_is_written_as_its_name() {
+        use RestartReason::*;
+        for reason in [
+            DamagedTail,
+            Truncated,
+            HeadMismatch,
+            HeadMissing,
+            HeadDamaged,
+        ] {
+            let written = serde_json::to_value(reason).unwrap();
+            assert_eq!(written, reason.as_str());
+        }
+        let line = restart(&Restart {
+            reason: Truncated,
+            head_seq: Some(7),
+            last_seq: None,
+        });
+        assert!(
+            line.starts_with(r#""event":"chain_restart","time":""#),
+            "{line}"
+        );
+        assert!(
+            line.ends_with(r#","reason":"truncated","head_seq":7"#),
+            "{line}"
+        );
+    }
 }

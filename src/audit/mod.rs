@@ -2,13 +2,16 @@
 //! chain keyed by the operator's audit key ([`chain`]) and written by one thread off the request
 //! path ([`writer`]). Its queue is bounded, and the decision chain reserves room in it before it
 //! decides anything ([`AuditGate`]): when there is none, the request is refused with
-//! `audit_unavailable` unless the operator chose `when_full: serve_unaudited`. [`verify`] checks
-//! a trail offline and [`export`] turns it into FHIR AuditEvents. Nothing here sees a token or a
-//! query value, and nothing here prints.
+//! `audit_unavailable` unless the operator chose `when_full: serve_unaudited`. Beside the file,
+//! the writer keeps the trail's [`head`], naming its newest record, so that records cut from the
+//! end show too. [`verify`] checks a trail offline and [`export`] turns it into FHIR
+//! AuditEvents. Nothing here sees a token or a query value, and nothing here prints.
 
 pub mod chain;
 mod entry;
 pub mod export;
+pub mod head;
+mod resume;
 pub mod verify;
 mod writer;
 
@@ -27,6 +30,7 @@ use crate::mac::MacKey;
 use crate::record::{ActionRecord, ActionSink, Capacity, DecisionRecord, Sink, Slot};
 use crate::telemetry::Metrics;
 
+pub use self::entry::{Restart, RestartReason};
 use self::writer::{Queued, Writer};
 
 /// A running trail: the gate the decision chain consults, the sink that feeds the writer, and

@@ -95,26 +95,12 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum AuditCommand {
-    /// Check that every record of the given files, in order, is intact; exit 1 naming the first
-    /// bad one.
-    Verify {
-        /// The audit key file (`audit.key_file`).
-        #[arg(long)]
-        key_file: PathBuf,
-        /// The trail's files, oldest first, e.g. `audit.log.* audit.log`.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    /// Check that every record of the given files, in order, is intact and that none was cut
+    /// from the end (the head beside the last file); exit 1 naming the first problem.
+    Verify(audit::TrailArgs),
     /// Write the decisions of a trail that verifies as FHIR R4 AuditEvent resources (IHE BALP
     /// shape), one JSON object per line, on standard output.
-    Export {
-        /// The audit key file (`audit.key_file`).
-        #[arg(long)]
-        key_file: PathBuf,
-        /// The trail's files, oldest first.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-    },
+    Export(audit::TrailArgs),
 }
 
 /// Parses arguments, runs the command and returns the process exit code.
@@ -124,11 +110,11 @@ pub fn run() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Test { files } => policy_test::run(&files),
         Command::Audit {
-            command: AuditCommand::Verify { key_file, files },
-        } => audit::verify(&key_file, &files),
+            command: AuditCommand::Verify(trail),
+        } => audit::verify(&trail),
         Command::Audit {
-            command: AuditCommand::Export { key_file, files },
-        } => audit::export(&key_file, &files),
+            command: AuditCommand::Export(trail),
+        } => audit::export(&trail),
         Command::Explain {
             config,
             method,

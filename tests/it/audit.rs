@@ -1,10 +1,12 @@
 //! The audit trail end to end: every decision, allowed or denied, becomes one sealed line with
 //! the documented fields and no token or query value; `phigate audit verify` accepts the trail
 //! and names the first bad record of each kind of tampering; `audit export` turns a verified
-//! trail into FHIR AuditEvents and refuses an edited one; shutdown writes every queued record
-//! and a restart continues the chain; and a queue with no room refuses requests with 503
-//! `audit_unavailable` before anything reaches the upstream.
+//! trail into FHIR AuditEvents and refuses an edited one; whole lines cut from the end fail
+//! `verify` against the trail's head, and a restart on such a file says so in the chain;
+//! shutdown writes every queued record and a restart continues the chain; and a queue with no
+//! room refuses requests with 503 `audit_unavailable` before anything reaches the upstream.
 
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -38,9 +40,15 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// Runs `phigate audit verify` on `files`: (exit code, stdout + stderr).
 fn verify(key: &Path, files: &[&Path]) -> (i32, String) {
+    verify_with(key, &[], files)
+}
+
+/// Runs `phigate audit verify` with `options` (`--head FILE`, `--no-head`) on `files`.
+fn verify_with(key: &Path, options: &[&OsStr], files: &[&Path]) -> (i32, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_phigate"))
         .args(["audit", "verify", "--key-file"])
         .arg(key)
+        .args(options)
         .args(files)
         .output()
         .unwrap();
@@ -171,9 +179,12 @@ async fn every_decision_is_a_sealed_line_that_audit_verify_accepts_and_tampering
         ("forged", [&original[..], &[forged]].concat(), 5),
     ];
     let tampered = harness.dir.path().join("tampered.log");
+    // Checked against the real trail's head: each problem is named where it is.
+    let head = harness.dir.path().join("audit.log.head");
+    let with_head = [OsStr::new("--head"), head.as_os_str()];
     for (kind, lines, bad) in cases {
         std::fs::write(&tampered, lines.join("\n") + "\n").unwrap();
-        let (code, output) = verify(&key, &[&tampered]);
+        let (code, output) = verify_with(&key, &with_head, &[&tampered]);
         assert_eq!(code, 1, "{kind}: {output}");
         assert!(
             output.contains(&format!("tampered.log:{bad}:")),
@@ -182,7 +193,7 @@ async fn every_decision_is_a_sealed_line_that_audit_verify_accepts_and_tampering
     }
     // A half line: the file was cut inside its last record.
     std::fs::write(&tampered, &text[..text.len() - 20]).unwrap();
-    let (code, output) = verify(&key, &[&tampered]);
+    let (code, output) = verify_with(&key, &with_head, &[&tampered]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("tampered.log:4: truncated"), "{output}");
 }
@@ -271,10 +282,13 @@ async fn audit_export_writes_fhir_audit_events_for_a_trail_that_verifies() {
     .await;
 
     let key = harness.dir.path().join("audit.key");
+    let head = harness.dir.path().join("audit.log.head");
     let export = |files: &[&Path]| {
         Command::new(env!("CARGO_BIN_EXE_phigate"))
             .args(["audit", "export", "--key-file"])
             .arg(&key)
+            .arg("--head")
+            .arg(&head)
             .args(files)
             .output()
             .unwrap()
@@ -345,6 +359,84 @@ async fn shutdown_writes_every_record_and_a_restart_continues_the_chain() {
     let (code, output) = verify(&harness.dir.path().join("audit.key"), &[&file]);
     assert_eq!(code, 0, "{output}");
     assert_eq!(output.matches("chain starts").count(), 1, "{output}");
+}
+
+#[tokio::test]
+async fn whole_lines_cut_from_the_end_of_the_trail_fail_verify_against_its_head() {
+    let mut harness = Harness::with(audited("  file: audit.log\n")).await;
+    let client = harness.client();
+    for _ in 0..4 {
+        assert_eq!(client.get("/Patient/123").await.status, 401);
+    }
+    harness.gateway.take().unwrap().shutdown().await;
+    let key = harness.dir.path().join("audit.key");
+    let file = harness.dir.path().join("audit.log");
+    let head = harness.dir.path().join("audit.log.head");
+    let (code, output) = verify(&key, &[&file]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("ok: 4 records intact"), "{output}");
+    assert!(
+        output.contains("names seq 3, which the trail holds"),
+        "{output}"
+    );
+    // `audit.log.*` names the head too: it is read as the head, not as a trail file.
+    let (code, output) = verify(&key, &[&head, &file]);
+    assert_eq!(code, 0, "{output}");
+
+    let original = lines(&file);
+    for kept in [3, 1] {
+        std::fs::write(&file, original[..kept].join("\n") + "\n").unwrap();
+        let (code, output) = verify(&key, &[&file]);
+        assert_eq!(code, 1, "{output}");
+        let named = format!(
+            "audit.log:{kept}: truncated: records after seq {} are missing: the head names seq 3",
+            kept - 1
+        );
+        assert!(output.contains(&named), "{output}");
+    }
+    // Without its head the cut cannot be seen: a missing head fails, unless waived.
+    let kept_head = harness.dir.path().join("kept.head");
+    std::fs::rename(&head, &kept_head).unwrap();
+    let (code, output) = verify(&key, &[&file]);
+    assert_eq!(code, 1, "{output}");
+    assert!(output.contains("audit.log.head: no head"), "{output}");
+    let (code, output) = verify_with(&key, &[OsStr::new("--no-head")], &[&file]);
+    assert_eq!(code, 0, "{output}");
+    assert!(output.contains("warning: --no-head"), "{output}");
+    std::fs::rename(&kept_head, &head).unwrap();
+
+    // Started on the cut file, the gateway restarts the chain and says why, in the chain.
+    let gateway = Gateway::start(Config::load(&harness.config_file).unwrap())
+        .await
+        .unwrap();
+    let client = TestClient::new(gateway.local_addr(), &harness.ca, None, false);
+    assert_eq!(client.get("/Patient/123").await.status, 401);
+    gateway.shutdown().await;
+    let restart: Value = serde_json::from_str(&lines(&file)[0]).unwrap();
+    assert_eq!(restart["event"], "chain_restart", "{restart}");
+    assert_eq!(restart["reason"], "truncated", "{restart}");
+    assert_eq!(
+        (&restart["head_seq"], &restart["last_seq"]),
+        (&json!(3), &json!(0))
+    );
+    let aside: Vec<_> = std::fs::read_dir(harness.dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().contains("audit.log.2"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let (code, output) = verify(&key, &[&aside[0], &file]);
+    assert_eq!(code, 1, "{output}");
+    assert!(
+        output.contains("audit.log:1: chain restarted (truncated): records after seq 0"),
+        "{output}"
+    );
+    let (code, output) = verify(&key, &[&file]);
+    assert_eq!(code, 0, "{output}");
+    assert!(
+        output.contains("audit.log:1: chain restarts (truncated)"),
+        "{output}"
+    );
 }
 
 #[tokio::test]
