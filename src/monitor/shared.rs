@@ -5,6 +5,8 @@
 //! anything a lost connection missed. A replica that cannot reach Redis keeps enforcing what it
 //! has; its own blocks still apply locally at once.
 
+mod counter;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use self::counter::SharedCounter;
 use super::blocklist::{BlockKey, BlockList};
 use crate::token::{ClientId, Jti, Subject};
 
@@ -102,55 +105,6 @@ impl Publisher {
     }
 }
 
-/// Failure counts shared by every replica: one Redis counter per detector and key, created
-/// with the window as its expiry and incremented by each replica (a fixed window, where the
-/// local count slides). The replica whose increment reaches the threshold fires, so a
-/// threshold crossed across replicas fires exactly once per window.
-pub struct SharedCounter {
-    client: redis::Client,
-    prefix: String,
-    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
-}
-
-impl SharedCounter {
-    /// Counts one event for `key` under `detector`; true when it reaches `threshold`.
-    pub async fn hit(
-        &self,
-        detector: &str,
-        key: &BlockKey,
-        window: Duration,
-        threshold: u32,
-    ) -> Result<bool, redis::RedisError> {
-        let connection = timed(
-            self.connection
-                .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone())),
-        )
-        .await?;
-        let mut connection = connection.clone();
-        let name = format!(
-            "{}:count:{detector}:{}:{}",
-            self.prefix,
-            key.kind(),
-            key.value()
-        );
-        let window = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (count,): (u64,) = timed(
-            redis::pipe()
-                .cmd("SET")
-                .arg(&name)
-                .arg(0)
-                .arg("PX")
-                .arg(window)
-                .arg("NX")
-                .ignore()
-                .incr(&name, 1)
-                .query_async(&mut connection),
-        )
-        .await?;
-        Ok(count == u64::from(threshold))
-    }
-}
-
 /// The Redis side of the block list, checked before the gateway serves.
 pub struct SharedBlocks {
     client: redis::Client,
@@ -169,14 +123,10 @@ impl SharedBlocks {
         })
     }
 
-    /// Failure counts on the same Redis.
+    /// Detector counts on the same Redis.
     pub fn counter(&self) -> SharedCounter {
-        SharedCounter {
-            client: self.client.clone(),
-            // Under its own prefix, so reconcile never reads a count as a block.
-            prefix: format!("{}-counts", self.prefix),
-            connection: tokio::sync::OnceCell::new(),
-        }
+        // Under its own prefix, so reconcile never reads a count as a block.
+        SharedCounter::new(self.client.clone(), format!("{}-counts", self.prefix))
     }
 
     /// Starts the writer and the subscriber, which apply what other replicas share to `blocks`.
@@ -297,6 +247,7 @@ impl SharedBlocks {
     }
 }
 
+/// Bounds one Redis call by [`CALL_TIMEOUT`].
 async fn timed<T>(
     future: impl std::future::Future<Output = Result<T, redis::RedisError>>,
 ) -> Result<T, redis::RedisError> {

@@ -1,0 +1,76 @@
+//! Detector counts shared by every replica through Redis, under their own prefix
+//! (`<prefix>-counts`) so that reconciling blocks never reads a count. Every call is one
+//! bounded round trip; an error goes back to the detector, which then counts in its process.
+//! It only counts: what a count means (fire or not) stays with the detector.
+
+use std::time::Duration;
+
+use super::timed;
+use crate::monitor::BlockKey;
+
+/// Counts shared by every replica.
+pub struct SharedCounter {
+    client: redis::Client,
+    prefix: String,
+    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
+}
+
+impl SharedCounter {
+    /// Counts kept under `prefix` on `client`'s Redis (connected on first use).
+    pub(super) fn new(client: redis::Client, prefix: String) -> Self {
+        Self {
+            client,
+            prefix,
+            connection: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Counts one event for `key` under `detector`; true when it reaches `threshold`. One
+    /// counter per detector and key, created with the window as its expiry and incremented by
+    /// each replica (a fixed window, where the local count slides): the replica whose
+    /// increment reaches the threshold fires, so a threshold crossed across replicas fires
+    /// exactly once per window.
+    pub async fn hit(
+        &self,
+        detector: &str,
+        key: &BlockKey,
+        window: Duration,
+        threshold: u32,
+    ) -> Result<bool, redis::RedisError> {
+        let mut connection = self.connection().await?;
+        let name = format!(
+            "{}:count:{detector}:{}:{}",
+            self.prefix,
+            key.kind(),
+            key.value()
+        );
+        let (count,): (u64,) = timed(
+            redis::pipe()
+                .cmd("SET")
+                .arg(&name)
+                .arg(0)
+                .arg("PX")
+                .arg(millis(window))
+                .arg("NX")
+                .ignore()
+                .incr(&name, 1)
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(count == u64::from(threshold))
+    }
+
+    async fn connection(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
+        let connection = timed(
+            self.connection
+                .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone())),
+        )
+        .await?;
+        Ok(connection.clone())
+    }
+}
+
+/// A Redis expiry in milliseconds, at least one.
+fn millis(period: Duration) -> u64 {
+    u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1)
+}
