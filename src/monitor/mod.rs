@@ -16,6 +16,7 @@ mod window;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::OptionFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -23,7 +24,7 @@ pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::distinct::DistinctWatch;
 use self::geo::CountryWatch;
-use self::rate::RateWatch;
+use self::rate::{Baseline, HISTORY, RateWatch, SpikeLimit};
 pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::window::SlidingWindow;
 use crate::config::{Actions, MonitorConfig, WindowDetector};
@@ -180,6 +181,27 @@ fn resource_read(record: &DecisionRecord) -> Option<String> {
     ))
 }
 
+/// What a shared count said or — without Redis, or when Redis failed, so that detection
+/// never stops — what the count in this process says.
+fn or_local(
+    detector: &'static str,
+    shared: Option<Result<bool, redis::RedisError>>,
+    local: impl FnOnce() -> bool,
+) -> bool {
+    match shared {
+        Some(Ok(fired)) => fired,
+        Some(Err(err)) => {
+            tracing::warn!(
+                monitor.detector = detector,
+                error = %err,
+                "shared monitor count unavailable; counting locally"
+            );
+            local()
+        }
+        None => local(),
+    }
+}
+
 /// A refusal the block list made.
 fn is_block_refusal(reason: &str) -> bool {
     matches!(reason, "blocked" | "reauthentication_required")
@@ -222,7 +244,8 @@ impl Detectors {
         .filter_map(|(counted, c)| Windowed::new(counted, c.as_ref(), config.max_keys))
         .collect();
         let spike = config.traffic_spike.as_ref().map(|c| {
-            let watch = RateWatch::new(c.interval, c.ceiling, c.factor, config.max_keys);
+            let limit = SpikeLimit::new(c.ceiling, c.factor);
+            let watch = RateWatch::new(c.interval, limit, config.max_keys);
             (watch, c.actions.clone())
         });
         let bulk = config.bulk_access.as_ref().map(|c| {
@@ -248,19 +271,30 @@ impl Detectors {
     /// Counts `key` for a windowed detector: across replicas when Redis is shared, and in this
     /// process when it is not (or cannot be reached, so detection never stops).
     async fn count(&self, detector: &Windowed, key: &BlockKey, now: Instant) -> bool {
-        if let Some(counter) = &self.counter {
-            let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
-            match counter
-                .hit(detector.counted.name(), key, window, threshold)
-                .await
-            {
-                Ok(fired) => return fired,
-                Err(err) => {
-                    tracing::warn!(error = %err, "shared failure count unavailable; counting locally")
-                }
-            }
-        }
-        detector.counts.hit(key.clone(), now)
+        let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
+        let name = detector.counted.name();
+        let shared = self
+            .counter
+            .as_ref()
+            .map(|counter| counter.hit(name, key, window, threshold));
+        or_local(name, OptionFuture::from(shared).await, || {
+            detector.counts.hit(key.clone(), now)
+        })
+    }
+
+    /// Counts one request of `key` for `traffic_spike`, in the interval buckets every replica
+    /// shares when Redis is, else in this process; either way through the same [`SpikeLimit`].
+    async fn spike(&self, watch: &RateWatch<BlockKey>, key: &BlockKey, now: Instant) -> bool {
+        let shared = self.counter.as_ref().map(|counter| async move {
+            let at = SystemTime::now();
+            let (count, buckets) = counter.rate(key, watch.interval(), at, HISTORY).await?;
+            Ok(watch
+                .limit()
+                .crossed(Baseline::from_buckets(&buckets), count))
+        });
+        or_local("traffic_spike", OptionFuture::from(shared).await, || {
+            watch.hit(key.clone(), now)
+        })
     }
 
     async fn observe(&self, record: &DecisionRecord, now: Instant) {
@@ -274,7 +308,7 @@ impl Detectors {
         }
         if let Some((watch, actions)) = &self.spike {
             for key in identity_keys(record) {
-                if watch.hit(key.clone(), now) {
+                if self.spike(watch, &key, now).await {
                     self.responder.fire("traffic_spike", actions, &key);
                 }
             }

@@ -3,7 +3,7 @@
 //! bounded round trip; an error goes back to the detector, which then counts in its process.
 //! It only counts: what a count means (fire or not) stays with the detector.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::timed;
 use crate::monitor::BlockKey;
@@ -58,6 +58,49 @@ impl SharedCounter {
         )
         .await?;
         Ok(count == u64::from(threshold))
+    }
+
+    /// Counts one request for `key` in the interval that `at` falls in, and returns that
+    /// interval's count so far with the counts of the `history` intervals before it, oldest
+    /// first (`None` where no replica counted a request). Intervals are numbered from the epoch,
+    /// so every replica counts into the same bucket (`rate:<kind>:<value>:<number>`); a bucket
+    /// expires `history + 2` intervals after its last request, once no baseline reads it.
+    pub async fn rate(
+        &self,
+        key: &BlockKey,
+        interval: Duration,
+        at: SystemTime,
+        history: u32,
+    ) -> Result<(u64, Vec<Option<u64>>), redis::RedisError> {
+        let mut connection = self.connection().await?;
+        let length = millis(interval);
+        let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let number = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX) / length;
+        let bucket = |number: u64| {
+            format!(
+                "{}:rate:{}:{}:{number}",
+                self.prefix,
+                key.kind(),
+                key.value()
+            )
+        };
+        let closed: Vec<String> = (number.saturating_sub(u64::from(history))..number)
+            .map(bucket)
+            .collect();
+        let current = bucket(number);
+        let expiry = length.saturating_mul(u64::from(history) + 2);
+        let mut pipe = redis::pipe();
+        pipe.incr(&current, 1)
+            .cmd("PEXPIRE")
+            .arg(&current)
+            .arg(expiry)
+            .ignore();
+        // Only an interval longer than the time since the epoch has no interval before it.
+        if closed.is_empty() {
+            let (count,): (u64,) = timed(pipe.query_async(&mut connection)).await?;
+            return Ok((count, Vec::new()));
+        }
+        timed(pipe.cmd("MGET").arg(&closed).query_async(&mut connection)).await
     }
 
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
