@@ -297,6 +297,24 @@ impl Detectors {
         })
     }
 
+    /// Notes that `key` read `resource` for `bulk_access`, in a set every replica shares when
+    /// Redis is, else in this process.
+    async fn distinct(
+        &self,
+        watch: &DistinctWatch<BlockKey>,
+        key: &BlockKey,
+        resource: &str,
+        now: Instant,
+    ) -> bool {
+        let shared = self
+            .counter
+            .as_ref()
+            .map(|counter| counter.distinct(key, resource, watch.window(), watch.threshold()));
+        or_local("bulk_access", OptionFuture::from(shared).await, || {
+            watch.hit(key.clone(), resource, now)
+        })
+    }
+
     async fn observe(&self, record: &DecisionRecord, now: Instant) {
         for detector in &self.windowed {
             for key in detector.counted.keys(record) {
@@ -315,7 +333,7 @@ impl Detectors {
         }
         if let Some(((watch, actions), resource)) = self.bulk.as_ref().zip(resource_read(record)) {
             for key in identity_keys(record) {
-                if watch.hit(key.clone(), &resource, now) {
+                if self.distinct(watch, &key, &resource, now).await {
                     self.responder.fire("bulk_access", actions, &key);
                 }
             }

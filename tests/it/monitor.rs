@@ -106,6 +106,9 @@ impl Recorder {
     }
 }
 
+/// The SMART policy: every FHIR request is classified, so reads name their resource.
+const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
+
 /// The Redis every shared test uses.
 const REDIS: &str = "redis://127.0.0.1:6379";
 
@@ -407,7 +410,7 @@ async fn a_traffic_spike_over_the_ceiling_fires_for_token_client_and_subject() {
 #[tokio::test]
 async fn reading_many_distinct_resources_fires_bulk_access() {
     let harness = Harness::with(Options {
-        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        policy: SMART_POLICY.to_owned(),
         extra: "monitor:\n  bulk_access:\n    threshold: 3\n    window: 1h\n    actions:\n      block: 10m\n".into(),
         ..Options::default()
     })
@@ -468,7 +471,7 @@ async fn with_redis_a_block_made_on_one_gateway_is_enforced_by_another() {
 async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
     let endpoint = Recorder::start(0).await;
     let harness = Harness::with(Options {
-        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        policy: SMART_POLICY.to_owned(),
         files: vec![("revoke-secret", "s3cret\n".to_owned())],
         extra: format!(
             "monitor:\n  revoke:\n    endpoint: http://{}/revoke\n    client_id: phigate\n    client_secret_file: revoke-secret\n  bulk_access:\n    threshold: 1\n    window: 1h\n    actions:\n      revoke: true\n",
@@ -555,6 +558,45 @@ async fn with_redis_a_traffic_spike_split_across_two_gateways_fires_once_and_blo
     let (_, metrics) = first.admin_get("/metrics").await;
     let quiet = "phigate_detector_firings_total{detector=\"traffic_spike\"} 0";
     assert!(metrics.lines().any(|l| l == quiet), "{metrics}");
+    refused_as_blocked(&second, &token).await;
+    refused_as_blocked(&first, &token).await;
+}
+
+#[tokio::test]
+async fn with_redis_distinct_reads_split_across_two_gateways_fire_bulk_access() {
+    let prefix = RedisPrefix::new();
+    let detectors =
+        "  bulk_access:\n    threshold: 3\n    window: 1h\n    actions:\n      block: 10m\n";
+    let (first, second) = two_gateways_sharing(&prefix, SMART_POLICY, detectors).await;
+    let token = first.token("user/Patient.r");
+    let subject = first.claims("")["sub"].as_str().unwrap().to_owned();
+    for id in ["123", "456"] {
+        let response = first
+            .client()
+            .get_with_token(&format!("/Patient/{id}"), &token)
+            .await;
+        assert_ne!(response.status, 403);
+    }
+    let key = format!("distinct:subject:{subject}");
+    prefix.wait_count("SCARD", &key, 2).await;
+    // 456 again is no more data; 789 is the third distinct resource across both gateways.
+    for id in ["456", "789"] {
+        let response = second
+            .client()
+            .get_with_token(&format!("/Patient/{id}"), &token)
+            .await;
+        assert_ne!(response.status, 403);
+    }
+    wait_metric(
+        &second,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
+    )
+    .await;
+    let (_, metrics) = first.admin_get("/metrics").await;
+    let quiet = "phigate_detector_firings_total{detector=\"bulk_access\"} 0";
+    assert!(metrics.lines().any(|l| l == quiet), "{metrics}");
+    // Firing empties each key's set: the next window starts from nothing.
+    prefix.wait_count("SCARD", "distinct:*", 0).await;
     refused_as_blocked(&second, &token).await;
     refused_as_blocked(&first, &token).await;
 }

@@ -103,6 +103,32 @@ impl SharedCounter {
         timed(pipe.cmd("MGET").arg(&closed).query_async(&mut connection)).await
     }
 
+    /// Notes that `key` touched `value`; true when that makes `threshold` distinct values in
+    /// the key's window. One set per key (`distinct:<kind>:<value>`), updated by [`DISTINCT`]
+    /// in one atomic step, so exactly one replica fires.
+    pub async fn distinct(
+        &self,
+        key: &BlockKey,
+        value: &str,
+        window: Duration,
+        threshold: u32,
+    ) -> Result<bool, redis::RedisError> {
+        let mut connection = self.connection().await?;
+        let name = format!("{}:distinct:{}:{}", self.prefix, key.kind(), key.value());
+        let fired: i64 = timed(
+            redis::cmd("EVAL")
+                .arg(DISTINCT)
+                .arg(1)
+                .arg(&name)
+                .arg(value)
+                .arg(millis(window))
+                .arg(threshold)
+                .query_async(&mut connection),
+        )
+        .await?;
+        Ok(fired == 1)
+    }
+
     async fn connection(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
         let connection = timed(
             self.connection
@@ -112,6 +138,22 @@ impl SharedCounter {
         Ok(connection.clone())
     }
 }
+
+/// Adds `ARGV[1]` to the set `KEYS[1]`; at `ARGV[3]` members, empties it and answers 1. A new
+/// set (a window opening) expires after `ARGV[2]` ms, so its window ends then whatever is added
+/// later; firing empties it, so the next value opens the next window, as `DistinctWatch` does.
+/// The set never holds `ARGV[3]` members at rest, and never one older than its window.
+const DISTINCT: &str = "
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('SCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if redis.call('PTTL', KEYS[1]) < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+";
 
 /// A Redis expiry in milliseconds, at least one.
 fn millis(period: Duration) -> u64 {
