@@ -17,7 +17,7 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 pub use self::monitor::{
-    Actions, AlertConfig, MonitorConfig, RevokeConfig, SpikeDetector, WindowDetector,
+    Actions, AlertConfig, BulkDetector, MonitorConfig, RevokeConfig, SpikeDetector, WindowDetector,
 };
 use self::raw::{
     At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,

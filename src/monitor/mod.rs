@@ -27,7 +27,7 @@ use self::geo::CountryWatch;
 use self::rate::{Baseline, HISTORY, RateWatch, SpikeLimit};
 pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::window::SlidingWindow;
-use crate::config::{Actions, MonitorConfig, WindowDetector};
+use crate::config::{Actions, BulkDetector, MonitorConfig, WindowDetector};
 use crate::geoip::GeoIp;
 use crate::record::{ActionRecord, ActionSink, DecisionRecord, Sink};
 use crate::telemetry::Metrics;
@@ -117,6 +117,9 @@ enum Counted {
     RepeatedFailures,
     /// A revoked or blocked token presented again, per token and per client.
     RefusedTokenReuse,
+    /// `$everything` and Bulk Data `$export` kick-offs allowed, per token, client and subject:
+    /// `bulk_access`'s second count, in its window and with its actions.
+    BulkOperations,
 }
 
 impl Counted {
@@ -125,6 +128,7 @@ impl Counted {
         match self {
             Self::RepeatedFailures => "repeated_failures",
             Self::RefusedTokenReuse => "refused_token_reuse",
+            Self::BulkOperations => "bulk_access",
         }
     }
 
@@ -152,7 +156,10 @@ impl Counted {
                 let token = identity.and_then(|i| i.jti.clone()).map(BlockKey::Token);
                 token.into_iter().chain(client).collect()
             }
-            Self::RepeatedFailures | Self::RefusedTokenReuse => Vec::new(),
+            Self::BulkOperations if record.decision == "allow" && is_bulk_operation(record) => {
+                identity_keys(record)
+            }
+            Self::RepeatedFailures | Self::RefusedTokenReuse | Self::BulkOperations => Vec::new(),
         }
     }
 }
@@ -179,6 +186,18 @@ fn resource_read(record: &DecisionRecord) -> Option<String> {
         "{}/{id}",
         fhir.resource_type.as_deref().unwrap_or("")
     ))
+}
+
+/// Whether a request started a bulk operation: `$everything` (a patient's whole record) or a
+/// Bulk Data `$export` kick-off (its status and files are followed links, not operations).
+fn is_bulk_operation(record: &DecisionRecord) -> bool {
+    record.fhir.as_ref().is_some_and(|fhir| {
+        // As `policy::fhir::Interaction` names them.
+        matches!(
+            fhir.interaction.as_str(),
+            "operation $everything" | "operation $export"
+        )
+    })
 }
 
 /// What a shared count said or — without Redis, or when Redis failed, so that detection
@@ -236,12 +255,20 @@ struct Detectors {
 
 impl Detectors {
     fn new(config: &MonitorConfig, responder: Responder, counter: Option<SharedCounter>) -> Self {
+        let operations = config
+            .bulk_access
+            .as_ref()
+            .map(BulkDetector::operations_detector);
         let windowed = [
-            (Counted::RepeatedFailures, &config.repeated_failures),
-            (Counted::RefusedTokenReuse, &config.refused_token_reuse),
+            (Counted::RepeatedFailures, config.repeated_failures.as_ref()),
+            (
+                Counted::RefusedTokenReuse,
+                config.refused_token_reuse.as_ref(),
+            ),
+            (Counted::BulkOperations, operations.as_ref()),
         ]
         .into_iter()
-        .filter_map(|(counted, c)| Windowed::new(counted, c.as_ref(), config.max_keys))
+        .filter_map(|(counted, c)| Windowed::new(counted, c, config.max_keys))
         .collect();
         let spike = config.traffic_spike.as_ref().map(|c| {
             let limit = SpikeLimit::new(c.ceiling, c.factor);

@@ -602,6 +602,37 @@ async fn with_redis_distinct_reads_split_across_two_gateways_fire_bulk_access() 
 }
 
 #[tokio::test]
+async fn with_redis_everything_and_export_calls_reaching_operations_fire_bulk_access() {
+    let prefix = RedisPrefix::new();
+    let detectors =
+        "  bulk_access:\n    operations: 3\n    window: 1h\n    actions:\n      block: 10m\n";
+    let (first, second) = two_gateways_sharing(&prefix, SMART_POLICY, detectors).await;
+    let token = first.token("system/*.rs");
+    let subject = first.claims("")["sub"].as_str().unwrap().to_owned();
+    // Two whole patient records on one gateway, far below the distinct-resource threshold.
+    for id in ["123", "456"] {
+        let path = format!("/Patient/{id}/$everything");
+        let response = first.client().get_with_token(&path, &token).await;
+        assert_ne!(response.status, 403, "{}", response.text());
+    }
+    let key = format!("count:bulk_access:subject:{subject}");
+    prefix.wait_count("GET", &key, 2).await;
+    let (_, metrics) = second.admin_get("/metrics").await;
+    let quiet = "phigate_detector_firings_total{detector=\"bulk_access\"} 0";
+    assert!(metrics.lines().any(|l| l == quiet), "{metrics}");
+    // A Bulk Data kick-off on the other gateway is the third operation.
+    let kick_off = second.client().get_with_token("/$export", &token).await;
+    assert_eq!(kick_off.status, 202, "{}", kick_off.text());
+    wait_metric(
+        &second,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
+    )
+    .await;
+    refused_as_blocked(&second, &token).await;
+    refused_as_blocked(&first, &token).await;
+}
+
+#[tokio::test]
 async fn spoofed_forwarded_addresses_never_split_or_redirect_the_count() {
     // P-01: no trusted proxies, so every failure counts against the TCP peer, whatever
     // X-Forwarded-For claims; three different claimed addresses still make one offender.
