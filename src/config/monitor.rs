@@ -21,7 +21,7 @@ pub struct MonitorConfig {
     pub alert: Option<AlertConfig>,
     /// The authorization server's RFC 7009 endpoint, for the revoke action.
     pub revoke: Option<RevokeConfig>,
-    /// Redis shared by every replica for blocks and cut-offs.
+    /// Redis shared by every replica for blocks, cut-offs and detector counts.
     pub redis: Option<String>,
     /// The prefix of the shared keys and channel (default `phigate:monitor`).
     pub redis_prefix: String,
