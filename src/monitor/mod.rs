@@ -200,6 +200,19 @@ fn is_bulk_operation(record: &DecisionRecord) -> bool {
     })
 }
 
+/// The keys whose count fired. The keys are counted together, so a record costs one Redis
+/// round trip per detector rather than one per key.
+async fn fired<'k, F>(keys: &'k [BlockKey], count: impl Fn(&'k BlockKey) -> F) -> Vec<&'k BlockKey>
+where
+    F: Future<Output = bool>,
+{
+    let counted = futures_util::future::join_all(keys.iter().map(count)).await;
+    keys.iter()
+        .zip(counted)
+        .filter_map(|(key, fired)| fired.then_some(key))
+        .collect()
+}
+
 /// What a shared count said or — without Redis, or when Redis failed, so that detection
 /// never stops — what the count in this process says.
 fn or_local(
@@ -344,25 +357,22 @@ impl Detectors {
 
     async fn observe(&self, record: &DecisionRecord, now: Instant) {
         for detector in &self.windowed {
-            for key in detector.counted.keys(record) {
-                if self.count(detector, &key, now).await {
-                    self.responder
-                        .fire(detector.counted.name(), &detector.actions, &key);
-                }
+            let keys = detector.counted.keys(record);
+            for key in fired(&keys, |key| self.count(detector, key, now)).await {
+                self.responder
+                    .fire(detector.counted.name(), &detector.actions, key);
             }
         }
         if let Some((watch, actions)) = &self.spike {
-            for key in identity_keys(record) {
-                if self.spike(watch, &key, now).await {
-                    self.responder.fire("traffic_spike", actions, &key);
-                }
+            let keys = identity_keys(record);
+            for key in fired(&keys, |key| self.spike(watch, key, now)).await {
+                self.responder.fire("traffic_spike", actions, key);
             }
         }
         if let Some(((watch, actions), resource)) = self.bulk.as_ref().zip(resource_read(record)) {
-            for key in identity_keys(record) {
-                if self.distinct(watch, &key, &resource, now).await {
-                    self.responder.fire("bulk_access", actions, &key);
-                }
+            let keys = identity_keys(record);
+            for key in fired(&keys, |key| self.distinct(watch, key, &resource, now)).await {
+                self.responder.fire("bulk_access", actions, key);
             }
         }
         // HIPAA emergency access raises an immediate alert wherever a webhook is configured:

@@ -1,7 +1,9 @@
 //! Detector counts shared by every replica through Redis, under their own prefix
 //! (`<prefix>-counts`) so that reconciling blocks never reads a count. Every call is one
 //! bounded round trip; an error goes back to the detector, which then counts in its process.
-//! It only counts: what a count means (fire or not) stays with the detector.
+//! A windowed or distinct count answers whether this replica's event reached the threshold,
+//! since only Redis's atomic step knows which replica did; request rates come back as counts,
+//! for `rate.rs` to judge as it judges its own.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
