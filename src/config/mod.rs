@@ -17,8 +17,8 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 pub use self::monitor::{
-    Actions, AlertConfig, CountryDetector, MonitorConfig, RevokeConfig, SpikeDetector,
-    TravelDetector, WindowDetector,
+    Actions, AlertConfig, BulkDetector, CountryDetector, MonitorConfig, RevokeConfig,
+    SpikeDetector, TravelDetector, WindowDetector,
 };
 use self::raw::{
     At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::Builder;
 use super::raw::{
-    At, RawActions, RawAlert, RawMonitor, RawNewCountry, RawRevoke, RawSpike, RawTravel,
+    At, RawActions, RawAlert, RawBulk, RawMonitor, RawNewCountry, RawRevoke, RawSpike, RawTravel,
     RawWindowDetector,
 };
 
@@ -22,7 +22,7 @@ pub struct MonitorConfig {
     pub alert: Option<AlertConfig>,
     /// The authorization server's RFC 7009 endpoint, for the revoke action.
     pub revoke: Option<RevokeConfig>,
-    /// Redis shared by every replica for blocks and cut-offs.
+    /// Redis shared by every replica for blocks, cut-offs and detector counts.
     pub redis: Option<String>,
     /// The prefix of the shared keys and channel (default `phigate:monitor`).
     pub redis_prefix: String,
@@ -32,8 +32,9 @@ pub struct MonitorConfig {
     pub refused_token_reuse: Option<WindowDetector>,
     /// A token's, client's or subject's request rate above a ceiling or far above its baseline.
     pub traffic_spike: Option<SpikeDetector>,
-    /// Distinct resources one token, client or subject reads within a window.
-    pub bulk_access: Option<WindowDetector>,
+    /// Distinct resources one token, client or subject reads, and bulk operations it starts,
+    /// within a window.
+    pub bulk_access: Option<BulkDetector>,
     /// The MaxMind `.mmdb` country database.
     pub geoip: Option<PathBuf>,
     /// A token, client or subject seen from a new country (needs `geoip`).
@@ -76,6 +77,30 @@ pub struct SpikeDetector {
     pub factor: u32,
     /// What firing does.
     pub actions: Actions,
+}
+
+/// Bulk exfiltration: distinct resources read, or bulk operations started, within one window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkDetector {
+    /// Distinct resources read within the window that fire (default 50).
+    pub threshold: u32,
+    /// `$everything` and Bulk Data `$export` kick-offs within the window that fire (default 3).
+    pub operations: u32,
+    /// The window (default 5 min).
+    pub window: Duration,
+    /// What firing does, on either count.
+    pub actions: Actions,
+}
+
+impl BulkDetector {
+    /// The bulk operations count, as a windowed detector with the same window and actions.
+    pub fn operations_detector(&self) -> WindowDetector {
+        WindowDetector {
+            threshold: self.operations,
+            window: self.window,
+            actions: self.actions.clone(),
+        }
+    }
 }
 
 impl MonitorConfig {
@@ -150,6 +175,33 @@ struct Endpoints {
     revoke: bool,
 }
 
+/// The keys every windowed detector has, whichever raw section they come from.
+struct WindowKeys<'a> {
+    threshold: Option<&'a At<u64>>,
+    window: Option<&'a At<String>>,
+    actions: Option<&'a RawActions>,
+}
+
+impl<'a> From<&'a RawWindowDetector> for WindowKeys<'a> {
+    fn from(raw: &'a RawWindowDetector) -> Self {
+        Self {
+            threshold: raw.threshold.as_ref(),
+            window: raw.window.as_ref(),
+            actions: raw.actions.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a RawBulk> for WindowKeys<'a> {
+    fn from(raw: &'a RawBulk) -> Self {
+        Self {
+            threshold: raw.threshold.as_ref(),
+            window: raw.window.as_ref(),
+            actions: raw.actions.as_ref(),
+        }
+    }
+}
+
 /// The default queue and key bounds.
 const DEFAULT_QUEUE: u64 = 10_000;
 const DEFAULT_MAX_KEYS: u64 = 100_000;
@@ -187,20 +239,25 @@ impl Builder<'_> {
         });
         let repeated_failures = raw.repeated_failures.as_ref().map(|raw| {
             let defaults = (20, Duration::from_secs(60));
-            self.window_detector(raw, "monitor.repeated_failures", defaults, endpoints)
+            self.window_detector(raw.into(), "monitor.repeated_failures", defaults, endpoints)
         });
         let refused_token_reuse = raw.refused_token_reuse.as_ref().map(|raw| {
             let defaults = (5, Duration::from_secs(600));
-            self.window_detector(raw, "monitor.refused_token_reuse", defaults, endpoints)
+            self.window_detector(
+                raw.into(),
+                "monitor.refused_token_reuse",
+                defaults,
+                endpoints,
+            )
         });
         let traffic_spike = raw
             .traffic_spike
             .as_ref()
             .map(|raw| self.spike(raw, endpoints));
-        let bulk_access = raw.bulk_access.as_ref().map(|raw| {
-            let defaults = (50, Duration::from_secs(300));
-            self.window_detector(raw, "monitor.bulk_access", defaults, endpoints)
-        });
+        let bulk_access = raw
+            .bulk_access
+            .as_ref()
+            .map(|raw| self.bulk(raw, endpoints));
         let geoip = raw.geoip.as_ref().map(|at| self.path(at, "geoip"));
         let new_country = raw.new_country.as_ref().map(|at| {
             if geoip.is_none() {
@@ -303,6 +360,24 @@ impl Builder<'_> {
         }
     }
 
+    fn bulk(&mut self, raw: &RawBulk, endpoints: Endpoints) -> BulkDetector {
+        let key = "monitor.bulk_access";
+        let defaults = (50, Duration::from_secs(300));
+        let resources = self.window_detector(raw.into(), key, defaults, endpoints);
+        let operations = self.count(
+            raw.operations.as_ref(),
+            &format!("{key}.operations"),
+            3,
+            MAX_THRESHOLD,
+        );
+        BulkDetector {
+            threshold: resources.threshold,
+            operations: u32::try_from(operations).unwrap_or(u32::MAX),
+            window: resources.window,
+            actions: resources.actions,
+        }
+    }
+
     fn revoke(&mut self, raw: &RawRevoke) -> Option<RevokeConfig> {
         let endpoint = self.http_url(&raw.endpoint, "monitor.revoke.endpoint");
         let client_secret =
@@ -343,21 +418,21 @@ impl Builder<'_> {
 
     fn window_detector(
         &mut self,
-        raw: &RawWindowDetector,
+        raw: WindowKeys<'_>,
         key: &str,
         (threshold, window): (u64, Duration),
         endpoints: Endpoints,
     ) -> WindowDetector {
         let threshold = self.count(
-            raw.threshold.as_ref(),
+            raw.threshold,
             &format!("{key}.threshold"),
             threshold,
             MAX_THRESHOLD,
         );
         WindowDetector {
             threshold: u32::try_from(threshold).unwrap_or(u32::MAX),
-            window: self.duration(raw.window.as_ref(), &format!("{key}.window"), window),
-            actions: self.actions(raw.actions.as_ref(), key, endpoints),
+            window: self.duration(raw.window, &format!("{key}.window"), window),
+            actions: self.actions(raw.actions, key, endpoints),
         }
     }
 

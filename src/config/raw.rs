@@ -67,7 +67,7 @@ pub struct RawMonitor {
     #[serde(default)]
     pub traffic_spike: Option<RawSpike>,
     #[serde(default)]
-    pub bulk_access: Option<RawWindowDetector>,
+    pub bulk_access: Option<RawBulk>,
     #[serde(default)]
     pub geoip: Option<At<String>>,
     #[serde(default)]
@@ -143,6 +143,21 @@ pub struct RawRevoke {
 pub struct RawWindowDetector {
     #[serde(default)]
     pub threshold: Option<At<u64>>,
+    #[serde(default)]
+    pub window: Option<At<String>>,
+    #[serde(default)]
+    pub actions: Option<RawActions>,
+}
+
+/// `monitor.bulk_access:` — a windowed detector of distinct resources that also counts bulk
+/// operations (`$everything`, `$export`) in the same window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBulk {
+    #[serde(default)]
+    pub threshold: Option<At<u64>>,
+    #[serde(default)]
+    pub operations: Option<At<u64>>,
     #[serde(default)]
     pub window: Option<At<String>>,
     #[serde(default)]

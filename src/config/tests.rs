@@ -424,7 +424,39 @@ fn monitor_detectors_are_off_unless_named_and_take_documented_defaults() {
         (reuse.threshold, reuse.window),
         (5, Duration::from_secs(600))
     );
+    let text = GOOD.replace("policy_file:", "monitor:\n  bulk_access: {}\npolicy_file:");
+    let (_dir, result) = load(&text);
+    assert_eq!(
+        result.unwrap().monitor.bulk_access,
+        Some(BulkDetector {
+            threshold: 50,
+            operations: 3,
+            window: Duration::from_secs(300),
+            actions: Actions::default(),
+        })
+    );
     for (section, expected) in [
+        (
+            "monitor:\n  bulk_access:\n    operations: 10000\n    window: 1h\n",
+            Ok(()),
+        ),
+        (
+            "monitor:\n  bulk_access:\n    operations: 0\n",
+            Err("monitor.bulk_access.operations must be from 1 to 10000"),
+        ),
+        (
+            "monitor:\n  bulk_access:\n    operations: 10001\n",
+            Err("monitor.bulk_access.operations must be from 1 to 10000"),
+        ),
+        (
+            "monitor:\n  bulk_access:\n    threshold: 0\n",
+            Err("monitor.bulk_access.threshold must be from 1 to 10000"),
+        ),
+        // Only bulk_access counts operations.
+        (
+            "monitor:\n  repeated_failures:\n    operations: 3\n",
+            Err("unknown field"),
+        ),
         (
             "monitor:\n  repeated_failures:\n    threshold: 5\n    window: 10s\n    actions:\n      block: 15m\n      reauthenticate: true\n",
             Ok(()),

@@ -1,7 +1,8 @@
 //! Distinct values per key within a window — the patients or resources one token, client or
-//! subject touched. A key's window starts at its first value; reaching `threshold` distinct
-//! values within it fires and starts a new window. A key holds at most `threshold` values, and
-//! at most `max_keys` keys are held, so memory is bounded whatever the traffic.
+//! subject touched. A key's window opens at its first value; reaching `threshold` distinct
+//! values within it fires and empties the key, and its next value opens a new window (as the
+//! shared count in Redis does). A key holds fewer than `threshold` values, and at most
+//! `max_keys` keys are held, so memory is bounded whatever the traffic.
 
 use std::collections::HashSet;
 use std::hash::Hash;
@@ -10,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
-/// One key's window.
-#[derive(Debug)]
+/// One key's window: when it opened (none until the next value after a firing), and its values.
+#[derive(Debug, Default)]
 struct Seen {
-    started: Instant,
+    opened: Option<Instant>,
     values: HashSet<String>,
 }
 
@@ -30,30 +31,38 @@ impl<K: Hash + Eq + Send + Sync + 'static> DistinctWatch<K> {
         Self {
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX).max(1),
             window,
+            // A key idle for a whole window has no window left open to remember.
             keys: Cache::builder()
                 .max_capacity(max_keys)
-                .time_to_live(window)
+                .time_to_idle(window)
                 .build(),
         }
     }
 
+    /// The window.
+    pub fn window(&self) -> Duration {
+        self.window
+    }
+
+    /// Distinct values within the window that fire.
+    pub fn threshold(&self) -> u32 {
+        u32::try_from(self.threshold).unwrap_or(u32::MAX)
+    }
+
     /// Notes that `key` touched `value` at `now`; true when that reaches the threshold.
     pub fn hit(&self, key: K, value: &str, now: Instant) -> bool {
-        let seen = self.keys.get_with(key, || {
-            Arc::new(Mutex::new(Seen {
-                started: now,
-                values: HashSet::new(),
-            }))
-        });
+        let seen = self.keys.get_with(key, Arc::default);
         let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
-        if now.saturating_duration_since(seen.started) >= self.window {
-            seen.started = now;
+        if seen
+            .opened
+            .is_none_or(|opened| now.saturating_duration_since(opened) >= self.window)
+        {
+            seen.opened = Some(now);
             seen.values.clear();
         }
         seen.values.insert(value.to_owned());
         if seen.values.len() >= self.threshold {
-            seen.started = now;
-            seen.values.clear();
+            *seen = Seen::default();
             return true;
         }
         false
@@ -85,6 +94,12 @@ mod tests {
         check(3, &[(0, "a"), (1, "a"), (2, "b"), (3, "a")], &[false; 4]);
         // A new window forgets the old values.
         check(3, &[(0, "a"), (1, "b"), (60, "c")], &[false, false, false]);
+        // After a firing, the next value opens the new window: c and d fall in one.
+        check(
+            2,
+            &[(0, "a"), (1, "b"), (50, "c"), (100, "d")],
+            &[false, true, false, true],
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod window;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::OptionFuture;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -24,11 +25,13 @@ pub use self::alert::{AlertQueue, Alerter};
 pub use self::blocklist::{BlockFault, BlockKey, BlockList};
 use self::distinct::DistinctWatch;
 use self::geo::CountryWatch;
-use self::rate::RateWatch;
+use self::rate::{Baseline, HISTORY, RateWatch, SpikeLimit};
 pub use self::shared::{Publisher, SharedBlocks, SharedCounter, Update};
 use self::travel::{Sighting, TravelWatch};
 use self::window::SlidingWindow;
-use crate::config::{Actions, CountryDetector, MonitorConfig, TravelDetector, WindowDetector};
+use crate::config::{
+    Actions, BulkDetector, CountryDetector, MonitorConfig, TravelDetector, WindowDetector,
+};
 use crate::geoip::GeoIp;
 use crate::record::{ActionRecord, ActionSink, DecisionRecord, Sink};
 use crate::telemetry::Metrics;
@@ -116,6 +119,9 @@ enum Counted {
     RepeatedFailures,
     /// A revoked or blocked token presented again, per token and per client.
     RefusedTokenReuse,
+    /// `$everything` and Bulk Data `$export` kick-offs allowed, per token, client and subject:
+    /// `bulk_access`'s second count, in its window and with its actions.
+    BulkOperations,
 }
 
 impl Counted {
@@ -124,6 +130,7 @@ impl Counted {
         match self {
             Self::RepeatedFailures => "repeated_failures",
             Self::RefusedTokenReuse => "refused_token_reuse",
+            Self::BulkOperations => "bulk_access",
         }
     }
 
@@ -151,7 +158,10 @@ impl Counted {
                 let token = identity.and_then(|i| i.jti.clone()).map(BlockKey::Token);
                 token.into_iter().chain(client).collect()
             }
-            Self::RepeatedFailures | Self::RefusedTokenReuse => Vec::new(),
+            Self::BulkOperations if record.decision == "allow" && is_bulk_operation(record) => {
+                identity_keys(record)
+            }
+            Self::RepeatedFailures | Self::RefusedTokenReuse | Self::BulkOperations => Vec::new(),
         }
     }
 }
@@ -178,6 +188,52 @@ fn resource_read(record: &DecisionRecord) -> Option<String> {
         "{}/{id}",
         fhir.resource_type.as_deref().unwrap_or("")
     ))
+}
+
+/// Whether a request started a bulk operation: `$everything` (a patient's whole record) or a
+/// Bulk Data `$export` kick-off (its status and files are followed links, not operations).
+fn is_bulk_operation(record: &DecisionRecord) -> bool {
+    record.fhir.as_ref().is_some_and(|fhir| {
+        // As `policy::fhir::Interaction` names them.
+        matches!(
+            fhir.interaction.as_str(),
+            "operation $everything" | "operation $export"
+        )
+    })
+}
+
+/// The keys whose count fired. The keys are counted together, so a record costs one Redis
+/// round trip per detector rather than one per key.
+async fn fired<'k, F>(keys: &'k [BlockKey], count: impl Fn(&'k BlockKey) -> F) -> Vec<&'k BlockKey>
+where
+    F: Future<Output = bool>,
+{
+    let counted = futures_util::future::join_all(keys.iter().map(count)).await;
+    keys.iter()
+        .zip(counted)
+        .filter_map(|(key, fired)| fired.then_some(key))
+        .collect()
+}
+
+/// What a shared count said or — without Redis, or when Redis failed, so that detection
+/// never stops — what the count in this process says.
+fn or_local<T>(
+    detector: &'static str,
+    shared: Option<Result<T, redis::RedisError>>,
+    local: impl FnOnce() -> T,
+) -> T {
+    match shared {
+        Some(Ok(fired)) => fired,
+        Some(Err(err)) => {
+            tracing::warn!(
+                monitor.detector = detector,
+                error = %err,
+                "shared monitor count unavailable; counting locally"
+            );
+            local()
+        }
+        None => local(),
+    }
 }
 
 /// A refusal the block list made.
@@ -246,15 +302,24 @@ impl Geo {
 
 impl Detectors {
     fn new(config: &MonitorConfig, responder: Responder, counter: Option<SharedCounter>) -> Self {
+        let operations = config
+            .bulk_access
+            .as_ref()
+            .map(BulkDetector::operations_detector);
         let windowed = [
-            (Counted::RepeatedFailures, &config.repeated_failures),
-            (Counted::RefusedTokenReuse, &config.refused_token_reuse),
+            (Counted::RepeatedFailures, config.repeated_failures.as_ref()),
+            (
+                Counted::RefusedTokenReuse,
+                config.refused_token_reuse.as_ref(),
+            ),
+            (Counted::BulkOperations, operations.as_ref()),
         ]
         .into_iter()
-        .filter_map(|(counted, c)| Windowed::new(counted, c.as_ref(), config.max_keys))
+        .filter_map(|(counted, c)| Windowed::new(counted, c, config.max_keys))
         .collect();
         let spike = config.traffic_spike.as_ref().map(|c| {
-            let watch = RateWatch::new(c.interval, c.ceiling, c.factor, config.max_keys);
+            let limit = SpikeLimit::new(c.ceiling, c.factor);
+            let watch = RateWatch::new(c.interval, limit, config.max_keys);
             (watch, c.actions.clone())
         });
         let bulk = config.bulk_access.as_ref().map(|c| {
@@ -280,11 +345,47 @@ impl Detectors {
     /// Counts `key` for a windowed detector.
     async fn count(&self, detector: &Windowed, key: &BlockKey, now: Instant) -> bool {
         let (window, threshold) = (detector.counts.window(), detector.counts.threshold());
+        let name = detector.counted.name();
         let shared = self
             .counter
             .as_ref()
-            .map(|c| c.hit(detector.counted.name(), key, window, threshold));
-        shared_or_local(shared, || detector.counts.hit(key.clone(), now)).await
+            .map(|counter| counter.hit(name, key, window, threshold));
+        or_local(name, OptionFuture::from(shared).await, || {
+            detector.counts.hit(key.clone(), now)
+        })
+    }
+
+    /// Counts one request of `key` for `traffic_spike`, in the interval buckets every replica
+    /// shares when Redis is, else in this process; either way through the same [`SpikeLimit`].
+    async fn spike(&self, watch: &RateWatch<BlockKey>, key: &BlockKey, now: Instant) -> bool {
+        let shared = self.counter.as_ref().map(|counter| async move {
+            let at = SystemTime::now();
+            let (count, buckets) = counter.rate(key, watch.interval(), at, HISTORY).await?;
+            Ok(watch
+                .limit()
+                .crossed(Baseline::from_buckets(&buckets), count))
+        });
+        or_local("traffic_spike", OptionFuture::from(shared).await, || {
+            watch.hit(key.clone(), now)
+        })
+    }
+
+    /// Notes that `key` read `resource` for `bulk_access`, in a set every replica shares when
+    /// Redis is, else in this process.
+    async fn distinct(
+        &self,
+        watch: &DistinctWatch<BlockKey>,
+        key: &BlockKey,
+        resource: &str,
+        now: Instant,
+    ) -> bool {
+        let shared = self
+            .counter
+            .as_ref()
+            .map(|counter| counter.distinct(key, resource, watch.window(), watch.threshold()));
+        or_local("bulk_access", OptionFuture::from(shared).await, || {
+            watch.hit(key.clone(), resource, now)
+        })
     }
 
     /// Runs the geographic detectors on the TCP peer's address (P-01: never a forwarded-for
@@ -299,7 +400,9 @@ impl Detectors {
         {
             for key in &keys {
                 let shared = (self.counter.as_ref()).map(|c| c.country(key, &country, geo::MEMORY));
-                let novelty = shared_or_local(shared, || watch.hit(key.clone(), &country)).await;
+                let novelty = or_local("new_country", OptionFuture::from(shared).await, || {
+                    watch.hit(key.clone(), &country)
+                });
                 if detector.fires(&country, novelty) {
                     self.responder.fire("new_country", &detector.actions, key);
                 }
@@ -316,7 +419,11 @@ impl Detectors {
             for key in &keys {
                 let shared =
                     (self.counter.as_ref()).map(|c| c.swap_sighting(key, sighting, travel::MEMORY));
-                let previous = shared_or_local(shared, || watch.swap(key.clone(), sighting)).await;
+                let previous = or_local(
+                    "impossible_travel",
+                    OptionFuture::from(shared).await,
+                    || watch.swap(key.clone(), sighting),
+                );
                 if previous.is_some_and(|previous| detector.impossible(&previous, &sighting)) {
                     self.responder
                         .fire("impossible_travel", &detector.actions, key);
@@ -327,25 +434,22 @@ impl Detectors {
 
     async fn observe(&self, record: &DecisionRecord, now: Instant) {
         for detector in &self.windowed {
-            for key in detector.counted.keys(record) {
-                if self.count(detector, &key, now).await {
-                    self.responder
-                        .fire(detector.counted.name(), &detector.actions, &key);
-                }
+            let keys = detector.counted.keys(record);
+            for key in fired(&keys, |key| self.count(detector, key, now)).await {
+                self.responder
+                    .fire(detector.counted.name(), &detector.actions, key);
             }
         }
         if let Some((watch, actions)) = &self.spike {
-            for key in identity_keys(record) {
-                if watch.hit(key.clone(), now) {
-                    self.responder.fire("traffic_spike", actions, &key);
-                }
+            let keys = identity_keys(record);
+            for key in fired(&keys, |key| self.spike(watch, key, now)).await {
+                self.responder.fire("traffic_spike", actions, key);
             }
         }
         if let Some(((watch, actions), resource)) = self.bulk.as_ref().zip(resource_read(record)) {
-            for key in identity_keys(record) {
-                if watch.hit(key.clone(), &resource, now) {
-                    self.responder.fire("bulk_access", actions, &key);
-                }
+            let keys = identity_keys(record);
+            for key in fired(&keys, |key| self.distinct(watch, key, &resource, now)).await {
+                self.responder.fire("bulk_access", actions, key);
             }
         }
         // HIPAA emergency access raises an immediate alert wherever a webhook is configured:
@@ -363,23 +467,6 @@ impl Detectors {
             self.observe_place(geo, record).await;
         }
     }
-}
-
-/// Detector state across replicas when Redis is shared, and in this process when it is not or
-/// cannot be reached, so detection never stops.
-async fn shared_or_local<T>(
-    shared: Option<impl Future<Output = Result<T, redis::RedisError>>>,
-    local: impl FnOnce() -> T,
-) -> T {
-    if let Some(shared) = shared {
-        match shared.await {
-            Ok(value) => return value,
-            Err(err) => {
-                tracing::warn!(error = %err, "shared detector state unavailable; judging locally");
-            }
-        }
-    }
-    local()
 }
 
 /// Carries out a detector's actions.

@@ -5,6 +5,8 @@
 //! anything a lost connection missed. A replica that cannot reach Redis keeps enforcing what it
 //! has; its own blocks still apply locally at once.
 
+mod counter;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +17,9 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+pub use self::counter::SharedCounter;
+use self::counter::millis;
 use super::blocklist::{BlockKey, BlockList};
-use super::geo::Novelty;
-use super::travel::Sighting;
 use crate::backoff::Backoff;
 use crate::token::{ClientId, Jti, Subject};
 
@@ -105,110 +107,6 @@ impl Publisher {
     }
 }
 
-/// Detector state shared by every replica, so abuse spread over replicas is judged as if it hit
-/// one. Failure counts are one Redis counter per detector and key, created with the window as
-/// its expiry and incremented by each replica (a fixed window, where the local count slides):
-/// the replica whose increment reaches the threshold fires, so a threshold crossed across
-/// replicas fires exactly once per window. Countries are a set per key and sightings one value
-/// per key, each swapped atomically so exactly one replica learns what is new.
-pub struct SharedCounter {
-    client: redis::Client,
-    prefix: String,
-    connection: tokio::sync::OnceCell<redis::aio::ConnectionManager>,
-}
-
-impl SharedCounter {
-    /// Counts one event for `key` under `detector`; true when it reaches `threshold`.
-    pub async fn hit(
-        &self,
-        detector: &str,
-        key: &BlockKey,
-        window: Duration,
-        threshold: u32,
-    ) -> Result<bool, redis::RedisError> {
-        let mut connection = self.connection().await?;
-        let name = self.name(&format!("count:{detector}"), key);
-        let (count,): (u64,) = timed(
-            redis::pipe()
-                .cmd("SET")
-                .arg(&name)
-                .arg(0)
-                .arg("PX")
-                .arg(millis(window))
-                .arg("NX")
-                .ignore()
-                .incr(&name, 1)
-                .query_async(&mut connection),
-        )
-        .await?;
-        Ok(count == u64::from(threshold))
-    }
-
-    /// Adds `country` to the countries `key` was seen from, kept for `memory` after the last.
-    /// The replica whose addition is new learns so, so a country fires once across replicas.
-    pub async fn country(
-        &self,
-        key: &BlockKey,
-        country: &str,
-        memory: Duration,
-    ) -> Result<Novelty, redis::RedisError> {
-        let mut connection = self.connection().await?;
-        let name = self.name("countries", key);
-        let (added, known): (u64, u64) = timed(
-            redis::pipe()
-                .sadd(&name, country)
-                .scard(&name)
-                .pexpire(&name, i64::try_from(millis(memory)).unwrap_or(i64::MAX))
-                .ignore()
-                .query_async(&mut connection),
-        )
-        .await?;
-        Ok(Novelty {
-            new: added == 1,
-            first: known <= 1,
-        })
-    }
-
-    /// Stores `sighting` as `key`'s last, kept for `memory`, and returns the one it replaces.
-    pub async fn swap_sighting(
-        &self,
-        key: &BlockKey,
-        sighting: Sighting,
-        memory: Duration,
-    ) -> Result<Option<Sighting>, redis::RedisError> {
-        let mut connection = self.connection().await?;
-        let previous: Option<String> = timed(
-            redis::cmd("SET")
-                .arg(self.name("sighting", key))
-                .arg(sighting.encode())
-                .arg("GET")
-                .arg("PX")
-                .arg(millis(memory))
-                .query_async(&mut connection),
-        )
-        .await?;
-        Ok(previous.as_deref().and_then(Sighting::decode))
-    }
-
-    async fn connection(&self) -> Result<redis::aio::ConnectionManager, redis::RedisError> {
-        let connection = timed(
-            self.connection
-                .get_or_try_init(|| redis::aio::ConnectionManager::new(self.client.clone())),
-        )
-        .await?;
-        Ok(connection.clone())
-    }
-
-    fn name(&self, what: &str, key: &BlockKey) -> String {
-        format!("{}:{what}:{}:{}", self.prefix, key.kind(), key.value())
-    }
-}
-
-/// A period in whole milliseconds, at least one (Redis refuses a zero expiry).
-fn millis(period: Duration) -> u64 {
-    u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1)
-}
-
 /// The Redis side of the block list, checked before the gateway serves.
 pub struct SharedBlocks {
     client: redis::Client,
@@ -227,14 +125,10 @@ impl SharedBlocks {
         })
     }
 
-    /// Failure counts on the same Redis.
+    /// Detector counts on the same Redis.
     pub fn counter(&self) -> SharedCounter {
-        SharedCounter {
-            client: self.client.clone(),
-            // Under its own prefix, so reconcile never reads a count as a block.
-            prefix: format!("{}-counts", self.prefix),
-            connection: tokio::sync::OnceCell::new(),
-        }
+        // Under its own prefix, so reconcile never reads a count as a block.
+        SharedCounter::new(self.client.clone(), format!("{}-counts", self.prefix))
     }
 
     /// Starts the writer and the subscriber, which apply what other replicas share to `blocks`.
@@ -359,6 +253,7 @@ impl SharedBlocks {
     }
 }
 
+/// Bounds one Redis call by [`CALL_TIMEOUT`].
 async fn timed<T>(
     future: impl std::future::Future<Output = Result<T, redis::RedisError>>,
 ) -> Result<T, redis::RedisError> {

@@ -2,7 +2,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::record::Identity;
+use crate::record::{FhirAccess, Identity};
 use crate::token::{ClientId, Jti};
 
 const PEER: [u8; 4] = [192, 0, 2, 7];
@@ -112,6 +112,39 @@ fn each_detector_counts_its_records_against_its_keys() {
     for (counted, status, reason, client, expected) in cases {
         let keys = counted.keys(&record(status, reason, client));
         assert_eq!(keys, expected, "{counted:?} {status} {reason}");
+    }
+}
+
+#[test]
+fn only_allowed_everything_and_export_kick_offs_count_as_bulk_operations() {
+    let identity = vec![
+        BlockKey::Token(Jti::parse("t-1").unwrap()),
+        BlockKey::Client(ClientId::parse("app-1").unwrap()),
+    ];
+    let cases = [
+        (200, "operation $everything", identity.clone()),
+        (202, "operation $export", identity),
+        (403, "operation $export", vec![]),
+        (200, "operation $export-poll-status", vec![]),
+        (200, "operation $validate", vec![]),
+        (200, "read", vec![]),
+    ];
+    for (status, interaction, expected) in cases {
+        let reason = if status < 400 {
+            "ok"
+        } else {
+            "insufficient_scope"
+        };
+        let record = DecisionRecord {
+            fhir: Some(FhirAccess {
+                interaction: interaction.to_owned(),
+                resource_type: Some("Patient".to_owned()),
+                resource_id: None,
+            }),
+            ..record(status, reason, Some("app-1"))
+        };
+        let keys = Counted::BulkOperations.keys(&record);
+        assert_eq!(keys, expected, "{status} {interaction}");
     }
 }
 

@@ -15,7 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 use crate::support::{
-    Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak, break_glass_policy,
+    Harness, INVALID_TOKEN, Options, POLICY, assert_denied, assert_no_leak, break_glass_policy,
     country_database, eventually, get_patient_allowed,
 };
 
@@ -104,6 +104,102 @@ impl Recorder {
     fn bodies(&self) -> Vec<Bytes> {
         self.bodies.lock().unwrap().clone()
     }
+}
+
+/// The SMART policy: every FHIR request is classified, so reads name their resource.
+const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
+
+/// The Redis every shared test uses.
+const REDIS: &str = "redis://127.0.0.1:6379";
+
+/// A fresh key prefix on the test Redis, whose keys are deleted when the test ends, however it
+/// ends (shared rate buckets outlive a test by a dozen intervals).
+struct RedisPrefix(String);
+
+impl RedisPrefix {
+    fn new() -> Self {
+        Self(format!("phigate:test:{}", uuid::Uuid::new_v4()))
+    }
+
+    /// The `monitor:` keys that share the monitor's state through Redis under this prefix.
+    fn monitor(&self) -> String {
+        format!("monitor:\n  redis: {REDIS}\n  redis_prefix: {}\n", self.0)
+    }
+
+    /// Waits until the shared count `key` (after the counts prefix; a `*` matches an interval
+    /// number), read by `command` (`GET`, `SCARD`), reads `expected`.
+    async fn wait_count(&self, command: &str, key: &str, expected: u64) {
+        let redis = redis::Client::open(REDIS).unwrap();
+        let redis = redis.get_multiplexed_async_connection().await.unwrap();
+        let pattern = format!("{}-counts:{key}", self.0);
+        eventually(Duration::from_secs(15), || {
+            let (mut redis, pattern) = (redis.clone(), pattern.clone());
+            async move {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(&pattern)
+                    .query_async(&mut redis)
+                    .await
+                    .unwrap();
+                let mut total = 0;
+                for key in keys {
+                    let count: u64 = redis::cmd(command)
+                        .arg(&key)
+                        .query_async(&mut redis)
+                        .await
+                        .unwrap();
+                    total += count;
+                }
+                total == expected
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let Ok(mut redis) = redis::Client::open(REDIS).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.0))
+            .query(&mut redis)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _ = redis::cmd("DEL").arg(keys).query::<()>(&mut redis);
+        }
+    }
+}
+
+/// Two gateways under `policy`, sharing one issuer (so one token is valid at both) and, under
+/// `prefix`, one Redis; both run `detectors` (`monitor:` keys, indented).
+async fn two_gateways_sharing(
+    prefix: &RedisPrefix,
+    policy: &str,
+    detectors: &str,
+) -> (Harness, Harness) {
+    let options = || Options {
+        policy: policy.to_owned(),
+        extra: format!("{}{detectors}", prefix.monitor()),
+        ..Options::default()
+    };
+    let first = Harness::with(options()).await;
+    let second = Harness::with_issuer(options(), first.issuer.clone()).await;
+    (first, second)
+}
+
+/// Checks that `harness` now refuses `token` as blocked, with nothing reaching its upstream.
+async fn refused_as_blocked(harness: &Harness, token: &str) {
+    crate::support::eventually_status(&harness.client(), "/Patient/123", token, 403).await;
+    harness.upstream.clear_received();
+    let response = harness.client().get_with_token("/Patient/123", token).await;
+    assert_denied(harness, &response, 403, None);
+    assert_no_leak(&response, &[token]);
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("decision=\"deny\",reason=\"blocked\"} "),
+        "{metrics}"
+    );
 }
 
 const FIRED_ONCE: &str = "phigate_detector_firings_total{detector=\"repeated_failures\"} 1";
@@ -314,7 +410,7 @@ async fn a_traffic_spike_over_the_ceiling_fires_for_token_client_and_subject() {
 #[tokio::test]
 async fn reading_many_distinct_resources_fires_bulk_access() {
     let harness = Harness::with(Options {
-        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        policy: SMART_POLICY.to_owned(),
         extra: "monitor:\n  bulk_access:\n    threshold: 3\n    window: 1h\n    actions:\n      block: 10m\n".into(),
         ..Options::default()
     })
@@ -375,7 +471,7 @@ async fn with_redis_a_block_made_on_one_gateway_is_enforced_by_another() {
 async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
     let endpoint = Recorder::start(0).await;
     let harness = Harness::with(Options {
-        policy: include_str!("../../policies/smart-v2.yaml").to_owned(),
+        policy: SMART_POLICY.to_owned(),
         files: vec![("revoke-secret", "s3cret\n".to_owned())],
         extra: format!(
             "monitor:\n  revoke:\n    endpoint: http://{}/revoke\n    client_id: phigate\n    client_secret_file: revoke-secret\n  bulk_access:\n    threshold: 1\n    window: 1h\n    actions:\n      revoke: true\n",
@@ -410,23 +506,9 @@ async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
 
 #[tokio::test]
 async fn with_redis_failures_on_two_gateways_add_up_to_one_threshold() {
-    let prefix = format!("phigate:test:{}", uuid::Uuid::new_v4());
-    let extra = format!(
-        "monitor:\n  redis: redis://127.0.0.1:6379\n  redis_prefix: {prefix}\n  repeated_failures:\n    threshold: 4\n    actions:\n      block: 10m\n"
-    );
-    let counter = format!("{prefix}-counts:count:repeated_failures:address:127.0.0.1");
-    let redis = redis::Client::open("redis://127.0.0.1:6379").unwrap();
-    let redis = redis.get_multiplexed_async_connection().await.unwrap();
-    let first = Harness::with(Options {
-        extra: extra.clone(),
-        ..Options::default()
-    })
-    .await;
-    let second = Harness::with(Options {
-        extra,
-        ..Options::default()
-    })
-    .await;
+    let prefix = RedisPrefix::new();
+    let detectors = "  repeated_failures:\n    threshold: 4\n    actions:\n      block: 10m\n";
+    let (first, second) = two_gateways_sharing(&prefix, POLICY, detectors).await;
     // Two failures on each: neither gateway alone reaches 4, together they do. The shared
     // count is awaited after each pair, so the second gateway's are the third and fourth.
     for (harness, count) in [(&first, 2), (&second, 4)] {
@@ -435,23 +517,119 @@ async fn with_redis_failures_on_two_gateways_add_up_to_one_threshold() {
             let response = client.get_with_token("/Patient/123", "not-a-token").await;
             assert_eq!(response.status, 401);
         }
-        eventually(Duration::from_secs(15), || {
-            let mut redis = redis.clone();
-            let counter = counter.clone();
-            async move {
-                let value: Option<u64> = redis::AsyncCommands::get(&mut redis, &counter)
-                    .await
-                    .unwrap();
-                value == Some(count)
-            }
-        })
-        .await;
+        let key = "count:repeated_failures:address:127.0.0.1";
+        prefix.wait_count("GET", key, count).await;
     }
     wait_metric(&second, FIRED_ONCE).await;
     let token = first.token("user/Patient.r");
     crate::support::eventually_status(&first.client(), "/Patient/123", "not-a-token", 403).await;
     let response = first.client().get_with_token("/Patient/123", &token).await;
     assert_denied(&first, &response, 403, None);
+}
+
+#[tokio::test]
+async fn with_redis_a_traffic_spike_split_across_two_gateways_fires_once_and_blocks_on_both() {
+    let prefix = RedisPrefix::new();
+    // Intervals are numbered from the epoch; 1000 days keep every request in one of them.
+    let detectors =
+        "  traffic_spike:\n    interval: 1000d\n    ceiling: 5\n    actions:\n      block: 10m\n";
+    let (first, second) = two_gateways_sharing(&prefix, POLICY, detectors).await;
+    let token = first.token("user/Patient.r");
+    let subject = first.claims("")["sub"].as_str().unwrap().to_owned();
+    // Three requests on each: neither gateway alone passes the ceiling of 5, together they do.
+    // The subject is counted last for each request, so its count says all were counted.
+    for (harness, count) in [(&first, 3), (&second, 6)] {
+        for _ in 0..3 {
+            let response = harness
+                .client()
+                .get_with_token("/Patient/123", &token)
+                .await;
+            assert_eq!(response.status, 200);
+        }
+        let key = format!("rate:subject:{subject}:*");
+        prefix.wait_count("GET", &key, count).await;
+    }
+    // Only the gateway whose count crossed fires, once for each of token, client and subject.
+    wait_metric(
+        &second,
+        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
+    )
+    .await;
+    let (_, metrics) = first.admin_get("/metrics").await;
+    let quiet = "phigate_detector_firings_total{detector=\"traffic_spike\"} 0";
+    assert!(metrics.lines().any(|l| l == quiet), "{metrics}");
+    refused_as_blocked(&second, &token).await;
+    refused_as_blocked(&first, &token).await;
+}
+
+#[tokio::test]
+async fn with_redis_distinct_reads_split_across_two_gateways_fire_bulk_access() {
+    let prefix = RedisPrefix::new();
+    let detectors =
+        "  bulk_access:\n    threshold: 3\n    window: 1h\n    actions:\n      block: 10m\n";
+    let (first, second) = two_gateways_sharing(&prefix, SMART_POLICY, detectors).await;
+    let token = first.token("user/Patient.r");
+    let subject = first.claims("")["sub"].as_str().unwrap().to_owned();
+    for id in ["123", "456"] {
+        let response = first
+            .client()
+            .get_with_token(&format!("/Patient/{id}"), &token)
+            .await;
+        assert_ne!(response.status, 403);
+    }
+    let key = format!("distinct:subject:{subject}");
+    prefix.wait_count("SCARD", &key, 2).await;
+    // 456 again is no more data; 789 is the third distinct resource across both gateways.
+    for id in ["456", "789"] {
+        let response = second
+            .client()
+            .get_with_token(&format!("/Patient/{id}"), &token)
+            .await;
+        assert_ne!(response.status, 403);
+    }
+    wait_metric(
+        &second,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
+    )
+    .await;
+    let (_, metrics) = first.admin_get("/metrics").await;
+    let quiet = "phigate_detector_firings_total{detector=\"bulk_access\"} 0";
+    assert!(metrics.lines().any(|l| l == quiet), "{metrics}");
+    // Firing empties each key's set: the next window starts from nothing.
+    prefix.wait_count("SCARD", "distinct:*", 0).await;
+    refused_as_blocked(&second, &token).await;
+    refused_as_blocked(&first, &token).await;
+}
+
+#[tokio::test]
+async fn with_redis_everything_and_export_calls_reaching_operations_fire_bulk_access() {
+    let prefix = RedisPrefix::new();
+    let detectors =
+        "  bulk_access:\n    operations: 3\n    window: 1h\n    actions:\n      block: 10m\n";
+    let (first, second) = two_gateways_sharing(&prefix, SMART_POLICY, detectors).await;
+    let token = first.token("system/*.rs");
+    let subject = first.claims("")["sub"].as_str().unwrap().to_owned();
+    // Two whole patient records on one gateway, far below the distinct-resource threshold.
+    for id in ["123", "456"] {
+        let path = format!("/Patient/{id}/$everything");
+        let response = first.client().get_with_token(&path, &token).await;
+        assert_ne!(response.status, 403, "{}", response.text());
+    }
+    let key = format!("count:bulk_access:subject:{subject}");
+    prefix.wait_count("GET", &key, 2).await;
+    let (_, metrics) = second.admin_get("/metrics").await;
+    let quiet = "phigate_detector_firings_total{detector=\"bulk_access\"} 0";
+    assert!(metrics.lines().any(|l| l == quiet), "{metrics}");
+    // A Bulk Data kick-off on the other gateway is the third operation.
+    let kick_off = second.client().get_with_token("/$export", &token).await;
+    assert_eq!(kick_off.status, 202, "{}", kick_off.text());
+    wait_metric(
+        &second,
+        "phigate_detector_firings_total{detector=\"bulk_access\"} 3",
+    )
+    .await;
+    refused_as_blocked(&second, &token).await;
+    refused_as_blocked(&first, &token).await;
 }
 
 #[tokio::test]
