@@ -76,6 +76,8 @@ impl AdminServer {
             "/metrics" => {
                 self.readiness.verifier.publish_key_ages();
                 self.readiness.revocation.publish_metrics();
+                self.metrics
+                    .publish_log_drops(crate::telemetry::log::dropped_lines());
                 self.metrics.set_ready(self.readiness.is_ready());
                 let format = negotiate(request.headers().get(header::ACCEPT));
                 let body = Bytes::from(self.metrics.render(format));

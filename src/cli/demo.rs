@@ -65,7 +65,7 @@ fn written_header(listen: SocketAddr) -> String {
 
 /// Runs the demo until Ctrl-C or SIGTERM.
 pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCode> {
-    crate::telemetry::log::init();
+    let _log = crate::telemetry::log::init();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let issuer = DevIssuer::start(loopback, DEMO_ISSUER)
         .await

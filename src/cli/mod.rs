@@ -230,7 +230,7 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    crate::telemetry::log::init();
+    let _log = crate::telemetry::log::init();
     let Some(config) = load(path) else {
         return Ok(ExitCode::FAILURE);
     };

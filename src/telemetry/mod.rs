@@ -141,6 +141,7 @@ pub struct Metrics {
     actions: Family<ActionLabels, Counter>,
     monitor_dropped: Counter,
     circuit_open: Family<DependencyLabels, Gauge>,
+    log_dropped: Counter,
 }
 
 /// Labels of one detector firing.
@@ -303,6 +304,7 @@ impl Metrics {
             actions: Family::default(),
             monitor_dropped: Counter::default(),
             circuit_open: Family::default(),
+            log_dropped: Counter::default(),
             registry: Registry::default(),
         };
         let mut root = Registry::default();
@@ -319,6 +321,11 @@ impl Metrics {
 
     fn register_all(&self, registry: &mut Registry) {
         // prometheus-client appends `_total` to counters itself, and `_info` to an info metric.
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log writer could not keep up (never audit records)",
+            self.log_dropped.clone(),
+        );
         registry.register(
             "circuit_open",
             "1 while calls to a failing dependency are refused at once (circuit breaker open)",
@@ -622,6 +629,12 @@ impl Metrics {
                 result,
             })
             .inc();
+    }
+
+    /// Brings the dropped-log-lines counter up to `total` (read at scrape time).
+    pub fn publish_log_drops(&self, total: u64) {
+        self.log_dropped
+            .inc_by(total.saturating_sub(self.log_dropped.get()));
     }
 
     /// The gauge of `dependency`'s circuit breaker (for `issuer`, or empty), present from start.

@@ -125,6 +125,7 @@ async fn known_series_build_info_and_process_metrics_are_there_from_the_start() 
         ),
         ("phigate_policy_reloads_total".to_owned(), 0.0),
         ("phigate_policy_reload_failures_total".to_owned(), 0.0),
+        ("phigate_log_lines_dropped_total".to_owned(), 0.0),
     ] {
         assert_eq!(
             sample(&metrics, &series),
