@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{DecisionRecord, Sink};
-use crate::telemetry::{DecisionLabels, Metrics};
+use crate::telemetry::{DecisionLabels, Metrics, RuleName};
 
 /// Counts decisions in the gateway's registry.
 pub struct MetricsSink(pub Arc<Metrics>);
@@ -12,7 +12,7 @@ pub struct MetricsSink(pub Arc<Metrics>);
 impl Sink for MetricsSink {
     fn record(&self, record: &DecisionRecord) {
         let labels = DecisionLabels {
-            rule: record.rule.as_deref().unwrap_or("none").to_owned(),
+            rule: record.rule.clone().map_or_else(RuleName::none, RuleName),
             decision: record.decision,
             reason: record.reason,
         };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
@@ -25,11 +25,29 @@ mod process;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     /// Policy rule name, or `none` when no rule matched.
-    pub rule: String,
+    pub rule: RuleName,
     /// `allow` or `deny`.
     pub decision: &'static str,
     /// A documented reason code (`ok` for allowed requests).
     pub reason: &'static str,
+}
+
+/// A rule's name as a label value, shared with the policy rather than copied per request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RuleName(pub Arc<str>);
+
+impl RuleName {
+    /// The label of a request no rule matched.
+    pub fn none() -> Self {
+        static NONE: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+        Self(Arc::clone(NONE.get_or_init(|| Arc::from("none"))))
+    }
+}
+
+impl EncodeLabelValue for RuleName {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&&*self.0, encoder)
+    }
 }
 
 /// Labels naming one configured issuer.
