@@ -1,9 +1,11 @@
 //! One issuer's verification keys: fetched from its JWKS endpoint at start, refreshed in the
-//! background on the response's cache lifetime, refetched on an unknown `kid` at most once per
-//! cooldown (a storm of unknown kids causes no storm of fetches), and served for a bounded time
-//! after the endpoint stops answering — then refused (fail closed). Keys come only from the
-//! configured endpoint: never from the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no
-//! redirect is followed. An entry `jose::jwk` refuses (private or symmetric material, or below
+//! background on the response's cache lifetime, refetched on an unknown `kid` — one fetch at a
+//! time, which every request that meets an unknown `kid` meanwhile waits for (single flight),
+//! and at most one such forced fetch per cooldown (a storm of unknown kids causes no storm of
+//! fetches) — and served for a bounded time after the endpoint stops answering, then refused
+//! (fail closed). A `kid` still unknown after a failed fetch is phigate's problem, not the
+//! token's: 503, never `invalid_token`. Keys come only from the configured endpoint: never from
+//! the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no redirect is followed. An entry `jose::jwk` refuses (private or symmetric material, or below
 //! its algorithm's strength floor: the same rules a DPoP proof key meets) is rejected at load,
 //! logged once and counted once, and never verifies anything.
 
@@ -138,6 +140,11 @@ struct KeyState {
     keys: Option<Arc<KeySet>>,
     fetched_at: Option<Instant>,
     fresh_until: Option<Instant>,
+    /// Fetch attempts finished so far, scheduled or forced: a request that saw this number
+    /// change while it waited was answered by that fetch.
+    attempts: u64,
+    /// Whether the latest attempt failed (R-J04: then an unknown `kid` proves nothing).
+    last_failed: bool,
 }
 
 /// The key cache of one issuer.
@@ -150,7 +157,7 @@ pub struct IssuerKeys {
     /// When an unknown `kid` last caused a fetch; scheduled refreshes do not count, so a key
     /// published just after one is still picked up at once.
     last_miss_fetch: Mutex<Option<Instant>>,
-    /// Single flight: concurrent misses wait for the one fetch in progress.
+    /// Single flight: one fetch at a time; requests meeting an unknown `kid` wait for it.
     fetching: tokio::sync::Mutex<()>,
     /// Fingerprints of rejected entries already logged and counted.
     rejections_seen: Mutex<HashSet<[u8; 32]>>,
@@ -176,6 +183,8 @@ impl IssuerKeys {
                 keys: None,
                 fetched_at: None,
                 fresh_until: None,
+                attempts: 0,
+                last_failed: false,
             }),
             last_miss_fetch: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
@@ -188,12 +197,15 @@ impl IssuerKeys {
         &self.issuer
     }
 
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The keys, if loaded and not past the staleness bound.
     fn usable(&self) -> Option<Arc<KeySet>> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         let fetched_at = state.fetched_at?;
         if fetched_at.elapsed() > self.bounds.jwks_max_stale {
             return None;
@@ -208,14 +220,10 @@ impl IssuerKeys {
 
     /// Seconds since the last successful fetch, for the key-age gauge.
     pub fn age(&self) -> Option<Duration> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.fetched_at.map(|at| at.elapsed())
+        self.state().fetched_at.map(|at| at.elapsed())
     }
 
-    /// Runs `verify` with the key the header names, refetching once on an unknown `kid`.
+    /// Runs `verify` with the key the header names, refetching on an unknown `kid`.
     /// Returns the key set used too, so a cached verification can be tied to it.
     pub async fn with_key<T>(
         &self,
@@ -223,6 +231,8 @@ impl IssuerKeys {
         alg: Algorithm,
         verify: impl Fn(&DecodingKey) -> Result<T, TokenFault>,
     ) -> Result<(Arc<KeySet>, T), TokenFault> {
+        // Read before looking, so a fetch that finishes between the look and the wait counts.
+        let attempts = self.state().attempts;
         if let Some(keys) = self.usable() {
             match keys.select(kid, alg) {
                 KeySelection::Found(key) => {
@@ -234,13 +244,17 @@ impl IssuerKeys {
             }
         }
         // OIDC Core §10.1.1: an unfamiliar kid is the signal to re-read the JWKS (rotation).
-        self.refetch_once_per_cooldown().await;
+        self.refetch_for_unknown_kid(attempts).await;
         // No usable keys means our dependency failed, not the client's token: 503, never
         // `invalid_token`, so a client does not throw a good token away.
         let keys = self.usable().ok_or(TokenFault::KeysUnavailable)?;
         let verified = match keys.select(kid, alg) {
             KeySelection::Found(key) => verify(key.decoding_key())?,
             KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
+            // R-J04: after a failed fetch the key may exist at the issuer unseen by us.
+            KeySelection::Unknown if self.state().last_failed => {
+                return Err(TokenFault::KeysUnavailable);
+            }
             KeySelection::Unknown => return Err(TokenFault::UnknownKey),
         };
         Ok((keys, verified))
@@ -251,13 +265,12 @@ impl IssuerKeys {
         self.usable()
     }
 
-    async fn refetch_once_per_cooldown(&self) {
-        if !self.cooldown_elapsed() {
-            return;
-        }
+    /// Single flight for unknown kids. A request waits for the fetch in progress (scheduled or
+    /// forced) and takes its result; if none finished since it looked (`attempts`), it fetches
+    /// itself, unless a forced fetch happened within the cooldown.
+    async fn refetch_for_unknown_kid(&self, attempts: u64) {
         let _flight = self.fetching.lock().await;
-        // Whoever held the lock before us may have just fetched: share their result.
-        if !self.cooldown_elapsed() {
+        if self.state().attempts != attempts || !self.cooldown_elapsed() {
             return;
         }
         *self
@@ -288,34 +301,28 @@ impl IssuerKeys {
             .await
             .unwrap_or(Err(FetchError::TimedOut));
         self.metrics.record_jwks_fetch(issuer, result.is_ok());
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.attempts = state.attempts.wrapping_add(1);
+        state.last_failed = result.is_err();
         match result {
             Ok((keys, lifetime)) => {
                 self.metrics.set_jwks_keys_loaded(issuer, keys.len());
                 let now = Instant::now();
-                let mut state = self
-                    .state
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *state = KeyState {
-                    keys: Some(Arc::new(keys)),
-                    fetched_at: Some(now),
-                    fresh_until: Some(now + lifetime),
-                };
-                tracing::info!(
-                    issuer,
-                    keys.loaded = state.keys.as_ref().map_or(0, |k| k.len()),
-                    "jwks refreshed"
-                );
+                let loaded = keys.len();
+                state.keys = Some(Arc::new(keys));
+                state.fetched_at = Some(now);
+                state.fresh_until = Some(now + lifetime);
+                drop(state);
+                tracing::info!(issuer, keys.loaded = loaded, "jwks refreshed");
                 Ok(())
             }
             Err(err) => {
                 let jwks_uri = &self.issuer.jwks_uri;
-                let held = self
-                    .state
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .keys
-                    .is_some();
+                let held = state.keys.is_some();
+                drop(state);
                 // Before the first good fetch there is nothing to keep: saying so, with the
                 // URL, points an operator at the endpoint rather than at the tokens.
                 if held {
@@ -399,11 +406,7 @@ impl IssuerKeys {
             let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4);
             return base + jitter;
         }
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.fresh_until.map_or(Duration::ZERO, |until| {
+        self.state().fresh_until.map_or(Duration::ZERO, |until| {
             until.saturating_duration_since(Instant::now())
         })
     }
