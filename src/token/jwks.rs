@@ -5,9 +5,10 @@
 //! fetches) — and served for a bounded time after the endpoint stops answering, then refused
 //! (fail closed). A `kid` still unknown after a failed fetch is phigate's problem, not the
 //! token's: 503, never `invalid_token`. Keys come only from the configured endpoint: never from
-//! the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no redirect is followed. An entry `jose::jwk` refuses (private or symmetric material, or below
-//! its algorithm's strength floor: the same rules a DPoP proof key meets) is rejected at load,
-//! logged once and counted once, and never verifies anything.
+//! the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no redirect is followed. An entry
+//! `jose::jwk` refuses (private or symmetric material, malformed, or below its algorithm's
+//! strength floor: the same rules a DPoP proof key meets) is dropped from the set at load,
+//! logged once and counted once, and never verifies anything; the set's other keys are kept.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -44,6 +45,9 @@ pub struct VerificationKey {
     /// RFC 8725 §3.1: issuer allow-list ∩ the key's family ∩ the JWK's own `alg`.
     algorithms: Vec<Algorithm>,
     key: DecodingKey,
+    /// SHA-256 over the `kid`, the RFC 7638 thumbprint and `algorithms`: the same key in a
+    /// later fetch has the same fingerprint, so what it verified stays verified.
+    fingerprint: [u8; 32],
 }
 
 impl VerificationKey {
@@ -55,10 +59,17 @@ impl VerificationKey {
 
 /// The keys of one successful fetch.
 pub struct KeySet {
-    keys: Vec<VerificationKey>,
+    keys: Vec<Arc<VerificationKey>>,
 }
 
 impl KeySet {
+    /// Whether this set still holds `key`: the same `kid`, key material and algorithms.
+    fn holds(&self, key: &VerificationKey) -> bool {
+        self.keys
+            .iter()
+            .any(|held| held.fingerprint == key.fingerprint)
+    }
+
     /// The key a token header names, if this set has one that may verify `alg`.
     fn select(&self, kid: Option<&str>, alg: Algorithm) -> KeySelection<'_> {
         let mut candidates = self.keys.iter().filter(|key| match kid {
@@ -95,7 +106,7 @@ impl KeySet {
 }
 
 enum KeySelection<'a> {
-    Found(&'a VerificationKey),
+    Found(&'a Arc<VerificationKey>),
     Unknown,
     AlgNotAllowed,
 }
@@ -223,21 +234,21 @@ impl IssuerKeys {
         self.state().fetched_at.map(|at| at.elapsed())
     }
 
-    /// Runs `verify` with the key the header names, refetching on an unknown `kid`.
-    /// Returns the key set used too, so a cached verification can be tied to it.
+    /// Runs `verify` with the key the header names, refetching on an unknown `kid`. Returns
+    /// the key used too, so a cached verification lasts exactly as long as that key is served.
     pub async fn with_key<T>(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
         verify: impl Fn(&DecodingKey) -> Result<T, TokenFault>,
-    ) -> Result<(Arc<KeySet>, T), TokenFault> {
+    ) -> Result<(Arc<VerificationKey>, T), TokenFault> {
         // Read before looking, so a fetch that finishes between the look and the wait counts.
         let attempts = self.state().attempts;
         if let Some(keys) = self.usable() {
             match keys.select(kid, alg) {
                 KeySelection::Found(key) => {
                     let verified = verify(key.decoding_key())?;
-                    return Ok((keys, verified));
+                    return Ok((Arc::clone(key), verified));
                 }
                 KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
                 KeySelection::Unknown => {}
@@ -248,21 +259,22 @@ impl IssuerKeys {
         // No usable keys means our dependency failed, not the client's token: 503, never
         // `invalid_token`, so a client does not throw a good token away.
         let keys = self.usable().ok_or(TokenFault::KeysUnavailable)?;
-        let verified = match keys.select(kid, alg) {
-            KeySelection::Found(key) => verify(key.decoding_key())?,
-            KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
-            // R-J04: after a failed fetch the key may exist at the issuer unseen by us.
-            KeySelection::Unknown if self.state().last_failed => {
-                return Err(TokenFault::KeysUnavailable);
+        match keys.select(kid, alg) {
+            KeySelection::Found(key) => {
+                let verified = verify(key.decoding_key())?;
+                Ok((Arc::clone(key), verified))
             }
-            KeySelection::Unknown => return Err(TokenFault::UnknownKey),
-        };
-        Ok((keys, verified))
+            KeySelection::AlgNotAllowed => Err(TokenFault::AlgNotAllowed),
+            // R-J04: after a failed fetch the key may exist at the issuer unseen by us.
+            KeySelection::Unknown if self.state().last_failed => Err(TokenFault::KeysUnavailable),
+            KeySelection::Unknown => Err(TokenFault::UnknownKey),
+        }
     }
 
-    /// The current key set if usable, for checking that a cached verification still holds.
-    pub fn current(&self) -> Option<Arc<KeySet>> {
-        self.usable()
+    /// Whether `key` is still served (same `kid`, key material and algorithms, within the
+    /// staleness bound): a cached verification by it holds while this does.
+    pub fn still_holds(&self, key: &VerificationKey) -> bool {
+        self.usable().is_some_and(|keys| keys.holds(key))
     }
 
     /// Single flight for unknown kids. A request waits for the fetch in progress (scheduled or
@@ -477,7 +489,16 @@ impl Entries {
         if self.keys.is_empty() {
             return Err(FetchError::Document("no usable key"));
         }
-        Ok(KeySet { keys: self.keys })
+        // The same key listed twice is one key: kept twice, it would make its `kid` ambiguous
+        // and refuse every token it signed.
+        let mut seen = HashSet::new();
+        let keys = self
+            .keys
+            .into_iter()
+            .filter(|key| seen.insert(key.fingerprint))
+            .map(Arc::new)
+            .collect();
+        Ok(KeySet { keys })
     }
 }
 
@@ -553,11 +574,26 @@ fn parse_key(entry: &Value, issuer: &IssuerConfig) -> KeyVerdict {
     if algorithms.is_empty() {
         return KeyVerdict::Ignored;
     }
+    let kid = entry.get("kid").and_then(Value::as_str).map(str::to_owned);
     KeyVerdict::Usable(VerificationKey {
-        kid: entry.get("kid").and_then(Value::as_str).map(str::to_owned),
+        fingerprint: fingerprint(kid.as_deref(), entry, &algorithms),
+        kid,
         algorithms,
         key: key.into_decoding_key(),
     })
+}
+
+/// What makes a key the same key in a later fetch: its `kid`, its material (the RFC 7638
+/// thumbprint, blind to member order and extra members) and what it may verify.
+fn fingerprint(kid: Option<&str>, entry: &Value, algorithms: &[Algorithm]) -> [u8; 32] {
+    // Every key `jose::jwk` accepts has a thumbprint; the entry's text is a stricter stand-in.
+    let material = jwk::thumbprint(entry).unwrap_or_else(|| entry.to_string());
+    let algorithms: Vec<String> = algorithms.iter().map(|alg| format!("{alg:?}")).collect();
+    crate::jose::sha256(
+        serde_json::json!([kid, material, algorithms])
+            .to_string()
+            .as_bytes(),
+    )
 }
 
 #[cfg(test)]

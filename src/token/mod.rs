@@ -1,8 +1,9 @@
 //! Access-token verification: from the raw bearer string to a `VerifiedToken`. Only this module
 //! sees raw tokens. Order of work is cheapest-first (R-M02): size and structure, issuer and key
 //! selection, then one signature check, then claims. The verified-token cache is keyed by the
-//! token's SHA-256 and bound to the key set that verified it, so a key removed at the issuer is
-//! refused at once; time claims are re-checked on every hit.
+//! token's SHA-256 and holds while the key that verified it is still served, so a key removed at
+//! the issuer is refused at its next refresh while a re-fetch for someone else's unknown `kid`
+//! evicts nothing; time claims are re-checked on every hit.
 
 pub mod bearer;
 mod claims;
@@ -25,7 +26,7 @@ pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
 pub use self::digest::TokenDigest;
 pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
-use self::jwks::{IssuerKeys, KeySet};
+use self::jwks::{IssuerKeys, VerificationKey};
 pub use self::revoke::{RevokeOutcome, TokenRevoker};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::{self, compact::JwsFault};
@@ -126,7 +127,8 @@ const TOKEN_CACHE_CAPACITY: u64 = 10_000;
 
 struct CachedToken {
     token: Arc<VerifiedToken>,
-    keys: Arc<KeySet>,
+    /// The key that verified the signature, shared with the key set.
+    key: Arc<VerificationKey>,
 }
 
 /// Verifies bearer tokens against every configured issuer.
@@ -241,7 +243,7 @@ impl Verifier {
             return Err(TokenFault::AlgNotAllowed);
         }
         let validation = self.validation(issuer, alg);
-        let (key_set, ()) = keys
+        let (key, ()) = keys
             .with_key(jws.header.kid.as_deref(), alg, |key| {
                 jsonwebtoken::decode::<Value>(token, key, &validation)
                     .map(drop)
@@ -259,7 +261,7 @@ impl Verifier {
             digest,
             Arc::new(CachedToken {
                 token: Arc::clone(&verified),
-                keys: key_set,
+                key,
             }),
         );
         Ok(verified)
@@ -295,11 +297,12 @@ impl Verifier {
         }
     }
 
+    /// A cached verification holds while the token has not expired and its issuer still
+    /// serves the very key that verified it; any other change to the key set leaves it alone.
     fn still_valid(&self, cached: &CachedToken, now: i64) -> Option<Arc<VerifiedToken>> {
-        let keys = self.issuers.get(&cached.token.issuer)?.current()?;
+        let keys = self.issuers.get(&cached.token.issuer)?;
         let skew = i64::try_from(self.bounds.clock_skew.as_secs()).unwrap_or(0);
-        let same_keys = Arc::ptr_eq(&keys, &cached.keys);
-        (same_keys && now <= cached.token.expires_at.saturating_add(skew))
+        (keys.still_holds(&cached.key) && now <= cached.token.expires_at.saturating_add(skew))
             .then(|| Arc::clone(&cached.token))
     }
 

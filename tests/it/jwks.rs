@@ -1,6 +1,6 @@
 //! JWKS caching, rotation, the unknown-kid single flight and limiter, fail-closed staleness, a
-//! `kid` unknown while the JWKS fails, and keys below their strength floor, against a real JWKS
-//! endpoint.
+//! `kid` unknown while the JWKS fails, and keys below their strength floor or malformed, against
+//! a real JWKS endpoint.
 
 use std::time::Duration;
 
@@ -390,4 +390,42 @@ async fn an_unknown_kid_while_the_jwks_fails_is_503_keys_unavailable_then_recove
     );
     harness.issuer.set_jwks_status(200);
     eventually_status(&harness.client(), "/Patient/123", &token, 200).await;
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_dropped_and_the_rest_of_its_set_kept() {
+    let harness = Harness::start().await;
+    let old = harness.token("patient/Patient.r");
+    assert_eq!(
+        harness
+            .client()
+            .get_with_token("/Patient/123", &old)
+            .await
+            .status,
+        200
+    );
+    harness.issuer.add_key(Algorithm::ES256, "es2").unwrap();
+    harness.issuer.set_signing_key("es2").unwrap();
+    // One entry cut short under its own kid, one broken copy of the new key beside the good one,
+    // and the good one listed twice.
+    harness
+        .issuer
+        .publish_raw_jwk(json!({"kty": "EC", "crv": "P-256", "kid": "broken", "x": "not base64!"}));
+    let good = harness.issuer.jwks()["keys"][1].clone();
+    let mut broken = good.clone();
+    broken["y"] = json!("AAAA");
+    harness.issuer.publish_raw_jwk(broken);
+    harness.issuer.publish_raw_jwk(good);
+    let new = harness.token("patient/Patient.r");
+    let client = harness.client();
+    for token in [&new, &old] {
+        let response = client.get_with_token("/Patient/123", token).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert_eq!(rejected_count(&harness).await, Some(2));
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_jwks_keys_loaded{issuer=\"https://as-a.test\"} 2"),
+        "{metrics}"
+    );
 }
