@@ -596,5 +596,6 @@ fn fingerprint(kid: Option<&str>, entry: &Value, algorithms: &[Algorithm]) -> [u
     )
 }
 
+// The cache's tests build keys with these fixtures.
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

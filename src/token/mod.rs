@@ -1,11 +1,12 @@
 //! Access-token verification: from the raw bearer string to a `VerifiedToken`. Only this module
 //! sees raw tokens. Order of work is cheapest-first (R-M02): size and structure, issuer and key
-//! selection, then one signature check, then claims. The verified-token cache is keyed by the
-//! token's SHA-256 and holds while the key that verified it is still served, so a key removed at
-//! the issuer is refused at its next refresh while a re-fetch for someone else's unknown `kid`
-//! evicts nothing; time claims are re-checked on every hit.
+//! selection, then one signature check, then claims. A verified token is cached by its SHA-256
+//! (`cache`) for as long as the token lives and the key that verified it is still served, so a
+//! key removed at the issuer is refused at its next refresh while a re-fetch for someone else's
+//! unknown `kid` evicts nothing; `exp` is re-checked on every hit.
 
 pub mod bearer;
+mod cache;
 mod claims;
 mod digest;
 mod identity;
@@ -22,11 +23,12 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
+use self::cache::{CachedToken, TokenCache};
 pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
 pub use self::digest::TokenDigest;
 pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
-use self::jwks::{IssuerKeys, VerificationKey};
+use self::jwks::IssuerKeys;
 pub use self::revoke::{RevokeOutcome, TokenRevoker};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::{self, compact::JwsFault};
@@ -122,21 +124,12 @@ impl From<JwsFault> for TokenFault {
     }
 }
 
-/// Entries kept in the verified-token cache (R-M01: bounded whatever the token variety).
-const TOKEN_CACHE_CAPACITY: u64 = 10_000;
-
-struct CachedToken {
-    token: Arc<VerifiedToken>,
-    /// The key that verified the signature, shared with the key set.
-    key: Arc<VerificationKey>,
-}
-
 /// Verifies bearer tokens against every configured issuer.
 pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
     introspectors: HashMap<Arc<str>, Arc<Introspector>>,
     bounds: TokenBounds,
-    cache: moka::sync::Cache<TokenDigest, Arc<CachedToken>>,
+    cache: TokenCache,
     metrics: Arc<Metrics>,
 }
 
@@ -163,15 +156,11 @@ impl Verifier {
                 );
             }
         }
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(TOKEN_CACHE_CAPACITY)
-            .time_to_live(bounds.max_lifetime)
-            .build();
         Ok(Self {
             issuers: by_name,
             introspectors,
             bounds: bounds.clone(),
-            cache,
+            cache: TokenCache::new(bounds),
             metrics,
         })
     }
@@ -259,10 +248,10 @@ impl Verifier {
         )?);
         self.cache.insert(
             digest,
-            Arc::new(CachedToken {
+            CachedToken {
                 token: Arc::clone(&verified),
                 key,
-            }),
+            },
         );
         Ok(verified)
     }

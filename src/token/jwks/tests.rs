@@ -18,6 +18,15 @@ fn issuer(algorithms: &[&str]) -> IssuerConfig {
     }
 }
 
+/// A usable ES256 key with `kid`, as a fetched set would hold it.
+pub(in crate::token) fn key(kid: &str) -> Arc<VerificationKey> {
+    let body = serde_json::to_vec(&json!({ "keys": [ec(kid)] })).unwrap();
+    let set = parse_key_set(&body, &issuer(&["ES256"]))
+        .and_then(Entries::into_key_set)
+        .unwrap();
+    Arc::clone(&set.keys[0])
+}
+
 fn ec(kid: &str) -> Value {
     json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": kid, "use": "sig"})
 }
