@@ -1,15 +1,19 @@
 //! The verified-token cache and what must end a cached verification: a key removed from the
-//! JWKS ends it, a re-fetch for someone else's unknown `kid` does not. Hits are seen on
-//! `/metrics`.
+//! JWKS ends it, a re-fetch for someone else's unknown `kid` does not; revocation and the monitor's
+//! block list are checked after the cache on every request, so a token served from the cache
+//! (a hit, counted on `/metrics`) is refused once revoked or blocked.
 
 use jsonwebtoken::Algorithm;
 use serde_json::json;
 
-use crate::support::{Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak};
+use crate::monitor::wait_metric;
+use crate::support::{
+    Harness, INVALID_TOKEN, Options, assert_denied, assert_no_leak, eventually_status,
+};
 
 /// `phigate_token_cache_hits_total` as `/metrics` shows it now (counted before the answer is
 /// sent, so it is current once a response has arrived).
-async fn cache_hits(harness: &Harness) -> u64 {
+pub async fn cache_hits(harness: &Harness) -> u64 {
     let (_, metrics) = harness.admin_get("/metrics").await;
     metrics
         .lines()
@@ -82,4 +86,59 @@ async fn removing_a_key_ends_its_tokens_and_keeps_the_other_keys_tokens_cached()
     assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
     assert_no_leak(&response, &[&old, "dev-es256-1"]);
     assert_eq!(get(&harness, &new).await, (200, true));
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_revoked() {
+    let harness = Harness::with(Options {
+        revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 500ms\n      max_stale: 10s\n".into(),
+        files: vec![("revoked.json", r#"{"version": 1, "entries": []}"#.into())],
+        ..Options::default()
+    })
+    .await;
+    let claims = harness.claims("patient/Patient.r");
+    let token = harness.mint(&claims);
+    assert_eq!(get(&harness, &token).await, (200, false));
+    assert_eq!(get(&harness, &token).await, (200, true));
+    let list = json!({"version": 1, "entries": [{"jti": claims["jti"], "exp": claims["exp"]}]});
+    let aside = harness.dir.path().join("revoked.json.tmp");
+    std::fs::write(&aside, list.to_string()).unwrap();
+    std::fs::rename(&aside, harness.dir.path().join("revoked.json")).unwrap();
+    eventually_status(&harness.client(), "/Patient/123", &token, 401).await;
+    // Still a cache hit, and still refused: revocation runs after the cache, every time.
+    harness.upstream.clear_received();
+    assert_eq!(get(&harness, &token).await, (401, true));
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    assert_no_leak(&response, &[&token]);
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_blocked() {
+    let harness = Harness::with(Options {
+        extra: "monitor:\n  traffic_spike:\n    interval: 1h\n    ceiling: 2\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let token = harness.token("patient/Patient.r");
+    assert_eq!(get(&harness, &token).await, (200, false));
+    assert_eq!(get(&harness, &token).await, (200, true));
+    assert_eq!(get(&harness, &token).await, (200, true));
+    wait_metric(
+        &harness,
+        "phigate_detector_firings_total{detector=\"traffic_spike\"} 3",
+    )
+    .await;
+    // Still a cache hit, and refused: the block list runs after the cache, every time.
+    harness.upstream.clear_received();
+    assert_eq!(get(&harness, &token).await, (403, true));
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_denied(&harness, &response, 403, None);
+    assert_no_leak(&response, &[&token]);
 }
