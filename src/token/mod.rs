@@ -3,11 +3,13 @@
 //! selection, then one signature check, then claims. A verified token is cached by its SHA-256
 //! (`cache`) for as long as the token lives and the key that verified it is still served, so a
 //! key removed at the issuer is refused at its next refresh while a re-fetch for someone else's
-//! unknown `kid` evicts nothing; `exp` is re-checked on every hit.
+//! unknown `kid` evicts nothing; `exp` is re-checked on every hit. Each issuer's clock offset is
+//! estimated from the tokens verified (`clock`), for operators only.
 
 pub mod bearer;
 mod cache;
 mod claims;
+mod clock;
 mod digest;
 mod identity;
 mod introspection;
@@ -25,6 +27,7 @@ use serde_json::Value;
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
 use self::cache::{CachedToken, TokenCache};
 pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
+use self::clock::ClockOffset;
 pub use self::digest::TokenDigest;
 pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
@@ -128,6 +131,7 @@ impl From<JwsFault> for TokenFault {
 pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
     introspectors: HashMap<Arc<str>, Arc<Introspector>>,
+    clocks: HashMap<Arc<str>, ClockOffset>,
     bounds: TokenBounds,
     cache: TokenCache,
     metrics: Arc<Metrics>,
@@ -156,9 +160,14 @@ impl Verifier {
                 );
             }
         }
+        let clocks = issuers
+            .iter()
+            .map(|issuer| (Arc::clone(&issuer.issuer), ClockOffset::new()))
+            .collect();
         Ok(Self {
             issuers: by_name,
             introspectors,
+            clocks,
             bounds: bounds.clone(),
             cache: TokenCache::new(bounds),
             metrics,
@@ -246,6 +255,8 @@ impl Verifier {
             &self.bounds,
             now,
         )?);
+        // Read afresh: the key lookup may have waited for a fetch.
+        self.observe_clock(&verified, unix_now());
         self.cache.insert(
             digest,
             CachedToken {
@@ -254,6 +265,16 @@ impl Verifier {
             },
         );
         Ok(verified)
+    }
+
+    /// Updates the issuer's clock-offset estimate from a token verified from its signature.
+    fn observe_clock(&self, token: &VerifiedToken, now: i64) {
+        let (Some(issued_at), Some(clock)) = (token.issued_at, self.clocks.get(&token.issuer))
+        else {
+            return;
+        };
+        let offset = clock.observe(issued_at, now);
+        self.metrics.set_issuer_clock_offset(&token.issuer, offset);
     }
 
     /// Completes a verified JWT with introspection where configuration asks for it: `always`
