@@ -460,7 +460,17 @@ pub struct TokenBounds {
     pub jwks_refetch_cooldown: Duration,
     /// Bound on one JWKS fetch.
     pub jwks_fetch_timeout: Duration,
+    /// Most verified tokens cached at once.
+    pub cache_max_entries: usize,
+    /// Most bytes the verified-token cache's entries may hold, each counted at its measured
+    /// size or at `cache_max_bytes / cache_max_entries`, whichever is more.
+    pub cache_max_bytes: usize,
 }
+
+/// `tokens.cache_max_entries`: at least one entry (a cache of none would only cost lookups).
+const TOKEN_CACHE_ENTRIES: std::ops::RangeInclusive<usize> = 1..=10_000_000;
+/// `tokens.cache_max_bytes`: 64 KiB to 1 GiB.
+const TOKEN_CACHE_BYTES: std::ops::RangeInclusive<usize> = 65_536..=1024 * 1024 * 1024;
 
 impl Default for TokenBounds {
     fn default() -> Self {
@@ -471,6 +481,8 @@ impl Default for TokenBounds {
             jwks_max_stale: Duration::from_secs(60 * 60),
             jwks_refetch_cooldown: Duration::from_secs(5),
             jwks_fetch_timeout: Duration::from_secs(5),
+            cache_max_entries: 10_000,
+            cache_max_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -1192,6 +1204,18 @@ impl Builder<'_> {
                 raw.jwks_fetch_timeout.as_ref(),
                 "tokens.jwks_fetch_timeout",
                 defaults.jwks_fetch_timeout,
+            ),
+            cache_max_entries: self.bounded(
+                raw.cache_max_entries.as_ref(),
+                "tokens.cache_max_entries",
+                TOKEN_CACHE_ENTRIES,
+                defaults.cache_max_entries,
+            ),
+            cache_max_bytes: self.bounded(
+                raw.cache_max_bytes.as_ref(),
+                "tokens.cache_max_bytes",
+                TOKEN_CACHE_BYTES,
+                defaults.cache_max_bytes,
             ),
         }
     }

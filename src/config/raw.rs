@@ -343,4 +343,8 @@ pub struct RawTokens {
     pub jwks_refetch_cooldown: Option<At<String>>,
     #[serde(default)]
     pub jwks_fetch_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub cache_max_entries: Option<At<u64>>,
+    #[serde(default)]
+    pub cache_max_bytes: Option<At<u64>>,
 }

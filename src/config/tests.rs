@@ -135,6 +135,32 @@ fn token_bounds_are_enforced() {
 }
 
 #[test]
+fn the_verified_token_cache_is_bounded_in_entries_and_bytes() {
+    let (_dir, result) = load(GOOD);
+    let tokens = result.unwrap().tokens;
+    assert_eq!(
+        (tokens.cache_max_entries, tokens.cache_max_bytes),
+        (10_000, 4_194_304)
+    );
+    for (section, expected) in [
+        (
+            "tokens:\n  cache_max_entries: 0\n",
+            Err("tokens.cache_max_entries must be between 1 and 10000000"),
+        ),
+        (
+            "tokens:\n  cache_max_bytes: 4096\n",
+            Err("tokens.cache_max_bytes must be between 65536 and 1073741824"),
+        ),
+        (
+            "tokens:\n  cache_max_entries: 500\n  cache_max_bytes: 1048576\n",
+            Ok(()),
+        ),
+    ] {
+        check_section(section, expected);
+    }
+}
+
+#[test]
 fn unknown_keys_and_syntax_errors_are_refused_with_their_line() {
     let (_dir, result) = load(&GOOD.replace("policy_file:", "polcy_file: x\npolicy_file:"));
     let err = result.unwrap_err();

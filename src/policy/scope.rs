@@ -9,7 +9,7 @@ use serde_json::Value;
 
 /// One validated scope-token.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Scope(String);
+pub struct Scope(Box<str>);
 
 impl Scope {
     /// Validates a scope-token: `1*( %x21 / %x23-5B / %x5D-7E )`.
@@ -18,7 +18,7 @@ impl Scope {
             && text
                 .bytes()
                 .all(|b| matches!(b, 0x21 | 0x23..=0x5b | 0x5d..=0x7e));
-        valid.then(|| Self(text.to_owned()))
+        valid.then(|| Self(text.into()))
     }
 
     /// The scope text.
@@ -48,9 +48,10 @@ pub enum ScopeClaimFault {
     Malformed,
 }
 
-/// The scopes a token grants.
+/// The scopes a token grants. Boxed rather than growable: a set is built once and then kept
+/// in every cached verified token, where each saved word counts (R-M01).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScopeSet(Vec<Scope>);
+pub struct ScopeSet(Box<[Scope]>);
 
 impl ScopeSet {
     /// Reads the `scope` and `scp` claims.
@@ -90,7 +91,7 @@ impl ScopeSet {
     fn deduplicated(mut scopes: Vec<Scope>) -> Self {
         let mut seen = std::collections::HashSet::new();
         scopes.retain(|scope| seen.insert(scope.clone()));
-        Self(scopes)
+        Self(scopes.into_boxed_slice())
     }
 
     /// The first held scope that satisfies one of `accepted`, in `accepted` order.
@@ -117,6 +118,14 @@ impl ScopeSet {
     /// Whether no scope is granted.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// Bytes the set holds on the heap: each scope and its text.
+    pub fn heap_bytes(&self) -> usize {
+        self.0
+            .iter()
+            .map(|scope| std::mem::size_of::<Scope>() + scope.0.len())
+            .sum()
     }
 }
 

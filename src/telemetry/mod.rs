@@ -138,6 +138,7 @@ pub struct Metrics {
     jwks_keys_loaded: Family<IssuerLabels, Gauge>,
     jwks_keys_rejected: Family<IssuerLabels, Counter>,
     jwks_key_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
+    issuer_clock_offset: Family<IssuerLabels, Gauge>,
     token_cache_hits: Counter,
     token_cache_misses: Counter,
     policy_reloads: Counter,
@@ -301,6 +302,7 @@ impl Metrics {
             jwks_keys_loaded: Family::default(),
             jwks_keys_rejected: Family::default(),
             jwks_key_age: Family::default(),
+            issuer_clock_offset: Family::default(),
             token_cache_hits: Counter::default(),
             token_cache_misses: Counter::default(),
             policy_reloads: Counter::default(),
@@ -405,6 +407,11 @@ impl Metrics {
             "jwks_key_age_seconds",
             "Seconds since the issuer's keys were last fetched successfully",
             self.jwks_key_age.clone(),
+        );
+        registry.register(
+            "issuer_clock_offset_seconds",
+            "The issuer's clock minus ours, estimated as the largest iat - now of the tokens verified from their signature in the current and previous minute",
+            self.issuer_clock_offset.clone(),
         );
         registry.register(
             "token_cache_hits",
@@ -710,6 +717,13 @@ impl Metrics {
     /// Sets the age of an issuer's key set.
     pub fn set_jwks_key_age(&self, issuer: &str, seconds: f64) {
         self.jwks_key_age
+            .get_or_create(&issuer_labels(issuer))
+            .set(seconds);
+    }
+
+    /// Sets the estimate of an issuer's clock offset (positive: the issuer is ahead).
+    pub fn set_issuer_clock_offset(&self, issuer: &str, seconds: i64) {
+        self.issuer_clock_offset
             .get_or_create(&issuer_labels(issuer))
             .set(seconds);
     }

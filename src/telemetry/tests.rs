@@ -122,3 +122,22 @@ fn certificate_expiry_counts_down_from_not_after_and_is_absent_without_one() {
         "{text}"
     );
 }
+
+#[test]
+fn the_issuer_clock_offset_is_a_gauge_per_issuer() {
+    let metrics = Metrics::new();
+    let text = metrics.render(Exposition::PrometheusText);
+    // No estimate before the issuer's first token: an absent series, not a false 0.
+    assert!(
+        !text.contains("phigate_issuer_clock_offset_seconds{"),
+        "{text}"
+    );
+    metrics.set_issuer_clock_offset("https://as.test", -42);
+    let text = metrics.render(Exposition::PrometheusText);
+    for expected in [
+        "# TYPE phigate_issuer_clock_offset_seconds gauge\n",
+        "phigate_issuer_clock_offset_seconds{issuer=\"https://as.test\"} -42\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected}\n{text}");
+    }
+}

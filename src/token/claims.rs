@@ -51,6 +51,24 @@ impl VerifiedToken {
         }
     }
 
+    /// Bytes this token holds on the heap besides itself, for the verified-token cache's
+    /// memory bound; the issuer name is the configuration's own, shared, and not counted.
+    pub fn heap_bytes(&self) -> usize {
+        let text = |text: Option<&str>| text.map_or(0, str::len);
+        let bound_to = match &self.confirmation {
+            Confirmation::None => 0,
+            Confirmation::Certificate(thumbprint) | Confirmation::DpopKey(thumbprint) => {
+                thumbprint.len()
+            }
+        };
+        text(self.subject.as_ref().map(Subject::as_str))
+            + text(self.client_id.as_ref().map(ClientId::as_str))
+            + text(self.jti.as_ref().map(Jti::as_str))
+            + text(self.patient.as_deref())
+            + self.scopes.heap_bytes()
+            + bound_to
+    }
+
     /// The identity a link handed to this token is sealed to.
     pub fn holder(&self) -> Holder<'_> {
         Holder {

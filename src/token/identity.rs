@@ -14,12 +14,12 @@ macro_rules! identity {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub struct $name(String);
+        pub struct $name(Box<str>);
 
         impl $name {
             /// `value`, when it has an identity's shape.
             pub fn parse(value: &str) -> Option<Self> {
-                is_identity(value).then(|| Self(value.to_owned()))
+                is_identity(value).then(|| Self(value.into()))
             }
 
             /// The value as the token carried it.

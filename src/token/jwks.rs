@@ -1,11 +1,14 @@
 //! One issuer's verification keys: fetched from its JWKS endpoint at start, refreshed in the
-//! background on the response's cache lifetime, refetched on an unknown `kid` at most once per
-//! cooldown (a storm of unknown kids causes no storm of fetches), and served for a bounded time
-//! after the endpoint stops answering — then refused (fail closed). Keys come only from the
-//! configured endpoint: never from the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no
-//! redirect is followed. An entry `jose::jwk` refuses (private or symmetric material, or below
-//! its algorithm's strength floor: the same rules a DPoP proof key meets) is rejected at load,
-//! logged once and counted once, and never verifies anything.
+//! background on the response's cache lifetime, refetched on an unknown `kid` — one fetch at a
+//! time, which every request that meets an unknown `kid` meanwhile waits for (single flight),
+//! and at most one such forced fetch per cooldown (a storm of unknown kids causes no storm of
+//! fetches) — and served for a bounded time after the endpoint stops answering, then refused
+//! (fail closed). A `kid` still unknown after a failed fetch is phigate's problem, not the
+//! token's: 503, never `invalid_token`. Keys come only from the configured endpoint: never from
+//! the token (`jwk`, `jku`, `x5u`, `x5c` are ignored), and no redirect is followed. An entry
+//! `jose::jwk` refuses (private or symmetric material, malformed, or below its algorithm's
+//! strength floor: the same rules a DPoP proof key meets) is dropped from the set at load,
+//! logged once and counted once, and never verifies anything; the set's other keys are kept.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,6 +45,9 @@ pub struct VerificationKey {
     /// RFC 8725 §3.1: issuer allow-list ∩ the key's family ∩ the JWK's own `alg`.
     algorithms: Vec<Algorithm>,
     key: DecodingKey,
+    /// SHA-256 over the `kid`, the RFC 7638 thumbprint and `algorithms`: the same key in a
+    /// later fetch has the same fingerprint, so what it verified stays verified.
+    fingerprint: [u8; 32],
 }
 
 impl VerificationKey {
@@ -53,10 +59,17 @@ impl VerificationKey {
 
 /// The keys of one successful fetch.
 pub struct KeySet {
-    keys: Vec<VerificationKey>,
+    keys: Vec<Arc<VerificationKey>>,
 }
 
 impl KeySet {
+    /// Whether this set still holds `key`: the same `kid`, key material and algorithms.
+    fn holds(&self, key: &VerificationKey) -> bool {
+        self.keys
+            .iter()
+            .any(|held| held.fingerprint == key.fingerprint)
+    }
+
     /// The key a token header names, if this set has one that may verify `alg`.
     fn select(&self, kid: Option<&str>, alg: Algorithm) -> KeySelection<'_> {
         let mut candidates = self.keys.iter().filter(|key| match kid {
@@ -93,7 +106,7 @@ impl KeySet {
 }
 
 enum KeySelection<'a> {
-    Found(&'a VerificationKey),
+    Found(&'a Arc<VerificationKey>),
     Unknown,
     AlgNotAllowed,
 }
@@ -138,6 +151,11 @@ struct KeyState {
     keys: Option<Arc<KeySet>>,
     fetched_at: Option<Instant>,
     fresh_until: Option<Instant>,
+    /// Fetch attempts finished so far, scheduled or forced: a request that saw this number
+    /// change while it waited was answered by that fetch.
+    attempts: u64,
+    /// Whether the latest attempt failed (R-J04: then an unknown `kid` proves nothing).
+    last_failed: bool,
 }
 
 /// The key cache of one issuer.
@@ -150,7 +168,7 @@ pub struct IssuerKeys {
     /// When an unknown `kid` last caused a fetch; scheduled refreshes do not count, so a key
     /// published just after one is still picked up at once.
     last_miss_fetch: Mutex<Option<Instant>>,
-    /// Single flight: concurrent misses wait for the one fetch in progress.
+    /// Single flight: one fetch at a time; requests meeting an unknown `kid` wait for it.
     fetching: tokio::sync::Mutex<()>,
     /// Fingerprints of rejected entries already logged and counted.
     rejections_seen: Mutex<HashSet<[u8; 32]>>,
@@ -176,6 +194,8 @@ impl IssuerKeys {
                 keys: None,
                 fetched_at: None,
                 fresh_until: None,
+                attempts: 0,
+                last_failed: false,
             }),
             last_miss_fetch: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(()),
@@ -188,12 +208,15 @@ impl IssuerKeys {
         &self.issuer
     }
 
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The keys, if loaded and not past the staleness bound.
     fn usable(&self) -> Option<Arc<KeySet>> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         let fetched_at = state.fetched_at?;
         if fetched_at.elapsed() > self.bounds.jwks_max_stale {
             return None;
@@ -208,56 +231,58 @@ impl IssuerKeys {
 
     /// Seconds since the last successful fetch, for the key-age gauge.
     pub fn age(&self) -> Option<Duration> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.fetched_at.map(|at| at.elapsed())
+        self.state().fetched_at.map(|at| at.elapsed())
     }
 
-    /// Runs `verify` with the key the header names, refetching once on an unknown `kid`.
-    /// Returns the key set used too, so a cached verification can be tied to it.
+    /// Runs `verify` with the key the header names, refetching on an unknown `kid`. Returns
+    /// the key used too, so a cached verification lasts exactly as long as that key is served.
     pub async fn with_key<T>(
         &self,
         kid: Option<&str>,
         alg: Algorithm,
         verify: impl Fn(&DecodingKey) -> Result<T, TokenFault>,
-    ) -> Result<(Arc<KeySet>, T), TokenFault> {
+    ) -> Result<(Arc<VerificationKey>, T), TokenFault> {
+        // Read before looking, so a fetch that finishes between the look and the wait counts.
+        let attempts = self.state().attempts;
         if let Some(keys) = self.usable() {
             match keys.select(kid, alg) {
                 KeySelection::Found(key) => {
                     let verified = verify(key.decoding_key())?;
-                    return Ok((keys, verified));
+                    return Ok((Arc::clone(key), verified));
                 }
                 KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
                 KeySelection::Unknown => {}
             }
         }
         // OIDC Core §10.1.1: an unfamiliar kid is the signal to re-read the JWKS (rotation).
-        self.refetch_once_per_cooldown().await;
+        self.refetch_for_unknown_kid(attempts).await;
         // No usable keys means our dependency failed, not the client's token: 503, never
         // `invalid_token`, so a client does not throw a good token away.
         let keys = self.usable().ok_or(TokenFault::KeysUnavailable)?;
-        let verified = match keys.select(kid, alg) {
-            KeySelection::Found(key) => verify(key.decoding_key())?,
-            KeySelection::AlgNotAllowed => return Err(TokenFault::AlgNotAllowed),
-            KeySelection::Unknown => return Err(TokenFault::UnknownKey),
-        };
-        Ok((keys, verified))
-    }
-
-    /// The current key set if usable, for checking that a cached verification still holds.
-    pub fn current(&self) -> Option<Arc<KeySet>> {
-        self.usable()
-    }
-
-    async fn refetch_once_per_cooldown(&self) {
-        if !self.cooldown_elapsed() {
-            return;
+        match keys.select(kid, alg) {
+            KeySelection::Found(key) => {
+                let verified = verify(key.decoding_key())?;
+                Ok((Arc::clone(key), verified))
+            }
+            KeySelection::AlgNotAllowed => Err(TokenFault::AlgNotAllowed),
+            // R-J04: after a failed fetch the key may exist at the issuer unseen by us.
+            KeySelection::Unknown if self.state().last_failed => Err(TokenFault::KeysUnavailable),
+            KeySelection::Unknown => Err(TokenFault::UnknownKey),
         }
+    }
+
+    /// Whether `key` is still served (same `kid`, key material and algorithms, within the
+    /// staleness bound): a cached verification by it holds while this does.
+    pub fn still_holds(&self, key: &VerificationKey) -> bool {
+        self.usable().is_some_and(|keys| keys.holds(key))
+    }
+
+    /// Single flight for unknown kids. A request waits for the fetch in progress (scheduled or
+    /// forced) and takes its result; if none finished since it looked (`attempts`), it fetches
+    /// itself, unless a forced fetch happened within the cooldown.
+    async fn refetch_for_unknown_kid(&self, attempts: u64) {
         let _flight = self.fetching.lock().await;
-        // Whoever held the lock before us may have just fetched: share their result.
-        if !self.cooldown_elapsed() {
+        if self.state().attempts != attempts || !self.cooldown_elapsed() {
             return;
         }
         *self
@@ -288,34 +313,28 @@ impl IssuerKeys {
             .await
             .unwrap_or(Err(FetchError::TimedOut));
         self.metrics.record_jwks_fetch(issuer, result.is_ok());
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.attempts = state.attempts.wrapping_add(1);
+        state.last_failed = result.is_err();
         match result {
             Ok((keys, lifetime)) => {
                 self.metrics.set_jwks_keys_loaded(issuer, keys.len());
                 let now = Instant::now();
-                let mut state = self
-                    .state
-                    .write()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                *state = KeyState {
-                    keys: Some(Arc::new(keys)),
-                    fetched_at: Some(now),
-                    fresh_until: Some(now + lifetime),
-                };
-                tracing::info!(
-                    issuer,
-                    keys.loaded = state.keys.as_ref().map_or(0, |k| k.len()),
-                    "jwks refreshed"
-                );
+                let loaded = keys.len();
+                state.keys = Some(Arc::new(keys));
+                state.fetched_at = Some(now);
+                state.fresh_until = Some(now + lifetime);
+                drop(state);
+                tracing::info!(issuer, keys.loaded = loaded, "jwks refreshed");
                 Ok(())
             }
             Err(err) => {
                 let jwks_uri = &self.issuer.jwks_uri;
-                let held = self
-                    .state
-                    .read()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .keys
-                    .is_some();
+                let held = state.keys.is_some();
+                drop(state);
                 // Before the first good fetch there is nothing to keep: saying so, with the
                 // URL, points an operator at the endpoint rather than at the tokens.
                 if held {
@@ -399,11 +418,7 @@ impl IssuerKeys {
             let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4);
             return base + jitter;
         }
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        state.fresh_until.map_or(Duration::ZERO, |until| {
+        self.state().fresh_until.map_or(Duration::ZERO, |until| {
             until.saturating_duration_since(Instant::now())
         })
     }
@@ -474,7 +489,16 @@ impl Entries {
         if self.keys.is_empty() {
             return Err(FetchError::Document("no usable key"));
         }
-        Ok(KeySet { keys: self.keys })
+        // The same key listed twice is one key: kept twice, it would make its `kid` ambiguous
+        // and refuse every token it signed.
+        let mut seen = HashSet::new();
+        let keys = self
+            .keys
+            .into_iter()
+            .filter(|key| seen.insert(key.fingerprint))
+            .map(Arc::new)
+            .collect();
+        Ok(KeySet { keys })
     }
 }
 
@@ -550,12 +574,28 @@ fn parse_key(entry: &Value, issuer: &IssuerConfig) -> KeyVerdict {
     if algorithms.is_empty() {
         return KeyVerdict::Ignored;
     }
+    let kid = entry.get("kid").and_then(Value::as_str).map(str::to_owned);
     KeyVerdict::Usable(VerificationKey {
-        kid: entry.get("kid").and_then(Value::as_str).map(str::to_owned),
+        fingerprint: fingerprint(kid.as_deref(), entry, &algorithms),
+        kid,
         algorithms,
         key: key.into_decoding_key(),
     })
 }
 
+/// What makes a key the same key in a later fetch: its `kid`, its material (the RFC 7638
+/// thumbprint, blind to member order and extra members) and what it may verify.
+fn fingerprint(kid: Option<&str>, entry: &Value, algorithms: &[Algorithm]) -> [u8; 32] {
+    // Every key `jose::jwk` accepts has a thumbprint; the entry's text is a stricter stand-in.
+    let material = jwk::thumbprint(entry).unwrap_or_else(|| entry.to_string());
+    let algorithms: Vec<String> = algorithms.iter().map(|alg| format!("{alg:?}")).collect();
+    crate::jose::sha256(
+        serde_json::json!([kid, material, algorithms])
+            .to_string()
+            .as_bytes(),
+    )
+}
+
+// The cache's tests build keys with these fixtures.
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

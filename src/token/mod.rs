@@ -1,11 +1,15 @@
 //! Access-token verification: from the raw bearer string to a `VerifiedToken`. Only this module
 //! sees raw tokens. Order of work is cheapest-first (R-M02): size and structure, issuer and key
-//! selection, then one signature check, then claims. The verified-token cache is keyed by the
-//! token's SHA-256 and bound to the key set that verified it, so a key removed at the issuer is
-//! refused at once; time claims are re-checked on every hit.
+//! selection, then one signature check, then claims. A verified token is cached by its SHA-256
+//! (`cache`) for as long as the token lives and the key that verified it is still served, so a
+//! key removed at the issuer is refused at its next refresh while a re-fetch for someone else's
+//! unknown `kid` evicts nothing; `exp` is re-checked on every hit. Each issuer's clock offset is
+//! estimated from the tokens verified (`clock`), for operators only.
 
 pub mod bearer;
+mod cache;
 mod claims;
+mod clock;
 mod digest;
 mod identity;
 mod introspection;
@@ -21,11 +25,13 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::Value;
 
 pub use self::bearer::{BearerToken, CredentialFault, Scheme, bearer_from, credential_from};
+use self::cache::{CachedToken, TokenCache};
 pub use self::claims::{Confirmation, VerifiedToken, launch_patient};
+use self::clock::ClockOffset;
 pub use self::digest::TokenDigest;
 pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
-use self::jwks::{IssuerKeys, KeySet};
+use self::jwks::IssuerKeys;
 pub use self::revoke::{RevokeOutcome, TokenRevoker};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::{self, compact::JwsFault};
@@ -121,20 +127,13 @@ impl From<JwsFault> for TokenFault {
     }
 }
 
-/// Entries kept in the verified-token cache (R-M01: bounded whatever the token variety).
-const TOKEN_CACHE_CAPACITY: u64 = 10_000;
-
-struct CachedToken {
-    token: Arc<VerifiedToken>,
-    keys: Arc<KeySet>,
-}
-
 /// Verifies bearer tokens against every configured issuer.
 pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
     introspectors: HashMap<Arc<str>, Arc<Introspector>>,
+    clocks: HashMap<Arc<str>, ClockOffset>,
     bounds: TokenBounds,
-    cache: moka::sync::Cache<TokenDigest, Arc<CachedToken>>,
+    cache: TokenCache,
     metrics: Arc<Metrics>,
 }
 
@@ -166,15 +165,16 @@ impl Verifier {
                 );
             }
         }
-        let cache = moka::sync::Cache::builder()
-            .max_capacity(TOKEN_CACHE_CAPACITY)
-            .time_to_live(bounds.max_lifetime)
-            .build();
+        let clocks = issuers
+            .iter()
+            .map(|issuer| (Arc::clone(&issuer.issuer), ClockOffset::new()))
+            .collect();
         Ok(Self {
             issuers: by_name,
             introspectors,
+            clocks,
             bounds: bounds.clone(),
-            cache,
+            cache: TokenCache::new(bounds),
             metrics,
         })
     }
@@ -246,7 +246,7 @@ impl Verifier {
             return Err(TokenFault::AlgNotAllowed);
         }
         let validation = self.validation(issuer, alg);
-        let (key_set, ()) = keys
+        let (key, ()) = keys
             .with_key(jws.header.kid.as_deref(), alg, |key| {
                 jsonwebtoken::decode::<Value>(token, key, &validation)
                     .map(drop)
@@ -260,14 +260,26 @@ impl Verifier {
             &self.bounds,
             now,
         )?);
+        // Read afresh: the key lookup may have waited for a fetch.
+        self.observe_clock(&verified, unix_now());
         self.cache.insert(
             digest,
-            Arc::new(CachedToken {
+            CachedToken {
                 token: Arc::clone(&verified),
-                keys: key_set,
-            }),
+                key,
+            },
         );
         Ok(verified)
+    }
+
+    /// Updates the issuer's clock-offset estimate from a token verified from its signature.
+    fn observe_clock(&self, token: &VerifiedToken, now: i64) {
+        let (Some(issued_at), Some(clock)) = (token.issued_at, self.clocks.get(&token.issuer))
+        else {
+            return;
+        };
+        let offset = clock.observe(issued_at, now);
+        self.metrics.set_issuer_clock_offset(&token.issuer, offset);
     }
 
     /// Completes a verified JWT with introspection where configuration asks for it: `always`
@@ -300,11 +312,12 @@ impl Verifier {
         }
     }
 
+    /// A cached verification holds while the token has not expired and its issuer still
+    /// serves the very key that verified it; any other change to the key set leaves it alone.
     fn still_valid(&self, cached: &CachedToken, now: i64) -> Option<Arc<VerifiedToken>> {
-        let keys = self.issuers.get(&cached.token.issuer)?.current()?;
+        let keys = self.issuers.get(&cached.token.issuer)?;
         let skew = i64::try_from(self.bounds.clock_skew.as_secs()).unwrap_or(0);
-        let same_keys = Arc::ptr_eq(&keys, &cached.keys);
-        (same_keys && now <= cached.token.expires_at.saturating_add(skew))
+        (keys.still_holds(&cached.key) && now <= cached.token.expires_at.saturating_add(skew))
             .then(|| Arc::clone(&cached.token))
     }
 

@@ -47,10 +47,44 @@ async fn metrics_count_decisions_by_rule_and_reason_without_secrets() {
         "phigate_jwks_fetches_total{issuer=\"https://as-a.test\",result=\"ok\"}",
         "phigate_jwks_keys_loaded{issuer=\"https://as-a.test\"} 1",
         "phigate_jwks_key_age_seconds{issuer=\"https://as-a.test\"}",
+        "phigate_issuer_clock_offset_seconds{issuer=\"https://as-a.test\"}",
     ] {
         assert!(metrics.contains(expected), "missing {expected}\n{metrics}");
     }
     for secret in [token.as_str(), "u-1", "app-1", "/Patient/123", "127.0.0.1"] {
+        assert!(!metrics.contains(secret), "metrics leak {secret}");
+    }
+}
+
+#[tokio::test]
+async fn the_issuer_clock_offset_is_estimated_from_the_freshest_tokens() {
+    let harness = Harness::start().await;
+    let series = "phigate_issuer_clock_offset_seconds{issuer=\"https://as-a.test\"}";
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert_eq!(sample(&metrics, series), None, "no estimate before a token");
+    let client = harness.client();
+    // An issuer 20 s ahead of us, within the 30 s skew.
+    let mut ahead = harness.claims("patient/Patient.r");
+    ahead["iat"] = (ahead["iat"].as_i64().unwrap() + 20).into();
+    let token = harness.mint(&ahead);
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    let offset = sample(&harness.admin_get("/metrics").await.1, series).unwrap();
+    // iat and now are whole seconds, and a second may pass between minting and verifying.
+    assert!((19.0..=20.0).contains(&offset), "{offset}");
+    // A token first used two minutes after it was issued says little about the clock.
+    let mut late = harness.claims("patient/Patient.r");
+    late["iat"] = (late["iat"].as_i64().unwrap() - 120).into();
+    let token = harness.mint(&late);
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert_eq!(sample(&metrics, series), Some(offset), "{metrics}");
+    for secret in [token.as_str(), "u-1", "app-1"] {
         assert!(!metrics.contains(secret), "metrics leak {secret}");
     }
 }

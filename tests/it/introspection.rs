@@ -17,6 +17,7 @@ use crate::support::dpop::DpopKey;
 use crate::support::{
     AUDIENCE, Harness, INVALID_TOKEN, ISSUER, Options, PUBLIC_BASE, assert_denied, assert_no_leak,
 };
+use crate::token_cache::cache_hits;
 
 const SECRET: &str = "s3cret-of-the-gateway";
 
@@ -224,6 +225,33 @@ async fn rules_can_demand_introspection_and_revocation_beats_the_cache() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     panic!("the revoked token kept its cached introspection result");
+}
+
+#[tokio::test]
+async fn a_cached_token_is_refused_once_introspection_says_inactive() {
+    let endpoint = Endpoint::start().await;
+    let policy = "rules:\n  - name: live-read\n    methods: [GET]\n    path: /Patient/{id}\n    scopes: [user/Patient.r]\n    introspect: always\n";
+    // No reuse of introspection results: every request asks the server.
+    let harness = Harness::with(options(&endpoint, Some(policy), "      cache_ttl: 0s\n")).await;
+    let jwt = harness.token("user/Patient.r");
+    endpoint.answer(&jwt, 200, active("user/Patient.r"));
+    let client = harness.client();
+    for _ in 0..2 {
+        assert_eq!(
+            client.get_with_token("/Patient/123", &jwt).await.status,
+            200
+        );
+    }
+    // The token is revoked at the server (RFC 7009); introspection now says so.
+    endpoint.answer(&jwt, 200, json!({"active": false}));
+    harness.upstream.clear_received();
+    let hits = cache_hits(&harness).await;
+    let response = client.get_with_token("/Patient/123", &jwt).await;
+    // The verified-token cache answered, and introspection, which runs after it, refused.
+    assert_eq!(cache_hits(&harness).await, hits + 1);
+    assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    assert_no_leak(&response, &[&jwt]);
+    assert_eq!(endpoint.calls(), 3);
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! JWKS caching, rotation, the unknown-kid limiter, fail-closed staleness and keys below their
-//! strength floor, against a real JWKS endpoint.
+//! JWKS caching, rotation, the unknown-kid single flight and limiter, fail-closed staleness, a
+//! `kid` unknown while the JWKS fails, and keys below their strength floor or malformed, against
+//! a real JWKS endpoint.
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use serde_json::json;
 
 use crate::support::{
     Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak, eventually,
+    eventually_status,
 };
 
 #[tokio::test]
@@ -29,6 +31,61 @@ async fn key_rotation_refetches_once_and_fails_no_request() {
         .get_with_token("/Patient/123", &harness.token("patient/Patient.r"))
         .await;
     assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(harness.issuer.fetch_count(), fetches + 1);
+}
+
+#[tokio::test]
+async fn first_requests_with_a_new_kid_all_wait_for_one_fetch_and_succeed() {
+    let harness = Harness::start().await;
+    harness.issuer.add_key(Algorithm::ES256, "es2").unwrap();
+    harness.issuer.set_signing_key("es2").unwrap();
+    // A slow answer keeps the one fetch in flight while the other requests arrive.
+    harness.issuer.set_jwks_delay(Duration::from_millis(500));
+    let fetches = harness.issuer.fetch_count();
+    let mut requests = Vec::new();
+    for _ in 0..12 {
+        let token = harness.token("patient/Patient.r");
+        let client = harness.client();
+        requests.push(tokio::spawn(async move {
+            client
+                .get_with_token("/Patient/123", &token)
+                .await
+                .status
+                .as_u16()
+        }));
+    }
+    for request in requests {
+        assert_eq!(request.await.unwrap(), 200);
+    }
+    assert_eq!(
+        harness.issuer.fetch_count(),
+        fetches + 1,
+        "one shared fetch"
+    );
+}
+
+#[tokio::test]
+async fn unknown_kid_refetches_are_at_most_one_per_cooldown() {
+    let options = Options {
+        tokens: "  jwks_refetch_cooldown: 1h
+",
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    let fetches = harness.issuer.fetch_count();
+    let claims = harness.claims("patient/Patient.r");
+    for i in 0..5 {
+        let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": format!("junk-{i}")});
+        let token = harness
+            .issuer
+            .sign_raw("dev-es256-1", &header, &claims)
+            .unwrap();
+        let response = harness
+            .client()
+            .get_with_token("/Patient/123", &token)
+            .await;
+        assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    }
     assert_eq!(harness.issuer.fetch_count(), fetches + 1);
 }
 
@@ -174,8 +231,9 @@ async fn garbage_jwks_never_replaces_good_keys() {
             .client()
             .get_with_token("/Patient/123", &probe)
             .await;
-        assert_eq!(response.status, 401);
-        assert_eq!(response.headers["www-authenticate"], INVALID_TOKEN);
+        // The fetch failed, so the kid may well exist: phigate's problem, not the token's.
+        assert_eq!(response.status, 503, "after {body}");
+        assert!(response.headers.get("www-authenticate").is_none());
         assert_eq!(
             harness
                 .client()
@@ -299,6 +357,75 @@ async fn weak_keys_are_rejected_and_counted_once_while_the_good_key_keeps_workin
     let (_, metrics) = harness.admin_get("/metrics").await;
     assert!(
         metrics.contains("phigate_jwks_keys_loaded{issuer=\"https://as-a.test\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_kid_while_the_jwks_fails_is_503_keys_unavailable_then_recovers() {
+    let options = Options {
+        tokens: "  jwks_refetch_cooldown: 1ms\n",
+        ..Options::default()
+    };
+    let harness = Harness::with(options).await;
+    harness.issuer.add_key(Algorithm::ES256, "es2").unwrap();
+    harness.issuer.set_signing_key("es2").unwrap();
+    harness.issuer.set_jwks_status(500);
+    let token = harness.token("patient/Patient.r");
+    let fetches = harness.issuer.fetch_count();
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    // SECURITY.md 503-stale: a transient answer, never `invalid_token` for a good token.
+    assert_denied(&harness, &response, 503, None);
+    assert_eq!(response.headers["retry-after"], "5");
+    assert_eq!(response.json()["issue"][0]["code"], "transient");
+    assert_no_leak(&response, &[&token, "es2"]);
+    assert!(harness.issuer.fetch_count() > fetches, "it tried");
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("decision=\"deny\",reason=\"keys_unavailable\"} 1"),
+        "{metrics}"
+    );
+    harness.issuer.set_jwks_status(200);
+    eventually_status(&harness.client(), "/Patient/123", &token, 200).await;
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_dropped_and_the_rest_of_its_set_kept() {
+    let harness = Harness::start().await;
+    let old = harness.token("patient/Patient.r");
+    assert_eq!(
+        harness
+            .client()
+            .get_with_token("/Patient/123", &old)
+            .await
+            .status,
+        200
+    );
+    harness.issuer.add_key(Algorithm::ES256, "es2").unwrap();
+    harness.issuer.set_signing_key("es2").unwrap();
+    // One entry cut short under its own kid, one broken copy of the new key beside the good one,
+    // and the good one listed twice.
+    harness
+        .issuer
+        .publish_raw_jwk(json!({"kty": "EC", "crv": "P-256", "kid": "broken", "x": "not base64!"}));
+    let good = harness.issuer.jwks()["keys"][1].clone();
+    let mut broken = good.clone();
+    broken["y"] = json!("AAAA");
+    harness.issuer.publish_raw_jwk(broken);
+    harness.issuer.publish_raw_jwk(good);
+    let new = harness.token("patient/Patient.r");
+    let client = harness.client();
+    for token in [&new, &old] {
+        let response = client.get_with_token("/Patient/123", token).await;
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert_eq!(rejected_count(&harness).await, Some(2));
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("phigate_jwks_keys_loaded{issuer=\"https://as-a.test\"} 2"),
         "{metrics}"
     );
 }

@@ -32,4 +32,5 @@ mod revocation;
 mod support;
 mod tidy;
 mod tls;
+mod token_cache;
 mod tokens;

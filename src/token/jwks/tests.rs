@@ -18,6 +18,15 @@ fn issuer(algorithms: &[&str]) -> IssuerConfig {
     }
 }
 
+/// A usable ES256 key with `kid`, as a fetched set would hold it.
+pub(in crate::token) fn key(kid: &str) -> Arc<VerificationKey> {
+    let body = serde_json::to_vec(&json!({ "keys": [ec(kid)] })).unwrap();
+    let set = parse_key_set(&body, &issuer(&["ES256"]))
+        .and_then(Entries::into_key_set)
+        .unwrap();
+    Arc::clone(&set.keys[0])
+}
+
 fn ec(kid: &str) -> Value {
     json!({"kty": "EC", "crv": "P-256", "x": EC_X, "y": EC_Y, "kid": kid, "use": "sig"})
 }
@@ -204,6 +213,20 @@ fn algorithms_are_allow_list_intersect_family_intersect_jwk_alg() {
         &["ES256"],
         Ok((vec![("e1", vec![Algorithm::ES256])], 0)),
     );
+    // The same key listed twice is one key, not an ambiguous kid.
+    let mut labelled = ec("e1");
+    labelled["alg"] = json!("ES256");
+    check(
+        json!([ec("e1"), labelled, ec("e2")]),
+        &["ES256"],
+        Ok((
+            vec![
+                ("e1", vec![Algorithm::ES256]),
+                ("e2", vec![Algorithm::ES256]),
+            ],
+            0,
+        )),
+    );
     // A weak key is counted even where the allow-list would never have used it.
     let weak = json!({"kty": "RSA", "n": rsa_n(128), "e": "AQAB", "kid": "weak"});
     check(
@@ -332,6 +355,42 @@ fn selection_by_kid_and_algorithm() {
         set.select(None, Algorithm::ES256),
         KeySelection::Unknown
     ));
+}
+
+/// Whether two JWKS entries are the same key to a cached verification.
+#[track_caller]
+fn check_same_key(first: Value, second: Value, algorithms: &[&str], expected: bool) {
+    let set = |entry: &Value| {
+        let body = serde_json::to_vec(&json!({ "keys": [entry] })).unwrap();
+        parse_key_set(&body, &issuer(algorithms))
+            .and_then(Entries::into_key_set)
+            .unwrap()
+    };
+    let (first_set, second_set) = (set(&first), set(&second));
+    assert_eq!(
+        second_set.holds(&first_set.keys[0]),
+        expected,
+        "{first} / {second}"
+    );
+    assert!(first_set.holds(&first_set.keys[0]));
+}
+
+#[test]
+fn a_key_stays_the_same_key_only_with_its_kid_material_and_algorithms() {
+    // RFC 7638 §3.3: member order and members beside the key material change nothing.
+    let reordered =
+        json!({"y": EC_Y, "x": EC_X, "crv": "P-256", "kty": "EC", "kid": "e1", "x5t": "AAAA"});
+    check_same_key(ec("e1"), reordered, &["ES256"], true);
+    check_same_key(ec("e1"), ec("e2"), &["ES256"], false);
+    let (x, y) = p384_point();
+    let other = json!({"kty": "EC", "crv": "P-384", "x": x, "y": y, "kid": "e1"});
+    check_same_key(ec("e1"), other, &["ES256", "ES384"], false);
+    // The same RSA material relabelled for another algorithm verifies other tokens.
+    let rsa = || json!({"kty": "RSA", "n": rsa_n(256), "e": "AQAB", "kid": "r1"});
+    let mut relabelled = rsa();
+    relabelled["alg"] = json!("PS256");
+    check_same_key(rsa(), rsa(), &["RS256", "PS256"], true);
+    check_same_key(rsa(), relabelled, &["RS256", "PS256"], false);
 }
 
 #[test]
