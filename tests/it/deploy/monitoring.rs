@@ -1,13 +1,13 @@
-//! The shipped monitoring material (`deploy/prometheus/phigate-alerts.yaml`,
-//! `deploy/grafana/phigate.json`) against a running gateway: every `phigate_` metric an alert
-//! or a panel names is one the gateway exports, and no expression selects or groups by a label
-//! that would identify a person or a token. `promtool check rules` runs when it is installed.
+//! The monitoring material (`deploy/prometheus/phigate-alerts.yaml`, `deploy/grafana/phigate.json`) against a
+//! running gateway: every `phigate_` metric an alert or a panel names is one the gateway exports,
+//! and no expression selects or groups by a label that would identify a person or a token.
+//! `promtool` checks the alert rules.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde_json::Value;
 
+use super::{read, succeeds, tool};
 use crate::support::{Harness, Options, POLICY};
 
 const ALERTS: &str = "deploy/prometheus/phigate-alerts.yaml";
@@ -28,10 +28,6 @@ const FORBIDDEN_LABELS: [&str; 12] = [
     "address",
     "path",
 ];
-
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).unwrap()
-}
 
 /// Every alert expression, with the alert's name.
 fn alert_expressions() -> Vec<(String, String)> {
@@ -277,18 +273,8 @@ fn the_loose_parsers_read_what_they_should() {
 
 #[test]
 fn promtool_accepts_the_alert_rules() {
-    let Ok(output) = std::process::Command::new("promtool")
-        .args(["check", "rules", ALERTS])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-    else {
-        eprintln!("promtool not installed (Debian package `prometheus`): rules not validated");
+    let Some(mut promtool) = tool("promtool", "Debian package prometheus") else {
         return;
     };
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(promtool.args(["check", "rules", ALERTS]));
 }
