@@ -1,9 +1,10 @@
 //! The deployment material in `deploy/`, checked as far as this machine can: the monitoring
-//! files against a live `/metrics`. Validators from outside the repository run through
-//! [`tool`]: a missing one skips its test with a note on a developer's machine, and fails it
-//! under CI, where `.ci/run` installs every one.
+//! files against a live `/metrics`, and the systemd unit. Validators from outside the repository
+//! run through [`tool`]: a missing one skips its test with a note on a developer's machine, and
+//! fails it under CI, where `.ci/run` installs every one.
 
 mod monitoring;
+mod systemd;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -63,4 +64,13 @@ fn succeeds(command: &mut Command) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Everything a command printed, standard output first.
+fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
