@@ -1,14 +1,18 @@
 //! The deployment material in `deploy/`, checked as far as this machine can: the monitoring
-//! files against a live `/metrics`, and the systemd unit. Validators from outside the repository
-//! run through [`tool`]: a missing one skips its test with a note on a developer's machine, and
-//! fails it under CI, where `.ci/run` installs every one.
+//! files against a live `/metrics`, the Kubernetes manifests against the API schemas and against
+//! the configuration they mount (which must pass `phigate check`), and the systemd unit. Validators from outside the repository run through [`tool`]: a missing one
+//! skips its test with a note on a developer's machine, and fails it under CI, where `.ci/run`
+//! installs every one.
 
+mod kubernetes;
 mod monitoring;
 mod systemd;
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use serde_json::Value;
 
 /// A path in the repository.
 fn repo(relative: &str) -> PathBuf {
@@ -18,6 +22,11 @@ fn repo(relative: &str) -> PathBuf {
 /// A file of the repository, as text.
 fn read(relative: &str) -> String {
     std::fs::read_to_string(repo(relative)).unwrap_or_else(|err| panic!("{relative}: {err}"))
+}
+
+/// A YAML (or JSON) file of the repository, as a JSON value.
+fn yaml(relative: &str) -> Value {
+    serde_saphyr::from_str(&read(relative)).unwrap_or_else(|err| panic!("{relative}: {err}"))
 }
 
 /// Whether this run is CI's (`.ci/run` runs with `CI=true`).

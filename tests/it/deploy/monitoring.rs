@@ -1,7 +1,7 @@
-//! The monitoring material (`deploy/prometheus/phigate-alerts.yaml`, `deploy/grafana/phigate.json`) against a
+//! The monitoring material (`deploy/prometheus/`, `deploy/grafana/phigate.json`) against a
 //! running gateway: every `phigate_` metric an alert or a panel names is one the gateway exports,
 //! and no expression selects or groups by a label that would identify a person or a token.
-//! `promtool` checks the alert rules.
+//! `promtool` checks the alert rules and the scrape configuration.
 
 use std::collections::BTreeSet;
 
@@ -12,6 +12,7 @@ use crate::support::{Harness, Options, POLICY};
 
 const ALERTS: &str = "deploy/prometheus/phigate-alerts.yaml";
 const DASHBOARD: &str = "deploy/grafana/phigate.json";
+const SCRAPE_CONFIG: &str = "deploy/prometheus/prometheus.yaml";
 
 /// Label names that would carry a person, a token or a request: never in a metric or a query.
 const FORBIDDEN_LABELS: [&str; 12] = [
@@ -277,4 +278,29 @@ fn promtool_accepts_the_alert_rules() {
         return;
     };
     succeeds(promtool.args(["check", "rules", ALERTS]));
+}
+
+/// The scrape job is the one the alerts select, and `promtool check config` loads the rule file
+/// it names as well.
+#[test]
+fn promtool_accepts_the_scrape_config() {
+    let config: Value = serde_saphyr::from_str(&read(SCRAPE_CONFIG)).unwrap();
+    let jobs: Vec<&str> = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["phigate"]);
+    assert!(read(ALERTS).contains("up{job=\"phigate\"}"));
+    assert_eq!(config["rule_files"][0], "phigate-alerts.yaml");
+    let Some(mut promtool) = tool("promtool", "Debian package prometheus") else {
+        return;
+    };
+    let output = succeeds(promtool.args(["check", "config", SCRAPE_CONFIG]));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("rules found"),
+        "{}",
+        super::printed(&output)
+    );
 }
