@@ -1,9 +1,11 @@
 //! The deployment material in `deploy/`, checked as far as this machine can: the monitoring
 //! files against a live `/metrics`, the Kubernetes manifests against the API schemas and against
-//! the configuration they mount (which must pass `phigate check`), and the systemd unit. Validators from outside the repository run through [`tool`]: a missing one
+//! the configuration they mount (which must pass `phigate check`), the container build, and the
+//! systemd unit. Validators from outside the repository run through [`tool`]: a missing one
 //! skips its test with a note on a developer's machine, and fails it under CI, where `.ci/run`
 //! installs every one.
 
+mod image;
 mod kubernetes;
 mod monitoring;
 mod systemd;
