@@ -211,6 +211,9 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exported() {
         "phigate_tls_certificate_expiry_seconds",
         "phigate_ready",
         "phigate_break_glass_total",
+        "phigate_audit_refused_total",
+        "phigate_audit_write_errors_total",
+        "phigate_circuit_open",
     ] {
         assert!(
             used.contains(wanted),
