@@ -8,6 +8,7 @@ mod prepare;
 mod reload;
 pub use self::prepare::{Prepared, prepare};
 mod server;
+pub use self::server::DRAIN_DEADLINE;
 mod service;
 
 use std::net::SocketAddr;
@@ -26,6 +27,10 @@ use crate::monitor::{BlockList, Hooks, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
 use crate::record::{ActionSink, LogSink, MetricsSink, Sink, Sinks};
+
+/// How long shutdown waits, once every request is answered, for the audit writer to write and
+/// sync every queued record. Deployments allow `DRAIN_DEADLINE` plus this before a hard kill.
+pub const AUDIT_FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -220,7 +225,7 @@ impl Gateway {
         // Every request is answered, so every sink is gone: the writer empties its queue and
         // stops. Records still queued when the process exits would be lost.
         if let Some(finished) = self.audit_finished
-            && !finished.wait(Duration::from_secs(10)).await
+            && !finished.wait(AUDIT_FLUSH_DEADLINE).await
         {
             tracing::error!(
                 "the audit writer did not finish within 10 s; queued records may be lost"

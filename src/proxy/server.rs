@@ -24,7 +24,7 @@ use crate::tls::{ClientIdentity, HandshakeFailure};
 /// RFC 9325 / SECURITY.md R-T02: a handshake that stalls is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run after shutdown starts.
-const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Bound on requests processed at once across all connections.
 const MAX_CONCURRENT_REQUESTS: usize = 4096;
 

@@ -1,17 +1,18 @@
-//! The shipped monitoring material (`deploy/prometheus/phigate-alerts.yaml`,
-//! `deploy/grafana/phigate.json`) against a running gateway: every `phigate_` metric an alert
-//! or a panel names is one the gateway exports, and no expression selects or groups by a label
-//! that would identify a person or a token. `promtool check rules` runs when it is installed.
+//! The monitoring material (`deploy/prometheus/`, `deploy/grafana/phigate.json`) against a
+//! running gateway: every `phigate_` metric an alert or a panel names is one the gateway exports,
+//! and no expression selects or groups by a label that would identify a person or a token.
+//! `promtool` checks the alert rules and the scrape configuration.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
 use serde_json::Value;
 
+use super::{read, succeeds, tool};
 use crate::support::{Harness, Options, POLICY};
 
 const ALERTS: &str = "deploy/prometheus/phigate-alerts.yaml";
 const DASHBOARD: &str = "deploy/grafana/phigate.json";
+const SCRAPE_CONFIG: &str = "deploy/prometheus/prometheus.yaml";
 
 /// Label names that would carry a person, a token or a request: never in a metric or a query.
 const FORBIDDEN_LABELS: [&str; 12] = [
@@ -28,10 +29,6 @@ const FORBIDDEN_LABELS: [&str; 12] = [
     "address",
     "path",
 ];
-
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)).unwrap()
-}
 
 /// Every alert expression, with the alert's name.
 fn alert_expressions() -> Vec<(String, String)> {
@@ -214,6 +211,9 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exported() {
         "phigate_tls_certificate_expiry_seconds",
         "phigate_ready",
         "phigate_break_glass_total",
+        "phigate_audit_refused_total",
+        "phigate_audit_write_errors_total",
+        "phigate_circuit_open",
     ] {
         assert!(
             used.contains(wanted),
@@ -277,18 +277,33 @@ fn the_loose_parsers_read_what_they_should() {
 
 #[test]
 fn promtool_accepts_the_alert_rules() {
-    let Ok(output) = std::process::Command::new("promtool")
-        .args(["check", "rules", ALERTS])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-    else {
-        eprintln!("promtool not installed (Debian package `prometheus`): rules not validated");
+    let Some(mut promtool) = tool("promtool", "Debian package prometheus") else {
         return;
     };
+    succeeds(promtool.args(["check", "rules", ALERTS]));
+}
+
+/// The scrape job is the one the alerts select, and `promtool check config` loads the rule file
+/// it names as well.
+#[test]
+fn promtool_accepts_the_scrape_config() {
+    let config: Value = serde_saphyr::from_str(&read(SCRAPE_CONFIG)).unwrap();
+    let jobs: Vec<&str> = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|job| job["job_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["phigate"]);
+    assert!(read(ALERTS).contains("up{job=\"phigate\"}"));
+    assert_eq!(config["rule_files"][0], "phigate-alerts.yaml");
+    let Some(mut promtool) = tool("promtool", "Debian package prometheus") else {
+        return;
+    };
+    let output = succeeds(promtool.args(["check", "config", SCRAPE_CONFIG]));
     assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+        String::from_utf8_lossy(&output.stdout).contains("rules found"),
+        "{}",
+        super::printed(&output)
     );
 }
