@@ -65,8 +65,12 @@ pub enum Denial {
     ResourceNotFound,
     /// The upstream could not be reached.
     UpstreamUnreachable,
-    /// The upstream did not answer within `upstream.timeout`.
+    /// The upstream did not answer within `upstream.timeout`, or an answer phigate reads whole
+    /// did not arrive within `upstream.body_timeout` / `body_idle_timeout`.
     UpstreamTimedOut,
+    /// The upstream's answer cannot be used: a body phigate reads whole broke off (a reset, a
+    /// bad chunk).
+    UpstreamMalformed,
 }
 
 /// The `WWW-Authenticate` challenge of a denial (RFC 6750 §3).
@@ -162,6 +166,7 @@ impl Denial {
             Self::ResourceNotFound => "not_found",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimedOut => "upstream_timeout",
+            Self::UpstreamMalformed => "upstream_malformed",
         }
     }
 
@@ -345,7 +350,7 @@ impl Denial {
                 IssueCode::TooLong,
                 "The request body is too large",
             ),
-            Self::UpstreamUnreachable => (
+            Self::UpstreamUnreachable | Self::UpstreamMalformed => (
                 S::BAD_GATEWAY,
                 Challenge::None,
                 IssueCode::Exception,

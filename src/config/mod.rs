@@ -304,6 +304,10 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     /// Bound on waiting for the upstream's response head.
     pub timeout: Duration,
+    /// Bound on the upstream's whole response body, from its head to its last byte.
+    pub body_timeout: Duration,
+    /// Bound on waiting for the next piece of the upstream's response body.
+    pub body_idle_timeout: Duration,
     /// Whether the verified bearer token is passed on in `Authorization`.
     pub forward_token: bool,
 }
@@ -1063,12 +1067,32 @@ impl Builder<'_> {
             "upstream.timeout",
             Duration::from_secs(30),
         );
+        let body_timeout = self.duration(
+            raw.body_timeout.as_ref(),
+            "upstream.body_timeout",
+            Duration::from_secs(300),
+        );
+        let body_idle_timeout = self.duration(
+            raw.body_idle_timeout.as_ref(),
+            "upstream.body_idle_timeout",
+            Duration::from_secs(30).min(body_timeout),
+        );
+        if body_idle_timeout > body_timeout
+            && let Some(at) = &raw.body_idle_timeout
+        {
+            self.problem(
+                at,
+                "upstream.body_idle_timeout must not be longer than upstream.body_timeout",
+            );
+        }
         Some(Upstream {
             scheme,
             authority,
             base_path,
             ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca, "ca_file")),
             timeout,
+            body_timeout,
+            body_idle_timeout,
             forward_token: raw.forward_token.unwrap_or(false),
         })
     }

@@ -274,6 +274,10 @@ pub struct RawUpstream {
     #[serde(default)]
     pub timeout: Option<At<String>>,
     #[serde(default)]
+    pub body_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub body_idle_timeout: Option<At<String>>,
+    #[serde(default)]
     pub forward_token: Option<bool>,
 }
 

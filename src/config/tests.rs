@@ -516,3 +516,44 @@ fn geographic_detectors_take_documented_defaults() {
         })
     );
 }
+
+#[test]
+fn upstream_body_deadlines_take_documented_defaults() {
+    let (_dir, result) = load(GOOD);
+    let config = result.unwrap();
+    assert_eq!(config.upstream.body_timeout, Duration::from_secs(300));
+    assert_eq!(config.upstream.body_idle_timeout, Duration::from_secs(30));
+    // An idle bound never outlasts the whole: a short body_timeout shortens its default.
+    let short = GOOD.replace("upstream:\n", "upstream:\n  body_timeout: 10s\n");
+    let (_dir, result) = load(&short);
+    let upstream = result.unwrap().upstream;
+    assert_eq!(upstream.body_idle_timeout, Duration::from_secs(10));
+}
+
+#[test]
+fn upstream_body_deadlines_are_enforced() {
+    let upstream = |keys: &str| GOOD.replace("upstream:\n", &format!("upstream:\n{keys}"));
+    for (text, line, message) in [
+        (
+            upstream("  body_timeout: 0s\n"),
+            7,
+            "upstream.body_timeout must be longer than 0s",
+        ),
+        (
+            upstream("  body_idle_timeout: 0s\n"),
+            7,
+            "upstream.body_idle_timeout must be longer than 0s",
+        ),
+        (
+            upstream("  body_timeout: 1m\n  body_idle_timeout: 2m\n"),
+            8,
+            "upstream.body_idle_timeout must not be longer than upstream.body_timeout",
+        ),
+    ] {
+        let (_dir, result) = load(&text);
+        let err = result.expect_err(message);
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].line, line, "{err}");
+        assert!(err.problems[0].message.contains(message), "{err}");
+    }
+}

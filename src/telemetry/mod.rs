@@ -58,6 +58,17 @@ pub struct UpstreamLabels {
 /// How an upstream exchange ended: an answer, no connection, or no answer in time.
 pub const UPSTREAM_OUTCOMES: [&str; 3] = ["ok", "unreachable", "timed_out"];
 
+/// Labels of an upstream answer whose body failed after its head arrived.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamBodyLabels {
+    /// One of [`UPSTREAM_BODY_FAILURES`].
+    pub kind: &'static str,
+}
+
+/// `timed_out`: `upstream.body_timeout` or `body_idle_timeout` passed; `broken`: the body ended
+/// early or its framing broke (a reset, a bad chunk).
+pub const UPSTREAM_BODY_FAILURES: [&str; 2] = ["timed_out", "broken"];
+
 /// Labels of one upstream response.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusClassLabels {
@@ -106,6 +117,7 @@ pub struct Metrics {
     requests_in_flight: Gauge,
     upstream_duration: Family<UpstreamLabels, Histogram, LatencyBuckets>,
     upstream_responses: Family<StatusClassLabels, Counter>,
+    upstream_body_failures: Family<UpstreamBodyLabels, Counter>,
     tls_handshake_failures: Family<HandshakeFailureLabels, Counter>,
     jwks_fetches: Family<FetchLabels, Counter>,
     jwks_keys_loaded: Family<IssuerLabels, Gauge>,
@@ -267,6 +279,7 @@ impl Metrics {
             requests_in_flight: Gauge::default(),
             upstream_duration: Family::new_with_constructor(buckets),
             upstream_responses: Family::default(),
+            upstream_body_failures: Family::default(),
             tls_handshake_failures: Family::default(),
             jwks_fetches: Family::default(),
             jwks_keys_loaded: Family::default(),
@@ -324,6 +337,11 @@ impl Metrics {
             "upstream_responses",
             "Upstream responses by status class",
             self.upstream_responses.clone(),
+        );
+        registry.register(
+            "upstream_body_failures",
+            "Upstream answers whose body timed out or broke after the head arrived, by kind",
+            self.upstream_body_failures.clone(),
         );
         registry.register(
             "tls_handshake_failures",
@@ -477,6 +495,12 @@ impl Metrics {
                     .get_or_create(&UpstreamLabels { outcome }),
             );
         }
+        for kind in UPSTREAM_BODY_FAILURES {
+            drop(
+                self.upstream_body_failures
+                    .get_or_create(&UpstreamBodyLabels { kind }),
+            );
+        }
         for class in STATUS_CLASSES {
             drop(
                 self.upstream_responses
@@ -527,6 +551,14 @@ impl Metrics {
     pub fn request_started(&self) -> InFlight {
         self.requests_in_flight.inc();
         InFlight(self.requests_in_flight.clone())
+    }
+
+    /// Counts an upstream answer whose body failed after its head (one of
+    /// [`UPSTREAM_BODY_FAILURES`]).
+    pub fn record_upstream_body_failure(&self, kind: &'static str) {
+        self.upstream_body_failures
+            .get_or_create(&UpstreamBodyLabels { kind })
+            .inc();
     }
 
     /// Counts a TLS handshake that failed, by [`HandshakeFailure::reason`].

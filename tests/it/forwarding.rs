@@ -1,11 +1,18 @@
 //! What reaches the upstream and what comes back: identity and forwarding headers, hop-by-hop
-//! stripping, streaming bodies, HTTP/2, and upstream failures.
+//! stripping, streaming bodies, HTTP/2, and upstream failures — down, slow, trickling or
+//! stalling bodies.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
 use phigate::demo::UpstreamMode;
 
-use crate::support::{Harness, Options, assert_no_leak};
+use crate::support::raw_upstream::{Answer, RawUpstream, Then};
+use crate::support::{Harness, Options, assert_no_leak, within};
+
+/// Longer than any deadline these tests configure: past it, phigate waited forever.
+const GUARD: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn identity_and_forwarding_headers_are_phigates_own() {
@@ -227,4 +234,94 @@ async fn untrusted_https_upstream_is_502_never_an_insecure_fallback() {
     assert_eq!(response.status, 502);
     assert!(harness.upstream.received().is_empty());
     assert_no_leak(&response, &[&token, "localhost:"]);
+}
+
+const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
+
+/// Short upstream body deadlines, so a test sees them pass.
+const BODY_DEADLINES: &str = "  body_timeout: 2s\n  body_idle_timeout: 1s\n";
+
+/// A gateway in front of `upstream` under `policy`, with short upstream body deadlines.
+async fn behind(upstream: &RawUpstream, policy: &str) -> Harness {
+    Harness::with(Options {
+        policy: policy.to_owned(),
+        upstream_url: Some(upstream.url()),
+        upstream_extra: BODY_DEADLINES.to_owned(),
+        ..Options::default()
+    })
+    .await
+}
+
+/// A chunked answer's head, whose body `Then` trickles or stalls.
+fn chunked_head(content_type: &str) -> String {
+    format!("HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n")
+}
+
+/// The upstream's address must never reach a client, whatever it did.
+fn secrets<'a>(token: &'a str, upstream: &'a str) -> [&'a str; 3] {
+    [token, upstream, "127.0.0.1"]
+}
+
+// A FHIR answer is checked whole before any byte of it is sent, so a body that never finishes
+// is the upstream's timeout (504) with nothing of it released (R-U04).
+#[tokio::test]
+async fn a_checked_answer_that_trickles_or_stalls_is_504_before_anything_is_sent() {
+    let json = chunked_head("application/fhir+json");
+    let upstream = RawUpstream::start(vec![
+        Answer::new(json.clone(), Then::Trickle(Duration::from_millis(100))),
+        Answer::new(format!("{json}10\r\n{{\"resourceType\":"), Then::Hold),
+    ])
+    .await;
+    let harness = behind(&upstream, SMART_POLICY).await;
+    let token = harness.token("user/Patient.r");
+    let address = upstream.url();
+    for client in [harness.client(), harness.h2_client()] {
+        let response = within(GUARD, client.get_with_token("/Patient/123", &token)).await;
+        assert_eq!(response.status, 504, "{}", response.text());
+        assert_eq!(response.json()["resourceType"], "OperationOutcome");
+        assert_eq!(response.headers["cache-control"], "no-store");
+        assert!(!response.text().contains("resourceType\":\"Patient"));
+        assert_no_leak(&response, &secrets(&token, &address));
+    }
+    assert_eq!(upstream.received(), 2);
+    harness
+        .eventually_metric(
+            "phigate_upstream_body_failures_total{kind=\"timed_out\"}",
+            2.0,
+        )
+        .await;
+    let errors = "phigate_decisions_total{rule=\"fhir-smart\",decision=\"error\",reason=\"upstream_timeout\"}";
+    assert_eq!(harness.metric(errors).await, 2.0);
+}
+
+// An answer nothing needs to check streams; when its body trickles past the total deadline or
+// stalls past the idle one, the client's response is aborted — never completed, so a
+// truncated answer cannot pass for a whole one — and the upstream is counted at fault.
+#[tokio::test]
+async fn a_streamed_answer_that_trickles_or_stalls_is_cut_off_never_completed() {
+    let binary = chunked_head("application/octet-stream");
+    let trickle = Answer::new(binary, Then::Trickle(Duration::from_millis(100)));
+    let stall = Answer::new(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\nonly-a-few",
+        Then::Hold,
+    );
+    let upstream = RawUpstream::start(vec![trickle.clone(), stall.clone(), trickle, stall]).await;
+    let harness = behind(&upstream, crate::support::POLICY).await;
+    let token = harness.token("user/Patient.r");
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
+    for client in [harness.client(), harness.h2_client()] {
+        for _ in 0..2 {
+            let sent = client.try_send(Method::GET, "/Patient/123", &headers, Bytes::new());
+            let result = within(GUARD, sent).await;
+            assert!(result.is_err(), "a cut-off answer completed: {result:?}");
+        }
+    }
+    assert_eq!(upstream.received(), 4);
+    harness
+        .eventually_metric(
+            "phigate_upstream_body_failures_total{kind=\"timed_out\"}",
+            4.0,
+        )
+        .await;
 }
