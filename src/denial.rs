@@ -68,8 +68,8 @@ pub enum Denial {
     /// The upstream did not answer within `upstream.timeout`, or an answer phigate reads whole
     /// did not arrive within `upstream.body_timeout` / `body_idle_timeout`.
     UpstreamTimedOut,
-    /// The upstream's answer cannot be used: a body phigate reads whole broke off (a reset, a
-    /// bad chunk).
+    /// The upstream's answer cannot be trusted: `Content-Length` beside `Transfer-Encoding`
+    /// (RFC 9112 §6.3), or a body phigate reads whole that broke off.
     UpstreamMalformed,
 }
 

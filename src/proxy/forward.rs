@@ -5,7 +5,8 @@
 //! removed before phigate adds its own.
 //! The request body was read whole by the decision chain. An answer streams back unless the
 //! permit needs it checked or rewritten, when it is read whole (bounded) before anything reaches
-//! the client; either way its body is held to `upstream.body_timeout` and `body_idle_timeout`.
+//! the client; either way its body is held to `upstream.body_timeout` and `body_idle_timeout`,
+//! and an answer whose framing cannot be trusted is refused.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -295,7 +296,8 @@ impl Forwarder {
     }
 
     /// Sends one request upstream and waits for the answer's head within `upstream.timeout`,
-    /// recording how it went.
+    /// recording how it went. An answer whose framing cannot be trusted is refused here,
+    /// before anything of it is used.
     async fn send(
         &self,
         request: Request<ProxyBody>,
@@ -305,6 +307,17 @@ impl Forwarder {
         let sent = tokio::time::timeout(self.upstream.timeout, self.client.request(request)).await;
         let elapsed = started.elapsed().as_secs_f64();
         match sent {
+            // RFC 9112 §6.3: `Transfer-Encoding` beside `Content-Length` "ought to be handled
+            // as an error". hyper reads such a body by its chunks yet keeps the stale length,
+            // which would frame (truncate) the client's response: refused, never passed on.
+            Ok(Ok(response))
+                if response.headers().contains_key(header::TRANSFER_ENCODING)
+                    && response.headers().contains_key(header::CONTENT_LENGTH) =>
+            {
+                metrics.record_upstream("malformed", elapsed);
+                tracing::warn!("upstream answer has both Content-Length and Transfer-Encoding");
+                Err(Denial::UpstreamMalformed)
+            }
             Ok(Ok(response)) => {
                 metrics.record_upstream("ok", elapsed);
                 metrics.record_upstream_status(response.status());

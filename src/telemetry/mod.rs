@@ -55,8 +55,9 @@ pub struct UpstreamLabels {
     pub outcome: &'static str,
 }
 
-/// How an upstream exchange ended: an answer, no connection, or no answer in time.
-pub const UPSTREAM_OUTCOMES: [&str; 3] = ["ok", "unreachable", "timed_out"];
+/// How an upstream exchange ended: an answer, no connection, no answer in time, or an answer
+/// whose framing cannot be trusted (`Content-Length` with `Transfer-Encoding`).
+pub const UPSTREAM_OUTCOMES: [&str; 4] = ["ok", "unreachable", "timed_out", "malformed"];
 
 /// Labels of an upstream answer whose body failed after its head arrived.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

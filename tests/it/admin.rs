@@ -116,6 +116,10 @@ async fn known_series_build_info_and_process_metrics_are_there_from_the_start() 
             0.0,
         ),
         (
+            "phigate_upstream_duration_seconds_count{outcome=\"malformed\"}".to_owned(),
+            0.0,
+        ),
+        (
             "phigate_upstream_body_failures_total{kind=\"timed_out\"}".to_owned(),
             0.0,
         ),

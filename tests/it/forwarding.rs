@@ -1,6 +1,6 @@
 //! What reaches the upstream and what comes back: identity and forwarding headers, hop-by-hop
 //! stripping, streaming bodies, HTTP/2, and upstream failures — down, slow, trickling or
-//! stalling bodies.
+//! stalling bodies, and conflicting framing.
 
 use std::time::Duration;
 
@@ -324,4 +324,33 @@ async fn a_streamed_answer_that_trickles_or_stalls_is_cut_off_never_completed() 
             4.0,
         )
         .await;
+}
+
+// RFC 9112 §6.3: an answer framed both ways would reach the client with the stale length — a
+// silently truncated response. It is refused whole, as the upstream's fault (R-U06).
+#[tokio::test]
+async fn an_answer_with_content_length_and_transfer_encoding_is_502_and_counted() {
+    let upstream = RawUpstream::start(vec![Answer::new(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n",
+        Then::Close,
+    )])
+    .await;
+    for policy in [crate::support::POLICY, SMART_POLICY] {
+        let harness = behind(&upstream, policy).await;
+        let token = harness.token("user/Patient.r");
+        for client in [harness.client(), harness.h2_client()] {
+            let response = client.get_with_token("/Patient/123", &token).await;
+            assert_eq!(response.status, 502, "{}", response.text());
+            assert_eq!(response.json()["resourceType"], "OperationOutcome");
+            assert!(!response.text().contains("abcde"), "{}", response.text());
+            assert_no_leak(&response, &secrets(&token, &upstream.url()));
+        }
+        let malformed = "phigate_upstream_duration_seconds_count{outcome=\"malformed\"}";
+        assert_eq!(harness.metric(malformed).await, 2.0);
+        let errors = "phigate_decisions_total{rule=\"read-patient\",decision=\"error\",reason=\"upstream_malformed\"}";
+        if policy == crate::support::POLICY {
+            assert_eq!(harness.metric(errors).await, 2.0);
+        }
+    }
+    assert_eq!(upstream.received(), 4);
 }

@@ -13,6 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 /// What the upstream does once it has written an answer's first bytes.
 #[derive(Clone, Copy, Debug)]
 pub enum Then {
+    /// Closes the connection.
+    Close,
     /// Keeps the connection open and sends nothing more (a stalled body).
     Hold,
     /// Sends a one-byte chunk (a space) every `interval`, forever (a trickling body).
@@ -103,6 +105,7 @@ async fn answer(
     let Answer { bytes, then } = &answers[index];
     tcp.write_all(bytes).await?;
     match *then {
+        Then::Close => tcp.shutdown().await,
         Then::Hold => {
             // Until phigate gives up and closes its end.
             while tcp.read(&mut buf).await? > 0 {}
