@@ -71,6 +71,9 @@ pub enum Denial {
     /// The upstream's answer cannot be trusted: `Content-Length` beside `Transfer-Encoding`
     /// (RFC 9112 §6.3), or a body phigate reads whole that broke off.
     UpstreamMalformed,
+    /// The upstream asked for credentials (401, 407): its own configuration, which the client
+    /// can do nothing about, so the client is never asked for them.
+    UpstreamChallenge,
 }
 
 /// The `WWW-Authenticate` challenge of a denial (RFC 6750 §3).
@@ -167,6 +170,7 @@ impl Denial {
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimedOut => "upstream_timeout",
             Self::UpstreamMalformed => "upstream_malformed",
+            Self::UpstreamChallenge => "upstream_challenge",
         }
     }
 
@@ -350,7 +354,9 @@ impl Denial {
                 IssueCode::TooLong,
                 "The request body is too large",
             ),
-            Self::UpstreamUnreachable | Self::UpstreamMalformed => (
+            // RFC 9110 §15.5.2: a 401 without phigate's challenge would be malformed, and with
+            // it a client would throw away a token phigate accepted.
+            Self::UpstreamUnreachable | Self::UpstreamMalformed | Self::UpstreamChallenge => (
                 S::BAD_GATEWAY,
                 Challenge::None,
                 IssueCode::Exception,

@@ -2,7 +2,7 @@
 //! from the `Permit` and never from the request URI, so the path that was authorised is the path
 //! forwarded, byte for byte. Headers are rebuilt, not patched: hop-by-hop fields and everything a
 //! client could use to speak for phigate (identity, forwarding, client-certificate headers) are
-//! removed before phigate adds its own.
+//! removed before phigate adds its own; so are the upstream's own authentication challenges.
 //! The request body was read whole by the decision chain. An answer streams back unless the
 //! permit needs it checked or rewritten, when it is read whole (bounded) before anything reaches
 //! the client; either way its body is held to `upstream.body_timeout` and `body_idle_timeout`,
@@ -56,15 +56,17 @@ const STRIPPED_REQUEST_HEADERS: [&str; 13] = [
     "authorization",
 ];
 
-/// Response fields removed: hop-by-hop and proxy-only fields (an upstream's
-/// `Proxy-Authenticate` would ask the client for the upstream's credentials), and version
-/// banners that help an attacker (K-07).
-const STRIPPED_RESPONSE_HEADERS: [&str; 11] = [
+/// Response fields removed: hop-by-hop and proxy-only fields, the upstream's authentication
+/// challenges (its `WWW-Authenticate` or `Proxy-Authenticate` would ask the client for the
+/// upstream's credentials and name its realm; R-U08), and version banners that help an
+/// attacker (K-07).
+const STRIPPED_RESPONSE_HEADERS: [&str; 12] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
+    "www-authenticate",
     "te",
     "trailer",
     "transfer-encoding",
@@ -296,8 +298,8 @@ impl Forwarder {
     }
 
     /// Sends one request upstream and waits for the answer's head within `upstream.timeout`,
-    /// recording how it went. An answer whose framing cannot be trusted is refused here,
-    /// before anything of it is used.
+    /// recording how it went. An answer whose framing cannot be trusted, or that asks for
+    /// credentials, is refused here, before anything of it is used.
     async fn send(
         &self,
         request: Request<ProxyBody>,
@@ -321,6 +323,16 @@ impl Forwarder {
             Ok(Ok(response)) => {
                 metrics.record_upstream("ok", elapsed);
                 metrics.record_upstream_status(response.status());
+                if matches!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                ) {
+                    tracing::warn!(
+                        upstream.status = response.status().as_u16(),
+                        "upstream asked phigate for credentials"
+                    );
+                    return Err(Denial::UpstreamChallenge);
+                }
                 Ok(response)
             }
             Ok(Err(err)) => {

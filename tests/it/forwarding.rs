@@ -1,6 +1,6 @@
 //! What reaches the upstream and what comes back: identity and forwarding headers, hop-by-hop
 //! stripping, streaming bodies, HTTP/2, and upstream failures — down, slow, trickling or
-//! stalling bodies, and conflicting framing.
+//! stalling bodies, conflicting framing, and the upstream's own challenges.
 
 use std::time::Duration;
 
@@ -353,4 +353,49 @@ async fn an_answer_with_content_length_and_transfer_encoding_is_502_and_counted(
         }
     }
     assert_eq!(upstream.received(), 4);
+}
+
+// R-U08: the upstream's challenge would ask the client for credentials phigate holds for it,
+// and name its realm. A 401 or 407 from the upstream is phigate's configuration problem: 502,
+// with no challenge at all; a challenge on any other answer is removed.
+#[tokio::test]
+async fn the_upstreams_own_challenges_never_reach_the_client() {
+    let challenge = "WWW-Authenticate: Basic realm=\"upstream-internal\"\r\nProxy-Authenticate: Basic realm=\"upstream-proxy\"\r\n";
+    let upstream = RawUpstream::start(vec![
+        Answer::new(
+            format!("HTTP/1.1 401 Unauthorized\r\n{challenge}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+            Then::Close,
+        ),
+        Answer::new(
+            format!("HTTP/1.1 407 Proxy Authentication Required\r\n{challenge}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+            Then::Close,
+        ),
+        Answer::new(
+            format!("HTTP/1.1 200 OK\r\n{challenge}Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"),
+            Then::Close,
+        ),
+    ])
+    .await;
+    let harness = behind(&upstream, crate::support::POLICY).await;
+    let token = harness.token("user/Patient.r");
+    let client = harness.client();
+    for expected in [502, 502, 200] {
+        let response = client.get_with_token("/Patient/123", &token).await;
+        assert_eq!(response.status, expected, "{}", response.text());
+        assert!(response.headers.get("www-authenticate").is_none());
+        assert!(response.headers.get("proxy-authenticate").is_none());
+        assert!(!response.text().contains("realm"), "{}", response.text());
+        assert_no_leak(
+            &response,
+            &[
+                &token,
+                &upstream.url(),
+                "upstream-internal",
+                "upstream-proxy",
+                "Basic",
+            ],
+        );
+    }
+    let errors = "phigate_decisions_total{rule=\"read-patient\",decision=\"error\",reason=\"upstream_challenge\"}";
+    assert_eq!(harness.metric(errors).await, 2.0);
 }
