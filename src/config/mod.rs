@@ -233,8 +233,16 @@ pub struct Listen {
     pub address: SocketAddr,
     /// TLS, or plaintext only behind the insecure knob.
     pub transport: Transport,
-    /// How long a client may take to send a request head (slowloris bound).
+    /// How long a client may take to send a request head (slowloris bound); on HTTP/1.1 also
+    /// how long a kept-alive connection may sit idle before its next request.
     pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take from the accepted TCP connection (R-T01, R-T02).
+    pub handshake_timeout: Duration,
+    /// How long a new connection may take, once accepted (and its handshake done), to deliver
+    /// its first complete request head; a connection that stays silent is closed (R-S03).
+    pub first_request_timeout: Duration,
+    /// Most client connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
     /// Cap on the request head (HTTP/1 buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
     /// The URL clients use to reach phigate (`https://gw.example.org`), against which DPoP
@@ -616,6 +624,28 @@ impl Builder<'_> {
         self.check(at, parsed).unwrap_or(default)
     }
 
+    /// A duration that must be longer than zero and at most `max` (a timeout whose larger
+    /// values would undo what it bounds).
+    fn duration_at_most(
+        &mut self,
+        at: Option<&At<String>>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let value = self.duration(at, key, default);
+        if value <= max {
+            return value;
+        }
+        if let Some(at) = at {
+            self.problem(
+                at,
+                format!("{key} must be at most {}", humantime::format_duration(max)),
+            );
+        }
+        default
+    }
+
     /// A duration for which zero has a meaning the key documents (no skew, no future proofs,
     /// no cache).
     fn duration_or_zero(
@@ -948,6 +978,24 @@ impl Builder<'_> {
             "listen.header_read_timeout",
             Duration::from_secs(10),
         );
+        let handshake_timeout = self.duration_at_most(
+            raw.handshake_timeout.as_ref(),
+            "listen.handshake_timeout",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
+        let first_request_timeout = self.duration_at_most(
+            raw.first_request_timeout.as_ref(),
+            "listen.first_request_timeout",
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+        );
+        let max_connections = self.bounded(
+            raw.max_connections.as_ref(),
+            "listen.max_connections",
+            1..=1_000_000,
+            10_000,
+        );
         let max_header_bytes = match &raw.max_header_bytes {
             None => 32 * 1024,
             Some(at) => {
@@ -989,6 +1037,9 @@ impl Builder<'_> {
             address: address?,
             transport: transport?,
             header_read_timeout,
+            handshake_timeout,
+            first_request_timeout,
+            max_connections,
             max_header_bytes,
             public_base_url,
             limits,

@@ -220,6 +220,12 @@ pub struct RawListen {
     #[serde(default)]
     pub header_read_timeout: Option<At<String>>,
     #[serde(default)]
+    pub handshake_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub first_request_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub max_connections: Option<At<u64>>,
+    #[serde(default)]
     pub max_header_bytes: Option<At<u64>>,
     #[serde(default)]
     pub public_base_url: Option<At<String>>,

@@ -518,9 +518,13 @@ fn geographic_detectors_take_documented_defaults() {
 }
 
 #[test]
-fn upstream_body_deadlines_take_documented_defaults() {
+fn connection_and_upstream_body_bounds_take_documented_defaults() {
     let (_dir, result) = load(GOOD);
     let config = result.unwrap();
+    let listen = &config.listen;
+    assert_eq!(listen.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(listen.first_request_timeout, Duration::from_secs(10));
+    assert_eq!(listen.max_connections, 10_000);
     assert_eq!(config.upstream.body_timeout, Duration::from_secs(300));
     assert_eq!(config.upstream.body_idle_timeout, Duration::from_secs(30));
     // An idle bound never outlasts the whole: a short body_timeout shortens its default.
@@ -531,9 +535,35 @@ fn upstream_body_deadlines_take_documented_defaults() {
 }
 
 #[test]
-fn upstream_body_deadlines_are_enforced() {
+fn connection_and_upstream_body_bounds_are_enforced() {
+    let listen = |key: &str| GOOD.replace("listen:\n", &format!("listen:\n  {key}\n"));
     let upstream = |keys: &str| GOOD.replace("upstream:\n", &format!("upstream:\n{keys}"));
     for (text, line, message) in [
+        (
+            listen("handshake_timeout: 0s"),
+            2,
+            "listen.handshake_timeout must be longer than 0s",
+        ),
+        (
+            listen("handshake_timeout: 2m"),
+            2,
+            "listen.handshake_timeout must be at most 1m",
+        ),
+        (
+            listen("first_request_timeout: 0s"),
+            2,
+            "listen.first_request_timeout must be longer than 0s",
+        ),
+        (
+            listen("first_request_timeout: 10m"),
+            2,
+            "listen.first_request_timeout must be at most 5m",
+        ),
+        (
+            listen("max_connections: 0"),
+            2,
+            "listen.max_connections must be between 1 and 1000000",
+        ),
         (
             upstream("  body_timeout: 0s\n"),
             7,

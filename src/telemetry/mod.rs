@@ -70,6 +70,17 @@ pub struct UpstreamBodyLabels {
 /// early or its framing broke (a reset, a bad chunk).
 pub const UPSTREAM_BODY_FAILURES: [&str; 2] = ["timed_out", "broken"];
 
+/// Labels of a connection phigate closed before it carried a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionClosedLabels {
+    /// One of [`CONNECTION_CLOSE_REASONS`].
+    pub reason: &'static str,
+}
+
+/// `first_request_timeout`: no complete request head within `listen.first_request_timeout`;
+/// `over_capacity`: `listen.max_connections` were already open.
+pub const CONNECTION_CLOSE_REASONS: [&str; 2] = ["first_request_timeout", "over_capacity"];
+
 /// Labels of one upstream response.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusClassLabels {
@@ -120,6 +131,8 @@ pub struct Metrics {
     upstream_responses: Family<StatusClassLabels, Counter>,
     upstream_body_failures: Family<UpstreamBodyLabels, Counter>,
     tls_handshake_failures: Family<HandshakeFailureLabels, Counter>,
+    connections_open: Gauge,
+    connections_closed: Family<ConnectionClosedLabels, Counter>,
     jwks_fetches: Family<FetchLabels, Counter>,
     jwks_keys_loaded: Family<IssuerLabels, Gauge>,
     jwks_keys_rejected: Family<IssuerLabels, Counter>,
@@ -240,6 +253,16 @@ impl Drop for InFlight {
     }
 }
 
+/// A client connection counted in `phigate_connections_open` until this is dropped.
+#[must_use = "the connection stops counting as open when this is dropped"]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The two text formats `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exposition {
@@ -282,6 +305,8 @@ impl Metrics {
             upstream_responses: Family::default(),
             upstream_body_failures: Family::default(),
             tls_handshake_failures: Family::default(),
+            connections_open: Gauge::default(),
+            connections_closed: Family::default(),
             jwks_fetches: Family::default(),
             jwks_keys_loaded: Family::default(),
             jwks_keys_rejected: Family::default(),
@@ -348,6 +373,16 @@ impl Metrics {
             "tls_handshake_failures",
             "TLS handshakes on the PHI listener that failed, by reason",
             self.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open on the PHI listener, handshakes included",
+            self.connections_open.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections phigate closed before they carried a request, by reason",
+            self.connections_closed.clone(),
         );
         registry.register(
             "decisions",
@@ -502,6 +537,12 @@ impl Metrics {
                     .get_or_create(&UpstreamBodyLabels { kind }),
             );
         }
+        for reason in CONNECTION_CLOSE_REASONS {
+            drop(
+                self.connections_closed
+                    .get_or_create(&ConnectionClosedLabels { reason }),
+            );
+        }
         for class in STATUS_CLASSES {
             drop(
                 self.upstream_responses
@@ -552,6 +593,20 @@ impl Metrics {
     pub fn request_started(&self) -> InFlight {
         self.requests_in_flight.inc();
         InFlight(self.requests_in_flight.clone())
+    }
+
+    /// Counts a client connection as open until the returned guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    /// Counts a connection phigate closed before it carried a request (one of
+    /// [`CONNECTION_CLOSE_REASONS`]).
+    pub fn record_connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ConnectionClosedLabels { reason })
+            .inc();
     }
 
     /// Counts an upstream answer whose body failed after its head (one of

@@ -128,6 +128,14 @@ async fn known_series_build_info_and_process_metrics_are_there_from_the_start() 
             0.0,
         ),
         (
+            "phigate_connections_closed_total{reason=\"first_request_timeout\"}".to_owned(),
+            0.0,
+        ),
+        (
+            "phigate_connections_closed_total{reason=\"over_capacity\"}".to_owned(),
+            0.0,
+        ),
+        (
             "phigate_jwks_fetches_total{issuer=\"https://as-a.test\",result=\"error\"}".to_owned(),
             0.0,
         ),
