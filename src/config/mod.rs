@@ -243,6 +243,9 @@ pub struct Listen {
     pub first_request_timeout: Duration,
     /// Most client connections open at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// How long the listener keeps serving after shutdown begins and `/readyz` turns 503, so
+    /// load balancers stop sending traffic before the port closes; zero closes it at once.
+    pub shutdown_grace: Duration,
     /// Cap on the request head (HTTP/1 buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
     /// The URL clients use to reach phigate (`https://gw.example.org`), against which DPoP
@@ -996,6 +999,17 @@ impl Builder<'_> {
             1..=1_000_000,
             10_000,
         );
+        // Zero is allowed: a gateway with no load balancer in front has nobody to wait for.
+        let shutdown_grace = self.duration_or_zero(
+            raw.shutdown_grace.as_ref(),
+            "listen.shutdown_grace",
+            Duration::from_secs(5),
+        );
+        if shutdown_grace > Duration::from_secs(300)
+            && let Some(at) = &raw.shutdown_grace
+        {
+            self.problem(at, "listen.shutdown_grace must be at most 5m");
+        }
         let max_header_bytes = match &raw.max_header_bytes {
             None => 32 * 1024,
             Some(at) => {
@@ -1040,6 +1054,7 @@ impl Builder<'_> {
             handshake_timeout,
             first_request_timeout,
             max_connections,
+            shutdown_grace,
             max_header_bytes,
             public_base_url,
             limits,

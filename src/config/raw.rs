@@ -226,6 +226,8 @@ pub struct RawListen {
     #[serde(default)]
     pub max_connections: Option<At<u64>>,
     #[serde(default)]
+    pub shutdown_grace: Option<At<String>>,
+    #[serde(default)]
     pub max_header_bytes: Option<At<u64>>,
     #[serde(default)]
     pub public_base_url: Option<At<String>>,

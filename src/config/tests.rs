@@ -525,6 +525,7 @@ fn connection_and_upstream_body_bounds_take_documented_defaults() {
     assert_eq!(listen.handshake_timeout, Duration::from_secs(10));
     assert_eq!(listen.first_request_timeout, Duration::from_secs(10));
     assert_eq!(listen.max_connections, 10_000);
+    assert_eq!(listen.shutdown_grace, Duration::from_secs(5));
     assert_eq!(config.upstream.body_timeout, Duration::from_secs(300));
     assert_eq!(config.upstream.body_idle_timeout, Duration::from_secs(30));
     // An idle bound never outlasts the whole: a short body_timeout shortens its default.
@@ -532,6 +533,9 @@ fn connection_and_upstream_body_bounds_take_documented_defaults() {
     let (_dir, result) = load(&short);
     let upstream = result.unwrap().upstream;
     assert_eq!(upstream.body_idle_timeout, Duration::from_secs(10));
+    // Zero grace is a choice: a gateway no load balancer watches closes its port at once.
+    let (_dir, result) = load(&GOOD.replace("listen:\n", "listen:\n  shutdown_grace: 0s\n"));
+    assert_eq!(result.unwrap().listen.shutdown_grace, Duration::ZERO);
 }
 
 #[test]
@@ -563,6 +567,11 @@ fn connection_and_upstream_body_bounds_are_enforced() {
             listen("max_connections: 0"),
             2,
             "listen.max_connections must be between 1 and 1000000",
+        ),
+        (
+            listen("shutdown_grace: 6m"),
+            2,
+            "listen.shutdown_grace must be at most 5m",
         ),
         (
             upstream("  body_timeout: 0s\n"),

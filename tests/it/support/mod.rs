@@ -81,6 +81,8 @@ pub struct Options {
     pub upstream_url: Option<String>,
     /// Extra keys of the `upstream:` section, verbatim and indented (e.g. `body_timeout`).
     pub upstream_extra: String,
+    /// `listen.shutdown_grace`: none by default, so a test's shutdown is not held up.
+    pub shutdown_grace: &'static str,
 }
 
 impl Default for Options {
@@ -104,6 +106,7 @@ impl Default for Options {
             real_fhir: false,
             upstream_url: None,
             upstream_extra: String::new(),
+            shutdown_grace: "0s",
         }
     }
 }
@@ -329,7 +332,7 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_extra}{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n  shutdown_grace: {grace}\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_extra}{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
@@ -351,6 +354,7 @@ fn write_config(
         extra = options.extra,
         listen_extra = options.listen_extra,
         upstream_extra = options.upstream_extra,
+        grace = options.shutdown_grace,
     );
     let file = path.join("phigate.yaml");
     std::fs::write(&file, config).unwrap();
