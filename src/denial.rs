@@ -65,8 +65,15 @@ pub enum Denial {
     ResourceNotFound,
     /// The upstream could not be reached.
     UpstreamUnreachable,
-    /// The upstream did not answer within `upstream.timeout`.
+    /// The upstream did not answer within `upstream.timeout`, or an answer phigate reads whole
+    /// did not arrive within `upstream.body_timeout` / `body_idle_timeout`.
     UpstreamTimedOut,
+    /// The upstream's answer cannot be trusted: `Content-Length` beside `Transfer-Encoding`
+    /// (RFC 9112 §6.3), or a body phigate reads whole that broke off.
+    UpstreamMalformed,
+    /// The upstream asked for credentials (401, 407): its own configuration, which the client
+    /// can do nothing about, so the client is never asked for them.
+    UpstreamChallenge,
 }
 
 /// The `WWW-Authenticate` challenge of a denial (RFC 6750 §3).
@@ -162,6 +169,8 @@ impl Denial {
             Self::ResourceNotFound => "not_found",
             Self::UpstreamUnreachable => "upstream_unreachable",
             Self::UpstreamTimedOut => "upstream_timeout",
+            Self::UpstreamMalformed => "upstream_malformed",
+            Self::UpstreamChallenge => "upstream_challenge",
         }
     }
 
@@ -345,7 +354,9 @@ impl Denial {
                 IssueCode::TooLong,
                 "The request body is too large",
             ),
-            Self::UpstreamUnreachable => (
+            // RFC 9110 §15.5.2: a 401 without phigate's challenge would be malformed, and with
+            // it a client would throw away a token phigate accepted.
+            Self::UpstreamUnreachable | Self::UpstreamMalformed | Self::UpstreamChallenge => (
                 S::BAD_GATEWAY,
                 Challenge::None,
                 IssueCode::Exception,

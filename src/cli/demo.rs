@@ -101,8 +101,10 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
         )
     );
     std::fs::write(&config_file, &config_text).context("cannot write the demo configuration")?;
-    let config =
+    let mut config =
         Config::from_yaml(&config_text, &config_file).map_err(|err| anyhow::anyhow!("{err}"))?;
+    // No load balancer sits in front of a demo: Ctrl-C closes its listener at once.
+    config.listen.shutdown_grace = Duration::ZERO;
 
     let gateway = Gateway::start(config).await?;
     print_walkthrough(&gateway, &issuer, &fhir, &ca_file, &config_file);

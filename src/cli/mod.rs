@@ -261,7 +261,7 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     }
     let gateway = Gateway::start(config).await?;
     wait_for_stop_signal().await?;
-    tracing::info!("shutting down: readiness off, draining in-flight requests");
+    tracing::info!("shutting down: readiness off");
     gateway.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }

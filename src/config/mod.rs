@@ -233,8 +233,19 @@ pub struct Listen {
     pub address: SocketAddr,
     /// TLS, or plaintext only behind the insecure knob.
     pub transport: Transport,
-    /// How long a client may take to send a request head (slowloris bound).
+    /// How long a client may take to send a request head (slowloris bound); on HTTP/1.1 also
+    /// how long a kept-alive connection may sit idle before its next request.
     pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take from the accepted TCP connection (R-T01, R-T02).
+    pub handshake_timeout: Duration,
+    /// How long a new connection may take, once accepted (and its handshake done), to deliver
+    /// its first complete request head; a connection that stays silent is closed (R-S03).
+    pub first_request_timeout: Duration,
+    /// Most client connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long the listener keeps serving after shutdown begins and `/readyz` turns 503, so
+    /// load balancers stop sending traffic before the port closes; zero closes it at once.
+    pub shutdown_grace: Duration,
     /// Cap on the request head (HTTP/1 buffer and HTTP/2 header list).
     pub max_header_bytes: usize,
     /// The URL clients use to reach phigate (`https://gw.example.org`), against which DPoP
@@ -304,6 +315,10 @@ pub struct Upstream {
     pub ca_file: Option<PathBuf>,
     /// Bound on waiting for the upstream's response head.
     pub timeout: Duration,
+    /// Bound on the upstream's whole response body, from its head to its last byte.
+    pub body_timeout: Duration,
+    /// Bound on waiting for the next piece of the upstream's response body.
+    pub body_idle_timeout: Duration,
     /// Whether the verified bearer token is passed on in `Authorization`.
     pub forward_token: bool,
 }
@@ -622,6 +637,28 @@ impl Builder<'_> {
                     .ok_or_else(|| format!("{key} must be longer than 0s"))
             });
         self.check(at, parsed).unwrap_or(default)
+    }
+
+    /// A duration that must be longer than zero and at most `max` (a timeout whose larger
+    /// values would undo what it bounds).
+    fn duration_at_most(
+        &mut self,
+        at: Option<&At<String>>,
+        key: &str,
+        default: Duration,
+        max: Duration,
+    ) -> Duration {
+        let value = self.duration(at, key, default);
+        if value <= max {
+            return value;
+        }
+        if let Some(at) = at {
+            self.problem(
+                at,
+                format!("{key} must be at most {}", humantime::format_duration(max)),
+            );
+        }
+        default
     }
 
     /// A duration for which zero has a meaning the key documents (no skew, no future proofs,
@@ -956,6 +993,35 @@ impl Builder<'_> {
             "listen.header_read_timeout",
             Duration::from_secs(10),
         );
+        let handshake_timeout = self.duration_at_most(
+            raw.handshake_timeout.as_ref(),
+            "listen.handshake_timeout",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        );
+        let first_request_timeout = self.duration_at_most(
+            raw.first_request_timeout.as_ref(),
+            "listen.first_request_timeout",
+            Duration::from_secs(10),
+            Duration::from_secs(300),
+        );
+        let max_connections = self.bounded(
+            raw.max_connections.as_ref(),
+            "listen.max_connections",
+            1..=1_000_000,
+            10_000,
+        );
+        // Zero is allowed: a gateway with no load balancer in front has nobody to wait for.
+        let shutdown_grace = self.duration_or_zero(
+            raw.shutdown_grace.as_ref(),
+            "listen.shutdown_grace",
+            Duration::from_secs(5),
+        );
+        if shutdown_grace > Duration::from_secs(300)
+            && let Some(at) = &raw.shutdown_grace
+        {
+            self.problem(at, "listen.shutdown_grace must be at most 5m");
+        }
         let max_header_bytes = match &raw.max_header_bytes {
             None => 32 * 1024,
             Some(at) => {
@@ -997,6 +1063,10 @@ impl Builder<'_> {
             address: address?,
             transport: transport?,
             header_read_timeout,
+            handshake_timeout,
+            first_request_timeout,
+            max_connections,
+            shutdown_grace,
             max_header_bytes,
             public_base_url,
             limits,
@@ -1075,12 +1145,32 @@ impl Builder<'_> {
             "upstream.timeout",
             Duration::from_secs(30),
         );
+        let body_timeout = self.duration(
+            raw.body_timeout.as_ref(),
+            "upstream.body_timeout",
+            Duration::from_secs(300),
+        );
+        let body_idle_timeout = self.duration(
+            raw.body_idle_timeout.as_ref(),
+            "upstream.body_idle_timeout",
+            Duration::from_secs(30).min(body_timeout),
+        );
+        if body_idle_timeout > body_timeout
+            && let Some(at) = &raw.body_idle_timeout
+        {
+            self.problem(
+                at,
+                "upstream.body_idle_timeout must not be longer than upstream.body_timeout",
+            );
+        }
         Some(Upstream {
             scheme,
             authority,
             base_path,
             ca_file: raw.ca_file.as_ref().map(|ca| self.path(ca, "ca_file")),
             timeout,
+            body_timeout,
+            body_idle_timeout,
             forward_token: raw.forward_token.unwrap_or(false),
         })
     }

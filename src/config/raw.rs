@@ -235,6 +235,14 @@ pub struct RawListen {
     #[serde(default)]
     pub header_read_timeout: Option<At<String>>,
     #[serde(default)]
+    pub handshake_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub first_request_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub max_connections: Option<At<u64>>,
+    #[serde(default)]
+    pub shutdown_grace: Option<At<String>>,
+    #[serde(default)]
     pub max_header_bytes: Option<At<u64>>,
     #[serde(default)]
     pub public_base_url: Option<At<String>>,
@@ -288,6 +296,10 @@ pub struct RawUpstream {
     pub ca_file: Option<At<String>>,
     #[serde(default)]
     pub timeout: Option<At<String>>,
+    #[serde(default)]
+    pub body_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub body_idle_timeout: Option<At<String>>,
     #[serde(default)]
     pub forward_token: Option<bool>,
 }

@@ -574,3 +574,83 @@ fn geographic_detectors_take_documented_defaults() {
         })
     );
 }
+
+#[test]
+fn connection_and_upstream_body_bounds_take_documented_defaults() {
+    let (_dir, result) = load(GOOD);
+    let config = result.unwrap();
+    let listen = &config.listen;
+    assert_eq!(listen.handshake_timeout, Duration::from_secs(10));
+    assert_eq!(listen.first_request_timeout, Duration::from_secs(10));
+    assert_eq!(listen.max_connections, 10_000);
+    assert_eq!(listen.shutdown_grace, Duration::from_secs(5));
+    assert_eq!(config.upstream.body_timeout, Duration::from_secs(300));
+    assert_eq!(config.upstream.body_idle_timeout, Duration::from_secs(30));
+    // An idle bound never outlasts the whole: a short body_timeout shortens its default.
+    let short = GOOD.replace("upstream:\n", "upstream:\n  body_timeout: 10s\n");
+    let (_dir, result) = load(&short);
+    let upstream = result.unwrap().upstream;
+    assert_eq!(upstream.body_idle_timeout, Duration::from_secs(10));
+    // Zero grace is a choice: a gateway no load balancer watches closes its port at once.
+    let (_dir, result) = load(&GOOD.replace("listen:\n", "listen:\n  shutdown_grace: 0s\n"));
+    assert_eq!(result.unwrap().listen.shutdown_grace, Duration::ZERO);
+}
+
+#[test]
+fn connection_and_upstream_body_bounds_are_enforced() {
+    let listen = |key: &str| GOOD.replace("listen:\n", &format!("listen:\n  {key}\n"));
+    let upstream = |keys: &str| GOOD.replace("upstream:\n", &format!("upstream:\n{keys}"));
+    for (text, line, message) in [
+        (
+            listen("handshake_timeout: 0s"),
+            2,
+            "listen.handshake_timeout must be longer than 0s",
+        ),
+        (
+            listen("handshake_timeout: 2m"),
+            2,
+            "listen.handshake_timeout must be at most 1m",
+        ),
+        (
+            listen("first_request_timeout: 0s"),
+            2,
+            "listen.first_request_timeout must be longer than 0s",
+        ),
+        (
+            listen("first_request_timeout: 10m"),
+            2,
+            "listen.first_request_timeout must be at most 5m",
+        ),
+        (
+            listen("max_connections: 0"),
+            2,
+            "listen.max_connections must be between 1 and 1000000",
+        ),
+        (
+            listen("shutdown_grace: 6m"),
+            2,
+            "listen.shutdown_grace must be at most 5m",
+        ),
+        (
+            upstream("  body_timeout: 0s\n"),
+            7,
+            "upstream.body_timeout must be longer than 0s",
+        ),
+        (
+            upstream("  body_idle_timeout: 0s\n"),
+            7,
+            "upstream.body_idle_timeout must be longer than 0s",
+        ),
+        (
+            upstream("  body_timeout: 1m\n  body_idle_timeout: 2m\n"),
+            8,
+            "upstream.body_idle_timeout must not be longer than upstream.body_timeout",
+        ),
+    ] {
+        let (_dir, result) = load(&text);
+        let err = result.expect_err(message);
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].line, line, "{err}");
+        assert!(err.problems[0].message.contains(message), "{err}");
+    }
+}

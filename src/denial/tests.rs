@@ -127,6 +127,9 @@ fn each_denial_has_its_status_challenge_and_outcome() {
         (Denial::ResourceNotFound, 404, &[], "not-found"),
         (Denial::UpstreamUnreachable, 502, &[], "exception"),
         (Denial::UpstreamTimedOut, 504, &[], "timeout"),
+        (Denial::UpstreamMalformed, 502, &[], "exception"),
+        // The upstream's challenge never becomes the client's: no WWW-Authenticate at all.
+        (Denial::UpstreamChallenge, 502, &[], "exception"),
     ];
     for (denial, status, challenge, code) in cases {
         check(denial, status, challenge, code);

@@ -2,8 +2,11 @@
 //! from the `Permit` and never from the request URI, so the path that was authorised is the path
 //! forwarded, byte for byte. Headers are rebuilt, not patched: hop-by-hop fields and everything a
 //! client could use to speak for phigate (identity, forwarding, client-certificate headers) are
-//! removed before phigate adds its own. Bodies stream in both directions; only a form body is
-//! buffered, to refuse a token hidden in it.
+//! removed before phigate adds its own; so are the upstream's own authentication challenges.
+//! The request body was read whole by the decision chain. An answer streams back unless the
+//! permit needs it checked or rewritten, when it is read whole (bounded) before anything reaches
+//! the client; either way its body is held to `upstream.body_timeout` and `body_idle_timeout`,
+//! and an answer whose framing cannot be trusted is refused.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -11,12 +14,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version, request};
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use serde_json::Value;
 
 use super::links::Links;
-use crate::body::{BoxError, ProxyBody};
+use crate::body::{BodyTimedOut, BoxError, Deadlines, ProxyBody, TimedBody};
 use crate::config::Upstream;
 use crate::denial::Denial;
 use crate::hygiene;
@@ -53,15 +56,17 @@ const STRIPPED_REQUEST_HEADERS: [&str; 13] = [
     "authorization",
 ];
 
-/// Response fields removed: hop-by-hop and proxy-only fields (an upstream's
-/// `Proxy-Authenticate` would ask the client for the upstream's credentials), and version
-/// banners that help an attacker (K-07).
-const STRIPPED_RESPONSE_HEADERS: [&str; 11] = [
+/// Response fields removed: hop-by-hop and proxy-only fields, the upstream's authentication
+/// challenges (its `WWW-Authenticate` or `Proxy-Authenticate` would ask the client for the
+/// upstream's credentials and name its realm; R-U08), and version banners that help an
+/// attacker (K-07).
+const STRIPPED_RESPONSE_HEADERS: [&str; 12] = [
     "connection",
     "keep-alive",
     "proxy-connection",
     "proxy-authenticate",
     "proxy-authorization",
+    "www-authenticate",
     "te",
     "trailer",
     "transfer-encoding",
@@ -105,7 +110,7 @@ impl Forwarder {
         permit: &Permit,
         facts: &Facts,
         conn: &Connection,
-        metrics: &Metrics,
+        metrics: &Arc<Metrics>,
     ) -> Result<Response<ProxyBody>, Denial> {
         let uri = self.upstream_uri(permit)?;
         let links = self.links(&parts, conn);
@@ -151,6 +156,7 @@ impl Forwarder {
         }
         let response = self.send(request, metrics).await?;
         let (mut head, body) = response.into_parts();
+        let body = TimedBody::new(body, self.body_deadlines());
         strip_hop_by_hop(&mut head.headers, &STRIPPED_RESPONSE_HEADERS);
         links.rewrite_headers(&mut head.headers);
         let holder = facts.token.as_deref().map(VerifiedToken::holder);
@@ -177,14 +183,22 @@ impl Forwarder {
             || (permit.fhir().is_some() && is_json(&head.headers));
         let links = &links;
         if !inspected {
-            // An upstream reset mid-body surfaces as a body error, which aborts the downstream
-            // response instead of completing it: a truncated Bundle never looks whole (R-U03).
-            return Ok(Response::from_parts(
-                head,
-                body.map_err(BoxError::from).boxed_unsync(),
-            ));
+            // An upstream reset or a passed deadline mid-body surfaces as a body error, which
+            // aborts the downstream response instead of completing it: a truncated Bundle never
+            // looks whole (R-U03, R-U04).
+            let metrics = Arc::clone(metrics);
+            let body = body.map_err(move |err| {
+                let kind = body_failure(&err);
+                metrics.record_upstream_body_failure(kind);
+                tracing::warn!(
+                    upstream.body = kind,
+                    "upstream answer cut off mid-body; the client's response is aborted"
+                );
+                err
+            });
+            return Ok(Response::from_parts(head, body.boxed_unsync()));
         }
-        let bytes = inspect_answer(body, permit, links, sealing.as_ref()).await?;
+        let bytes = inspect_answer(body, permit, links, sealing.as_ref(), metrics).await?;
         // The body may have been filtered or rewritten: hyper sets the new length.
         head.headers.remove(header::CONTENT_LENGTH);
         Ok(Response::from_parts(
@@ -232,11 +246,13 @@ impl Forwarder {
             .get(header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = Limited::new(response.into_body(), MAX_CHECKED_RESPONSE_BYTES)
-            .collect()
+        let body = TimedBody::new(response.into_body(), self.body_deadlines());
+        let bytes = read_whole(body, metrics)
             .await
-            .map_err(|_| unusable())?
-            .to_bytes();
+            .map_err(|unread| match unread {
+                Unread::TooLarge => unusable(),
+                Unread::Failed(denial) => denial,
+            })?;
         let current = strict_json::parse(&bytes).map_err(|_| unusable())?;
         precondition
             .check(&current, patch)
@@ -273,7 +289,17 @@ impl Forwarder {
         Links::new(&upstream_base, &public_base)
     }
 
-    /// Sends one request upstream within `upstream.timeout`, recording how it went.
+    /// The deadlines on an upstream answer's body, from its head on.
+    fn body_deadlines(&self) -> Deadlines {
+        Deadlines {
+            total: self.upstream.body_timeout,
+            idle: self.upstream.body_idle_timeout,
+        }
+    }
+
+    /// Sends one request upstream and waits for the answer's head within `upstream.timeout`,
+    /// recording how it went. An answer whose framing cannot be trusted, or that asks for
+    /// credentials, is refused here, before anything of it is used.
     async fn send(
         &self,
         request: Request<ProxyBody>,
@@ -283,9 +309,30 @@ impl Forwarder {
         let sent = tokio::time::timeout(self.upstream.timeout, self.client.request(request)).await;
         let elapsed = started.elapsed().as_secs_f64();
         match sent {
+            // RFC 9112 §6.3: `Transfer-Encoding` beside `Content-Length` "ought to be handled
+            // as an error". hyper reads such a body by its chunks yet keeps the stale length,
+            // which would frame (truncate) the client's response: refused, never passed on.
+            Ok(Ok(response))
+                if response.headers().contains_key(header::TRANSFER_ENCODING)
+                    && response.headers().contains_key(header::CONTENT_LENGTH) =>
+            {
+                metrics.record_upstream("malformed", elapsed);
+                tracing::warn!("upstream answer has both Content-Length and Transfer-Encoding");
+                Err(Denial::UpstreamMalformed)
+            }
             Ok(Ok(response)) => {
                 metrics.record_upstream("ok", elapsed);
                 metrics.record_upstream_status(response.status());
+                if matches!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::PROXY_AUTHENTICATION_REQUIRED
+                ) {
+                    tracing::warn!(
+                        upstream.status = response.status().as_u16(),
+                        "upstream asked phigate for credentials"
+                    );
+                    return Err(Denial::UpstreamChallenge);
+                }
                 Ok(response)
             }
             Ok(Err(err)) => {
@@ -412,17 +459,19 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[&str]) {
 /// checked but is too large or not JSON is refused, never passed through; one that needs only
 /// its links rewritten and is not JSON passes as it came.
 async fn inspect_answer(
-    body: Incoming,
+    body: TimedBody<Incoming>,
     permit: &Permit,
     links: &Links,
     sealing: Option<&Sealing<'_>>,
+    metrics: &Metrics,
 ) -> Result<Bytes, Denial> {
     let refused = |denial: FhirDenial| Denial::Refused(Refusal::from(denial));
-    let bytes = Limited::new(body, MAX_CHECKED_RESPONSE_BYTES)
-        .collect()
+    let bytes = read_whole(body, metrics)
         .await
-        .map_err(|_| refused(FhirDenial::ResponseTooLarge))?
-        .to_bytes();
+        .map_err(|unread| match unread {
+            Unread::TooLarge => refused(FhirDenial::ResponseTooLarge),
+            Unread::Failed(denial) => denial,
+        })?;
     // No body (204, a minimal write, HEAD) holds no resource.
     if bytes.is_empty() {
         return Ok(bytes);
@@ -460,6 +509,47 @@ async fn inspect_answer(
     } else {
         bytes
     })
+}
+
+/// Why an upstream answer phigate needed whole could not be read.
+enum Unread {
+    /// Over [`MAX_CHECKED_RESPONSE_BYTES`]; each caller says what that means for it.
+    TooLarge,
+    /// The upstream's fault, counted: 504 past a deadline, 502 when the body broke off.
+    Failed(Denial),
+}
+
+/// Reads an upstream answer whole, within its deadlines, before any of it reaches the client.
+async fn read_whole(body: TimedBody<Incoming>, metrics: &Metrics) -> Result<Bytes, Unread> {
+    match Limited::new(body, MAX_CHECKED_RESPONSE_BYTES)
+        .collect()
+        .await
+    {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => Err(Unread::TooLarge),
+        Err(err) => {
+            let kind = body_failure(&err);
+            metrics.record_upstream_body_failure(kind);
+            tracing::warn!(
+                upstream.body = kind,
+                "upstream answer could not be read whole"
+            );
+            Err(Unread::Failed(if BodyTimedOut::is(&err) {
+                Denial::UpstreamTimedOut
+            } else {
+                Denial::UpstreamMalformed
+            }))
+        }
+    }
+}
+
+/// The `phigate_upstream_body_failures_total` kind of a body error.
+fn body_failure(err: &BoxError) -> &'static str {
+    if BodyTimedOut::is(err) {
+        "timed_out"
+    } else {
+        "broken"
+    }
 }
 
 /// Whether a response declares a JSON body (`application/fhir+json`, `application/json`).

@@ -56,6 +56,7 @@ pub struct Gateway {
     listener: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
     readiness: Arc<Readiness>,
+    shutdown_grace: Duration,
     audit_finished: Option<WriterFinished>,
 }
 
@@ -189,6 +190,7 @@ impl Gateway {
             metrics,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let shutdown_grace = config.listen.shutdown_grace;
         let listener = server::Listener {
             tcp,
             tls: tls_acceptor,
@@ -203,6 +205,7 @@ impl Gateway {
             listener,
             background,
             readiness,
+            shutdown_grace,
             audit_finished,
         })
     }
@@ -217,9 +220,20 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Turns readiness off, stops accepting, drains in-flight requests, then stops.
+    /// Turns readiness off, keeps serving for `listen.shutdown_grace`, then stops accepting,
+    /// drains in-flight requests, and stops.
     pub async fn shutdown(self) {
         self.readiness.serving.store(false, Ordering::SeqCst);
+        // A load balancer notices the 503 only at its next health checks: until then it still
+        // sends requests, which an open listener serves rather than refuses.
+        if !self.shutdown_grace.is_zero() {
+            tracing::info!(
+                listen.shutdown_grace = %humantime::format_duration(self.shutdown_grace),
+                "not ready; serving on for the shutdown grace period"
+            );
+            tokio::time::sleep(self.shutdown_grace).await;
+        }
+        tracing::info!("closing the listener; draining in-flight requests");
         let _ = self.shutdown.send(true);
         let _ = self.listener.await;
         // Every request is answered, so every sink is gone: the writer empties its queue and

@@ -232,7 +232,8 @@ fn plain(config: &Config, message: impl Into<String>) -> ConfigProblem {
 }
 
 /// The longest a request can wait on configured timers, one after another: its body, a key
-/// fetch, an introspection call, and two upstream exchanges (a write's read-before-write).
+/// fetch, an introspection call, and two upstream exchanges (a write's read-before-write), each
+/// a head and a body read whole before the answer is checked.
 /// Latency histograms reach past it, so a request that times out still lands in a finite bucket.
 fn longest_wait(config: &Config) -> std::time::Duration {
     let introspection = config
@@ -246,7 +247,9 @@ fn longest_wait(config: &Config) -> std::time::Duration {
         config.tokens.jwks_fetch_timeout,
         introspection,
         config.upstream.timeout,
+        config.upstream.body_timeout,
         config.upstream.timeout,
+        config.upstream.body_timeout,
     ]
     .into_iter()
     .fold(

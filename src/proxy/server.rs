@@ -1,28 +1,29 @@
-//! Accepting connections: TLS handshake under a deadline, HTTP/1.1 or HTTP/2 by ALPN with the
-//! limits of SECURITY.md §5 (header read timeout, header size, stream and window caps), failed
-//! handshakes counted by reason, and
-//! graceful shutdown that stops accepting, lets in-flight requests finish within a deadline, and
-//! then closes. It never parses or decides on a request itself.
+//! Accepting connections: at most `listen.max_connections` open at once, a TLS handshake under
+//! `listen.handshake_timeout`, a first request head within `listen.first_request_timeout`, then
+//! HTTP/1.1 or HTTP/2 by ALPN with the limits of SECURITY.md §5 (header read timeout, header
+//! size, stream and window caps); failed handshakes and connections closed unused are counted
+//! by reason. On shutdown it stops accepting, lets in-flight requests finish within a deadline,
+//! and then closes. It never parses or decides on a request itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
 use crate::tls::{ClientIdentity, HandshakeFailure};
 
-/// RFC 9325 / SECURITY.md R-T02: a handshake that stalls is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run after shutdown starts.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Bound on requests processed at once across all connections.
@@ -42,12 +43,20 @@ impl Listener {
     /// Serves until `shutdown` turns true, then drains.
     pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let graceful = GracefulShutdown::new();
+        let connections = Arc::new(Semaphore::new(self.settings.max_connections));
         let settings = Arc::new(self.settings);
-        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_REQUESTS));
+        let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
+                        // R-S04: past the cap a connection is closed at once, before any TLS
+                        // work, so a flood cannot take every descriptor from established clients.
+                        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                            shared.metrics.record_connection_closed("over_capacity");
+                            drop(stream);
+                            continue;
+                        };
                         let watcher = graceful.watcher();
                         let task = Connected {
                             shared: Arc::clone(&shared),
@@ -55,7 +64,11 @@ impl Listener {
                             tls: self.tls.clone(),
                             limit: Arc::clone(&limit),
                         };
-                        tokio::spawn(async move { task.serve(stream, peer, watcher).await });
+                        tokio::spawn(async move {
+                            let _open = task.shared.metrics.connection_opened();
+                            task.serve(stream, peer, watcher).await;
+                            drop(slot);
+                        });
                     }
                     Err(err) => {
                         // EMFILE and friends: back off instead of spinning (R-S04).
@@ -80,39 +93,16 @@ struct Connected {
     shared: Arc<Shared>,
     settings: Arc<Listen>,
     tls: Option<TlsAcceptor>,
-    limit: Arc<tokio::sync::Semaphore>,
+    limit: Arc<Semaphore>,
 }
 
 impl Connected {
-    async fn serve(
-        self,
-        stream: TcpStream,
-        peer: SocketAddr,
-        watcher: hyper_util::server::graceful::Watcher,
-    ) {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
         let _ = stream.set_nodelay(true);
-        let builder = self.http_builder();
         match &self.tls {
             Some(acceptor) => {
-                let tls_stream = match tokio::time::timeout(
-                    HANDSHAKE_TIMEOUT,
-                    acceptor.accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(tls_stream)) => tls_stream,
-                    Ok(Err(err)) => {
-                        let failure = HandshakeFailure::of(&err);
-                        tracing::debug!(error = %err, reason = failure.reason(), "TLS handshake failed");
-                        self.shared.metrics.record_handshake_failure(failure);
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!("TLS handshake timed out");
-                        let failure = HandshakeFailure::Timeout;
-                        self.shared.metrics.record_handshake_failure(failure);
-                        return;
-                    }
+                let Some(tls_stream) = self.handshake(acceptor, stream).await else {
+                    return;
                 };
                 let identity = ClientIdentity::from_peer_certificates(
                     tls_stream.get_ref().1.peer_certificates(),
@@ -122,11 +112,8 @@ impl Connected {
                     identity,
                     tls: true,
                 };
-                let service = self.service(conn);
-                let served = watcher
-                    .watch(builder.serve_connection(TokioIo::new(tls_stream), service))
+                self.serve_http(TokioIo::new(tls_stream), conn, watcher)
                     .await;
-                self.count_protocol_error(served);
             }
             None => {
                 let conn = Connection {
@@ -134,13 +121,78 @@ impl Connected {
                     identity: ClientIdentity::anonymous(),
                     tls: false,
                 };
-                let service = self.service(conn);
-                let served = watcher
-                    .watch(builder.serve_connection(TokioIo::new(stream), service))
-                    .await;
-                self.count_protocol_error(served);
+                self.serve_http(TokioIo::new(stream), conn, watcher).await;
             }
         }
+    }
+
+    /// The TLS handshake within `listen.handshake_timeout` (R-T01, R-T02: a peer that never
+    /// starts or never finishes one is dropped); a failure is counted by its reason.
+    async fn handshake(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+    ) -> Option<TlsStream<TcpStream>> {
+        let failure = match tokio::time::timeout(
+            self.settings.handshake_timeout,
+            acceptor.accept(stream),
+        )
+        .await
+        {
+            Ok(Ok(tls_stream)) => return Some(tls_stream),
+            Ok(Err(err)) => {
+                let failure = HandshakeFailure::of(&err);
+                tracing::debug!(error = %err, reason = failure.reason(), "TLS handshake failed");
+                failure
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake timed out");
+                HandshakeFailure::Timeout
+            }
+        };
+        self.shared.metrics.record_handshake_failure(failure);
+        None
+    }
+
+    /// Serves HTTP on an established connection. Its first request head must be complete
+    /// within `listen.first_request_timeout`: hyper's header timeout starts only once the
+    /// protocol is known (after the first bytes) and HTTP/2 has none, so without this a
+    /// connection that never sends a byte, or only a preface, would hold its slot forever.
+    async fn serve_http<I>(&self, io: I, conn: Connection, watcher: Watcher)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let arrived = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&arrived);
+        let service = tower::ServiceBuilder::new()
+            .map_request(move |request| {
+                flag.store(true, Ordering::Release);
+                request
+            })
+            .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
+                Arc::clone(&self.limit),
+            ))
+            .service(GatewayService::new(Arc::clone(&self.shared), conn));
+        let builder = self.http_builder();
+        let served = watcher.watch(builder.serve_connection(io, TowerToHyperService::new(service)));
+        tokio::pin!(served);
+        let first = tokio::select! {
+            biased;
+            result = &mut served => Some(result),
+            () = tokio::time::sleep(self.settings.first_request_timeout) => None,
+        };
+        let result = match first {
+            Some(result) => result,
+            None if arrived.load(Ordering::Acquire) => served.await,
+            None => {
+                tracing::debug!("no request within the first-request timeout; closing");
+                self.shared
+                    .metrics
+                    .record_connection_closed("first_request_timeout");
+                return;
+            }
+        };
+        self.count_protocol_error(result);
     }
 
     /// hyper answers a broken request head (400, 431) or a slow one itself, before any
@@ -160,18 +212,6 @@ impl Connected {
             return;
         };
         self.shared.metrics.record_protocol_error(kind);
-    }
-
-    fn service(
-        &self,
-        conn: Connection,
-    ) -> TowerToHyperService<tower::limit::ConcurrencyLimit<GatewayService>> {
-        let service = tower::ServiceBuilder::new()
-            .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-                Arc::clone(&self.limit),
-            ))
-            .service(GatewayService::new(Arc::clone(&self.shared), conn));
-        TowerToHyperService::new(service)
     }
 
     fn http_builder(&self) -> auto::Builder<TokioExecutor> {

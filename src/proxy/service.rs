@@ -186,7 +186,10 @@ fn parameter_names(query: Option<&str>) -> Option<String> {
 /// denial (the client's fault), never an upstream error.
 fn decision_label(denial: &Denial) -> &'static str {
     match denial {
-        Denial::UpstreamUnreachable | Denial::UpstreamTimedOut => "error",
+        Denial::UpstreamUnreachable
+        | Denial::UpstreamTimedOut
+        | Denial::UpstreamMalformed
+        | Denial::UpstreamChallenge => "error",
         Denial::Refused(refusal) if refusal.class() == RefusalClass::UpstreamUnusable => "error",
         _ => "deny",
     }

@@ -82,8 +82,31 @@ pub struct UpstreamLabels {
     pub outcome: &'static str,
 }
 
-/// How an upstream exchange ended: an answer, no connection, or no answer in time.
-pub const UPSTREAM_OUTCOMES: [&str; 3] = ["ok", "unreachable", "timed_out"];
+/// How an upstream exchange ended: an answer, no connection, no answer in time, or an answer
+/// whose framing cannot be trusted (`Content-Length` with `Transfer-Encoding`).
+pub const UPSTREAM_OUTCOMES: [&str; 4] = ["ok", "unreachable", "timed_out", "malformed"];
+
+/// Labels of an upstream answer whose body failed after its head arrived.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamBodyLabels {
+    /// One of [`UPSTREAM_BODY_FAILURES`].
+    pub kind: &'static str,
+}
+
+/// `timed_out`: `upstream.body_timeout` or `body_idle_timeout` passed; `broken`: the body ended
+/// early or its framing broke (a reset, a bad chunk).
+pub const UPSTREAM_BODY_FAILURES: [&str; 2] = ["timed_out", "broken"];
+
+/// Labels of a connection phigate closed before it carried a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionClosedLabels {
+    /// One of [`CONNECTION_CLOSE_REASONS`].
+    pub reason: &'static str,
+}
+
+/// `first_request_timeout`: no complete request head within `listen.first_request_timeout`;
+/// `over_capacity`: `listen.max_connections` were already open.
+pub const CONNECTION_CLOSE_REASONS: [&str; 2] = ["first_request_timeout", "over_capacity"];
 
 /// Labels of one upstream response.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -133,7 +156,10 @@ pub struct Metrics {
     requests_in_flight: Gauge,
     upstream_duration: Family<UpstreamLabels, Histogram, LatencyBuckets>,
     upstream_responses: Family<StatusClassLabels, Counter>,
+    upstream_body_failures: Family<UpstreamBodyLabels, Counter>,
     tls_handshake_failures: Family<HandshakeFailureLabels, Counter>,
+    connections_open: Gauge,
+    connections_closed: Family<ConnectionClosedLabels, Counter>,
     jwks_fetches: Family<FetchLabels, Counter>,
     jwks_keys_loaded: Family<IssuerLabels, Gauge>,
     jwks_keys_rejected: Family<IssuerLabels, Counter>,
@@ -257,6 +283,16 @@ impl Drop for InFlight {
     }
 }
 
+/// A client connection counted in `phigate_connections_open` until this is dropped.
+#[must_use = "the connection stops counting as open when this is dropped"]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// The two text formats `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exposition {
@@ -297,7 +333,10 @@ impl Metrics {
             requests_in_flight: Gauge::default(),
             upstream_duration: Family::new_with_constructor(buckets),
             upstream_responses: Family::default(),
+            upstream_body_failures: Family::default(),
             tls_handshake_failures: Family::default(),
+            connections_open: Gauge::default(),
+            connections_closed: Family::default(),
             jwks_fetches: Family::default(),
             jwks_keys_loaded: Family::default(),
             jwks_keys_rejected: Family::default(),
@@ -369,9 +408,24 @@ impl Metrics {
             self.upstream_responses.clone(),
         );
         registry.register(
+            "upstream_body_failures",
+            "Upstream answers whose body timed out or broke after the head arrived, by kind",
+            self.upstream_body_failures.clone(),
+        );
+        registry.register(
             "tls_handshake_failures",
             "TLS handshakes on the PHI listener that failed, by reason",
             self.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "connections_open",
+            "Client connections open on the PHI listener, handshakes included",
+            self.connections_open.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections phigate closed before they carried a request, by reason",
+            self.connections_closed.clone(),
         );
         registry.register(
             "decisions",
@@ -525,6 +579,18 @@ impl Metrics {
                     .get_or_create(&UpstreamLabels { outcome }),
             );
         }
+        for kind in UPSTREAM_BODY_FAILURES {
+            drop(
+                self.upstream_body_failures
+                    .get_or_create(&UpstreamBodyLabels { kind }),
+            );
+        }
+        for reason in CONNECTION_CLOSE_REASONS {
+            drop(
+                self.connections_closed
+                    .get_or_create(&ConnectionClosedLabels { reason }),
+            );
+        }
         for class in STATUS_CLASSES {
             drop(
                 self.upstream_responses
@@ -575,6 +641,28 @@ impl Metrics {
     pub fn request_started(&self) -> InFlight {
         self.requests_in_flight.inc();
         InFlight(self.requests_in_flight.clone())
+    }
+
+    /// Counts a client connection as open until the returned guard is dropped.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections_open.inc();
+        OpenConnection(self.connections_open.clone())
+    }
+
+    /// Counts a connection phigate closed before it carried a request (one of
+    /// [`CONNECTION_CLOSE_REASONS`]).
+    pub fn record_connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ConnectionClosedLabels { reason })
+            .inc();
+    }
+
+    /// Counts an upstream answer whose body failed after its head (one of
+    /// [`UPSTREAM_BODY_FAILURES`]).
+    pub fn record_upstream_body_failure(&self, kind: &'static str) {
+        self.upstream_body_failures
+            .get_or_create(&UpstreamBodyLabels { kind })
+            .inc();
     }
 
     /// Counts a TLS handshake that failed, by [`HandshakeFailure::reason`].

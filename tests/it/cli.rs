@@ -397,6 +397,62 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
     }
 }
 
+// R-L01: on SIGTERM `/readyz` turns 503 at once, yet the listener keeps serving new requests
+// for `listen.shutdown_grace` (load balancers notice only at their next health checks); only
+// then does it stop accepting, drain, and exit 0.
+#[tokio::test]
+async fn sigterm_turns_readiness_off_serves_through_the_grace_period_then_exits() {
+    let harness = Harness::start().await;
+    let text = std::fs::read_to_string(&harness.config_file).unwrap();
+    let graced = text.replace("  shutdown_grace: 0s\n", "  shutdown_grace: 10s\n");
+    assert_ne!(text, graced);
+    let config = harness.dir.path().join("run.yaml");
+    std::fs::write(&config, graced).unwrap();
+    let (child, mut log, addr) = run_binary(&config).await;
+    let serving = log.line("phigate serving").await;
+    let admin: std::net::SocketAddr = serving["admin.address"].as_str().unwrap().parse().unwrap();
+    let readyz = || async move { crate::support::client::plain_get(admin, "/readyz").await.0 };
+    crate::support::eventually(Duration::from_secs(20), || async { readyz().await == 200 }).await;
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    crate::support::eventually(Duration::from_secs(20), || async { readyz().await == 503 }).await;
+    // A new connection and request, after readiness went off: still served.
+    let client = crate::support::TestClient::new(addr, &harness.ca, None, false);
+    assert_eq!(client.get("/metadata").await.status, 200);
+    drop(client);
+    let mut child = child;
+    let exit = crate::support::within(
+        Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait().unwrap()),
+    )
+    .await
+    .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    // The order of events, from the log: not ready, the request served, then the port closed.
+    let Log { lines, mut seen } = log;
+    for line in lines.rest().await {
+        seen.push(serde_json::from_str(&line).unwrap_or_default());
+    }
+    let position = |wanted: &dyn Fn(&serde_json::Value) -> bool| {
+        seen.iter()
+            .position(wanted)
+            .unwrap_or_else(|| panic!("missing from the log: {seen:#?}"))
+    };
+    let not_ready =
+        position(&|v| v["message"] == "not ready; serving on for the shutdown grace period");
+    let served =
+        position(&|v| v["message"] == "request" && v["route.name"] == "capability-statement");
+    let closed = position(&|v| v["message"] == "closing the listener; draining in-flight requests");
+    assert!(not_ready < served && served < closed, "{seen:#?}");
+    assert_eq!(seen[not_ready]["listen.shutdown_grace"], "10s");
+}
+
 #[tokio::test]
 async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops() {
     Command::new("curl")

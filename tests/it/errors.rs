@@ -1,11 +1,19 @@
 //! Protocol-level refusals with raw bytes no well-behaved client sends: smuggling, duplicate
-//! Host, methods never forwarded, override headers, and `Expect: 100-continue` on a denial.
+//! Host, methods never forwarded, override headers, `Expect: 100-continue` on a denial, and an
+//! upload that stalls.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Method;
+use http_body::Frame;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
 
-use crate::support::client::raw_tls;
-use crate::support::{Harness, assert_denied, assert_no_leak};
+use crate::support::client::{raw_tls, tls_config};
+use crate::support::{Harness, Options, assert_denied, assert_no_leak, within};
 
 const BAD_REQUEST: Option<&str> = Some("Bearer realm=\"phigate\", error=\"invalid_request\"");
 
@@ -167,4 +175,98 @@ async fn every_denial_is_operation_outcome_without_leaks() {
         );
     }
     assert!(harness.upstream.received().is_empty());
+}
+
+/// A request body that sends its first byte and then nothing, forever.
+struct Stalled(bool);
+
+impl http_body::Body for Stalled {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{")))))
+    }
+}
+
+/// POSTs a body that stalls over HTTP/2 and returns the status and body of the answer.
+async fn stalled_h2_upload(harness: &Harness, bearer: &str) -> (u16, String) {
+    let mut config = tls_config(&harness.ca, None);
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let request = http::Request::post("https://localhost/Observation")
+        .header("authorization", bearer)
+        .header("content-type", "application/fhir+json")
+        .body(Stalled(false))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+// R-S02: an upload that stalls is the client's fault, answered 408 at `listen.limits.
+// body_timeout` with nothing forwarded, long before the upstream's own timeout could be blamed.
+#[tokio::test]
+async fn a_stalled_upload_is_408_the_clients_fault_and_nothing_is_forwarded() {
+    let harness = Harness::with(Options {
+        listen_extra: "  limits:\n    body_timeout: 1s\n".to_owned(),
+        upstream_timeout: "30s",
+        ..Options::default()
+    })
+    .await;
+    let token = harness.token("user/Observation.c");
+    let bearer = format!("Bearer {token}");
+    let guard = Duration::from_secs(25);
+    let request = format!(
+        "POST /Observation HTTP/1.1\r\nHost: gw.test\r\nAuthorization: {bearer}\r\nContent-Type: application/fhir+json\r\nContent-Length: 100\r\n\r\n{{\"resourceType\""
+    );
+    let answer = within(
+        guard,
+        raw_tls(harness.addr(), &harness.ca, request.as_bytes()),
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let (status, body) = within(guard, stalled_h2_upload(&harness, &bearer)).await;
+    assert_eq!(status, 408, "{body}");
+    for text in [&answer, &body] {
+        assert!(
+            text.contains("\"resourceType\":\"OperationOutcome\""),
+            "{text}"
+        );
+        assert!(
+            !text.to_ascii_lowercase().contains("www-authenticate"),
+            "{text}"
+        );
+        assert!(
+            !text.contains(&token[..20]) && !text.contains("127.0.0.1"),
+            "{text}"
+        );
+    }
+    assert!(harness.upstream.received().is_empty());
+    let deny = "phigate_decisions_total{rule=\"post-observation\",decision=\"deny\",reason=\"body_timeout\"}";
+    assert_eq!(harness.metric(deny).await, 2.0);
+    let error = "phigate_decisions_total{rule=\"post-observation\",decision=\"error\"";
+    assert_eq!(harness.metric(error).await, 0.0);
 }

@@ -1,12 +1,15 @@
 //! The TLS listener: ALPN, mutual TLS in both modes, bad client certificates, plaintext on the
-//! TLS port, protocol versions, and the explicit insecure plaintext mode.
+//! TLS port, protocol versions, the explicit insecure plaintext mode, and connections that hold
+//! a slot without using it (stalled handshakes, silent sessions, more than the cap allows).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::client::read_until_quiet;
-use crate::support::{Harness, Options};
+use crate::support::client::{read_until_quiet, tls_config};
+use crate::support::{Harness, Options, eventually, within};
 
 #[tokio::test]
 async fn serves_http1_and_http2_by_alpn() {
@@ -271,4 +274,138 @@ async fn insecure_plaintext_listener_serves_http_only_when_asked() {
         harness.upstream.received()[0].header("x-forwarded-proto"),
         Some("http")
     );
+}
+
+/// Longer than any deadline these tests configure: past it, phigate kept the connection.
+const GUARD: Duration = Duration::from_secs(60);
+
+/// Reads until phigate closes the connection (end of stream, or a reset): what it sent first.
+async fn read_to_close<S: tokio::io::AsyncRead + Unpin>(stream: &mut S) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    within(GUARD, async {
+        while let Ok(n @ 1..) = stream.read(&mut buf).await {
+            out.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    out
+}
+
+/// A TLS session to the gateway offering `alpn`, handshake done.
+async fn tls_session(
+    harness: &Harness,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let mut config = tls_config(&harness.ca, None);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+// R-T01, R-T02: a peer that never starts a handshake, or stops after its ClientHello, is
+// dropped at `listen.handshake_timeout` instead of holding a descriptor forever.
+#[tokio::test]
+async fn a_handshake_never_started_or_never_finished_is_closed_and_counted() {
+    let harness = Harness::with(Options {
+        listen_extra: "  handshake_timeout: 1s\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let mut silent = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut silent).await.is_empty());
+    let mut hello_only = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    hello_only
+        .write_all(&client_hello(0x0303, &AEAD_SUITES))
+        .await
+        .unwrap();
+    let answered = read_to_close(&mut hello_only).await;
+    assert_eq!(answered.first(), Some(&0x16), "a ServerHello came first");
+    let timeouts = "phigate_tls_handshake_failures_total{reason=\"timeout\"}";
+    harness.eventually_metric(timeouts, 2.0).await;
+    assert!(harness.upstream.received().is_empty());
+}
+
+// R-S03: hyper's header timeout starts only once the first bytes name the protocol, and HTTP/2
+// has none; a session that never completes a first request head is closed at
+// `listen.first_request_timeout`, whichever protocol it chose.
+#[tokio::test]
+async fn a_session_that_never_completes_a_first_request_is_closed_and_counted() {
+    let harness = Harness::with(Options {
+        listen_extra: "  first_request_timeout: 1s\n  header_read_timeout: 1s\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let mut silent = tls_session(&harness, b"http/1.1").await;
+    assert!(read_to_close(&mut silent).await.is_empty());
+    // The start of an HTTP/2 preface: too little for the gateway to tell which protocol it is.
+    let mut trickle = tls_session(&harness, b"http/1.1").await;
+    trickle.write_all(b"PRI * HTTP").await.unwrap();
+    assert!(read_to_close(&mut trickle).await.is_empty());
+    // An HTTP/2 preface and SETTINGS, then no stream at all.
+    let mut h2 = tls_session(&harness, b"h2").await;
+    h2.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let settings = read_to_close(&mut h2).await;
+    assert!(!settings.is_empty(), "the gateway spoke HTTP/2 first");
+    let closed = "phigate_connections_closed_total{reason=\"first_request_timeout\"}";
+    harness.eventually_metric(closed, 3.0).await;
+    // After a first request, HTTP/1.1 bounds the idle wait for the next with the header timeout.
+    let mut kept_alive = tls_session(&harness, b"http/1.1").await;
+    kept_alive
+        .write_all(b"GET /metadata HTTP/1.1\r\nHost: gw.test\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = String::from_utf8_lossy(&read_to_close(&mut kept_alive).await).into_owned();
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    // A client that asks at once is served as before, and is not counted.
+    assert_eq!(harness.client().get("/metadata").await.status, 200);
+    assert_eq!(harness.h2_client().get("/metadata").await.status, 200);
+    assert_eq!(harness.metric(closed).await, 3.0);
+}
+
+// R-S04: past `listen.max_connections` a new connection is closed as soon as it is accepted,
+// before any TLS work; once the open ones go, new clients are served again.
+#[tokio::test]
+async fn connections_past_the_cap_are_closed_at_once_and_counted() {
+    let harness = Harness::with(Options {
+        listen_extra: "  max_connections: 2\n  handshake_timeout: 1m\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let held = [
+        tokio::net::TcpStream::connect(harness.addr())
+            .await
+            .unwrap(),
+        tokio::net::TcpStream::connect(harness.addr())
+            .await
+            .unwrap(),
+    ];
+    let mut third = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    assert!(read_to_close(&mut third).await.is_empty());
+    let over = "phigate_connections_closed_total{reason=\"over_capacity\"}";
+    harness.eventually_metric(over, 1.0).await;
+    assert_eq!(harness.metric("phigate_connections_open ").await, 2.0);
+    drop(held);
+    eventually(GUARD, || async {
+        harness
+            .client()
+            .try_send(http::Method::GET, "/metadata", &[], bytes::Bytes::new())
+            .await
+            .is_ok_and(|response| response.status == 200)
+    })
+    .await;
 }

@@ -6,6 +6,7 @@
 pub mod client;
 pub mod dpop;
 pub mod fhir_server;
+pub mod raw_upstream;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -75,6 +76,13 @@ pub struct Options {
     pub listen_extra: String,
     /// Put the real FHIR server (Medplum) upstream instead of the synthetic one.
     pub real_fhir: bool,
+    /// Put this upstream (`http://…`) in front instead of the synthetic one (which still runs,
+    /// and must stay untouched).
+    pub upstream_url: Option<String>,
+    /// Extra keys of the `upstream:` section, verbatim and indented (e.g. `body_timeout`).
+    pub upstream_extra: String,
+    /// `listen.shutdown_grace`: none by default, so a test's shutdown is not held up.
+    pub shutdown_grace: &'static str,
 }
 
 impl Default for Options {
@@ -96,6 +104,9 @@ impl Default for Options {
             extra: String::new(),
             listen_extra: String::new(),
             real_fhir: false,
+            upstream_url: None,
+            upstream_extra: String::new(),
+            shutdown_grace: "0s",
         }
     }
 }
@@ -136,12 +147,13 @@ impl Harness {
         };
         let dir = tempfile::tempdir().unwrap();
         let ca = DevCa::new("phigate test CA").unwrap();
-        let upstream_url = match options.upstream_tls {
-            Some(_) => format!(
+        let upstream_url = match (&options.upstream_url, options.upstream_tls) {
+            (Some(url), _) => url.clone(),
+            (None, Some(_)) => format!(
                 "https://localhost:{}/fhir",
                 tls_front(&ca, upstream.local_addr()).await.port()
             ),
-            None => fhir.as_ref().map_or_else(|| upstream.url(), |f| f.url()),
+            (None, None) => fhir.as_ref().map_or_else(|| upstream.url(), |f| f.url()),
         };
         let jwks_uri = if options.jwks_tls {
             let front = tls_front(&ca, issuer.local_addr()).await;
@@ -229,6 +241,24 @@ impl Harness {
         self.issuer.mint(claims)
     }
 
+    /// The sum of every `/metrics` sample whose line starts with `series`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (_, metrics) = self.admin_get("/metrics").await;
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(series))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Polls `/metrics` until `series` reads at least `wanted`.
+    pub async fn eventually_metric(&self, series: &str, wanted: f64) {
+        eventually(Duration::from_secs(20), || async {
+            self.metric(series).await >= wanted
+        })
+        .await;
+    }
+
     /// Everything the upstream received, as (method, path and query).
     pub fn upstream_paths(&self) -> Vec<(String, String)> {
         self.upstream
@@ -302,7 +332,7 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n  shutdown_grace: {grace}\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_extra}{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
@@ -323,6 +353,8 @@ fn write_config(
         issuer_extra = options.issuer_extra,
         extra = options.extra,
         listen_extra = options.listen_extra,
+        upstream_extra = options.upstream_extra,
+        grace = options.shutdown_grace,
     );
     let file = path.join("phigate.yaml");
     std::fs::write(&file, config).unwrap();
@@ -389,6 +421,14 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("condition never held within {limit:?}");
+}
+
+/// Awaits `future`, failing the test instead of hanging when it never ends: a guard against a
+/// regression that waits forever, not a timing assertion.
+pub async fn within<T>(limit: Duration, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("no outcome within {limit:?}"))
 }
 
 /// Polls until `path` answers `wanted` for `token`.
