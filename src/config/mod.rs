@@ -321,6 +321,9 @@ pub struct Upstream {
     pub body_idle_timeout: Duration,
     /// Whether the verified bearer token is passed on in `Authorization`.
     pub forward_token: bool,
+    /// Speak HTTP/2 to the upstream (ALPN `h2` over TLS, prior knowledge over `http://`),
+    /// multiplexing requests over few connections instead of one connection per request.
+    pub http2: bool,
 }
 
 /// One trusted issuer.
@@ -1172,6 +1175,7 @@ impl Builder<'_> {
             body_timeout,
             body_idle_timeout,
             forward_token: raw.forward_token.unwrap_or(false),
+            http2: raw.http2.unwrap_or(false),
         })
     }
 

@@ -302,6 +302,8 @@ pub struct RawUpstream {
     pub body_idle_timeout: Option<At<String>>,
     #[serde(default)]
     pub forward_token: Option<bool>,
+    #[serde(default)]
+    pub http2: Option<bool>,
 }
 
 /// One entry of `issuers:`.

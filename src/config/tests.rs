@@ -654,3 +654,12 @@ fn connection_and_upstream_body_bounds_are_enforced() {
         assert!(err.problems[0].message.contains(message), "{err}");
     }
 }
+
+#[test]
+fn upstream_http2_is_off_unless_asked() {
+    let (_dir, result) = load(GOOD);
+    assert!(!result.unwrap().upstream.http2);
+    let text = GOOD.replacen("upstream:\n", "upstream:\n  http2: true\n", 1);
+    let (_dir, result) = load(&text);
+    assert!(result.unwrap().upstream.http2);
+}

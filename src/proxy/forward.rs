@@ -30,7 +30,7 @@ use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::strict_json;
 use crate::telemetry::Metrics;
-use crate::tls::{HttpsClient, TlsError, https_client};
+use crate::tls::{HttpsClient, TlsError, pooled_client};
 use crate::token::{ClientId, Scheme, Subject, VerifiedToken};
 
 /// The most of an upstream answer phigate buffers to check it (SECURITY.md §5: the Bundle
@@ -93,7 +93,7 @@ impl Forwarder {
         public_base_url: Option<String>,
         sealer: Arc<LinkSealer>,
     ) -> Result<Self, TlsError> {
-        let client = https_client(upstream.ca_file.as_deref())?;
+        let client = pooled_client(upstream.ca_file.as_deref(), upstream.http2)?;
         Ok(Self {
             client,
             upstream,

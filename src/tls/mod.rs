@@ -269,19 +269,36 @@ pub fn https_client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsEr
 /// never close (DEPENDENCIES.md).
 pub fn https_client<B>(ca_file: Option<&Path>) -> Result<HttpsClient<B>, TlsError>
 where
-    B: http_body::Body + Send + 'static,
+    B: http_body::Body + Send + 'static + Unpin,
     B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+    pooled_client(ca_file, false)
+}
+
+/// [`https_client`], speaking HTTP/2 only when `http2` (`upstream.http2`): ALPN `h2` over TLS,
+/// prior knowledge over plain HTTP.
+pub fn pooled_client<B>(ca_file: Option<&Path>, http2: bool) -> Result<HttpsClient<B>, TlsError>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(https_client_config(ca_file)?)
-        .https_or_http()
-        .enable_http1()
-        .build();
-    Ok(Client::builder(TokioExecutor::new())
+        .https_or_http();
+    let connector = if http2 {
+        builder.enable_http2().build()
+    } else {
+        builder.enable_http1().build()
+    };
+    let mut client = Client::builder(TokioExecutor::new());
+    client
         .timer(TokioTimer::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-        .build(connector))
+        .http2_only(http2);
+    Ok(client.build(connector))
 }
 
 /// How long an idle pooled connection is kept.

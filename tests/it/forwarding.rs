@@ -399,3 +399,29 @@ async fn the_upstreams_own_challenges_never_reach_the_client() {
     let errors = "phigate_decisions_total{rule=\"read-patient\",decision=\"error\",reason=\"upstream_challenge\"}";
     assert_eq!(harness.metric(errors).await, 2.0);
 }
+
+#[tokio::test]
+async fn with_http2_the_upstream_hears_http2_and_the_answer_is_the_same() {
+    for (http2, version) in [(false, "HTTP/1.1"), (true, "HTTP/2.0")] {
+        let harness = Harness::with(Options {
+            upstream_extra: format!("  http2: {http2}\n"),
+            ..Options::default()
+        })
+        .await;
+        let token = harness.token("user/Patient.r");
+        let client = harness.client();
+        for _ in 0..3 {
+            let response = client.get_with_token("/Patient/123", &token).await;
+            assert_eq!(response.status, 200, "{}", response.text());
+            assert_eq!(response.json()["id"], "123");
+        }
+        let received = harness.upstream.received();
+        assert_eq!(received.len(), 3);
+        assert!(
+            received.iter().all(|r| r.version == version),
+            "{received:?}"
+        );
+        // Connection-specific headers are never sent (RFC 9113 §8.2.2 forbids them in HTTP/2).
+        assert!(received.iter().all(|r| r.header("connection").is_none()));
+    }
+}
