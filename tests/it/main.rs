@@ -20,6 +20,7 @@ mod dpop;
 mod errors;
 mod fhir;
 mod fhir_real;
+mod floods;
 mod forwarding;
 mod geo;
 mod hygiene;
