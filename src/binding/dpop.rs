@@ -277,7 +277,7 @@ pub fn normalise_htu(uri: &str) -> Option<String> {
     let without_query = without_fragment.split('?').next()?;
     let parsed: http::Uri = without_query.parse().ok()?;
     let scheme = parsed.scheme_str()?.to_ascii_lowercase();
-    let default_port = match scheme.as_str() {
+    let default_port: u16 = match scheme.as_str() {
         "https" => 443,
         "http" => 80,
         _ => return None,
@@ -288,9 +288,18 @@ pub fn normalise_htu(uri: &str) -> Option<String> {
         return None;
     }
     let host = authority.host().to_ascii_lowercase();
-    let port = match authority.port_u16() {
-        Some(port) if port != default_port => format!(":{port}"),
-        _ => String::new(),
+    // RFC 3986 §3.2.3: the port is digits, and an empty one is the default (§6.2.3). `http`
+    // reads anything else after the last colon (`gw.test:evil`, `:+443`, `:99999`) as no port
+    // at all, which would make such a URI the default port's.
+    let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+        None | Some("") => default_port,
+        Some(digits) if digits.bytes().all(|b| b.is_ascii_digit()) => digits.parse().ok()?,
+        Some(_) => return None,
+    };
+    let port = if port == default_port {
+        String::new()
+    } else {
+        format!(":{port}")
     };
     let path = match parsed.path() {
         "" => "/".to_owned(),

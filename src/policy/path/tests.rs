@@ -230,3 +230,100 @@ proptest! {
         let _ = normalise(&raw);
     }
 }
+
+/// Segments as the client wrote them, between unescaped slashes.
+fn raw_segments(raw: &str) -> Vec<&str> {
+    raw.split('/').filter(|s| !s.is_empty()).collect()
+}
+
+/// A policy with literal, `{param}` and `**` patterns, public and scoped, for the forwarding
+/// property; a grant of [`ALL_SCOPES`] satisfies every rule.
+const POLICY: &str = r"rules:
+  - name: capability-statement
+    methods: [GET]
+    path: /metadata
+    public: true
+  - name: secret-report
+    methods: [GET]
+    path: /Report/secret
+    scopes: [reports:secret]
+  - name: reports
+    methods: [GET]
+    path: /Report/**
+    public: true
+  - name: read-patient
+    methods: [GET]
+    path: /Patient/{id}
+    scopes: [user/Patient.r]
+  - name: everything-else
+    methods: [GET, POST]
+    path: /**
+    scopes: [system/*.cruds]
+";
+const ALL_SCOPES: &str = "reports:secret user/Patient.r system/*.cruds";
+
+proptest! {
+    #[test]
+    fn an_escaped_slash_never_becomes_a_separator(raw in raw_path()) {
+        // `%2F` is refused rather than decoded, so the segments of a normal path are the
+        // client's own segments, one for one, each normalised on its own.
+        if raw.to_ascii_uppercase().contains("%2F") {
+            prop_assert!(normalise(&raw).is_err(), "{}", raw);
+        }
+        if let Ok(path) = normalise(&raw) {
+            let theirs = raw_segments(&raw);
+            let ours: Vec<&str> = path.segments().collect();
+            prop_assert_eq!(ours.len(), theirs.len(), "{}", raw);
+            for (normal, written) in ours.iter().zip(&theirs) {
+                let alone = normalise(&format!("/{written}")).expect("a segment of a normal path");
+                prop_assert_eq!(alone.as_str(), format!("/{normal}"));
+            }
+        }
+    }
+
+    #[test]
+    fn an_authorised_request_forwards_exactly_the_path_it_was_authorised_for(
+        raw in raw_path(),
+        query in prop::option::of("[a-z0-9=&%/._-]{0,12}"),
+        post in any::<bool>(),
+    ) {
+        use crate::policy::{Content, Grant, PolicyTable, ScopeSet};
+        use http::{Method, Uri};
+
+        let target = match query {
+            Some(query) => format!("{raw}?{query}"),
+            None => raw,
+        };
+        // Paths `http` cannot carry never reach the policy.
+        let Ok(uri) = target.parse::<Uri>() else {
+            return Ok(());
+        };
+        let table = PolicyTable::from_yaml(POLICY, std::path::Path::new("p.yaml")).unwrap();
+        let scopes =
+            ScopeSet::from_claims(Some(&serde_json::Value::from(ALL_SCOPES)), None).unwrap();
+        let method = if post { Method::POST } else { Method::GET };
+        let Ok(route) = table.resolve(&method, &uri) else {
+            return Ok(());
+        };
+        let authorised = route.path().clone();
+        prop_assert_eq!(normalise(uri.path()), Ok(authorised.clone()));
+        let permit = if route.is_public() {
+            route.permit_public().unwrap()
+        } else {
+            let grant = Grant { scopes: &scopes, patient: None, token_age: None };
+            route.authorize(&grant, &Content::default()).unwrap()
+        };
+        prop_assert_eq!(permit.path(), &authorised);
+        // What `forward` sends: the authorised path byte for byte, the query untouched.
+        let forwarded = permit.path_and_query();
+        let expected = match uri.query() {
+            Some(query) => format!("{authorised}?{query}"),
+            None => authorised.to_string(),
+        };
+        prop_assert_eq!(&forwarded, &expected);
+        let forwarded: Uri = forwarded.parse().unwrap();
+        prop_assert_eq!(forwarded.path(), authorised.as_str());
+        // And an upstream that normalises again finds nothing to change.
+        prop_assert_eq!(normalise(forwarded.path()), Ok(authorised));
+    }
+}
