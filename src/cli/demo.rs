@@ -8,7 +8,13 @@
 //! `--write-config DIR` instead writes a starting point an operator can run — configuration,
 //! policy with its tests, a test CA and a server certificate — with the issuer and upstream as
 //! placeholders the configuration's header names, and never overwrites a file.
+//!
+//! `--bench-tokens N --bench-dir DIR` hands a load run what it cannot mint itself: N access
+//! tokens from the demo's issuer and that issuer's public key, written at start and deleted at
+//! stop. They are worth nothing outside this demo: the issuer's private key lives only in this
+//! process and the tokens expire within the demo's token lifetime.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -17,12 +23,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 
 use crate::config::Config;
+use crate::demo::issuer::INITIAL_KID;
 use crate::demo::{DevIssuer, SyntheticFhir};
 use crate::proxy::Gateway;
 use crate::tls::dev_ca::DevCa;
 
 const DEMO_ISSUER: &str = "https://issuer.phigate.demo";
 const DEMO_AUDIENCE: &str = "https://fhir.phigate.demo";
+/// The demo gateway's `tokens.max_lifetime`, and the lifetime of every token the demo mints: an
+/// hour, so a pasted command or a load run later in the session still works.
+const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// The files `--bench-tokens` writes into `--bench-dir`.
+const BENCH_TOKENS_FILE: &str = "tokens.txt";
+const BENCH_KEY_FILE: &str = "issuer-es256.pem";
+/// What the demo policy asks of `GET /Patient/{id}`, so every bench token passes every check.
+const BENCH_SCOPE: &str = "user/Patient.r";
+
+/// `--bench-tokens N --bench-dir DIR`: how many tokens to hand a load run, and where.
+#[derive(Debug)]
+pub struct BenchTokens {
+    /// How many distinct tokens to mint.
+    pub count: usize,
+    /// The folder the tokens and the issuer key are written into.
+    pub dir: PathBuf,
+}
 
 /// The demo policy, embedded so the demo needs no file from the repository.
 const DEMO_POLICY: &str = include_str!("../../policies/example.yaml");
@@ -64,7 +89,11 @@ fn written_header(listen: SocketAddr) -> String {
 }
 
 /// Runs the demo until Ctrl-C or SIGTERM.
-pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCode> {
+pub async fn run(
+    listen: SocketAddr,
+    admin: SocketAddr,
+    bench: Option<BenchTokens>,
+) -> anyhow::Result<ExitCode> {
     let _log = crate::telemetry::log::init();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let issuer = DevIssuer::start(loopback, DEMO_ISSUER)
@@ -73,6 +102,11 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
     let fhir = SyntheticFhir::start(loopback)
         .await
         .context("cannot start the synthetic FHIR server")?;
+    // Before the demo's folder exists, so that a refused --bench-dir leaves nothing behind.
+    let bench_files = match &bench {
+        Some(bench) => Some(write_bench_tokens(&issuer, bench).await?),
+        None => None,
+    };
     let dir = demo_dir()?;
     let ca = DevCa::new("phigate demo CA").context("cannot generate the demo CA")?;
     let ca_file = ca
@@ -95,8 +129,7 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
                 audience: DEMO_AUDIENCE,
                 algorithms: "[ES256]",
                 upstream: &fhir.url(),
-                // The walkthrough's tokens live an hour, so a paste later in the session works.
-                max_lifetime: "1h",
+                max_lifetime: &humantime::format_duration(DEMO_TOKEN_LIFETIME).to_string(),
             },
         )
     );
@@ -107,7 +140,15 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
     config.listen.shutdown_grace = Duration::ZERO;
 
     let gateway = Gateway::start(config).await?;
-    print_walkthrough(&gateway, &issuer, &fhir, &ca_file, &config_file);
+    let printed_bench = bench.as_ref().map(|b| b.count).zip(bench_files.as_ref());
+    print_walkthrough(
+        &gateway,
+        &issuer,
+        &fhir,
+        &ca_file,
+        &config_file,
+        printed_bench,
+    );
     super::wait_for_stop_signal().await?;
     say("phigate demo stopping: draining requests, then deleting the generated keys and files");
     // The gateway's folder watches end before the folder goes, so nothing reports it vanishing.
@@ -115,6 +156,13 @@ pub async fn run(listen: SocketAddr, admin: SocketAddr) -> anyhow::Result<ExitCo
     issuer.shutdown();
     fhir.shutdown();
     std::fs::remove_dir_all(&dir).with_context(|| format!("cannot delete {}", dir.display()))?;
+    // The folder is the caller's; only what the demo wrote into it goes.
+    for path in bench_files
+        .iter()
+        .flat_map(|files| [&files.tokens, &files.key])
+    {
+        std::fs::remove_file(path).with_context(|| format!("cannot delete {}", path.display()))?;
+    }
     say("phigate demo stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -208,6 +256,66 @@ fn written_policy_tests() -> String {
         .collect()
 }
 
+/// The files `--bench-tokens` wrote.
+struct BenchFiles {
+    tokens: PathBuf,
+    key: PathBuf,
+}
+
+/// Writes the signing key's public PEM and `bench.count` tokens, one a line, into `bench.dir`.
+async fn write_bench_tokens(issuer: &DevIssuer, bench: &BenchTokens) -> anyhow::Result<BenchFiles> {
+    let dir = &bench.dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let files = BenchFiles {
+        tokens: dir.join(BENCH_TOKENS_FILE),
+        key: dir.join(BENCH_KEY_FILE),
+    };
+    let pem = issuer.public_key_pem(INITIAL_KID)?;
+    let tokens = create_private(&files.tokens)?;
+    // A refused key file leaves nothing behind, so that a second try is not refused in turn.
+    let mut key = create_private(&files.key).inspect_err(|_| {
+        let _ = std::fs::remove_file(&files.tokens);
+    })?;
+    key.write_all(pem.as_bytes())?;
+    let mut out = std::io::BufWriter::new(tokens);
+    let (issuer, count) = (issuer.clone(), bench.count);
+    // About 30 µs a signature: 100,000 tokens take seconds, off the servers' worker threads.
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        for i in 0..count {
+            let claims = issuer.standard_claims(
+                &format!("bench-user-{i}"),
+                "bench-client",
+                BENCH_SCOPE,
+                DEMO_AUDIENCE,
+                DEMO_TOKEN_LIFETIME,
+            );
+            writeln!(out, "{}", issuer.mint(&claims))?;
+        }
+        out.flush()
+    })
+    .await?
+    .with_context(|| format!("cannot write {}", files.tokens.display()))?;
+    Ok(files)
+}
+
+/// Creates `path` readable by its owner only (the tokens are credentials, if only the demo's);
+/// an existing file is refused, never overwritten.
+fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (--bench-dir never overwrites a file)",
+            path.display()
+        )
+    })
+}
+
 fn demo_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("phigate-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -264,9 +372,10 @@ fn print_walkthrough(
     fhir: &SyntheticFhir,
     ca_file: &Path,
     config: &Path,
+    bench: Option<(usize, &BenchFiles)>,
 ) {
     let base = format!("https://localhost:{}", gateway.local_addr().port());
-    let hour = Duration::from_secs(3600);
+    let hour = DEMO_TOKEN_LIFETIME;
     let reader = issuer.mint(&issuer.standard_claims(
         "dr-alice",
         "demo-ehr",
@@ -308,6 +417,14 @@ fn print_walkthrough(
     );
     println!("  upstream  {}  (synthetic FHIR)", fhir.url());
     println!("  config    {}", config.display());
+    if let Some((count, files)) = bench {
+        println!(
+            "  bench     {count} tokens ({BENCH_SCOPE}, each its own subject, valid {}) in {}; issuer key {}",
+            humantime::format_duration(DEMO_TOKEN_LIFETIME),
+            files.tokens.display(),
+            files.key.display(),
+        );
+    }
     println!();
     println!("# 1. allowed: a user/Patient.r token reads Patient 123 (200)");
     println!("curl -i --cacert {ca} -H 'Authorization: Bearer {reader}' {base}/Patient/123");

@@ -90,6 +90,19 @@ enum Command {
         /// into this folder and exit, instead of running the demo.
         #[arg(long, value_name = "DIR")]
         write_config: Option<PathBuf>,
+        /// For load runs: also write N valid access tokens (one a line, each its own subject,
+        /// scope user/Patient.r) and the issuer's ES256 public key into --bench-dir at start.
+        #[arg(
+            long,
+            value_name = "N",
+            requires = "bench_dir",
+            conflicts_with = "write_config"
+        )]
+        bench_tokens: Option<usize>,
+        /// The folder --bench-tokens writes into (tokens.txt, issuer-es256.pem); never
+        /// overwritten, and the files are deleted when the demo stops.
+        #[arg(long, value_name = "DIR", requires = "bench_tokens")]
+        bench_dir: Option<PathBuf>,
     },
 }
 
@@ -140,12 +153,20 @@ pub fn run() -> ExitCode {
             listen,
             admin,
             write_config: Some(dir),
+            ..
         } => demo::write_config(&dir, listen, admin),
         Command::Demo {
             listen,
             admin,
             write_config: None,
-        } => runtime().and_then(|rt| rt.block_on(demo::run(listen, admin))),
+            bench_tokens,
+            bench_dir,
+        } => {
+            let bench = bench_tokens
+                .zip(bench_dir)
+                .map(|(count, dir)| demo::BenchTokens { count, dir });
+            runtime().and_then(|rt| rt.block_on(demo::run(listen, admin, bench)))
+        }
     };
     match result {
         Ok(code) => code,

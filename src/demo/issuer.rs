@@ -111,6 +111,8 @@ struct Entry {
 struct Signer {
     alg: Algorithm,
     key: EncodingKey,
+    /// The public half as an X.509 SubjectPublicKeyInfo (DER), for tools that take a PEM key.
+    public_der: Vec<u8>,
 }
 
 // === impl DevIssuer ===
@@ -258,6 +260,16 @@ impl DevIssuer {
             ..Header::new(signer.alg)
         };
         jsonwebtoken::encode(&header, claims, &signer.key).expect("dev key signs")
+    }
+
+    /// The public key of the generated key `kid` as a `PUBLIC KEY` PEM (RFC 7468 SPKI), for
+    /// tools that verify tokens from a key file rather than a JWKS.
+    pub fn public_key_pem(&self, kid: &str) -> Result<String, IssuerError> {
+        let keys = self.inner.state.keys();
+        let signer = keys
+            .signer(kid)
+            .ok_or_else(|| IssuerError::UnknownKid(kid.to_owned()))?;
+        Ok(pem("PUBLIC KEY", &signer.public_der))
     }
 
     /// Signs `claims` with key `kid` under `header` exactly as given, for crafted tokens.
@@ -412,7 +424,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Generates a key for `alg` and returns its public JWK (without kid) and its signer.
 fn generate(alg: Algorithm) -> Result<(Value, Signer), IssuerError> {
-    let (mut jwk, key) = match alg {
+    let (mut jwk, key, public_der) = match alg {
         Algorithm::ES256 => generate_ec(&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")?,
         Algorithm::ES384 => generate_ec(&ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")?,
         Algorithm::RS256 | Algorithm::PS256 => generate_rsa()?,
@@ -421,13 +433,23 @@ fn generate(alg: Algorithm) -> Result<(Value, Signer), IssuerError> {
     };
     jwk["alg"] = serde_json::to_value(alg).map_err(|_| IssuerError::UnsupportedAlgorithm(alg))?;
     jwk["use"] = json!("sig");
-    Ok((jwk, Signer { alg, key }))
+    Ok((
+        jwk,
+        Signer {
+            alg,
+            key,
+            public_der,
+        },
+    ))
 }
+
+/// A generated key: its public JWK (without kid), its signing key and its public SPKI DER.
+type Generated = (Value, EncodingKey, Vec<u8>);
 
 fn generate_ec(
     signing: &'static EcdsaSigningAlgorithm,
     crv: &str,
-) -> Result<(Value, EncodingKey), IssuerError> {
+) -> Result<Generated, IssuerError> {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(signing, &SystemRandom::new())?;
     let pair = EcdsaKeyPair::from_pkcs8(signing, pkcs8.as_ref())?;
     // SEC 1 uncompressed point: 0x04 || x || y, with x and y the same length.
@@ -440,25 +462,27 @@ fn generate_ec(
         "x": URL_SAFE_NO_PAD.encode(x),
         "y": URL_SAFE_NO_PAD.encode(y),
     });
-    Ok((jwk, EncodingKey::from_ec_der(pkcs8.as_ref())))
+    let public_der = pair.public_key().as_der()?.as_ref().to_vec();
+    Ok((jwk, EncodingKey::from_ec_der(pkcs8.as_ref()), public_der))
 }
 
-fn generate_rsa() -> Result<(Value, EncodingKey), IssuerError> {
+fn generate_rsa() -> Result<Generated, IssuerError> {
     let pair = aws_lc_rs::rsa::KeyPair::generate(KeySize::Rsa2048)?;
     let pkcs8 = pair.as_der()?;
     // EncodingKey::from_rsa_der wants a PKCS#1 RSAPrivateKey, which aws-lc-rs does not export;
     // jsonwebtoken's PEM loader unwraps PKCS#8 to exactly that, so the key goes through PEM.
     let key = EncodingKey::from_rsa_pem(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())?;
+    let public_der = pair.public_key().as_der()?.as_ref().to_vec();
     let public = PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
     let jwk = json!({
         "kty": "RSA",
         "n": URL_SAFE_NO_PAD.encode(&public.n),
         "e": URL_SAFE_NO_PAD.encode(&public.e),
     });
-    Ok((jwk, key))
+    Ok((jwk, key, public_der))
 }
 
-fn generate_ed25519() -> Result<(Value, EncodingKey), IssuerError> {
+fn generate_ed25519() -> Result<Generated, IssuerError> {
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())?;
     // RFC 8037 §2: an Ed25519 public key is an OKP JWK whose x is the raw 32-byte key.
@@ -467,7 +491,8 @@ fn generate_ed25519() -> Result<(Value, EncodingKey), IssuerError> {
         "crv": "Ed25519",
         "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
     });
-    Ok((jwk, EncodingKey::from_ed_der(pkcs8.as_ref())))
+    let public_der = pair.public_key().as_der()?.as_ref().to_vec();
+    Ok((jwk, EncodingKey::from_ed_der(pkcs8.as_ref()), public_der))
 }
 
 /// PEM-encodes `der` under `label` (RFC 7468), 64 characters a line.

@@ -1,7 +1,7 @@
 //! The binary: `check` output and exit codes, `run` with its log lines (JWKS failures among
-//! them) and SIGTERM, `demo` driven through the commands it prints, its shutdown and the
-//! configuration it writes, `explain` with a refused token or unavailable keys, and `test` over
-//! several files and broken ones.
+//! them) and SIGTERM, `demo` driven through the commands it prints, its shutdown, the
+//! configuration it writes and the tokens it hands a load run, `explain` with a refused token
+//! or unavailable keys, and `test` over several files and broken ones.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -535,6 +535,121 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     }
     let config = config.expect("the demo names its configuration");
     assert!(!config.exists(), "{} left behind", config.display());
+}
+
+/// `--bench-tokens`: each token written passes the demo's gateway and verifies with the key
+/// written beside it, both files go when the demo stops (the folder stays), and a start that
+/// would overwrite a file is refused without leaving anything behind.
+#[tokio::test]
+async fn demo_bench_tokens_pass_the_gateway_verify_with_the_written_key_and_go_at_stop() {
+    let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+    let tmp = tempfile::tempdir().unwrap();
+    let bench = tmp.path().join("bench");
+    let demo = |count: &str| {
+        let mut command = phigate();
+        command
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .args(["--bench-tokens", count, "--bench-dir"])
+            .arg(&bench);
+        command
+    };
+    let mut child = demo("3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = Lines::of(child.stdout.take().unwrap());
+    let mut gateway = None;
+    loop {
+        let line = stdout
+            .next()
+            .await
+            .expect("the demo prints its walkthrough");
+        if let Some(rest) = line.trim().strip_prefix("gateway") {
+            // `https://localhost:PORT  (TLS; trust CA_FILE)`
+            let (url, trust) = rest.trim().split_once("  (TLS; trust ").unwrap();
+            gateway = Some((url.to_owned(), trust.trim_end_matches(')').to_owned()));
+        } else if line.contains("phigate demo ready") {
+            break;
+        }
+    }
+    let (gateway, ca) = gateway.expect("the demo names its gateway");
+    let text = std::fs::read_to_string(bench.join("tokens.txt")).unwrap();
+    let tokens: Vec<&str> = text.lines().collect();
+    assert_eq!(tokens.len(), 3, "{text}");
+    let key = jsonwebtoken::DecodingKey::from_ec_pem(
+        &std::fs::read(bench.join("issuer-es256.pem")).unwrap(),
+    )
+    .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    validation.set_audience(&["https://fhir.phigate.demo"]);
+    let mut subjects = std::collections::HashSet::new();
+    for token in &tokens {
+        let claims = jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .unwrap()
+            .claims;
+        subjects.insert(claims["sub"].as_str().unwrap().to_owned());
+        let status = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--cacert",
+                &ca,
+                "-H",
+            ])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(format!("{gateway}/Patient/123"))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&status.stdout), "200", "{status:?}");
+    }
+    assert_eq!(
+        subjects.len(),
+        3,
+        "each token its own subject: {subjects:?}"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(bench.join("tokens.txt"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "tokens.txt is readable by others");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    for name in ["tokens.txt", "issuer-es256.pem"] {
+        assert!(!bench.join(name).exists(), "{name} left behind");
+    }
+    assert!(bench.is_dir(), "the folder is the caller's");
+
+    std::fs::write(bench.join("issuer-es256.pem"), "mine").unwrap();
+    let refused = demo("1").output().unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("never overwrites"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bench.join("issuer-es256.pem")).unwrap(),
+        "mine"
+    );
+    assert!(
+        !bench.join("tokens.txt").exists(),
+        "a refused start left tokens behind"
+    );
 }
 
 /// Writes a starting configuration, checks it, runs its tests, then makes exactly the edits its

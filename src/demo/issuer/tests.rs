@@ -128,6 +128,42 @@ async fn minted_tokens_verify_with_the_published_jwk_for_every_algorithm() {
 }
 
 #[tokio::test]
+async fn public_key_pem_verifies_minted_tokens_for_every_algorithm() {
+    let issuer = start().await;
+    let cases = [
+        (Algorithm::ES256, "es256"),
+        (Algorithm::ES384, "es384"),
+        (Algorithm::RS256, "rs256"),
+        (Algorithm::PS256, "ps256"),
+        (Algorithm::EdDSA, "ed25519"),
+    ];
+    for (alg, kid) in cases {
+        issuer.add_key(alg, kid).unwrap();
+        issuer.set_signing_key(kid).unwrap();
+        let token = issuer.mint(&claims(&issuer));
+        let pem = issuer.public_key_pem(kid).unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN PUBLIC KEY-----\n"),
+            "{kid}: {pem}"
+        );
+        let key = match alg {
+            Algorithm::ES256 | Algorithm::ES384 => DecodingKey::from_ec_pem(pem.as_bytes()),
+            Algorithm::EdDSA => DecodingKey::from_ed_pem(pem.as_bytes()),
+            _ => DecodingKey::from_rsa_pem(pem.as_bytes()),
+        }
+        .unwrap();
+        let mut validation = Validation::new(alg);
+        validation.set_audience(&[AUDIENCE]);
+        jsonwebtoken::decode::<Value>(&token, &key, &validation)
+            .unwrap_or_else(|e| panic!("{kid}: {e}"));
+    }
+    assert!(matches!(
+        issuer.public_key_pem("nope"),
+        Err(IssuerError::UnknownKid(_))
+    ));
+}
+
+#[tokio::test]
 async fn standard_claims_carry_every_member() {
     let issuer = start().await;
     let claims = claims(&issuer);
