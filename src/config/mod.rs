@@ -17,8 +17,8 @@ use jsonwebtoken::Algorithm;
 
 pub use self::error::{ConfigError, ConfigProblem};
 pub use self::monitor::{
-    Actions, AlertConfig, BulkDetector, CountryDetector, MonitorConfig, RevokeConfig,
-    SpikeDetector, TravelDetector, WindowDetector,
+    Actions, AlertConfig, BulkDetector, CountryDetector, MonitorConfig, SpikeDetector,
+    TravelDetector, WindowDetector,
 };
 use self::raw::{
     At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,
@@ -361,17 +361,36 @@ impl IssuerConfig {
     }
 }
 
-/// How to introspect an issuer's tokens (RFC 7662).
+/// An endpoint at the authorization server that phigate calls as a confidential client
+/// (introspection, RFC 7009 revocation): where, and the credentials it presents there.
 #[derive(Clone)]
-pub struct IntrospectionConfig {
-    /// The introspection endpoint.
+pub struct ClientEndpoint {
+    /// The endpoint.
     pub endpoint: http::Uri,
     /// phigate's client id at the authorization server.
     pub client_id: String,
-    /// phigate's client secret (RFC 7662 §2.1: the resource server authenticates).
+    /// phigate's client secret there (from a file).
     pub client_secret: String,
-    /// CA bundle for an `https` endpoint.
+    /// CA bundle for an `https` endpoint (else the web PKI roots).
     pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for ClientEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log or `phigate check` output.
+        f.debug_struct("ClientEndpoint")
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How to introspect an issuer's tokens (RFC 7662).
+#[derive(Debug, Clone)]
+pub struct IntrospectionConfig {
+    /// The introspection endpoint and phigate's credentials there (RFC 7662 §2.1: the
+    /// resource server authenticates).
+    pub client: ClientEndpoint,
     /// Longest time an active result is reused (never past the token's `exp`).
     pub cache_ttl: Duration,
     /// How long an inactive result is reused.
@@ -380,16 +399,6 @@ pub struct IntrospectionConfig {
     pub timeout: Duration,
     /// Take the launch patient from introspection when a token lacks it.
     pub resolve_patient: bool,
-}
-
-impl std::fmt::Debug for IntrospectionConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret never reaches a log or `phigate check` output.
-        f.debug_struct("IntrospectionConfig")
-            .field("endpoint", &self.endpoint)
-            .field("client_id", &self.client_id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A non-empty set of asymmetric JWS algorithms: `none` and HMAC cannot be represented.
@@ -590,6 +599,25 @@ impl Builder<'_> {
 
     /// A client secret read from the file `at` names (trimmed, never empty), or a problem
     /// naming `key` (under the current section).
+    /// An endpoint phigate calls with client credentials: its URL, client id and secret file,
+    /// and CA file, named in problems by `keys` (endpoint, secret file, CA file).
+    fn client_endpoint(
+        &mut self,
+        (endpoint, client_id, secret_file): (&At<String>, &String, &At<String>),
+        ca_file: Option<&At<String>>,
+        [endpoint_key, secret_key, ca_key]: [&str; 3],
+    ) -> Option<ClientEndpoint> {
+        let endpoint = self.http_url(endpoint, endpoint_key);
+        let client_secret = self.client_secret(secret_file, secret_key);
+        let ca_file = ca_file.map(|ca| self.path(ca, ca_key));
+        Some(ClientEndpoint {
+            endpoint: endpoint?,
+            client_id: client_id.clone(),
+            client_secret: client_secret?,
+            ca_file,
+        })
+    }
+
     fn client_secret(&mut self, at: &At<String>, key: &str) -> Option<String> {
         let path = self.path(at, key);
         let secret = std::fs::read_to_string(&path)
@@ -1227,17 +1255,17 @@ impl Builder<'_> {
     }
 
     fn introspection(&mut self, raw: &RawIntrospection) -> Option<IntrospectionConfig> {
-        let endpoint = self.http_url(&raw.endpoint, "introspection endpoint");
-        let client_secret =
-            self.client_secret(&raw.client_secret_file, "introspection.client_secret_file");
+        let client = self.client_endpoint(
+            (&raw.endpoint, &raw.client_id, &raw.client_secret_file),
+            raw.ca_file.as_ref(),
+            [
+                "introspection endpoint",
+                "introspection.client_secret_file",
+                "introspection.ca_file",
+            ],
+        );
         Some(IntrospectionConfig {
-            endpoint: endpoint?,
-            client_id: raw.client_id.clone(),
-            client_secret: client_secret?,
-            ca_file: raw
-                .ca_file
-                .as_ref()
-                .map(|ca| self.path(ca, "introspection.ca_file")),
+            client: client?,
             cache_ttl: self.duration_or_zero(
                 raw.cache_ttl.as_ref(),
                 "introspection cache_ttl",

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Builder;
 use super::raw::{
     At, RawActions, RawAlert, RawBulk, RawMonitor, RawNewCountry, RawRevoke, RawSpike, RawTravel,
     RawWindowDetector,
 };
+use super::{Builder, ClientEndpoint};
 
 /// Detectors and their actions.
 #[derive(Debug, Clone, Default)]
@@ -21,7 +21,7 @@ pub struct MonitorConfig {
     /// Where the alert action posts its events.
     pub alert: Option<AlertConfig>,
     /// The authorization server's RFC 7009 endpoint, for the revoke action.
-    pub revoke: Option<RevokeConfig>,
+    pub revoke: Option<ClientEndpoint>,
     /// Redis shared by every replica for blocks, cut-offs and detector counts.
     pub redis: Option<String>,
     /// The prefix of the shared keys and channel (default `phigate:monitor`).
@@ -129,19 +129,6 @@ pub struct AlertConfig {
     pub retries: u32,
     /// Events waiting for delivery before new ones are dropped (default 1 000).
     pub queue: usize,
-}
-
-/// RFC 7009 revocation at the authorization server.
-#[derive(Debug, Clone)]
-pub struct RevokeConfig {
-    /// The revocation endpoint.
-    pub endpoint: http::Uri,
-    /// Our client id there.
-    pub client_id: String,
-    /// Our client secret there (from a file).
-    pub client_secret: String,
-    /// A CA file for the endpoint's certificate (else the web PKI roots).
-    pub ca_file: Option<PathBuf>,
 }
 
 /// A detector that fires when a key reaches `threshold` events within `window`.
@@ -378,19 +365,16 @@ impl Builder<'_> {
         }
     }
 
-    fn revoke(&mut self, raw: &RawRevoke) -> Option<RevokeConfig> {
-        let endpoint = self.http_url(&raw.endpoint, "monitor.revoke.endpoint");
-        let client_secret =
-            self.client_secret(&raw.client_secret_file, "revoke.client_secret_file");
-        Some(RevokeConfig {
-            endpoint: endpoint?,
-            client_id: raw.client_id.clone(),
-            client_secret: client_secret?,
-            ca_file: raw
-                .ca_file
-                .as_ref()
-                .map(|ca| self.path(ca, "revoke.ca_file")),
-        })
+    fn revoke(&mut self, raw: &RawRevoke) -> Option<ClientEndpoint> {
+        self.client_endpoint(
+            (&raw.endpoint, &raw.client_id, &raw.client_secret_file),
+            raw.ca_file.as_ref(),
+            [
+                "monitor.revoke.endpoint",
+                "revoke.client_secret_file",
+                "revoke.ca_file",
+            ],
+        )
     }
 
     fn alert(&mut self, raw: &RawAlert) -> Option<AlertConfig> {

@@ -663,3 +663,24 @@ fn upstream_http2_is_off_unless_asked() {
     let (_dir, result) = load(&text);
     assert!(result.unwrap().upstream.http2);
 }
+
+#[test]
+fn client_secrets_never_reach_debug_output() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret-value\n").unwrap();
+    let text = GOOD.replace(
+        "policy_file:",
+        "monitor:\n  revoke:\n    endpoint: https://as/revoke\n    client_id: phigate\n    client_secret_file: secret\npolicy_file:",
+    );
+    let path = dir.path().join("phigate.yaml");
+    std::fs::write(&path, text).unwrap();
+    let monitor = Config::load(&path).unwrap().monitor;
+    let revoke = monitor.revoke.as_ref().unwrap();
+    assert_eq!(revoke.client_secret, "s3cret-value");
+    let printed = format!("{monitor:?}");
+    assert!(
+        printed.contains("phigate") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+}

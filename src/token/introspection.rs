@@ -54,9 +54,12 @@ impl Introspector {
         bounds: &TokenBounds,
         circuit: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, TlsError> {
-        let client = https_client(config.ca_file.as_deref())?;
-        let authorization =
-            client_basic(&config.client_id, &config.client_secret, "introspection")?;
+        let client = https_client(config.client.ca_file.as_deref())?;
+        let authorization = client_basic(
+            &config.client.client_id,
+            &config.client.client_secret,
+            "introspection",
+        )?;
         let cache = moka::sync::Cache::builder()
             .max_capacity(CACHE_CAPACITY)
             .time_to_live(config.cache_ttl.max(config.negative_cache_ttl))
@@ -133,7 +136,7 @@ impl Introspector {
 
     async fn call(&self, token: &str) -> Result<Value, TokenFault> {
         let body = format!("token={}&token_type_hint=access_token", form_encode(token));
-        let request = http::Request::post(self.config.endpoint.clone())
+        let request = http::Request::post(self.config.client.endpoint.clone())
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .header(AUTHORIZATION, self.authorization.clone())

@@ -13,7 +13,7 @@ use moka::sync::Cache;
 
 use super::introspection::{client_basic, form_encode};
 use super::{BearerToken, Jti, VerifiedToken};
-use crate::config::RevokeConfig;
+use crate::config::ClientEndpoint;
 use crate::tls::{HttpsClient, TlsError, https_client};
 
 /// Tokens remembered for revocation at most (each until its `exp`, or the lifetime bound).
@@ -45,7 +45,7 @@ pub struct TokenRevoker {
 
 impl TokenRevoker {
     /// A client for `config`; tokens are remembered for at most `max_lifetime`.
-    pub fn new(config: &RevokeConfig, max_lifetime: Duration) -> Result<Self, TlsError> {
+    pub fn new(config: &ClientEndpoint, max_lifetime: Duration) -> Result<Self, TlsError> {
         let authorization = client_basic(&config.client_id, &config.client_secret, "revoke")?;
         Ok(Self {
             client: https_client(config.ca_file.as_deref())?,
