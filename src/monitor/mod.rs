@@ -388,24 +388,53 @@ impl Detectors {
         })
     }
 
+    /// Notes `key` seen from `country` for `new_country`, in a set every replica shares when
+    /// Redis is, else in this process; true when the detector fires.
+    async fn new_country(
+        &self,
+        watch: &CountryWatch<BlockKey>,
+        detector: &CountryDetector,
+        key: &BlockKey,
+        country: &str,
+    ) -> bool {
+        let shared = (self.counter.as_ref()).map(|c| c.country(key, country, geo::MEMORY));
+        let novelty = or_local("new_country", OptionFuture::from(shared).await, || {
+            watch.hit(key.clone(), country)
+        });
+        detector.fires(country, novelty)
+    }
+
+    /// Swaps `key`'s last sighting for `sighting` for `impossible_travel`, shared by every
+    /// replica when Redis is, else in this process; true when the journey was impossible.
+    async fn travelled(
+        &self,
+        watch: &TravelWatch<BlockKey>,
+        detector: &TravelDetector,
+        key: &BlockKey,
+        sighting: Sighting,
+    ) -> bool {
+        let shared =
+            (self.counter.as_ref()).map(|c| c.swap_sighting(key, sighting, travel::MEMORY));
+        let previous = or_local(
+            "impossible_travel",
+            OptionFuture::from(shared).await,
+            || watch.swap(key.clone(), sighting),
+        );
+        previous.is_some_and(|previous| detector.impossible(&previous, &sighting))
+    }
+
     /// Runs the geographic detectors on the TCP peer's address (P-01: never a forwarded-for
-    /// header) for the token, client and subject `record` names.
-    async fn observe_place(&self, geo: &Geo, record: &DecisionRecord) {
-        let keys = identity_keys(record);
+    /// header) for the token, client and subject `record` names (`keys`).
+    async fn observe_place(&self, geo: &Geo, record: &DecisionRecord, keys: &[BlockKey]) {
         if keys.is_empty() {
             return;
         }
         if let Some((watch, detector)) = &geo.countries
             && let Some(country) = geo.geoip.country(record.peer)
         {
-            for key in &keys {
-                let shared = (self.counter.as_ref()).map(|c| c.country(key, &country, geo::MEMORY));
-                let novelty = or_local("new_country", OptionFuture::from(shared).await, || {
-                    watch.hit(key.clone(), &country)
-                });
-                if detector.fires(&country, novelty) {
-                    self.responder.fire("new_country", &detector.actions, key);
-                }
+            let novel = |key| self.new_country(watch, detector, key, &country);
+            for key in fired(keys, novel).await {
+                self.responder.fire("new_country", &detector.actions, key);
             }
         }
         if let Some((watch, detector)) = &geo.travel
@@ -416,23 +445,16 @@ impl Detectors {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
             let sighting = Sighting { position, at_ms };
-            for key in &keys {
-                let shared =
-                    (self.counter.as_ref()).map(|c| c.swap_sighting(key, sighting, travel::MEMORY));
-                let previous = or_local(
-                    "impossible_travel",
-                    OptionFuture::from(shared).await,
-                    || watch.swap(key.clone(), sighting),
-                );
-                if previous.is_some_and(|previous| detector.impossible(&previous, &sighting)) {
-                    self.responder
-                        .fire("impossible_travel", &detector.actions, key);
-                }
+            let travelled = |key| self.travelled(watch, detector, key, sighting);
+            for key in fired(keys, travelled).await {
+                self.responder
+                    .fire("impossible_travel", &detector.actions, key);
             }
         }
     }
 
     async fn observe(&self, record: &DecisionRecord, now: Instant) {
+        let identities = identity_keys(record);
         for detector in &self.windowed {
             let keys = detector.counted.keys(record);
             for key in fired(&keys, |key| self.count(detector, key, now)).await {
@@ -441,30 +463,29 @@ impl Detectors {
             }
         }
         if let Some((watch, actions)) = &self.spike {
-            let keys = identity_keys(record);
-            for key in fired(&keys, |key| self.spike(watch, key, now)).await {
+            for key in fired(&identities, |key| self.spike(watch, key, now)).await {
                 self.responder.fire("traffic_spike", actions, key);
             }
         }
         if let Some(((watch, actions), resource)) = self.bulk.as_ref().zip(resource_read(record)) {
-            let keys = identity_keys(record);
-            for key in fired(&keys, |key| self.distinct(watch, key, &resource, now)).await {
+            let distinct = |key| self.distinct(watch, key, &resource, now);
+            for key in fired(&identities, distinct).await {
                 self.responder.fire("bulk_access", actions, key);
             }
         }
         // HIPAA emergency access raises an immediate alert wherever a webhook is configured:
         // on the subject who broke the glass (else the client, else the token).
         if record.break_glass.is_some()
-            && let Some(key) = identity_keys(record).pop()
+            && let Some(key) = identities.last()
         {
             let alert = Actions {
                 alert: true,
                 ..Actions::default()
             };
-            self.responder.fire("break_glass", &alert, &key);
+            self.responder.fire("break_glass", &alert, key);
         }
         if let Some(geo) = &self.geo {
-            self.observe_place(geo, record).await;
+            self.observe_place(geo, record, &identities).await;
         }
     }
 }
