@@ -177,10 +177,12 @@ impl RevocationSet {
     /// Whether `token` (whose text hashes to `digest`) is revoked.
     pub fn revokes(&self, token: &VerifiedToken, digest: &TokenDigest) -> bool {
         let issued_before = |cutoff: &i64| token.issued_at.is_none_or(|iat| iat < *cutoff);
-        token
-            .jti
-            .as_ref()
-            .is_some_and(|jti| self.jtis.contains_key(&sha256(jti.as_str().as_bytes())))
+        // Hashing the `jti` is only worth it when some entry could match.
+        (!self.jtis.is_empty()
+            && token
+                .jti
+                .as_ref()
+                .is_some_and(|jti| self.jtis.contains_key(&sha256(jti.as_str().as_bytes()))))
             || self.hashes.contains_key(digest)
             || token
                 .client_id
