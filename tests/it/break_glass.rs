@@ -3,13 +3,12 @@
 //! forwarded; every grant counted in `phigate_break_glass_total`, counted as `reason="break_glass"`
 //! and announced by a WARN log line carrying the justification, which no response echoes.
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::Method;
 
+use crate::support::process::{run_binary, terminate};
 use crate::support::{
     Harness, Options, TestClient, assert_denied, assert_no_leak, break_glass_policy,
 };
@@ -163,41 +162,8 @@ async fn a_break_glass_grant_is_flagged_in_the_request_line_and_a_warn_alert_lin
     let harness = harness().await;
     let config = harness.dir.path().join("run.yaml");
     std::fs::copy(&harness.config_file, &config).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_phigate"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
-    let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>| {
-        let line = tokio::time::timeout(Duration::from_secs(20), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        serde_json::from_str::<serde_json::Value>(&line).unwrap_or_default()
-    };
-    let port = loop {
-        let line = next(&mut lines_rx).await;
-        if line["message"] == "phigate serving" {
-            let address = line["listen.address"].as_str().unwrap();
-            break address.rsplit(':').next().unwrap().parse::<u16>().unwrap();
-        }
-    };
-    let client = TestClient::new(
-        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        &harness.ca,
-        None,
-        false,
-    );
+    let (child, mut log, addr) = run_binary(&config).await;
+    let client = TestClient::new(addr, &harness.ca, None, false);
     let token = token(&harness, SCOPE, 5);
     // The binary's keys may still be loading: wait for the grant itself.
     let mut status = 0;
@@ -209,26 +175,19 @@ async fn a_break_glass_grant_is_flagged_in_the_request_line_and_a_warn_alert_lin
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(status, 200);
-    let (mut alert, mut request) = (None, None);
-    while alert.is_none() || request.is_none() {
-        let line = next(&mut lines_rx).await;
-        assert!(!line.to_string().contains(&token), "token in log: {line}");
-        if line["message"] == "BREAK-GLASS access granted" {
-            alert = Some(line);
-        } else if line["message"] == "request" && line["break_glass"] == true {
-            request = Some(line);
-        }
-    }
-    let (alert, request) = (alert.unwrap(), request.unwrap());
+    let alert = log.line("BREAK-GLASS access granted").await;
+    let request = log
+        .find(|line| line["message"] == "request" && line["break_glass"] == true)
+        .await;
     assert_eq!(alert["level"], "WARN", "{alert}");
     assert_eq!(alert["break_glass.rule"], "emergency-read");
     assert_eq!(alert["break_glass.justification"], REASON);
     assert_eq!(alert["subject"], "u-1");
     assert_eq!(request["denial.reason"], "break_glass");
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let _ = terminate(child).await;
+    for line in log.all().await {
+        assert!(!line.to_string().contains(&token), "token in log: {line}");
+    }
 }
 
 // `explain` fetches the JWKS this test's runtime serves while the test waits for it.

@@ -3,13 +3,13 @@
 //! configuration it writes and the tokens it hands a load run, `explain` with a refused token
 //! or unavailable keys, and `test` over several files and broken ones.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use phigate::demo::{DevIssuer, SyntheticFhir};
 
+use crate::support::process::{Lines, run_binary, signal_term, terminate};
 use crate::support::{AUDIENCE, Harness, ISSUER, Options, PUBLIC_BASE};
 
 fn phigate() -> Command {
@@ -253,26 +253,16 @@ async fn run_logs_that_dpop_cannot_work_without_a_public_base_url() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        let mut seen = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let serving = line.contains("phigate serving");
-            seen.push(line);
-            if serving {
-                break;
-            }
+    let mut log = Lines::of(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    while let Some(line) = log.next().await {
+        let serving = line.contains("phigate serving");
+        lines.push(line);
+        if serving {
+            break;
         }
-        seen
-    });
-    let lines = tokio::time::timeout(Duration::from_secs(30), lines)
-        .await
-        .unwrap()
-        .unwrap();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    }
+    let _ = terminate(child).await;
     let warning = lines
         .iter()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
@@ -303,19 +293,10 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, mut lines_rx) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let mut lines = Lines::of(child.stderr.take().unwrap());
     let mut port = None;
     while port.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines_rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let line = lines.next().await.unwrap();
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if value["message"] == "phigate serving" {
             port = value["listen.address"]
@@ -350,10 +331,7 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
     assert_eq!(status, 200);
     let mut request_line = None;
     while request_line.is_none() {
-        let line = tokio::time::timeout(Duration::from_secs(10), lines_rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
+        let line = lines.next().await.unwrap();
         assert!(
             !line.contains(&token) && !line.contains("eyJ"),
             "token in log: {line}"
@@ -376,19 +354,9 @@ async fn run_logs_one_json_line_per_request_without_the_token_and_stops_on_sigte
     assert_eq!(line["client.id"], "app-1");
     assert_eq!(line["subject"], "u-1");
     assert!(line["request.id"].as_str().is_some_and(|id| id.len() == 36));
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = terminate(child).await;
     assert!(exit.success(), "{exit:?}");
-    while let Ok(line) = lines_rx.try_recv() {
+    for line in lines.rest().await {
         assert!(!line.contains(&token), "token in log: {line}");
         assert!(
             !line.contains("Secretname"),
@@ -413,14 +381,7 @@ async fn sigterm_turns_readiness_off_serves_through_the_grace_period_then_exits(
     let admin: std::net::SocketAddr = serving["admin.address"].as_str().unwrap().parse().unwrap();
     let readyz = || async move { crate::support::client::plain_get(admin, "/readyz").await.0 };
     crate::support::eventually(Duration::from_secs(20), || async { readyz().await == 200 }).await;
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    signal_term(&child);
     crate::support::eventually(Duration::from_secs(20), || async { readyz().await == 503 }).await;
     // A new connection and request, after readiness went off: still served.
     let client = crate::support::TestClient::new(addr, &harness.ca, None, false);
@@ -435,10 +396,7 @@ async fn sigterm_turns_readiness_off_serves_through_the_grace_period_then_exits(
     .unwrap();
     assert!(exit.success(), "{exit:?}");
     // The order of events, from the log: not ready, the request served, then the port closed.
-    let Log { lines, mut seen } = log;
-    for line in lines.rest().await {
-        seen.push(serde_json::from_str(&line).unwrap_or_default());
-    }
+    let seen = log.all().await;
     let position = |wanted: &dyn Fn(&serde_json::Value) -> bool| {
         seen.iter()
             .position(wanted)
@@ -510,17 +468,7 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     }
     assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = terminate(child).await;
     assert!(exit.success(), "{exit:?}");
     let said = stdout.rest().await;
     assert!(said.iter().any(|l| l == "phigate demo stopped"), "{said:?}");
@@ -618,17 +566,7 @@ async fn demo_bench_tokens_pass_the_gateway_verify_with_the_written_key_and_go_a
         .mode();
     assert_eq!(mode & 0o077, 0, "tokens.txt is readable by others");
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = terminate(child).await;
     assert!(exit.success(), "{exit:?}");
     for name in ["tokens.txt", "issuer-es256.pem"] {
         assert!(!bench.join(name).exists(), "{name} left behind");
@@ -1140,86 +1078,4 @@ fn check_builds_what_run_builds_and_reports_every_problem_with_its_key() {
 
 fn loopback() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// A child's output, line by line, read on a thread so its writes never block on a full pipe.
-struct Lines(tokio::sync::mpsc::UnboundedReceiver<String>);
-
-impl Lines {
-    fn of(pipe: impl std::io::Read + Send + 'static) -> Self {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Self(rx)
-    }
-
-    /// The next line, within 30 s; `None` once the pipe is closed.
-    async fn next(&mut self) -> Option<String> {
-        tokio::time::timeout(Duration::from_secs(30), self.0.recv())
-            .await
-            .expect("a line within 30 s")
-    }
-
-    /// Every line until the pipe closes (the child has exited).
-    async fn rest(mut self) -> Vec<String> {
-        let mut lines = Vec::new();
-        while let Some(line) = self.next().await {
-            lines.push(line);
-        }
-        lines
-    }
-}
-
-/// The JSON log of a `phigate run`, remembered so a line can be asked for after it went by.
-struct Log {
-    lines: Lines,
-    seen: Vec<serde_json::Value>,
-}
-
-impl Log {
-    /// The first line ever logged whose message starts with `message`, waiting for it.
-    async fn line(&mut self, message: &str) -> serde_json::Value {
-        let matches = |value: &serde_json::Value| {
-            value["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with(message))
-        };
-        if let Some(found) = self.seen.iter().find(|v| matches(v)) {
-            return found.clone();
-        }
-        loop {
-            let line = self
-                .lines
-                .next()
-                .await
-                .expect("the gateway is still logging");
-            let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            self.seen.push(value.clone());
-            if matches(&value) {
-                return value;
-            }
-        }
-    }
-}
-
-/// Starts `phigate run --config FILE`; returns it with its log and its TLS address.
-async fn run_binary(config: &Path) -> (std::process::Child, Log, std::net::SocketAddr) {
-    let mut child = phigate()
-        .args(["run", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut log = Log {
-        lines: Lines::of(child.stderr.take().unwrap()),
-        seen: Vec::new(),
-    };
-    let serving = log.line("phigate serving").await;
-    let addr = serving["listen.address"].as_str().unwrap().parse().unwrap();
-    (child, log, addr)
 }

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::support::process::Lines;
 use crate::support::{Harness, Options, POLICY, eventually_status};
 
 const SEARCH_RULE: &str = "  - name: search-patients\n    methods: [GET]\n    path: /Patient\n    scopes: [user/Patient.rs]\n";
@@ -91,14 +92,9 @@ async fn a_request_in_flight_finishes_under_the_policy_that_decided_it() {
 }
 
 /// Reads the binary's JSON log until the next `policy warning` line.
-async fn next_policy_warning(
-    lines: &mut tokio::sync::mpsc::UnboundedReceiver<String>,
-) -> serde_json::Value {
+async fn next_policy_warning(lines: &mut Lines) -> serde_json::Value {
     loop {
-        let line = tokio::time::timeout(Duration::from_secs(20), lines.recv())
-            .await
-            .expect("a policy warning within 20 s")
-            .expect("the gateway is still logging");
+        let line = lines.next().await.expect("the gateway is still logging");
         let value: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
         if value["message"] == "policy warning" {
             return value;
@@ -124,17 +120,7 @@ async fn policy_warnings_are_logged_at_start_and_after_a_reload() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            let _ = lines_tx.send(line);
-        }
-    });
+    let mut lines = Lines::of(child.stderr.take().unwrap());
     let warning = next_policy_warning(&mut lines).await;
     let problem = warning["problem"].as_str().unwrap();
     assert!(

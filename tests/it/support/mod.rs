@@ -6,6 +6,7 @@
 pub mod client;
 pub mod dpop;
 pub mod fhir_server;
+pub mod process;
 pub mod raw_upstream;
 
 use std::net::SocketAddr;
@@ -400,11 +401,8 @@ pub async fn spawn_binary_gateway(config: &std::path::Path) -> (std::process::Ch
 }
 
 /// Stops a gateway started by [`spawn_binary_gateway`].
-pub async fn stop_binary_gateway(mut child: std::process::Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+pub async fn stop_binary_gateway(child: std::process::Child) {
+    let _ = process::terminate(child).await;
 }
 
 /// Polls `condition` (an event, not a timing) until it holds or `limit` passes.
