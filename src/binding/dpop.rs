@@ -157,9 +157,7 @@ pub fn verify_proof(
     let jws = compact::parse(proof)?;
     let (alg, jwk, key) = check_header(&jws.header, settings)?;
     // Nothing in the claims is believed before the signature holds.
-    if !jsonwebtoken::crypto::verify(jws.signature, jws.signing_input.as_bytes(), &key, alg)
-        .map_err(|_| DpopFault::BadSignature)?
-    {
+    if !jws.signature_holds(&key, alg) {
         return Err(DpopFault::BadSignature);
     }
     let checked = check_claims(

@@ -6,6 +6,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::{Map, Value};
 
 use crate::strict_json::{self, StrictJsonError};
@@ -35,6 +36,16 @@ pub struct CompactJws<'a> {
     pub signing_input: &'a str,
     /// The signature segment as received (canonical base64url, never empty).
     pub signature: &'a str,
+}
+
+impl CompactJws<'_> {
+    /// Whether the signature verifies over the signing input with `key` under `alg`. A key
+    /// that does not fit the algorithm is a signature that does not hold, not a distinct fault:
+    /// the caller chose the key, and the sender learns nothing either way.
+    pub fn signature_holds(&self, key: &DecodingKey, alg: Algorithm) -> bool {
+        jsonwebtoken::crypto::verify(self.signature, self.signing_input.as_bytes(), key, alg)
+            .unwrap_or(false)
+    }
 }
 
 /// The protected header: the members every caller reads, and the rest for the one that needs it.
