@@ -7,13 +7,17 @@
 # phigate with the reused token, HAProxy's TLS proxy; and a fresh phigate fed 100,000 distinct
 # tokens for its peak RSS. Prints req/s, p50/p99 latency, peak RSS (VmHWM, its high-water mark
 # reset before each target) and the ratios issue #11 sets as goals; with several runs, the
-# medians. Everything runs on loopback; each wrk run is bounded in time.
-# Usage: bash benches/load.sh [seconds] [connections] [runs]
+# medians. Then, on a fresh gateway, the reused-token run again beside each flood of
+# benches/flood.py (slowloris, half and full TLS handshakes, oversized headers, oversized bodies,
+# forged tokens with unknown kids): what legitimate traffic still gets under attack.
+# Everything runs on loopback; each wrk run is bounded in time.
+# Usage: [FLOODS=0] bash benches/load.sh [seconds] [connections] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-10}"
 connections="${2:-32}"
 runs="${3:-1}"
+floods="${FLOODS:-1}" # FLOODS=0 leaves out the flood runs
 threads=2
 rss_tokens=100000 # the RSS goal's count of distinct tokens
 cycled=10000      # the issue's 10,000 distinct tokens, as many as the verified-token cache holds
@@ -24,7 +28,7 @@ fresh=$((15000 * duration))
 ((fresh > 400000)) && fresh=400000
 gw_port=18443 gw_admin=19090 hx_tls_port=18444 hx_jwt_port=18445
 # The demo's tokens live an hour (its tokens.max_lifetime); one run must end well before that.
-if ((11 * duration + 300 > 3600)); then
+if ((16 * duration + 300 > 3600)); then
   echo "load.sh: $duration s a target would outlive the demo's one-hour tokens" >&2
   exit 2
 fi
@@ -171,6 +175,21 @@ rss_after_distinct() {
   echo "  rss_100k       VmHWM $rss KiB after $misses distinct tokens verified (fresh process)"
 }
 
+# flood_runs RUN: a fresh gateway, then the reused-token measurement again while each flood of
+# benches/flood.py runs beside it; the flood's own counters show it was really sent.
+flood_runs() {
+  local run="$1" kind
+  start_gateway
+  for kind in slowloris handshake headers body tokens; do
+    python3 benches/flood.py "$kind" "127.0.0.1:$gw_port" 2>"$work/flood.log" &
+    pid[flood]=$!
+    sleep 3 # let the flood reach its full size before measuring
+    measure "$run" "flood_$kind" gateway "$connections" "${bearer[@]}" "$gw/Patient/123"
+    stop flood
+    echo "    $(tail -n1 "$work/flood.log")"
+  done
+}
+
 gw="https://127.0.0.1:$gw_port"
 hx_tls="https://127.0.0.1:$hx_tls_port"
 hx_jwt="https://127.0.0.1:$hx_jwt_port"
@@ -200,6 +219,7 @@ for run in $(seq "$runs"); do
   ((have_haproxy)) && measure "$run" haproxy_tls_1c haproxy 1 "${bearer[@]}" "$hx_tls/Patient/123"
   stop haproxy
   rss_after_distinct "$run"
+  ((floods)) && flood_runs "$run"
   stop gateway
   stop demo
 done
