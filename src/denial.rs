@@ -147,7 +147,9 @@ impl Denial {
             },
             Self::Token(fault) | Self::DpopToken(fault) => fault.reason(),
             Self::Binding(fault) => fault.reason(),
-            Self::Revocation(RevocationFault::Revoked) => "revoked",
+            Self::Revocation(RevocationFault::Revoked) | Self::Blocked(BlockFault::Revoked) => {
+                "revoked"
+            }
             Self::Revocation(RevocationFault::Stale) => "revocation_stale",
             Self::AuditUnavailable => "audit_unavailable",
             Self::Blocked(BlockFault::Blocked) => "blocked",
@@ -256,6 +258,7 @@ impl Denial {
                 | BindingFault::BindingRequired,
             )
             | Self::Revocation(RevocationFault::Revoked)
+            | Self::Blocked(BlockFault::Revoked)
             // Like a revocation cut-off: a new token (a new login) is the way back.
             | Self::Blocked(BlockFault::ReauthenticationRequired) => (
                 S::UNAUTHORIZED,

@@ -20,6 +20,9 @@ pub enum BlockFault {
     /// The token was issued before its client's or subject's re-authentication cut-off (or
     /// carries no `iat`, so it cannot show it was not).
     ReauthenticationRequired,
+    /// A revoke action revoked the token: refused here too, not only at the authorization
+    /// server, which only introspection would ask.
+    Revoked,
 }
 
 /// What a block or a cut-off applies to.
@@ -81,6 +84,8 @@ pub struct BlockList {
     blocks: Cache<BlockKey, Duration>,
     /// Cut-offs, seconds since the epoch.
     cutoffs: Cache<BlockKey, i64>,
+    /// Tokens a revoke action revoked, by `jti`.
+    revoked: Cache<Jti, ()>,
 }
 
 impl BlockList {
@@ -93,6 +98,11 @@ impl BlockList {
                 .expire_after(BlockPeriod)
                 .build(),
             cutoffs: Cache::builder()
+                .max_capacity(max_keys)
+                .time_to_live(max_lifetime)
+                .build(),
+            // Kept as long as a cut-off: no token outlives `max_lifetime`.
+            revoked: Cache::builder()
                 .max_capacity(max_keys)
                 .time_to_live(max_lifetime)
                 .build(),
@@ -112,6 +122,11 @@ impl BlockList {
             .and_upsert_with(|kept| kept.map_or(cutoff, |kept| (*kept.value()).max(cutoff)));
     }
 
+    /// Refuses the token `jti` from now until it could no longer be valid anyway.
+    pub fn revoke(&self, jti: Jti) {
+        self.revoked.insert(jti, ());
+    }
+
     /// Refuses a blocked address. Checked before the token is even looked at, so a blocked
     /// address cannot keep the verifier busy.
     pub fn check_address(&self, peer: IpAddr) -> Result<(), BlockFault> {
@@ -121,12 +136,19 @@ impl BlockList {
         Ok(())
     }
 
-    /// Refuses a verified token that is blocked, or whose client or subject is, or that was
-    /// issued before its client's or subject's cut-off.
+    /// Refuses a verified token that is blocked, or whose client or subject is, that a revoke
+    /// action revoked, or that was issued before its client's or subject's cut-off.
     pub fn check_token(&self, token: &VerifiedToken) -> Result<(), BlockFault> {
         let keys = token_keys(token);
         if keys.iter().any(|key| self.blocks.contains_key(key)) {
             return Err(BlockFault::Blocked);
+        }
+        if token
+            .jti
+            .as_ref()
+            .is_some_and(|jti| self.revoked.contains_key(jti))
+        {
+            return Err(BlockFault::Revoked);
         }
         // Like revocation's `before` entries: a token without `iat` cannot show it is newer.
         let issued_before = |cutoff: i64| token.issued_at.is_none_or(|iat| iat < cutoff);
@@ -145,7 +167,8 @@ impl BlockList {
     fn len(&self) -> u64 {
         self.blocks.run_pending_tasks();
         self.cutoffs.run_pending_tasks();
-        self.blocks.entry_count() + self.cutoffs.entry_count()
+        self.revoked.run_pending_tasks();
+        self.blocks.entry_count() + self.cutoffs.entry_count() + self.revoked.entry_count()
     }
 }
 

@@ -535,9 +535,12 @@ impl Responder {
             );
             self.audit(detector, "reauthenticate", key, true);
         }
-        // RFC 7009 takes a token, so only a firing on a token can revoke.
+        // RFC 7009 takes a token, so only a firing on a token can revoke. The token is refused
+        // here (and on every replica) at once, whatever the authorization server answers: a
+        // JWT stays valid to phigate's own checks until it expires.
         if let (BlockKey::Token(jti), true) = (key, actions.revoke) {
             taken.push("revoke");
+            self.apply(Update::Revoke(jti.clone()));
             self.revoke(detector, jti);
         }
         // Counted when delivered or given up on, by the alert task.

@@ -37,6 +37,8 @@ pub enum Update {
     Block(BlockKey, Duration),
     /// Refuse `key`'s tokens issued before the cut-off (seconds since the epoch).
     Cutoff(BlockKey, i64),
+    /// Refuse the token a revoke action revoked.
+    Revoke(Jti),
 }
 
 impl Update {
@@ -49,6 +51,7 @@ impl Update {
             Self::Cutoff(key, cutoff) => json!({
                 "type": "cutoff", "kind": key.kind(), "value": key.value(), "cutoff": cutoff,
             }),
+            Self::Revoke(jti) => json!({"type": "revoke", "kind": "token", "value": jti.as_str()}),
         }
         .to_string()
     }
@@ -63,16 +66,21 @@ impl Update {
                 Duration::from_millis(value.get("ms")?.as_u64()?),
             )),
             "cutoff" => Some(Self::Cutoff(key, value.get("cutoff")?.as_i64()?)),
+            "revoke" => match key {
+                BlockKey::Token(jti) => Some(Self::Revoke(jti)),
+                _ => None,
+            },
             _ => None,
         }
     }
 
     fn redis_key(&self, prefix: &str) -> String {
-        let (kind, key) = match self {
-            Self::Block(key, _) => ("block", key),
-            Self::Cutoff(key, _) => ("cutoff", key),
+        let (kind, key, value) = match self {
+            Self::Block(key, _) => ("block", key.kind(), key.value()),
+            Self::Cutoff(key, _) => ("cutoff", key.kind(), key.value()),
+            Self::Revoke(jti) => ("revoke", "token", jti.as_str().to_owned()),
         };
-        format!("{prefix}:{kind}:{}:{}", key.kind(), key.value())
+        format!("{prefix}:{kind}:{key}:{value}")
     }
 
     /// Writes the update into this replica's block list.
@@ -80,6 +88,7 @@ impl Update {
         match self {
             Self::Block(key, period) => blocks.block(key, period),
             Self::Cutoff(key, cutoff) => blocks.reauthenticate(key, cutoff),
+            Self::Revoke(jti) => blocks.revoke(jti),
         }
     }
 }
@@ -158,7 +167,7 @@ impl SharedBlocks {
             };
             let ttl = match &update {
                 Update::Block(_, period) => *period,
-                Update::Cutoff(..) => self.cutoff_ttl,
+                Update::Cutoff(..) | Update::Revoke(_) => self.cutoff_ttl,
             };
             let payload = update.encode();
             let written = timed(
@@ -246,7 +255,7 @@ impl SharedBlocks {
                     Update::Block(key, left).apply(blocks);
                 }
                 Update::Block(..) => {}
-                cutoff @ Update::Cutoff(..) => cutoff.apply(blocks),
+                kept @ (Update::Cutoff(..) | Update::Revoke(_)) => kept.apply(blocks),
             }
         }
         Ok(())
@@ -289,12 +298,14 @@ mod tests {
             BlockKey::Client(ClientId::parse("app-1").unwrap()),
             0,
         ));
+        check(Update::Revoke(Jti::parse("t-2").unwrap()));
         for text in [
             "",
             "{}",
             r#"{"type":"block","kind":"address","value":"not-an-ip","ms":1}"#,
             r#"{"type":"ban","kind":"client","value":"a","ms":1}"#,
             r#"{"type":"block","kind":"client","value":"a"}"#,
+            r#"{"type":"revoke","kind":"client","value":"a"}"#,
         ] {
             assert_eq!(Update::decode(text.as_bytes()), None, "{text}");
         }

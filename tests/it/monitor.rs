@@ -468,13 +468,13 @@ async fn with_redis_a_block_made_on_one_gateway_is_enforced_by_another() {
 }
 
 #[tokio::test]
-async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
+async fn a_revoke_action_refuses_the_token_at_once_and_revokes_it_at_the_server_once() {
     let endpoint = Recorder::start(0).await;
     let harness = Harness::with(Options {
         policy: SMART_POLICY.to_owned(),
         files: vec![("revoke-secret", "s3cret\n".to_owned())],
         extra: format!(
-            "monitor:\n  revoke:\n    endpoint: http://{}/revoke\n    client_id: phigate\n    client_secret_file: revoke-secret\n  bulk_access:\n    threshold: 1\n    window: 1h\n    actions:\n      revoke: true\n",
+            "monitor:\n  revoke:\n    endpoint: http://{}/revoke\n    client_id: phigate\n    client_secret_file: revoke-secret\n  bulk_access:\n    threshold: 1\n    window: 1h\n    actions:\n      revoke: true\n  refused_token_reuse:\n    threshold: 1\n    actions:\n      revoke: true\n",
             endpoint.addr
         ),
         ..Options::default()
@@ -482,17 +482,34 @@ async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
     .await;
     let client = harness.client();
     let token = harness.token("user/Patient.r");
-    // P-03: every read fires again (threshold 1) for the token, its client and its subject.
-    for id in ["1", "2", "3"] {
-        client
-            .get_with_token(&format!("/Patient/{id}"), &token)
-            .await;
-    }
-    wait_metric(
-        &harness,
-        "phigate_detector_firings_total{detector=\"bulk_access\"} 9",
-    )
-    .await;
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    // The first read fires (threshold 1) for the token, its client and its subject; the token's
+    // firing revokes it, and phigate itself refuses it from then on, as a revoked token.
+    crate::support::eventually_status(&client, "/Patient/2", &token, 401).await;
+    harness.upstream.clear_received();
+    let response = client.get_with_token("/Patient/3", &token).await;
+    assert_denied(&harness, &response, 401, Some(INVALID_TOKEN));
+    assert_no_leak(&response, &[&token]);
+    let (_, metrics) = harness.admin_get("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("phigate_decisions_total{")
+                && line.contains("reason=\"revoked\"")
+                && !line.ends_with(" 0")),
+        "the refusals are counted as revoked"
+    );
+    // P-03: each refused presentation fires refused_token_reuse on the jti, whose revoke action
+    // runs again — and is neither sent nor counted a second time.
+    harness
+        .eventually_metric(
+            "phigate_detector_firings_total{detector=\"refused_token_reuse\"}",
+            2.0,
+        )
+        .await;
     wait_metric(
         &harness,
         "phigate_actions_total{action=\"revoke\",result=\"ok\"} 1",
@@ -502,6 +519,12 @@ async fn a_detector_that_keeps_firing_revokes_the_token_at_the_server_once() {
     assert_eq!(bodies.len(), 1, "one RFC 7009 call per jti");
     let form = String::from_utf8(bodies[0].to_vec()).unwrap();
     assert_eq!(form, format!("token={token}&token_type_hint=access_token"));
+    // Another token of the same client and subject is not revoked.
+    let fresh = harness.token("user/Patient.r");
+    assert_eq!(
+        client.get_with_token("/Patient/123", &fresh).await.status,
+        200
+    );
 }
 
 #[tokio::test]

@@ -56,6 +56,17 @@ fn blocks_and_cutoffs_refuse_what_they_name() {
             Some(CUTOFF),
             Err(BlockFault::Blocked),
         ),
+        // A revoke action's token is refused by its jti, and only that token.
+        (
+            |l| l.revoke(Jti::parse("t-1").unwrap()),
+            Some(CUTOFF),
+            Err(BlockFault::Revoked),
+        ),
+        (
+            |l| l.revoke(Jti::parse("t-2").unwrap()),
+            Some(CUTOFF),
+            Ok(()),
+        ),
         // P-05: before the cut-off refused, at or after it allowed, no `iat` refused.
         (
             |l| l.reauthenticate(client(), CUTOFF),
