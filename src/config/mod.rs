@@ -243,6 +243,14 @@ pub struct Listen {
     pub first_request_timeout: Duration,
     /// Most client connections open at once; one more is closed as soon as it is accepted.
     pub max_connections: usize,
+    /// Most connections open at once from one client address, within `max_connections`.
+    pub max_connections_per_address: usize,
+    /// How long a connection may go without a new request before it is closed (its requests
+    /// in flight finish first); HTTP/2 has no idle bound of its own.
+    pub idle_timeout: Duration,
+    /// How long a connection may live before it is closed the same way, so long-lived
+    /// HTTP/2 connections rebalance across replicas and cannot be held forever.
+    pub max_connection_age: Duration,
     /// How long the listener keeps serving after shutdown begins and `/readyz` turns 503, so
     /// load balancers stop sending traffic before the port closes; zero closes it at once.
     pub shutdown_grace: Duration,
@@ -1042,6 +1050,24 @@ impl Builder<'_> {
             1..=1_000_000,
             10_000,
         );
+        let max_connections_per_address = self.bounded(
+            raw.max_connections_per_address.as_ref(),
+            "listen.max_connections_per_address",
+            1..=1_000_000,
+            1_000,
+        );
+        let idle_timeout = self.duration_at_most(
+            raw.idle_timeout.as_ref(),
+            "listen.idle_timeout",
+            Duration::from_secs(300),
+            Duration::from_secs(24 * 3600),
+        );
+        let max_connection_age = self.duration_at_most(
+            raw.max_connection_age.as_ref(),
+            "listen.max_connection_age",
+            Duration::from_secs(3600),
+            Duration::from_secs(7 * 24 * 3600),
+        );
         // Zero is allowed: a gateway with no load balancer in front has nobody to wait for.
         let shutdown_grace = self.duration_or_zero(
             raw.shutdown_grace.as_ref(),
@@ -1097,6 +1123,9 @@ impl Builder<'_> {
             handshake_timeout,
             first_request_timeout,
             max_connections,
+            max_connections_per_address,
+            idle_timeout,
+            max_connection_age,
             shutdown_grace,
             max_header_bytes,
             public_base_url,

@@ -241,6 +241,12 @@ pub struct RawListen {
     #[serde(default)]
     pub max_connections: Option<At<u64>>,
     #[serde(default)]
+    pub max_connections_per_address: Option<At<u64>>,
+    #[serde(default)]
+    pub idle_timeout: Option<At<String>>,
+    #[serde(default)]
+    pub max_connection_age: Option<At<String>>,
+    #[serde(default)]
     pub shutdown_grace: Option<At<String>>,
     #[serde(default)]
     pub max_header_bytes: Option<At<u64>>,

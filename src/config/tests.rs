@@ -583,6 +583,9 @@ fn connection_and_upstream_body_bounds_take_documented_defaults() {
     assert_eq!(listen.handshake_timeout, Duration::from_secs(10));
     assert_eq!(listen.first_request_timeout, Duration::from_secs(10));
     assert_eq!(listen.max_connections, 10_000);
+    assert_eq!(listen.max_connections_per_address, 1_000);
+    assert_eq!(listen.idle_timeout, Duration::from_secs(300));
+    assert_eq!(listen.max_connection_age, Duration::from_secs(3600));
     assert_eq!(listen.shutdown_grace, Duration::from_secs(5));
     assert_eq!(config.upstream.body_timeout, Duration::from_secs(300));
     assert_eq!(config.upstream.body_idle_timeout, Duration::from_secs(30));
@@ -630,6 +633,21 @@ fn connection_and_upstream_body_bounds_are_enforced() {
             listen("shutdown_grace: 6m"),
             2,
             "listen.shutdown_grace must be at most 5m",
+        ),
+        (
+            listen("max_connections_per_address: 0"),
+            2,
+            "listen.max_connections_per_address must be between 1 and 1000000",
+        ),
+        (
+            listen("idle_timeout: 0s"),
+            2,
+            "listen.idle_timeout must be longer than 0s",
+        ),
+        (
+            listen("max_connection_age: 8d"),
+            2,
+            "listen.max_connection_age must be at most 7d",
         ),
         (
             upstream("  body_timeout: 0s\n"),

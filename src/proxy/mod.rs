@@ -4,6 +4,7 @@
 
 pub mod forward;
 mod links;
+mod peers;
 mod prepare;
 mod reload;
 pub use self::prepare::{Prepared, prepare};

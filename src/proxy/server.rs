@@ -1,24 +1,29 @@
-//! Accepting connections: at most `listen.max_connections` open at once, a TLS handshake under
+//! Accepting connections: at most `listen.max_connections` open at once and
+//! `listen.max_connections_per_address` from one address, a TLS handshake under
 //! `listen.handshake_timeout`, a first request head within `listen.first_request_timeout`, then
 //! HTTP/1.1 or HTTP/2 by ALPN with the limits of SECURITY.md §5 (header read timeout, header
-//! size, stream and window caps); failed handshakes and connections closed unused are counted
-//! by reason. On shutdown it stops accepting, lets in-flight requests finish within a deadline,
-//! and then closes. It never parses or decides on a request itself.
+//! size, stream and window caps). A connection is closed gracefully — its requests in flight
+//! finish first — after `listen.idle_timeout` without a new request or past
+//! `listen.max_connection_age`: hyper's HTTP/2 server has no idle bound of its own (R-S03).
+//! Failed handshakes and connections phigate closes are counted by reason. On shutdown it stops
+//! accepting, asks every connection to close the same way, waits for them within a deadline,
+//! and then returns. It never parses or decides on a request itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::peers::PeerConnections;
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
@@ -42,32 +47,38 @@ pub struct Listener {
 impl Listener {
     /// Serves until `shutdown` turns true, then drains.
     pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
-        let graceful = GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(self.settings.max_connections));
+        let max_connections = self.settings.max_connections;
+        let connections = Arc::new(Semaphore::new(max_connections));
+        let peers = PeerConnections::new(self.settings.max_connections_per_address);
         let settings = Arc::new(self.settings);
         let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        // R-S04: past the cap a connection is closed at once, before any TLS
-                        // work, so a flood cannot take every descriptor from established clients.
+                        // R-S04: past a cap a connection is closed at once, before any TLS work,
+                        // so a flood cannot take every descriptor from established clients.
                         let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
                             shared.metrics.record_connection_closed("over_capacity");
                             drop(stream);
                             continue;
                         };
-                        let watcher = graceful.watcher();
+                        let Some(peer_slot) = peers.admit(peer.ip()) else {
+                            shared.metrics.record_connection_closed("address_over_capacity");
+                            drop(stream);
+                            continue;
+                        };
                         let task = Connected {
                             shared: Arc::clone(&shared),
                             settings: Arc::clone(&settings),
                             tls: self.tls.clone(),
                             limit: Arc::clone(&limit),
+                            shutdown: shutdown.clone(),
                         };
                         tokio::spawn(async move {
                             let _open = task.shared.metrics.connection_opened();
-                            task.serve(stream, peer, watcher).await;
-                            drop(slot);
+                            task.serve(stream, peer).await;
+                            drop((slot, peer_slot));
                         });
                     }
                     Err(err) => {
@@ -80,7 +91,10 @@ impl Listener {
             }
         }
         drop(self.tcp);
-        if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+        // Every connection watches `shutdown` and closes once its requests finish; each returns
+        // its slot as it goes, so all slots free means all connections are gone.
+        let every_slot = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(DRAIN_DEADLINE, connections.acquire_many(every_slot))
             .await
             .is_err()
         {
@@ -94,10 +108,59 @@ struct Connected {
     settings: Arc<Listen>,
     tls: Option<TlsAcceptor>,
     limit: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// Why a connection is to be closed, by its own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// No complete first request head in time: closed at once.
+    FirstRequest,
+    /// No new request for `listen.idle_timeout`: closed once its requests finish.
+    Idle,
+    /// Older than `listen.max_connection_age`: closed once its requests finish.
+    Age,
+}
+
+/// When a connection opened and when its latest request arrived.
+struct Activity {
+    opened: Instant,
+    /// Milliseconds from `opened` to the latest request, plus one; zero before the first.
+    latest_request: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            opened: Instant::now(),
+            latest_request: AtomicU64::new(0),
+        }
+    }
+
+    fn request_arrived(&self) {
+        let since = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.latest_request.store(since + 1, Ordering::Release);
+    }
+
+    /// The next moment the connection's clock closes it, and why.
+    fn next_expiry(&self, settings: &Listen) -> (Instant, Expiry) {
+        let aged = (self.opened + settings.max_connection_age, Expiry::Age);
+        let waiting = match self.latest_request.load(Ordering::Acquire) {
+            0 => (
+                self.opened + settings.first_request_timeout,
+                Expiry::FirstRequest,
+            ),
+            since => (
+                self.opened + Duration::from_millis(since - 1) + settings.idle_timeout,
+                Expiry::Idle,
+            ),
+        };
+        if aged.0 < waiting.0 { aged } else { waiting }
+    }
 }
 
 impl Connected {
-    async fn serve(self, stream: TcpStream, peer: SocketAddr, watcher: Watcher) {
+    async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         match &self.tls {
             Some(acceptor) => {
@@ -112,8 +175,7 @@ impl Connected {
                     identity,
                     tls: true,
                 };
-                self.serve_http(TokioIo::new(tls_stream), conn, watcher)
-                    .await;
+                self.serve_http(TokioIo::new(tls_stream), conn).await;
             }
             None => {
                 let conn = Connection {
@@ -121,7 +183,7 @@ impl Connected {
                     identity: ClientIdentity::anonymous(),
                     tls: false,
                 };
-                self.serve_http(TokioIo::new(stream), conn, watcher).await;
+                self.serve_http(TokioIo::new(stream), conn).await;
             }
         }
     }
@@ -154,19 +216,20 @@ impl Connected {
         None
     }
 
-    /// Serves HTTP on an established connection. Its first request head must be complete
-    /// within `listen.first_request_timeout`: hyper's header timeout starts only once the
-    /// protocol is known (after the first bytes) and HTTP/2 has none, so without this a
-    /// connection that never sends a byte, or only a preface, would hold its slot forever.
-    async fn serve_http<I>(&self, io: I, conn: Connection, watcher: Watcher)
+    /// Serves HTTP on an established connection until it ends, or until its clock or shutdown
+    /// closes it. Its first request head must be complete within
+    /// `listen.first_request_timeout`: hyper's header timeout starts only once the protocol is
+    /// known (after the first bytes) and HTTP/2 has none, so without this a connection that
+    /// never sends a byte, or only a preface, would hold its slot forever.
+    async fn serve_http<I>(&self, io: I, conn: Connection)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
     {
-        let arrived = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&arrived);
+        let activity = Arc::new(Activity::new());
+        let seen = Arc::clone(&activity);
         let service = tower::ServiceBuilder::new()
             .map_request(move |request| {
-                flag.store(true, Ordering::Release);
+                seen.request_arrived();
                 request
             })
             .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
@@ -174,22 +237,39 @@ impl Connected {
             ))
             .service(GatewayService::new(Arc::clone(&self.shared), conn));
         let builder = self.http_builder();
-        let served = watcher.watch(builder.serve_connection(io, TowerToHyperService::new(service)));
-        tokio::pin!(served);
-        let first = tokio::select! {
-            biased;
-            result = &mut served => Some(result),
-            () = tokio::time::sleep(self.settings.first_request_timeout) => None,
-        };
-        let result = match first {
-            Some(result) => result,
-            None if arrived.load(Ordering::Acquire) => served.await,
-            None => {
-                tracing::debug!("no request within the first-request timeout; closing");
-                self.shared
-                    .metrics
-                    .record_connection_closed("first_request_timeout");
-                return;
+        let connection = builder.serve_connection(io, TowerToHyperService::new(service));
+        tokio::pin!(connection);
+        let mut shutdown = self.shutdown.clone();
+        let mut closing = false;
+        let result = loop {
+            let (deadline, expiry) = activity.next_expiry(&self.settings);
+            tokio::select! {
+                biased;
+                result = connection.as_mut() => break result,
+                _ = shutdown.wait_for(|stop| *stop), if !closing => {
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+                () = tokio::time::sleep_until(deadline), if !closing => {
+                    // A request may have arrived while the timer ran: then the clock moved on.
+                    if activity.next_expiry(&self.settings) != (deadline, expiry) {
+                        continue;
+                    }
+                    let reason = match expiry {
+                        Expiry::FirstRequest => {
+                            tracing::debug!("no request within the first-request timeout; closing");
+                            self.shared
+                                .metrics
+                                .record_connection_closed("first_request_timeout");
+                            return;
+                        }
+                        Expiry::Idle => "idle_timeout",
+                        Expiry::Age => "max_age",
+                    };
+                    self.shared.metrics.record_connection_closed(reason);
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
         };
         self.count_protocol_error(result);

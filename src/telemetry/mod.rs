@@ -97,7 +97,7 @@ pub struct UpstreamBodyLabels {
 /// early or its framing broke (a reset, a bad chunk).
 pub const UPSTREAM_BODY_FAILURES: [&str; 2] = ["timed_out", "broken"];
 
-/// Labels of a connection phigate closed before it carried a request.
+/// Labels of a connection phigate closed on its own account.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectionClosedLabels {
     /// One of [`CONNECTION_CLOSE_REASONS`].
@@ -105,8 +105,17 @@ pub struct ConnectionClosedLabels {
 }
 
 /// `first_request_timeout`: no complete request head within `listen.first_request_timeout`;
-/// `over_capacity`: `listen.max_connections` were already open.
-pub const CONNECTION_CLOSE_REASONS: [&str; 2] = ["first_request_timeout", "over_capacity"];
+/// `over_capacity`: `listen.max_connections` were already open; `address_over_capacity`:
+/// `listen.max_connections_per_address` were already open from the client's address;
+/// `idle_timeout` / `max_age`: closed, once its requests finished, for `listen.idle_timeout`
+/// without a new request or past `listen.max_connection_age`.
+pub const CONNECTION_CLOSE_REASONS: [&str; 5] = [
+    "first_request_timeout",
+    "over_capacity",
+    "address_over_capacity",
+    "idle_timeout",
+    "max_age",
+];
 
 /// Labels of one upstream response.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -409,3 +409,111 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
     })
     .await;
 }
+
+// R-S04: one address gets at most `listen.max_connections_per_address` of the global cap; the
+// next from it is closed at once, while another address is still served.
+#[tokio::test]
+async fn one_address_gets_at_most_its_share_of_connections() {
+    let harness = Harness::with(Options {
+        listen_extra: "  max_connections_per_address: 2\n  handshake_timeout: 1m\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let target = harness.addr();
+    let connect_from = |address: [u8; 4]| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((address, 0).into()).unwrap();
+        socket.connect(target).await.unwrap()
+    };
+    let held = [
+        connect_from([127, 0, 0, 1]).await,
+        connect_from([127, 0, 0, 1]).await,
+    ];
+    let mut third = connect_from([127, 0, 0, 1]).await;
+    assert!(read_to_close(&mut third).await.is_empty());
+    let over = "phigate_connections_closed_total{reason=\"address_over_capacity\"}";
+    harness.eventually_metric(over, 1.0).await;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(&harness.ca, None)));
+    let elsewhere = connect_from([127, 0, 0, 2]).await;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), elsewhere)
+        .await
+        .expect("another address completes its handshake");
+    assert_eq!(harness.metric(over).await, 1.0);
+    drop(held);
+    eventually(GUARD, || async {
+        harness
+            .client()
+            .try_send(http::Method::GET, "/metadata", &[], bytes::Bytes::new())
+            .await
+            .is_ok_and(|response| response.status == 200)
+    })
+    .await;
+}
+
+/// An HTTP/2 connection to the gateway; its driver runs until the gateway closes it.
+async fn h2_connection(
+    harness: &Harness,
+) -> (
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let session = tls_session(harness, b"h2").await;
+    let (sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(session),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, driver)
+}
+
+async fn h2_get(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+) -> Option<u16> {
+    sender.ready().await.ok()?;
+    let request = http::Request::get("https://localhost/metadata")
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let response = sender.send_request(request).await.ok()?;
+    Some(response.status().as_u16())
+}
+
+// R-S03: hyper's HTTP/2 server has no idle bound and keep-alive pings only show the peer is
+// alive; an HTTP/2 connection without a new request for `listen.idle_timeout` is closed, and
+// one older than `listen.max_connection_age` is closed while in use — each after its requests
+// finished, never cutting one off.
+#[tokio::test]
+async fn http2_connections_are_closed_when_idle_and_when_old() {
+    let harness = Harness::with(Options {
+        listen_extra: "  idle_timeout: 1s\n  max_connection_age: 3s\n".to_owned(),
+        ..Options::default()
+    })
+    .await;
+    let (mut idle, idle_driver) = h2_connection(&harness).await;
+    assert_eq!(h2_get(&mut idle).await, Some(200));
+    within(Duration::from_secs(10), idle_driver).await.unwrap();
+    let closed = |reason: &str| format!("phigate_connections_closed_total{{reason=\"{reason}\"}}");
+    harness
+        .eventually_metric(&closed("idle_timeout"), 1.0)
+        .await;
+
+    let (mut busy, busy_driver) = h2_connection(&harness).await;
+    let mut answered = 0;
+    while let Some(status) = h2_get(&mut busy).await {
+        assert_eq!(
+            status, 200,
+            "a request on a closing connection still completes"
+        );
+        answered += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(answered < 50, "the connection outlived its maximum age");
+    }
+    assert!(answered >= 5, "served while young: {answered}");
+    within(Duration::from_secs(10), busy_driver).await.unwrap();
+    harness.eventually_metric(&closed("max_age"), 1.0).await;
+    assert_eq!(harness.metric(&closed("idle_timeout")).await, 1.0);
+}
