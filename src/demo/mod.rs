@@ -1,14 +1,16 @@
 //! Stand-ins for the parties around the gateway, for `phigate demo` and for tests.
 //!
-//! [`DevIssuer`] plays the authorization server (a JWKS endpoint and a token minter) and
+//! [`DevIssuer`] plays the authorization server (a JWKS endpoint and a token minter),
 //! [`SyntheticFhir`] plays the protected FHIR server (invented data, and a record of every request
-//! that reached it). Both serve plain HTTP on a local port and stop on `shutdown()` or when their
+//! that reached it), and [`DpopKey`] a client holding a DPoP key. The two servers serve plain HTTP on a local port and stop on `shutdown()` or when their
 //! last handle drops. Nothing here may be used in production or fed real patient data: the issuer
 //! signs whatever it is asked to, and the FHIR server has no access control at all.
 
+pub mod dpop;
 pub mod fhir;
 pub mod issuer;
 
+pub use dpop::DpopKey;
 pub use fhir::{ReceivedRequest, SyntheticFhir, UpstreamMode};
 pub use issuer::{DevIssuer, IssuerError};
 
