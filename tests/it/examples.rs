@@ -317,6 +317,22 @@ fn every_example_passes_its_policy_tests() {
             summary.ends_with(" passed, 0 failed in 1 file") && !summary.starts_with("total: 0 "),
             "{name}: {summary}"
         );
+        // The README shows the count a user should see; it must not drift from the file.
+        let passed = summary
+            .trim_start_matches("total: ")
+            .split(' ')
+            .next()
+            .unwrap();
+        let readme = std::fs::read_to_string(examples_dir().join(name).join("README.md")).unwrap();
+        for shown in [
+            format!("{passed} passed, 0 failed"),
+            format!("{passed} cases"),
+        ] {
+            assert!(
+                readme.contains(&shown),
+                "{name}/README.md does not say {shown:?}"
+            );
+        }
     }
 }
 
