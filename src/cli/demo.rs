@@ -1,9 +1,12 @@
 //! `phigate demo`: the embedded default. It starts, on loopback, a development token issuer
 //! (keys generated now, JWKS over HTTP), a synthetic FHIR server (invented data only) and the
-//! gateway over TLS with a CA generated now, then prints `curl -i` commands (status line and
-//! challenge shown) for an allowed read, a read denied for scope, an expired token and a request
-//! without a token. On Ctrl-C or SIGTERM it stops everything, deletes what it generated and says
-//! so. Nothing here is fit for production: the issuer signs whatever the demo asks.
+//! gateway over TLS with a CA generated now, then prints the whole story as commands a person can
+//! paste, in order: an allowed read, a read denied for scope, an expired token, a request without
+//! a token, a public route; a certificate-bound token over mutual TLS and without the
+//! certificate; a DPoP-bound token with its proof, and the proof replayed; a revocation taking
+//! effect; a detector firing on the revoked token and its block; the audit trail verified. On
+//! Ctrl-C or SIGTERM it stops everything, deletes what it generated and says so. Nothing here is
+//! fit for production: the issuer signs whatever the demo asks.
 //!
 //! `--write-config DIR` instead writes a starting point an operator can run — configuration,
 //! policy with its tests, a test CA and a server certificate — with the issuer and upstream as
@@ -24,9 +27,10 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::demo::issuer::INITIAL_KID;
-use crate::demo::{DevIssuer, SyntheticFhir};
+use crate::demo::{DevIssuer, DpopKey, SyntheticFhir};
 use crate::proxy::Gateway;
-use crate::tls::dev_ca::DevCa;
+use crate::tls::CertThumbprint;
+use crate::tls::dev_ca::{DevCa, IssuedCert};
 
 const DEMO_ISSUER: &str = "https://issuer.phigate.demo";
 const DEMO_AUDIENCE: &str = "https://fhir.phigate.demo";
@@ -48,6 +52,10 @@ pub struct BenchTokens {
     /// The folder the tokens and the issuer key are written into.
     pub dir: PathBuf,
 }
+
+/// The demo's revocation list and audit key, in its folder.
+const REVOCATION_FILE: &str = "revoked.json";
+const AUDIT_KEY_FILE: &str = "audit.key";
 
 /// The demo policy, embedded so the demo needs no file from the repository.
 const DEMO_POLICY: &str = include_str!("../../policies/example.yaml");
@@ -116,10 +124,28 @@ pub async fn run(
         .context("cannot issue the demo server certificate")?
         .write_pem_files(&dir, "server")
         .context("cannot write the demo server certificate")?;
+    let client_cert = ca
+        .issue_client("demo-partner")
+        .context("cannot issue the demo client certificate")?;
+    client_cert
+        .write_pem_files(&dir, "client")
+        .context("cannot write the demo client certificate")?;
     std::fs::write(dir.join("policy.yaml"), DEMO_POLICY).context("cannot write the demo policy")?;
+    std::fs::write(
+        dir.join(REVOCATION_FILE),
+        r#"{"version": 1, "entries": []}"#,
+    )
+    .context("cannot write the demo revocation list")?;
+    let mut audit_key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut audit_key)
+        .map_err(|_| anyhow::anyhow!("cannot generate the demo audit key"))?;
+    std::fs::write(dir.join(AUDIT_KEY_FILE), audit_key)
+        .context("cannot write the demo audit key")?;
+    // DPoP proofs name the gateway's URL, so its port must be known before it starts.
+    let listen = concrete_port(listen)?;
     let config_file = dir.join("phigate.yaml");
     let config_text = format!(
-        "# Written by `phigate demo`; every key and certificate here was generated at start.\n{}",
+        "# Written by `phigate demo`; every key and certificate here was generated at start.\n{}{}",
         config_text(
             listen,
             admin,
@@ -130,8 +156,10 @@ pub async fn run(
                 algorithms: "[ES256]",
                 upstream: &fhir.url(),
                 max_lifetime: &humantime::format_duration(DEMO_TOKEN_LIFETIME).to_string(),
+                listen_extra: &story_listen(listen),
             },
-        )
+        ),
+        story_config()
     );
     std::fs::write(&config_file, &config_text).context("cannot write the demo configuration")?;
     let mut config =
@@ -145,10 +173,14 @@ pub async fn run(
         &gateway,
         &issuer,
         &fhir,
-        &ca_file,
-        &config_file,
+        &Files {
+            dir: &dir,
+            ca: &ca_file,
+            config: &config_file,
+            client_cert: &client_cert,
+        },
         printed_bench,
-    );
+    )?;
     super::wait_for_stop_signal().await?;
     say("phigate demo stopping: draining requests, then deleting the generated keys and files");
     // The gateway's folder watches end before the folder goes, so nothing reports it vanishing.
@@ -232,6 +264,7 @@ fn written_config(listen: SocketAddr, admin: SocketAddr) -> String {
         algorithms: "[ES256, RS256]",
         upstream: PLACEHOLDER_UPSTREAM,
         max_lifetime: "15m",
+        listen_extra: "",
     };
     format!(
         "{}{}",
@@ -322,6 +355,50 @@ fn demo_dir() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// `addr` itself, or with port 0 a port free now: the demo must name its URL before the gateway
+/// binds it. Another process could take the port in between; the gateway's start then fails.
+fn concrete_port(addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    if addr.port() != 0 {
+        return Ok(addr);
+    }
+    let probe = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("cannot find a free port on {}", addr.ip()))?;
+    Ok(probe.local_addr()?)
+}
+
+/// The demo's own sections beyond a written configuration: a DPoP proof lifetime long enough
+/// to paste a printed proof, a revocation file, a detector that blocks a client whose revoked
+/// token keeps coming back, and the audit trail.
+fn story_config() -> String {
+    format!(
+        r#"dpop:
+  max_age: 1h
+revocation:
+  sources:
+    - file: {REVOCATION_FILE}
+      interval: 1s
+monitor:
+  refused_token_reuse:
+    threshold: 3
+    window: 10m
+    actions:
+      block: 10m
+audit:
+  file: audit.log
+  key_file: {AUDIT_KEY_FILE}
+"#
+    )
+}
+
+/// The demo's listener additions: mutual TLS, optional so that curl without a certificate still
+/// connects, and the URL DPoP proofs name.
+fn story_listen(listen: SocketAddr) -> String {
+    format!(
+        "    client_ca_file: ca.crt\n    client_auth: optional\n  public_base_url: \"https://localhost:{}\"\n",
+        listen.port()
+    )
+}
+
 /// What differs between the demo's own configuration and a written one.
 struct ConfigParts<'a> {
     issuer: &'a str,
@@ -330,6 +407,8 @@ struct ConfigParts<'a> {
     algorithms: &'a str,
     upstream: &'a str,
     max_lifetime: &'a str,
+    /// Lines inside `listen:` after the TLS files (client CA, public URL).
+    listen_extra: &'a str,
 }
 
 fn config_text(listen: SocketAddr, admin: SocketAddr, parts: &ConfigParts<'_>) -> String {
@@ -340,6 +419,7 @@ fn config_text(listen: SocketAddr, admin: SocketAddr, parts: &ConfigParts<'_>) -
         algorithms,
         upstream,
         max_lifetime,
+        listen_extra,
     } = parts;
     format!(
         r#"listen:
@@ -347,7 +427,7 @@ fn config_text(listen: SocketAddr, admin: SocketAddr, parts: &ConfigParts<'_>) -
   tls:
     cert_file: server.crt
     key_file: server.key
-admin:
+{listen_extra}admin:
   address: "{admin}"
 upstream:
   url: "{upstream}"
@@ -365,58 +445,74 @@ policy_file: policy.yaml
     )
 }
 
+/// What the walkthrough names on disk.
+struct Files<'a> {
+    dir: &'a Path,
+    ca: &'a Path,
+    config: &'a Path,
+    client_cert: &'a IssuedCert,
+}
+
 #[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
 fn print_walkthrough(
     gateway: &Gateway,
     issuer: &DevIssuer,
     fhir: &SyntheticFhir,
-    ca_file: &Path,
-    config: &Path,
+    files: &Files<'_>,
     bench: Option<(usize, &BenchFiles)>,
-) {
+) -> anyhow::Result<()> {
     let base = format!("https://localhost:{}", gateway.local_addr().port());
     let hour = DEMO_TOKEN_LIFETIME;
-    let reader = issuer.mint(&issuer.standard_claims(
-        "dr-alice",
-        "demo-ehr",
-        "user/Patient.r",
-        DEMO_AUDIENCE,
-        hour,
-    ));
-    let observer = issuer.mint(&issuer.standard_claims(
-        "dr-bob",
-        "demo-ehr",
-        "user/Observation.rs",
-        DEMO_AUDIENCE,
-        hour,
-    ));
-    let mut expired_claims = issuer.standard_claims(
-        "dr-alice",
-        "demo-ehr",
-        "user/Patient.r",
-        DEMO_AUDIENCE,
-        hour,
-    );
+    let claims = |sub: &str, client: &str, scope: &str| {
+        issuer.standard_claims(sub, client, scope, DEMO_AUDIENCE, hour)
+    };
+    let reader = issuer.mint(&claims("dr-alice", "demo-ehr", "user/Patient.r"));
+    let observer = issuer.mint(&claims("dr-bob", "demo-ehr", "user/Observation.rs"));
+    let mut expired_claims = claims("dr-alice", "demo-ehr", "user/Patient.r");
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     expired_claims["iat"] = (now - 1200).into();
     expired_claims["exp"] = (now - 600).into();
     let expired = issuer.mint(&expired_claims);
-    let ca = ca_file.display();
+    // RFC 8705: bound to the client certificate's SHA-256 thumbprint.
+    let mut bound_claims = claims("lab-system", "demo-partner", "user/Patient.r");
+    bound_claims["cnf"] = serde_json::json!({
+        "x5t#S256": CertThumbprint::of(files.client_cert.cert_der.as_ref()).as_str()
+    });
+    let cert_bound = issuer.mint(&bound_claims);
+    // RFC 9449: bound to a key only the client holds, with one proof for one request.
+    let dpop_key = DpopKey::generate()?;
+    let mut dpop_claims = claims("pat-carla", "demo-phone-app", "user/Patient.r");
+    dpop_claims["cnf"] = serde_json::json!({"jkt": dpop_key.thumbprint()});
+    let dpop_bound = issuer.mint(&dpop_claims);
+    let proof = dpop_key.proof("GET", &format!("{base}/Patient/123"), &dpop_bound)?;
+    // A kiosk's token to revoke, and another token of the same client for the block.
+    let kiosk_claims = claims("nurse-carol", "demo-kiosk", "user/Patient.r");
+    let kiosk = issuer.mint(&kiosk_claims);
+    let kiosk_other = issuer.mint(&claims("nurse-dave", "demo-kiosk", "user/Patient.r"));
+    let revocation = serde_json::json!({
+        "version": 1,
+        "entries": [{"jti": kiosk_claims["jti"], "exp": kiosk_claims["exp"]}],
+    });
+    let binary = std::env::current_exe().context("cannot name the phigate binary")?;
+
+    let ca = files.ca.display();
+    let dir = files.dir.display();
+    let admin = gateway.admin_addr();
+    let curl =
+        |auth: &str, extra: &str| format!("curl -i --cacert {ca}{extra}{auth} {base}/Patient/123");
+    let bearer = |token: &str| format!(" -H 'Authorization: Bearer {token}'");
     println!("phigate demo — development only: generated keys and certificates, synthetic data");
-    println!("  gateway   {base}  (TLS; trust {ca})");
-    println!(
-        "  admin     http://{}/metrics  /healthz  /readyz",
-        gateway.admin_addr()
-    );
+    println!("  gateway   {base}  (TLS, client certificates optional; trust {ca})");
+    println!("  admin     http://{admin}/metrics  /healthz  /readyz");
     println!(
         "  issuer    {}  (JWKS {})",
         issuer.issuer(),
         issuer.jwks_uri()
     );
     println!("  upstream  {}  (synthetic FHIR)", fhir.url());
-    println!("  config    {}", config.display());
+    println!("  config    {}", files.config.display());
     if let Some((count, files)) = bench {
         println!(
             "  bench     {count} tokens ({BENCH_SCOPE}, each its own subject, valid {}) in {}; issuer key {}",
@@ -426,18 +522,64 @@ fn print_walkthrough(
         );
     }
     println!();
+    println!("# Paste the commands in order; each comment says what the gateway answers.");
     println!("# 1. allowed: a user/Patient.r token reads Patient 123 (200)");
-    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {reader}' {base}/Patient/123");
+    println!("{}", curl(&bearer(&reader), ""));
     println!(
         "# 2. denied for scope: a user/Observation.rs token cannot read a Patient (403 insufficient_scope)"
     );
-    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {observer}' {base}/Patient/123");
+    println!("{}", curl(&bearer(&observer), ""));
     println!("# 3. expired token (401 invalid_token)");
-    println!("curl -i --cacert {ca} -H 'Authorization: Bearer {expired}' {base}/Patient/123");
+    println!("{}", curl(&bearer(&expired), ""));
     println!("# 4. no token (401, bare Bearer challenge)");
     println!("curl -i --cacert {ca} {base}/Patient/123");
     println!("# 5. public capability statement (200)");
     println!("curl -i --cacert {ca} {base}/metadata");
+    println!(
+        "# 6. mutual TLS (RFC 8705): a token bound to the client certificate, presented with it (200)"
+    );
+    let with_cert = format!(" --cert {dir}/client.crt --key {dir}/client.key");
+    println!("{}", curl(&bearer(&cert_bound), &with_cert));
+    println!(
+        "# 7. the same token without the certificate: a stolen copy is useless (401 invalid_token)"
+    );
+    println!("{}", curl(&bearer(&cert_bound), ""));
+    println!(
+        "# 8. DPoP (RFC 9449): a token bound to the app's key, with a proof signed by that key for this request (200)"
+    );
+    let dpop = format!(" -H 'Authorization: DPoP {dpop_bound}' -H 'DPoP: {proof}'");
+    println!("{}", curl(&dpop, ""));
+    println!("# 9. the same proof again is a replay (401 invalid_dpop_proof)");
+    println!("{}", curl(&dpop, ""));
+    println!("# 10. a kiosk's token reads (200)");
+    println!("{}", curl(&bearer(&kiosk), ""));
+    println!("# 11. revoke it: the gateway re-reads {dir}/{REVOCATION_FILE} as soon as it changes");
+    println!("printf '%s\\n' '{revocation}' > {dir}/{REVOCATION_FILE} && sleep 1");
+    println!("# 12. the revoked token is refused (401 invalid_token)");
+    println!("{}", curl(&bearer(&kiosk), ""));
+    println!(
+        "# 13. presented twice more, it fires the refused_token_reuse detector (3 in 10 min), whose action blocks the kiosk client for 10 min"
+    );
+    println!(
+        "for n in 1 2; do curl -s -o /dev/null --cacert {ca}{} {base}/Patient/123; done; sleep 1",
+        bearer(&kiosk)
+    );
+    println!(
+        "# 14. another token of the same client is refused too (403, no challenge: a new token would not help)"
+    );
+    println!("{}", curl(&bearer(&kiosk_other), ""));
+    println!("# 15. the firing and the action, as metrics");
+    println!(
+        "curl -s http://{admin}/metrics | grep -E '^phigate_(detector_firings|actions)_total\\{{(detector=\"refused_token_reuse|action=\"block)'"
+    );
+    println!(
+        "# 16. every decision above is a record in a keyed, hash-chained audit trail: verify it"
+    );
+    println!(
+        "{} audit verify --key-file {dir}/{AUDIT_KEY_FILE} {dir}/audit.log",
+        binary.display()
+    );
     println!();
     println!("phigate demo ready; press Ctrl-C to stop");
+    Ok(())
 }

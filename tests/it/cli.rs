@@ -426,13 +426,20 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     let mut stdout = Lines::of(child.stdout.take().unwrap());
     let stderr = Lines::of(child.stderr.take().unwrap());
     let mut commands = Vec::new();
+    let mut pasting = false;
     let mut config = None;
     loop {
         let line = stdout
             .next()
             .await
             .expect("the demo prints its walkthrough");
-        if line.starts_with("curl ") {
+        if line.starts_with("# Paste") {
+            pasting = true;
+        } else if pasting
+            && !line.is_empty()
+            && !line.starts_with('#')
+            && !line.contains("phigate demo ready")
+        {
             commands.push(line);
         } else if let Some(path) = line.trim().strip_prefix("config ") {
             config = Some(std::path::PathBuf::from(path.trim()));
@@ -440,16 +447,25 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
             break;
         }
     }
-    // Each command is run exactly as printed (`-sS` only quiets curl's progress meter): its
-    // output must show the status line, and a refusal its challenge.
+    // Each command is run exactly as printed, in order (`-sS` only quiets the progress meter of
+    // a `curl -i`): its output must show the status line, and a refusal its challenge — none
+    // for the block, where a new token would not help.
     let mut statuses = Vec::new();
+    let mut outputs = Vec::new();
     for command in &commands {
-        let output = Command::new("sh")
-            .arg("-c")
-            .arg(format!("{command} -sS"))
-            .output()
-            .unwrap();
+        let shown = command.starts_with("curl -i ");
+        let line = if shown {
+            format!("{command} -sS")
+        } else {
+            command.clone()
+        };
+        let output = Command::new("sh").arg("-c").arg(line).output().unwrap();
         let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(output.status.success(), "{command}:\n{text}");
+        if !shown {
+            outputs.push(text);
+            continue;
+        }
         let status = text
             .lines()
             .next()
@@ -457,16 +473,40 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
             .and_then(|line| line.split_whitespace().nth(1))
             .unwrap_or_else(|| panic!("no status line from {command}:\n{text}"))
             .to_owned();
-        if status.starts_with('4') {
-            assert!(
-                text.to_ascii_lowercase()
-                    .contains("www-authenticate: bearer"),
-                "{text}"
-            );
-        }
+        let lower = text.to_ascii_lowercase();
+        let challenged =
+            lower.contains("www-authenticate: bearer") || lower.contains("www-authenticate: dpop");
+        assert_eq!(
+            challenged,
+            // The twelfth, the blocked client's, is the one refusal without a challenge.
+            status.starts_with('4') && statuses.len() != 11,
+            "{text}"
+        );
         statuses.push(status);
     }
-    assert_eq!(statuses, ["200", "403", "401", "401", "200"]);
+    assert_eq!(
+        statuses,
+        [
+            "200", "403", "401", "401", "200", "200", "401", "200", "401", "200", "401", "403"
+        ]
+    );
+    // The revocation list write, the repeated presentations, the metrics and the audit check.
+    let [revoke, repeat, metrics, audit] = &outputs[..] else {
+        panic!("{outputs:?}");
+    };
+    assert!(revoke.is_empty() && repeat.is_empty());
+    assert!(
+        metrics.contains("phigate_detector_firings_total{detector=\"refused_token_reuse\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("phigate_actions_total{action=\"block\",result=\"ok\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        audit.contains("ok: ") && audit.contains("records intact"),
+        "{audit}"
+    );
 
     let exit = terminate(child).await;
     assert!(exit.success(), "{exit:?}");
@@ -514,8 +554,9 @@ async fn demo_bench_tokens_pass_the_gateway_verify_with_the_written_key_and_go_a
             .await
             .expect("the demo prints its walkthrough");
         if let Some(rest) = line.trim().strip_prefix("gateway") {
-            // `https://localhost:PORT  (TLS; trust CA_FILE)`
-            let (url, trust) = rest.trim().split_once("  (TLS; trust ").unwrap();
+            // `https://localhost:PORT  (TLS, …; trust CA_FILE)`
+            let (url, about) = rest.trim().split_once("  (").unwrap();
+            let trust = about.split_once("; trust ").unwrap().1;
             gateway = Some((url.to_owned(), trust.trim_end_matches(')').to_owned()));
         } else if line.contains("phigate demo ready") {
             break;
