@@ -20,7 +20,7 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http::header::{CACHE_CONTROL, HeaderValue};
+use http::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -93,6 +93,8 @@ struct State {
     body_override: Mutex<Option<String>>,
     delay: Mutex<Duration>,
     fetches: AtomicU64,
+    /// JWKS requests answered 304 Not Modified.
+    not_modified: AtomicU64,
 }
 
 /// The published entries in publication order, and which one signs by default.
@@ -135,6 +137,7 @@ impl DevIssuer {
             body_override: Mutex::new(None),
             delay: Mutex::new(Duration::ZERO),
             fetches: AtomicU64::new(0),
+            not_modified: AtomicU64::new(0),
         });
         let served = Arc::clone(&state);
         let server = Background::spawn(bind, move |req| {
@@ -242,6 +245,12 @@ impl DevIssuer {
     /// How many JWKS requests have arrived, counted on arrival (before any delay).
     pub fn fetch_count(&self) -> u64 {
         self.inner.state.fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many JWKS requests were answered 304 Not Modified (their `If-None-Match` named the
+    /// document being served).
+    pub fn not_modified_count(&self) -> u64 {
+        self.inner.state.not_modified.load(Ordering::SeqCst)
     }
 
     /// Signs `claims` with the signing key; header `{"alg", "typ": "at+jwt", "kid"}`.
@@ -379,7 +388,25 @@ impl State {
             Some(body) => body,
             None => self.keys().document().to_string(),
         };
-        let mut response = respond(status, JWKS_CONTENT_TYPE, body);
+        // A strong validator of the document's bytes (RFC 9110 §8.8.3).
+        let tag = format!(
+            "\"{}\"",
+            URL_SAFE_NO_PAD.encode(&crate::jose::sha256(body.as_bytes())[..12])
+        );
+        let unchanged = status == StatusCode::OK
+            && req
+                .headers()
+                .get(IF_NONE_MATCH)
+                .is_some_and(|asked| asked.as_bytes() == tag.as_bytes());
+        let mut response = if unchanged {
+            self.not_modified.fetch_add(1, Ordering::SeqCst);
+            respond(StatusCode::NOT_MODIFIED, JWKS_CONTENT_TYPE, "")
+        } else {
+            respond(status, JWKS_CONTENT_TYPE, body)
+        };
+        if let Ok(value) = HeaderValue::from_str(&tag) {
+            response.headers_mut().insert(ETAG, value);
+        }
         let max_age = self.cache_max_age.load(Ordering::Relaxed);
         if let Ok(value) = HeaderValue::from_str(&format!("max-age={max_age}")) {
             response.headers_mut().insert(CACHE_CONTROL, value);

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE};
+use http::HeaderValue;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
 use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
@@ -147,8 +148,22 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     text
 }
 
+/// What a fetch brought.
+enum Fetched {
+    /// A new key set, with its cache lifetime and validator.
+    Keys {
+        keys: KeySet,
+        lifetime: Duration,
+        etag: Option<HeaderValue>,
+    },
+    /// 304 Not Modified: the keys held are current for `lifetime` more.
+    Unchanged { lifetime: Duration },
+}
+
 struct KeyState {
     keys: Option<Arc<KeySet>>,
+    /// The validator the issuer sent with `keys`, for the next fetch's `If-None-Match`.
+    etag: Option<HeaderValue>,
     fetched_at: Option<Instant>,
     fresh_until: Option<Instant>,
     /// Fetch attempts finished so far, scheduled or forced: a request that saw this number
@@ -192,6 +207,7 @@ impl IssuerKeys {
             metrics,
             state: RwLock::new(KeyState {
                 keys: None,
+                etag: None,
                 fetched_at: None,
                 fresh_until: None,
                 attempts: 0,
@@ -309,7 +325,12 @@ impl IssuerKeys {
 
     async fn refresh_locked(&self) -> Result<(), FetchError> {
         let issuer = &*self.issuer.issuer;
-        let result = tokio::time::timeout(self.bounds.jwks_fetch_timeout, self.fetch())
+        // Revalidate only what is held: without keys a 304 would confirm nothing.
+        let etag = {
+            let state = self.state();
+            state.keys.as_ref().and(state.etag.clone())
+        };
+        let result = tokio::time::timeout(self.bounds.jwks_fetch_timeout, self.fetch(etag))
             .await
             .unwrap_or(Err(FetchError::TimedOut));
         self.metrics.record_jwks_fetch(issuer, result.is_ok());
@@ -319,12 +340,25 @@ impl IssuerKeys {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.attempts = state.attempts.wrapping_add(1);
         state.last_failed = result.is_err();
+        let now = Instant::now();
         match result {
-            Ok((keys, lifetime)) => {
+            Ok(Fetched::Unchanged { lifetime }) => {
+                // RFC 9110 §15.4.5: the held keys are current; their age starts again.
+                state.fetched_at = Some(now);
+                state.fresh_until = Some(now + lifetime);
+                drop(state);
+                tracing::debug!(issuer, "jwks unchanged (304); keys revalidated");
+                Ok(())
+            }
+            Ok(Fetched::Keys {
+                keys,
+                lifetime,
+                etag,
+            }) => {
                 self.metrics.set_jwks_keys_loaded(issuer, keys.len());
-                let now = Instant::now();
                 let loaded = keys.len();
                 state.keys = Some(Arc::new(keys));
+                state.etag = etag;
                 state.fetched_at = Some(now);
                 state.fresh_until = Some(now + lifetime);
                 drop(state);
@@ -347,9 +381,14 @@ impl IssuerKeys {
         }
     }
 
-    async fn fetch(&self) -> Result<(KeySet, Duration), FetchError> {
-        let request = http::Request::get(self.issuer.jwks_uri.clone())
-            .header(ACCEPT, "application/jwk-set+json, application/json")
+    /// GETs the JWKS, conditionally on `etag` when one is held.
+    async fn fetch(&self, etag: Option<HeaderValue>) -> Result<Fetched, FetchError> {
+        let mut request = http::Request::get(self.issuer.jwks_uri.clone())
+            .header(ACCEPT, "application/jwk-set+json, application/json");
+        if let Some(etag) = etag {
+            request = request.header(IF_NONE_MATCH, etag);
+        }
+        let request = request
             .body(Empty::new())
             .map_err(|err| FetchError::Transport(err.to_string()))?;
         let response = self
@@ -357,16 +396,20 @@ impl IssuerKeys {
             .request(request)
             .await
             .map_err(|err| FetchError::Transport(error_chain(&err)))?;
+        let lifetime = cache_lifetime(
+            response.headers().get(CACHE_CONTROL),
+            self.bounds.jwks_cache_ttl,
+        );
+        if response.status() == http::StatusCode::NOT_MODIFIED {
+            return Ok(Fetched::Unchanged { lifetime });
+        }
         if response.status() != http::StatusCode::OK {
             return Err(FetchError::Status(response.status().as_u16()));
         }
         if !is_json(response.headers().get(CONTENT_TYPE)) {
             return Err(FetchError::ContentType);
         }
-        let lifetime = cache_lifetime(
-            response.headers().get(CACHE_CONTROL),
-            self.bounds.jwks_cache_ttl,
-        );
+        let etag = response.headers().get(ETAG).cloned();
         let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
             .collect()
             .await
@@ -376,7 +419,11 @@ impl IssuerKeys {
         // Counted even when the document is refused for having no usable key: a JWKS of only
         // weak keys is exactly what an operator must hear about.
         self.note_rejections(&entries.rejected);
-        Ok((entries.into_key_set()?, lifetime))
+        Ok(Fetched::Keys {
+            keys: entries.into_key_set()?,
+            lifetime,
+            etag,
+        })
     }
 
     /// Logs and counts each rejected entry the first time this issuer serves it, not at every

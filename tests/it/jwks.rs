@@ -429,3 +429,46 @@ async fn a_malformed_key_is_dropped_and_the_rest_of_its_set_kept() {
         "{metrics}"
     );
 }
+
+// Issue #13 point 6: each refresh revalidates with `If-None-Match`; a 304 keeps the keys and
+// starts their age again, so keys revalidated within `jwks_max_stale` never go stale, and a
+// changed set (a new validator) is fetched whole and used.
+#[tokio::test]
+async fn a_304_revalidates_the_keys_and_a_changed_set_replaces_them() {
+    let issuer = DevIssuer::start(([127, 0, 0, 1], 0).into(), ISSUER)
+        .await
+        .unwrap();
+    issuer.set_cache_max_age(1);
+    let harness = Harness::with_issuer(
+        Options {
+            tokens: "  jwks_cache_ttl: 1s\n  jwks_max_stale: 3s\n",
+            ..Options::default()
+        },
+        issuer,
+    )
+    .await;
+    let client = harness.client();
+    let token = harness.token("patient/Patient.r");
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    // Five revalidations take past the staleness bound; the keys stay usable throughout.
+    eventually(Duration::from_secs(20), || async {
+        harness.issuer.not_modified_count() >= 5
+    })
+    .await;
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    assert_eq!(harness.admin_get("/readyz").await.0, 200);
+    harness.issuer.add_key(Algorithm::ES256, "es2").unwrap();
+    harness.issuer.set_signing_key("es2").unwrap();
+    let rotated = harness.token("patient/Patient.r");
+    eventually_status(&client, "/Patient/123", &rotated, 200).await;
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+}
