@@ -2,8 +2,8 @@
 # Runs the fuzz targets, one after another, each for SECONDS (default 60): `fuzz/run.sh 300`, or
 # `fuzz/run.sh 300 path fhir` for some of them. Not part of CI or `cargo test`.
 #
-# cargo-fuzz wants a nightly compiler for libFuzzer's instrumentation flags; this machine has
-# stable only, so RUSTC_BOOTSTRAP=1 lets stable rustc accept them. `-s none`: no sanitizer —
+# cargo-fuzz wants a nightly compiler for libFuzzer's instrumentation flags; RUSTC_BOOTSTRAP=1
+# lets stable rustc accept them, so no nightly toolchain is needed. `-s none`: no sanitizer —
 # phigate forbids unsafe code, so the findings are panics (overflow checks are on), hangs and
 # assertion failures, and two shared cores do twice the executions without AddressSanitizer.
 #
