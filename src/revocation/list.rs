@@ -8,10 +8,14 @@
 //! Document format (HTTP and file sources; a Redis set holds one entry object per member):
 //! `{"version": 1, "entries": [{"jti": "…", "exp": 1800000000}, {"token_sha256": "<base64url>",
 //! "exp": …}, {"client_id": "app-1", "before": 1700000000}, {"sub": "u-1", "before": …}]}`.
+//! A `jti`, `client_id` or `sub` entry may name its issuer (`"iss": "https://as"`): it then
+//! applies to that issuer's tokens only, since two issuers' `jti`s, clients and subjects are
+//! separate namespaces.
 
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::Hash;
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
@@ -37,14 +41,28 @@ pub const MAX_ENTRIES: usize = 2_000_000;
 /// One revocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    /// A token by `jti`, until its `exp`.
-    Jti { jti: Jti, exp: i64 },
+    /// A token by `jti`, until its `exp`; of `issuer` only, when named.
+    Jti {
+        jti: Jti,
+        exp: i64,
+        issuer: Option<Box<str>>,
+    },
     /// A token by the SHA-256 of its text (base64url in the document), until its `exp`.
     TokenHash { hash: TokenDigest, exp: i64 },
-    /// Every token of a client issued before `before` (and every token without `iat`).
-    ClientBefore { client_id: ClientId, before: i64 },
-    /// Every token of a subject issued before `before` (and every token without `iat`).
-    SubjectBefore { subject: Subject, before: i64 },
+    /// Every token of a client issued before `before` (and every token without `iat`); of
+    /// `issuer` only, when named.
+    ClientBefore {
+        client_id: ClientId,
+        before: i64,
+        issuer: Option<Box<str>>,
+    },
+    /// Every token of a subject issued before `before` (and every token without `iat`); of
+    /// `issuer` only, when named.
+    SubjectBefore {
+        subject: Subject,
+        before: i64,
+        issuer: Option<Box<str>>,
+    },
 }
 
 impl Entry {
@@ -61,6 +79,16 @@ impl Entry {
                 .map(str::to_owned)
         };
         let number = |name: &str| object.get(name).and_then(Value::as_i64);
+        // An `iss` that names no issuer would scope the entry to nobody: refused, not ignored.
+        let issuer = match object.get("iss") {
+            None => None,
+            Some(Value::String(iss)) if !iss.is_empty() => Some(Box::from(iss.as_str())),
+            Some(_) => {
+                return Err(ListError::Invalid(
+                    "an entry's iss is not a non-empty string",
+                ));
+            }
+        };
         let entry = match (
             text("jti"),
             text("token_sha256"),
@@ -70,6 +98,7 @@ impl Entry {
             (Some(jti), None, None, None) => Self::Jti {
                 jti: identity(&jti, Jti::parse)?,
                 exp: number("exp").ok_or(ListError::Invalid("a jti entry needs exp"))?,
+                issuer,
             },
             (None, Some(hash), None, None) => Self::TokenHash {
                 // A hash that can never match would leave the token it names unrevoked while
@@ -83,10 +112,12 @@ impl Entry {
                 client_id: identity(&client_id, ClientId::parse)?,
                 before: number("before")
                     .ok_or(ListError::Invalid("a client entry needs before"))?,
+                issuer,
             },
             (None, None, None, Some(subject)) => Self::SubjectBefore {
                 subject: identity(&subject, Subject::parse)?,
                 before: number("before").ok_or(ListError::Invalid("a sub entry needs before"))?,
+                issuer,
             },
             _ => {
                 return Err(ListError::Invalid(
@@ -113,14 +144,81 @@ fn identity<T>(value: &str, parse: fn(&str) -> Option<T>) -> Result<T, ListError
     ))
 }
 
+/// The SHA-256 a `jti` entry is kept under: of the `jti` alone, or of the issuer, a NUL and the
+/// `jti` for an issuer's own (a `jti` is printable ASCII, so the two forms never meet).
+fn jti_key(issuer: Option<&str>, jti: &Jti) -> [u8; 32] {
+    match issuer {
+        None => sha256(jti.as_str().as_bytes()),
+        Some(issuer) => sha256(format!("{issuer}\0{}", jti.as_str()).as_bytes()),
+    }
+}
+
+/// "Issued before" cut-offs by client or subject, for any issuer's tokens or for one issuer's.
+#[derive(Debug, Clone)]
+struct Cutoffs<K> {
+    any_issuer: HashMap<K, i64>,
+    by_issuer: HashMap<K, Vec<(Box<str>, i64)>>,
+}
+
+impl<K> Default for Cutoffs<K> {
+    fn default() -> Self {
+        Self {
+            any_issuer: HashMap::new(),
+            by_issuer: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Cutoffs<K> {
+    /// Keeps the later of two cut-offs for the same key and issuer.
+    fn insert(&mut self, key: K, issuer: Option<Box<str>>, before: i64) {
+        match issuer {
+            None => {
+                let kept = self.any_issuer.entry(key).or_insert(before);
+                *kept = (*kept).max(before);
+            }
+            Some(issuer) => {
+                let kept = self.by_issuer.entry(key).or_default();
+                match kept.iter_mut().find(|(named, _)| *named == issuer) {
+                    Some((_, cutoff)) => *cutoff = (*cutoff).max(before),
+                    None => kept.push((issuer, before)),
+                }
+            }
+        }
+    }
+
+    /// Whether a token of `key` from `issuer`, issued at `issued_at`, is cut off.
+    fn cuts_off(&self, key: &K, issuer: &str, issued_at: Option<i64>) -> bool {
+        let issued_before = |cutoff: i64| issued_at.is_none_or(|iat| iat < cutoff);
+        self.any_issuer.get(key).is_some_and(|c| issued_before(*c))
+            || self.by_issuer.get(key).is_some_and(|cutoffs| {
+                cutoffs
+                    .iter()
+                    .any(|(named, cutoff)| &**named == issuer && issued_before(*cutoff))
+            })
+    }
+
+    fn prune(&mut self, horizon: i64) {
+        self.any_issuer.retain(|_, before| *before >= horizon);
+        self.by_issuer.retain(|_, cutoffs| {
+            cutoffs.retain(|(_, before)| *before >= horizon);
+            !cutoffs.is_empty()
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.any_issuer.len() + self.by_issuer.values().map(Vec::len).sum::<usize>()
+    }
+}
+
 /// The revoked tokens one source knows of.
 #[derive(Debug, Default, Clone)]
 pub struct RevocationSet {
-    /// By the SHA-256 of the `jti`.
+    /// By [`jti_key`].
     jtis: HashMap<[u8; 32], i64>,
     hashes: HashMap<TokenDigest, i64>,
-    clients: HashMap<ClientId, i64>,
-    subjects: HashMap<Subject, i64>,
+    clients: Cutoffs<ClientId>,
+    subjects: Cutoffs<Subject>,
 }
 
 impl RevocationSet {
@@ -146,20 +244,22 @@ impl RevocationSet {
     /// Adds an entry; one whose token has already expired is not kept.
     pub fn insert(&mut self, entry: Entry, now: i64) {
         match entry {
-            Entry::Jti { jti, exp } if exp >= now => {
-                self.jtis.insert(sha256(jti.as_str().as_bytes()), exp);
+            Entry::Jti { jti, exp, issuer } if exp >= now => {
+                self.jtis.insert(jti_key(issuer.as_deref(), &jti), exp);
             }
             Entry::TokenHash { hash, exp } if exp >= now => {
                 self.hashes.insert(hash, exp);
             }
-            Entry::ClientBefore { client_id, before } => {
-                let kept = self.clients.entry(client_id).or_insert(before);
-                *kept = (*kept).max(before);
-            }
-            Entry::SubjectBefore { subject, before } => {
-                let kept = self.subjects.entry(subject).or_insert(before);
-                *kept = (*kept).max(before);
-            }
+            Entry::ClientBefore {
+                client_id,
+                before,
+                issuer,
+            } => self.clients.insert(client_id, issuer, before),
+            Entry::SubjectBefore {
+                subject,
+                before,
+                issuer,
+            } => self.subjects.insert(subject, issuer, before),
             Entry::Jti { .. } | Entry::TokenHash { .. } => {}
         }
     }
@@ -170,30 +270,28 @@ impl RevocationSet {
         self.jtis.retain(|_, exp| *exp >= now);
         self.hashes.retain(|_, exp| *exp >= now);
         let horizon = now.saturating_sub(max_lifetime);
-        self.clients.retain(|_, before| *before >= horizon);
-        self.subjects.retain(|_, before| *before >= horizon);
+        self.clients.prune(horizon);
+        self.subjects.prune(horizon);
     }
 
     /// Whether `token` (whose text hashes to `digest`) is revoked.
     pub fn revokes(&self, token: &VerifiedToken, digest: &TokenDigest) -> bool {
-        let issued_before = |cutoff: &i64| token.issued_at.is_none_or(|iat| iat < *cutoff);
+        let issuer = &*token.issuer;
         // Hashing the `jti` is only worth it when some entry could match.
         (!self.jtis.is_empty()
-            && token
-                .jti
-                .as_ref()
-                .is_some_and(|jti| self.jtis.contains_key(&sha256(jti.as_str().as_bytes()))))
+            && token.jti.as_ref().is_some_and(|jti| {
+                self.jtis.contains_key(&jti_key(None, jti))
+                    || self.jtis.contains_key(&jti_key(Some(issuer), jti))
+            }))
             || self.hashes.contains_key(digest)
             || token
                 .client_id
                 .as_ref()
-                .and_then(|c| self.clients.get(c))
-                .is_some_and(issued_before)
+                .is_some_and(|c| self.clients.cuts_off(c, issuer, token.issued_at))
             || token
                 .subject
                 .as_ref()
-                .and_then(|s| self.subjects.get(s))
-                .is_some_and(issued_before)
+                .is_some_and(|s| self.subjects.cuts_off(s, issuer, token.issued_at))
     }
 
     /// Number of entries held.

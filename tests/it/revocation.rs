@@ -348,3 +348,37 @@ async fn unreachable_redis_is_never_fresh_so_tokens_get_503() {
     assert!(harness.upstream.received().is_empty());
     assert_eq!(harness.admin_get("/readyz").await.0, 503);
 }
+
+// Issue #13 point 6: an entry naming its issuer revokes that issuer's token only — the same
+// `jti` from another issuer is another token.
+#[tokio::test]
+async fn an_entry_naming_another_issuer_leaves_this_issuers_token_alone() {
+    let harness = file_source_harness().await;
+    let (token, jti, exp) = claims_with_jti(&harness);
+    let client = harness.client();
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    // The list was read (a marker entry of this issuer, for another token, shows it) and the
+    // token still passes.
+    let (marker, marker_jti, marker_exp) = claims_with_jti(&harness);
+    publish(
+        &harness,
+        json!([
+            {"jti": jti, "exp": exp, "iss": "https://another-issuer.test"},
+            {"client_id": "app-1", "before": exp, "iss": "https://another-issuer.test"},
+            {"jti": marker_jti, "exp": marker_exp, "iss": crate::support::ISSUER},
+        ]),
+    );
+    eventually_status(&client, "/Patient/123", &marker, 401).await;
+    assert_eq!(
+        client.get_with_token("/Patient/123", &token).await.status,
+        200
+    );
+    publish(
+        &harness,
+        json!([{"jti": jti, "exp": exp, "iss": crate::support::ISSUER}]),
+    );
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+}

@@ -181,6 +181,7 @@ fn entries_expire_with_their_tokens() {
         Entry::Jti {
             jti: Jti::parse("a").unwrap(),
             exp: NOW + 10,
+            issuer: None,
         },
         NOW,
     );
@@ -188,6 +189,7 @@ fn entries_expire_with_their_tokens() {
         Entry::ClientBefore {
             client_id: ClientId::parse("c").unwrap(),
             before: NOW,
+            issuer: Some(Box::from("https://as")),
         },
         NOW,
     );
@@ -196,4 +198,61 @@ fn entries_expire_with_their_tokens() {
     assert_eq!(set.len(), 1);
     set.prune(NOW + 901, 900);
     assert!(set.is_empty());
+}
+
+#[test]
+fn an_entry_naming_its_issuer_revokes_that_issuers_tokens_only() {
+    let document = json!({"version": 1, "entries": [
+        {"jti": "j-1", "exp": NOW + 60, "iss": "https://as"},
+        {"client_id": "app-1", "before": NOW, "iss": "https://other-as"},
+        {"sub": "u-1", "before": NOW, "iss": "https://as"},
+    ]});
+    let set = RevocationSet::parse_document(document.to_string().as_bytes(), NOW).unwrap();
+    let digest = *BearerToken::new("t").digest();
+    let of = |issuer: &str, jti: &str, client: &str, sub: &str| {
+        let mut token = token(jti, client, sub, Some(NOW - 1));
+        token.issuer = Arc::from(issuer);
+        set.revokes(&token, &digest)
+    };
+    assert!(
+        of("https://as", "j-1", "app-9", "u-9"),
+        "the named issuer's jti"
+    );
+    assert!(
+        !of("https://other-as", "j-1", "app-9", "u-9"),
+        "another issuer's jti"
+    );
+    assert!(
+        of("https://other-as", "j-9", "app-1", "u-9"),
+        "the named issuer's client"
+    );
+    assert!(
+        !of("https://as", "j-9", "app-1", "u-9"),
+        "another issuer's client"
+    );
+    assert!(
+        of("https://as", "j-9", "app-9", "u-1"),
+        "the named issuer's subject"
+    );
+    assert!(
+        !of("https://other-as", "j-9", "app-9", "u-1"),
+        "another issuer's subject"
+    );
+    // An entry without iss still applies to every issuer.
+    let any = json!({"version": 1, "entries": [{"jti": "j-1", "exp": NOW + 60}]});
+    let set = RevocationSet::parse_document(any.to_string().as_bytes(), NOW).unwrap();
+    let mut other = token("j-1", "a", "u", None);
+    other.issuer = Arc::from("https://other-as");
+    assert!(set.revokes(&other, &digest));
+    for refused in [json!(""), json!(7), json!(["https://as"])] {
+        let document =
+            json!({"version": 1, "entries": [{"jti": "j", "exp": NOW + 60, "iss": refused}]});
+        assert_eq!(
+            RevocationSet::parse_document(document.to_string().as_bytes(), NOW).err(),
+            Some(ListError::Invalid(
+                "an entry's iss is not a non-empty string"
+            )),
+            "{refused}"
+        );
+    }
 }
