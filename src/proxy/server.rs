@@ -1,9 +1,10 @@
-//! Accepting connections: at most `listen.max_connections` open at once, a TLS handshake under
-//! `listen.handshake_timeout`, a first request head within `listen.first_request_timeout`, then
-//! HTTP/1.1 or HTTP/2 by ALPN with the limits of SECURITY.md §5 (header read timeout, header
-//! size, stream and window caps); failed handshakes and connections closed unused are counted
-//! by reason. On shutdown it stops accepting, lets in-flight requests finish within a deadline,
-//! and then closes. It never parses or decides on a request itself.
+//! Accepting connections, one accept loop per event loop: at most `listen.max_connections` open
+//! at once across all loops, a TLS handshake under `listen.handshake_timeout`, a first request
+//! head within `listen.first_request_timeout`, then HTTP/1.1 or HTTP/2 by ALPN with the limits
+//! of SECURITY.md §5 (header read timeout, header size, stream and window caps); failed
+//! handshakes and connections closed unused are counted by reason. On shutdown it stops
+//! accepting, lets in-flight requests finish within a deadline, and then closes. It never
+//! parses or decides on a request itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::forward::Forwarder;
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
@@ -29,30 +31,50 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Bound on requests processed at once across all connections.
 const MAX_CONCURRENT_REQUESTS: usize = 4096;
 
-/// The accept loop of the PHI listener.
+/// The bounds every event loop draws from, so that they hold for the gateway as a whole.
+#[derive(Clone)]
+pub struct Admission {
+    connections: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
+}
+
+impl Admission {
+    /// At most `max_connections` connections open and `MAX_CONCURRENT_REQUESTS` requests in
+    /// process, across every event loop.
+    pub fn new(max_connections: usize) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(max_connections)),
+            requests: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+        }
+    }
+}
+
+/// One accept loop of the PHI listener.
 pub struct Listener {
-    /// The bound socket.
+    /// The bound socket, registered with the runtime this loop runs on.
     pub tcp: TcpListener,
     /// The TLS acceptor, absent only for `insecure_plaintext`.
     pub tls: Option<TlsAcceptor>,
     /// Limits from configuration.
-    pub settings: Listen,
+    pub settings: Arc<Listen>,
+    /// The connection cap and request limit, shared with the other loops.
+    pub admission: Admission,
+    /// This loop's upstream client and pool.
+    pub forwarder: Arc<Forwarder>,
 }
 
 impl Listener {
-    /// Serves until `shutdown` turns true, then drains.
+    /// Serves until `shutdown` turns true (or its sender is gone), then drains.
     pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
         let graceful = GracefulShutdown::new();
-        let connections = Arc::new(Semaphore::new(self.settings.max_connections));
-        let settings = Arc::new(self.settings);
-        let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         // R-S04: past the cap a connection is closed at once, before any TLS
                         // work, so a flood cannot take every descriptor from established clients.
-                        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                        let Ok(slot) = Arc::clone(&self.admission.connections).try_acquire_owned()
+                        else {
                             shared.metrics.record_connection_closed("over_capacity");
                             drop(stream);
                             continue;
@@ -60,9 +82,10 @@ impl Listener {
                         let watcher = graceful.watcher();
                         let task = Connected {
                             shared: Arc::clone(&shared),
-                            settings: Arc::clone(&settings),
+                            forwarder: Arc::clone(&self.forwarder),
+                            settings: Arc::clone(&self.settings),
                             tls: self.tls.clone(),
-                            limit: Arc::clone(&limit),
+                            limit: Arc::clone(&self.admission.requests),
                         };
                         tokio::spawn(async move {
                             let _open = task.shared.metrics.connection_opened();
@@ -91,6 +114,7 @@ impl Listener {
 
 struct Connected {
     shared: Arc<Shared>,
+    forwarder: Arc<Forwarder>,
     settings: Arc<Listen>,
     tls: Option<TlsAcceptor>,
     limit: Arc<Semaphore>,
@@ -172,7 +196,11 @@ impl Connected {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
                 Arc::clone(&self.limit),
             ))
-            .service(GatewayService::new(Arc::clone(&self.shared), conn));
+            .service(GatewayService::new(
+                Arc::clone(&self.shared),
+                Arc::clone(&self.forwarder),
+                conn,
+            ));
         let builder = self.http_builder();
         let served = watcher.watch(builder.serve_connection(io, TowerToHyperService::new(service)));
         tokio::pin!(served);

@@ -18,6 +18,7 @@ mod cli;
 mod deploy;
 mod dpop;
 mod errors;
+mod event_loops;
 mod fhir;
 mod fhir_real;
 mod floods;
