@@ -265,20 +265,21 @@ pub struct Listen {
 /// either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventLoops {
+    /// The default: one current-thread runtime per core, each with its own `SO_REUSEPORT`
+    /// socket on the listen address and its own upstream pool; the kernel spreads connections
+    /// over them (README, Benchmarks: more requests per second than `Shared`).
+    PerCore,
     /// One multi-thread runtime, one listening socket, one upstream pool: connections are
     /// served on whichever worker thread is free.
     Shared,
-    /// One current-thread runtime per core, each with its own `SO_REUSEPORT` socket on the
-    /// listen address and its own upstream pool; the kernel spreads connections over them.
-    PerCore,
 }
 
 impl EventLoops {
     /// The configuration's spelling, for the log.
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Shared => "shared",
             Self::PerCore => "per_core",
+            Self::Shared => "shared",
         }
     }
 }
@@ -1116,11 +1117,11 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|at| self.secret_file(at, "listen.link_seal_secret_file"));
         let event_loops = match raw.event_loops.as_ref().map(|at| (at, at.value.as_str())) {
-            None | Some((_, "shared")) => EventLoops::Shared,
-            Some((_, "per_core")) => EventLoops::PerCore,
+            None | Some((_, "per_core")) => EventLoops::PerCore,
+            Some((_, "shared")) => EventLoops::Shared,
             Some((at, _)) => {
-                self.problem(at, "listen.event_loops must be shared or per_core");
-                EventLoops::Shared
+                self.problem(at, "listen.event_loops must be per_core or shared");
+                EventLoops::PerCore
             }
         };
         Some(Listen {

@@ -225,9 +225,9 @@ fn client_auth_modes() {
 }
 
 #[test]
-fn event_loops_are_shared_or_per_core() {
+fn event_loops_are_per_core_by_default_or_shared() {
     for (value, expected) in [
-        (None, Some(EventLoops::Shared)),
+        (None, Some(EventLoops::PerCore)),
         (Some("shared"), Some(EventLoops::Shared)),
         (Some("per_core"), Some(EventLoops::PerCore)),
         (Some("per-core"), None),
@@ -246,7 +246,7 @@ fn event_loops_are_shared_or_per_core() {
                 assert!(
                     problem
                         .message
-                        .contains("listen.event_loops must be shared or per_core"),
+                        .contains("listen.event_loops must be per_core or shared"),
                     "{err}"
                 );
             }

@@ -1,9 +1,9 @@
-//! The event loops that serve the PHI listener (`listen.event_loops`). `shared` runs one accept
-//! loop on the gateway's multi-thread runtime. `per_core` runs one OS thread per core, each with
-//! a current-thread runtime, its own `SO_REUSEPORT` socket on the listen address and its own
-//! upstream pool, so that a connection stays on one thread from accept to close. Every loop
-//! draws on one connection cap and one request limit, and all of them stop together. This
-//! module binds sockets and starts threads; it never reads a request.
+//! The event loops that serve the PHI listener (`listen.event_loops`). `per_core`, the default,
+//! runs one OS thread per core, each with a current-thread runtime, its own `SO_REUSEPORT`
+//! socket on the listen address and its own upstream pool, so that a connection stays on one
+//! thread from accept to close. `shared` runs one accept loop on the gateway's multi-thread
+//! runtime. Every loop draws on one connection cap and one request limit, and all of them stop
+//! together. This module binds sockets and starts threads; it never reads a request.
 
 use std::future::Future;
 use std::net::SocketAddr;
