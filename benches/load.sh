@@ -5,12 +5,15 @@
 # full checks with a token the cache has not seen on every request); and through HAProxy, when it
 # is installed (plain TLS proxy; TLS + jwt_verify ES256). Then at one connection: directly,
 # phigate with the reused token, HAProxy's TLS proxy; and a fresh phigate fed 100,000 distinct
-# tokens for its peak RSS. Prints req/s, p50/p99 latency, peak RSS (VmHWM, its high-water mark
-# reset before each target) and the ratios issue #11 sets as goals; with several runs, the
-# medians. Then, on a fresh gateway, the reused-token run again beside each flood of
-# benches/flood.py (slowloris, half and full TLS handshakes, oversized headers, oversized bodies,
-# forged tokens with unknown kids): what legitimate traffic still gets under attack.
-# Everything runs on loopback; each wrk run is bounded in time.
+# tokens for its peak RSS. Every gateway row runs the default `listen.event_loops: per_core` (one
+# event loop per core); the rows starting `shared` run the same binary with
+# `listen.event_loops: shared` (one work-stealing runtime) for the public and reused-token
+# targets, at full load and at one connection. Prints req/s, p50/p99 latency, peak RSS (VmHWM,
+# its high-water mark reset before each target) and the ratios issue #11 sets as goals; with
+# several runs, the medians. Then, on a fresh gateway, the reused-token run again beside each
+# flood of benches/flood.py (slowloris, half and full TLS handshakes, oversized headers,
+# oversized bodies, forged tokens with unknown kids): what legitimate traffic still gets under
+# attack. Everything runs on loopback; each wrk run is bounded in time.
 # Usage: [FLOODS=0] bash benches/load.sh [seconds] [connections] [runs]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,16 +73,21 @@ start_demo() {
   demo_dir="$(dirname "$(awk '$1 == "config" { print $2 }' "$work/demo.out")")"
   rm -rf "$work/gw" && mkdir "$work/gw"
   cp "$demo_dir"/{server.crt,server.key,policy.yaml} "$work/gw/"
-  awk -v listen="127.0.0.1:$gw_port" -v admin="127.0.0.1:$gw_admin" '
-    /^  address:/ { $0 = "  address: \"" (++n == 1 ? listen : admin) "\"" } { print }
-  ' "$demo_dir/phigate.yaml" >"$work/gw/phigate.yaml"
+  # The event loops are named in both files, so the rows measure the same modes whatever the
+  # default.
+  for loops in shared per_core; do
+    awk -v listen="127.0.0.1:$gw_port" -v admin="127.0.0.1:$gw_admin" -v loops="$loops" '
+      /^  address:/ { $0 = "  address: \"" (++n == 1 ? listen : admin) "\"" }
+      { print } /^listen:/ { print "  event_loops: " loops }
+    ' "$demo_dir/phigate.yaml" >"$work/gw/$loops.yaml"
+  done
   cat "$demo_dir/server.crt" "$demo_dir/server.key" >"$work/site.pem"
 }
 
-start_gateway() {
+start_gateway() { # start_gateway [EVENT_LOOPS]: per_core (the default) unless shared is asked for
   stop gateway
-  # The request log is written (formatted, queued, written by its thread) but thrown away.
-  "$bin" run --config "$work/gw/phigate.yaml" >/dev/null 2>&1 &
+  # The request log is written (formatted, batched, written by its thread) but thrown away.
+  "$bin" run --config "$work/gw/${1:-per_core}.yaml" >/dev/null 2>&1 &
   pid[gateway]=$!
   wait_for "phigate readiness" curl -sf "http://127.0.0.1:$gw_admin/readyz"
 }
@@ -218,6 +226,10 @@ for run in $(seq "$runs"); do
   measure "$run" reused_1c gateway 1 "${bearer[@]}" "$gw/Patient/123"
   ((have_haproxy)) && measure "$run" haproxy_tls_1c haproxy 1 "${bearer[@]}" "$hx_tls/Patient/123"
   stop haproxy
+  start_gateway shared
+  measure "$run" shared_public gateway "$connections" "$gw/metadata"
+  measure "$run" shared_reused gateway "$connections" "${bearer[@]}" "$gw/Patient/123"
+  measure "$run" shared_1c gateway 1 "${bearer[@]}" "$gw/Patient/123"
   rss_after_distinct "$run"
   ((floods)) && flood_runs "$run"
   stop gateway
@@ -270,5 +282,13 @@ awk -F'\t' '
     } else print "  HAProxy ratios: HAProxy not installed"
     v = median(g3); printf "  p50 added over direct, one connection           %4.0f us  (goal <= 100 us: %s)\n", v, v <= 100 ? "met" : "missed"
     v = median(g4); printf "  peak RSS after %d distinct tokens            %5.1f MiB  (goal <= 64 MiB: %s)\n", '"$rss_tokens"', v, v <= 64 ? "met" : "missed"
+    for (r in runs) {
+      e1 = e1 " " value[r, "reused", "rps"] / value[r, "shared_reused", "rps"]
+      e2 = e2 " " value[r, "reused_1c", "p50"] - value[r, "shared_1c", "p50"]
+    }
+    print ""
+    print "event loops, per_core against shared (median of the per-run figures)"
+    printf "  req/s, full checks, reused token                  %.2fx\n", median(e1)
+    printf "  p50 at one connection                          %+5.0f us\n", median(e2)
   }
 ' "$work/results.tsv"

@@ -264,6 +264,32 @@ pub struct Listen {
     /// The secret that seals links to the token they were handed to (share it between
     /// replicas); a random one per process when absent.
     pub link_seal_secret: Option<Vec<u8>>,
+    /// Which event loops accept and serve the listener's connections.
+    pub event_loops: EventLoops,
+}
+
+/// `listen.event_loops`: where connections are served. Background work (key and revocation
+/// refreshes, the monitor, the admin listener, the audit writer) runs on the shared runtime
+/// either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLoops {
+    /// The default: one current-thread runtime per core, each with its own `SO_REUSEPORT`
+    /// socket on the listen address and its own upstream pool; the kernel spreads connections
+    /// over them (README, Benchmarks: more requests per second than `Shared`).
+    PerCore,
+    /// One multi-thread runtime, one listening socket, one upstream pool: connections are
+    /// served on whichever worker thread is free.
+    Shared,
+}
+
+impl EventLoops {
+    /// The configuration's spelling, for the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PerCore => "per_core",
+            Self::Shared => "shared",
+        }
+    }
 }
 
 /// Bounds on what one request may carry. Each is enforced before the part it bounds is used:
@@ -1116,6 +1142,14 @@ impl Builder<'_> {
             .link_seal_secret_file
             .as_ref()
             .and_then(|at| self.secret_file(at, "listen.link_seal_secret_file"));
+        let event_loops = match raw.event_loops.as_ref().map(|at| (at, at.value.as_str())) {
+            None | Some((_, "per_core")) => EventLoops::PerCore,
+            Some((_, "shared")) => EventLoops::Shared,
+            Some((at, _)) => {
+                self.problem(at, "listen.event_loops must be per_core or shared");
+                EventLoops::PerCore
+            }
+        };
         Some(Listen {
             address: address?,
             transport: transport?,
@@ -1131,6 +1165,7 @@ impl Builder<'_> {
             public_base_url,
             limits,
             link_seal_secret,
+            event_loops,
         })
     }
 

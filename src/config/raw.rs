@@ -256,6 +256,8 @@ pub struct RawListen {
     pub limits: Option<RawLimits>,
     #[serde(default)]
     pub link_seal_secret_file: Option<At<String>>,
+    #[serde(default)]
+    pub event_loops: Option<At<String>>,
 }
 
 /// `listen.limits:` — bounds on what a request may carry, enforced before routing.

@@ -225,6 +225,37 @@ fn client_auth_modes() {
 }
 
 #[test]
+fn event_loops_are_per_core_by_default_or_shared() {
+    for (value, expected) in [
+        (None, Some(EventLoops::PerCore)),
+        (Some("shared"), Some(EventLoops::Shared)),
+        (Some("per_core"), Some(EventLoops::PerCore)),
+        (Some("per-core"), None),
+        (Some("4"), None),
+    ] {
+        let text = match value {
+            Some(value) => GOOD.replace("listen:\n", &format!("listen:\n  event_loops: {value}\n")),
+            None => GOOD.to_owned(),
+        };
+        let (_dir, result) = load(&text);
+        match (result, expected) {
+            (Ok(config), Some(expected)) => assert_eq!(config.listen.event_loops, expected),
+            (Err(err), None) => {
+                let problem = &err.problems[0];
+                assert_eq!(problem.line, 2, "{err}");
+                assert!(
+                    problem
+                        .message
+                        .contains("listen.event_loops must be per_core or shared"),
+                    "{err}"
+                );
+            }
+            (other, _) => panic!("{value:?}: unexpected {:?}", other.map(|_| ())),
+        }
+    }
+}
+
+#[test]
 fn every_problem_is_reported_not_just_the_first() {
     let text = GOOD
         .replace("algorithms: [ES256, RS256]", "algorithms: [HS256]")

@@ -1,7 +1,8 @@
 //! The running gateway: binds the PHI listener and the admin listener, wires the decision chain
-//! to the forwarder, starts the JWKS refreshers, and shuts all of it down gracefully. Tests and
-//! `cli` start a gateway only through [`Gateway::start`].
+//! to the forwarder, starts the event loops and the JWKS refreshers, and shuts all of it down
+//! gracefully. Tests and `cli` start a gateway only through [`Gateway::start`].
 
+mod event_loops;
 pub mod forward;
 mod links;
 mod peers;
@@ -47,6 +48,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A `per_core` event loop's runtime or thread could not be started.
+    #[error("cannot start the event loops: {0}")]
+    EventLoops(std::io::Error),
 }
 
 /// A gateway that is serving.
@@ -54,7 +58,7 @@ pub struct Gateway {
     local_addr: SocketAddr,
     admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
-    listener: JoinHandle<()>,
+    serving: event_loops::Serving,
     background: Vec<JoinHandle<()>>,
     readiness: Arc<Readiness>,
     shutdown_grace: Duration,
@@ -85,13 +89,20 @@ impl Gateway {
                 .map_err(|source| StartError::Bind { address, source })?;
             Ok::<_, StartError>((tcp, local))
         };
-        let (tcp, local_addr) = bind(config.listen.address).await?;
+        // One socket per event loop, as many as upstream pools.
+        let (sockets, local_addr) =
+            event_loops::bind(config.listen.address, parts.forwarders.len()).map_err(|source| {
+                StartError::Bind {
+                    address: config.listen.address,
+                    source,
+                }
+            })?;
         let (admin_tcp, admin_addr) = bind(config.admin.address).await?;
         let Prepared {
             metrics,
             tls: tls_acceptor,
             verifier,
-            forwarder,
+            forwarders,
             revocation,
             dpop,
             sealer,
@@ -186,24 +197,39 @@ impl Gateway {
         }
         let shared = Arc::new(service::Shared {
             pipeline,
-            forwarder,
             sinks: Sinks::new(sinks),
             metrics,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shutdown_grace = config.listen.shutdown_grace;
-        let listener = server::Listener {
-            tcp,
+        let event_loops = config.listen.event_loops;
+        let common = event_loops::Common {
+            shared,
             tls: tls_acceptor,
             settings: config.listen,
+            shutdown: shutdown_rx,
         };
-        let listener = tokio::spawn(listener.serve(shared, shutdown_rx));
-        tracing::info!(listen.address = %local_addr, admin.address = %admin_addr, "phigate serving");
+        let serving = match event_loops::Serving::start(sockets, forwarders, common) {
+            Ok(serving) => serving,
+            Err(source) => {
+                // Loops already started stop as `shutdown` is dropped; the tasks must too.
+                for task in &background {
+                    task.abort();
+                }
+                return Err(StartError::EventLoops(source));
+            }
+        };
+        tracing::info!(
+            listen.address = %local_addr,
+            admin.address = %admin_addr,
+            listen.event_loops = event_loops.as_str(),
+            "phigate serving"
+        );
         Ok(Self {
             local_addr,
             admin_addr,
             shutdown,
-            listener,
+            serving,
             background,
             readiness,
             shutdown_grace,
@@ -236,7 +262,7 @@ impl Gateway {
         }
         tracing::info!("closing the listener; draining in-flight requests");
         let _ = self.shutdown.send(true);
-        let _ = self.listener.await;
+        self.serving.drained().await;
         // Every request is answered, so every sink is gone: the writer empties its queue and
         // stops. Records still queued when the process exits would be lost.
         if let Some(finished) = self.audit_finished

@@ -1,9 +1,9 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
-//! configuration, the HTTPS clients (upstream, JWKS, introspection, revocation), the Redis
-//! clients (DPoP replay store, revocation, shared blocks), the revocation sources, the link
-//! sealer, the monitor's alert webhook, RFC 7009 client and GeoIP database, and the audit trail's
-//! folder. It is built once, and every problem is reported at once as
-//! `file:line:column: key: problem`, so
+//! configuration, the HTTPS clients (upstream, one per event loop; JWKS, introspection,
+//! revocation), the Redis clients (DPoP replay store, revocation, shared blocks), the
+//! revocation sources, the link sealer, the monitor's alert webhook, RFC 7009 client and GeoIP
+//! database, and the audit trail's folder. It is built once, and every problem is reported at
+//! once as `file:line:column: key: problem`, so
 //! `phigate check` finds a bad CA file, Redis URL or revocation source that the gateway would
 //! otherwise answer with 503 forever. `run` and `check` both go through [`prepare`]; nothing here
 //! binds a socket or starts a task.
@@ -32,7 +32,8 @@ pub struct Prepared {
     pub(super) metrics: Arc<Metrics>,
     pub(super) tls: Option<TlsAcceptor>,
     pub(super) verifier: Arc<Verifier>,
-    pub(super) forwarder: Forwarder,
+    /// One upstream client and pool per event loop.
+    pub(super) forwarders: Vec<Forwarder>,
     pub(super) revocation: Arc<Revocation>,
     pub(super) dpop: Arc<DpopChecker>,
     pub(super) sealer: Arc<LinkSealer>,
@@ -74,14 +75,19 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             .ok(),
     };
     let sealer = sealer.map(Arc::new);
-    let forwarder = sealer.as_ref().and_then(|sealer| {
-        Forwarder::new(
-            config.upstream.clone(),
-            config.listen.public_base_url.clone(),
-            Arc::clone(sealer),
-        )
-        .map_err(|err| problems.push(tls_problem(config, "upstream.ca_file", &err)))
-        .ok()
+    let loops = super::event_loops::count(config.listen.event_loops);
+    let forwarders = sealer.as_ref().and_then(|sealer| {
+        (0..loops)
+            .map(|_| {
+                Forwarder::new(
+                    config.upstream.clone(),
+                    config.listen.public_base_url.clone(),
+                    Arc::clone(sealer),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| problems.push(tls_problem(config, "upstream.ca_file", &err)))
+            .ok()
     });
     let revocation = Revocation::new(
         &config.revocation,
@@ -138,15 +144,15 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
         })
         .ok()
     });
-    match (verifier, forwarder, revocation, dpop, sealer) {
-        (Some(verifier), Some(forwarder), Some(revocation), Some(dpop), Some(sealer))
+    match (verifier, forwarders, revocation, dpop, sealer) {
+        (Some(verifier), Some(forwarders), Some(revocation), Some(dpop), Some(sealer))
             if problems.is_empty() =>
         {
             Ok(Prepared {
                 metrics,
                 tls,
                 verifier: Arc::new(verifier),
-                forwarder,
+                forwarders,
                 revocation: Arc::new(revocation),
                 dpop: Arc::new(dpop),
                 sealer,

@@ -1,13 +1,14 @@
-//! Accepting connections: at most `listen.max_connections` open at once and
-//! `listen.max_connections_per_address` from one address, a TLS handshake under
-//! `listen.handshake_timeout`, a first request head within `listen.first_request_timeout`, then
-//! HTTP/1.1 or HTTP/2 by ALPN with the limits of SECURITY.md §5 (header read timeout, header
-//! size, stream and window caps). A connection is closed gracefully — its requests in flight
-//! finish first — after `listen.idle_timeout` without a new request or past
-//! `listen.max_connection_age`: hyper's HTTP/2 server has no idle bound of its own (R-S03).
-//! Failed handshakes and connections phigate closes are counted by reason. On shutdown it stops
-//! accepting, asks every connection to close the same way, waits for them within a deadline,
-//! and then returns. It never parses or decides on a request itself.
+//! Accepting connections, one accept loop per event loop: at most `listen.max_connections` open
+//! at once across all loops and `listen.max_connections_per_address` from one address, a TLS
+//! handshake under `listen.handshake_timeout`, a first request head within
+//! `listen.first_request_timeout`, then HTTP/1.1 or HTTP/2 by ALPN with the limits of
+//! SECURITY.md §5 (header read timeout, header size, stream and window caps). A connection is
+//! closed gracefully — its requests in flight finish first — after `listen.idle_timeout`
+//! without a new request or past `listen.max_connection_age`: hyper's HTTP/2 server has no idle
+//! bound of its own (R-S03). Failed handshakes and connections phigate closes are counted by
+//! reason. On shutdown a loop stops accepting, asks each of its connections to close the same
+//! way, waits for them within a deadline, and then returns. It never parses or decides on a
+//! request itself.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
+use super::forward::Forwarder;
 use super::peers::PeerConnections;
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
@@ -34,51 +36,80 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 /// Bound on requests processed at once across all connections.
 const MAX_CONCURRENT_REQUESTS: usize = 4096;
 
-/// The accept loop of the PHI listener.
+/// The bounds every event loop draws from, so that they hold for the gateway as a whole.
+#[derive(Clone)]
+pub struct Admission {
+    connections: Arc<Semaphore>,
+    peers: Arc<PeerConnections>,
+    requests: Arc<Semaphore>,
+}
+
+impl Admission {
+    /// At most `listen.max_connections` connections open, `max_connections_per_address` from
+    /// one address, and `MAX_CONCURRENT_REQUESTS` requests in process, across every event loop.
+    pub fn new(settings: &Listen) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(settings.max_connections)),
+            peers: PeerConnections::new(settings.max_connections_per_address),
+            requests: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
+        }
+    }
+}
+
+/// One accept loop of the PHI listener.
 pub struct Listener {
-    /// The bound socket.
+    /// The bound socket, registered with the runtime this loop runs on.
     pub tcp: TcpListener,
     /// The TLS acceptor, absent only for `insecure_plaintext`.
     pub tls: Option<TlsAcceptor>,
     /// Limits from configuration.
-    pub settings: Listen,
+    pub settings: Arc<Listen>,
+    /// The connection cap and request limit, shared with the other loops.
+    pub admission: Admission,
+    /// This loop's upstream client and pool.
+    pub forwarder: Arc<Forwarder>,
 }
 
 impl Listener {
-    /// Serves until `shutdown` turns true, then drains.
+    /// Serves until `shutdown` turns true (or its sender is gone), then drains.
     pub async fn serve(self, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+        // This loop's connections only: each holds one of these while it lives, so the drain
+        // below waits for exactly them, whatever the other loops hold of the shared caps.
         let max_connections = self.settings.max_connections;
-        let connections = Arc::new(Semaphore::new(max_connections));
-        let peers = PeerConnections::new(self.settings.max_connections_per_address);
-        let settings = Arc::new(self.settings);
-        let limit = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+        let open_here = Arc::new(Semaphore::new(max_connections));
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         // R-S04: past a cap a connection is closed at once, before any TLS work,
                         // so a flood cannot take every descriptor from established clients.
-                        let Ok(slot) = Arc::clone(&connections).try_acquire_owned() else {
+                        let Ok(slot) = Arc::clone(&self.admission.connections).try_acquire_owned()
+                        else {
                             shared.metrics.record_connection_closed("over_capacity");
                             drop(stream);
                             continue;
                         };
-                        let Some(peer_slot) = peers.admit(peer.ip()) else {
+                        let Some(peer_slot) = self.admission.peers.admit(peer.ip()) else {
                             shared.metrics.record_connection_closed("address_over_capacity");
                             drop(stream);
                             continue;
                         };
+                        // Never short: `open_here` has as many places as the global cap.
+                        let Ok(here) = Arc::clone(&open_here).try_acquire_owned() else {
+                            continue;
+                        };
                         let task = Connected {
                             shared: Arc::clone(&shared),
-                            settings: Arc::clone(&settings),
+                            forwarder: Arc::clone(&self.forwarder),
+                            settings: Arc::clone(&self.settings),
                             tls: self.tls.clone(),
-                            limit: Arc::clone(&limit),
+                            limit: Arc::clone(&self.admission.requests),
                             shutdown: shutdown.clone(),
                         };
                         tokio::spawn(async move {
                             let _open = task.shared.metrics.connection_opened();
                             task.serve(stream, peer).await;
-                            drop((slot, peer_slot));
+                            drop((slot, peer_slot, here));
                         });
                     }
                     Err(err) => {
@@ -92,9 +123,9 @@ impl Listener {
         }
         drop(self.tcp);
         // Every connection watches `shutdown` and closes once its requests finish; each returns
-        // its slot as it goes, so all slots free means all connections are gone.
-        let every_slot = u32::try_from(max_connections).unwrap_or(u32::MAX);
-        if tokio::time::timeout(DRAIN_DEADLINE, connections.acquire_many(every_slot))
+        // its place as it goes, so all places free means all this loop's connections are gone.
+        let every_place = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        if tokio::time::timeout(DRAIN_DEADLINE, open_here.acquire_many(every_place))
             .await
             .is_err()
         {
@@ -105,6 +136,7 @@ impl Listener {
 
 struct Connected {
     shared: Arc<Shared>,
+    forwarder: Arc<Forwarder>,
     settings: Arc<Listen>,
     tls: Option<TlsAcceptor>,
     limit: Arc<Semaphore>,
@@ -235,7 +267,11 @@ impl Connected {
             .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
                 Arc::clone(&self.limit),
             ))
-            .service(GatewayService::new(Arc::clone(&self.shared), conn));
+            .service(GatewayService::new(
+                Arc::clone(&self.shared),
+                Arc::clone(&self.forwarder),
+                conn,
+            ));
         let builder = self.http_builder();
         let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         tokio::pin!(connection);

@@ -23,12 +23,10 @@ use crate::record::{BreakGlassUse, DecisionRecord, FhirAccess, Identity, Sinks};
 use crate::request_body::RequestBody;
 use crate::telemetry::Metrics;
 
-/// What every connection's service shares.
+/// What every connection's service shares, on every event loop.
 pub struct Shared {
     /// The decision chain.
     pub pipeline: Pipeline,
-    /// The upstream client.
-    pub forwarder: Forwarder,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
     /// Where every decision's record goes (log line, metrics, ...).
@@ -39,14 +37,17 @@ pub struct Shared {
 #[derive(Clone)]
 pub struct GatewayService {
     shared: Arc<Shared>,
+    forwarder: Arc<Forwarder>,
     conn: Arc<Connection>,
 }
 
 impl GatewayService {
-    /// A service for requests arriving on `conn`.
-    pub fn new(shared: Arc<Shared>, conn: Connection) -> Self {
+    /// A service for requests arriving on `conn`, forwarded through the upstream pool of the
+    /// event loop that accepted it.
+    pub fn new(shared: Arc<Shared>, forwarder: Arc<Forwarder>, conn: Connection) -> Self {
         Self {
             shared,
+            forwarder,
             conn: Arc::new(conn),
         }
     }
@@ -63,13 +64,15 @@ impl tower::Service<Request<Incoming>> for GatewayService {
 
     fn call(&mut self, request: Request<Incoming>) -> Self::Future {
         let shared = Arc::clone(&self.shared);
+        let forwarder = Arc::clone(&self.forwarder);
         let conn = Arc::clone(&self.conn);
-        Box::pin(async move { Ok(handle(&shared, &conn, request).await) })
+        Box::pin(async move { Ok(handle(&shared, &forwarder, &conn, request).await) })
     }
 }
 
 async fn handle(
     shared: &Shared,
+    forwarder: &Forwarder,
     conn: &Connection,
     request: Request<Incoming>,
 ) -> Response<ProxyBody> {
@@ -101,8 +104,7 @@ async fn handle(
                 resource_type: f.resource_type().map(str::to_owned),
                 resource_id: f.resource_id().map(str::to_owned),
             });
-            shared
-                .forwarder
+            forwarder
                 .forward(parts, body, &permit, &facts, conn, &shared.metrics)
                 .await
         }

@@ -18,6 +18,7 @@ mod cli;
 mod deploy;
 mod dpop;
 mod errors;
+mod event_loops;
 mod examples;
 mod fhir;
 mod fhir_real;

@@ -392,6 +392,11 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
             .await
             .unwrap(),
     ];
+    // Both accepted before the third arrives: with one event loop per core, another loop could
+    // otherwise accept the third first.
+    harness
+        .eventually_metric("phigate_connections_open ", 2.0)
+        .await;
     let mut third = tokio::net::TcpStream::connect(harness.addr())
         .await
         .unwrap();
