@@ -2,7 +2,7 @@
 """Attack traffic for the load run (benches/load.sh): one kind of flood against a TLS listener,
 kept up until the process is stopped, while wrk measures what legitimate clients still get.
 
-    python3 benches/flood.py KIND HOST:PORT [--workers N] [--token FILE]
+    python3 benches/flood.py KIND HOST:PORT [--workers N] [--source ADDRESS]
 
 KIND is one of
   slowloris   N TLS sessions that send a request head one byte every few seconds, reopened
@@ -15,6 +15,10 @@ KIND is one of
               denial is answered without reading the body);
   tokens      N loops sending forged tokens, each with a kid no issuer serves (signature path
               and the unknown-kid re-fetch cooldown), over keep-alive connections.
+
+The flood comes from its own address (--source, default 127.0.0.2, another loopback address),
+as an attacker's would: the per-address connection cap then falls on the flood, not on the
+legitimate clients wrk runs from 127.0.0.1.
 
 Every counter (connections opened, requests answered, connections the gateway closed) is
 printed to stderr when the process is stopped, so a run can show the flood was really sent.
@@ -44,8 +48,12 @@ def tls_context():
     return context
 
 
+SOURCE = ("127.0.0.2", 0)
+
+
 async def open_tls(host, port, context):
-    reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname="localhost")
+    reader, writer = await asyncio.open_connection(
+        host, port, ssl=context, server_hostname="localhost", local_addr=SOURCE)
     counts["opened"] += 1
     return reader, writer
 
@@ -91,7 +99,7 @@ HALF_HELLO = bytes.fromhex("16030100c8010000c40303") + os.urandom(32)
 async def half_handshake(host, port, _context):
     while True:
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, local_addr=SOURCE)
             counts["opened"] += 1
             writer.write(HALF_HELLO)
             await writer.drain()
@@ -194,7 +202,10 @@ async def main():
     parser.add_argument("kind", choices=["slowloris", "handshake", "headers", "body", "tokens"])
     parser.add_argument("target", help="HOST:PORT of the TLS listener")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--source", default="127.0.0.2", help="the address the flood comes from")
     args = parser.parse_args()
+    global SOURCE
+    SOURCE = (args.source, 0)
     host, _, port = args.target.rpartition(":")
     port = int(port)
     context = tls_context()
