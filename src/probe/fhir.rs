@@ -199,10 +199,11 @@ impl Confinement {
     pub fn findings(&self, answer: &Answer) -> Vec<String> {
         let mut found = Vec::new();
         for name in ["location", "content-location"] {
-            if let Some(value) = answer.header(name) {
-                if self.is_foreign(value) {
-                    found.push(format!("`{name}` names another address"));
-                }
+            if answer
+                .header(name)
+                .is_some_and(|value| self.is_foreign(value))
+            {
+                found.push(format!("`{name}` names another address"));
             }
         }
         let Ok(body) = serde_json::from_slice::<Value>(&answer.body) else {
@@ -298,7 +299,7 @@ impl Confinement {
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return false;
         }
-        origin(&lower).is_none_or(|o| !self.origins.iter().any(|allowed| *allowed == o))
+        origin(&lower).is_none_or(|o| !self.origins.contains(&o))
     }
 }
 

@@ -210,10 +210,10 @@ impl Forger {
 
     /// `header` and `claims`, signed by the issuer's key when held.
     pub fn variant(&self, header: &Value, claims: &Value) -> (String, Provenance) {
-        if let Some(issuer) = &self.issuer_key {
-            if let Ok(token) = sign(header, claims, &issuer.key, issuer.alg) {
-                return (token, Provenance::Signed);
-            }
+        if let Some(issuer) = &self.issuer_key
+            && let Ok(token) = sign(header, claims, &issuer.key, issuer.alg)
+        {
+            return (token, Provenance::Signed);
         }
         (
             format!(
@@ -231,12 +231,11 @@ impl Forger {
     pub fn with_header_text(&self, header_text: &str) -> (String, Provenance) {
         let claims = encode(&Value::Object(self.token.claims.clone()));
         let input = format!("{}.{claims}", URL_SAFE_NO_PAD.encode(header_text));
-        if let Some(issuer) = &self.issuer_key {
-            if let Ok(signature) =
+        if let Some(issuer) = &self.issuer_key
+            && let Ok(signature) =
                 jsonwebtoken::crypto::sign(input.as_bytes(), &issuer.key, issuer.alg)
-            {
-                return (format!("{input}.{signature}"), Provenance::Signed);
-            }
+        {
+            return (format!("{input}.{signature}"), Provenance::Signed);
         }
         (
             format!("{input}.{}", self.token.signature),

@@ -54,6 +54,7 @@ async fn every_case_passes_or_is_skipped_with_a_reason_against_phigate() {
     let harness = Harness::start().await;
     let options = probe_options(&harness, harness.token("user/Patient.r"), true);
     let report = probe::run(&options).await.unwrap();
+    eprintln!("{}", report.render_text());
     assert!(report.results.len() >= 40, "{}", report.render_text());
     assert_passes_or_skips_with_reason(&report);
     // With the issuer's key and its JWKS nothing needs to be skipped: the HMAC confusion and
@@ -99,10 +100,12 @@ async fn without_the_issuer_key_variants_are_mutated_and_dpop_is_skipped_with_th
     }
 }
 
-#[tokio::test]
-async fn fhir_confinement_cases_pass_against_phigate_with_a_patient_token() {
+/// The probe with `--patient 123 --other-patient 456` and a token confined to 123, through
+/// phigate under the SMART policy, in front of the synthetic or the real FHIR server.
+async fn fhir_probe(real_fhir: bool) -> Report {
     let harness = Harness::with(HarnessOptions {
         policy: SMART_POLICY.to_owned(),
+        real_fhir,
         ..HarnessOptions::default()
     })
     .await;
@@ -112,6 +115,7 @@ async fn fhir_confinement_cases_pass_against_phigate_with_a_patient_token() {
     options.patient = Some("123".to_owned());
     options.other_patient = Some("456".to_owned());
     let report = probe::run(&options).await.unwrap();
+    eprintln!("{}", report.render_text());
     assert_passes_or_skips_with_reason(&report);
     let fhir: Vec<_> = report
         .results
@@ -120,6 +124,23 @@ async fn fhir_confinement_cases_pass_against_phigate_with_a_patient_token() {
         .collect();
     assert!(fhir.len() >= 15, "{}", report.render_text());
     assert!(fhir.iter().all(|r| r.verdict == Verdict::Pass));
+    report
+}
+
+#[tokio::test]
+async fn fhir_confinement_cases_pass_against_phigate_with_a_patient_token() {
+    fhir_probe(false).await;
+}
+
+#[tokio::test]
+async fn fhir_confinement_cases_pass_against_phigate_before_the_real_fhir_server() {
+    let report = fhir_probe(true).await;
+    // The real server answers the own-patient search with a Bundle whose links phigate moved
+    // to its public URL: the link check saw them and passed.
+    assert_eq!(
+        report.result("fhir-links-own-search").unwrap().observed,
+        "200"
+    );
 }
 
 /// A TLS server that answers 200 to everything, echoing the `Authorization` header.
