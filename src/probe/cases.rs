@@ -353,7 +353,7 @@ fn signatures(ctx: &Context<'_>) -> Vec<Case> {
     cases.push(
         Case::new(
             "unknown-kid",
-            "B-15",
+            "O-05",
             ctx.bearer(&unknown_kid),
             Refused(TOKEN_REFUSED),
         )

@@ -97,6 +97,15 @@ pub fn expectation(id: &str) -> Expect {
     }
 }
 
+/// The SECURITY.md entry of each DPoP case (the last is a baseline rule, RFC 9449 §7.1).
+pub fn reference(id: &str) -> &'static str {
+    match id {
+        "dpop-replayed" => "G-13",
+        "dpop-other-key" => "G-15",
+        _ => "§1",
+    }
+}
+
 /// A proof for `GET htu` with `token`, signed by `key` (RFC 9449 §4.2).
 fn proof(key: &AttackerKey, htu: &str, token: &str) -> Result<String, super::ProbeError> {
     let header = json!({ "typ": "dpop+jwt", "alg": "ES256", "jwk": key.jwk });

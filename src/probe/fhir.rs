@@ -76,14 +76,14 @@ pub fn plan(patients: &Patients, token: &str) -> Vec<Case> {
     vec![
         Case {
             id: "fhir-control-own",
-            reference: "L-23",
+            reference: "L-01",
             send: get(format!("/Patient/{own}")),
             expect: Expect::Allowed,
             note: None,
         },
         confined(
             "fhir-links-own-search",
-            "L-12",
+            "K-07",
             get(format!("/Observation?patient={own}")),
         ),
         confined("fhir-read-other", "L-01", get(format!("/Patient/{other}"))),
@@ -91,6 +91,16 @@ pub fn plan(patients: &Patients, token: &str) -> Vec<Case> {
             "fhir-search-patient",
             "L-03",
             get(format!("/Observation?patient={other}")),
+        ),
+        confined(
+            "fhir-search-patient-list",
+            "L-03",
+            get(format!("/Observation?patient={own},{other}")),
+        ),
+        confined(
+            "fhir-search-patient-repeated",
+            "L-03",
+            get(format!("/Observation?patient={own}&patient={other}")),
         ),
         confined(
             "fhir-search-patient-reference",
@@ -114,17 +124,17 @@ pub fn plan(patients: &Patients, token: &str) -> Vec<Case> {
         ),
         confined(
             "fhir-search-chained",
-            "L-05",
+            "L-09",
             get(format!("/Observation?subject:Patient._id={other}")),
         ),
         confined(
             "fhir-search-has",
-            "L-05",
+            "L-09",
             get("/Patient?_has:Observation:subject:status=final".to_owned()),
         ),
         confined(
             "fhir-post-search",
-            "L-07",
+            "L-05",
             request(
                 Method::POST,
                 "/Observation/_search".to_owned(),
@@ -134,7 +144,7 @@ pub fn plan(patients: &Patients, token: &str) -> Vec<Case> {
         ),
         confined(
             "fhir-post-search-mixed",
-            "L-07",
+            "L-05",
             request(
                 Method::POST,
                 format!("/Observation/_search?patient={own}"),
@@ -144,7 +154,7 @@ pub fn plan(patients: &Patients, token: &str) -> Vec<Case> {
         ),
         confined(
             "fhir-conditional-create",
-            "L-09",
+            "§1",
             request(
                 Method::POST,
                 "/Observation".to_owned(),
@@ -157,21 +167,21 @@ pub fn plan(patients: &Patients, token: &str) -> Vec<Case> {
         ),
         confined(
             "fhir-include",
-            "L-11",
+            "L-07",
             get(format!(
                 "/Observation?patient={other}&_include=Observation:subject"
             )),
         ),
         confined(
             "fhir-revinclude",
-            "L-11",
+            "L-07",
             get(format!(
                 "/Patient?_id={other}&_revinclude=Observation:subject"
             )),
         ),
         confined(
             "fhir-compartment",
-            "L-13",
+            "L-01",
             get(format!("/Patient/{other}/Observation")),
         ),
         confined(

@@ -151,11 +151,7 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
         };
         report.results.push(CaseResult {
             id,
-            reference: if id == "dpop-replayed" {
-                "G-13"
-            } else {
-                "G-15"
-            },
+            reference: dpop::reference(id),
             expectation: expect.describe(),
             observed,
             verdict,
