@@ -173,7 +173,18 @@ async fn weak_target(harness: &Harness) -> std::net::SocketAddr {
                         .get("authorization")
                         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                         .unwrap_or_default();
-                    let body = format!("{{\"resourceType\":\"Patient\",\"note\":\"{echoed}\"}}");
+                    // Another patient's record, linked at an inside address, and the token.
+                    let body = json!({
+                        "resourceType": "Bundle",
+                        "type": "searchset",
+                        "link": [{"relation": "self", "url": "http://10.0.0.7:8080/fhir/Patient"}],
+                        "entry": [{
+                            "fullUrl": "http://10.0.0.7:8080/fhir/Patient/456",
+                            "resource": {"resourceType": "Patient", "id": "456"},
+                        }],
+                        "note": echoed,
+                    })
+                    .to_string();
                     Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from(body))))
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -203,6 +214,7 @@ async fn a_weak_target_fails_the_probe_on_the_cases_it_lets_through() {
                     &format!("https://127.0.0.1:{}", weak.port()),
                 ])
                 .args(["--token", &token, "--path", "/Patient/123", "--jwks", &jwks])
+                .args(["--patient", "123", "--other-patient", "456"])
                 .arg("--ca")
                 .arg(ca)
                 .arg("--json")
@@ -247,6 +259,31 @@ async fn a_weak_target_fails_the_probe_on_the_cases_it_lets_through() {
         "{alg_none}"
     );
     assert!(!stdout.contains(&harness.token("user/Patient.r")[..40]));
+    let no_credentials = case("no-credentials")["observed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        no_credentials.contains("an internal address (10.0.0.7)"),
+        "{no_credentials}"
+    );
+    // The other patient's record and the inside links are named in every FHIR case.
+    for id in ["fhir-read-other", "fhir-search-patient", "fhir-batch"] {
+        let observed = case(id)["observed"].as_str().unwrap().to_owned();
+        assert_eq!(case(id)["verdict"], "fail", "{id}: {observed}");
+        assert!(
+            observed.contains("the other patient's data (Patient/456)"),
+            "{observed}"
+        );
+        assert!(
+            observed.contains("a `Bundle.link` names another address"),
+            "{observed}"
+        );
+        assert!(
+            observed.contains("a `fullUrl` names another address"),
+            "{observed}"
+        );
+    }
     // What rustls itself refuses still passes: the probe judges, it does not blame.
     for id in [
         "control-allowed",
@@ -260,6 +297,38 @@ async fn a_weak_target_fails_the_probe_on_the_cases_it_lets_through() {
         report["summary"]["failed"].as_u64().unwrap() >= 30,
         "{stdout}"
     );
+}
+
+#[tokio::test]
+async fn a_mutual_tls_gateway_is_probed_with_the_client_certificate() {
+    let harness = Harness::with(HarnessOptions {
+        client_auth: Some("required"),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let (cert, key) = harness
+        .ca
+        .issue_client("probe")
+        .unwrap()
+        .write_pem_files(harness.dir.path(), "probe-client")
+        .unwrap();
+    let mut options = probe_options(&harness, harness.token("user/Patient.r"), true);
+    options.cert = Some(cert);
+    options.key = Some(key);
+    let report = probe::run(&options).await.unwrap();
+    assert_passes_or_skips_with_reason(&report);
+    assert_eq!(
+        report.result("control-allowed").unwrap().verdict,
+        Verdict::Pass
+    );
+    // Without the certificate the gateway ends the connection (TLS 1.3 reports it after the
+    // client's side of the handshake): the control fails and the run stops, saying what to check.
+    let mut options = probe_options(&harness, harness.token("user/Patient.r"), true);
+    options.cert = None;
+    let stopped = probe::run(&options).await.unwrap();
+    assert_eq!(stopped.results.len(), 1, "{}", stopped.render_text());
+    assert_eq!(stopped.results[0].verdict, Verdict::Fail);
+    assert!(stopped.stopped.as_deref().unwrap().contains("--cert"));
 }
 
 #[tokio::test]
