@@ -89,12 +89,12 @@ impl Secrets {
         }
     }
 
-    /// These secrets and one more token (the case's own).
-    pub fn with_token(&self, token: &str) -> Self {
+    /// These secrets and the tokens (or proofs) a case sent.
+    pub fn with_tokens(&self, tokens: &[String]) -> Self {
         let mut secrets = self.clone();
-        if !token.is_empty() {
-            secrets.tokens.push(token.to_owned());
-        }
+        secrets
+            .tokens
+            .extend(tokens.iter().filter(|t| !t.is_empty()).cloned());
         secrets
     }
 

@@ -74,15 +74,7 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
     if !options.path.starts_with('/') {
         return Err(ProbeError::Usage("--path must start with /".to_owned()));
     }
-    let token = Token::parse(options.token.trim())?;
-    let issuer_key =
-        match &options.issuer_key {
-            Some(path) => Some(std::fs::read(path).map_err(|err| {
-                ProbeError::Usage(format!("--issuer-key {}: {err}", path.display()))
-            })?),
-            None => None,
-        };
-    let forger = Forger::new(token, issuer_key.as_deref())?;
+    let forger = forger(options)?;
     let files = TlsFiles {
         ca: options.ca.as_deref(),
         cert: options.cert.as_deref(),
@@ -90,7 +82,6 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
     };
     let target = Target::new(&options.target, files)?;
     target.reachable().await?;
-    let secrets = Secrets::new(&forger.token.text, &forger.token.claims);
     let published = keys::find(
         options.jwks.as_deref(),
         forger.token.claim_str("iss"),
@@ -106,58 +97,72 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
         attacker: &attacker,
     };
     let public_url = options.public_url.clone().unwrap_or_else(|| target.url());
-    let mut origins = vec![target.origin()];
-    origins.extend(fhir::origin(&public_url));
-    let confinement = options
-        .other_patient
-        .as_ref()
-        .map(|other| fhir::Confinement {
-            other: other.clone(),
-            origins,
-        });
+    let confinement = confinement(options, &target, &public_url);
+    let secrets = Secrets::new(&forger.token.text, &forger.token.claims);
+    let judge = Judge {
+        target: &target,
+        secrets: &secrets,
+        confinement: confinement.as_ref(),
+    };
 
     let mut report = Report {
         target: target.url(),
         ..Report::default()
     };
-    let mut planned = cases::plan(&ctx);
-    let control = planned.remove(0);
-    let result = run_case(&target, &control, &secrets, confinement.as_ref()).await;
-    let refused = result.verdict != Verdict::Pass;
-    report.results.push(result);
-    if refused {
-        report.stopped = Some(format!(
-            "the valid token was not allowed on GET {}: check --token, --path and --target (and --cert for mutual TLS); no attack was run",
-            options.path
-        ));
-        return Ok(report);
+    let mut planned = cases::plan(&ctx).into_iter();
+    if let Some(control) = planned.next() {
+        let result = judge.case(&control).await;
+        let allowed = result.verdict == Verdict::Pass;
+        report.results.push(result);
+        if !allowed {
+            report.stopped = Some(format!(
+                "the valid token was not allowed on GET {}: check --token, --path and --target (and --cert for mutual TLS); no attack was run",
+                options.path
+            ));
+            return Ok(report);
+        }
     }
-    for case in &planned {
-        report
-            .results
-            .push(run_case(&target, case, &secrets, confinement.as_ref()).await);
+    for case in planned {
+        report.results.push(judge.case(&case).await);
     }
-    for (id, planned) in dpop::run(&target, &forger, &options.path, &public_url).await {
-        let expect = dpop::expectation(id);
-        let (observed, verdict) = match planned {
-            Ok((reply, sent)) => {
-                let mut secrets = secrets.clone();
-                for token in &sent {
-                    secrets = secrets.with_token(token);
-                }
-                judge_reply(expect, &reply, &secrets, None)
-            }
-            Err(reason) => ("not run".to_owned(), Verdict::Skipped(reason)),
+    report
+        .results
+        .extend(judge.dpop(&forger, &options.path, &public_url).await);
+    for case in fhir_cases(options, &forger) {
+        report.results.push(judge.case(&case).await);
+    }
+    Ok(report)
+}
+
+/// The given token taken apart, with the issuer's key when `--issuer-key` names one.
+fn forger(options: &Options) -> Result<Forger, ProbeError> {
+    let token = Token::parse(options.token.trim())?;
+    let issuer_key =
+        match &options.issuer_key {
+            Some(path) => Some(std::fs::read(path).map_err(|err| {
+                ProbeError::Usage(format!("--issuer-key {}: {err}", path.display()))
+            })?),
+            None => None,
         };
-        report.results.push(CaseResult {
-            id,
-            reference: dpop::reference(id),
-            expectation: expect.describe(),
-            observed,
-            verdict,
-        });
-    }
-    let fhir_cases = match (&options.patient, &options.other_patient) {
+    Forger::new(token, issuer_key.as_deref())
+}
+
+/// What FHIR answers are checked against, when another patient was named.
+fn confinement(options: &Options, target: &Target, public_url: &str) -> Option<fhir::Confinement> {
+    let mut origins = vec![target.origin()];
+    origins.extend(fhir::origin(public_url));
+    options
+        .other_patient
+        .as_ref()
+        .map(|other| fhir::Confinement {
+            other: other.clone(),
+            origins,
+        })
+}
+
+/// The FHIR cases, when both patients were named.
+fn fhir_cases(options: &Options, forger: &Forger) -> Vec<Case> {
+    match (&options.patient, &options.other_patient) {
         (Some(own), Some(other)) => fhir::plan(
             &fhir::Patients {
                 own: own.clone(),
@@ -166,72 +171,97 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
             &forger.token.text,
         ),
         _ => Vec::new(),
-    };
-    for case in &fhir_cases {
-        report
-            .results
-            .push(run_case(&target, case, &secrets, confinement.as_ref()).await);
     }
-    Ok(report)
 }
 
-/// Sends one case and judges what came back.
-async fn run_case(
-    target: &Target,
-    case: &Case,
-    secrets: &Secrets,
-    confinement: Option<&fhir::Confinement>,
-) -> CaseResult {
-    let (observed, verdict) = match &case.send {
-        Send::Skip(reason) => ("not run".to_owned(), Verdict::Skipped(reason.clone())),
-        Send::Http(outgoing) | Send::Raw(outgoing) => {
-            let reply = match &case.send {
-                Send::Raw(_) => target.send_raw(outgoing).await,
-                _ => target.send(outgoing).await,
-            };
-            let mut secrets = secrets.clone();
-            for token in sent_tokens(outgoing) {
-                secrets = secrets.with_token(&token);
+/// Sends cases to the target and judges the answers.
+struct Judge<'a> {
+    target: &'a Target,
+    secrets: &'a Secrets,
+    confinement: Option<&'a fhir::Confinement>,
+}
+
+// === impl Judge ===
+
+impl Judge<'_> {
+    /// Sends one case and judges what came back.
+    async fn case(&self, case: &Case) -> CaseResult {
+        let (observed, verdict) = match &case.send {
+            Send::Skip(reason) => ("not run".to_owned(), Verdict::Skipped(reason.clone())),
+            Send::Http(outgoing) | Send::Raw(outgoing) => {
+                let reply = match &case.send {
+                    Send::Raw(_) => self.target.send_raw(outgoing).await,
+                    _ => self.target.send(outgoing).await,
+                };
+                let secrets = self.secrets.with_tokens(&sent_tokens(outgoing));
+                judge_reply(case.expect, &reply, &secrets, self.confinement)
             }
-            judge_reply(case.expect, &reply, &secrets, confinement)
+            Send::Plaintext => judge_plaintext(self.target.plaintext().await),
+            Send::OldTls(version) => judge_hello(self.target.old_hello(*version).await),
+        };
+        let observed = match case.note {
+            Some(note) => format!("{observed} [{note}]"),
+            None => observed,
+        };
+        CaseResult {
+            id: case.id,
+            reference: case.reference,
+            expectation: case.expect.describe(),
+            observed,
+            verdict,
         }
-        Send::Plaintext => match target.plaintext().await {
-            Ok(bytes) if bytes.starts_with(b"HTTP/") => {
-                let line = String::from_utf8_lossy(bytes.get(..12).unwrap_or(&bytes)).into_owned();
-                (format!("an HTTP answer ({line})"), Verdict::Fail)
-            }
-            Ok(bytes) if bytes.is_empty() => ("closed".to_owned(), Verdict::Pass),
-            Ok(bytes) => match hello::classify(&bytes) {
-                HelloAnswer::Alert(..) => ("a TLS alert".to_owned(), Verdict::Pass),
-                _ => ("non-HTTP bytes".to_owned(), Verdict::Pass),
-            },
-            Err(reason) => (reason, Verdict::Fail),
+    }
+
+    /// Runs and judges the DPoP cases.
+    async fn dpop(&self, forger: &Forger, path: &str, public_url: &str) -> Vec<CaseResult> {
+        let mut results = Vec::new();
+        for (id, planned) in dpop::run(self.target, forger, path, public_url).await {
+            let expect = dpop::expectation(id);
+            let (observed, verdict) = match planned {
+                Ok((reply, sent)) => {
+                    judge_reply(expect, &reply, &self.secrets.with_tokens(&sent), None)
+                }
+                Err(reason) => ("not run".to_owned(), Verdict::Skipped(reason)),
+            };
+            results.push(CaseResult {
+                id,
+                reference: dpop::reference(id),
+                expectation: expect.describe(),
+                observed,
+                verdict,
+            });
+        }
+        results
+    }
+}
+
+/// The plaintext case: anything but an HTTP answer passes.
+fn judge_plaintext(answer: Result<Vec<u8>, String>) -> (String, Verdict) {
+    match answer {
+        Ok(bytes) if bytes.starts_with(b"HTTP/") => {
+            let line = String::from_utf8_lossy(bytes.get(..12).unwrap_or(&bytes)).into_owned();
+            (format!("an HTTP answer ({line})"), Verdict::Fail)
+        }
+        Ok(bytes) if bytes.is_empty() => ("closed".to_owned(), Verdict::Pass),
+        Ok(bytes) => match hello::classify(&bytes) {
+            HelloAnswer::Alert(..) => ("a TLS alert".to_owned(), Verdict::Pass),
+            _ => ("non-HTTP bytes".to_owned(), Verdict::Pass),
         },
-        Send::OldTls(version) => match target.old_hello(*version).await {
-            Ok(HelloAnswer::Alert(_, description)) => {
-                (format!("alert {description}"), Verdict::Pass)
-            }
-            Ok(HelloAnswer::Closed) => ("closed".to_owned(), Verdict::Pass),
-            Ok(HelloAnswer::ServerHello(chosen)) => (
-                format!("ServerHello {}", hello::version_name(chosen)),
-                Verdict::Fail,
-            ),
-            Ok(HelloAnswer::Other(byte)) => {
-                (format!("unexpected bytes (0x{byte:02x})"), Verdict::Fail)
-            }
-            Err(reason) => (reason, Verdict::Fail),
-        },
-    };
-    let observed = match case.note {
-        Some(note) => format!("{observed} [{note}]"),
-        None => observed,
-    };
-    CaseResult {
-        id: case.id,
-        reference: case.reference,
-        expectation: case.expect.describe(),
-        observed,
-        verdict,
+        Err(reason) => (reason, Verdict::Fail),
+    }
+}
+
+/// An old-TLS case: an alert or a close passes, a ServerHello fails.
+fn judge_hello(answer: Result<HelloAnswer, String>) -> (String, Verdict) {
+    match answer {
+        Ok(HelloAnswer::Alert(_, description)) => (format!("alert {description}"), Verdict::Pass),
+        Ok(HelloAnswer::Closed) => ("closed".to_owned(), Verdict::Pass),
+        Ok(HelloAnswer::ServerHello(chosen)) => (
+            format!("ServerHello {}", hello::version_name(chosen)),
+            Verdict::Fail,
+        ),
+        Ok(HelloAnswer::Other(byte)) => (format!("unexpected bytes (0x{byte:02x})"), Verdict::Fail),
+        Err(reason) => (reason, Verdict::Fail),
     }
 }
 

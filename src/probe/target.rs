@@ -143,11 +143,6 @@ impl Target {
         }
     }
 
-    /// The full URL of `path` below the target's base, for DPoP `htu`.
-    pub fn url_of(&self, path: &str) -> String {
-        format!("{}{}{path}", self.origin(), self.base_path)
-    }
-
     async fn tcp(&self) -> std::io::Result<TcpStream> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((self.host.as_str(), self.port))
             .await?
