@@ -102,6 +102,15 @@ pub async fn run(
     probe: bool,
 ) -> anyhow::Result<ExitCode> {
     let _log = crate::telemetry::log::init();
+    // The probe's DPoP proofs name the gateway's URL, which phigate checks against
+    // `public_base_url`, so a probed demo must know its port before the gateway starts.
+    let listen = match (probe, listen.port()) {
+        (true, 0) => std::net::TcpListener::bind(listen)
+            .and_then(|chosen| chosen.local_addr())
+            .context("cannot choose a port for the demo gateway")?,
+        _ => listen,
+    };
+    let public_base = probe.then(|| format!("https://localhost:{}", listen.port()));
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
     let issuer = DevIssuer::start(loopback, DEMO_ISSUER)
         .await
@@ -139,6 +148,7 @@ pub async fn run(
                 algorithms: "[ES256]",
                 upstream: &fhir.url(),
                 max_lifetime: &humantime::format_duration(DEMO_TOKEN_LIFETIME).to_string(),
+                public_base_url: public_base.as_deref(),
             },
         )
     );
@@ -302,6 +312,7 @@ fn written_config(listen: SocketAddr, admin: SocketAddr) -> String {
         algorithms: "[ES256, RS256]",
         upstream: PLACEHOLDER_UPSTREAM,
         max_lifetime: "15m",
+        public_base_url: None,
     };
     format!(
         "{}{}",
@@ -400,6 +411,8 @@ struct ConfigParts<'a> {
     algorithms: &'a str,
     upstream: &'a str,
     max_lifetime: &'a str,
+    /// `listen.public_base_url`, set only when the demo is probed (DPoP proofs name it).
+    public_base_url: Option<&'a str>,
 }
 
 fn config_text(listen: SocketAddr, admin: SocketAddr, parts: &ConfigParts<'_>) -> String {
@@ -410,11 +423,15 @@ fn config_text(listen: SocketAddr, admin: SocketAddr, parts: &ConfigParts<'_>) -
         algorithms,
         upstream,
         max_lifetime,
+        public_base_url,
     } = parts;
+    let public_base_url = public_base_url
+        .map(|url| format!("  public_base_url: \"{url}\"\n"))
+        .unwrap_or_default();
     format!(
         r#"listen:
   address: "{listen}"
-  tls:
+{public_base_url}  tls:
     cert_file: server.crt
     key_file: server.key
 admin:

@@ -1,7 +1,8 @@
 //! The catalogue: every case the probe runs, as data — its id, the SECURITY.md entry it stands
 //! for, what it sends and what a safe gateway answers. Cases are built from the run's
 //! [`Context`] (the valid token, the path it may read, the forger, the issuer's published key)
-//! and judged by `judge`; nothing here touches the network. README `## Probe` documents each id.
+//! and judged by `Judge` in `mod.rs`; nothing here touches the network. README `## Probe`
+//! documents each id.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

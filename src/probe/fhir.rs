@@ -255,7 +255,9 @@ impl Confinement {
         }
     }
 
-    /// The other Patient itself, or a resource whose `subject` or `patient` names it.
+    /// The other Patient itself, or a resource whose owner element (`subject`, `patient`,
+    /// `beneficiary`, `individual`) names it. A mere mention elsewhere (a `performer`) is not
+    /// enough: a resource owned by the token's patient may name others and still be its own.
     fn belongs_to_other(&self, object: &serde_json::Map<String, Value>) -> bool {
         let Some(kind) = object.get("resourceType").and_then(Value::as_str) else {
             return false;
@@ -355,6 +357,21 @@ mod tests {
             json!({"resourceType": "Bundle", "link": [{"url": "https://gw.test:8443/Observation?patient=456"}],
                    "entry": [{"fullUrl": "Observation/1", "resource": {"resourceType": "Observation", "subject": {"reference": "Patient/123"}}}]}),
             &[],
+        );
+    }
+
+    #[test]
+    fn an_owner_element_counts_and_a_mention_does_not() {
+        check(
+            &[],
+            json!({"resourceType": "Observation", "id": "o-9", "subject": {"reference": "Patient/123"},
+                   "performer": [{"reference": "Patient/456"}]}),
+            &[],
+        );
+        check(
+            &[],
+            json!({"resourceType": "Coverage", "id": "c-1", "beneficiary": {"reference": "Patient/456"}}),
+            &["the other patient's data (Coverage/c-1)"],
         );
     }
 
