@@ -19,6 +19,7 @@ pub mod mac;
 pub mod monitor;
 pub mod pipeline;
 pub mod policy;
+pub mod probe;
 pub mod proxy;
 pub mod record;
 pub mod request_body;

@@ -12,6 +12,10 @@
 //! policy with its tests, a test CA and a server certificate — with the issuer and upstream as
 //! placeholders the configuration's header names, and never overwrites a file.
 //!
+//! The issuer's private key is written into the demo's own folder (`issuer-es256.key`, deleted
+//! at stop) so that `phigate probe --issuer-key` can forge realistic token variants against the
+//! demo; `--probe` does exactly that itself, prints the probe's table and stops.
+//!
 //! `--bench-tokens N --bench-dir DIR` hands a load run what it cannot mint itself: N access
 //! tokens from the demo's issuer and that issuer's public key, written at start and deleted at
 //! stop. They are worth nothing outside this demo: the issuer's private key lives only in this
@@ -41,6 +45,8 @@ const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// The files `--bench-tokens` writes into `--bench-dir`.
 const BENCH_TOKENS_FILE: &str = "tokens.txt";
 const BENCH_KEY_FILE: &str = "issuer-es256.pem";
+/// The issuer's private key in the demo's folder, for `phigate probe --issuer-key`.
+const ISSUER_PRIVATE_KEY_FILE: &str = "issuer-es256.key";
 /// What the demo policy asks of `GET /Patient/{id}`, so every bench token passes every check.
 const BENCH_SCOPE: &str = "user/Patient.r";
 
@@ -101,6 +107,7 @@ pub async fn run(
     listen: SocketAddr,
     admin: SocketAddr,
     bench: Option<BenchTokens>,
+    probe: bool,
 ) -> anyhow::Result<ExitCode> {
     let _log = crate::telemetry::log::init();
     let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -143,6 +150,8 @@ pub async fn run(
         .context("cannot write the demo audit key")?;
     // DPoP proofs name the gateway's URL, so its port must be known before it starts.
     let listen = concrete_port(listen)?;
+    let issuer_key = dir.join(ISSUER_PRIVATE_KEY_FILE);
+    create_private(&issuer_key)?.write_all(issuer.private_key_pem(INITIAL_KID)?.as_bytes())?;
     let config_file = dir.join("phigate.yaml");
     let config_text = format!(
         "# Written by `phigate demo`; every key and certificate here was generated at start.\n{}{}",
@@ -168,6 +177,15 @@ pub async fn run(
     config.listen.shutdown_grace = Duration::ZERO;
 
     let gateway = Gateway::start(config).await?;
+    if probe {
+        let code = run_probe(&gateway, &issuer, &ca_file, &issuer_key).await;
+        gateway.shutdown().await;
+        issuer.shutdown();
+        fhir.shutdown();
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("cannot delete {}", dir.display()))?;
+        return code;
+    }
     let printed_bench = bench.as_ref().map(|b| b.count).zip(bench_files.as_ref());
     print_walkthrough(
         &gateway,
@@ -178,6 +196,7 @@ pub async fn run(
             ca: &ca_file,
             config: &config_file,
             client_cert: &client_cert,
+            issuer_key: &issuer_key,
         },
         printed_bench,
     )?;
@@ -197,6 +216,57 @@ pub async fn run(
     }
     say("phigate demo stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--probe`: the probe against this demo, with a reader token for `/Patient/123` and the
+/// issuer's key; its table is printed and its verdict is the exit code.
+async fn run_probe(
+    gateway: &Gateway,
+    issuer: &DevIssuer,
+    ca_file: &Path,
+    issuer_key: &Path,
+) -> anyhow::Result<ExitCode> {
+    let token = issuer.mint(&issuer.standard_claims(
+        "dr-alice",
+        "demo-ehr",
+        "user/Patient.r",
+        DEMO_AUDIENCE,
+        DEMO_TOKEN_LIFETIME,
+    ));
+    let options = crate::probe::Options {
+        target: format!("https://localhost:{}", gateway.local_addr().port()),
+        token,
+        path: "/Patient/123".to_owned(),
+        ca: Some(ca_file.to_path_buf()),
+        issuer_key: Some(issuer_key.to_path_buf()),
+        jwks: Some(issuer.jwks_uri()),
+        ..crate::probe::Options::default()
+    };
+    let report = crate::probe::run(&options).await?;
+    say(report.render_text().trim_end());
+    Ok(match report.is_clean() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
+}
+
+/// How to probe the running demo from another terminal.
+fn println_probe_hint(gateway: &Gateway, ca_file: &Path, issuer: &DevIssuer, issuer_key: &Path) {
+    let token = issuer.mint(&issuer.standard_claims(
+        "dr-alice",
+        "demo-ehr",
+        "user/Patient.r",
+        DEMO_AUDIENCE,
+        DEMO_TOKEN_LIFETIME,
+    ));
+    say("# probe the demo gateway with the attack catalogue (every case passes or is skipped):");
+    say(&format!(
+        "phigate probe --target https://localhost:{} --ca {} --token {token} --path /Patient/123 --issuer-key {} --jwks {}",
+        gateway.local_addr().port(),
+        ca_file.display(),
+        issuer_key.display(),
+        issuer.jwks_uri(),
+    ));
 }
 
 #[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
@@ -451,6 +521,7 @@ struct Files<'a> {
     ca: &'a Path,
     config: &'a Path,
     client_cert: &'a IssuedCert,
+    issuer_key: &'a Path,
 }
 
 #[expect(clippy::print_stdout, reason = "cli/ is the only place that prints")]
@@ -521,6 +592,8 @@ fn print_walkthrough(
             files.key.display(),
         );
     }
+    println!();
+    println_probe_hint(gateway, files.ca, issuer, files.issuer_key);
     println!();
     println!("# Paste the commands in order; each comment says what the gateway answers.");
     println!("# 1. allowed: a user/Patient.r token reads Patient 123 (200)");

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `explain`, `test`, `demo` and `audit`. This is the only code that
+//! The command line: `run`, `check`, `explain`, `test`, `demo`, `probe` and `audit`. This is the only code that
 //! prints and the only place `anyhow` is used; everything it does is a call into the library.
 
 mod audit;
@@ -6,6 +6,7 @@ mod demo;
 mod explain;
 pub mod offline;
 mod policy_test;
+mod probe;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -73,6 +74,8 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Run a suite of attacks against a running gateway and judge every answer.
+    Probe(probe::ProbeArgs),
     /// Work with the audit trail offline.
     Audit {
         #[command(subcommand)]
@@ -103,6 +106,10 @@ enum Command {
         /// overwritten, and the files are deleted when the demo stops.
         #[arg(long, value_name = "DIR", requires = "bench_tokens")]
         bench_dir: Option<PathBuf>,
+        /// Run `phigate probe` against the demo gateway, print its table and stop (exit 1 when
+        /// any case failed).
+        #[arg(long, conflicts_with_all = ["write_config", "bench_tokens"])]
+        probe: bool,
     },
 }
 
@@ -148,6 +155,7 @@ pub fn run() -> ExitCode {
             };
             rt.block_on(explain::run(question))
         }),
+        Command::Probe(args) => runtime().and_then(|rt| rt.block_on(probe::run(args))),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
         Command::Demo {
             listen,
@@ -161,11 +169,12 @@ pub fn run() -> ExitCode {
             write_config: None,
             bench_tokens,
             bench_dir,
+            probe,
         } => {
             let bench = bench_tokens
                 .zip(bench_dir)
                 .map(|(count, dir)| demo::BenchTokens { count, dir });
-            runtime().and_then(|rt| rt.block_on(demo::run(listen, admin, bench)))
+            runtime().and_then(|rt| rt.block_on(demo::run(listen, admin, bench, probe)))
         }
     };
     match result {

@@ -115,6 +115,8 @@ struct Signer {
     key: EncodingKey,
     /// The public half as an X.509 SubjectPublicKeyInfo (DER), for tools that take a PEM key.
     public_der: Vec<u8>,
+    /// The private key as PKCS#8 (DER), for `phigate probe --issuer-key` against the demo.
+    private_der: Vec<u8>,
 }
 
 // === impl DevIssuer ===
@@ -279,6 +281,17 @@ impl DevIssuer {
             .signer(kid)
             .ok_or_else(|| IssuerError::UnknownKid(kid.to_owned()))?;
         Ok(pem("PUBLIC KEY", &signer.public_der))
+    }
+
+    /// Key `kid`'s private half as a PKCS#8 PEM (`PRIVATE KEY`), so `phigate probe` can forge
+    /// realistic token variants against the demo. Development keys only: never hand out a real
+    /// issuer's key this way.
+    pub fn private_key_pem(&self, kid: &str) -> Result<String, IssuerError> {
+        let keys = self.inner.state.keys();
+        let signer = keys
+            .signer(kid)
+            .ok_or_else(|| IssuerError::UnknownKid(kid.to_owned()))?;
+        Ok(pem("PRIVATE KEY", &signer.private_der))
     }
 
     /// Signs `claims` with key `kid` under `header` exactly as given, for crafted tokens.
@@ -451,7 +464,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Generates a key for `alg` and returns its public JWK (without kid) and its signer.
 fn generate(alg: Algorithm) -> Result<(Value, Signer), IssuerError> {
-    let (mut jwk, key, public_der) = match alg {
+    let (mut jwk, key, public_der, private_der) = match alg {
         Algorithm::ES256 => generate_ec(&ECDSA_P256_SHA256_FIXED_SIGNING, "P-256")?,
         Algorithm::ES384 => generate_ec(&ECDSA_P384_SHA384_FIXED_SIGNING, "P-384")?,
         Algorithm::RS256 | Algorithm::PS256 => generate_rsa()?,
@@ -466,12 +479,14 @@ fn generate(alg: Algorithm) -> Result<(Value, Signer), IssuerError> {
             alg,
             key,
             public_der,
+            private_der,
         },
     ))
 }
 
-/// A generated key: its public JWK (without kid), its signing key and its public SPKI DER.
-type Generated = (Value, EncodingKey, Vec<u8>);
+/// A generated key: its public JWK (without kid), its signing key, its public SPKI DER and its
+/// private PKCS#8 DER.
+type Generated = (Value, EncodingKey, Vec<u8>, Vec<u8>);
 
 fn generate_ec(
     signing: &'static EcdsaSigningAlgorithm,
@@ -490,7 +505,12 @@ fn generate_ec(
         "y": URL_SAFE_NO_PAD.encode(y),
     });
     let public_der = pair.public_key().as_der()?.as_ref().to_vec();
-    Ok((jwk, EncodingKey::from_ec_der(pkcs8.as_ref()), public_der))
+    Ok((
+        jwk,
+        EncodingKey::from_ec_der(pkcs8.as_ref()),
+        public_der,
+        pkcs8.as_ref().to_vec(),
+    ))
 }
 
 fn generate_rsa() -> Result<Generated, IssuerError> {
@@ -506,7 +526,7 @@ fn generate_rsa() -> Result<Generated, IssuerError> {
         "n": URL_SAFE_NO_PAD.encode(&public.n),
         "e": URL_SAFE_NO_PAD.encode(&public.e),
     });
-    Ok((jwk, key, public_der))
+    Ok((jwk, key, public_der, pkcs8.as_ref().to_vec()))
 }
 
 fn generate_ed25519() -> Result<Generated, IssuerError> {
@@ -519,7 +539,12 @@ fn generate_ed25519() -> Result<Generated, IssuerError> {
         "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
     });
     let public_der = pair.public_key().as_der()?.as_ref().to_vec();
-    Ok((jwk, EncodingKey::from_ed_der(pkcs8.as_ref()), public_der))
+    Ok((
+        jwk,
+        EncodingKey::from_ed_der(pkcs8.as_ref()),
+        public_der,
+        pkcs8.as_ref().to_vec(),
+    ))
 }
 
 /// PEM-encodes `der` under `label` (RFC 7468), 64 characters a line.

@@ -30,6 +30,7 @@ mod introspection;
 mod jwks;
 mod monitor;
 mod policy;
+mod probe;
 mod reload;
 mod revocation;
 mod support;
