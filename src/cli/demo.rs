@@ -177,31 +177,27 @@ pub async fn run(
     config.listen.shutdown_grace = Duration::ZERO;
 
     let gateway = Gateway::start(config).await?;
-    if probe {
-        let code = run_probe(&gateway, &issuer, &ca_file, &issuer_key).await;
-        gateway.shutdown().await;
-        issuer.shutdown();
-        fhir.shutdown();
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("cannot delete {}", dir.display()))?;
-        return code;
-    }
-    let printed_bench = bench.as_ref().map(|b| b.count).zip(bench_files.as_ref());
-    print_walkthrough(
-        &gateway,
-        &issuer,
-        &fhir,
-        &Files {
-            dir: &dir,
-            ca: &ca_file,
-            config: &config_file,
-            client_cert: &client_cert,
-            issuer_key: &issuer_key,
-        },
-        printed_bench,
-    )?;
-    super::wait_for_stop_signal().await?;
-    say("phigate demo stopping: draining requests, then deleting the generated keys and files");
+    let outcome = if probe {
+        run_probe(&gateway, &issuer, &ca_file, &issuer_key).await
+    } else {
+        let printed_bench = bench.as_ref().map(|b| b.count).zip(bench_files.as_ref());
+        print_walkthrough(
+            &gateway,
+            &issuer,
+            &fhir,
+            &Files {
+                dir: &dir,
+                ca: &ca_file,
+                config: &config_file,
+                client_cert: &client_cert,
+                issuer_key: &issuer_key,
+            },
+            printed_bench,
+        )?;
+        super::wait_for_stop_signal().await?;
+        say("phigate demo stopping: draining requests, then deleting the generated keys and files");
+        Ok(ExitCode::SUCCESS)
+    };
     // The gateway's folder watches end before the folder goes, so nothing reports it vanishing.
     gateway.shutdown().await;
     issuer.shutdown();
@@ -214,8 +210,21 @@ pub async fn run(
     {
         std::fs::remove_file(path).with_context(|| format!("cannot delete {}", path.display()))?;
     }
-    say("phigate demo stopped");
-    Ok(ExitCode::SUCCESS)
+    if !probe {
+        say("phigate demo stopped");
+    }
+    outcome
+}
+
+/// The demo's reader: a `user/Patient.r` token for Dr Alice of the demo EHR, valid an hour.
+fn mint_reader(issuer: &DevIssuer) -> String {
+    issuer.mint(&issuer.standard_claims(
+        "dr-alice",
+        "demo-ehr",
+        "user/Patient.r",
+        DEMO_AUDIENCE,
+        DEMO_TOKEN_LIFETIME,
+    ))
 }
 
 /// `--probe`: the probe against this demo, with a reader token for `/Patient/123` and the
@@ -226,16 +235,9 @@ async fn run_probe(
     ca_file: &Path,
     issuer_key: &Path,
 ) -> anyhow::Result<ExitCode> {
-    let token = issuer.mint(&issuer.standard_claims(
-        "dr-alice",
-        "demo-ehr",
-        "user/Patient.r",
-        DEMO_AUDIENCE,
-        DEMO_TOKEN_LIFETIME,
-    ));
     let options = crate::probe::Options {
         target: format!("https://localhost:{}", gateway.local_addr().port()),
-        token,
+        token: mint_reader(issuer),
         path: "/Patient/123".to_owned(),
         ca: Some(ca_file.to_path_buf()),
         issuer_key: Some(issuer_key.to_path_buf()),
@@ -252,13 +254,7 @@ async fn run_probe(
 
 /// How to probe the running demo from another terminal.
 fn println_probe_hint(gateway: &Gateway, ca_file: &Path, issuer: &DevIssuer, issuer_key: &Path) {
-    let token = issuer.mint(&issuer.standard_claims(
-        "dr-alice",
-        "demo-ehr",
-        "user/Patient.r",
-        DEMO_AUDIENCE,
-        DEMO_TOKEN_LIFETIME,
-    ));
+    let token = mint_reader(issuer);
     say("# probe the demo gateway with the attack catalogue (every case passes or is skipped):");
     say(&format!(
         "phigate probe --target https://localhost:{} --ca {} --token {token} --path /Patient/123 --issuer-key {} --jwks {}",
@@ -537,7 +533,7 @@ fn print_walkthrough(
     let claims = |sub: &str, client: &str, scope: &str| {
         issuer.standard_claims(sub, client, scope, DEMO_AUDIENCE, hour)
     };
-    let reader = issuer.mint(&claims("dr-alice", "demo-ehr", "user/Patient.r"));
+    let reader = mint_reader(issuer);
     let observer = issuer.mint(&claims("dr-bob", "demo-ehr", "user/Observation.rs"));
     let mut expired_claims = claims("dr-alice", "demo-ehr", "user/Patient.r");
     let now = SystemTime::now()
