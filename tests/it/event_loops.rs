@@ -83,14 +83,7 @@ async fn the_connection_cap_holds_for_all_loops_together() {
         harness.eventually_metric(over, 1.0).await;
         assert_eq!(harness.metric("phigate_connections_open ").await, 2.0);
         drop(held);
-        eventually(GUARD, || async {
-            harness
-                .client()
-                .try_send(http::Method::GET, "/metadata", &[], bytes::Bytes::new())
-                .await
-                .is_ok_and(|response| response.status == 200)
-        })
-        .await;
+        harness.eventually_serves_a_new_client().await;
     }
 }
 

@@ -9,7 +9,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::client::{read_until_quiet, tls_config};
-use crate::support::{Harness, Options, eventually, within};
+use crate::support::{Harness, Options, within};
 
 #[tokio::test]
 async fn serves_http1_and_http2_by_alpn() {
@@ -405,14 +405,7 @@ async fn connections_past_the_cap_are_closed_at_once_and_counted() {
     harness.eventually_metric(over, 1.0).await;
     assert_eq!(harness.metric("phigate_connections_open ").await, 2.0);
     drop(held);
-    eventually(GUARD, || async {
-        harness
-            .client()
-            .try_send(http::Method::GET, "/metadata", &[], bytes::Bytes::new())
-            .await
-            .is_ok_and(|response| response.status == 200)
-    })
-    .await;
+    harness.eventually_serves_a_new_client().await;
 }
 
 // R-S04: one address gets at most `listen.max_connections_per_address` of the global cap; the
@@ -446,14 +439,7 @@ async fn one_address_gets_at_most_its_share_of_connections() {
         .expect("another address completes its handshake");
     assert_eq!(harness.metric(over).await, 1.0);
     drop(held);
-    eventually(GUARD, || async {
-        harness
-            .client()
-            .try_send(http::Method::GET, "/metadata", &[], bytes::Bytes::new())
-            .await
-            .is_ok_and(|response| response.status == 200)
-    })
-    .await;
+    harness.eventually_serves_a_new_client().await;
 }
 
 /// An HTTP/2 connection to the gateway; its driver runs until the gateway closes it.

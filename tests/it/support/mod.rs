@@ -252,6 +252,17 @@ impl Harness {
             .sum()
     }
 
+    /// Polls until a new client is answered 200 for `/metadata`: a cap freed, a listener back.
+    pub async fn eventually_serves_a_new_client(&self) {
+        eventually(Duration::from_secs(60), || async {
+            self.client()
+                .try_send(http::Method::GET, "/metadata", &[], bytes::Bytes::new())
+                .await
+                .is_ok_and(|response| response.status == 200)
+        })
+        .await;
+    }
+
     /// Polls `/metrics` until `series` reads at least `wanted`.
     pub async fn eventually_metric(&self, series: &str, wanted: f64) {
         eventually(Duration::from_secs(20), || async {
