@@ -25,8 +25,8 @@ const WAKE_BYTES: usize = 256 * 1024;
 /// Bytes waiting for the writer before new lines are dropped (some 60 000 request lines).
 const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
 
-/// Lines dropped because the batch was full, once logging is installed.
-static DROPPED: OnceLock<Arc<Batch>> = OnceLock::new();
+/// The installed subscriber's batch, whose drop count the metrics read.
+static INSTALLED: OnceLock<Arc<Batch>> = OnceLock::new();
 
 /// Keeps the writer thread; dropping it writes out every batched line.
 #[must_use = "dropping the guard stops the log writer"]
@@ -46,13 +46,13 @@ pub fn init() -> Option<LogGuard> {
         .with_writer(writer.sink())
         .try_init()
         .ok()?;
-    let _ = DROPPED.set(Arc::clone(&writer.batch));
+    let _ = INSTALLED.set(Arc::clone(&writer.batch));
     Some(LogGuard(writer))
 }
 
 /// Log lines dropped so far because the writer could not keep up.
 pub fn dropped_lines() -> u64 {
-    DROPPED
+    INSTALLED
         .get()
         .map_or(0, |batch| batch.dropped.load(Ordering::Relaxed))
 }
