@@ -427,6 +427,10 @@ async fn one_address_gets_at_most_its_share_of_connections() {
         connect_from([127, 0, 0, 1]).await,
         connect_from([127, 0, 0, 1]).await,
     ];
+    // As above: both accepted before the third arrives, whichever event loop takes each.
+    harness
+        .eventually_metric("phigate_connections_open ", 2.0)
+        .await;
     let mut third = connect_from([127, 0, 0, 1]).await;
     assert!(read_to_close(&mut third).await.is_empty());
     let over = "phigate_connections_closed_total{reason=\"address_over_capacity\"}";
