@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod denial;
 pub mod duration;
+pub mod fetch;
 pub mod geoip;
 pub mod hygiene;
 pub mod jose;

@@ -211,16 +211,8 @@ impl RevocationLocation {
     /// A short name for metrics and logs (no credentials).
     pub fn label(&self) -> String {
         match self {
-            Self::Http { url, .. } => format!(
-                "http:{}{}",
-                url.authority().map_or("", |a| a.host()),
-                url.path()
-            ),
-            Self::File(path) => format!(
-                "file:{}",
-                path.file_name()
-                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-            ),
+            Self::Http { url, .. } => crate::fetch::url_label(url),
+            Self::File(path) => crate::fetch::file_label(path),
             Self::Redis { key, .. } => format!("redis:{key}"),
         }
     }

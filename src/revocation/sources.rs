@@ -10,12 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{ETAG, IF_NONE_MATCH};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::Empty;
 
 use super::{Entry, RevocationSet, SourceState, describe, unix_now};
 use crate::backoff::Backoff;
 use crate::config::{RevocationLocation, RevocationSource};
+use crate::fetch::{self, Fetched};
 use crate::telemetry::Metrics;
 use crate::tls::{HttpsClient, https_client};
 
@@ -133,41 +133,27 @@ async fn http_loop(
 ) {
     let mut etag: Option<http::HeaderValue> = None;
     loop {
-        let fetched = tokio::time::timeout(CALL_TIMEOUT, async {
-            let mut request = http::Request::get(url.clone());
-            if let Some(tag) = &etag {
-                request = request.header(IF_NONE_MATCH, tag.clone());
-            }
-            let request = request.body(Empty::new()).map_err(|e| e.to_string())?;
-            let response = client.request(request).await.map_err(|e| e.to_string())?;
-            match response.status().as_u16() {
-                304 => Ok(None),
-                200 => {
-                    let tag = response.headers().get(ETAG).cloned();
-                    let body = Limited::new(response.into_body(), MAX_DOCUMENT_BYTES)
-                        .collect()
-                        .await
-                        .map_err(|_| "body too large or cut short".to_owned())?
-                        .to_bytes();
-                    Ok(Some((tag, body)))
-                }
-                status => Err(format!("status {status}")),
-            }
-        })
-        .await
-        .unwrap_or_else(|_| Err("timed out".to_owned()));
+        let fetched = fetch::get(
+            client,
+            &url,
+            etag.as_ref(),
+            MAX_DOCUMENT_BYTES,
+            CALL_TIMEOUT,
+        )
+        .await;
         let result = match fetched {
-            // RFC 9110 §15.4.5: 304 says our copy is current.
-            Ok(None) => {
+            Ok(Fetched::NotModified) => {
                 state.mark_fresh();
                 Ok(())
             }
-            Ok(Some((tag, body))) => RevocationSet::parse_document(&body, unix_now())
-                .map(|set| {
-                    state.replace(set);
-                    etag = tag;
-                })
-                .map_err(|e| e.to_string()),
+            Ok(Fetched::Document { etag: tag, body }) => {
+                RevocationSet::parse_document(&body, unix_now())
+                    .map(|set| {
+                        state.replace(set);
+                        etag = tag;
+                    })
+                    .map_err(|e| e.to_string())
+            }
             Err(err) => Err(err),
         };
         record(metrics, source, result);
@@ -185,7 +171,7 @@ async fn file_loop(
     let (trigger, mut triggers) = tokio::sync::mpsc::channel::<()>(1);
     let _watcher = crate::watch::watch_folder(path, trigger);
     loop {
-        let result = match read_bounded(path).await {
+        let result = match fetch::read_bounded(path, MAX_DOCUMENT_BYTES).await {
             Ok(bytes) => RevocationSet::parse_document(&bytes, unix_now())
                 .map(|set| state.replace(set))
                 .map_err(|e| e.to_string()),
@@ -200,20 +186,6 @@ async fn file_loop(
             }
         }
     }
-}
-
-/// The file's bytes, unless it is larger than a list document may be.
-async fn read_bounded(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
-    let too_large = || std::io::Error::other(format!("larger than {MAX_DOCUMENT_BYTES} bytes"));
-    if tokio::fs::metadata(path).await?.len() > MAX_DOCUMENT_BYTES as u64 {
-        return Err(too_large());
-    }
-    let bytes = tokio::fs::read(path).await?;
-    // It may have grown between the two looks.
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(too_large());
-    }
-    Ok(bytes)
 }
 
 #[expect(
