@@ -1,7 +1,8 @@
-//! Watching a file's folder for changes: the policy reloader and the revocation file source
-//! both react to writes, renames and Kubernetes-style `..data` symlink swaps, which only a
-//! folder watch sees. A watch that cannot be set up is logged and the caller falls back to its
-//! timer or SIGHUP; it never fails the gateway.
+//! Reload triggers: watching a file's folder for changes — the policy reloader, the TLS
+//! reloader and the revocation file source all react to writes, renames and Kubernetes-style
+//! `..data` symlink swaps, which only a folder watch sees — and SIGHUP. A watch or signal
+//! handler that cannot be set up is logged and the caller falls back to its other triggers; it
+//! never fails the gateway.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,30 @@ fn changes(event: &notify::Event, name: Option<&OsStr>) -> bool {
         path.file_name()
             .is_some_and(|file| Some(file) == name || file.as_encoded_bytes().starts_with(b".."))
     })
+}
+
+/// SIGHUP, as a trigger that never fires when its handler could not be installed.
+pub struct Hangups(Option<tokio::signal::unix::Signal>);
+
+impl Hangups {
+    /// Listens for SIGHUP; `what` names the reloader in the warning when it cannot.
+    pub fn listen(what: &str) -> Self {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(signal) => Self(Some(signal)),
+            Err(err) => {
+                tracing::warn!(error = %err, reloader = what, "cannot listen for SIGHUP; reloads only on file changes");
+                Self(None)
+            }
+        }
+    }
+
+    /// The next SIGHUP.
+    pub async fn recv(&mut self) -> Option<()> {
+        match &mut self.0 {
+            Some(signal) => signal.recv().await,
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// A folder watch that ends when dropped, before the drop returns.

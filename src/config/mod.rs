@@ -21,11 +21,11 @@ pub use self::monitor::{
     TravelDetector, WindowDetector,
 };
 use self::raw::{
-    At, RawAudit, RawConfig, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,
-    RawRevocation, RawRevocationSource, RawTokens, RawUpstream,
+    At, RawAudit, RawConfig, RawCrl, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,
+    RawRevocation, RawRevocationSource, RawTls, RawTokens, RawUpstream,
 };
 use crate::policy::PolicyTable;
-pub use crate::tls::{ClientAuth, ClientCa, TlsFiles};
+pub use crate::tls::{ClientAuth, ClientCa, CrlLocation, CrlSource, TlsFiles};
 
 /// The largest clock skew phigate accepts (RFC 9068 §4: "usually no more than a few minutes").
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(300);
@@ -994,6 +994,97 @@ impl Builder<'_> {
         })
     }
 
+    /// `listen.tls.client_ca_file`, `client_auth` and the client CRLs.
+    fn client_ca(&mut self, tls: &RawTls) -> Option<ClientCa> {
+        let Some(ca) = &tls.client_ca_file else {
+            let needs = |key: &str| format!("listen.tls.{key} needs client_ca_file");
+            if let Some(at) = &tls.client_auth {
+                self.problem(at, needs("client_auth"));
+            }
+            if let Some(at) = &tls.client_crls {
+                self.problem(at, needs("client_crls"));
+            }
+            if let Some(at) = &tls.client_crl_max_stale {
+                self.problem(at, needs("client_crl_max_stale"));
+            }
+            return None;
+        };
+        let auth = match tls.client_auth.as_ref().map(|a| (a, a.value.as_str())) {
+            None | Some((_, "required")) => ClientAuth::Required,
+            Some((_, "optional")) => ClientAuth::Optional,
+            Some((at, _)) => {
+                self.problem(at, "client_auth must be required or optional");
+                ClientAuth::Required
+            }
+        };
+        let crl_max_stale = self.duration(
+            tls.client_crl_max_stale.as_ref(),
+            "listen.tls.client_crl_max_stale",
+            Duration::from_secs(24 * 3600),
+        );
+        let crls = tls.client_crls.as_ref().map_or_else(Vec::new, |crls| {
+            crls.value
+                .iter()
+                .enumerate()
+                .filter_map(|(index, crl)| self.crl_source(crls, index, crl, crl_max_stale))
+                .collect()
+        });
+        Some(ClientCa {
+            ca_file: self.path(ca, "tls.client_ca_file"),
+            auth,
+            crls,
+            crl_max_stale,
+        })
+    }
+
+    /// One entry of `listen.tls.client_crls`.
+    fn crl_source(
+        &mut self,
+        at: &At<Vec<RawCrl>>,
+        index: usize,
+        raw: &RawCrl,
+        max_stale: Duration,
+    ) -> Option<CrlSource> {
+        let key = format!("tls.client_crls[{index}]");
+        let location = match (&raw.file, &raw.url) {
+            (Some(file), None) => {
+                if let Some(ca_file) = &raw.ca_file {
+                    self.problem(ca_file, format!("listen.{key}.ca_file is for a url only"));
+                }
+                CrlLocation::File(self.path(file, &format!("{key}.file")))
+            }
+            (None, Some(url)) => {
+                let parsed = self.http_url(url, &format!("listen.{key}.url"))?;
+                self.remember(url, &format!("{key}.url"), url.value.clone());
+                CrlLocation::Url {
+                    url: parsed,
+                    ca_file: raw
+                        .ca_file
+                        .as_ref()
+                        .map(|ca| self.path(ca, &format!("{key}.ca_file"))),
+                }
+            }
+            _ => {
+                self.problem(at, format!("listen.{key} needs exactly one of file, url"));
+                return None;
+            }
+        };
+        let refresh = self.duration(
+            raw.refresh.as_ref(),
+            &format!("listen.{key}.refresh"),
+            Duration::from_secs(300),
+        );
+        if refresh >= max_stale
+            && let Some(at) = &raw.refresh
+        {
+            self.problem(
+                at,
+                format!("listen.{key}.refresh must be shorter than client_crl_max_stale"),
+            );
+        }
+        Some(CrlSource { location, refresh })
+    }
+
     fn listen(&mut self, raw: &RawListen) -> Option<Listen> {
         let address = self.socket_addr(&raw.address, "listen.address");
         let insecure = raw
@@ -1017,27 +1108,7 @@ impl Builder<'_> {
             }
             (None, true) => Some(Transport::InsecurePlaintext),
             (Some(tls), false) => {
-                let client_ca = match (&tls.client_ca_file, &tls.client_auth) {
-                    (None, None) => None,
-                    (None, Some(auth)) => {
-                        self.problem(auth, "listen.tls.client_auth needs client_ca_file");
-                        None
-                    }
-                    (Some(ca), auth) => {
-                        let auth = match auth.as_ref().map(|a| (a, a.value.as_str())) {
-                            None | Some((_, "required")) => ClientAuth::Required,
-                            Some((_, "optional")) => ClientAuth::Optional,
-                            Some((at, _)) => {
-                                self.problem(at, "client_auth must be required or optional");
-                                ClientAuth::Required
-                            }
-                        };
-                        Some(ClientCa {
-                            ca_file: self.path(ca, "tls.client_ca_file"),
-                            auth,
-                        })
-                    }
-                };
+                let client_ca = self.client_ca(tls);
                 Some(Transport::Tls(TlsFiles {
                     cert_file: self.path(&tls.cert_file, "tls.cert_file"),
                     key_file: self.path(&tls.key_file, "tls.key_file"),

@@ -286,6 +286,24 @@ pub struct RawTls {
     pub client_ca_file: Option<At<String>>,
     #[serde(default)]
     pub client_auth: Option<At<String>>,
+    #[serde(default)]
+    pub client_crls: Option<At<Vec<RawCrl>>>,
+    #[serde(default)]
+    pub client_crl_max_stale: Option<At<String>>,
+}
+
+/// One entry of `listen.tls.client_crls`: exactly one of `file`, `url`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCrl {
+    #[serde(default)]
+    pub file: Option<At<String>>,
+    #[serde(default)]
+    pub url: Option<At<String>>,
+    #[serde(default)]
+    pub ca_file: Option<At<String>>,
+    #[serde(default)]
+    pub refresh: Option<At<String>>,
 }
 
 /// `admin:` — metrics and health listener.

@@ -14,12 +14,12 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
-use tokio_rustls::TlsAcceptor;
 
 use super::forward::Forwarder;
 use super::server::{Admission, Listener};
 use super::service::Shared;
 use crate::config::{EventLoops, Listen};
+use crate::tls::LiveConfig;
 
 /// The listen backlog: tokio's own for `TcpListener::bind`.
 const BACKLOG: i32 = 1024;
@@ -67,8 +67,8 @@ pub fn bind(
 pub struct Common {
     /// The decision chain, sinks and metrics.
     pub shared: Arc<Shared>,
-    /// The TLS acceptor, absent only for `insecure_plaintext`.
-    pub tls: Option<TlsAcceptor>,
+    /// The listener's current TLS configuration, absent only for `insecure_plaintext`.
+    pub tls: Option<Arc<LiveConfig>>,
     /// The listener's configuration.
     pub settings: Listen,
     /// Turns true when the loops must stop accepting and drain.

@@ -30,7 +30,7 @@ use crate::policy::{Permit, Refusal};
 use crate::request_body::RequestBody;
 use crate::strict_json;
 use crate::telemetry::Metrics;
-use crate::tls::{HttpsClient, TlsError, pooled_client};
+use crate::tls::{HttpsClient, OnExpiry, TlsError, pooled_client};
 use crate::token::{ClientId, Scheme, Subject, VerifiedToken};
 
 /// The most of an upstream answer phigate buffers to check it (SECURITY.md §5: the Bundle
@@ -92,8 +92,9 @@ impl Forwarder {
         upstream: Upstream,
         public_base_url: Option<String>,
         sealer: Arc<LinkSealer>,
+        on_expiry: OnExpiry,
     ) -> Result<Self, TlsError> {
-        let client = pooled_client(upstream.ca_file.as_deref(), upstream.http2)?;
+        let client = pooled_client(upstream.ca_file.as_deref(), upstream.http2, Some(on_expiry))?;
         Ok(Self {
             client,
             upstream,

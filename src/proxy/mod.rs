@@ -12,6 +12,7 @@ pub use self::prepare::{Prepared, prepare};
 mod server;
 pub use self::server::DRAIN_DEADLINE;
 mod service;
+mod tls_reload;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -100,7 +101,7 @@ impl Gateway {
         let (admin_tcp, admin_addr) = bind(config.admin.address).await?;
         let Prepared {
             metrics,
-            tls: tls_acceptor,
+            tls,
             verifier,
             forwarders,
             revocation,
@@ -117,6 +118,12 @@ impl Gateway {
             revocation: Arc::clone(&revocation),
         });
         let mut background = verifier.spawn_refreshers();
+        let live_tls = tls.as_ref().map(tls_reload::TlsReloader::live);
+        background.extend(
+            tls.map(tls_reload::TlsReloader::spawn)
+                .into_iter()
+                .flatten(),
+        );
         background.extend(revocation.spawn());
         let admin = AdminServer {
             metrics: Arc::clone(&metrics),
@@ -205,7 +212,7 @@ impl Gateway {
         let event_loops = config.listen.event_loops;
         let common = event_loops::Common {
             shared,
-            tls: tls_acceptor,
+            tls: live_tls,
             settings: config.listen,
             shutdown: shutdown_rx,
         };

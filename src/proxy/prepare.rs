@@ -1,5 +1,5 @@
 //! Everything the gateway builds before it serves that can fail: the listener's TLS
-//! configuration, the HTTPS clients (upstream, one per event loop; JWKS, introspection,
+//! configuration (certificate, key, client CAs, CRL files, CRL URL clients), the HTTPS clients (upstream, one per event loop; JWKS, introspection,
 //! revocation), the Redis clients (DPoP replay store, revocation, shared blocks), the
 //! revocation sources, the link sealer, the monitor's alert webhook, RFC 7009 client and GeoIP
 //! database, and the audit trail's folder. It is built once, and every problem is reported at
@@ -10,9 +10,8 @@
 
 use std::sync::Arc;
 
-use tokio_rustls::TlsAcceptor;
-
 use super::forward::Forwarder;
+use super::tls_reload::TlsReloader;
 use crate::binding::DpopChecker;
 use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
@@ -23,14 +22,15 @@ use crate::monitor::{Alerter, SharedBlocks};
 use crate::policy::seal::LinkSealer;
 use crate::revocation::Revocation;
 use crate::telemetry::Metrics;
-use crate::tls::{self, TlsError};
+use crate::tls::TlsError;
 use crate::token::TokenRevoker;
 use crate::token::Verifier;
 
 /// The gateway's parts, built and ready to serve.
 pub struct Prepared {
     pub(super) metrics: Arc<Metrics>,
-    pub(super) tls: Option<TlsAcceptor>,
+    /// The listener's TLS material and its reloader, absent only for `insecure_plaintext`.
+    pub(super) tls: Option<TlsReloader>,
     pub(super) verifier: Arc<Verifier>,
     /// One upstream client and pool per event loop.
     pub(super) forwarders: Vec<Forwarder>,
@@ -49,11 +49,8 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
     let metrics = Arc::new(Metrics::with_longest_wait(longest_wait(config)));
     let mut problems = Vec::new();
     let tls = match &config.listen.transport {
-        Transport::Tls(files) => match tls::server_config(files) {
-            Ok(server) => {
-                metrics.set_certificate_not_after(server.not_after);
-                Some(TlsAcceptor::from(server.config))
-            }
+        Transport::Tls(files) => match TlsReloader::prepare(files, Arc::clone(&metrics)) {
+            Ok(reloader) => Some(reloader),
             Err(errors) => {
                 problems.extend(
                     errors
@@ -83,6 +80,7 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
                     config.upstream.clone(),
                     config.listen.public_base_url.clone(),
                     Arc::clone(sealer),
+                    metrics.on_certificate_expiry("upstream"),
                 )
             })
             .collect::<Result<Vec<_>, _>>()

@@ -14,10 +14,10 @@ use tokio::sync::mpsc;
 
 use crate::policy::{PolicyStore, PolicyTable};
 use crate::telemetry::Metrics;
-use crate::watch::watch_folder;
+use crate::watch::{Hangups, watch_folder};
 
 /// Quiet time after the last change before reading: a half-written file is never read alone.
-const DEBOUNCE: Duration = Duration::from_millis(250);
+pub(super) const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Reloads the policy file into the store.
 pub struct PolicyReloader {
@@ -37,19 +37,11 @@ impl PolicyReloader {
         let _watcher = watch_folder(&self.path, trigger.clone());
         // A change made between the first load and the watch taking hold raised no event.
         self.reload();
-        let mut hangups = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        ) {
-            Ok(hangups) => Some(hangups),
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGHUP; policy reloads only on file changes");
-                None
-            }
-        };
+        let mut hangups = Hangups::listen("policy");
         loop {
             tokio::select! {
                 Some(()) = triggers.recv() => {}
-                Some(()) = async { match hangups.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {}
+                Some(()) = hangups.recv() => {}
             }
             tokio::time::sleep(DEBOUNCE).await;
             while triggers.try_recv().is_ok() {}

@@ -29,7 +29,7 @@ use super::peers::PeerConnections;
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
-use crate::tls::{ClientIdentity, HandshakeFailure};
+use crate::tls::{ClientIdentity, HandshakeFailure, LiveConfig};
 
 /// How long in-flight requests may run after shutdown starts.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
@@ -60,8 +60,9 @@ impl Admission {
 pub struct Listener {
     /// The bound socket, registered with the runtime this loop runs on.
     pub tcp: TcpListener,
-    /// The TLS acceptor, absent only for `insecure_plaintext`.
-    pub tls: Option<TlsAcceptor>,
+    /// The listener's current TLS configuration (shared by every loop), absent only for
+    /// `insecure_plaintext`.
+    pub tls: Option<Arc<LiveConfig>>,
     /// Limits from configuration.
     pub settings: Arc<Listen>,
     /// The connection cap and request limit, shared with the other loops.
@@ -138,7 +139,7 @@ struct Connected {
     shared: Arc<Shared>,
     forwarder: Arc<Forwarder>,
     settings: Arc<Listen>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<LiveConfig>>,
     limit: Arc<Semaphore>,
     shutdown: watch::Receiver<bool>,
 }
@@ -195,8 +196,9 @@ impl Connected {
     async fn serve(self, stream: TcpStream, peer: SocketAddr) {
         let _ = stream.set_nodelay(true);
         match &self.tls {
-            Some(acceptor) => {
-                let Some(tls_stream) = self.handshake(acceptor, stream).await else {
+            Some(live) => {
+                // The configuration current at accept: a reload reaches new handshakes only.
+                let Some(tls_stream) = self.handshake(&live.acceptor(), stream).await else {
                     return;
                 };
                 let identity = ClientIdentity::from_peer_certificates(

@@ -5,7 +5,7 @@
 //! at zero from the start, so a rate or an alert works before the first event.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
@@ -134,11 +134,19 @@ pub struct HandshakeFailureLabels {
     pub reason: &'static str,
 }
 
-/// Labels of a listener certificate.
+/// Labels of a certificate phigate holds or sees, or of a part of the listener's TLS material.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ListenerLabels {
-    /// `phi`: the listener that serves PHI (the admin listener has no TLS).
-    pub listener: &'static str,
+pub struct TlsNameLabels {
+    /// `listener`, `client_ca`, `upstream` for certificates; `listener`, `client_ca`,
+    /// `client_crl` for reloads.
+    pub name: &'static str,
+}
+
+/// Labels naming one client CRL source (its configured file name or URL host and path).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlSourceLabels {
+    /// e.g. `file:clients.crl`, `http:pki.example/clients.crl`.
+    pub source: String,
 }
 
 /// Labels of an emergency (break-glass) access.
@@ -147,9 +155,6 @@ pub struct BreakGlassLabels {
     /// The break-glass rule that granted it.
     pub rule: String,
 }
-
-/// No certificate recorded (plaintext listener): the expiry gauge has no series.
-const NO_CERTIFICATE: i64 = i64::MIN;
 
 /// Labels naming the running build.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -183,8 +188,11 @@ pub struct Metrics {
     revocation_entries: Family<SourceLabels, Gauge>,
     protocol_errors: Family<ProtocolErrorLabels, Counter>,
     ready: Gauge,
-    certificate_expiry: Family<ListenerLabels, Gauge<f64, AtomicU64>>,
-    certificate_not_after: Arc<AtomicI64>,
+    certificate_expiry: Family<TlsNameLabels, Gauge>,
+    tls_reloads: Family<TlsNameLabels, Counter>,
+    tls_reload_failures: Family<TlsNameLabels, Counter>,
+    crl_age: Family<CrlSourceLabels, Gauge>,
+    crl_stale: Family<CrlSourceLabels, Gauge>,
     break_glass: Family<BreakGlassLabels, Counter>,
     audit_queue_depth: Gauge,
     audit_records: Counter,
@@ -361,7 +369,10 @@ impl Metrics {
             protocol_errors: Family::default(),
             ready: Gauge::default(),
             certificate_expiry: Family::default(),
-            certificate_not_after: Arc::new(AtomicI64::new(NO_CERTIFICATE)),
+            tls_reloads: Family::default(),
+            tls_reload_failures: Family::default(),
+            crl_age: Family::default(),
+            crl_stale: Family::default(),
             break_glass: Family::default(),
             audit_queue_depth: Gauge::default(),
             audit_records: Counter::default(),
@@ -522,9 +533,29 @@ impl Metrics {
             self.ready.clone(),
         );
         registry.register(
-            "tls_certificate_expiry_seconds",
-            "Seconds until the listener certificate's notAfter (negative once expired)",
+            "tls_certificate_expiry_timestamp_seconds",
+            "notAfter (unix seconds) of the listener certificate, the earliest client CA, and the upstream's certificate as last verified",
             self.certificate_expiry.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Listener certificate, client CA or client CRL changes taken into use without a restart",
+            self.tls_reloads.clone(),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Listener certificate, client CA or client CRL changes refused (the previous one keeps serving)",
+            self.tls_reload_failures.clone(),
+        );
+        registry.register(
+            "tls_crl_age_seconds",
+            "Seconds since the client CRL source last gave a good list",
+            self.crl_age.clone(),
+        );
+        registry.register(
+            "tls_crl_stale",
+            "1 while the client CRL source is past nextUpdate or client_crl_max_stale: handshakes presenting a client certificate fail",
+            self.crl_stale.clone(),
         );
         registry.register(
             "break_glass",
@@ -870,14 +901,49 @@ impl Metrics {
         self.ready.set(i64::from(ready));
     }
 
-    /// Records the listener certificate's notAfter (at start, and at every certificate reload);
-    /// the expiry gauge is computed from it at each scrape, so it counts down between scrapes.
-    pub fn set_certificate_not_after(&self, not_after: SystemTime) {
-        let seconds = match not_after.duration_since(UNIX_EPOCH) {
-            Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
-            Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN + 1, |s| -s),
+    /// Records a certificate's notAfter under `name` (`listener`, `client_ca`, `upstream`).
+    pub fn set_certificate_expiry(&self, name: &'static str, not_after: SystemTime) {
+        record_expiry(&self.certificate_expiry, name, not_after);
+    }
+
+    /// A recorder for certificates seen on the wire (the upstream's), named `name`: its series
+    /// appears with the first verified certificate, never as a zero that alerts would read as
+    /// expired.
+    pub fn on_certificate_expiry(&self, name: &'static str) -> crate::tls::OnExpiry {
+        let family = self.certificate_expiry.clone();
+        Arc::new(move |not_after| record_expiry(&family, name, not_after))
+    }
+
+    /// Makes the reload counters of each part present at zero.
+    pub fn init_tls_reloads(&self, names: &[&'static str]) {
+        for &name in names {
+            drop(self.tls_reloads.get_or_create(&TlsNameLabels { name }));
+            drop(
+                self.tls_reload_failures
+                    .get_or_create(&TlsNameLabels { name }),
+            );
+        }
+    }
+
+    /// Counts a change to a part of the listener's TLS material, taken or refused.
+    pub fn record_tls_reload(&self, name: &'static str, taken: bool) {
+        let family = if taken {
+            &self.tls_reloads
+        } else {
+            &self.tls_reload_failures
         };
-        self.certificate_not_after.store(seconds, Ordering::Relaxed);
+        family.get_or_create(&TlsNameLabels { name }).inc();
+    }
+
+    /// Sets a client CRL source's age (none before its first good read) and staleness.
+    pub fn set_crl_status(&self, source: &str, age_seconds: Option<i64>, stale: bool) {
+        let labels = CrlSourceLabels {
+            source: source.to_owned(),
+        };
+        if let Some(age) = age_seconds {
+            self.crl_age.get_or_create(&labels).set(age);
+        }
+        self.crl_stale.get_or_create(&labels).set(i64::from(stale));
     }
 
     /// Makes each break-glass rule's counter present at zero.
@@ -898,24 +964,8 @@ impl Metrics {
             .inc();
     }
 
-    fn publish_certificate_expiry(&self) {
-        let not_after = self.certificate_not_after.load(Ordering::Relaxed);
-        if not_after == NO_CERTIFICATE {
-            return;
-        }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        // Dates fit an f64's 53 bits exactly; an expiry is read in days.
-        let remaining = not_after as f64 - now;
-        self.certificate_expiry
-            .get_or_create(&ListenerLabels { listener: "phi" })
-            .set(remaining);
-    }
-
     /// Renders every metric in `format`.
     pub fn render(&self, format: Exposition) -> String {
-        self.publish_certificate_expiry();
         let mut out = String::new();
         // Writing into a String cannot fail, and no metric's encoding does either.
         let _ = match format {
@@ -928,6 +978,14 @@ impl Metrics {
         };
         out
     }
+}
+
+fn record_expiry(family: &Family<TlsNameLabels, Gauge>, name: &'static str, not_after: SystemTime) {
+    let seconds = match not_after.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    };
+    family.get_or_create(&TlsNameLabels { name }).set(seconds);
 }
 
 fn issuer_labels(issuer: &str) -> IssuerLabels {

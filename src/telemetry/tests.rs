@@ -98,29 +98,41 @@ fn both_formats_type_every_series() {
 }
 
 #[test]
-fn certificate_expiry_counts_down_from_not_after_and_is_absent_without_one() {
+fn certificate_expiry_is_the_not_after_timestamp_and_absent_until_known() {
     let metrics = Metrics::new();
+    let series = "phigate_tls_certificate_expiry_timestamp_seconds";
     let text = metrics.render(Exposition::PrometheusText);
-    assert!(
-        !text.contains("phigate_tls_certificate_expiry_seconds{"),
-        "{text}"
-    );
-    metrics.set_certificate_not_after(SystemTime::now() + Duration::from_secs(10 * 86_400));
+    // An upstream never verified has no series: a 0 would read as long expired.
+    assert!(!text.contains(&format!("{series}{{")), "{text}");
+    let not_after = SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000);
+    metrics.set_certificate_expiry("listener", not_after);
+    (metrics.on_certificate_expiry("upstream"))(not_after + Duration::from_secs(5));
     let text = metrics.render(Exposition::PrometheusText);
-    let value: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("phigate_tls_certificate_expiry_seconds{listener=\"phi\"} "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!((863_990.0..=864_000.0).contains(&value), "{value}");
-    // An expired certificate reads negative rather than vanishing.
-    metrics.set_certificate_not_after(SystemTime::now() - Duration::from_secs(60));
+    for expected in [
+        format!("{series}{{name=\"listener\"}} 1900000000\n"),
+        format!("{series}{{name=\"upstream\"}} 1900000005\n"),
+    ] {
+        assert!(text.contains(&expected), "missing {expected}\n{text}");
+    }
+}
+
+#[test]
+fn tls_reloads_and_crl_staleness_are_counted_by_part_and_source() {
+    let metrics = Metrics::new();
+    metrics.init_tls_reloads(&["listener", "client_crl"]);
+    metrics.record_tls_reload("listener", false);
+    metrics.set_crl_status("file:clients.crl", None, true);
     let text = metrics.render(Exposition::PrometheusText);
-    assert!(
-        text.contains("phigate_tls_certificate_expiry_seconds{listener=\"phi\"} -6"),
-        "{text}"
-    );
+    for expected in [
+        "phigate_tls_reloads_total{name=\"listener\"} 0\n",
+        "phigate_tls_reloads_total{name=\"client_crl\"} 0\n",
+        "phigate_tls_reload_failures_total{name=\"listener\"} 1\n",
+        "phigate_tls_crl_stale{source=\"file:clients.crl\"} 1\n",
+    ] {
+        assert!(text.contains(expected), "missing {expected}\n{text}");
+    }
+    // No age before the first good list.
+    assert!(!text.contains("phigate_tls_crl_age_seconds{"), "{text}");
 }
 
 #[test]

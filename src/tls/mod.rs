@@ -2,13 +2,25 @@
 //! TLS 1.2 and 1.3 with rustls's AEAD suites, offers h2 and http/1.1 by ALPN, and, with a client
 //! CA, verifies client certificates (an invalid certificate fails the handshake in both
 //! `required` and `optional` modes). `ClientIdentity` is what the handshake proved about the
-//! client, and `HandshakeFailure` why a handshake failed. The client side verifies upstream and
-//! JWKS servers and never has an "accept any certificate" mode.
+//! client, and `HandshakeFailure` why a handshake failed. `Material` keeps the listener's
+//! certificate, key, client CAs and CRLs, refusing a bad file while the last good one serves,
+//! and `LiveConfig` hands each new connection the current configuration, so a reload never
+//! touches a connection already open. The client side verifies upstream and JWKS servers and
+//! never has an "accept any certificate" mode.
 
+mod crl;
 pub mod dev_ca;
+mod freshness;
 mod handshake;
+mod material;
+mod upstream;
 
+pub use self::crl::Crl;
+pub use self::freshness::Freshness;
 pub use self::handshake::HandshakeFailure;
+pub use self::material::{
+    Attempt, Change, CrlStatus, LiveConfig, Material, Outcome, Part, read_attempt,
+};
 
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
@@ -20,12 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::client::WebPkiServerVerifier;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-/// A TLS setup problem, reported at start with the file concerned.
 /// Certificate files of the TLS listener.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -44,6 +55,43 @@ pub struct ClientCa {
     pub ca_file: PathBuf,
     /// Whether a certificate is mandatory.
     pub auth: ClientAuth,
+    /// Where the CAs' revocation lists come from; none means revocation is not checked.
+    pub crls: Vec<CrlSource>,
+    /// How long a CRL source may go without a good read before handshakes fail closed.
+    pub crl_max_stale: Duration,
+}
+
+/// One source of a client CA's certificate revocation list.
+#[derive(Debug, Clone)]
+pub struct CrlSource {
+    /// Where it is read from.
+    pub location: CrlLocation,
+    /// How often it is read again (a file also on every change and SIGHUP).
+    pub refresh: Duration,
+}
+
+/// Where a CRL is read from.
+#[derive(Debug, Clone)]
+pub enum CrlLocation {
+    /// A PEM or DER file.
+    File(PathBuf),
+    /// An HTTP(S) URL serving PEM or DER.
+    Url {
+        /// The CRL's URL.
+        url: http::Uri,
+        /// CA bundle for an `https` URL (the web PKI without one).
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl CrlLocation {
+    /// The source's name in metrics and logs (no folder, credentials or query).
+    pub fn label(&self) -> String {
+        match self {
+            Self::File(path) => crate::fetch::file_label(path),
+            Self::Url { url, .. } => crate::fetch::url_label(url),
+        }
+    }
 }
 
 /// Whether mutual TLS is mandatory.
@@ -55,6 +103,7 @@ pub enum ClientAuth {
     Optional,
 }
 
+/// A TLS setup problem, reported at start (or refused at reload) with the file concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A PEM file could not be read or held nothing usable.
@@ -112,10 +161,30 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A certificate, key, CA bundle or CRL file larger than this is refused.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Reads a file of the TLS material, refusing one too large to be one.
+fn read_file(path: &Path) -> Result<Vec<u8>, TlsError> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(|err| file_error(path, format!("cannot read the file: {err}")))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(file_error(path, "larger than 16 MiB"));
+    }
+    Ok(bytes)
+}
+
 /// Reads every certificate in a PEM file.
 pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|err| file_error(path, format!("cannot read certificates: {err}")))?
+    parse_certificates(path, &read_file(path)?)
+}
+
+/// Every certificate in PEM text read from `path`; none is an error.
+fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|err| file_error(path, format!("invalid PEM certificate: {err}")))?;
     if certs.is_empty() {
@@ -124,42 +193,45 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     Ok(certs)
 }
 
-fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path)
-        .map_err(|err| file_error(path, format!("cannot read the private key: {err}")))
+fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
+    root_store_of(path, &load_certificates(path)?)
 }
 
-fn root_store(path: &Path) -> Result<RootCertStore, TlsError> {
+fn root_store_of(
+    path: &Path,
+    certs: &[CertificateDer<'static>],
+) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in load_certificates(path)? {
+    for cert in certs {
         roots
-            .add(cert)
+            .add(cert.clone())
             .map_err(|err| file_error(path, format!("unusable CA certificate: {err}")))?;
     }
     Ok(roots)
 }
 
-/// Refuses a leaf certificate that has already expired (R-T04); returns its notAfter.
-fn check_not_expired(path: &Path, leaf: &CertificateDer<'_>) -> Result<SystemTime, TlsError> {
-    let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
+/// A certificate's notAfter, or why it cannot be parsed.
+pub fn not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    Some(unix_time(cert.validity().not_after.timestamp()))
+}
+
+/// Unix seconds as a `SystemTime` (before the epoch reads as the epoch).
+fn unix_time(seconds: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or_default())
+}
+
+/// Refuses a certificate outside its validity period (R-T04); returns its notAfter.
+fn check_not_expired(path: &Path, cert: &CertificateDer<'_>) -> Result<SystemTime, TlsError> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
         .map_err(|_| file_error(path, "the certificate cannot be parsed"))?;
-    if !cert.validity().is_valid() {
+    if !parsed.validity().is_valid() {
         return Err(file_error(
             path,
             "the certificate is expired or not yet valid",
         ));
     }
-    let seconds = cert.validity().not_after.timestamp();
-    let since_epoch = Duration::from_secs(u64::try_from(seconds).unwrap_or_default());
-    Ok(UNIX_EPOCH + since_epoch)
-}
-
-/// The listener's TLS configuration, and when its certificate expires.
-pub struct ServerTls {
-    /// The rustls configuration.
-    pub config: Arc<ServerConfig>,
-    /// The leaf certificate's notAfter, for `phigate_tls_certificate_expiry_seconds`.
-    pub not_after: SystemTime,
+    Ok(unix_time(parsed.validity().not_after.timestamp()))
 }
 
 /// Which of the listener's files a problem is in.
@@ -171,6 +243,8 @@ pub enum ServerFile {
     Key,
     /// `listen.tls.client_ca_file`.
     ClientCa,
+    /// A file of `listen.tls.client_crls`.
+    Crl,
 }
 
 impl ServerFile {
@@ -180,87 +254,44 @@ impl ServerFile {
             Self::Certificate => "listen.tls.cert_file",
             Self::Key => "listen.tls.key_file",
             Self::ClientCa => "listen.tls.client_ca_file",
+            Self::Crl => "listen.tls.client_crls",
         }
     }
 }
 
-/// Builds the listener's TLS configuration from files; every file's problem is reported, not
-/// only the first.
-pub fn server_config(files: &TlsFiles) -> Result<ServerTls, Vec<(ServerFile, TlsError)>> {
-    let chain = load_certificates(&files.cert_file).and_then(|chain| {
-        check_not_expired(&files.cert_file, &chain[0]).map(|not_after| (chain, not_after))
-    });
-    let key = load_private_key(&files.key_file);
-    let roots = files
-        .client_ca
-        .as_ref()
-        .map(|client_ca| root_store(&client_ca.ca_file).map(Arc::new))
-        .transpose();
-    match (chain, key, roots) {
-        (Ok((chain, not_after)), Ok(key), Ok(roots)) => assemble(files, chain, key, roots)
-            .map(|config| ServerTls { config, not_after })
-            .map_err(|err| vec![(ServerFile::Key, err)]),
-        (chain, key, roots) => Err([
-            chain.err().map(|e| (ServerFile::Certificate, e)),
-            key.err().map(|e| (ServerFile::Key, e)),
-            roots.err().map(|e| (ServerFile::ClientCa, e)),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()),
-    }
-}
+/// Told the end-entity certificate's notAfter after each successful server verification.
+pub type OnExpiry = Arc<dyn Fn(SystemTime) + Send + Sync>;
 
-fn assemble(
-    files: &TlsFiles,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
-    roots: Option<Arc<RootCertStore>>,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let builder = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|err| TlsError::Rustls(err.to_string()))?;
-    let builder = match (&files.client_ca, roots) {
-        (Some(client_ca), Some(roots)) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider());
-            let verifier = match client_ca.auth {
-                ClientAuth::Required => verifier,
-                // A presented certificate is still verified: an invalid one is a failed
-                // handshake, never a silent downgrade to "no certificate" (N-05).
-                ClientAuth::Optional => verifier.allow_unauthenticated(),
-            };
-            builder.with_client_cert_verifier(
-                verifier
-                    .build()
-                    .map_err(|err| TlsError::Rustls(err.to_string()))?,
-            )
-        }
-        _ => builder.with_no_client_auth(),
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|_| TlsError::KeyMismatch {
-            cert: files.cert_file.clone(),
-            key: files.key_file.clone(),
-        })?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// A client configuration that trusts `ca_file` alone, or the public web PKI without one.
-pub fn https_client_config(ca_file: Option<&Path>) -> Result<ClientConfig, TlsError> {
+/// A client configuration that trusts `ca_file` alone, or the public web PKI without one;
+/// `on_expiry` hears each verified server certificate's notAfter.
+pub fn https_client_config(
+    ca_file: Option<&Path>,
+    on_expiry: Option<OnExpiry>,
+) -> Result<ClientConfig, TlsError> {
     let roots = match ca_file {
         Some(path) => root_store(path)?,
         None => RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         },
     };
-    let config = ClientConfig::builder_with_provider(provider())
+    let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-        .map_err(|err| TlsError::Rustls(err.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(config)
+        .map_err(|err| TlsError::Rustls(err.to_string()))?;
+    let config = match on_expiry {
+        None => builder.with_root_certificates(roots),
+        Some(on_expiry) => {
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|err| TlsError::Rustls(err.to_string()))?;
+            // Not a weakening: every decision is webpki's; the wrapper only reads the date.
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(upstream::ExpiryRecording::new(
+                    webpki, on_expiry,
+                )))
+        }
+    };
+    Ok(config.with_no_client_auth())
 }
 
 /// The one pooled HTTP(S) client every outbound call uses (upstream, JWKS, introspection,
@@ -273,19 +304,23 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    pooled_client(ca_file, false)
+    pooled_client(ca_file, false, None)
 }
 
 /// [`https_client`], speaking HTTP/2 only when `http2` (`upstream.http2`): ALPN `h2` over TLS,
-/// prior knowledge over plain HTTP.
-pub fn pooled_client<B>(ca_file: Option<&Path>, http2: bool) -> Result<HttpsClient<B>, TlsError>
+/// prior knowledge over plain HTTP; `on_expiry` as in [`https_client_config`].
+pub fn pooled_client<B>(
+    ca_file: Option<&Path>,
+    http2: bool,
+    on_expiry: Option<OnExpiry>,
+) -> Result<HttpsClient<B>, TlsError>
 where
     B: http_body::Body + Send + 'static + Unpin,
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(https_client_config(ca_file)?)
+        .with_tls_config(https_client_config(ca_file, on_expiry)?)
         .https_or_http();
     let connector = if http2 {
         builder.enable_http2().build()

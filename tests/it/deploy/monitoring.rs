@@ -208,7 +208,8 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exported() {
         "phigate_revocation_list_age_seconds",
         "phigate_requests_in_flight",
         "phigate_tls_handshake_failures_total",
-        "phigate_tls_certificate_expiry_seconds",
+        "phigate_tls_certificate_expiry_timestamp_seconds",
+        "phigate_tls_reload_failures_total",
         "phigate_ready",
         "phigate_break_glass_total",
         "phigate_audit_refused_total",
@@ -252,13 +253,22 @@ async fn no_expression_or_exported_series_uses_an_identifying_label() {
 async fn readiness_and_certificate_expiry_are_exported() {
     let (_harness, metrics) = scraped().await;
     assert!(metrics.contains("phigate_ready 1"), "{metrics}");
-    let expiry = metrics
+    let not_after = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("phigate_tls_certificate_expiry_seconds{listener=\"phi\"} "))
+        .find_map(|l| {
+            l.strip_prefix("phigate_tls_certificate_expiry_timestamp_seconds{name=\"listener\"} ")
+        })
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or_else(|| panic!("no certificate expiry\n{metrics}"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     // The test CA issues for days at least, and never for centuries.
-    assert!(expiry > 86_400.0 && expiry < 1e10, "{expiry}");
+    assert!(
+        not_after - now > 86_400.0 && not_after - now < 1e10,
+        "{not_after}"
+    );
 }
 
 #[test]
