@@ -11,7 +11,8 @@ use http::HeaderValue;
 use http::header::{ETAG, IF_NONE_MATCH};
 use http_body_util::{BodyExt, Empty, Limited};
 
-use crate::tls::HttpsClient;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::Connect;
 
 /// What a GET brought back.
 #[derive(Debug)]
@@ -29,13 +30,16 @@ pub enum Fetched {
 
 /// GETs `url` within `timeout`, with `If-None-Match` when an `etag` is held; a body past
 /// `max_bytes` or any status but 200 and 304 is an error.
-pub async fn get(
-    client: &HttpsClient<Empty<Bytes>>,
+pub async fn get<C>(
+    client: &Client<C, Empty<Bytes>>,
     url: &http::Uri,
     etag: Option<&HeaderValue>,
     max_bytes: usize,
     timeout: Duration,
-) -> Result<Fetched, String> {
+) -> Result<Fetched, String>
+where
+    C: Connect + Clone + Send + Sync + 'static,
+{
     let call = async {
         let mut request = http::Request::get(url.clone());
         if let Some(tag) = etag {

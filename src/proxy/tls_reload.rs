@@ -9,7 +9,7 @@
 //! turning stale or fresh; the handshake itself enforces the bound (`tls::Freshness`).
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -21,7 +21,7 @@ use crate::fetch::{self, Fetched};
 use crate::telemetry::Metrics;
 use crate::tls::{
     Attempt, Change, CrlLocation, HttpsClient, LiveConfig, Material, Outcome, ServerFile, TlsError,
-    TlsFiles, https_client, read_attempt,
+    TlsFiles, https_client, read_attempt, unix_now,
 };
 use crate::watch::{Hangups, watch_folder};
 
@@ -99,16 +99,19 @@ impl TlsReloader {
 
     /// Starts the reloader and one fetcher per CRL source; they run until aborted.
     pub fn spawn(mut self) -> Vec<JoinHandle<()>> {
+        // Installed before `Gateway::start` returns: a SIGHUP from then on is a reload, never
+        // the default action (exit).
+        let hangups = Hangups::listen("tls");
         let (reads, read_rx) = mpsc::channel(self.fetchers.len().max(1));
         let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.fetchers)
             .into_iter()
             .map(|fetcher| tokio::spawn(fetcher.run(reads.clone())))
             .collect();
-        tasks.push(tokio::spawn(self.run(read_rx)));
+        tasks.push(tokio::spawn(self.run(read_rx, hangups)));
         tasks
     }
 
-    async fn run(mut self, mut reads: mpsc::Receiver<(usize, Attempt)>) {
+    async fn run(mut self, mut reads: mpsc::Receiver<(usize, Attempt)>, mut hangups: Hangups) {
         let (trigger, mut triggers) = mpsc::channel::<()>(1);
         // Kept for as long as this task runs.
         let _watches: Vec<_> = self
@@ -119,7 +122,6 @@ impl TlsReloader {
             .collect();
         // A change made between the first load and the watches taking hold raised no event.
         self.reload_files();
-        let mut hangups = Hangups::listen("tls");
         let mut status = tokio::time::interval(STATUS_INTERVAL);
         loop {
             tokio::select! {
@@ -270,10 +272,4 @@ impl CrlFetcher {
             tokio::time::sleep(self.refresh).await;
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -144,22 +144,11 @@ impl Material {
     /// Loads every file at start (CRL URLs are read later, by the reloader); every file's
     /// problem is reported, not only the first.
     pub fn load(files: &TlsFiles, now: i64) -> Result<Self, Vec<(ServerFile, TlsError)>> {
-        let cert = read_file(&files.cert_file);
-        let key = read_file(&files.key_file);
-        let pair = match (&cert, &key) {
-            (Ok(cert), Ok(key)) => pair(files, cert, key),
-            _ => Err([
-                cert.as_ref()
-                    .err()
-                    .map(|e| (ServerFile::Certificate, clone_error(e))),
-                key.as_ref()
-                    .err()
-                    .map(|e| (ServerFile::Key, clone_error(e))),
-            ]
-            .into_iter()
-            .flatten()
-            .collect()),
-        };
+        let attempted = (
+            read_attempt(&files.cert_file),
+            read_attempt(&files.key_file),
+        );
+        let pair = pair(files, &attempted);
         let authorities = files
             .client_ca
             .as_ref()
@@ -185,7 +174,7 @@ impl Material {
         };
         let mut material = Self {
             pair: Held {
-                attempted: (attempt(cert), attempt(key)),
+                attempted,
                 value: pair,
             },
             authorities,
@@ -241,26 +230,16 @@ impl Material {
     pub fn reload_files(&mut self, now: i64) -> Vec<Change> {
         let mut changes = Vec::new();
         let attempted = (
-            attempt(read_file(&self.files.cert_file)),
-            attempt(read_file(&self.files.key_file)),
+            read_attempt(&self.files.cert_file),
+            read_attempt(&self.files.key_file),
         );
         if attempted != self.pair.attempted {
-            let outcome = match &attempted {
-                (Ok(cert), Ok(key)) => match pair(&self.files, cert, key) {
-                    Ok(pair) => {
-                        self.pair.value = pair;
-                        Outcome::Accepted
-                    }
-                    Err(problems) => Outcome::Refused(describe(&problems)),
-                },
-                (cert, key) => Outcome::Refused(
-                    [cert.as_ref().err(), key.as_ref().err()]
-                        .into_iter()
-                        .flatten()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                ),
+            let outcome = match pair(&self.files, &attempted) {
+                Ok(pair) => {
+                    self.pair.value = pair;
+                    Outcome::Accepted
+                }
+                Err(problems) => Outcome::Refused(describe(&problems)),
             };
             self.pair.attempted = attempted;
             changes.push(Change {
@@ -269,7 +248,7 @@ impl Material {
             });
         }
         if let (Some(client_ca), Some(held)) = (&self.files.client_ca, &mut self.authorities) {
-            let attempted = attempt(read_file(&client_ca.ca_file));
+            let attempted = read_attempt(&client_ca.ca_file);
             if attempted != held.attempted {
                 let outcome = match &attempted {
                     Ok(bytes) => match authorities(client_ca, bytes) {
@@ -279,7 +258,9 @@ impl Material {
                         }
                         Err(err) => Outcome::Refused(err.to_string()),
                     },
-                    Err(err) => Outcome::Refused(err.clone()),
+                    Err(problem) => Outcome::Refused(
+                        file_error(&client_ca.ca_file, problem.clone()).to_string(),
+                    ),
                 };
                 held.attempted = attempted;
                 changes.push(Change {
@@ -509,16 +490,25 @@ fn judge_crl(
 }
 
 /// The certificate chain and key, matched and in date.
-fn pair(files: &TlsFiles, cert: &[u8], key: &[u8]) -> Result<Pair, Vec<(ServerFile, TlsError)>> {
-    let chain = parse_certificates(&files.cert_file, cert).and_then(|chain| {
-        check_not_expired(&files.cert_file, &chain[0]).map(|not_after| (chain, not_after))
-    });
-    let key = PrivateKeyDer::from_pem_slice(key).map_err(|err| {
-        file_error(
-            &files.key_file,
-            format!("cannot read the private key: {err}"),
-        )
-    });
+fn pair(
+    files: &TlsFiles,
+    (cert, key): &(Attempt, Attempt),
+) -> Result<Pair, Vec<(ServerFile, TlsError)>> {
+    let chain = as_read(cert, &files.cert_file)
+        .and_then(|bytes| parse_certificates(&files.cert_file, bytes))
+        .and_then(|chain| {
+            check_not_expired(&files.cert_file, &chain[0]).map(|not_after| (chain, not_after))
+        });
+    let key = key
+        .as_deref()
+        .map_err(Clone::clone)
+        .and_then(|bytes| PrivateKeyDer::from_pem_slice(bytes).map_err(|err| err.to_string()))
+        .map_err(|problem| {
+            file_error(
+                &files.key_file,
+                format!("cannot read the private key: {problem}"),
+            )
+        });
     match (chain, key) {
         (Ok((chain, not_after)), Ok(key)) => CertifiedKey::from_der(chain, key, &provider())
             .map(|key| Pair {
@@ -562,20 +552,17 @@ fn authorities(client_ca: &ClientCa, bytes: &[u8]) -> Result<Authorities, TlsErr
     })
 }
 
-fn attempt(read: Result<Vec<u8>, TlsError>) -> Attempt {
-    read.map_err(|err| err.to_string())
-}
-
-/// One read of a file of the material, as reloads compare them.
+/// One read of a file of the material, as reloads compare them: its bytes, or what went wrong
+/// (without the path, which the caller names).
 pub fn read_attempt(path: &std::path::Path) -> Attempt {
-    attempt(read_file(path))
+    read_file(path).map_err(|err| err.problem())
 }
 
-fn clone_error(err: &TlsError) -> TlsError {
-    match err.file() {
-        Some(path) => file_error(path, err.problem()),
-        None => TlsError::Rustls(err.problem()),
-    }
+/// A read, as the parsers take it.
+fn as_read<'a>(attempt: &'a Attempt, path: &std::path::Path) -> Result<&'a [u8], TlsError> {
+    attempt
+        .as_deref()
+        .map_err(|problem| file_error(path, problem.clone()))
 }
 
 fn describe(problems: &[(ServerFile, TlsError)]) -> String {

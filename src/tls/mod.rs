@@ -216,6 +216,13 @@ pub fn not_after(der: &CertificateDer<'_>) -> Option<SystemTime> {
     Some(unix_time(cert.validity().not_after.timestamp()))
 }
 
+/// Now, in the Unix seconds CRL dates and the staleness bound are kept in.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Unix seconds as a `SystemTime` (before the epoch reads as the epoch).
 fn unix_time(seconds: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or_default())

@@ -4,18 +4,9 @@ use base64::Engine as _;
 
 use super::*;
 use crate::tls::dev_ca::DevCa;
+use crate::tls::unix_now;
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
 
 fn pem(der: &[u8]) -> Vec<u8> {
     let body = base64::engine::general_purpose::STANDARD.encode(der);
@@ -24,7 +15,10 @@ fn pem(der: &[u8]) -> Vec<u8> {
 
 #[track_caller]
 fn check(bytes: &[u8], authorities: &[CertificateDer<'_>], expected: Result<(), CrlError>) {
-    assert_eq!(Crl::parse(bytes, authorities, now()).map(|_| ()), expected);
+    assert_eq!(
+        Crl::parse(bytes, authorities, unix_now()).map(|_| ()),
+        expected
+    );
 }
 
 #[test]
@@ -66,10 +60,10 @@ fn dates_are_read_from_the_list() {
     let crl = Crl::parse(
         ca.revocation_list(&[], next).unwrap().as_ref(),
         &[ca.cert_der()],
-        now(),
+        unix_now(),
     )
     .unwrap();
     let next = i64::try_from(next.duration_since(UNIX_EPOCH).unwrap().as_secs()).unwrap();
     assert_eq!(crl.next_update(), Some(next));
-    assert!(crl.this_update() < now());
+    assert!(crl.this_update() < unix_now());
 }

@@ -1,20 +1,11 @@
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use super::*;
 use crate::tls::dev_ca::DevCa;
+use crate::tls::unix_now;
 
 const DAY: Duration = Duration::from_secs(86_400);
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
 
 /// A listener with a client CA and one CRL URL (read only through `offer_crl` here).
 fn files(dir: &Path, ca: &DevCa) -> TlsFiles {
@@ -53,21 +44,24 @@ fn a_bad_pair_is_refused_once_and_a_good_one_taken() {
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::new("CA").unwrap();
     let files = files(dir.path(), &ca);
-    let mut material = Material::load(&files, now()).unwrap();
+    let mut material = Material::load(&files, unix_now()).unwrap();
     let first = material.listener_not_after();
-    assert!(material.reload_files(now()).is_empty(), "nothing changed");
+    assert!(
+        material.reload_files(unix_now()).is_empty(),
+        "nothing changed"
+    );
 
     // Another certificate's key: refused, and judged once however often it is read.
     let other = ca.issue_server(&["localhost"]).unwrap();
     std::fs::write(&files.key_file, &other.key_pem).unwrap();
     assert_eq!(
-        outcomes(&material.reload_files(now())),
+        outcomes(&material.reload_files(unix_now())),
         [("listener", false)]
     );
-    assert!(material.reload_files(now()).is_empty());
+    assert!(material.reload_files(unix_now()).is_empty());
     std::fs::write(&files.key_file, "garbage").unwrap();
     assert_eq!(
-        outcomes(&material.reload_files(now())),
+        outcomes(&material.reload_files(unix_now())),
         [("listener", false)]
     );
     assert_eq!(material.listener_not_after(), first);
@@ -76,7 +70,7 @@ fn a_bad_pair_is_refused_once_and_a_good_one_taken() {
     std::fs::write(&files.cert_file, &other.cert_pem).unwrap();
     std::fs::write(&files.key_file, &other.key_pem).unwrap();
     assert_eq!(
-        outcomes(&material.reload_files(now())),
+        outcomes(&material.reload_files(unix_now())),
         [("listener", true)]
     );
     assert!(material.config().is_ok());
@@ -84,7 +78,7 @@ fn a_bad_pair_is_refused_once_and_a_good_one_taken() {
     // An unreadable CA bundle is refused; the old one stays.
     std::fs::write(&files.client_ca.as_ref().unwrap().ca_file, "nothing").unwrap();
     assert_eq!(
-        outcomes(&material.reload_files(now())),
+        outcomes(&material.reload_files(unix_now())),
         [("client_ca", false)]
     );
     assert!(material.client_ca_not_after().is_some());
@@ -95,14 +89,14 @@ fn an_expired_listener_certificate_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::new("CA").unwrap();
     let files = files(dir.path(), &ca);
-    let mut material = Material::load(&files, now()).unwrap();
+    let mut material = Material::load(&files, unix_now()).unwrap();
     let mut params = DevCa::leaf_params("localhost");
     params.not_before = (SystemTime::now() - 10 * DAY).into();
     params.not_after = (SystemTime::now() - DAY).into();
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let expired = ca.issue_with(params, key).unwrap();
     expired.write_pem_files(dir.path(), "server").unwrap();
-    let changes = material.reload_files(now());
+    let changes = material.reload_files(unix_now());
     assert_eq!(outcomes(&changes), [("listener", false)]);
     assert!(
         matches!(&changes[0].outcome, Outcome::Refused(p) if p.contains("expired")),
@@ -115,8 +109,8 @@ fn crls_are_judged_confirmed_and_bound_staleness() {
     let dir = tempfile::tempdir().unwrap();
     let ca = DevCa::new("CA").unwrap();
     let files = files(dir.path(), &ca);
-    let mut material = Material::load(&files, now()).unwrap();
-    let t = now();
+    let mut material = Material::load(&files, unix_now()).unwrap();
+    let t = unix_now();
     // Never read: stale from the start.
     assert!(material.crl_status(t)[0].stale);
     assert_eq!(material.stale_from(), i64::MIN);
