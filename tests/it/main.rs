@@ -33,6 +33,7 @@ mod policy;
 mod probe;
 mod reload;
 mod revocation;
+mod rotation;
 mod support;
 mod tidy;
 mod tls;

@@ -2,17 +2,11 @@
 //! lists it — HTTP (with ETag), file and Redis (set + pub/sub, shared by two gateway processes)
 //! — and a stale or unreachable source fails closed with 503 until it recovers.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
+use crate::support::documents::DocumentServer;
 use crate::support::{
     Harness, INVALID_TOKEN, Options, TestClient, assert_no_leak, eventually, eventually_status,
 };
@@ -191,70 +185,9 @@ async fn a_stale_source_fails_closed_with_503_and_recovers() {
     );
 }
 
-/// A revocation list over HTTP with ETag support; counts 304 answers.
-struct ListServer {
-    addr: SocketAddr,
-    body: Arc<Mutex<(u64, String)>>,
-    not_modified: Arc<Mutex<u64>>,
-}
-
-impl ListServer {
-    async fn start(initial: &str) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let body = Arc::new(Mutex::new((1, initial.to_owned())));
-        let not_modified = Arc::new(Mutex::new(0));
-        let (served, counted) = (Arc::clone(&body), Arc::clone(&not_modified));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (served, counted) = (Arc::clone(&served), Arc::clone(&counted));
-                let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
-                    let (version, text) = served.lock().unwrap().clone();
-                    let etag = format!("\"v{version}\"");
-                    let unchanged = request
-                        .headers()
-                        .get("if-none-match")
-                        .is_some_and(|v| v == etag.as_str());
-                    if unchanged {
-                        *counted.lock().unwrap() += 1;
-                    }
-                    let response = http::Response::builder()
-                        .status(if unchanged { 304 } else { 200 })
-                        .header("etag", etag)
-                        .header("content-type", "application/json")
-                        .body(Full::new(if unchanged {
-                            Bytes::new()
-                        } else {
-                            Bytes::from(text)
-                        }))
-                        .unwrap();
-                    async move { Ok::<_, Infallible>(response) }
-                });
-                tokio::spawn(async move {
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Self {
-            addr,
-            body,
-            not_modified,
-        }
-    }
-
-    fn publish(&self, text: String) {
-        let mut body = self.body.lock().unwrap();
-        *body = (body.0 + 1, text);
-    }
-}
-
 #[tokio::test]
 async fn http_source_honours_etag_and_revokes() {
-    let server = ListServer::start(EMPTY_LIST).await;
+    let server = DocumentServer::start(EMPTY_LIST).await;
     let options = Options {
         revocation: format!(
             "revocation:\n  sources:\n    - http: \"http://{}/revoked.json\"\n      interval: 300ms\n      max_stale: 10s\n",
@@ -270,13 +203,13 @@ async fn http_source_honours_etag_and_revokes() {
         200
     );
     for _ in 0..50 {
-        if *server.not_modified.lock().unwrap() > 0 {
+        if server.not_modified() > 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        *server.not_modified.lock().unwrap() > 0,
+        server.not_modified() > 0,
         "the source never sent If-None-Match"
     );
     server.publish(list(json!([{"jti": jti, "exp": exp}])));

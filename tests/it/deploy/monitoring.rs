@@ -165,6 +165,10 @@ async fn scraped() -> (Harness, String) {
         policy: format!("{POLICY}{break_glass}"),
         revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 1s\n      max_stale: 10s\n".into(),
         files: vec![("revoked.json", r#"{"version": 1, "entries": []}"#.to_owned())],
+        // A client CA and a CRL source, so the client CA's expiry and the CRL series exist
+        // (the URL answers nothing: the source reads stale, which only certificates feel).
+        client_auth: Some("optional"),
+        tls_extra: "    client_crls:\n      - url: \"http://127.0.0.1:9/clients.crl\"\n".into(),
         ..Options::default()
     })
     .await;

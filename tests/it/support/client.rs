@@ -50,6 +50,23 @@ pub fn tls_config(ca: &DevCa, cert: Option<&IssuedCert>) -> rustls::ClientConfig
     }
 }
 
+/// A TLS session to `addr` as `localhost`, trusting `ca`, presenting `cert` when given and
+/// offering `alpn`: the handshake's outcome, for tests that look at the session itself.
+pub async fn tls_connect(
+    addr: SocketAddr,
+    ca: &DevCa,
+    cert: Option<&IssuedCert>,
+    alpn: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut config = tls_config(ca, cert);
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+}
+
 pub struct TestClient {
     base: String,
     client: Client<

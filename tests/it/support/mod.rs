@@ -4,6 +4,7 @@
 //! the upstream, and that nothing secret leaked.
 
 pub mod client;
+pub mod documents;
 pub mod dpop;
 pub mod fhir_server;
 pub mod process;
@@ -84,6 +85,10 @@ pub struct Options {
     pub upstream_extra: String,
     /// `listen.shutdown_grace`: none by default, so a test's shutdown is not held up.
     pub shutdown_grace: &'static str,
+    /// Extra keys of the `listen.tls:` section, verbatim and indented (e.g. `client_crls:`).
+    pub tls_extra: String,
+    /// The CA to use, when the test needs it before the gateway starts (to sign a CRL file).
+    pub ca: Option<DevCa>,
 }
 
 impl Default for Options {
@@ -108,6 +113,8 @@ impl Default for Options {
             upstream_url: None,
             upstream_extra: String::new(),
             shutdown_grace: "0s",
+            tls_extra: String::new(),
+            ca: None,
         }
     }
 }
@@ -139,7 +146,7 @@ impl Harness {
     }
 
     /// Like [`Harness::with`], with an issuer the test prepared (e.g. failing before start).
-    pub async fn with_issuer(options: Options, issuer: DevIssuer) -> Self {
+    pub async fn with_issuer(mut options: Options, issuer: DevIssuer) -> Self {
         let upstream = SyntheticFhir::start(loopback()).await.unwrap();
         let fhir = if options.real_fhir {
             Some(fhir_server::FhirServer::start().await)
@@ -147,7 +154,10 @@ impl Harness {
             None
         };
         let dir = tempfile::tempdir().unwrap();
-        let ca = DevCa::new("phigate test CA").unwrap();
+        let ca = options
+            .ca
+            .take()
+            .unwrap_or_else(|| DevCa::new("phigate test CA").unwrap());
         let upstream_url = match (&options.upstream_url, options.upstream_tls) {
             (Some(url), _) => url.clone(),
             (None, Some(_)) => format!(
@@ -341,6 +351,7 @@ fn write_config(
                 "    client_ca_file: clients-ca.crt\n    client_auth: {mode}\n"
             ));
         }
+        tls.push_str(&options.tls_extra);
         tls
     };
     let config = format!(
