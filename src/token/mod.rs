@@ -11,6 +11,7 @@ mod cache;
 mod claims;
 mod clock;
 mod digest;
+mod fetch;
 mod identity;
 mod introspection;
 pub mod jwks;
