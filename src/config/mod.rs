@@ -3,6 +3,7 @@
 //! listener without TLS unless the insecure knob says so), so nothing re-checks configuration
 //! after start. This module reads files but never opens sockets.
 
+mod discovery;
 mod error;
 mod monitor;
 mod raw;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use jsonwebtoken::Algorithm;
 
+pub use self::discovery::{DiscoveryConfig, PROTECTED_RESOURCE_PATH, ResourceId};
 pub use self::error::{ConfigError, ConfigProblem};
 pub use self::monitor::{
     Actions, AlertConfig, BulkDetector, CountryDetector, MonitorConfig, SpikeDetector,
@@ -55,6 +57,8 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Detectors and their automatic responses (none when `monitor:` is absent).
     pub monitor: MonitorConfig,
+    /// What the well-known paths publish.
+    pub discovery: DiscoveryConfig,
     /// What loading found questionable but not wrong; the policy's own are
     /// [`PolicyTable::warnings`].
     pub warnings: Vec<ConfigProblem>,
@@ -365,8 +369,9 @@ pub struct Upstream {
 pub struct IssuerConfig {
     /// Exact `iss` value.
     pub issuer: Arc<str>,
-    /// Where its keys are published.
-    pub jwks_uri: http::Uri,
+    /// Where its keys are published; `None`: wherever its metadata (RFC 8414, then OIDC
+    /// discovery) says, fetched from its identifier.
+    pub jwks_uri: Option<http::Uri>,
     /// Extra CA bundle for an `https` JWKS endpoint.
     pub jwks_ca_file: Option<PathBuf>,
     /// Accepted `aud` values; a token must name at least one.
@@ -385,7 +390,7 @@ impl IssuerConfig {
     pub fn offline(patient_claim: &str) -> Self {
         Self {
             issuer: Arc::from("urn:phigate:offline"),
-            jwks_uri: http::Uri::from_static("https://offline.invalid/jwks"),
+            jwks_uri: Some(http::Uri::from_static("https://offline.invalid/jwks")),
             jwks_ca_file: None,
             audiences: vec!["urn:phigate:offline".to_owned()],
             algorithms: AlgorithmSet(vec![Algorithm::ES256]),
@@ -776,6 +781,7 @@ impl Builder<'_> {
         self.check_dpop_reachable(&raw);
         let audit = raw.audit.as_ref().and_then(|raw| self.audit(raw));
         let monitor = self.monitor(raw.monitor.as_ref());
+        let discovery = self.discovery(raw.discovery.as_ref(), &raw.issuers, &issuers);
         let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -804,6 +810,7 @@ impl Builder<'_> {
             dpop,
             audit,
             monitor,
+            discovery,
             warnings: std::mem::take(&mut self.warnings),
             origins: std::mem::take(&mut self.origins),
         })
@@ -1275,7 +1282,10 @@ impl Builder<'_> {
         if raw.issuer.value.is_empty() {
             self.problem(&raw.issuer, "issuer must not be empty");
         }
-        let jwks_uri = self.http_url(&raw.jwks_uri, "jwks_uri");
+        let jwks_uri = match &raw.jwks_uri {
+            Some(at) => self.http_url(at, "jwks_uri").map(Some),
+            None => self.discoverable(&raw.issuer).then_some(None),
+        };
         if raw.audiences.value.is_empty() || raw.audiences.value.iter().any(String::is_empty) {
             self.problem(
                 &raw.audiences,
@@ -1316,6 +1326,34 @@ impl Builder<'_> {
             patient_claim,
             introspection,
         })
+    }
+
+    /// An issuer named by its identifier alone must be a URL its metadata can be fetched from
+    /// (RFC 8414 §2: https, no query or fragment). Plain http is the JWKS's development
+    /// allowance, taken here too and said aloud.
+    fn discoverable(&mut self, issuer: &At<String>) -> bool {
+        let uri = issuer.value.parse::<http::Uri>().ok();
+        let scheme = uri.as_ref().and_then(http::Uri::scheme_str);
+        let plain = uri.as_ref().is_some_and(|u| {
+            u.authority().is_some() && u.query().is_none() && !issuer.value.contains('#')
+        });
+        match (scheme, plain) {
+            (Some("https"), true) => true,
+            (Some("http"), true) => {
+                self.warning(
+                    issuer,
+                    "issuer is http://: its metadata and keys are fetched unprotected;                      development only",
+                );
+                true
+            }
+            _ => {
+                self.problem(
+                    issuer,
+                    "an issuer without jwks_uri must be an https:// URL without query or                      fragment, so its metadata can be discovered",
+                );
+                false
+            }
+        }
     }
 
     fn introspection(&mut self, raw: &RawIntrospection) -> Option<IntrospectionConfig> {

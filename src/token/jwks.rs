@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::TokenFault;
 pub use super::fetch::FetchError;
 use super::fetch::{self, Answer, Conditional, DocumentClient};
+use super::metadata::IssuerMetadata;
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::jwk::{self, KeyRejection};
 use crate::telemetry::Metrics;
@@ -115,10 +116,46 @@ enum Fetched {
     Unchanged { lifetime: Duration },
 }
 
+/// Where an issuer's keys are fetched from.
+pub enum KeySource {
+    /// The configured `jwks_uri`.
+    Configured(http::Uri),
+    /// The `jwks_uri` the issuer's believed metadata names, read at every fetch.
+    Discovered(Arc<IssuerMetadata>),
+}
+
+impl KeySource {
+    async fn uri(&self) -> Result<http::Uri, FetchError> {
+        match self {
+            Self::Configured(uri) => Ok(uri.clone()),
+            Self::Discovered(metadata) => metadata.jwks_uri().await,
+        }
+    }
+
+    /// Keys located by a refused document are not used, whatever was fetched before it.
+    fn is_refused(&self) -> bool {
+        match self {
+            Self::Configured(_) => false,
+            Self::Discovered(metadata) => metadata.is_refused(),
+        }
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured(uri) => uri.fmt(f),
+            Self::Discovered(_) => f.write_str("(discovered from the issuer's metadata)"),
+        }
+    }
+}
+
 struct KeyState {
     keys: Option<Arc<KeySet>>,
-    /// The validator the issuer sent with `keys`, for the next fetch's `If-None-Match`.
-    etag: Option<HeaderValue>,
+    /// The validator the issuer sent with `keys`, for the next fetch's `If-None-Match`, and
+    /// the URL that sent it: a discovered URL may change, and a validator means nothing
+    /// elsewhere.
+    etag: Option<(http::Uri, HeaderValue)>,
     fetched_at: Option<Instant>,
     fresh_until: Option<Instant>,
     /// Fetch attempts finished so far, scheduled or forced: a request that saw this number
@@ -131,6 +168,7 @@ struct KeyState {
 /// The key cache of one issuer.
 pub struct IssuerKeys {
     issuer: IssuerConfig,
+    source: KeySource,
     bounds: TokenBounds,
     client: DocumentClient,
     metrics: Arc<Metrics>,
@@ -148,6 +186,7 @@ impl IssuerKeys {
     /// An empty cache; nothing is fetched until [`IssuerKeys::refresh`] or the refresher runs.
     pub fn new(
         issuer: IssuerConfig,
+        source: KeySource,
         bounds: TokenBounds,
         client: DocumentClient,
         metrics: Arc<Metrics>,
@@ -157,6 +196,7 @@ impl IssuerKeys {
         metrics.init_issuer(&issuer.issuer);
         Self {
             issuer,
+            source,
             bounds,
             client,
             metrics,
@@ -179,6 +219,11 @@ impl IssuerKeys {
         &self.issuer
     }
 
+    /// Where the keys come from.
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
     fn state(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
         self.state
             .read()
@@ -187,6 +232,9 @@ impl IssuerKeys {
 
     /// The keys, if loaded and not past the staleness bound.
     fn usable(&self) -> Option<Arc<KeySet>> {
+        if self.source.is_refused() {
+            return None;
+        }
         let state = self.state();
         let fetched_at = state.fetched_at?;
         if fetched_at.elapsed() > self.bounds.jwks_max_stale {
@@ -281,11 +329,17 @@ impl IssuerKeys {
     async fn refresh_locked(&self) -> Result<(), FetchError> {
         let issuer = &*self.issuer.issuer;
         // Revalidate only what is held: without keys a 304 would confirm nothing.
-        let etag = {
+        let held = {
             let state = self.state();
             state.keys.as_ref().and(state.etag.clone())
         };
-        let result = self.fetch(etag).await;
+        let result = match self.source.uri().await {
+            Ok(uri) => {
+                let etag = held.filter(|(from, _)| *from == uri).map(|(_, etag)| etag);
+                self.fetch(&uri, etag).await.map(|fetched| (uri, fetched))
+            }
+            Err(err) => Err(err),
+        };
         self.metrics.record_jwks_fetch(issuer, result.is_ok());
         let mut state = self
             .state
@@ -295,7 +349,7 @@ impl IssuerKeys {
         state.last_failed = result.is_err();
         let now = Instant::now();
         match result {
-            Ok(Fetched::Unchanged { lifetime }) => {
+            Ok((_, Fetched::Unchanged { lifetime })) => {
                 // RFC 9110 §15.4.5: the held keys are current; their age starts again.
                 state.fetched_at = Some(now);
                 state.fresh_until = Some(now + lifetime);
@@ -303,15 +357,18 @@ impl IssuerKeys {
                 tracing::debug!(issuer, "jwks unchanged (304); keys revalidated");
                 Ok(())
             }
-            Ok(Fetched::Keys {
-                keys,
-                lifetime,
-                etag,
-            }) => {
+            Ok((
+                uri,
+                Fetched::Keys {
+                    keys,
+                    lifetime,
+                    etag,
+                },
+            )) => {
                 self.metrics.set_jwks_keys_loaded(issuer, keys.len());
                 let loaded = keys.len();
                 state.keys = Some(Arc::new(keys));
-                state.etag = etag;
+                state.etag = etag.map(|etag| (uri, etag));
                 state.fetched_at = Some(now);
                 state.fresh_until = Some(now + lifetime);
                 drop(state);
@@ -319,7 +376,7 @@ impl IssuerKeys {
                 Ok(())
             }
             Err(err) => {
-                let jwks_uri = &self.issuer.jwks_uri;
+                let jwks_uri = &self.source;
                 let held = state.keys.is_some();
                 drop(state);
                 // Before the first good fetch there is nothing to keep: saying so, with the
@@ -335,11 +392,15 @@ impl IssuerKeys {
     }
 
     /// GETs the JWKS, conditionally on `etag` when one is held.
-    async fn fetch(&self, etag: Option<HeaderValue>) -> Result<Fetched, FetchError> {
+    async fn fetch(
+        &self,
+        uri: &http::Uri,
+        etag: Option<HeaderValue>,
+    ) -> Result<Fetched, FetchError> {
         let answer = fetch::get(
             &self.client,
             Conditional {
-                uri: &self.issuer.jwks_uri,
+                uri,
                 accept: "application/jwk-set+json, application/json",
                 also_json: "application/jwk-set+json",
                 etag,

@@ -9,7 +9,7 @@ use crate::jose::jwk::tests::{EC_X, EC_Y, b64, p384_point, rsa_n};
 fn issuer(algorithms: &[&str]) -> IssuerConfig {
     IssuerConfig {
         issuer: Arc::from("https://as-a.test"),
-        jwks_uri: "https://as-a.test/jwks".parse().unwrap(),
+        jwks_uri: Some("https://as-a.test/jwks".parse().unwrap()),
         jwks_ca_file: None,
         audiences: vec!["https://fhir.test".into()],
         algorithms: AlgorithmSet::parse(algorithms).unwrap(),
@@ -300,6 +300,7 @@ fn each_rejected_entry_is_counted_once_across_refreshes() {
     let issuer = issuer(&["ES256", "RS256"]);
     let keys = IssuerKeys::new(
         issuer.clone(),
+        KeySource::Configured("https://as-a.test/jwks".parse().unwrap()),
         TokenBounds::default(),
         client,
         Arc::clone(&metrics),
