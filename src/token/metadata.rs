@@ -209,8 +209,12 @@ impl IssuerMetadata {
     /// The JWKS URL the metadata names, fetching the metadata first if none is held yet.
     pub async fn jwks_uri(&self) -> Result<http::Uri, FetchError> {
         if self.current().is_none() && !self.is_refused() {
-            // Failures are logged and counted inside refresh; the state says what is left.
-            let _ = self.refresh().await;
+            let _flight = self.fetching.lock().await;
+            // The fetch this waited for may have brought a document: then there is no need
+            // for another. Failures are logged and counted inside; the state says what is left.
+            if self.current().is_none() && !self.is_refused() {
+                let _ = self.refresh_locked().await;
+            }
         }
         if self.is_refused() {
             return Err(FetchError::Metadata("the issuer's metadata was refused"));
@@ -232,6 +236,10 @@ impl IssuerMetadata {
     /// Fetches the metadata now; a failure keeps the last good document, a refusal drops it.
     pub async fn refresh(&self) -> Result<(), FetchError> {
         let _flight = self.fetching.lock().await;
+        self.refresh_locked().await
+    }
+
+    async fn refresh_locked(&self) -> Result<(), FetchError> {
         let outcome = self.fetch().await;
         let issuer = &*self.issuer;
         let now = Instant::now();

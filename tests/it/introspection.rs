@@ -358,7 +358,7 @@ async fn an_opaque_dpop_token_needs_its_scheme_and_proof() {
         challenges,
         [
             INVALID_TOKEN,
-            "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\""
+            "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\""
         ]
     );
     assert_no_leak(&response, &[opaque]);
