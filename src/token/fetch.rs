@@ -41,7 +41,7 @@ pub enum FetchError {
     Document(&'static str),
     /// The issuer's metadata, which names the JWKS URL, is unavailable or was refused.
     #[error("issuer metadata unavailable: {0}")]
-    Metadata(&'static str),
+    Metadata(String),
 }
 
 /// What to fetch and how.

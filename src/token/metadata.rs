@@ -211,21 +211,25 @@ impl IssuerMetadata {
         if self.current().is_none() && !self.is_refused() {
             let _flight = self.fetching.lock().await;
             // The fetch this waited for may have brought a document: then there is no need
-            // for another. Failures are logged and counted inside; the state says what is left.
+            // for another. Failures are logged and counted inside, and named to the caller.
             if self.current().is_none() && !self.is_refused() {
-                let _ = self.refresh_locked().await;
+                self.refresh_locked()
+                    .await
+                    .map_err(|err| FetchError::Metadata(err.to_string()))?;
             }
         }
         if self.is_refused() {
-            return Err(FetchError::Metadata("the issuer's metadata was refused"));
+            return Err(FetchError::Metadata(
+                "the latest document was refused".into(),
+            ));
         }
         let document = self
             .current()
-            .ok_or(FetchError::Metadata("not fetched yet"))?;
+            .ok_or_else(|| FetchError::Metadata("none fetched yet".into()))?;
         document
             .jwks_uri
             .clone()
-            .ok_or(FetchError::Metadata("it names no jwks_uri"))
+            .ok_or_else(|| FetchError::Metadata("it names no jwks_uri".into()))
     }
 
     /// Seconds since the last believed document was fetched or revalidated.
@@ -272,7 +276,7 @@ impl IssuerMetadata {
                     problem = refusal.as_str(),
                     "issuer metadata refused; its keys are not used"
                 );
-                Err(FetchError::Metadata(refusal.as_str()))
+                Err(FetchError::Document(refusal.as_str()))
             }
             Outcome::Failed(err) => {
                 let held = state.document.is_some();
@@ -291,13 +295,13 @@ impl IssuerMetadata {
     /// server answering wrongly there is not asked again elsewhere.
     async fn fetch(&self) -> Outcome {
         let Some(urls) = &self.urls else {
-            return Outcome::Failed(FetchError::Metadata("the issuer is not a URL"));
+            return Outcome::Failed(FetchError::Document("the issuer is not a URL"));
         };
         let held = {
             let state = self.state();
             state.etag.clone().filter(|_| state.document.is_some())
         };
-        let mut failure = FetchError::Metadata("not fetched yet");
+        let mut failure = FetchError::Document("not fetched yet");
         for (index, uri) in urls.iter().enumerate() {
             let etag = held
                 .as_ref()

@@ -151,10 +151,11 @@ impl Verifier {
         let mut by_name = HashMap::new();
         let mut metadata = HashMap::new();
         for issuer in issuers {
-            // The issuer's metadata is trusted as its JWKS is, through the same CA file.
+            // The issuer's metadata is trusted as its JWKS is: the same client and CA file.
+            let client = https_client(issuer.jwks_ca_file.as_deref())?;
             let described = Arc::new(IssuerMetadata::new(
                 Arc::clone(&issuer.issuer),
-                https_client(issuer.jwks_ca_file.as_deref())?,
+                client.clone(),
                 bounds.clone(),
                 Arc::clone(&metrics),
             ));
@@ -166,7 +167,7 @@ impl Verifier {
                 issuer.clone(),
                 source,
                 bounds.clone(),
-                https_client(issuer.jwks_ca_file.as_deref())?,
+                client,
                 Arc::clone(&metrics),
             );
             by_name.insert(Arc::clone(&issuer.issuer), Arc::new(keys));

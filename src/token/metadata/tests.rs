@@ -101,3 +101,27 @@ fn well_known_urls_insert_then_append() {
     );
     check("urn:as", None);
 }
+
+#[tokio::test]
+async fn an_unreachable_issuer_names_the_cause_counts_it_and_holds_nothing() {
+    let metrics = Arc::new(Metrics::new());
+    let metadata = IssuerMetadata::new(
+        Arc::from("http://127.0.0.1:1"),
+        crate::tls::https_client(None).unwrap(),
+        TokenBounds::default(),
+        Arc::clone(&metrics),
+    );
+    let err = metadata.jwks_uri().await.unwrap_err();
+    assert!(
+        matches!(&err, FetchError::Metadata(cause) if cause.contains("request failed")),
+        "{err}"
+    );
+    assert!(metadata.current().is_none() && !metadata.is_refused());
+    let text = metrics.render(crate::telemetry::Exposition::PrometheusText);
+    assert!(
+        text.contains(
+            "phigate_issuer_metadata_fetch_failures_total{issuer=\"http://127.0.0.1:1\"} 1"
+        ),
+        "{text}"
+    );
+}
