@@ -401,11 +401,18 @@ impl IssuerConfig {
 }
 
 /// An endpoint at the authorization server that phigate calls as a confidential client
-/// (introspection, RFC 7009 revocation): where, and the credentials it presents there.
-#[derive(Clone)]
+/// (RFC 7009 revocation): where, and the credentials it presents there.
+#[derive(Debug, Clone)]
 pub struct ClientEndpoint {
     /// The endpoint.
     pub endpoint: http::Uri,
+    /// phigate's credentials there.
+    pub credentials: ClientCredentials,
+}
+
+/// What phigate presents as a confidential client of the authorization server.
+#[derive(Clone)]
+pub struct ClientCredentials {
     /// phigate's client id at the authorization server.
     pub client_id: String,
     /// phigate's client secret there (from a file).
@@ -414,11 +421,10 @@ pub struct ClientEndpoint {
     pub ca_file: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for ClientEndpoint {
+impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret never reaches a log or `phigate check` output.
-        f.debug_struct("ClientEndpoint")
-            .field("endpoint", &self.endpoint)
+        f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
@@ -427,9 +433,11 @@ impl std::fmt::Debug for ClientEndpoint {
 /// How to introspect an issuer's tokens (RFC 7662).
 #[derive(Debug, Clone)]
 pub struct IntrospectionConfig {
-    /// The introspection endpoint and phigate's credentials there (RFC 7662 §2.1: the
-    /// resource server authenticates).
-    pub client: ClientEndpoint,
+    /// The introspection endpoint; `None`: the `introspection_endpoint` the issuer's believed
+    /// metadata names.
+    pub endpoint: Option<http::Uri>,
+    /// phigate's credentials there (RFC 7662 §2.1: the resource server authenticates).
+    pub credentials: ClientCredentials,
     /// Longest time an active result is reused (never past the token's `exp`).
     pub cache_ttl: Duration,
     /// How long an inactive result is reused.
@@ -647,10 +655,25 @@ impl Builder<'_> {
         [endpoint_key, secret_key, ca_key]: [&str; 3],
     ) -> Option<ClientEndpoint> {
         let endpoint = self.http_url(endpoint, endpoint_key);
-        let client_secret = self.client_secret(secret_file, secret_key);
-        let ca_file = ca_file.map(|ca| self.path(ca, ca_key));
+        let credentials =
+            self.client_credentials((client_id, secret_file), ca_file, [secret_key, ca_key]);
         Some(ClientEndpoint {
             endpoint: endpoint?,
+            credentials: credentials?,
+        })
+    }
+
+    /// A client id, the secret its file holds, and a CA file, named in problems by `keys`
+    /// (secret file, CA file).
+    fn client_credentials(
+        &mut self,
+        (client_id, secret_file): (&String, &At<String>),
+        ca_file: Option<&At<String>>,
+        [secret_key, ca_key]: [&str; 2],
+    ) -> Option<ClientCredentials> {
+        let client_secret = self.client_secret(secret_file, secret_key);
+        let ca_file = ca_file.map(|ca| self.path(ca, ca_key));
+        Some(ClientCredentials {
             client_id: client_id.clone(),
             client_secret: client_secret?,
             ca_file,
@@ -1282,9 +1305,15 @@ impl Builder<'_> {
         if raw.issuer.value.is_empty() {
             self.problem(&raw.issuer, "issuer must not be empty");
         }
+        let discovers = raw.jwks_uri.is_none()
+            || raw
+                .introspection
+                .as_ref()
+                .is_some_and(|introspection| introspection.endpoint.is_none());
+        let discoverable = discovers && self.discoverable(&raw.issuer);
         let jwks_uri = match &raw.jwks_uri {
             Some(at) => self.http_url(at, "jwks_uri").map(Some),
-            None => self.discoverable(&raw.issuer).then_some(None),
+            None => discoverable.then_some(None),
         };
         if raw.audiences.value.is_empty() || raw.audiences.value.iter().any(String::is_empty) {
             self.problem(
@@ -1295,7 +1324,7 @@ impl Builder<'_> {
         let introspection = raw
             .introspection
             .as_ref()
-            .and_then(|raw| self.introspection(raw));
+            .and_then(|raw| self.introspection(raw, discoverable));
         let patient_claim = match &raw.patient_claim {
             None => "patient".to_owned(),
             Some(at) => {
@@ -1342,32 +1371,41 @@ impl Builder<'_> {
             (Some("http"), true) => {
                 self.warning(
                     issuer,
-                    "issuer is http://: its metadata and keys are fetched unprotected;                      development only",
+                    "issuer is http://: its metadata and keys are fetched unprotected; \
+                     development only",
                 );
                 true
             }
             _ => {
                 self.problem(
                     issuer,
-                    "an issuer without jwks_uri must be an https:// URL without query or                      fragment, so its metadata can be discovered",
+                    "an issuer without jwks_uri or introspection endpoint must be an https:// \
+                     URL without query or fragment, so its metadata can be discovered",
                 );
                 false
             }
         }
     }
 
-    fn introspection(&mut self, raw: &RawIntrospection) -> Option<IntrospectionConfig> {
-        let client = self.client_endpoint(
-            (&raw.endpoint, &raw.client_id, &raw.client_secret_file),
+    /// `discoverable`: whether the issuer's metadata may name the endpoint when none is set.
+    fn introspection(
+        &mut self,
+        raw: &RawIntrospection,
+        discoverable: bool,
+    ) -> Option<IntrospectionConfig> {
+        let endpoint = match &raw.endpoint {
+            Some(at) => Some(self.http_url(at, "introspection endpoint")?),
+            None if discoverable => None,
+            None => return None,
+        };
+        let credentials = self.client_credentials(
+            (&raw.client_id, &raw.client_secret_file),
             raw.ca_file.as_ref(),
-            [
-                "introspection endpoint",
-                "introspection.client_secret_file",
-                "introspection.ca_file",
-            ],
+            ["introspection.client_secret_file", "introspection.ca_file"],
         );
         Some(IntrospectionConfig {
-            client: client?,
+            endpoint,
+            credentials: credentials?,
             cache_ttl: self.duration_or_zero(
                 raw.cache_ttl.as_ref(),
                 "introspection cache_ttl",

@@ -353,7 +353,8 @@ pub struct RawIssuer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIntrospection {
-    pub endpoint: At<String>,
+    #[serde(default)]
+    pub endpoint: Option<At<String>>,
     pub client_id: String,
     pub client_secret_file: At<String>,
     #[serde(default)]

@@ -726,7 +726,7 @@ fn client_secrets_never_reach_debug_output() {
     std::fs::write(&path, text).unwrap();
     let monitor = Config::load(&path).unwrap().monitor;
     let revoke = monitor.revoke.as_ref().unwrap();
-    assert_eq!(revoke.client_secret, "s3cret-value");
+    assert_eq!(revoke.credentials.client_secret, "s3cret-value");
     let printed = format!("{monitor:?}");
     assert!(
         printed.contains("phigate") && !printed.contains("s3cret"),
@@ -819,4 +819,27 @@ fn the_resource_comes_from_discovery_or_the_single_https_audience() {
             .iter()
             .any(|w| w.message.contains("discovery.resource is not set"))
     );
+}
+
+#[test]
+fn an_introspection_endpoint_left_out_is_discovered_only_for_a_url_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let path = dir.path().join("phigate.yaml");
+    let with_issuer = |issuer: &str| {
+        GOOD.replace("\"https://as.test\"", &format!("\"{issuer}\"")).replace(
+            "    algorithms: [ES256, RS256]\n",
+            "    algorithms: [ES256, RS256]\n    introspection:\n      client_id: phigate\n      client_secret_file: secret\n",
+        )
+    };
+    std::fs::write(&path, with_issuer("https://as.test")).unwrap();
+    let config = Config::load(&path).unwrap();
+    let introspection = config.issuers[0].introspection.as_ref().unwrap();
+    assert_eq!(introspection.endpoint, None);
+    assert_eq!(introspection.credentials.client_secret, "s3cret");
+    std::fs::write(&path, with_issuer("urn:as")).unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(err.to_string().contains("introspection endpoint"), "{err}");
+    assert_eq!(err.problems.len(), 1, "{err}");
 }

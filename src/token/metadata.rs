@@ -68,6 +68,7 @@ impl Refusal {
 pub struct Metadata {
     members: Map<String, Value>,
     jwks_uri: Option<http::Uri>,
+    introspection_endpoint: Option<http::Uri>,
 }
 
 impl Metadata {
@@ -83,6 +84,7 @@ impl Metadata {
         let mut members = Map::new();
         members.insert("issuer".into(), Value::from(issuer));
         let mut jwks_uri = None;
+        let mut introspection_endpoint = None;
         for name in ENDPOINTS {
             let Some(value) = document.get(name) else {
                 continue;
@@ -91,8 +93,10 @@ impl Metadata {
                 .as_str()
                 .and_then(|text| endpoint(text, insecure_allowed))
                 .ok_or(Refusal::InsecureEndpoint)?;
-            if name == "jwks_uri" {
-                jwks_uri = Some(uri);
+            match name {
+                "jwks_uri" => jwks_uri = Some(uri),
+                "introspection_endpoint" => introspection_endpoint = Some(uri),
+                _ => {}
             }
             members.insert(name.into(), value.clone());
         }
@@ -103,7 +107,11 @@ impl Metadata {
                 members.insert(name.into(), Value::Array(items.clone()));
             }
         }
-        Ok(Self { members, jwks_uri })
+        Ok(Self {
+            members,
+            jwks_uri,
+            introspection_endpoint,
+        })
     }
 
     /// The members phigate passes on: `issuer`, the endpoints, and the supported-value lists.
@@ -139,7 +147,7 @@ pub fn metadata_urls(issuer: &str) -> Option<[http::Uri; 2]> {
 
 /// The outcome of one refresh.
 enum Outcome {
-    Believed(Metadata, usize, Option<HeaderValue>, Duration),
+    Believed(Box<Metadata>, usize, Option<HeaderValue>, Duration),
     Unchanged(Duration),
     Refused(Refusal),
     Failed(FetchError),
@@ -208,6 +216,24 @@ impl IssuerMetadata {
 
     /// The JWKS URL the metadata names, fetching the metadata first if none is held yet.
     pub async fn jwks_uri(&self) -> Result<http::Uri, FetchError> {
+        self.endpoint(|m| m.jwks_uri.as_ref(), "it names no jwks_uri")
+            .await
+    }
+
+    /// The RFC 7662 endpoint the metadata names, fetching the metadata first if none is held.
+    pub async fn introspection_endpoint(&self) -> Result<http::Uri, FetchError> {
+        self.endpoint(
+            |m| m.introspection_endpoint.as_ref(),
+            "it names no introspection_endpoint",
+        )
+        .await
+    }
+
+    async fn endpoint(
+        &self,
+        pick: impl Fn(&Metadata) -> Option<&http::Uri>,
+        missing: &'static str,
+    ) -> Result<http::Uri, FetchError> {
         if self.current().is_none() && !self.is_refused() {
             let _flight = self.fetching.lock().await;
             // The fetch this waited for may have brought a document: then there is no need
@@ -226,10 +252,9 @@ impl IssuerMetadata {
         let document = self
             .current()
             .ok_or_else(|| FetchError::Metadata("none fetched yet".into()))?;
-        document
-            .jwks_uri
-            .clone()
-            .ok_or_else(|| FetchError::Metadata("it names no jwks_uri".into()))
+        pick(&document)
+            .cloned()
+            .ok_or_else(|| FetchError::Metadata(missing.into()))
     }
 
     /// Seconds since the last believed document was fetched or revalidated.
@@ -253,7 +278,7 @@ impl IssuerMetadata {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let result = match outcome {
             Outcome::Believed(document, from, etag, lifetime) => {
-                state.document = Some(Arc::new(document));
+                state.document = Some(Arc::from(document));
                 state.etag = etag.map(|etag| (from, etag));
                 state.refused = false;
                 state.fetched_at = Some(now);
@@ -328,7 +353,9 @@ impl IssuerMetadata {
                     etag,
                 }) => {
                     return match Metadata::parse(&body, &self.issuer) {
-                        Ok(document) => Outcome::Believed(document, index, etag, lifetime),
+                        Ok(document) => {
+                            Outcome::Believed(Box::new(document), index, etag, lifetime)
+                        }
                         Err(refusal) => Outcome::Refused(refusal),
                     };
                 }

@@ -179,8 +179,8 @@ impl Verifier {
                 introspectors.insert(
                     Arc::clone(&issuer.issuer),
                     Arc::new(Introspector::new(
-                        issuer,
-                        config,
+                        (issuer, config),
+                        Arc::clone(&metadata[&issuer.issuer]),
                         bounds,
                         metrics.circuit_gauge("introspection", &issuer.issuer),
                     )?),
@@ -203,15 +203,20 @@ impl Verifier {
     }
 
     /// Starts one background refresher per issuer, and one for the metadata of each issuer
-    /// whose keys it locates; the first fetch happens at once.
+    /// whose keys or introspection endpoint it locates; the first fetch happens at once.
     pub fn spawn_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        let discovered = self
-            .issuers
-            .values()
-            .filter_map(|keys| match keys.source() {
-                KeySource::Discovered(metadata) => metadata.spawn_refresher(),
-                KeySource::Configured(_) => None,
-            });
+        let discovered = self.issuers.values().filter_map(|keys| {
+            let issuer = keys.issuer();
+            let locates_keys = matches!(keys.source(), KeySource::Discovered(_));
+            let locates_introspection = issuer
+                .introspection
+                .as_ref()
+                .is_some_and(|introspection| introspection.endpoint.is_none());
+            (locates_keys || locates_introspection)
+                .then(|| self.metadata.get(&issuer.issuer))
+                .flatten()
+                .and_then(IssuerMetadata::spawn_refresher)
+        });
         let keys = self
             .issuers
             .values()

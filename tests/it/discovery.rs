@@ -38,6 +38,7 @@ fn discovered(path: &'static str, oidc: bool) -> Options {
             path,
             oidc,
             claimed_issuer: None,
+            introspection_endpoint: None,
         }),
         ..Options::default()
     }
@@ -291,6 +292,7 @@ async fn metadata_naming_another_issuer_is_refused_and_its_tokens_get_503() {
             path: "/tenant/a",
             oidc: false,
             claimed_issuer: Some("https://attacker.example".into()),
+            introspection_endpoint: None,
         }),
         wait_ready: false,
         ..Options::default()

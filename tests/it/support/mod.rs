@@ -97,6 +97,8 @@ pub struct Discovered {
     pub oidc: bool,
     /// The `issuer` the document claims, when it is not the identifier (a mismatch).
     pub claimed_issuer: Option<String>,
+    /// The `introspection_endpoint` the document names.
+    pub introspection_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -348,7 +350,7 @@ struct Endpoints {
 /// identifier it describes.
 fn serve_metadata(issuer: &DevIssuer, base: &str, discovered: &Discovered) -> String {
     let id = format!("{base}{}", discovered.path);
-    let document = serde_json::json!({
+    let mut document = serde_json::json!({
         "issuer": discovered.claimed_issuer.as_deref().unwrap_or(&id),
         "jwks_uri": format!("{base}{}", phigate::demo::issuer::JWKS_PATH),
         "authorization_endpoint": format!("{id}/authorize"),
@@ -358,6 +360,9 @@ fn serve_metadata(issuer: &DevIssuer, base: &str, discovered: &Discovered) -> St
         "code_challenge_methods_supported": ["S256"],
         "x-not-passed-on": "internal",
     });
+    if let Some(endpoint) = &discovered.introspection_endpoint {
+        document["introspection_endpoint"] = Value::from(endpoint.as_str());
+    }
     let path = if discovered.oidc {
         format!("{}/.well-known/openid-configuration", discovered.path)
     } else {
