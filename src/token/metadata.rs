@@ -365,9 +365,10 @@ impl IssuerMetadata {
         Outcome::Failed(failure)
     }
 
-    /// Starts the background refresher once; later calls start nothing.
+    /// Starts the background refresher once; later calls start nothing, and neither does an
+    /// issuer that is not a URL (with a `jwks_uri`, it may be any string), which publishes none.
     pub fn spawn_refresher(self: &Arc<Self>) -> Option<tokio::task::JoinHandle<()>> {
-        if self.refresher_started.swap(true, Ordering::SeqCst) {
+        if self.urls.is_none() || self.refresher_started.swap(true, Ordering::SeqCst) {
             return None;
         }
         // Present at zero from the start, so an alert on an increase sees the first failure.
