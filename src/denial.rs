@@ -379,9 +379,11 @@ impl Denial {
         self.outcome().0
     }
 
-    /// The complete error response.
-    pub fn render(&self) -> Response<Full<Bytes>> {
+    /// The complete error response; a 401's challenges name `resource_metadata`, the
+    /// configured protected resource metadata URL, when there is one (RFC 9728 §5.1).
+    pub fn render(&self, resource_metadata: Option<&str>) -> Response<Full<Bytes>> {
         let (status, challenge, code, text) = self.outcome();
+        let resource_metadata = resource_metadata.filter(|_| status == StatusCode::UNAUTHORIZED);
         let body = serde_json::json!({
             "resourceType": "OperationOutcome",
             "issue": [{ "severity": "error", "code": code.as_str(), "diagnostics": text }],
@@ -398,7 +400,7 @@ impl Denial {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         }
         // One field per challenge (RFC 9110 §11.6.1), Bearer first.
-        for value in challenge.header_values() {
+        for value in challenge.header_values(resource_metadata) {
             headers.append(WWW_AUTHENTICATE, value);
         }
         response
@@ -406,7 +408,7 @@ impl Denial {
 }
 
 impl Challenge {
-    fn header_values(&self) -> Vec<HeaderValue> {
+    fn header_values(&self, resource_metadata: Option<&str>) -> Vec<HeaderValue> {
         let texts = match self {
             Self::None => vec![],
             Self::Bare => vec!["Bearer realm=\"phigate\"".to_owned()],
@@ -418,9 +420,14 @@ impl Challenge {
                 "Bearer realm=\"phigate\", error=\"insufficient_scope\", scope=\"{scopes}\""
             )],
         };
+        // The URL comes from configuration (`ResourceId`: no quote or backslash), never from
+        // the request, so quoting it is safe and a client cannot point it elsewhere.
+        let parameter = resource_metadata
+            .map(|url| format!(", resource_metadata=\"{url}\""))
+            .unwrap_or_default();
         texts
             .iter()
-            .filter_map(|text| HeaderValue::from_str(text).ok())
+            .filter_map(|text| HeaderValue::from_str(&format!("{text}{parameter}")).ok())
             .collect()
     }
 }

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod denial;
+pub mod discovery;
 pub mod duration;
 pub mod fetch;
 pub mod geoip;

@@ -12,7 +12,7 @@ use phigate::token::jwks;
 
 static ISSUER: LazyLock<IssuerConfig> = LazyLock::new(|| IssuerConfig {
     issuer: Arc::from("https://as.test"),
-    jwks_uri: http::Uri::from_static("https://as.test/jwks"),
+    jwks_uri: Some(http::Uri::from_static("https://as.test/jwks")),
     jwks_ca_file: None,
     audiences: vec!["https://fhir.test".to_owned()],
     algorithms: AlgorithmSet::parse(&["RS256", "PS256", "ES256", "ES384", "EdDSA"])

@@ -605,6 +605,10 @@ fn print_walkthrough(
     println!("# 5. public capability statement (200)");
     println!("curl -i --cacert {ca} {base}/metadata");
     println!(
+        "# 5b. discovery: phigate's own RFC 9728 protected resource metadata (200), which every 401 challenge names"
+    );
+    println!("curl -i --cacert {ca} {base}/.well-known/oauth-protected-resource");
+    println!(
         "# 6. mutual TLS (RFC 8705): a token bound to the client certificate, presented with it (200)"
     );
     let with_cert = format!(" --cert {dir}/client.crt --key {dir}/client.key");

@@ -117,7 +117,7 @@ async fn verify(config: &Config, token: &str) -> anyhow::Result<Credentials> {
         let failures = verifier.fetch_keys().await;
         failures
             .iter()
-            .map(|(uri, err)| format!("{uri}: {err}"))
+            .map(|(uri, err)| format!("{uri}: JWKS {err}"))
             .collect()
     } else {
         Vec::new()

@@ -244,7 +244,10 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
             "issuer {} ({}), keys from {}",
             issuer.issuer,
             algorithms.join(", "),
-            issuer.jwks_uri
+            issuer.jwks_uri.as_ref().map_or_else(
+                || "the jwks_uri its metadata names".to_owned(),
+                ToString::to_string
+            )
         );
     }
     println!(

@@ -3,6 +3,7 @@
 //! listener without TLS unless the insecure knob says so), so nothing re-checks configuration
 //! after start. This module reads files but never opens sockets.
 
+mod discovery;
 mod error;
 mod monitor;
 mod raw;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use http::uri::{Authority, Scheme};
 use jsonwebtoken::Algorithm;
 
+pub use self::discovery::{DiscoveryConfig, PROTECTED_RESOURCE_PATH, ResourceId};
 pub use self::error::{ConfigError, ConfigProblem};
 pub use self::monitor::{
     Actions, AlertConfig, BulkDetector, CountryDetector, MonitorConfig, SpikeDetector,
@@ -55,6 +57,8 @@ pub struct Config {
     pub audit: Option<AuditConfig>,
     /// Detectors and their automatic responses (none when `monitor:` is absent).
     pub monitor: MonitorConfig,
+    /// What the well-known paths publish.
+    pub discovery: DiscoveryConfig,
     /// What loading found questionable but not wrong; the policy's own are
     /// [`PolicyTable::warnings`].
     pub warnings: Vec<ConfigProblem>,
@@ -357,8 +361,9 @@ pub struct Upstream {
 pub struct IssuerConfig {
     /// Exact `iss` value.
     pub issuer: Arc<str>,
-    /// Where its keys are published.
-    pub jwks_uri: http::Uri,
+    /// Where its keys are published; `None`: wherever its metadata (RFC 8414, then OIDC
+    /// discovery) says, fetched from its identifier.
+    pub jwks_uri: Option<http::Uri>,
     /// Extra CA bundle for an `https` JWKS endpoint.
     pub jwks_ca_file: Option<PathBuf>,
     /// Accepted `aud` values; a token must name at least one.
@@ -377,7 +382,7 @@ impl IssuerConfig {
     pub fn offline(patient_claim: &str) -> Self {
         Self {
             issuer: Arc::from("urn:phigate:offline"),
-            jwks_uri: http::Uri::from_static("https://offline.invalid/jwks"),
+            jwks_uri: Some(http::Uri::from_static("https://offline.invalid/jwks")),
             jwks_ca_file: None,
             audiences: vec!["urn:phigate:offline".to_owned()],
             algorithms: AlgorithmSet(vec![Algorithm::ES256]),
@@ -388,11 +393,18 @@ impl IssuerConfig {
 }
 
 /// An endpoint at the authorization server that phigate calls as a confidential client
-/// (introspection, RFC 7009 revocation): where, and the credentials it presents there.
-#[derive(Clone)]
+/// (RFC 7009 revocation): where, and the credentials it presents there.
+#[derive(Debug, Clone)]
 pub struct ClientEndpoint {
     /// The endpoint.
     pub endpoint: http::Uri,
+    /// phigate's credentials there.
+    pub credentials: ClientCredentials,
+}
+
+/// What phigate presents as a confidential client of the authorization server.
+#[derive(Clone)]
+pub struct ClientCredentials {
     /// phigate's client id at the authorization server.
     pub client_id: String,
     /// phigate's client secret there (from a file).
@@ -401,11 +413,10 @@ pub struct ClientEndpoint {
     pub ca_file: Option<PathBuf>,
 }
 
-impl std::fmt::Debug for ClientEndpoint {
+impl std::fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The secret never reaches a log or `phigate check` output.
-        f.debug_struct("ClientEndpoint")
-            .field("endpoint", &self.endpoint)
+        f.debug_struct("ClientCredentials")
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
@@ -414,9 +425,11 @@ impl std::fmt::Debug for ClientEndpoint {
 /// How to introspect an issuer's tokens (RFC 7662).
 #[derive(Debug, Clone)]
 pub struct IntrospectionConfig {
-    /// The introspection endpoint and phigate's credentials there (RFC 7662 §2.1: the
-    /// resource server authenticates).
-    pub client: ClientEndpoint,
+    /// The introspection endpoint; `None`: the `introspection_endpoint` the issuer's believed
+    /// metadata names.
+    pub endpoint: Option<http::Uri>,
+    /// phigate's credentials there (RFC 7662 §2.1: the resource server authenticates).
+    pub credentials: ClientCredentials,
     /// Longest time an active result is reused (never past the token's `exp`).
     pub cache_ttl: Duration,
     /// How long an inactive result is reused.
@@ -634,10 +647,25 @@ impl Builder<'_> {
         [endpoint_key, secret_key, ca_key]: [&str; 3],
     ) -> Option<ClientEndpoint> {
         let endpoint = self.http_url(endpoint, endpoint_key);
-        let client_secret = self.client_secret(secret_file, secret_key);
-        let ca_file = ca_file.map(|ca| self.path(ca, ca_key));
+        let credentials =
+            self.client_credentials((client_id, secret_file), ca_file, [secret_key, ca_key]);
         Some(ClientEndpoint {
             endpoint: endpoint?,
+            credentials: credentials?,
+        })
+    }
+
+    /// A client id, the secret its file holds, and a CA file, named in problems by `keys`
+    /// (secret file, CA file).
+    fn client_credentials(
+        &mut self,
+        (client_id, secret_file): (&String, &At<String>),
+        ca_file: Option<&At<String>>,
+        [secret_key, ca_key]: [&str; 2],
+    ) -> Option<ClientCredentials> {
+        let client_secret = self.client_secret(secret_file, secret_key);
+        let ca_file = ca_file.map(|ca| self.path(ca, ca_key));
+        Some(ClientCredentials {
             client_id: client_id.clone(),
             client_secret: client_secret?,
             ca_file,
@@ -768,6 +796,7 @@ impl Builder<'_> {
         self.check_dpop_reachable(&raw);
         let audit = raw.audit.as_ref().and_then(|raw| self.audit(raw));
         let monitor = self.monitor(raw.monitor.as_ref());
+        let discovery = self.discovery(raw.discovery.as_ref(), &raw.issuers, &issuers);
         let policy_file = self.path(&raw.policy_file, "policy_file");
         let policy = match PolicyTable::load(&policy_file) {
             Ok(policy) => Some(policy),
@@ -796,6 +825,7 @@ impl Builder<'_> {
             dpop,
             audit,
             monitor,
+            discovery,
             warnings: std::mem::take(&mut self.warnings),
             origins: std::mem::take(&mut self.origins),
         })
@@ -1338,7 +1368,16 @@ impl Builder<'_> {
         if raw.issuer.value.is_empty() {
             self.problem(&raw.issuer, "issuer must not be empty");
         }
-        let jwks_uri = self.http_url(&raw.jwks_uri, "jwks_uri");
+        let discovers = raw.jwks_uri.is_none()
+            || raw
+                .introspection
+                .as_ref()
+                .is_some_and(|introspection| introspection.endpoint.is_none());
+        let discoverable = discovers && self.discoverable(&raw.issuer);
+        let jwks_uri = match &raw.jwks_uri {
+            Some(at) => self.http_url(at, "jwks_uri").map(Some),
+            None => discoverable.then_some(None),
+        };
         if raw.audiences.value.is_empty() || raw.audiences.value.iter().any(String::is_empty) {
             self.problem(
                 &raw.audiences,
@@ -1348,7 +1387,7 @@ impl Builder<'_> {
         let introspection = raw
             .introspection
             .as_ref()
-            .and_then(|raw| self.introspection(raw));
+            .and_then(|raw| self.introspection(raw, discoverable));
         let patient_claim = match &raw.patient_claim {
             None => "patient".to_owned(),
             Some(at) => {
@@ -1381,18 +1420,55 @@ impl Builder<'_> {
         })
     }
 
-    fn introspection(&mut self, raw: &RawIntrospection) -> Option<IntrospectionConfig> {
-        let client = self.client_endpoint(
-            (&raw.endpoint, &raw.client_id, &raw.client_secret_file),
+    /// An issuer named by its identifier alone must be a URL its metadata can be fetched from
+    /// (RFC 8414 §2: https, no query or fragment). Plain http is the JWKS's development
+    /// allowance, taken here too and said aloud.
+    fn discoverable(&mut self, issuer: &At<String>) -> bool {
+        let uri = issuer.value.parse::<http::Uri>().ok();
+        let scheme = uri.as_ref().and_then(http::Uri::scheme_str);
+        let plain = uri.as_ref().is_some_and(|u| {
+            u.authority().is_some() && u.query().is_none() && !issuer.value.contains('#')
+        });
+        match (scheme, plain) {
+            (Some("https"), true) => true,
+            (Some("http"), true) => {
+                self.warning(
+                    issuer,
+                    "issuer is http://: its metadata and keys are fetched unprotected; \
+                     development only",
+                );
+                true
+            }
+            _ => {
+                self.problem(
+                    issuer,
+                    "an issuer without jwks_uri or introspection endpoint must be an https:// \
+                     URL without query or fragment, so its metadata can be discovered",
+                );
+                false
+            }
+        }
+    }
+
+    /// `discoverable`: whether the issuer's metadata may name the endpoint when none is set.
+    fn introspection(
+        &mut self,
+        raw: &RawIntrospection,
+        discoverable: bool,
+    ) -> Option<IntrospectionConfig> {
+        let endpoint = match &raw.endpoint {
+            Some(at) => Some(self.http_url(at, "introspection endpoint")?),
+            None if discoverable => None,
+            None => return None,
+        };
+        let credentials = self.client_credentials(
+            (&raw.client_id, &raw.client_secret_file),
             raw.ca_file.as_ref(),
-            [
-                "introspection endpoint",
-                "introspection.client_secret_file",
-                "introspection.ca_file",
-            ],
+            ["introspection.client_secret_file", "introspection.ca_file"],
         );
         Some(IntrospectionConfig {
-            client: client?,
+            endpoint,
+            credentials: credentials?,
             cache_ttl: self.duration_or_zero(
                 raw.cache_ttl.as_ref(),
                 "introspection cache_ttl",

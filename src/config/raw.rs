@@ -28,6 +28,24 @@ pub struct RawConfig {
     pub audit: Option<RawAudit>,
     #[serde(default)]
     pub monitor: Option<RawMonitor>,
+    #[serde(default)]
+    pub discovery: Option<RawDiscovery>,
+}
+
+/// `discovery:` — what phigate publishes at its well-known paths.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    #[serde(default)]
+    pub resource: Option<At<String>>,
+    #[serde(default)]
+    pub resource_name: Option<String>,
+    #[serde(default)]
+    pub resource_documentation: Option<At<String>>,
+    #[serde(default)]
+    pub authorization_server: Option<At<String>>,
+    #[serde(default)]
+    pub smart_configuration: Option<At<serde_json::Value>>,
 }
 
 /// `audit:` — the tamper-evident audit trail.
@@ -337,7 +355,8 @@ pub struct RawUpstream {
 #[serde(deny_unknown_fields)]
 pub struct RawIssuer {
     pub issuer: At<String>,
-    pub jwks_uri: At<String>,
+    #[serde(default)]
+    pub jwks_uri: Option<At<String>>,
     #[serde(default)]
     pub jwks_ca_file: Option<At<String>>,
     pub audiences: At<Vec<String>>,
@@ -352,7 +371,8 @@ pub struct RawIssuer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIntrospection {
-    pub endpoint: At<String>,
+    #[serde(default)]
+    pub endpoint: Option<At<String>>,
     pub client_id: String,
     pub client_secret_file: At<String>,
     #[serde(default)]

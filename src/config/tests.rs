@@ -726,10 +726,120 @@ fn client_secrets_never_reach_debug_output() {
     std::fs::write(&path, text).unwrap();
     let monitor = Config::load(&path).unwrap().monitor;
     let revoke = monitor.revoke.as_ref().unwrap();
-    assert_eq!(revoke.client_secret, "s3cret-value");
+    assert_eq!(revoke.credentials.client_secret, "s3cret-value");
     let printed = format!("{monitor:?}");
     assert!(
         printed.contains("phigate") && !printed.contains("s3cret"),
         "{printed}"
     );
+}
+
+#[test]
+fn an_issuer_without_jwks_uri_is_discovered_from_its_identifier() {
+    let (_dir, result) = load(&GOOD.replace("    jwks_uri: \"https://as.test/jwks\"\n", ""));
+    let config = result.unwrap();
+    assert_eq!(config.issuers[0].jwks_uri, None);
+    check(
+        "  - issuer: \"https://as.test\"\n    jwks_uri: \"https://as.test/jwks\"\n",
+        "  - issuer: \"urn:as\"\n",
+        9,
+        "without jwks_uri",
+    );
+    let (_dir, result) = load(&GOOD.replace(
+        "  - issuer: \"https://as.test\"\n    jwks_uri: \"https://as.test/jwks\"\n",
+        "  - issuer: \"http://127.0.0.1:9000\"\n",
+    ));
+    let config = result.unwrap();
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("development only")),
+        "{:?}",
+        config.warnings
+    );
+}
+
+#[test]
+fn the_resource_comes_from_discovery_or_the_single_https_audience() {
+    let (_dir, result) = load(GOOD);
+    let config = result.unwrap();
+    let resource = config.discovery.resource.unwrap();
+    assert_eq!(resource.as_str(), "https://fhir.test");
+    assert_eq!(
+        config.discovery.authorization_server.as_deref(),
+        Some("https://as.test")
+    );
+    let with_discovery = |section: &str| {
+        GOOD.replace(
+            "policy_file:",
+            &format!("discovery:\n{section}policy_file:"),
+        )
+    };
+    let (_dir, result) = load(&with_discovery(
+        "  resource: \"https://fhir.example.org/r4/\"\n  resource_name: Example\n  smart_configuration:\n    capabilities: [launch-standalone]\n    x-custom: {a: 1}\n",
+    ));
+    let config = result.unwrap();
+    let discovery = config.discovery;
+    assert_eq!(
+        discovery.resource.unwrap().metadata_url(),
+        "https://fhir.example.org/.well-known/oauth-protected-resource/r4"
+    );
+    assert_eq!(discovery.resource_name.as_deref(), Some("Example"));
+    assert_eq!(
+        discovery.smart_overrides["x-custom"],
+        serde_json::json!({"a": 1})
+    );
+    for (section, message) in [
+        ("  resource: \"http://fhir.test\"\n", "resource identifier"),
+        ("  smart_configuration: [a]\n", "map of JSON members"),
+        (
+            "  authorization_server: \"https://other.test\"\n",
+            "one of issuers",
+        ),
+        (
+            "  resource_documentation: \"ftp://x\"\n",
+            "resource_documentation",
+        ),
+    ] {
+        let (_dir, result) = load(&with_discovery(section));
+        let err = result.expect_err(section);
+        assert!(err.to_string().contains(message), "{err}");
+    }
+    // Two audiences: no guess, and a warning saying so.
+    let (_dir, result) = load(&GOOD.replace(
+        "audiences: [\"https://fhir.test\"]",
+        "audiences: [\"https://fhir.test\", \"https://other.test\"]",
+    ));
+    let config = result.unwrap();
+    assert!(config.discovery.resource.is_none());
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("discovery.resource is not set"))
+    );
+}
+
+#[test]
+fn an_introspection_endpoint_left_out_is_discovered_only_for_a_url_issuer() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+    let path = dir.path().join("phigate.yaml");
+    let with_issuer = |issuer: &str| {
+        GOOD.replace("\"https://as.test\"", &format!("\"{issuer}\"")).replace(
+            "    algorithms: [ES256, RS256]\n",
+            "    algorithms: [ES256, RS256]\n    introspection:\n      client_id: phigate\n      client_secret_file: secret\n",
+        )
+    };
+    std::fs::write(&path, with_issuer("https://as.test")).unwrap();
+    let config = Config::load(&path).unwrap();
+    let introspection = config.issuers[0].introspection.as_ref().unwrap();
+    assert_eq!(introspection.endpoint, None);
+    assert_eq!(introspection.credentials.client_secret, "s3cret");
+    std::fs::write(&path, with_issuer("urn:as")).unwrap();
+    let err = Config::load(&path).unwrap_err();
+    assert!(err.to_string().contains("introspection endpoint"), "{err}");
+    assert_eq!(err.problems.len(), 1, "{err}");
 }

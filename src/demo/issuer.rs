@@ -1,11 +1,14 @@
 //! A development token issuer: a real JWKS endpoint over HTTP plus a token minter.
 //!
 //! `DevIssuer` generates signing keys in memory (ES256, ES384, RS256, PS256, EdDSA), publishes
-//! their public halves at `/.well-known/jwks.json`, and signs access tokens with them. Test hooks
-//! make the endpoint slow, failing or odd so the gateway's JWKS cache can be exercised. It is for
+//! their public halves at `/.well-known/jwks.json`, serves the metadata documents it is handed
+//! (RFC 8414 / OIDC discovery, at any path, with the JWKS's validators), and signs access tokens
+//! with them. Test hooks make the endpoints slow, failing or odd so the gateway's caches can be
+//! exercised. It is for
 //! `phigate demo` and tests only and must never issue tokens a production gateway trusts: it
 //! signs any claims it is handed and keeps its private keys in plain memory.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -95,6 +98,10 @@ struct State {
     fetches: AtomicU64,
     /// JWKS requests answered 304 Not Modified.
     not_modified: AtomicU64,
+    /// Metadata documents by path.
+    metadata: Mutex<HashMap<String, String>>,
+    metadata_fetches: AtomicU64,
+    metadata_not_modified: AtomicU64,
 }
 
 /// The published entries in publication order, and which one signs by default.
@@ -140,6 +147,9 @@ impl DevIssuer {
             delay: Mutex::new(Duration::ZERO),
             fetches: AtomicU64::new(0),
             not_modified: AtomicU64::new(0),
+            metadata: Mutex::new(HashMap::new()),
+            metadata_fetches: AtomicU64::new(0),
+            metadata_not_modified: AtomicU64::new(0),
         });
         let served = Arc::clone(&state);
         let server = Background::spawn(bind, move |req| {
@@ -165,6 +175,34 @@ impl DevIssuer {
     /// The JWKS URL, e.g. `http://127.0.0.1:PORT/.well-known/jwks.json`.
     pub fn jwks_uri(&self) -> String {
         format!("http://{}{JWKS_PATH}", self.inner.server.dial_addr())
+    }
+
+    /// The server's own base URL, e.g. `http://127.0.0.1:PORT`, for an issuer named after it.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.inner.server.dial_addr())
+    }
+
+    /// Serves `document` at `path` (a metadata document: `/.well-known/oauth-authorization-server`
+    /// or `/.well-known/openid-configuration`, maybe with a path after it); `None` removes it.
+    pub fn set_metadata(&self, path: &str, document: Option<&Value>) {
+        let mut metadata = lock(&self.inner.state.metadata);
+        match document {
+            Some(document) => metadata.insert(path.to_owned(), document.to_string()),
+            None => metadata.remove(path),
+        };
+    }
+
+    /// How many metadata requests have arrived, at any path, served or not.
+    pub fn metadata_fetch_count(&self) -> u64 {
+        self.inner.state.metadata_fetches.load(Ordering::SeqCst)
+    }
+
+    /// How many metadata requests were answered 304 Not Modified.
+    pub fn metadata_not_modified_count(&self) -> u64 {
+        self.inner
+            .state
+            .metadata_not_modified
+            .load(Ordering::SeqCst)
     }
 
     /// Generates and publishes a key for `alg` (ES256, ES384, RS256, PS256 or EdDSA).
@@ -386,7 +424,21 @@ impl State {
     }
 
     async fn serve(&self, req: &Request<Incoming>) -> Response<Body> {
-        if req.method() != Method::GET || req.uri().path() != JWKS_PATH {
+        let path = req.uri().path();
+        if req.method() == Method::GET && path.contains("/.well-known/") && path != JWKS_PATH {
+            self.metadata_fetches.fetch_add(1, Ordering::SeqCst);
+            let Some(body) = lock(&self.metadata).get(path).cloned() else {
+                return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+            };
+            return self.tagged(
+                req,
+                StatusCode::OK,
+                "application/json",
+                body,
+                &self.metadata_not_modified,
+            );
+        }
+        if req.method() != Method::GET || path != JWKS_PATH {
             return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n");
         }
         self.fetches.fetch_add(1, Ordering::SeqCst);
@@ -401,6 +453,19 @@ impl State {
             Some(body) => body,
             None => self.keys().document().to_string(),
         };
+        self.tagged(req, status, JWKS_CONTENT_TYPE, body, &self.not_modified)
+    }
+
+    /// `body` with a strong validator and the configured lifetime; a 304 (counted in
+    /// `not_modified`) when the request's `If-None-Match` names it.
+    fn tagged(
+        &self,
+        req: &Request<Incoming>,
+        status: StatusCode,
+        content_type: &'static str,
+        body: String,
+        not_modified: &AtomicU64,
+    ) -> Response<Body> {
         // A strong validator of the document's bytes (RFC 9110 §8.8.3).
         let tag = format!(
             "\"{}\"",
@@ -412,10 +477,10 @@ impl State {
                 .get(IF_NONE_MATCH)
                 .is_some_and(|asked| asked.as_bytes() == tag.as_bytes());
         let mut response = if unchanged {
-            self.not_modified.fetch_add(1, Ordering::SeqCst);
-            respond(StatusCode::NOT_MODIFIED, JWKS_CONTENT_TYPE, "")
+            not_modified.fetch_add(1, Ordering::SeqCst);
+            respond(StatusCode::NOT_MODIFIED, content_type, "")
         } else {
-            respond(status, JWKS_CONTENT_TYPE, body)
+            respond(status, content_type, body)
         };
         if let Ok(value) = HeaderValue::from_str(&tag) {
             response.headers_mut().insert(ETAG, value);

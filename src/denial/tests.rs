@@ -6,7 +6,7 @@ use super::*;
 /// Renders `denial` and checks status, challenge and OperationOutcome code.
 #[track_caller]
 fn check(denial: Denial, status: u16, challenge: &[&str], code: &str) {
-    let response = denial.render();
+    let response = denial.render(None);
     assert_eq!(response.status().as_u16(), status);
     let headers: Vec<&str> = response
         .headers()
@@ -177,7 +177,7 @@ fn every_token_fault_renders_the_same_response() {
     let rendered: Vec<_> = faults
         .into_iter()
         .map(|fault| {
-            let response = Denial::Token(fault).render();
+            let response = Denial::Token(fault).render(None);
             let body = futures_util::FutureExt::now_or_never(response.body().clone().collect())
                 .unwrap()
                 .unwrap()
@@ -190,7 +190,7 @@ fn every_token_fault_renders_the_same_response() {
 
 #[test]
 fn service_unavailable_says_when_to_retry() {
-    let response = Denial::Token(TokenFault::KeysUnavailable).render();
+    let response = Denial::Token(TokenFault::KeysUnavailable).render(None);
     assert_eq!(response.headers()["retry-after"], "5");
 }
 
@@ -201,8 +201,54 @@ fn an_ambiguous_path_is_told_apart_from_a_malformed_one_in_logs_only() {
     assert_eq!(ambiguous.reason(), "path_ambiguous");
     assert_eq!(malformed.reason(), "path_malformed");
     let parts = |denial: &Denial| {
-        let response = denial.render();
+        let response = denial.render(None);
         (response.status(), format!("{:?}", response.headers()))
     };
     assert_eq!(parts(&ambiguous), parts(&malformed));
+}
+
+#[test]
+fn every_401_challenge_names_the_resource_metadata_and_nothing_else_does() {
+    let url = "https://fhir.test/.well-known/oauth-protected-resource";
+    let challenges = |denial: Denial| -> (u16, Vec<String>) {
+        let response = denial.render(Some(url));
+        let values = response
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        (response.status().as_u16(), values)
+    };
+    let param = format!(", resource_metadata=\"{url}\"");
+    for denial in [
+        Denial::Credential(CredentialFault::Missing),
+        Denial::Token(TokenFault::Expired),
+        Denial::DpopToken(TokenFault::BadSignature),
+        Denial::Binding(BindingFault::DpopProofRequired),
+        Denial::Binding(BindingFault::NonceRequired),
+        Denial::Binding(BindingFault::ProofMissing),
+        Denial::Revocation(RevocationFault::Revoked),
+    ] {
+        let (status, values) = challenges(denial.clone());
+        assert_eq!(status, 401, "{denial:?}");
+        assert!(!values.is_empty(), "{denial:?}");
+        assert!(values.iter().all(|v| v.ends_with(&param)), "{values:?}");
+    }
+    assert_eq!(
+        challenges(Denial::Credential(CredentialFault::Missing)).1,
+        [format!("Bearer realm=\"phigate\"{param}")]
+    );
+    // A 400 or 403 challenge is about the request or the scope, not where to learn more.
+    for denial in [
+        Denial::Credential(CredentialFault::InQuery),
+        Denial::NoMatchingRule,
+    ] {
+        let (status, values) = challenges(denial);
+        assert_ne!(status, 401);
+        assert!(
+            values.iter().all(|v| !v.contains("resource_metadata")),
+            "{values:?}"
+        );
+    }
 }

@@ -25,4 +25,4 @@ pub use self::route::{Content, Grant, Refusal, RefusalClass, Route};
 pub use self::rule::{Mode, Rule};
 pub use self::scope::{Scope, ScopeClaimFault, ScopeSet};
 pub use self::store::PolicyStore;
-pub use self::table::{PolicyFault, PolicyLoadError, PolicyProblem, PolicyTable};
+pub use self::table::{PolicyFault, PolicyLoadError, PolicyProblem, PolicyTable, Published};

@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::break_glass::{BreakGlass, RawBreakGlass};
+use super::fhir::Context;
 use super::path::{PathFault, normalise};
 use super::requirement::Requirement;
 use super::route::Route;
-use super::rule::{Finding, Findings, Mode, RawRule, Rule};
+use super::rule::{Access, Finding, Findings, Mode, RawRule, Rule};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,11 +304,49 @@ impl PolicyTable {
         self.rules.iter().any(Rule::is_report_only)
     }
 
+    /// What clients may learn of the policy, for the discovery documents.
+    pub fn published(&self) -> Published {
+        let mut published = Published::default();
+        let mut protected = 0usize;
+        let mut dpop = 0usize;
+        for rule in &self.rules {
+            match &rule.access {
+                Access::Public => continue,
+                Access::AnyOf { scopes, .. } => published
+                    .scopes
+                    .extend(scopes.iter().map(|s| s.as_str().to_owned())),
+                Access::Smart(settings) => published.smart_contexts.extend(&settings.contexts),
+            }
+            protected += 1;
+            if rule.binding == Some(Requirement::Dpop) {
+                dpop += 1;
+            }
+        }
+        published.scopes.sort();
+        published.scopes.dedup();
+        published.smart_contexts.sort_by_key(|c| c.as_str());
+        published.smart_contexts.dedup();
+        // Only a demand every protected rule makes may be announced as always required.
+        published.dpop_required = protected > 0 && dpop == protected;
+        published
+    }
+
     /// A short fingerprint of the policy text, logged with every decision so each request can
     /// be tied to the exact policy that decided it.
     pub fn version(&self) -> &str {
         &self.version
     }
+}
+
+/// What the policy tells clients through the discovery documents.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Published {
+    /// Every scope a rule lists, sorted, once each.
+    pub scopes: Vec<String>,
+    /// The SMART contexts `fhir: smart` rules accept.
+    pub smart_contexts: Vec<Context>,
+    /// Whether every protected rule demands a DPoP-bound token.
+    pub dpop_required: bool,
 }
 
 /// A compiled rule and where it was written.

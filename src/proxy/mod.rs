@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{AdminServer, Readiness};
 use crate::audit::{self, Trail, WriterFinished};
 use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, Transport};
+use crate::discovery::Discovery;
 use crate::monitor::{BlockList, Hooks, Monitor};
 use crate::pipeline::Pipeline;
 use crate::policy::PolicyStore;
@@ -148,6 +149,16 @@ impl Gateway {
             );
         }
         let policy = Arc::new(PolicyStore::new(config.policy));
+        let discovery = Discovery::new(
+            (&config.discovery, &config.issuers, &config.listen.transport),
+            Arc::clone(&policy),
+            config
+                .discovery
+                .authorization_server
+                .as_deref()
+                .and_then(|issuer| verifier.metadata(issuer)),
+        );
+        background.extend(discovery.spawn_refresher());
         let reloader = reload::PolicyReloader {
             store: Arc::clone(&policy),
             path: config.policy_file.clone(),
@@ -206,6 +217,7 @@ impl Gateway {
             pipeline,
             sinks: Sinks::new(sinks),
             metrics,
+            discovery,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shutdown_grace = config.listen.shutdown_grace;

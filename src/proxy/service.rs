@@ -1,6 +1,7 @@
-//! The per-request tower service: runs the decision chain, forwards what it permits, renders
-//! what it denies, and hands one `DecisionRecord` per request to the sinks (log line, metrics,
-//! audit trail).
+//! The per-request tower service: answers the well-known discovery documents itself (after the
+//! request hygiene, never forwarded), runs the decision chain for everything else, forwards
+//! what it permits, renders what it denies, and hands one `DecisionRecord` per request to the
+//! sinks (log line, metrics, audit trail).
 //! Its error type is `Infallible`: every failure is a response.
 
 use std::convert::Infallible;
@@ -17,6 +18,7 @@ use hyper::body::Incoming;
 use super::forward::Forwarder;
 use crate::body::ProxyBody;
 use crate::denial::Denial;
+use crate::discovery::{self, Discovery, WellKnown};
 use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;
 use crate::record::{BreakGlassUse, DecisionRecord, FhirAccess, Identity, Sinks};
@@ -31,6 +33,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// Where every decision's record goes (log line, metrics, ...).
     pub sinks: Sinks,
+    /// The well-known documents, and the URL 401 challenges name.
+    pub discovery: Discovery,
 }
 
 /// The gateway service for one connection.
@@ -87,38 +91,49 @@ async fn handle(
     let mut would_deny = None;
     let mut fhir = None;
     let mut break_glass = None;
-    let outcome = match shared
-        .pipeline
-        .decide(&parts, &mut body, conn, &mut facts)
-        .await
-    {
-        Ok(permit) => {
-            // Report-only: the refusal is logged and counted, and the request goes on.
-            would_deny = permit.would_deny().map(|refusal| refusal.reason());
-            break_glass = permit.break_glass().map(|emergency| BreakGlassUse {
-                rule: std::sync::Arc::from(emergency.rule_name()),
-                justification: emergency.justification().to_owned(),
-            });
-            fhir = permit.fhir().map(|f| FhirAccess {
-                interaction: f.interaction().to_owned(),
-                resource_type: f.resource_type().map(str::to_owned),
-                resource_id: f.resource_id().map(str::to_owned),
-            });
-            forwarder
-                .forward(parts, body, &permit, &facts, conn, &shared.metrics)
-                .await
-        }
-        Err(denial) => Err(denial),
+    let well_known = well_known(&shared.discovery, &parts.uri);
+    let outcome = match well_known {
+        Some(document) => crate::hygiene::screen(&parts, shared.pipeline.limits())
+            .and_then(|()| shared.discovery.answer(&parts.method, document))
+            .map(|answer| answer.map(|body| body.map_err(|never| match never {}).boxed_unsync())),
+        None => match shared
+            .pipeline
+            .decide(&parts, &mut body, conn, &mut facts)
+            .await
+        {
+            Ok(permit) => {
+                // Report-only: the refusal is logged and counted, and the request goes on.
+                would_deny = permit.would_deny().map(|refusal| refusal.reason());
+                break_glass = permit.break_glass().map(|emergency| BreakGlassUse {
+                    rule: std::sync::Arc::from(emergency.rule_name()),
+                    justification: emergency.justification().to_owned(),
+                });
+                fhir = permit.fhir().map(|f| FhirAccess {
+                    interaction: f.interaction().to_owned(),
+                    resource_type: f.resource_type().map(str::to_owned),
+                    resource_id: f.resource_id().map(str::to_owned),
+                });
+                forwarder
+                    .forward(parts, body, &permit, &facts, conn, &shared.metrics)
+                    .await
+            }
+            Err(denial) => Err(denial),
+        },
     };
     let (decision, reason) = match (&outcome, would_deny) {
         (Ok(_), Some(reason)) => ("would_deny", reason),
         // An emergency access counts apart from routine allows in every decision series.
         (Ok(_), None) if break_glass.is_some() => ("allow", "break_glass"),
+        (Ok(_), None) if well_known.is_some() => ("allow", "well_known"),
         (Ok(_), None) => ("allow", "ok"),
         (Err(denial), _) => (decision_label(denial), denial.reason()),
     };
     let released = outcome.is_ok();
-    let mut response = outcome.unwrap_or_else(|denial| render(&denial));
+    let mut response =
+        outcome.unwrap_or_else(|denial| render(&denial, shared.discovery.resource_metadata()));
+    if well_known.is_some() && response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
+        discovery::allow(&mut response);
+    }
     // RFC 9449 §8.2: a fresh nonce may ride on any response.
     if let Some(nonce) = shared
         .pipeline
@@ -158,9 +173,16 @@ async fn handle(
     response
 }
 
-fn render(denial: &Denial) -> Response<ProxyBody> {
+/// The well-known document the request's canonical path names, if any. A path that does not
+/// normalise is left to the decision chain, which refuses it.
+fn well_known(discovery: &Discovery, uri: &http::Uri) -> Option<WellKnown> {
+    let path = crate::policy::path::normalise(uri.path()).ok()?;
+    discovery.resolve(path.as_str())
+}
+
+fn render(denial: &Denial, resource_metadata: Option<&str>) -> Response<ProxyBody> {
     denial
-        .render()
+        .render(resource_metadata)
         .map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 

@@ -178,6 +178,8 @@ pub struct Metrics {
     jwks_keys_loaded: Family<IssuerLabels, Gauge>,
     jwks_keys_rejected: Family<IssuerLabels, Counter>,
     jwks_key_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
+    issuer_metadata_failures: Family<IssuerLabels, Counter>,
+    issuer_metadata_age: Family<IssuerLabels, Gauge<f64, AtomicU64>>,
     issuer_clock_offset: Family<IssuerLabels, Gauge>,
     token_cache_hits: Counter,
     token_cache_misses: Counter,
@@ -358,6 +360,8 @@ impl Metrics {
             jwks_keys_loaded: Family::default(),
             jwks_keys_rejected: Family::default(),
             jwks_key_age: Family::default(),
+            issuer_metadata_failures: Family::default(),
+            issuer_metadata_age: Family::default(),
             issuer_clock_offset: Family::default(),
             token_cache_hits: Counter::default(),
             token_cache_misses: Counter::default(),
@@ -481,6 +485,16 @@ impl Metrics {
             "jwks_key_age_seconds",
             "Seconds since the issuer's keys were last fetched successfully",
             self.jwks_key_age.clone(),
+        );
+        registry.register(
+            "issuer_metadata_fetch_failures",
+            "Issuer metadata (RFC 8414 / OIDC discovery) refreshes that failed or were refused",
+            self.issuer_metadata_failures.clone(),
+        );
+        registry.register(
+            "issuer_metadata_age_seconds",
+            "Seconds since the issuer's metadata was last fetched or revalidated successfully",
+            self.issuer_metadata_age.clone(),
         );
         registry.register(
             "issuer_clock_offset_seconds",
@@ -845,6 +859,28 @@ impl Metrics {
     /// Sets the age of an issuer's key set.
     pub fn set_jwks_key_age(&self, issuer: &str, seconds: f64) {
         self.jwks_key_age
+            .get_or_create(&issuer_labels(issuer))
+            .set(seconds);
+    }
+
+    /// Makes an issuer's metadata failure counter present at zero.
+    pub fn init_issuer_metadata(&self, issuer: &str) {
+        drop(
+            self.issuer_metadata_failures
+                .get_or_create(&issuer_labels(issuer)),
+        );
+    }
+
+    /// Counts one failed or refused issuer metadata refresh.
+    pub fn record_issuer_metadata_failure(&self, issuer: &str) {
+        self.issuer_metadata_failures
+            .get_or_create(&issuer_labels(issuer))
+            .inc();
+    }
+
+    /// Sets the age of an issuer's metadata.
+    pub fn set_issuer_metadata_age(&self, issuer: &str, seconds: f64) {
+        self.issuer_metadata_age
             .get_or_create(&issuer_labels(issuer))
             .set(seconds);
     }

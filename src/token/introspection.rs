@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde_json::Value;
 
 use super::claims::{self, VerifiedToken};
+use super::metadata::IssuerMetadata;
 use super::{BearerToken, TokenDigest, TokenFault};
 use crate::breaker::Breaker;
 use crate::config::{IntrospectionConfig, IssuerConfig, TokenBounds};
@@ -36,6 +37,8 @@ enum Cached {
 /// Introspects one issuer's tokens.
 pub struct Introspector {
     issuer: IssuerConfig,
+    /// Where the endpoint is found when the configuration names none.
+    metadata: Arc<IssuerMetadata>,
     config: IntrospectionConfig,
     bounds: TokenBounds,
     authorization: http::HeaderValue,
@@ -46,18 +49,18 @@ pub struct Introspector {
 }
 
 impl Introspector {
-    /// An introspector for `issuer`, which must have introspection configured; `circuit` is
-    /// its breaker's gauge.
+    /// An introspector for `issuer`, which must have introspection configured; `metadata`
+    /// names the endpoint when the configuration does not; `circuit` is its breaker's gauge.
     pub fn new(
-        issuer: &IssuerConfig,
-        config: &IntrospectionConfig,
+        (issuer, config): (&IssuerConfig, &IntrospectionConfig),
+        metadata: Arc<IssuerMetadata>,
         bounds: &TokenBounds,
         circuit: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, TlsError> {
-        let client = https_client(config.client.ca_file.as_deref())?;
+        let client = https_client(config.credentials.ca_file.as_deref())?;
         let authorization = client_basic(
-            &config.client.client_id,
-            &config.client.client_secret,
+            &config.credentials.client_id,
+            &config.credentials.client_secret,
             "introspection",
         )?;
         let cache = moka::sync::Cache::builder()
@@ -66,6 +69,7 @@ impl Introspector {
             .build();
         Ok(Self {
             issuer: issuer.clone(),
+            metadata,
             config: config.clone(),
             bounds: bounds.clone(),
             authorization,
@@ -136,7 +140,15 @@ impl Introspector {
 
     async fn call(&self, token: &str) -> Result<Value, TokenFault> {
         let body = format!("token={}&token_type_hint=access_token", form_encode(token));
-        let request = http::Request::post(self.config.client.endpoint.clone())
+        let endpoint = match &self.config.endpoint {
+            Some(endpoint) => endpoint.clone(),
+            // No endpoint without believed metadata: the token cannot be decided (503).
+            None => self.metadata.introspection_endpoint().await.map_err(|err| {
+                tracing::warn!(issuer = &*self.issuer.issuer, error = %err, "introspection endpoint unknown");
+                TokenFault::IntrospectionUnavailable
+            })?,
+        };
+        let request = http::Request::post(endpoint)
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
             .header(ACCEPT, "application/json")
             .header(AUTHORIZATION, self.authorization.clone())

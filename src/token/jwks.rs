@@ -14,31 +14,23 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::HeaderValue;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use http_body_util::{BodyExt, Empty, Limited};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde_json::Value;
 
 use super::TokenFault;
+pub use super::fetch::FetchError;
+use super::fetch::{self, Answer, Conditional, DocumentClient};
+use super::metadata::IssuerMetadata;
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::jwk::{self, KeyRejection};
 use crate::telemetry::Metrics;
-use crate::tls::HttpsClient;
 
 /// A JWKS document larger than this is refused (SECURITY.md §5).
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
-/// Upper bound on how long a Cache-Control header may keep keys without a refetch.
-const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(60 * 60);
-/// Lower bound on how often a Cache-Control header may make us refetch.
-const MIN_CACHE_LIFETIME: Duration = Duration::from_secs(60);
 /// Rejected entries remembered per issuer so each is logged and counted once; past this the
 /// memory starts afresh (at worst a repeated log line), so a JWKS cannot grow it unboundedly.
 const MAX_REMEMBERED_REJECTIONS: usize = 1024;
-
-/// The HTTP client used for JWKS fetches.
-pub type JwksClient = HttpsClient<Empty<Bytes>>;
 
 /// A public key and the algorithms it may verify.
 pub struct VerificationKey {
@@ -112,42 +104,6 @@ enum KeySelection<'a> {
     AlgNotAllowed,
 }
 
-/// Why a fetch failed; only operators see it, in logs.
-#[derive(Debug, thiserror::Error)]
-pub enum FetchError {
-    /// Connection, TLS or protocol failure.
-    #[error("JWKS request failed: {0}")]
-    Transport(String),
-    /// No answer within the fetch timeout.
-    #[error("JWKS request timed out")]
-    TimedOut,
-    /// A status other than 200 (redirects are not followed).
-    #[error("JWKS endpoint answered {0}")]
-    Status(u16),
-    /// Not a JSON content type.
-    #[error("JWKS content type is not JSON")]
-    ContentType,
-    /// Over the size cap, not JSON, or no usable key.
-    #[error("JWKS document refused: {0}")]
-    Document(&'static str),
-}
-
-/// An error and its causes, joined: hyper's own message ("client error (Connect)") names no
-/// cause, and an operator needs the refused connection or the failed certificate check.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
-
 /// What a fetch brought.
 enum Fetched {
     /// A new key set, with its cache lifetime and validator.
@@ -160,10 +116,46 @@ enum Fetched {
     Unchanged { lifetime: Duration },
 }
 
+/// Where an issuer's keys are fetched from.
+pub enum KeySource {
+    /// The configured `jwks_uri`.
+    Configured(http::Uri),
+    /// The `jwks_uri` the issuer's believed metadata names, read at every fetch.
+    Discovered(Arc<IssuerMetadata>),
+}
+
+impl KeySource {
+    async fn uri(&self) -> Result<http::Uri, FetchError> {
+        match self {
+            Self::Configured(uri) => Ok(uri.clone()),
+            Self::Discovered(metadata) => metadata.jwks_uri().await,
+        }
+    }
+
+    /// Keys located by a refused document are not used, whatever was fetched before it.
+    fn is_refused(&self) -> bool {
+        match self {
+            Self::Configured(_) => false,
+            Self::Discovered(metadata) => metadata.is_refused(),
+        }
+    }
+}
+
+impl std::fmt::Display for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Configured(uri) => uri.fmt(f),
+            Self::Discovered(_) => f.write_str("(discovered from the issuer's metadata)"),
+        }
+    }
+}
+
 struct KeyState {
     keys: Option<Arc<KeySet>>,
-    /// The validator the issuer sent with `keys`, for the next fetch's `If-None-Match`.
-    etag: Option<HeaderValue>,
+    /// The validator the issuer sent with `keys`, for the next fetch's `If-None-Match`, and
+    /// the URL that sent it: a discovered URL may change, and a validator means nothing
+    /// elsewhere.
+    etag: Option<(http::Uri, HeaderValue)>,
     fetched_at: Option<Instant>,
     fresh_until: Option<Instant>,
     /// Fetch attempts finished so far, scheduled or forced: a request that saw this number
@@ -176,8 +168,9 @@ struct KeyState {
 /// The key cache of one issuer.
 pub struct IssuerKeys {
     issuer: IssuerConfig,
+    source: KeySource,
     bounds: TokenBounds,
-    client: JwksClient,
+    client: DocumentClient,
     metrics: Arc<Metrics>,
     state: RwLock<KeyState>,
     /// When an unknown `kid` last caused a fetch; scheduled refreshes do not count, so a key
@@ -193,8 +186,9 @@ impl IssuerKeys {
     /// An empty cache; nothing is fetched until [`IssuerKeys::refresh`] or the refresher runs.
     pub fn new(
         issuer: IssuerConfig,
+        source: KeySource,
         bounds: TokenBounds,
-        client: JwksClient,
+        client: DocumentClient,
         metrics: Arc<Metrics>,
     ) -> Self {
         // Present at zero from the start, so an alert on an increase sees the first rejection
@@ -202,6 +196,7 @@ impl IssuerKeys {
         metrics.init_issuer(&issuer.issuer);
         Self {
             issuer,
+            source,
             bounds,
             client,
             metrics,
@@ -224,6 +219,11 @@ impl IssuerKeys {
         &self.issuer
     }
 
+    /// Where the keys come from.
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
     fn state(&self) -> std::sync::RwLockReadGuard<'_, KeyState> {
         self.state
             .read()
@@ -232,6 +232,9 @@ impl IssuerKeys {
 
     /// The keys, if loaded and not past the staleness bound.
     fn usable(&self) -> Option<Arc<KeySet>> {
+        if self.source.is_refused() {
+            return None;
+        }
         let state = self.state();
         let fetched_at = state.fetched_at?;
         if fetched_at.elapsed() > self.bounds.jwks_max_stale {
@@ -326,13 +329,17 @@ impl IssuerKeys {
     async fn refresh_locked(&self) -> Result<(), FetchError> {
         let issuer = &*self.issuer.issuer;
         // Revalidate only what is held: without keys a 304 would confirm nothing.
-        let etag = {
+        let held = {
             let state = self.state();
             state.keys.as_ref().and(state.etag.clone())
         };
-        let result = tokio::time::timeout(self.bounds.jwks_fetch_timeout, self.fetch(etag))
-            .await
-            .unwrap_or(Err(FetchError::TimedOut));
+        let result = match self.source.uri().await {
+            Ok(uri) => {
+                let etag = held.filter(|(from, _)| *from == uri).map(|(_, etag)| etag);
+                self.fetch(&uri, etag).await.map(|fetched| (uri, fetched))
+            }
+            Err(err) => Err(err),
+        };
         self.metrics.record_jwks_fetch(issuer, result.is_ok());
         let mut state = self
             .state
@@ -342,7 +349,7 @@ impl IssuerKeys {
         state.last_failed = result.is_err();
         let now = Instant::now();
         match result {
-            Ok(Fetched::Unchanged { lifetime }) => {
+            Ok((_, Fetched::Unchanged { lifetime })) => {
                 // RFC 9110 §15.4.5: the held keys are current; their age starts again.
                 state.fetched_at = Some(now);
                 state.fresh_until = Some(now + lifetime);
@@ -350,15 +357,18 @@ impl IssuerKeys {
                 tracing::debug!(issuer, "jwks unchanged (304); keys revalidated");
                 Ok(())
             }
-            Ok(Fetched::Keys {
-                keys,
-                lifetime,
-                etag,
-            }) => {
+            Ok((
+                uri,
+                Fetched::Keys {
+                    keys,
+                    lifetime,
+                    etag,
+                },
+            )) => {
                 self.metrics.set_jwks_keys_loaded(issuer, keys.len());
                 let loaded = keys.len();
                 state.keys = Some(Arc::new(keys));
-                state.etag = etag;
+                state.etag = etag.map(|etag| (uri, etag));
                 state.fetched_at = Some(now);
                 state.fresh_until = Some(now + lifetime);
                 drop(state);
@@ -366,7 +376,7 @@ impl IssuerKeys {
                 Ok(())
             }
             Err(err) => {
-                let jwks_uri = &self.issuer.jwks_uri;
+                let jwks_uri = &self.source;
                 let held = state.keys.is_some();
                 drop(state);
                 // Before the first good fetch there is nothing to keep: saying so, with the
@@ -382,39 +392,32 @@ impl IssuerKeys {
     }
 
     /// GETs the JWKS, conditionally on `etag` when one is held.
-    async fn fetch(&self, etag: Option<HeaderValue>) -> Result<Fetched, FetchError> {
-        let mut request = http::Request::get(self.issuer.jwks_uri.clone())
-            .header(ACCEPT, "application/jwk-set+json, application/json");
-        if let Some(etag) = etag {
-            request = request.header(IF_NONE_MATCH, etag);
-        }
-        let request = request
-            .body(Empty::new())
-            .map_err(|err| FetchError::Transport(err.to_string()))?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|err| FetchError::Transport(error_chain(&err)))?;
-        let lifetime = cache_lifetime(
-            response.headers().get(CACHE_CONTROL),
-            self.bounds.jwks_cache_ttl,
-        );
-        if response.status() == http::StatusCode::NOT_MODIFIED {
-            return Ok(Fetched::Unchanged { lifetime });
-        }
-        if response.status() != http::StatusCode::OK {
-            return Err(FetchError::Status(response.status().as_u16()));
-        }
-        if !is_json(response.headers().get(CONTENT_TYPE)) {
-            return Err(FetchError::ContentType);
-        }
-        let etag = response.headers().get(ETAG).cloned();
-        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES)
-            .collect()
-            .await
-            .map_err(|_| FetchError::Document("body over 1 MiB or cut short"))?
-            .to_bytes();
+    async fn fetch(
+        &self,
+        uri: &http::Uri,
+        etag: Option<HeaderValue>,
+    ) -> Result<Fetched, FetchError> {
+        let answer = fetch::get(
+            &self.client,
+            Conditional {
+                uri,
+                accept: "application/jwk-set+json, application/json",
+                also_json: "application/jwk-set+json",
+                etag,
+                default_lifetime: self.bounds.jwks_cache_ttl,
+                max_bytes: MAX_JWKS_BYTES,
+                timeout: self.bounds.jwks_fetch_timeout,
+            },
+        )
+        .await?;
+        let (body, lifetime, etag) = match answer {
+            Answer::Unchanged { lifetime } => return Ok(Fetched::Unchanged { lifetime }),
+            Answer::Document {
+                body,
+                lifetime,
+                etag,
+            } => (body, lifetime, etag),
+        };
         let entries = parse_key_set(&body, &self.issuer)?;
         // Counted even when the document is refused for having no usable key: a JWKS of only
         // weak keys is exactly what an operator must hear about.
@@ -459,11 +462,8 @@ impl IssuerKeys {
 
     /// When the next scheduled refresh is due.
     fn next_refresh(&self, failures: u32) -> Duration {
-        if failures > 0 {
-            // Capped exponential backoff with jitter so replicas do not fetch in lockstep.
-            let base = Duration::from_secs(1u64 << failures.min(6));
-            let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4);
-            return base + jitter;
+        if let Some(delay) = fetch::retry_delay(failures) {
+            return delay;
         }
         self.state().fresh_until.map_or(Duration::ZERO, |until| {
             until.saturating_duration_since(Instant::now())
@@ -489,38 +489,6 @@ impl IssuerKeys {
                 .set_jwks_key_age(&self.issuer.issuer, age.as_secs_f64());
         }
     }
-}
-
-/// RFC 9111 `max-age`, clamped to [1 min, 1 h] (a configured default below a minute lowers the
-/// floor); `no-store`/`no-cache` mean the floor; no header means `default`.
-fn cache_lifetime(header: Option<&http::HeaderValue>, default: Duration) -> Duration {
-    let floor = MIN_CACHE_LIFETIME.min(default);
-    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
-        return default;
-    };
-    let mut lifetime = None;
-    for directive in value.split(',').map(str::trim) {
-        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
-        {
-            return floor;
-        }
-        if let Some(seconds) = directive
-            .strip_prefix("max-age=")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            lifetime = Some(Duration::from_secs(seconds));
-        }
-    }
-    lifetime.unwrap_or(default).clamp(floor, MAX_CACHE_LIFETIME)
-}
-
-fn is_json(content_type: Option<&http::HeaderValue>) -> bool {
-    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    essence.eq_ignore_ascii_case("application/json")
-        || essence.eq_ignore_ascii_case("application/jwk-set+json")
 }
 
 /// The entries of one JWKS document: keys usable for the issuer, and those refused.

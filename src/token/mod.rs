@@ -11,9 +11,11 @@ mod cache;
 mod claims;
 mod clock;
 mod digest;
+mod fetch;
 mod identity;
 mod introspection;
 pub mod jwks;
+pub mod metadata;
 mod revoke;
 
 use std::collections::HashMap;
@@ -29,7 +31,8 @@ use self::clock::ClockOffset;
 pub use self::digest::TokenDigest;
 pub use self::identity::{ClientId, Jti, Subject};
 use self::introspection::Introspector;
-use self::jwks::IssuerKeys;
+use self::jwks::{IssuerKeys, KeySource};
+use self::metadata::IssuerMetadata;
 pub use self::revoke::{RevokeOutcome, TokenRevoker};
 use crate::config::{IssuerConfig, TokenBounds};
 use crate::jose::{self, compact::JwsFault};
@@ -128,6 +131,9 @@ impl From<JwsFault> for TokenFault {
 /// Verifies bearer tokens against every configured issuer.
 pub struct Verifier {
     issuers: HashMap<Arc<str>, Arc<IssuerKeys>>,
+    /// Every issuer's metadata cache; only those in use (keys discovered, or the SMART
+    /// configuration's issuer) ever fetch.
+    metadata: HashMap<Arc<str>, Arc<IssuerMetadata>>,
     introspectors: HashMap<Arc<str>, Arc<Introspector>>,
     clocks: HashMap<Arc<str>, ClockOffset>,
     bounds: TokenBounds,
@@ -143,11 +149,29 @@ impl Verifier {
         metrics: Arc<Metrics>,
     ) -> Result<Self, TlsError> {
         let mut by_name = HashMap::new();
+        let mut metadata = HashMap::new();
         for issuer in issuers {
+            // The issuer's metadata is trusted as its JWKS is: the same client and CA file.
             let client = https_client(issuer.jwks_ca_file.as_deref())?;
-            let keys =
-                IssuerKeys::new(issuer.clone(), bounds.clone(), client, Arc::clone(&metrics));
+            let described = Arc::new(IssuerMetadata::new(
+                Arc::clone(&issuer.issuer),
+                client.clone(),
+                bounds.clone(),
+                Arc::clone(&metrics),
+            ));
+            let source = match &issuer.jwks_uri {
+                Some(uri) => KeySource::Configured(uri.clone()),
+                None => KeySource::Discovered(Arc::clone(&described)),
+            };
+            let keys = IssuerKeys::new(
+                issuer.clone(),
+                source,
+                bounds.clone(),
+                client,
+                Arc::clone(&metrics),
+            );
             by_name.insert(Arc::clone(&issuer.issuer), Arc::new(keys));
+            metadata.insert(Arc::clone(&issuer.issuer), described);
         }
         let mut introspectors = HashMap::new();
         for issuer in issuers {
@@ -155,8 +179,8 @@ impl Verifier {
                 introspectors.insert(
                     Arc::clone(&issuer.issuer),
                     Arc::new(Introspector::new(
-                        issuer,
-                        config,
+                        (issuer, config),
+                        Arc::clone(&metadata[&issuer.issuer]),
                         bounds,
                         metrics.circuit_gauge("introspection", &issuer.issuer),
                     )?),
@@ -169,6 +193,7 @@ impl Verifier {
             .collect();
         Ok(Self {
             issuers: by_name,
+            metadata,
             introspectors,
             clocks,
             bounds: bounds.clone(),
@@ -177,12 +202,35 @@ impl Verifier {
         })
     }
 
-    /// Starts one background refresher per issuer; the first fetch happens at once.
+    /// Starts one background refresher per issuer, and one for the metadata of each issuer
+    /// whose keys or introspection endpoint it locates; the first fetch happens at once.
     pub fn spawn_refreshers(&self) -> Vec<tokio::task::JoinHandle<()>> {
-        self.issuers
+        let discovered = self.issuers.values().filter_map(|keys| {
+            let issuer = keys.issuer();
+            let locates_keys = matches!(keys.source(), KeySource::Discovered(_));
+            let locates_introspection = issuer
+                .introspection
+                .as_ref()
+                .is_some_and(|introspection| introspection.endpoint.is_none());
+            (locates_keys || locates_introspection)
+                .then(|| self.metadata.get(&issuer.issuer))
+                .flatten()
+                .and_then(IssuerMetadata::spawn_refresher)
+        });
+        let keys = self
+            .issuers
             .values()
-            .map(|keys| tokio::spawn(Arc::clone(keys).run_refresher()))
+            .map(|keys| tokio::spawn(Arc::clone(keys).run_refresher()));
+        discovered
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(keys)
             .collect()
+    }
+
+    /// The metadata cache of `issuer`, if it is configured.
+    pub fn metadata(&self, issuer: &str) -> Option<Arc<IssuerMetadata>> {
+        self.metadata.get(issuer).map(Arc::clone)
     }
 
     /// Ready once every issuer has keys within the staleness bound.
@@ -192,19 +240,20 @@ impl Verifier {
 
     /// Fetches every issuer's keys now and names, for each fetch that failed, the JWKS URL and
     /// why (`explain` telling an operator why keys are unavailable).
-    pub async fn fetch_keys(&self) -> Vec<(http::Uri, jwks::FetchError)> {
+    pub async fn fetch_keys(&self) -> Vec<(String, jwks::FetchError)> {
         let mut failures = Vec::new();
         for keys in self.issuers.values() {
             if let Err(err) = keys.refresh().await {
-                failures.push((keys.issuer().jwks_uri.clone(), err));
+                failures.push((keys.source().to_string(), err));
             }
         }
         failures
     }
 
-    /// Updates the key-age gauges (called at scrape time).
+    /// Updates the key-age and metadata-age gauges (called at scrape time).
     pub fn publish_key_ages(&self) {
         self.issuers.values().for_each(|keys| keys.publish_age());
+        self.metadata.values().for_each(|m| m.publish_age());
     }
 
     /// Verifies `bearer` completely, or says why not.

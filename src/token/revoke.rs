@@ -46,9 +46,11 @@ pub struct TokenRevoker {
 impl TokenRevoker {
     /// A client for `config`; tokens are remembered for at most `max_lifetime`.
     pub fn new(config: &ClientEndpoint, max_lifetime: Duration) -> Result<Self, TlsError> {
-        let authorization = client_basic(&config.client_id, &config.client_secret, "revoke")?;
+        let credentials = &config.credentials;
+        let authorization =
+            client_basic(&credentials.client_id, &credentials.client_secret, "revoke")?;
         Ok(Self {
-            client: https_client(config.ca_file.as_deref())?,
+            client: https_client(credentials.ca_file.as_deref())?,
             endpoint: config.endpoint.clone(),
             authorization,
             recent: bounded(max_lifetime),

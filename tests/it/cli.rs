@@ -141,7 +141,7 @@ fn check_offline(
     std::fs::write(
         &config,
         format!(
-            "listen:\n  address: \"127.0.0.1:0\"\n  insecure_plaintext: true\n{listen_extra}upstream:\n  url: \"http://127.0.0.1:1/fhir\"\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"a\"]\n    algorithms: [ES256]\n{extra}policy_file: policy.yaml\n"
+            "listen:\n  address: \"127.0.0.1:0\"\n  insecure_plaintext: true\n{listen_extra}upstream:\n  url: \"http://127.0.0.1:1/fhir\"\nissuers:\n  - issuer: \"https://as\"\n    jwks_uri: \"https://as/jwks\"\n    audiences: [\"https://fhir.test\"]\n    algorithms: [ES256]\n{extra}policy_file: policy.yaml\n"
         ),
     )
     .unwrap();
@@ -478,8 +478,8 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
             lower.contains("www-authenticate: bearer") || lower.contains("www-authenticate: dpop");
         assert_eq!(
             challenged,
-            // The twelfth, the blocked client's, is the one refusal without a challenge.
-            status.starts_with('4') && statuses.len() != 11,
+            // The thirteenth, the blocked client's, is the one refusal without a challenge.
+            status.starts_with('4') && statuses.len() != 12,
             "{text}"
         );
         statuses.push(status);
@@ -487,7 +487,8 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     assert_eq!(
         statuses,
         [
-            "200", "403", "401", "401", "200", "200", "401", "200", "401", "200", "401", "403"
+            "200", "403", "401", "401", "200", "200", "200", "401", "200", "401", "200", "401",
+            "403"
         ]
     );
     // The revocation list write, the repeated presentations, the metrics and the audit check.

@@ -10,10 +10,8 @@ use serde_json::json;
 use crate::support::dpop::DpopKey;
 use crate::support::{Harness, Options, PUBLIC_BASE, TestClient, assert_denied, assert_no_leak};
 
-const PROOF_CHALLENGE: &str =
-    "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256 PS256 EdDSA\"";
-const TOKEN_CHALLENGE: &str =
-    "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\"";
+const PROOF_CHALLENGE: &str = "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
+const TOKEN_CHALLENGE: &str = "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
 
 fn bound_token(harness: &Harness, key: &DpopKey) -> String {
     let mut claims = harness.claims("user/Patient.r");
@@ -222,7 +220,9 @@ async fn server_nonces_are_demanded_and_honoured() {
         &harness,
         &response,
         401,
-        Some("DPoP realm=\"phigate\", error=\"use_dpop_nonce\", algs=\"ES256 PS256 EdDSA\""),
+        Some(
+            "DPoP realm=\"phigate\", error=\"use_dpop_nonce\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"",
+        ),
     );
     let nonce = response.headers["dpop-nonce"].to_str().unwrap().to_owned();
     let forged = key.proof_with_nonce("GET", &htu, &token, Some("123.forged"));

@@ -50,12 +50,9 @@ const REPLACED: [(&str, Fill); 7] = [
     ("127.0.0.1:9090", Fill::Admin),
 ];
 
-const PROOF_CHALLENGE: &str =
-    "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256 PS256 EdDSA\"";
-const DPOP_TOKEN_CHALLENGE: &str =
-    "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\"";
-const NONCE_CHALLENGE: &str =
-    "DPoP realm=\"phigate\", error=\"use_dpop_nonce\", algs=\"ES256 PS256 EdDSA\"";
+const PROOF_CHALLENGE: &str = "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
+const DPOP_TOKEN_CHALLENGE: &str = "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
+const NONCE_CHALLENGE: &str = "DPoP realm=\"phigate\", error=\"use_dpop_nonce\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
 
 fn examples_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples")

@@ -15,7 +15,8 @@ use serde_json::{Value, json};
 
 use crate::support::dpop::DpopKey;
 use crate::support::{
-    AUDIENCE, Harness, INVALID_TOKEN, ISSUER, Options, PUBLIC_BASE, assert_denied, assert_no_leak,
+    AUDIENCE, Discovered, Harness, INVALID_TOKEN, ISSUER, Options, PUBLIC_BASE, assert_denied,
+    assert_no_leak,
 };
 use crate::token_cache::cache_hits;
 
@@ -358,7 +359,7 @@ async fn an_opaque_dpop_token_needs_its_scheme_and_proof() {
         challenges,
         [
             INVALID_TOKEN,
-            "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\""
+            "DPoP realm=\"phigate\", error=\"invalid_token\", algs=\"ES256 PS256 EdDSA\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\""
         ]
     );
     assert_no_leak(&response, &[opaque]);
@@ -415,4 +416,56 @@ async fn a_failing_endpoint_trips_the_breaker_and_a_probe_closes_it_once_it_answ
         gauge(&harness.admin_get("/metrics").await.1).as_deref(),
         Some("0")
     );
+}
+
+/// [`options`] for an issuer named by identifier, whose metadata (claiming `claimed_issuer`,
+/// or the identifier) names `endpoint`, and no `endpoint` in the configuration.
+fn discovered_options(endpoint: &Endpoint, claimed_issuer: Option<&str>) -> Options {
+    let configured = options(endpoint, None, "");
+    let written = format!("      endpoint: \"http://{}/introspect\"\n", endpoint.addr);
+    assert!(configured.issuer_extra.contains(&written));
+    Options {
+        discovered: Some(Discovered {
+            path: "",
+            oidc: false,
+            claimed_issuer: claimed_issuer.map(str::to_owned),
+            introspection_endpoint: Some(format!("http://{}/introspect", endpoint.addr)),
+        }),
+        issuer_extra: configured.issuer_extra.replace(&written, ""),
+        wait_ready: claimed_issuer.is_none(),
+        ..configured
+    }
+}
+
+#[tokio::test]
+async fn an_endpoint_left_out_is_the_one_the_issuers_metadata_names() {
+    let endpoint = Endpoint::start().await;
+    let harness = Harness::with(discovered_options(&endpoint, None)).await;
+    let opaque = "opaque-token-value-discovered";
+    let mut answer = active("user/Patient.r");
+    answer["iss"] = json!(harness.issuer_id);
+    endpoint.answer(opaque, 200, answer);
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", opaque)
+        .await;
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(endpoint.calls(), 1);
+}
+
+#[tokio::test]
+async fn no_believed_metadata_means_no_introspection_endpoint_and_503() {
+    let endpoint = Endpoint::start().await;
+    let options = discovered_options(&endpoint, Some("https://attacker.example"));
+    let harness = Harness::with(options).await;
+    let opaque = "opaque-token-value-refused";
+    let response = harness
+        .client()
+        .get_with_token("/Patient/123", opaque)
+        .await;
+    assert_eq!(response.status, 503, "{}", response.text());
+    // phigate's credentials went nowhere.
+    assert_eq!(endpoint.calls(), 0);
+    assert_no_leak(&response, &[opaque]);
+    assert!(harness.upstream.received().is_empty());
 }

@@ -16,6 +16,7 @@ mod break_glass;
 mod chain;
 mod cli;
 mod deploy;
+mod discovery;
 mod dpop;
 mod errors;
 mod event_loops;

@@ -11,7 +11,9 @@ use phigate::demo::DevIssuer;
 use serde_json::json;
 
 use crate::support::client::raw_tls;
-use crate::support::{Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak};
+use crate::support::{
+    BARE_CHALLENGE, Harness, INVALID_TOKEN, ISSUER, Options, assert_denied, assert_no_leak,
+};
 
 const SMART_POLICY: &str = include_str!("../../policies/smart-v2.yaml");
 
@@ -358,7 +360,7 @@ async fn credential_transport_rules() {
     let client = harness.client();
     let bearer = format!("Bearer {token}");
     let bad_request = Some("Bearer realm=\"phigate\", error=\"invalid_request\"");
-    let bare = Some("Bearer realm=\"phigate\"");
+    let bare = Some(BARE_CHALLENGE);
 
     let response = client
         .get(&format!("/Patient/123?access_token={token}"))
@@ -501,7 +503,7 @@ async fn malformed_authorization_is_400_invalid_request() {
                 Bytes::new(),
             )
             .await;
-        assert_denied(&harness, &response, 401, Some("Bearer realm=\"phigate\""));
+        assert_denied(&harness, &response, 401, Some(BARE_CHALLENGE));
     }
     let response = client
         .send(

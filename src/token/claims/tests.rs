@@ -10,7 +10,7 @@ const NOW: i64 = 1_800_000_000;
 fn issuer() -> IssuerConfig {
     IssuerConfig {
         issuer: Arc::from("https://as-a.test"),
-        jwks_uri: "https://as-a.test/jwks".parse().unwrap(),
+        jwks_uri: Some("https://as-a.test/jwks".parse().unwrap()),
         jwks_ca_file: None,
         audiences: vec!["https://fhir.test".into()],
         algorithms: AlgorithmSet::parse(&["ES256"]).unwrap(),

@@ -9,7 +9,7 @@ use crate::jose::jwk::tests::{EC_X, EC_Y, b64, p384_point, rsa_n};
 fn issuer(algorithms: &[&str]) -> IssuerConfig {
     IssuerConfig {
         issuer: Arc::from("https://as-a.test"),
-        jwks_uri: "https://as-a.test/jwks".parse().unwrap(),
+        jwks_uri: Some("https://as-a.test/jwks".parse().unwrap()),
         jwks_ca_file: None,
         audiences: vec!["https://fhir.test".into()],
         algorithms: AlgorithmSet::parse(algorithms).unwrap(),
@@ -300,6 +300,7 @@ fn each_rejected_entry_is_counted_once_across_refreshes() {
     let issuer = issuer(&["ES256", "RS256"]);
     let keys = IssuerKeys::new(
         issuer.clone(),
+        KeySource::Configured("https://as-a.test/jwks".parse().unwrap()),
         TokenBounds::default(),
         client,
         Arc::clone(&metrics),
@@ -391,37 +392,4 @@ fn a_key_stays_the_same_key_only_with_its_kid_material_and_algorithms() {
     relabelled["alg"] = json!("PS256");
     check_same_key(rsa(), rsa(), &["RS256", "PS256"], true);
     check_same_key(rsa(), relabelled, &["RS256", "PS256"], false);
-}
-
-#[test]
-fn content_types() {
-    let value = |s: &'static str| http::HeaderValue::from_static(s);
-    assert!(is_json(Some(&value("application/json"))));
-    assert!(is_json(Some(&value(
-        "application/jwk-set+json; charset=utf-8"
-    ))));
-    assert!(!is_json(Some(&value("text/html"))));
-    assert!(!is_json(None));
-}
-
-#[test]
-fn cache_lifetime_follows_cache_control_within_bounds() {
-    let ten_minutes = Duration::from_secs(600);
-    let check = |header: Option<&'static str>, default: Duration, expected: u64| {
-        let value = header.map(http::HeaderValue::from_static);
-        assert_eq!(
-            cache_lifetime(value.as_ref(), default),
-            Duration::from_secs(expected),
-            "{header:?}"
-        );
-    };
-    check(None, ten_minutes, 600);
-    check(Some("max-age=300"), ten_minutes, 300);
-    check(Some("public, max-age=120"), ten_minutes, 120);
-    check(Some("max-age=0"), ten_minutes, 60);
-    check(Some("max-age=31536000"), ten_minutes, 3600);
-    check(Some("no-store"), ten_minutes, 60);
-    check(Some("no-cache, max-age=900"), ten_minutes, 60);
-    check(Some("private"), ten_minutes, 600);
-    check(Some("max-age=0"), Duration::from_secs(1), 1);
 }

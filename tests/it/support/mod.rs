@@ -89,6 +89,21 @@ pub struct Options {
     pub tls_extra: String,
     /// The CA to use, when the test needs it before the gateway starts (to sign a CRL file).
     pub ca: Option<DevCa>,
+    /// Name the issuer by its identifier alone (no `jwks_uri`), its metadata served by the
+    /// development issuer (over TLS when `jwks_tls`).
+    pub discovered: Option<Discovered>,
+}
+
+/// An issuer configured by identifier, and the metadata document it serves.
+pub struct Discovered {
+    /// Appended to the issuer's base URL to make its identifier (`""` or `/tenant/a`).
+    pub path: &'static str,
+    /// Serve OIDC discovery (appended) instead of RFC 8414 (inserted before the path).
+    pub oidc: bool,
+    /// The `issuer` the document claims, when it is not the identifier (a mismatch).
+    pub claimed_issuer: Option<String>,
+    /// The `introspection_endpoint` the document names.
+    pub introspection_endpoint: Option<String>,
 }
 
 impl Default for Options {
@@ -115,6 +130,7 @@ impl Default for Options {
             shutdown_grace: "0s",
             tls_extra: String::new(),
             ca: None,
+            discovered: None,
         }
     }
 }
@@ -129,6 +145,8 @@ pub struct Harness {
     pub ca: DevCa,
     pub dir: tempfile::TempDir,
     pub config_file: PathBuf,
+    /// The configured issuer identifier, which minted tokens carry as `iss`.
+    pub issuer_id: String,
 }
 
 fn loopback() -> SocketAddr {
@@ -166,15 +184,21 @@ impl Harness {
             ),
             (None, None) => fhir.as_ref().map_or_else(|| upstream.url(), |f| f.url()),
         };
-        let jwks_uri = if options.jwks_tls {
+        let issuer_base = if options.jwks_tls {
             let front = tls_front(&ca, issuer.local_addr()).await;
-            format!("https://localhost:{}/.well-known/jwks.json", front.port())
+            format!("https://localhost:{}", front.port())
         } else {
-            issuer.jwks_uri()
+            issuer.base_url()
+        };
+        let jwks_uri = format!("{issuer_base}{}", phigate::demo::issuer::JWKS_PATH);
+        let issuer_id = match &options.discovered {
+            Some(discovered) => serve_metadata(&issuer, &issuer_base, discovered),
+            None => ISSUER.to_owned(),
         };
         let endpoints = Endpoints {
             upstream: upstream_url,
-            jwks: jwks_uri,
+            jwks: options.discovered.is_none().then_some(jwks_uri),
+            issuer: issuer_id.clone(),
         };
         let config_file = write_config(&dir, &ca, &endpoints, &options);
         let config = Config::load(&config_file).unwrap_or_else(|err| panic!("{err}"));
@@ -187,6 +211,7 @@ impl Harness {
             ca,
             dir,
             config_file,
+            issuer_id,
         };
         if options.wait_ready {
             harness.wait_ready().await;
@@ -238,10 +263,13 @@ impl Harness {
         TestClient::new(self.addr(), &self.ca, None, true)
     }
 
-    /// Standard claims for `scope`, signed with the issuer's current key.
+    /// Standard claims for `scope` from the configured issuer, signed with its current key.
     pub fn claims(&self, scope: &str) -> Value {
-        self.issuer
-            .standard_claims("u-1", "app-1", scope, AUDIENCE, Duration::from_secs(300))
+        let mut claims =
+            self.issuer
+                .standard_claims("u-1", "app-1", scope, AUDIENCE, Duration::from_secs(300));
+        claims["iss"] = Value::from(self.issuer_id.as_str());
+        claims
     }
 
     pub fn token(&self, scope: &str) -> String {
@@ -323,7 +351,35 @@ async fn tls_front(ca: &DevCa, backend: SocketAddr) -> SocketAddr {
 
 struct Endpoints {
     upstream: String,
-    jwks: String,
+    /// `None`: the issuer is configured by identifier and its JWKS discovered.
+    jwks: Option<String>,
+    issuer: String,
+}
+
+/// Serves `discovered`'s metadata document on `issuer` (reached at `base`) and returns the
+/// identifier it describes.
+fn serve_metadata(issuer: &DevIssuer, base: &str, discovered: &Discovered) -> String {
+    let id = format!("{base}{}", discovered.path);
+    let mut document = serde_json::json!({
+        "issuer": discovered.claimed_issuer.as_deref().unwrap_or(&id),
+        "jwks_uri": format!("{base}{}", phigate::demo::issuer::JWKS_PATH),
+        "authorization_endpoint": format!("{id}/authorize"),
+        "token_endpoint": format!("{id}/token"),
+        "revocation_endpoint": format!("{id}/revoke"),
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "code_challenge_methods_supported": ["S256"],
+        "x-not-passed-on": "internal",
+    });
+    if let Some(endpoint) = &discovered.introspection_endpoint {
+        document["introspection_endpoint"] = Value::from(endpoint.as_str());
+    }
+    let path = if discovered.oidc {
+        format!("{}/.well-known/openid-configuration", discovered.path)
+    } else {
+        format!("/.well-known/oauth-authorization-server{}", discovered.path)
+    };
+    issuer.set_metadata(&path, Some(&document));
+    id
 }
 
 fn write_config(
@@ -355,11 +411,16 @@ fn write_config(
         tls
     };
     let config = format!(
-        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n  shutdown_grace: {grace}\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_extra}{upstream_ca}issuers:\n  - issuer: \"{ISSUER}\"\n    jwks_uri: \"{jwks}\"\n{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
+        "listen:\n  address: \"127.0.0.1:0\"\n  public_base_url: \"{PUBLIC_BASE}\"\n  shutdown_grace: {grace}\n{listen_extra}{transport}admin:\n  address: \"127.0.0.1:0\"\nupstream:\n  url: \"{upstream}\"\n  timeout: {timeout}\n  forward_token: {forward}\n{upstream_extra}{upstream_ca}issuers:\n  - issuer: \"{issuer}\"\n{jwks}{jwks_ca}    audiences: [\"{AUDIENCE}\"]\n    algorithms: {algorithms}\n{issuer_extra}tokens:\n{tokens}{revocation}{extra}policy_file: policy.yaml\n",
         upstream = endpoints.upstream,
         timeout = options.upstream_timeout,
         forward = options.forward_token,
-        jwks = endpoints.jwks,
+        issuer = endpoints.issuer,
+        jwks = endpoints
+            .jwks
+            .as_ref()
+            .map(|uri| format!("    jwks_uri: \"{uri}\"\n"))
+            .unwrap_or_default(),
         algorithms = options.algorithms,
         upstream_ca = if options.upstream_tls == Some(true) {
             "  ca_file: clients-ca.crt\n"
@@ -460,7 +521,11 @@ pub async fn eventually_status(client: &TestClient, path: &str, token: &str, wan
 }
 
 /// The fixed 401 challenge every token failure gets (SECURITY.md 401-token).
-pub const INVALID_TOKEN: &str = "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"The access token is invalid\"";
+pub const INVALID_TOKEN: &str = "Bearer realm=\"phigate\", error=\"invalid_token\", error_description=\"The access token is invalid\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
+/// The challenge of a request without credentials.
+pub const BARE_CHALLENGE: &str = "Bearer realm=\"phigate\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"";
+/// Where the harness's resource metadata is: the single audience is the resource.
+pub const RESOURCE_METADATA: &str = "https://fhir.test/.well-known/oauth-protected-resource";
 
 /// Asserts the response says nothing secret: no token or long piece of one, no listed value
 /// (claims, addresses), no file path, panic or crate banner.

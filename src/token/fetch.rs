@@ -1,0 +1,231 @@
+//! One conditional GET of a JSON document an issuer publishes — its JWKS, its RFC 8414 / OIDC
+//! metadata — shared so both are fetched by the same rules: no redirect followed, a status other
+//! than 200 or 304 refused, `If-None-Match` when a validator is held (a 304 keeps what is held),
+//! the `Cache-Control` lifetime clamped, a size cap, a JSON content type, and a deadline. It
+//! never decides what the bytes mean: the caller parses and keeps the document.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
+use http_body_util::{BodyExt, Empty, Limited};
+
+use crate::tls::HttpsClient;
+
+/// Upper bound on how long a Cache-Control header may keep a document without a refetch.
+const MAX_CACHE_LIFETIME: Duration = Duration::from_secs(60 * 60);
+/// Lower bound on how often a Cache-Control header may make us refetch.
+const MIN_CACHE_LIFETIME: Duration = Duration::from_secs(60);
+
+/// The HTTP client used for issuer documents.
+pub type DocumentClient = HttpsClient<Empty<Bytes>>;
+
+/// Why a fetch failed; only operators see it, in logs and `explain`.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// Connection, TLS or protocol failure.
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// No answer within the fetch timeout.
+    #[error("request timed out")]
+    TimedOut,
+    /// A status other than 200 (redirects are not followed).
+    #[error("endpoint answered {0}")]
+    Status(u16),
+    /// Not a JSON content type.
+    #[error("content type is not JSON")]
+    ContentType,
+    /// Over the size cap, not JSON, or not the document expected.
+    #[error("document refused: {0}")]
+    Document(&'static str),
+    /// The issuer's metadata, which names the JWKS URL, is unavailable or was refused.
+    #[error("issuer metadata unavailable: {0}")]
+    Metadata(String),
+}
+
+/// What to fetch and how.
+pub struct Conditional<'a> {
+    /// The document's URL.
+    pub uri: &'a http::Uri,
+    /// The `Accept` header.
+    pub accept: &'static str,
+    /// Media types besides `application/json` the document may come as.
+    pub also_json: &'static str,
+    /// The validator held, sent as `If-None-Match`.
+    pub etag: Option<HeaderValue>,
+    /// The lifetime without a `Cache-Control` header.
+    pub default_lifetime: Duration,
+    /// A larger body is refused.
+    pub max_bytes: usize,
+    /// Bound on the whole exchange, body included.
+    pub timeout: Duration,
+}
+
+/// What a fetch brought.
+pub enum Answer {
+    /// A new document, with its cache lifetime and validator.
+    Document {
+        body: Bytes,
+        lifetime: Duration,
+        etag: Option<HeaderValue>,
+    },
+    /// 304 Not Modified: what is held is current for `lifetime` more.
+    Unchanged { lifetime: Duration },
+}
+
+/// GETs `wanted.uri`, conditionally on `wanted.etag`, within `wanted.timeout`.
+pub async fn get(client: &DocumentClient, wanted: Conditional<'_>) -> Result<Answer, FetchError> {
+    tokio::time::timeout(wanted.timeout, exchange(client, &wanted))
+        .await
+        .unwrap_or(Err(FetchError::TimedOut))
+}
+
+async fn exchange(client: &DocumentClient, wanted: &Conditional<'_>) -> Result<Answer, FetchError> {
+    let mut request = http::Request::get(wanted.uri.clone()).header(ACCEPT, wanted.accept);
+    if let Some(etag) = &wanted.etag {
+        request = request.header(IF_NONE_MATCH, etag);
+    }
+    let request = request
+        .body(Empty::new())
+        .map_err(|err| FetchError::Transport(err.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|err| FetchError::Transport(error_chain(&err)))?;
+    let lifetime = cache_lifetime(
+        response.headers().get(CACHE_CONTROL),
+        wanted.default_lifetime,
+    );
+    if response.status() == http::StatusCode::NOT_MODIFIED {
+        return Ok(Answer::Unchanged { lifetime });
+    }
+    if response.status() != http::StatusCode::OK {
+        return Err(FetchError::Status(response.status().as_u16()));
+    }
+    if !is_json(response.headers().get(CONTENT_TYPE), wanted.also_json) {
+        return Err(FetchError::ContentType);
+    }
+    let etag = response.headers().get(ETAG).cloned();
+    let body = Limited::new(response.into_body(), wanted.max_bytes)
+        .collect()
+        .await
+        .map_err(|_| FetchError::Document("body over the size cap or cut short"))?
+        .to_bytes();
+    Ok(Answer::Document {
+        body,
+        lifetime,
+        etag,
+    })
+}
+
+/// When the next scheduled refresh is due after `failures` failed attempts in a row, or
+/// `None` to follow the document's own lifetime.
+pub fn retry_delay(failures: u32) -> Option<Duration> {
+    // Capped exponential backoff with jitter so replicas do not fetch in lockstep.
+    (failures > 0).then(|| {
+        let base = Duration::from_secs(1u64 << failures.min(6));
+        let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4);
+        base + jitter
+    })
+}
+
+/// An error and its causes, joined: hyper's own message ("client error (Connect)") names no
+/// cause, and an operator needs the refused connection or the failed certificate check.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// RFC 9111 `max-age`, clamped to [1 min, 1 h] (a configured default below a minute lowers the
+/// floor); `no-store`/`no-cache` mean the floor; no header means `default`.
+fn cache_lifetime(header: Option<&HeaderValue>, default: Duration) -> Duration {
+    let floor = MIN_CACHE_LIFETIME.min(default);
+    let Some(value) = header.and_then(|v| v.to_str().ok()) else {
+        return default;
+    };
+    let mut lifetime = None;
+    for directive in value.split(',').map(str::trim) {
+        if directive.eq_ignore_ascii_case("no-store") || directive.eq_ignore_ascii_case("no-cache")
+        {
+            return floor;
+        }
+        if let Some(seconds) = directive
+            .strip_prefix("max-age=")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            lifetime = Some(Duration::from_secs(seconds));
+        }
+    }
+    lifetime.unwrap_or(default).clamp(floor, MAX_CACHE_LIFETIME)
+}
+
+fn is_json(content_type: Option<&HeaderValue>, also: &str) -> bool {
+    let Some(value) = content_type.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json") || essence.eq_ignore_ascii_case(also)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let value = |s: &'static str| HeaderValue::from_static(s);
+        let jwks = "application/jwk-set+json";
+        assert!(is_json(Some(&value("application/json")), jwks));
+        assert!(is_json(
+            Some(&value("application/jwk-set+json; charset=utf-8")),
+            jwks
+        ));
+        assert!(!is_json(
+            Some(&value("application/jwk-set+json")),
+            "application/json"
+        ));
+        assert!(!is_json(Some(&value("text/html")), jwks));
+        assert!(!is_json(None, jwks));
+    }
+
+    #[test]
+    fn cache_lifetime_follows_cache_control_within_bounds() {
+        let ten_minutes = Duration::from_secs(600);
+        let check = |header: Option<&'static str>, default: Duration, expected: u64| {
+            let value = header.map(HeaderValue::from_static);
+            assert_eq!(
+                cache_lifetime(value.as_ref(), default),
+                Duration::from_secs(expected),
+                "{header:?}"
+            );
+        };
+        check(None, ten_minutes, 600);
+        check(Some("max-age=300"), ten_minutes, 300);
+        check(Some("public, max-age=120"), ten_minutes, 120);
+        check(Some("max-age=0"), ten_minutes, 60);
+        check(Some("max-age=31536000"), ten_minutes, 3600);
+        check(Some("no-store"), ten_minutes, 60);
+        check(Some("no-cache, max-age=900"), ten_minutes, 60);
+        check(Some("private"), ten_minutes, 600);
+        check(Some("max-age=0"), Duration::from_secs(1), 1);
+    }
+
+    #[test]
+    fn retries_back_off_and_success_follows_the_document() {
+        assert_eq!(retry_delay(0), None);
+        let first = retry_delay(1).unwrap();
+        assert!(first >= Duration::from_secs(2) && first < Duration::from_secs(3));
+        let capped = retry_delay(40).unwrap();
+        assert!(capped >= Duration::from_secs(64) && capped < Duration::from_secs(66));
+    }
+}
