@@ -10,7 +10,7 @@ use anyhow::Context;
 use http::Method;
 use serde_json::{Map, Value};
 
-use super::offline::{self, OfflineRequest, OfflineToken, Verdict};
+use super::offline::{self, Allowed, OfflineRequest, OfflineToken, Verdict};
 use crate::config::Config;
 use crate::token::{BearerToken, TokenFault, VerifiedToken, Verifier};
 
@@ -65,7 +65,7 @@ pub async fn run(question: Question<'_>) -> anyhow::Result<std::process::ExitCod
         body: body.as_deref(),
     };
     // The gateway's own chain decides: a public or unmatched route never reads the token.
-    let verdict = offline::decide(&config.policy, &request, &token);
+    let verdict = offline::decide(&config.policy, &config.discovery, &request, &token);
     print!(
         "{}",
         render(&method, question.target, &credentials, &verdict)
@@ -181,7 +181,14 @@ fn render(method: &Method, target: &str, credentials: &Credentials, verdict: &Ve
         }
     }
     match &verdict.outcome {
-        Ok(permit) => {
+        Ok(Allowed::Answered(document)) => {
+            out.push_str(&format!(
+                "answered by  phigate: the {} document, never forwarded\n",
+                document.describe()
+            ));
+            out.push_str("decision     allow: well_known\n");
+        }
+        Ok(Allowed::Forwarded(permit)) => {
             if let Some(fhir) = permit.fhir() {
                 out.push_str(&format!("interaction  {}\n", fhir.interaction()));
             }

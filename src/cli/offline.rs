@@ -2,13 +2,15 @@
 //! (`pipeline::route`, `permit_public`, `credential`, `authorize` — the very functions
 //! `Pipeline::decide` runs) around a token the operator supplied, without a network, a signature
 //! check or an upstream. Reason codes are `Denial::reason()`'s, so an explanation says what the
-//! gateway would say.
+//! gateway would say. Before the chain, the same question the gateway asks first: is this a
+//! well-known document phigate answers itself (`discovery::document_at`)?
 
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderName, HeaderValue, Method, request};
 
-use crate::config::RequestLimits;
+use crate::config::{DiscoveryConfig, RequestLimits};
 use crate::denial::Denial;
+use crate::discovery::{self, WellKnown};
 use crate::pipeline;
 use crate::policy::{Permit, PolicyTable};
 use crate::token::{CredentialFault, TokenFault, VerifiedToken};
@@ -21,8 +23,26 @@ pub struct Verdict {
     pub access: Option<String>,
     /// The token's scopes, space-separated (empty without a token).
     pub token_scopes: String,
-    /// Allowed (with the permit) or denied (with a reason code and what would have sufficed).
-    pub outcome: Result<Permit, Denied>,
+    /// Allowed or denied (with a reason code and what would have sufficed).
+    pub outcome: Result<Allowed, Denied>,
+}
+
+/// How an allowed request is answered.
+pub enum Allowed {
+    /// Forwarded upstream under this permit.
+    Forwarded(Box<Permit>),
+    /// Answered by phigate itself, never forwarded: a discovery document.
+    Answered(WellKnown),
+}
+
+impl Allowed {
+    /// The permit, when the request is forwarded.
+    pub fn permit(&self) -> Option<&Permit> {
+        match self {
+            Self::Forwarded(permit) => Some(permit.as_ref()),
+            Self::Answered(_) => None,
+        }
+    }
 }
 
 /// A denial as `explain` and `test` report it.
@@ -74,9 +94,11 @@ pub fn header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), Stri
     Ok((name, value))
 }
 
-/// Decides `request` for `token`, as the gateway would.
+/// Decides `request` for `token`, as the gateway configured with `policy` and `discovery`
+/// would (`test`, which has a policy alone, passes the default: no resource identifier).
 pub fn decide(
     policy: &PolicyTable,
+    discovery: &DiscoveryConfig,
     request: &OfflineRequest<'_>,
     token: &OfflineToken<'_>,
 ) -> Verdict {
@@ -95,6 +117,12 @@ pub fn decide(
         )));
         return verdict;
     };
+    if let Some(document) = discovery::document_at(discovery, parts.uri.path()) {
+        verdict.outcome = discovery::admit(&parts.method, document)
+            .map(|()| Allowed::Answered(document))
+            .map_err(Denied::from);
+        return verdict;
+    }
     let body = request.body.unwrap_or_default();
     let limits = RequestLimits::default();
     let route = match pipeline::route(policy, &parts, &limits) {
@@ -119,6 +147,7 @@ pub fn decide(
             OfflineToken::Verified(token) => pipeline::authorize(route, token, &parts, body, None),
         }
     }
+    .map(|permit| Allowed::Forwarded(Box::new(permit)))
     .map_err(Denied::from);
     verdict
 }
@@ -144,4 +173,91 @@ fn request_parts(request: &OfflineRequest<'_>) -> Option<request::Parts> {
         builder = builder.header(name, value);
     }
     builder.body(()).ok().map(|request| request.into_parts().0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ResourceId;
+
+    /// A policy with a catch-all public rule: any request the chain saw would be forwarded.
+    fn forwarding_everything() -> PolicyTable {
+        let text =
+            "rules:\n  - name: all\n    methods: [GET, POST]\n    path: /**\n    public: true\n";
+        PolicyTable::from_yaml(text, std::path::Path::new("policy.yaml")).unwrap()
+    }
+
+    fn outcome(discovery: &DiscoveryConfig, method: Method, target: &str) -> String {
+        let request = OfflineRequest {
+            method: &method,
+            target,
+            headers: &[],
+            body: None,
+        };
+        let verdict = decide(
+            &forwarding_everything(),
+            discovery,
+            &request,
+            &OfflineToken::Absent,
+        );
+        match verdict.outcome {
+            Ok(Allowed::Answered(document)) => format!("answered {document:?}"),
+            Ok(Allowed::Forwarded(permit)) => format!("forwarded {}", permit.path_and_query()),
+            Err(denied) => format!("deny {}", denied.reason),
+        }
+    }
+
+    // The gateway's own question, asked before any rule: a rule that would forward a
+    // well-known path is never reached, and explain/test say so as the gateway counts it.
+    #[test]
+    fn well_known_documents_are_answered_before_any_rule() {
+        let none = DiscoveryConfig::default();
+        let smart = "/.well-known/smart-configuration";
+        assert_eq!(
+            outcome(&none, Method::GET, smart),
+            "answered SmartConfiguration"
+        );
+        assert_eq!(
+            outcome(&none, Method::HEAD, smart),
+            "answered SmartConfiguration"
+        );
+        // A spelling that does not normalise is the chain's to refuse, as in the gateway.
+        assert_eq!(
+            outcome(
+                &none,
+                Method::GET,
+                "/Patient/../.well-known/smart-configuration"
+            ),
+            "deny path_malformed"
+        );
+        assert_eq!(
+            outcome(&none, Method::POST, smart),
+            "deny method_not_allowed"
+        );
+        // Without a resource identifier no protected resource metadata is published.
+        assert_eq!(
+            outcome(&none, Method::GET, "/.well-known/oauth-protected-resource"),
+            "deny not_found"
+        );
+        assert_eq!(
+            outcome(&none, Method::GET, "/r4/.well-known/smart-configuration"),
+            "forwarded /r4/.well-known/smart-configuration"
+        );
+        let r4 = DiscoveryConfig {
+            resource: Some(ResourceId::parse("https://fhir.test/r4").unwrap()),
+            ..DiscoveryConfig::default()
+        };
+        assert_eq!(
+            outcome(&r4, Method::GET, "/r4/.well-known/smart-configuration"),
+            "answered SmartConfiguration"
+        );
+        assert_eq!(
+            outcome(&r4, Method::GET, "/.well-known/oauth-protected-resource/r4"),
+            "answered ProtectedResource"
+        );
+        assert_eq!(
+            outcome(&r4, Method::GET, "/Patient/1"),
+            "forwarded /Patient/1"
+        );
+    }
 }

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use serde_saphyr::Spanned;
 
-use super::offline::{self, OfflineRequest, OfflineToken, Verdict};
-use crate::config::{ConfigProblem, IssuerConfig, TokenBounds};
+use super::offline::{self, Allowed, OfflineRequest, OfflineToken, Verdict};
+use crate::config::{ConfigProblem, DiscoveryConfig, IssuerConfig, TokenBounds};
 use crate::policy::PolicyTable;
 
 #[derive(Debug, Deserialize)]
@@ -210,7 +210,7 @@ fn run_file(file: &Path) -> Result<Tally, Vec<String>> {
             headers,
             body: body.as_deref(),
         };
-        let verdict = offline::decide(&policy, &request, &token);
+        let verdict = offline::decide(&policy, &DiscoveryConfig::default(), &request, &token);
         let actual = observed(&verdict, &case.expect);
         if actual == case.expect {
             tally.passed += 1;
@@ -263,13 +263,14 @@ fn case_head(request: &CaseRequest) -> Result<(Method, Headers), (u64, u64, Stri
 /// The verdict in the expectation's terms; fields the case does not pin are copied over.
 fn observed(verdict: &Verdict, expect: &Expect) -> Expect {
     let (decision, reason) = match &verdict.outcome {
-        Ok(permit) => match permit.would_deny() {
+        Ok(Allowed::Answered(_)) => ("allow", Some("well_known")),
+        Ok(Allowed::Forwarded(permit)) => match permit.would_deny() {
             Some(refusal) => ("would_deny", Some(refusal.reason())),
             None => ("allow", None),
         },
         Err(denied) => ("deny", Some(denied.reason)),
     };
-    let permit = verdict.outcome.as_ref().ok();
+    let permit = verdict.outcome.as_ref().ok().and_then(Allowed::permit);
     Expect {
         decision: decision.to_owned(),
         reason: expect.reason.as_ref().and(reason.map(str::to_owned)),

@@ -38,11 +38,58 @@ pub enum WellKnown {
     Unknown,
 }
 
+impl WellKnown {
+    /// The document's name, as `explain` reports it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::SmartConfiguration => "SMART configuration",
+            Self::ProtectedResource => "protected resource metadata (RFC 9728)",
+            Self::Unknown => "unknown protected resource metadata",
+        }
+    }
+}
+
 /// RFC 9110 §15.5.6: a 405 names the methods the document has.
 pub fn allow<B>(response: &mut Response<B>) {
     response
         .headers_mut()
         .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+}
+
+/// The document phigate answers itself at the request `path` (as the client sent it), if any:
+/// the gateway and `explain`/`test` ask this one question, so they agree on what is never
+/// forwarded. A path that does not normalise is left to the decision chain, which refuses it.
+pub fn document_at(config: &DiscoveryConfig, path: &str) -> Option<WellKnown> {
+    let path = crate::policy::path::normalise(path).ok()?;
+    let path = path.as_str();
+    let resource_path = config.resource.as_ref().map_or("", |r| r.path());
+    let smart_under_resource = !resource_path.is_empty()
+        && path.strip_prefix(resource_path) == Some(SMART_CONFIGURATION_PATH);
+    if path == SMART_CONFIGURATION_PATH || smart_under_resource {
+        return Some(WellKnown::SmartConfiguration);
+    }
+    let rest = path.strip_prefix(PROTECTED_RESOURCE_PATH)?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        return None;
+    }
+    // RFC 9728 §3.3: the document at a URL must name the resource that URL was formed from.
+    let ours = config.resource.is_some() && rest == resource_path;
+    Some(if ours {
+        WellKnown::ProtectedResource
+    } else {
+        WellKnown::Unknown
+    })
+}
+
+/// Whether `method` gets `document`: GET and HEAD of a document phigate publishes.
+pub fn admit(method: &Method, document: WellKnown) -> Result<(), Denial> {
+    if method != Method::GET && method != Method::HEAD {
+        return Err(Denial::MethodNotAllowed);
+    }
+    if document == WellKnown::Unknown {
+        return Err(Denial::ResourceNotFound);
+    }
+    Ok(())
 }
 
 /// What the well-known documents are built from.
@@ -96,25 +143,9 @@ impl Discovery {
             .and_then(IssuerMetadata::spawn_refresher)
     }
 
-    /// Which document the canonical `path` names, if any.
+    /// Which document the request `path` names, if any.
     pub fn resolve(&self, path: &str) -> Option<WellKnown> {
-        let resource_path = self.config.resource.as_ref().map_or("", |r| r.path());
-        let smart_under_resource = !resource_path.is_empty()
-            && path.strip_prefix(resource_path) == Some(SMART_CONFIGURATION_PATH);
-        if path == SMART_CONFIGURATION_PATH || smart_under_resource {
-            return Some(WellKnown::SmartConfiguration);
-        }
-        let rest = path.strip_prefix(PROTECTED_RESOURCE_PATH)?;
-        if !rest.is_empty() && !rest.starts_with('/') {
-            return None;
-        }
-        // RFC 9728 §3.3: the document at a URL must name the resource that URL was formed from.
-        let ours = self.config.resource.is_some() && rest == resource_path;
-        Some(if ours {
-            WellKnown::ProtectedResource
-        } else {
-            WellKnown::Unknown
-        })
+        document_at(&self.config, path)
     }
 
     /// The answer to `method` for `document`: the JSON for GET and HEAD, 405 otherwise (the
@@ -124,9 +155,7 @@ impl Discovery {
         method: &Method,
         document: WellKnown,
     ) -> Result<Response<Full<Bytes>>, Denial> {
-        if method != Method::GET && method != Method::HEAD {
-            return Err(Denial::MethodNotAllowed);
-        }
+        admit(method, document)?;
         let body = match document {
             WellKnown::SmartConfiguration => self.smart_configuration(),
             WellKnown::ProtectedResource => self.protected_resource(),

@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use super::forward::Forwarder;
 use crate::body::ProxyBody;
 use crate::denial::Denial;
-use crate::discovery::{self, Discovery, WellKnown};
+use crate::discovery::{self, Discovery};
 use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;
 use crate::record::{BreakGlassUse, DecisionRecord, FhirAccess, Identity, Sinks};
@@ -91,7 +91,7 @@ async fn handle(
     let mut would_deny = None;
     let mut fhir = None;
     let mut break_glass = None;
-    let well_known = well_known(&shared.discovery, &parts.uri);
+    let well_known = shared.discovery.resolve(parts.uri.path());
     let outcome = match well_known {
         Some(document) => crate::hygiene::screen(&parts, shared.pipeline.limits())
             .and_then(|()| shared.discovery.answer(&parts.method, document))
@@ -171,13 +171,6 @@ async fn handle(
     };
     shared.sinks.record(&record);
     response
-}
-
-/// The well-known document the request's canonical path names, if any. A path that does not
-/// normalise is left to the decision chain, which refuses it.
-fn well_known(discovery: &Discovery, uri: &http::Uri) -> Option<WellKnown> {
-    let path = crate::policy::path::normalise(uri.path()).ok()?;
-    discovery.resolve(path.as_str())
 }
 
 fn render(denial: &Denial, resource_metadata: Option<&str>) -> Response<ProxyBody> {
