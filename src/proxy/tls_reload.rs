@@ -248,17 +248,26 @@ impl CrlFetcher {
                 // Read as every other reload reads it, so the same failure compares equal.
                 (CrlLocation::File(path), _) => Some(read_attempt(path)),
                 (CrlLocation::Url { url, .. }, Some(client)) => Some(
-                    match fetch::get(client, url, etag.as_ref(), MAX_CRL_BYTES, FETCH_TIMEOUT).await
+                    match fetch::get(
+                        client,
+                        url,
+                        (etag.as_ref(), None),
+                        MAX_CRL_BYTES,
+                        FETCH_TIMEOUT,
+                    )
+                    .await
                     {
-                        Ok(Fetched::Document { etag: tag, body }) => {
+                        Ok(Fetched::Document {
+                            etag: tag, body, ..
+                        }) => {
                             etag = tag;
                             last = Some(body.to_vec());
                             Ok(body.to_vec())
                         }
-                        Ok(Fetched::NotModified) => {
+                        Ok(Fetched::NotModified { .. }) => {
                             last.clone().ok_or_else(|| "304 before any list".to_owned())
                         }
-                        Err(err) => Err(err),
+                        Err(err) => Err(err.to_string()),
                     },
                 ),
                 (CrlLocation::Url { .. }, None) => None,

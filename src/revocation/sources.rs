@@ -136,25 +136,25 @@ async fn http_loop(
         let fetched = fetch::get(
             client,
             &url,
-            etag.as_ref(),
+            (etag.as_ref(), None),
             MAX_DOCUMENT_BYTES,
             CALL_TIMEOUT,
         )
         .await;
         let result = match fetched {
-            Ok(Fetched::NotModified) => {
+            Ok(Fetched::NotModified { .. }) => {
                 state.mark_fresh();
                 Ok(())
             }
-            Ok(Fetched::Document { etag: tag, body }) => {
-                RevocationSet::parse_document(&body, unix_now())
-                    .map(|set| {
-                        state.replace(set);
-                        etag = tag;
-                    })
-                    .map_err(|e| e.to_string())
-            }
-            Err(err) => Err(err),
+            Ok(Fetched::Document {
+                etag: tag, body, ..
+            }) => RevocationSet::parse_document(&body, unix_now())
+                .map(|set| {
+                    state.replace(set);
+                    etag = tag;
+                })
+                .map_err(|e| e.to_string()),
+            Err(err) => Err(err.to_string()),
         };
         record(metrics, source, result);
         tokio::time::sleep(interval).await;

@@ -1,16 +1,18 @@
 //! One conditional GET of a JSON document an issuer publishes — its JWKS, its RFC 8414 / OIDC
-//! metadata — shared so both are fetched by the same rules: no redirect followed, a status other
-//! than 200 or 304 refused, `If-None-Match` when a validator is held (a 304 keeps what is held),
-//! the `Cache-Control` lifetime clamped, a size cap, a JSON content type, and a deadline. It
-//! never decides what the bytes mean: the caller parses and keeps the document.
+//! metadata — shared so both are fetched by the same rules: `crate::fetch`'s (no redirect
+//! followed, a status other than 200 or 304 refused, `If-None-Match` when a validator is held,
+//! a size cap, a deadline), plus what issuer documents add: the `Cache-Control` lifetime
+//! clamped and a JSON content type. It never decides what the bytes mean: the caller parses and
+//! keeps the document.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderValue;
-use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_NONE_MATCH};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http_body_util::Empty;
 
+use crate::fetch::{Failure, Fetched};
 use crate::tls::HttpsClient;
 
 /// Upper bound on how long a Cache-Control header may keep a document without a refetch.
@@ -24,19 +26,13 @@ pub type DocumentClient = HttpsClient<Empty<Bytes>>;
 /// Why a fetch failed; only operators see it, in logs and `explain`.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    /// Connection, TLS or protocol failure.
-    #[error("request failed: {0}")]
-    Transport(String),
-    /// No answer within the fetch timeout.
-    #[error("request timed out")]
-    TimedOut,
-    /// A status other than 200 (redirects are not followed).
-    #[error("endpoint answered {0}")]
-    Status(u16),
+    /// No answer, or not a 200 or 304 (`crate::fetch`'s rules, shared with every source).
+    #[error(transparent)]
+    Get(#[from] Failure),
     /// Not a JSON content type.
     #[error("content type is not JSON")]
     ContentType,
-    /// Over the size cap, not JSON, or not the document expected.
+    /// Not JSON, or not the document expected.
     #[error("document refused: {0}")]
     Document(&'static str),
     /// The issuer's metadata, which names the JWKS URL, is unavailable or was refused.
@@ -74,49 +70,34 @@ pub enum Answer {
     Unchanged { lifetime: Duration },
 }
 
-/// GETs `wanted.uri`, conditionally on `wanted.etag`, within `wanted.timeout`.
+/// GETs `wanted.uri`, conditionally on `wanted.etag`, within `wanted.timeout`; a document
+/// must come as JSON.
 pub async fn get(client: &DocumentClient, wanted: Conditional<'_>) -> Result<Answer, FetchError> {
-    tokio::time::timeout(wanted.timeout, exchange(client, &wanted))
-        .await
-        .unwrap_or(Err(FetchError::TimedOut))
-}
-
-async fn exchange(client: &DocumentClient, wanted: &Conditional<'_>) -> Result<Answer, FetchError> {
-    let mut request = http::Request::get(wanted.uri.clone()).header(ACCEPT, wanted.accept);
-    if let Some(etag) = &wanted.etag {
-        request = request.header(IF_NONE_MATCH, etag);
+    let fetched = crate::fetch::get(
+        client,
+        wanted.uri,
+        (wanted.etag.as_ref(), Some(wanted.accept)),
+        wanted.max_bytes,
+        wanted.timeout,
+    )
+    .await?;
+    let lifetime =
+        |head: &http::HeaderMap| cache_lifetime(head.get(CACHE_CONTROL), wanted.default_lifetime);
+    match fetched {
+        Fetched::NotModified { head } => Ok(Answer::Unchanged {
+            lifetime: lifetime(&head),
+        }),
+        Fetched::Document { etag, body, head } => {
+            if !is_json(head.get(CONTENT_TYPE), wanted.also_json) {
+                return Err(FetchError::ContentType);
+            }
+            Ok(Answer::Document {
+                body,
+                lifetime: lifetime(&head),
+                etag,
+            })
+        }
     }
-    let request = request
-        .body(Empty::new())
-        .map_err(|err| FetchError::Transport(err.to_string()))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|err| FetchError::Transport(error_chain(&err)))?;
-    let lifetime = cache_lifetime(
-        response.headers().get(CACHE_CONTROL),
-        wanted.default_lifetime,
-    );
-    if response.status() == http::StatusCode::NOT_MODIFIED {
-        return Ok(Answer::Unchanged { lifetime });
-    }
-    if response.status() != http::StatusCode::OK {
-        return Err(FetchError::Status(response.status().as_u16()));
-    }
-    if !is_json(response.headers().get(CONTENT_TYPE), wanted.also_json) {
-        return Err(FetchError::ContentType);
-    }
-    let etag = response.headers().get(ETAG).cloned();
-    let body = Limited::new(response.into_body(), wanted.max_bytes)
-        .collect()
-        .await
-        .map_err(|_| FetchError::Document("body over the size cap or cut short"))?
-        .to_bytes();
-    Ok(Answer::Document {
-        body,
-        lifetime,
-        etag,
-    })
 }
 
 /// When the next scheduled refresh is due after `failures` failed attempts in a row, or
@@ -128,22 +109,6 @@ pub fn retry_delay(failures: u32) -> Option<Duration> {
         let jitter = Duration::from_millis(u64::from(uuid::Uuid::new_v4().as_bytes()[0]) * 4);
         base + jitter
     })
-}
-
-/// An error and its causes, joined: hyper's own message ("client error (Connect)") names no
-/// cause, and an operator needs the refused connection or the failed certificate check.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// RFC 9111 `max-age`, clamped to [1 min, 1 h] (a configured default below a minute lowers the
