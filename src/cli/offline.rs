@@ -212,52 +212,62 @@ mod tests {
     #[test]
     fn well_known_documents_are_answered_before_any_rule() {
         let none = DiscoveryConfig::default();
-        let smart = "/.well-known/smart-configuration";
-        assert_eq!(
-            outcome(&none, Method::GET, smart),
-            "answered SmartConfiguration"
-        );
-        assert_eq!(
-            outcome(&none, Method::HEAD, smart),
-            "answered SmartConfiguration"
-        );
-        // A spelling that does not normalise is the chain's to refuse, as in the gateway.
-        assert_eq!(
-            outcome(
-                &none,
-                Method::GET,
-                "/Patient/../.well-known/smart-configuration"
-            ),
-            "deny path_malformed"
-        );
-        assert_eq!(
-            outcome(&none, Method::POST, smart),
-            "deny method_not_allowed"
-        );
-        // Without a resource identifier no protected resource metadata is published.
-        assert_eq!(
-            outcome(&none, Method::GET, "/.well-known/oauth-protected-resource"),
-            "deny not_found"
-        );
-        assert_eq!(
-            outcome(&none, Method::GET, "/r4/.well-known/smart-configuration"),
-            "forwarded /r4/.well-known/smart-configuration"
-        );
         let r4 = DiscoveryConfig {
             resource: Some(ResourceId::parse("https://fhir.test/r4").unwrap()),
             ..DiscoveryConfig::default()
         };
-        assert_eq!(
-            outcome(&r4, Method::GET, "/r4/.well-known/smart-configuration"),
-            "answered SmartConfiguration"
-        );
-        assert_eq!(
-            outcome(&r4, Method::GET, "/.well-known/oauth-protected-resource/r4"),
-            "answered ProtectedResource"
-        );
-        assert_eq!(
-            outcome(&r4, Method::GET, "/Patient/1"),
-            "forwarded /Patient/1"
-        );
+        let smart = "/.well-known/smart-configuration";
+        let cases = [
+            (&none, Method::GET, smart, "answered SmartConfiguration"),
+            (&none, Method::HEAD, smart, "answered SmartConfiguration"),
+            // Escapes are decoded first, as the chain decodes them.
+            (
+                &none,
+                Method::GET,
+                "//%2Ewell-known/smart%2Dconfiguration",
+                "answered SmartConfiguration",
+            ),
+            // A spelling that does not normalise is the chain's to refuse, as in the gateway.
+            (
+                &none,
+                Method::GET,
+                "/Patient/../.well-known/smart-configuration",
+                "deny path_malformed",
+            ),
+            (&none, Method::POST, smart, "deny method_not_allowed"),
+            // Without a resource identifier no protected resource metadata is published.
+            (
+                &none,
+                Method::GET,
+                "/.well-known/oauth-protected-resource",
+                "deny not_found",
+            ),
+            (
+                &none,
+                Method::GET,
+                "/r4/.well-known/smart-configuration",
+                "forwarded /r4/.well-known/smart-configuration",
+            ),
+            (
+                &r4,
+                Method::GET,
+                "/r4/.well-known/smart-configuration",
+                "answered SmartConfiguration",
+            ),
+            (
+                &r4,
+                Method::GET,
+                "/.well-known/oauth-protected-resource/r4",
+                "answered ProtectedResource",
+            ),
+            (&r4, Method::GET, "/Patient/1", "forwarded /Patient/1"),
+        ];
+        for (discovery, method, target, expected) in cases {
+            assert_eq!(
+                outcome(discovery, method.clone(), target),
+                expected,
+                "{method} {target}"
+            );
+        }
     }
 }

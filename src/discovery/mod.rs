@@ -60,6 +60,12 @@ pub fn allow<B>(response: &mut Response<B>) {
 /// the gateway and `explain`/`test` ask this one question, so they agree on what is never
 /// forwarded. A path that does not normalise is left to the decision chain, which refuses it.
 pub fn document_at(config: &DiscoveryConfig, path: &str) -> Option<WellKnown> {
+    // Normalising only decodes escapes and drops empty segments: a path that neither spells
+    // `well-known` nor escapes anything cannot name a document, and skips a second
+    // normalisation on every request (the decision chain does its own).
+    if !path.contains("well-known") && !path.contains('%') {
+        return None;
+    }
     let path = crate::policy::path::normalise(path).ok()?;
     let path = path.as_str();
     let resource_path = config.resource.as_ref().map_or("", |r| r.path());

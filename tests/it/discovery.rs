@@ -259,9 +259,10 @@ async fn every_kind_of_401_names_the_resource_metadata() {
     assert!(harness.upstream.received().is_empty());
 }
 
-#[tokio::test]
-async fn an_issuer_named_by_identifier_is_discovered_through_rfc_8414_path_insertion() {
-    let harness = Harness::with(discovered("/tenant/a", false)).await;
+/// A gateway whose issuer is named by `path` under the test issuer, after a read its token
+/// was allowed (so the keys were found through the metadata).
+async fn served_with_discovered_keys(path: &'static str, oidc: bool) -> Harness {
+    let harness = Harness::with(discovered(path, oidc)).await;
     let token = harness.token("patient/Patient.r");
     let response = harness
         .client()
@@ -269,18 +270,18 @@ async fn an_issuer_named_by_identifier_is_discovered_through_rfc_8414_path_inser
         .await;
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(harness.upstream_paths().len(), 1);
+    harness
+}
+
+#[tokio::test]
+async fn an_issuer_named_by_identifier_is_discovered_through_rfc_8414_path_insertion() {
+    let harness = served_with_discovered_keys("/tenant/a", false).await;
     assert!(harness.issuer.metadata_fetch_count() >= 1);
 }
 
 #[tokio::test]
 async fn oidc_discovery_is_the_fallback() {
-    let harness = Harness::with(discovered("/realms/x", true)).await;
-    let token = harness.token("patient/Patient.r");
-    let response = harness
-        .client()
-        .get_with_token("/Patient/123", &token)
-        .await;
-    assert_eq!(response.status, 200, "{}", response.text());
+    let harness = served_with_discovered_keys("/realms/x", true).await;
     // RFC 8414 first (404 here), then OIDC.
     assert!(harness.issuer.metadata_fetch_count() >= 2);
 }
