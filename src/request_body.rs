@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use http::header::CONTENT_TYPE;
+use http_body::Body as _;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
@@ -58,6 +59,31 @@ impl RequestBody {
             State::Complete(bytes) => Ok(bytes),
             State::Unread(_) => Err(Denial::BodyMalformed),
         }
+    }
+
+    /// Reads and drops what is left of a body the decision never read, before its refusal goes
+    /// out: at most `limit` bytes, for at most `grace`. An HTTP/2 stream whose request body is
+    /// dropped unread is reset, and the reset can reach the client before the refusal (curl
+    /// reports a framing error instead of the 403); a body that has already arrived, as a small one
+    /// usually has, ends the stream cleanly instead. A larger or slower body is left to the
+    /// reset.
+    pub async fn discard(self, limit: usize, grace: Duration) {
+        let State::Unread(mut incoming) = self.state else {
+            return;
+        };
+        let mut read = 0usize;
+        let drain = async {
+            while !incoming.is_end_stream() {
+                let Some(Ok(frame)) = incoming.frame().await else {
+                    return;
+                };
+                read = read.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+                if read > limit {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace, drain).await;
     }
 
     /// The body, once read whole.

@@ -16,6 +16,10 @@
 //! at stop) so that `phigate probe --issuer-key` can forge realistic token variants against the
 //! demo; `--probe` does exactly that itself, prints the probe's table and stops.
 //!
+//! The issuer also serves a client credentials token endpoint (printed as `tokens`), so the
+//! `examples/` can be tried against the demo with tokens of their own shape: `system/` scopes, a
+//! launch patient, a DPoP key or client certificate binding.
+//!
 //! `--bench-tokens N --bench-dir DIR` hands a load run what it cannot mint itself: N access
 //! tokens from the demo's issuer and that issuer's public key, written at start and deleted at
 //! stop. They are worth nothing outside this demo: the issuer's private key lives only in this
@@ -31,6 +35,7 @@ use anyhow::Context;
 
 use crate::config::Config;
 use crate::demo::issuer::INITIAL_KID;
+use crate::demo::token_endpoint::GrantSettings;
 use crate::demo::{DevIssuer, DpopKey, SyntheticFhir};
 use crate::proxy::Gateway;
 use crate::tls::CertThumbprint;
@@ -41,6 +46,9 @@ const DEMO_AUDIENCE: &str = "https://fhir.phigate.demo";
 /// The demo gateway's `tokens.max_lifetime`, and the lifetime of every token the demo mints: an
 /// hour, so a pasted command or a load run later in the session still works.
 const DEMO_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
+/// The lifetime of tokens from the demo's token endpoint: five minutes, under every example's
+/// `tokens.max_lifetime` (SMART Backend Services caps access tokens there).
+const ENDPOINT_TOKEN_LIFETIME: Duration = Duration::from_secs(300);
 
 /// The files `--bench-tokens` writes into `--bench-dir`.
 const BENCH_TOKENS_FILE: &str = "tokens.txt";
@@ -114,6 +122,10 @@ pub async fn run(
     let issuer = DevIssuer::start(loopback, DEMO_ISSUER)
         .await
         .context("cannot start the development issuer")?;
+    issuer.serve_tokens(GrantSettings {
+        audience: DEMO_AUDIENCE.to_owned(),
+        lifetime: ENDPOINT_TOKEN_LIFETIME,
+    });
     let fhir = SyntheticFhir::start(loopback)
         .await
         .context("cannot start the synthetic FHIR server")?;
@@ -151,7 +163,8 @@ pub async fn run(
     // DPoP proofs name the gateway's URL, so its port must be known before it starts.
     let listen = concrete_port(listen)?;
     let issuer_key = dir.join(ISSUER_PRIVATE_KEY_FILE);
-    create_private(&issuer_key)?.write_all(issuer.private_key_pem(INITIAL_KID)?.as_bytes())?;
+    super::create_private(&issuer_key)?
+        .write_all(issuer.private_key_pem(INITIAL_KID)?.as_bytes())?;
     let config_file = dir.join("phigate.yaml");
     let config_text = format!(
         "# Written by `phigate demo`; every key and certificate here was generated at start.\n{}{}",
@@ -370,9 +383,9 @@ async fn write_bench_tokens(issuer: &DevIssuer, bench: &BenchTokens) -> anyhow::
         key: dir.join(BENCH_KEY_FILE),
     };
     let pem = issuer.public_key_pem(INITIAL_KID)?;
-    let tokens = create_private(&files.tokens)?;
+    let tokens = super::create_private(&files.tokens)?;
     // A refused key file leaves nothing behind, so that a second try is not refused in turn.
-    let mut key = create_private(&files.key).inspect_err(|_| {
+    let mut key = super::create_private(&files.key).inspect_err(|_| {
         let _ = std::fs::remove_file(&files.tokens);
     })?;
     key.write_all(pem.as_bytes())?;
@@ -395,24 +408,6 @@ async fn write_bench_tokens(issuer: &DevIssuer, bench: &BenchTokens) -> anyhow::
     .await?
     .with_context(|| format!("cannot write {}", files.tokens.display()))?;
     Ok(files)
-}
-
-/// Creates `path` readable by its owner only (the tokens are credentials, if only the demo's);
-/// an existing file is refused, never overwritten.
-fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    options.open(path).with_context(|| {
-        format!(
-            "cannot create {} (--bench-dir never overwrites a file)",
-            path.display()
-        )
-    })
 }
 
 fn demo_dir() -> anyhow::Result<PathBuf> {
@@ -577,6 +572,11 @@ fn print_walkthrough(
         "  issuer    {}  (JWKS {})",
         issuer.issuer(),
         issuer.jwks_uri()
+    );
+    println!(
+        "  tokens    {}  (client credentials for the examples/, {} each; signs what it is asked)",
+        issuer.token_endpoint(),
+        humantime::format_duration(ENDPOINT_TOKEN_LIFETIME)
     );
     println!("  upstream  {}  (synthetic FHIR)", fhir.url());
     println!("  config    {}", files.config.display());

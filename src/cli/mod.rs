@@ -3,6 +3,7 @@
 
 mod audit;
 mod demo;
+mod dpop;
 mod explain;
 pub mod offline;
 mod policy_test;
@@ -76,6 +77,11 @@ enum Command {
     },
     /// Run a suite of attacks against a running gateway and judge every answer.
     Probe(probe::ProbeArgs),
+    /// A DPoP client key and proofs, to send DPoP-bound tokens with curl.
+    Dpop {
+        #[command(subcommand)]
+        command: dpop::DpopCommand,
+    },
     /// Work with the audit trail offline.
     Audit {
         #[command(subcommand)]
@@ -155,6 +161,7 @@ pub fn run() -> ExitCode {
             };
             rt.block_on(explain::run(question))
         }),
+        Command::Dpop { command } => dpop::run(command),
         Command::Probe(args) => runtime().and_then(|rt| rt.block_on(probe::run(args))),
         Command::Run { config } => runtime().and_then(|rt| rt.block_on(serve(&config))),
         Command::Demo {
@@ -297,6 +304,24 @@ async fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     tracing::info!("shutting down: readiness off");
     gateway.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Creates `path` readable by its owner only (keys and tokens are credentials, if only the
+/// demo's); an existing file is refused, never overwritten.
+fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    options.open(path).with_context(|| {
+        format!(
+            "cannot create {} (an existing file is never overwritten)",
+            path.display()
+        )
+    })
 }
 
 /// SIGTERM (orchestrators) or SIGINT (a terminal).

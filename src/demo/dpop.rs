@@ -6,6 +6,8 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey};
+use rustls_pki_types::PrivatePkcs8KeyDer;
+use rustls_pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 
 use super::issuer::IssuerError;
@@ -23,18 +25,38 @@ impl DpopKey {
         let pkcs8 =
             EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
                 .map_err(|_| IssuerError::KeyGeneration)?;
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref())
+        Self::from_pkcs8(pkcs8.as_ref())
+    }
+
+    /// A P-256 key from a PKCS#8 `PRIVATE KEY` PEM, as [`DpopKey::to_pem`] writes it.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, IssuerError> {
+        let der =
+            PrivatePkcs8KeyDer::from_pem_slice(pem).map_err(|_| IssuerError::KeyGeneration)?;
+        Self::from_pkcs8(der.secret_pkcs8_der())
+    }
+
+    /// The private key as a PKCS#8 `PRIVATE KEY` PEM (RFC 7468), for a client to keep.
+    pub fn to_pem(&self) -> String {
+        super::issuer::pem("PRIVATE KEY", &self.pkcs8)
+    }
+
+    fn from_pkcs8(pkcs8: &[u8]) -> Result<Self, IssuerError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8)
             .map_err(|_| IssuerError::KeyGeneration)?;
         // An uncompressed point: 0x04, then x and y, 32 bytes each.
         let point = pair.public_key().as_ref();
+        let (x, y) = point
+            .get(1..65)
+            .ok_or(IssuerError::KeyGeneration)?
+            .split_at(32);
         let jwk = json!({
             "kty": "EC",
             "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "x": URL_SAFE_NO_PAD.encode(x),
+            "y": URL_SAFE_NO_PAD.encode(y),
         });
         Ok(Self {
-            pkcs8: pkcs8.as_ref().to_vec(),
+            pkcs8: pkcs8.to_vec(),
             jwk,
         })
     }

@@ -23,12 +23,16 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use http::header::{CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
+use http::header::{ALLOW, CACHE_CONTROL, ETAG, HeaderValue, IF_NONE_MATCH};
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::Incoming;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
+use super::token_endpoint::{
+    GrantError, GrantSettings, MAX_REQUEST_BYTES, TOKEN_PATH, TokenRequest,
+};
 use super::{Background, Body, respond};
 
 /// The path the JWKS is served at.
@@ -102,6 +106,8 @@ struct State {
     metadata: Mutex<HashMap<String, String>>,
     metadata_fetches: AtomicU64,
     metadata_not_modified: AtomicU64,
+    /// What the token endpoint grants; `None` keeps it closed (404).
+    token_grant: Mutex<Option<GrantSettings>>,
 }
 
 /// The published entries in publication order, and which one signs by default.
@@ -150,11 +156,12 @@ impl DevIssuer {
             metadata: Mutex::new(HashMap::new()),
             metadata_fetches: AtomicU64::new(0),
             metadata_not_modified: AtomicU64::new(0),
+            token_grant: Mutex::new(None),
         });
         let served = Arc::clone(&state);
         let server = Background::spawn(bind, move |req| {
             let state = Arc::clone(&served);
-            async move { state.serve(&req).await }
+            async move { state.serve(req).await }
         })
         .await?;
         Ok(Self {
@@ -180,6 +187,18 @@ impl DevIssuer {
     /// The server's own base URL, e.g. `http://127.0.0.1:PORT`, for an issuer named after it.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.inner.server.dial_addr())
+    }
+
+    /// Opens the token endpoint ([`token_endpoint`](Self::token_endpoint)): client credentials
+    /// requests get tokens for `settings.audience` (or the `resource` they name) that live
+    /// `settings.lifetime`, signed with the signing key.
+    pub fn serve_tokens(&self, settings: GrantSettings) {
+        *lock(&self.inner.state.token_grant) = Some(settings);
+    }
+
+    /// The token endpoint's URL, e.g. `http://127.0.0.1:PORT/token`.
+    pub fn token_endpoint(&self) -> String {
+        format!("http://{}{TOKEN_PATH}", self.inner.server.dial_addr())
     }
 
     /// Serves `document` at `path` (a metadata document: `/.well-known/oauth-authorization-server`
@@ -294,21 +313,8 @@ impl DevIssuer {
     }
 
     /// Signs `claims` with the signing key; header `{"alg", "typ": "at+jwt", "kid"}`.
-    #[expect(
-        clippy::expect_used,
-        reason = "the signing kid always names a generated key (remove_key refuses to remove it), \
-                  and header.alg comes from that key, so encoding cannot fail"
-    )]
     pub fn mint(&self, claims: &Value) -> String {
-        let keys = self.inner.state.keys();
-        let kid = keys.signing_kid.clone();
-        let signer = keys.signer(&kid).expect("signing key is published");
-        let header = Header {
-            typ: Some(ACCESS_TOKEN_TYP.to_owned()),
-            kid: Some(kid),
-            ..Header::new(signer.alg)
-        };
-        jsonwebtoken::encode(&header, claims, &signer.key).expect("dev key signs")
+        self.inner.state.keys().mint(claims)
     }
 
     /// The public key of the generated key `kid` as a `PUBLIC KEY` PEM (RFC 7468 SPKI), for
@@ -423,8 +429,12 @@ impl State {
         lock(&self.keys)
     }
 
-    async fn serve(&self, req: &Request<Incoming>) -> Response<Body> {
+    async fn serve(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path();
+        if path == TOKEN_PATH {
+            return self.token(req).await;
+        }
+        let req = &req;
         if req.method() == Method::GET && path.contains("/.well-known/") && path != JWKS_PATH {
             self.metadata_fetches.fetch_add(1, Ordering::SeqCst);
             let Some(body) = lock(&self.metadata).get(path).cloned() else {
@@ -454,6 +464,48 @@ impl State {
             None => self.keys().document().to_string(),
         };
         self.tagged(req, status, JWKS_CONTENT_TYPE, body, &self.not_modified)
+    }
+
+    /// The token endpoint: a client credentials request (a form `POST`) answered with a token or
+    /// an RFC 6749 §5.2 error; 404 while closed.
+    async fn token(&self, req: Request<Incoming>) -> Response<Body> {
+        let Some(settings) = lock(&self.token_grant).clone() else {
+            return respond(StatusCode::NOT_FOUND, "text/plain", "not found\n");
+        };
+        if req.method() != Method::POST {
+            let mut response = respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "POST a form\n",
+            );
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        let answer = match read_form(req).await {
+            Ok(form) => TokenRequest::parse(&form).map(|request| {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                let token = self
+                    .keys()
+                    .mint(&request.claims(&self.issuer, &settings, now));
+                request.response(&token, &settings)
+            }),
+            Err(err) => Err(err),
+        };
+        let (status, body) = match answer {
+            Ok(body) => (StatusCode::OK, body),
+            Err(err) => (StatusCode::BAD_REQUEST, err.body()),
+        };
+        let mut response = respond(status, "application/json", body.to_string());
+        // RFC 6749 §5.1: a token response is never cached.
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
     }
 
     /// `body` with a strong validator and the configured lifetime; a 304 (counted in
@@ -496,6 +548,23 @@ impl State {
 // === impl KeySet ===
 
 impl KeySet {
+    #[expect(
+        clippy::expect_used,
+        reason = "the signing kid always names a generated key (remove_key refuses to remove it), \
+                  and header.alg comes from that key, so encoding cannot fail"
+    )]
+    fn mint(&self, claims: &Value) -> String {
+        let signer = self
+            .signer(&self.signing_kid)
+            .expect("signing key is published");
+        let header = Header {
+            typ: Some(ACCESS_TOKEN_TYP.to_owned()),
+            kid: Some(self.signing_kid.clone()),
+            ..Header::new(signer.alg)
+        };
+        jsonwebtoken::encode(&header, claims, &signer.key).expect("dev key signs")
+    }
+
     fn signer(&self, kid: &str) -> Option<&Signer> {
         self.entries
             .iter()
@@ -518,6 +587,23 @@ impl Entry {
             signer: Some(signer),
         }
     }
+}
+
+/// A token request's form body: `application/x-www-form-urlencoded`, UTF-8, at most
+/// [`MAX_REQUEST_BYTES`].
+async fn read_form(req: Request<Incoming>) -> Result<String, GrantError> {
+    if !crate::request_body::is_form(req.headers()) {
+        return Err(GrantError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let body = Limited::new(req.into_body(), MAX_REQUEST_BYTES)
+        .collect()
+        .await
+        .map_err(|_| GrantError::invalid_request("the body is unreadable or too large"))?
+        .to_bytes();
+    String::from_utf8(body.to_vec())
+        .map_err(|_| GrantError::invalid_request("the body is not UTF-8"))
 }
 
 /// Locks a mutex, ignoring poison: the data are plain settings a panicking test cannot corrupt.
@@ -613,7 +699,7 @@ fn generate_ed25519() -> Result<Generated, IssuerError> {
 }
 
 /// PEM-encodes `der` under `label` (RFC 7468), 64 characters a line.
-fn pem(label: &str, der: &[u8]) -> String {
+pub(super) fn pem(label: &str, der: &[u8]) -> String {
     let encoded = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for line in encoded.as_bytes().chunks(64) {

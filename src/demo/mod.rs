@@ -1,6 +1,7 @@
 //! Stand-ins for the parties around the gateway, for `phigate demo` and for tests.
 //!
-//! [`DevIssuer`] plays the authorization server (a JWKS endpoint and a token minter),
+//! [`DevIssuer`] plays the authorization server (a JWKS endpoint, a token minter and, for the
+//! demo, a client credentials token endpoint),
 //! [`SyntheticFhir`] plays the protected FHIR server (invented data, and a record of every request
 //! that reached it), and [`DpopKey`] a client holding a DPoP key. The two servers serve plain HTTP on a local port and stop on `shutdown()` or when their
 //! last handle drops. Nothing here may be used in production or fed real patient data: the issuer
@@ -9,6 +10,7 @@
 pub mod dpop;
 pub mod fhir;
 pub mod issuer;
+pub mod token_endpoint;
 
 pub use dpop::DpopKey;
 pub use fhir::{ReceivedRequest, SyntheticFhir, UpstreamMode};

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -74,6 +74,12 @@ impl tower::Service<Request<Incoming>> for GatewayService {
     }
 }
 
+/// What is read of a refused request's unread body so that its stream ends cleanly
+/// ([`RequestBody::discard`]): enough for the small bodies that arrive with their headers, never
+/// long enough to make a refusal a slot a slow client can hold.
+const REFUSED_BODY_DRAIN_BYTES: usize = 64 * 1024;
+const REFUSED_BODY_DRAIN_GRACE: Duration = Duration::from_millis(200);
+
 async fn handle(
     shared: &Shared,
     forwarder: &Forwarder,
@@ -117,7 +123,17 @@ async fn handle(
                     .forward(parts, body, &permit, &facts, conn, &shared.metrics)
                     .await
             }
-            Err(denial) => Err(denial),
+            Err(denial) => {
+                // HTTP/1.1 needs no help (hyper closes or drains the connection itself), and
+                // reading the body of an `Expect: 100-continue` request would invite it.
+                if parts.version == http::Version::HTTP_2
+                    && !parts.headers.contains_key(http::header::EXPECT)
+                {
+                    body.discard(REFUSED_BODY_DRAIN_BYTES, REFUSED_BODY_DRAIN_GRACE)
+                        .await;
+                }
+                Err(denial)
+            }
         },
     };
     let (decision, reason) = match (&outcome, would_deny) {

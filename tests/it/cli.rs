@@ -428,6 +428,9 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     let mut commands = Vec::new();
     let mut pasting = false;
     let mut config = None;
+    let mut token_endpoint = None;
+    let mut gateway = None;
+    let mut ca = None;
     loop {
         let line = stdout
             .next()
@@ -443,6 +446,14 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
             commands.push(line);
         } else if let Some(path) = line.trim().strip_prefix("config ") {
             config = Some(std::path::PathBuf::from(path.trim()));
+        } else if let Some(rest) = line.trim().strip_prefix("tokens ") {
+            token_endpoint = rest.split_whitespace().next().map(str::to_owned);
+        } else if let Some(rest) = line.trim().strip_prefix("gateway ") {
+            gateway = rest.split_whitespace().next().map(str::to_owned);
+            ca = rest
+                .split("trust ")
+                .nth(1)
+                .map(|path| path.trim_end_matches(')').to_owned());
         } else if line.contains("phigate demo ready") {
             break;
         }
@@ -507,6 +518,51 @@ async fn demo_commands_show_their_status_lines_and_the_demo_says_when_it_stops()
     assert!(
         audit.contains("ok: ") && audit.contains("records intact"),
         "{audit}"
+    );
+
+    // The token endpoint the examples use: a client credentials token of the shape asked for,
+    // five minutes long, that the demo's gateway takes; a malformed request gets an RFC 6749 error.
+    let endpoint = token_endpoint.expect("the demo names its token endpoint");
+    let granted = Command::new("curl")
+        .args([
+            "-sS",
+            "-d",
+            "grant_type=client_credentials",
+            "-d",
+            "client_id=demo-cli",
+        ])
+        .args(["-d", "scope=user/Patient.r", &endpoint])
+        .output()
+        .unwrap();
+    let granted: serde_json::Value = serde_json::from_slice(&granted.stdout).unwrap();
+    assert_eq!(granted["token_type"], "Bearer");
+    assert_eq!(granted["expires_in"], 300);
+    let token = granted["access_token"].as_str().unwrap();
+    let read = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(ca.expect("the demo names its CA"))
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg(format!(
+            "{}/Patient/123",
+            gateway.expect("the demo names its gateway")
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "200");
+    let refused = Command::new("curl")
+        .args([
+            "-sS",
+            "-w",
+            " %{http_code}",
+            "-d",
+            "grant_type=password",
+            &endpoint,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&refused.stdout),
+        r#"{"error":"unsupported_grant_type","error_description":"only client_credentials is served here"} 400"#
     );
 
     let exit = terminate(child).await;
@@ -619,7 +675,7 @@ async fn demo_bench_tokens_pass_the_gateway_verify_with_the_written_key_and_go_a
     let refused = demo("1").output().unwrap();
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("never overwrites"),
+        String::from_utf8_lossy(&refused.stderr).contains("is never overwritten"),
         "{refused:?}"
     );
     assert_eq!(
@@ -1120,4 +1176,80 @@ fn check_builds_what_run_builds_and_reports_every_problem_with_its_key() {
 
 fn loopback() -> std::net::SocketAddr {
     std::net::SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// `phigate dpop`: `key` writes an owner-only key and prints its thumbprint, never overwriting a
+/// file; `thumbprint` reads the same value back; `proof` signs a `dpop+jwt` for the method, the URL
+/// without its query, the token's hash and the nonce; a file that is not such a key is refused.
+/// (`examples::every_readme_try_it_block_runs_as_written_with_the_statuses_it_names` sends these
+/// proofs through a gateway.)
+#[test]
+fn dpop_key_thumbprint_and_proof_for_curl() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("app.key");
+    let made = phigate().args(["dpop", "key"]).arg(&key).output().unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let jkt = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    assert_eq!(jkt.len(), 43, "{jkt}");
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = phigate().args(["dpop", "key"]).arg(&key).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+    let read = phigate()
+        .args(["dpop", "thumbprint", "--key"])
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&read.stdout).trim(), jkt);
+
+    let token = "header.claims.signature";
+    let proof = phigate()
+        .args(["dpop", "proof", "--key"])
+        .arg(&key)
+        .args([
+            "--method",
+            "POST",
+            "--url",
+            "https://gw.test/Observation/_search?x=1",
+        ])
+        .args(["--nonce", "n-1"])
+        .env("PHIGATE_DPOP_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(proof.status.success(), "{proof:?}");
+    let proof = String::from_utf8(proof.stdout).unwrap();
+    let parts: Vec<&str> = proof.trim().split('.').collect();
+    assert_eq!(parts.len(), 3);
+    let decode = |part: &str| -> serde_json::Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    let (header, claims) = (decode(parts[0]), decode(parts[1]));
+    assert_eq!(header["typ"], "dpop+jwt");
+    assert_eq!(header["alg"], "ES256");
+    assert_eq!(
+        phigate::jose::jwk::thumbprint(&header["jwk"]).as_deref(),
+        Some(jkt.as_str())
+    );
+    assert_eq!(claims["htm"], "POST");
+    assert_eq!(claims["htu"], "https://gw.test/Observation/_search");
+    assert_eq!(claims["nonce"], "n-1");
+    assert_eq!(
+        claims["ath"],
+        URL_SAFE_NO_PAD.encode(phigate::jose::sha256(token.as_bytes()))
+    );
+
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let refused = phigate()
+        .args(["dpop", "thumbprint", "--key"])
+        .arg(&garbage)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is not a P-256 PKCS#8 private key"));
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Method;
 use phigate::config::Config;
+use phigate::demo::token_endpoint::GrantSettings;
 use phigate::demo::{DevIssuer, SyntheticFhir};
 use phigate::proxy::Gateway;
 use phigate::tls::CertThumbprint;
@@ -96,7 +97,7 @@ fn assert_check_passes(config: &Path) {
 struct Example {
     name: &'static str,
     /// The copy the gateway serves; removed when the test ends.
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     issuer: DevIssuer,
     upstream: SyntheticFhir,
     server_ca: DevCa,
@@ -107,8 +108,14 @@ struct Example {
 impl Example {
     /// Copies `examples/NAME`, writes `certs/` and `secrets/` beside it (`phigate check` passes
     /// on the copy as written), replaces the placeholders (it passes again), and starts the
-    /// gateway on the result.
+    /// gateway on the result, with the harness's public URL.
     async fn start(name: &'static str) -> Self {
+        Self::start_on(name, false).await
+    }
+
+    /// Like [`Example::start`]; `on_localhost` makes the gateway listen on a fixed loopback port
+    /// and name `https://localhost:PORT` as its public URL, as the README's setup does.
+    async fn start_on(name: &'static str, on_localhost: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let source = examples_dir().join(name);
         for entry in std::fs::read_dir(&source).unwrap() {
@@ -141,43 +148,66 @@ impl Example {
         assert_check_passes(&config);
 
         let issuer = DevIssuer::start(loopback(), ISSUER).await.unwrap();
+        issuer.serve_tokens(GrantSettings {
+            audience: AUDIENCE.to_owned(),
+            lifetime: Duration::from_secs(300),
+        });
         let upstream = SyntheticFhir::start(loopback()).await.unwrap();
         let text = std::fs::read_to_string(&config).unwrap();
         let readme = std::fs::read_to_string(source.join("README.md")).unwrap();
-        let mut edited = text.clone();
-        for (placeholder, fill) in REPLACED {
-            assert!(text.contains(placeholder), "{name}: no {placeholder}");
-            assert!(
-                readme.contains(placeholder),
-                "{name}/README.md does not say what to put for {placeholder}"
-            );
-            let value = match fill {
-                Fill::Jwks => issuer.jwks_uri(),
-                Fill::Issuer => ISSUER.to_owned(),
-                Fill::Audience => AUDIENCE.to_owned(),
-                Fill::PublicBase => PUBLIC_BASE.to_owned(),
-                Fill::Upstream => upstream.url(),
-                Fill::Listen | Fill::Admin => "127.0.0.1:0".to_owned(),
-            };
-            edited = edited.replace(placeholder, &value);
-        }
-        // A placeholder added to the configuration must be added to the README and here.
-        for (before, after) in text.lines().zip(edited.lines()) {
-            assert!(
-                !before.contains("# PLACEHOLDER:") || before != after,
-                "{name}: a placeholder this test does not replace: {before}"
-            );
-        }
-        std::fs::write(&config, edited).unwrap();
-        assert_check_passes(&config);
+        let mut attempts = 0;
+        let gateway = loop {
+            let port = on_localhost.then(|| {
+                std::net::TcpListener::bind(loopback())
+                    .unwrap()
+                    .local_addr()
+                    .unwrap()
+                    .port()
+            });
+            let mut edited = text.clone();
+            for (placeholder, fill) in REPLACED {
+                assert!(text.contains(placeholder), "{name}: no {placeholder}");
+                assert!(
+                    readme.contains(placeholder),
+                    "{name}/README.md does not say what to put for {placeholder}"
+                );
+                let value = match fill {
+                    Fill::Jwks => issuer.jwks_uri(),
+                    Fill::Issuer => ISSUER.to_owned(),
+                    Fill::Audience => AUDIENCE.to_owned(),
+                    Fill::PublicBase => port.map_or_else(
+                        || PUBLIC_BASE.to_owned(),
+                        |port| format!("https://localhost:{port}"),
+                    ),
+                    Fill::Upstream => upstream.url(),
+                    Fill::Listen => format!("127.0.0.1:{}", port.unwrap_or(0)),
+                    Fill::Admin => "127.0.0.1:0".to_owned(),
+                };
+                edited = edited.replace(placeholder, &value);
+            }
+            // A placeholder added to the configuration must be added to the README and here.
+            for (before, after) in text.lines().zip(edited.lines()) {
+                assert!(
+                    !before.contains("# PLACEHOLDER:") || before != after,
+                    "{name}: a placeholder this test does not replace: {before}"
+                );
+            }
+            std::fs::write(&config, edited).unwrap();
+            assert_check_passes(&config);
 
-        let mut loaded = Config::load(&config).unwrap_or_else(|err| panic!("{err}"));
-        // No load balancer drains a test's gateway.
-        loaded.listen.shutdown_grace = Duration::ZERO;
-        let gateway = Gateway::start(loaded).await.unwrap();
+            let mut loaded = Config::load(&config).unwrap_or_else(|err| panic!("{err}"));
+            // No load balancer drains a test's gateway.
+            loaded.listen.shutdown_grace = Duration::ZERO;
+            match Gateway::start(loaded).await {
+                Ok(gateway) => break gateway,
+                // Another test can bind the free port between the probe and the gateway.
+                Err(_) if on_localhost && attempts < 5 => attempts += 1,
+                Err(err) => panic!("{name}: {err:#}"),
+            }
+        };
         let example = Self {
             name,
-            _dir: dir,
+            dir,
             issuer,
             upstream,
             server_ca,
@@ -331,6 +361,122 @@ fn every_example_passes_its_policy_tests() {
             );
         }
     }
+}
+
+/// Each example README's try-it block (the fenced block after its `<!-- try-it` line), run as
+/// written by `sh` in the example's folder against its gateway and issuer, with `TOKENS`, `GW`
+/// and `CA` set as the README's setup leaves them: each `curl -i` answers the status its comment
+/// names (a refusal with a challenge when it is a 401), and every other command succeeds.
+#[tokio::test]
+async fn every_readme_try_it_block_runs_as_written_with_the_statuses_it_names() {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_phigate")).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap());
+    for name in EXAMPLES {
+        let example = Example::start_on(name, true).await;
+        let port = example.gateway.local_addr().port();
+        let dir = example.dir.path();
+        let ca = example
+            .server_ca
+            .write_cert_pem(dir, "try-it-ca.crt")
+            .unwrap();
+        // What the b2b README's setup makes with openssl: the lab's certificate and key.
+        example
+            .partners_ca
+            .issue_client("acme-lab")
+            .unwrap()
+            .write_pem_files(dir, "acme-lab")
+            .unwrap();
+        let readme = std::fs::read_to_string(examples_dir().join(name).join("README.md")).unwrap();
+        let commands = try_it_commands(&readme);
+        let mut script = String::from("set -e\n");
+        let mut expected = Vec::new();
+        for command in &commands {
+            let shown = command.starts_with("curl -i ");
+            if shown {
+                let (line, comment) = command
+                    .rsplit_once(" # ")
+                    .unwrap_or_else(|| panic!("{name}: no status comment on {command}"));
+                let status = comment.split([',', ' ']).next().unwrap().to_owned();
+                assert!(
+                    status.len() == 3 && status.parse::<u16>().is_ok(),
+                    "{name}: {comment}"
+                );
+                script.push_str(&format!("{} -sS\n", line.trim_end()));
+                expected.push(Some(status));
+            } else {
+                script.push_str(&format!("{command}\n"));
+                expected.push(None);
+            }
+            script.push_str("printf '\\n@@@\\n'\n");
+        }
+        let output = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&script)
+            .current_dir(dir)
+            .env("PATH", &path)
+            .env("TOKENS", example.issuer.token_endpoint())
+            .env("GW", format!("https://localhost:{port}"))
+            .env("CA", &ca)
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let chunks: Vec<&str> = stdout.split("\n@@@\n").collect();
+        assert_eq!(chunks.len(), commands.len() + 1, "{name}: {stdout}");
+        for ((command, chunk), status) in commands.iter().zip(&chunks).zip(&expected) {
+            let Some(status) = status else { continue };
+            let head = chunk.trim_start();
+            let seen = head
+                .strip_prefix("HTTP/")
+                .and_then(|line| line.split_whitespace().nth(1))
+                .unwrap_or_else(|| panic!("{name}: no status line from {command}:\n{chunk}"));
+            assert_eq!(seen, status, "{name}: {command}\n{chunk}");
+            let challenged = head.to_ascii_lowercase().contains("www-authenticate: ");
+            assert_eq!(
+                challenged,
+                seen == "401" || head.contains("insufficient_scope"),
+                "{name}: {chunk}"
+            );
+        }
+    }
+}
+
+/// The try-it block's commands: continued lines joined (a trailing `\`, or an open single
+/// quote), and the `TOKENS=`, `GW=` and `CA=` lines left out, since they name the demo's ports.
+fn try_it_commands(readme: &str) -> Vec<String> {
+    let block = readme
+        .split("<!-- try-it")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a try-it block");
+    let mut commands = Vec::new();
+    let mut current = String::new();
+    for line in block.lines() {
+        if let Some(head) = line.strip_suffix('\\') {
+            current.push_str(head);
+            continue;
+        }
+        current.push_str(line);
+        if current.matches('\'').count() % 2 == 1 {
+            current.push('\n');
+            continue;
+        }
+        commands.push(std::mem::take(&mut current));
+    }
+    commands.retain(|command| {
+        !command.is_empty()
+            && !command.starts_with('#')
+            && !["TOKENS=", "GW=", "CA="]
+                .iter()
+                .any(|set| command.starts_with(set))
+    });
+    commands
 }
 
 #[tokio::test]

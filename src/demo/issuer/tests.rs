@@ -343,3 +343,81 @@ async fn shutdown_stops_serving_but_minting_continues() {
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
     assert!(!issuer.mint(&claims(&issuer)).is_empty());
 }
+
+async fn post_token(
+    issuer: &DevIssuer,
+    content_type: &str,
+    body: impl Into<bytes::Bytes>,
+) -> Reply {
+    let req = Request::post(TOKEN_PATH)
+        .header(http::header::HOST, issuer.local_addr().to_string())
+        .header(http::header::CONTENT_TYPE, content_type)
+        .body(http_body_util::Full::new(body.into()))
+        .unwrap();
+    crate::demo::tests::send(issuer.local_addr(), req).await
+}
+
+#[tokio::test]
+async fn the_token_endpoint_is_closed_until_opened_and_answers_only_form_posts() {
+    let issuer = start().await;
+    let form = "application/x-www-form-urlencoded";
+    let request = "grant_type=client_credentials&client_id=app-1&scope=system/*.rs";
+    assert_eq!(
+        post_token(&issuer, form, request).await.status,
+        StatusCode::NOT_FOUND
+    );
+    issuer.serve_tokens(GrantSettings {
+        audience: AUDIENCE.to_owned(),
+        lifetime: Duration::from_secs(120),
+    });
+    assert_eq!(
+        issuer.token_endpoint(),
+        format!("http://{}{TOKEN_PATH}", issuer.local_addr())
+    );
+
+    let granted = post_token(&issuer, form, request).await;
+    assert_eq!(granted.status, StatusCode::OK);
+    assert_eq!(granted.header("cache-control"), Some("no-store"));
+    assert_eq!(granted.header("content-type"), Some("application/json"));
+    let body = granted.json();
+    assert_eq!(body["expires_in"], 120);
+    let claims = verify(
+        &fetch_jwks(&issuer).await,
+        INITIAL_KID,
+        Algorithm::ES256,
+        body["access_token"].as_str().unwrap(),
+    );
+    assert_eq!(claims["scope"], "system/*.rs");
+    assert_eq!(claims["sub"], "app-1");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        120
+    );
+
+    let get = get(issuer.local_addr(), TOKEN_PATH).await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(get.header("allow"), Some("POST"));
+    let refusals = [
+        (
+            post_token(&issuer, "application/json", "{}").await,
+            "invalid_request",
+        ),
+        (
+            post_token(&issuer, form, vec![b'a'; MAX_REQUEST_BYTES + 1]).await,
+            "invalid_request",
+        ),
+        (
+            post_token(&issuer, form, vec![0xff, 0xfe]).await,
+            "invalid_request",
+        ),
+        (
+            post_token(&issuer, form, "grant_type=password").await,
+            "unsupported_grant_type",
+        ),
+    ];
+    for (reply, code) in refusals {
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+        assert_eq!(reply.header("cache-control"), Some("no-store"));
+        assert_eq!(reply.json()["error"], code);
+    }
+}

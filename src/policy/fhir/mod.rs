@@ -15,7 +15,7 @@ mod membership;
 mod precondition;
 mod resource_types;
 mod scope;
-mod search;
+pub(crate) mod search;
 
 use std::fmt;
 
