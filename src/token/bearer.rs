@@ -126,10 +126,23 @@ fn parse_credentials(value: &str) -> Result<(BearerToken, Scheme), CredentialFau
     // foreign scheme. The token is then the whole rest: a second token, trailing whitespace or
     // a comma-separated second credential is refused, so no part of the header is ignored.
     let token = rest.trim_start_matches(' ');
-    if token.len() == rest.len() || !is_b64token(token) {
+    if token.len() == rest.len() || !(is_b64token(token) || is_damaged_compact_jws(token)) {
         return Err(CredentialFault::Malformed);
     }
     Ok((BearerToken::new(token), scheme))
+}
+
+/// One compact JWS whose segments are not canonical base64url: `=` padding inside, or a space
+/// within a segment (SECURITY.md B-09). Its two dots say it is one token, not two credentials,
+/// so it is taken as the token it tries to be and refused by the JWS decoder as an invalid
+/// token (401), never read in part. Two complete tokens (four dots) stay a malformed header.
+fn is_damaged_compact_jws(token: &str) -> bool {
+    token.matches('.').count() == 2
+        && !token.ends_with(' ')
+        && !token.contains("  ")
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/= ".contains(&b))
 }
 
 /// RFC 9110 §5.6.2 `tchar`.
@@ -189,7 +202,7 @@ mod tests {
     #[test]
     fn extracts_one_token_with_its_scheme() {
         use Scheme::{Bearer, Dpop};
-        let cases: [(&[u8], (&str, Scheme)); 11] = [
+        let cases: [(&[u8], (&str, Scheme)); 16] = [
             (b"Bearer abc.def.ghi", ("abc.def.ghi", Bearer)),
             (b"bEaReR abc.def.ghi", ("abc.def.ghi", Bearer)),
             (b"BEARER abc", ("abc", Bearer)),
@@ -202,6 +215,14 @@ mod tests {
             (b"DPoP abc.def.ghi", ("abc.def.ghi", Dpop)),
             (b"dpop  abc", ("abc", Dpop)),
             (b"DPOP abc==", ("abc==", Dpop)),
+            // SECURITY.md B-09: one JWS with padding inside a segment or a space within one is
+            // the token it tries to be, for the JWS decoder to refuse (401), not a second
+            // credential (400).
+            (b"Bearer abc=.def.ghi", ("abc=.def.ghi", Bearer)),
+            (b"Bearer abc.de==.ghi", ("abc.de==.ghi", Bearer)),
+            (b"Bearer ab c.def.ghi", ("ab c.def.ghi", Bearer)),
+            (b"Bearer abc.def.ghi x", ("abc.def.ghi x", Bearer)),
+            (b"DPoP abc.d ef.ghi", ("abc.d ef.ghi", Dpop)),
         ];
         for (value, expected) in cases {
             check(&[value], None, Ok(expected));
@@ -225,7 +246,11 @@ mod tests {
             b"",
             // Two credentials, trailing junk, trailing whitespace.
             b"Bearer abc def",
-            b"Bearer abc.def.ghi x",
+            b"Bearer abc.def.ghi jkl.mno.pqr",
+            b"Bearer abc.def.ghi x.y",
+            b"Bearer abc.def.ghi ",
+            b"Bearer abc.def.ghi  x",
+            b"Bearer abc.def.ghi\tx",
             b"Bearer abc ",
             b"Bearer abc  ",
             b"Bearer abc\t",
