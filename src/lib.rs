@@ -19,6 +19,7 @@ pub mod hygiene;
 pub mod jose;
 pub mod mac;
 pub mod monitor;
+pub mod peer;
 pub mod pipeline;
 pub mod policy;
 pub mod probe;

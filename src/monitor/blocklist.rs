@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::sync::Cache;
 
+use crate::peer::PeerNetwork;
 use crate::token::{ClientId, Jti, Subject, VerifiedToken};
 
 /// Why the block list refused a request.
@@ -28,8 +29,9 @@ pub enum BlockFault {
 /// What a block or a cut-off applies to.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum BlockKey {
-    /// The TCP peer's address (never a client-supplied header).
-    Address(IpAddr),
+    /// The TCP peer's network: its address, or an IPv6 address's /64 (never a client-supplied
+    /// header).
+    Address(PeerNetwork),
     /// Every token of an OAuth client.
     Client(ClientId),
     /// Every token of a subject.
@@ -52,7 +54,7 @@ impl BlockKey {
     /// The key's value, as logs carry it (a `jti`, never a token).
     pub fn value(&self) -> String {
         match self {
-            Self::Address(address) => address.to_string(),
+            Self::Address(network) => network.to_string(),
             Self::Client(client) => client.as_str().to_owned(),
             Self::Subject(subject) => subject.as_str().to_owned(),
             Self::Token(jti) => jti.as_str().to_owned(),
@@ -130,7 +132,10 @@ impl BlockList {
     /// Refuses a blocked address. Checked before the token is even looked at, so a blocked
     /// address cannot keep the verifier busy.
     pub fn check_address(&self, peer: IpAddr) -> Result<(), BlockFault> {
-        if self.blocks.contains_key(&BlockKey::Address(peer)) {
+        if self
+            .blocks
+            .contains_key(&BlockKey::Address(PeerNetwork::of(peer)))
+        {
             return Err(BlockFault::Blocked);
         }
         Ok(())

@@ -33,6 +33,7 @@ use crate::config::{
     Actions, BulkDetector, CountryDetector, MonitorConfig, TravelDetector, WindowDetector,
 };
 use crate::geoip::GeoIp;
+use crate::peer::PeerNetwork;
 use crate::record::{ActionRecord, ActionSink, DecisionRecord, Sink};
 use crate::telemetry::Metrics;
 use crate::token::{BearerToken, Jti, RevokeOutcome, TokenRevoker, VerifiedToken};
@@ -148,7 +149,7 @@ impl Counted {
                     && matches!(record.status, 401 | 403)
                     && !is_block_refusal(record.reason) =>
             {
-                std::iter::once(BlockKey::Address(record.peer))
+                std::iter::once(BlockKey::Address(PeerNetwork::of(record.peer)))
                     .chain(client)
                     .collect()
             }

@@ -7,7 +7,6 @@
 
 mod counter;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,7 @@ pub use self::counter::SharedCounter;
 use self::counter::millis;
 use super::blocklist::{BlockKey, BlockList};
 use crate::backoff::Backoff;
+use crate::peer::PeerNetwork;
 use crate::token::{ClientId, Jti, Subject};
 
 /// Bound on one Redis round trip.
@@ -95,7 +95,7 @@ impl Update {
 
 fn decode_key(kind: &str, value: &str) -> Option<BlockKey> {
     match kind {
-        "address" => value.parse::<IpAddr>().ok().map(BlockKey::Address),
+        "address" => value.parse::<PeerNetwork>().ok().map(BlockKey::Address),
         "client" => ClientId::parse(value).map(BlockKey::Client),
         "subject" => Subject::parse(value).map(BlockKey::Subject),
         "token" => Jti::parse(value).map(BlockKey::Token),
@@ -273,6 +273,8 @@ async fn timed<T>(
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
     use super::*;
 
     #[track_caller]
@@ -283,7 +285,11 @@ mod tests {
     #[test]
     fn updates_survive_the_trip_and_foreign_messages_are_ignored() {
         check(Update::Block(
-            BlockKey::Address(IpAddr::from([192, 0, 2, 1])),
+            BlockKey::Address(PeerNetwork::of(IpAddr::from([192, 0, 2, 1]))),
+            Duration::from_secs(60),
+        ));
+        check(Update::Block(
+            BlockKey::Address(PeerNetwork::of("2001:db8::7".parse().unwrap())),
             Duration::from_secs(60),
         ));
         check(Update::Block(

@@ -73,7 +73,7 @@ fn detectors(block: Option<Duration>) -> (Detectors, Arc<BlockList>) {
 
 #[test]
 fn each_detector_counts_its_records_against_its_keys() {
-    let address = BlockKey::Address(IpAddr::from(PEER));
+    let address = BlockKey::Address(PeerNetwork::of(IpAddr::from(PEER)));
     let client = BlockKey::Client(ClientId::parse("app-1").unwrap());
     let token = BlockKey::Token(Jti::parse("t-1").unwrap());
     let failures = Counted::RepeatedFailures;
@@ -172,4 +172,25 @@ fn check(block: Option<Duration>, blocked: bool) {
 fn a_firing_blocks_only_when_its_actions_say_so() {
     check(Some(Duration::from_secs(60)), true);
     check(None, false);
+}
+
+/// An IPv6 client that takes a fresh address for every try is still one client: its failures
+/// count together by /64, and the block covers every address in it, not another /64.
+#[test]
+fn ipv6_failures_count_and_block_by_their_64() {
+    let (detectors, blocks) = detectors(Some(Duration::from_secs(60)));
+    let now = Instant::now();
+    for address in ["2001:db8:1:2::a", "2001:db8:1:2:ffff::b"] {
+        let failure = DecisionRecord {
+            peer: address.parse().unwrap(),
+            ..record(401, "expired", None)
+        };
+        futures_util::FutureExt::now_or_never(detectors.observe(&failure, now)).unwrap();
+    }
+    let peer = |text: &str| text.parse::<IpAddr>().unwrap();
+    assert_eq!(
+        blocks.check_address(peer("2001:db8:1:2::c")),
+        Err(BlockFault::Blocked)
+    );
+    assert_eq!(blocks.check_address(peer("2001:db8:1:3::a")), Ok(()));
 }

@@ -1,14 +1,18 @@
 //! Connections open per client address, so one address cannot take the whole of
-//! `listen.max_connections` (SECURITY.md R-S04: global and per-address caps). An address is
-//! held only while it has a connection open, so the map is bounded by the global cap.
+//! `listen.max_connections` (SECURITY.md R-S04: global and per-address caps). An IPv6 client
+//! counts by its /64 ([`PeerNetwork`]), which it could otherwise fill with fresh addresses. An
+//! address is held only while it has a connection open, so the map is bounded by the global
+//! cap.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::peer::PeerNetwork;
+
 /// Open connections by address, and the most one address may have.
 pub struct PeerConnections {
-    open: Mutex<HashMap<IpAddr, usize>>,
+    open: Mutex<HashMap<PeerNetwork, usize>>,
     max_per_address: usize,
 }
 
@@ -23,6 +27,7 @@ impl PeerConnections {
     /// Counts one more connection from `address`, or `None` when it already has the most
     /// allowed. The count drops when the returned slot does.
     pub fn admit(self: &Arc<Self>, address: IpAddr) -> Option<PeerSlot> {
+        let address = PeerNetwork::of(address);
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         let count = open.entry(address).or_default();
         if *count >= self.max_per_address {
@@ -35,7 +40,7 @@ impl PeerConnections {
         })
     }
 
-    fn release(&self, address: IpAddr) {
+    fn release(&self, address: PeerNetwork) {
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(count) = open.get_mut(&address) {
             *count -= 1;
@@ -49,7 +54,7 @@ impl PeerConnections {
 /// One admitted connection; dropping it frees the address's place.
 pub struct PeerSlot {
     peers: Arc<PeerConnections>,
-    address: IpAddr,
+    address: PeerNetwork,
 }
 
 impl Drop for PeerSlot {
@@ -74,6 +79,21 @@ mod tests {
         drop(first);
         let _again = peers.admit(a).expect("a closed connection frees its place");
         assert!(peers.admit(a).is_none());
+    }
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64() {
+        let peers = PeerConnections::new(2);
+        let address = |text: &str| text.parse::<IpAddr>().unwrap();
+        let _first = peers.admit(address("2001:db8:1:2::1")).unwrap();
+        let _second = peers.admit(address("2001:db8:1:2::2")).unwrap();
+        assert!(
+            peers.admit(address("2001:db8:1:2:ffff::3")).is_none(),
+            "a fresh address in the same /64 is the same client"
+        );
+        let _other = peers
+            .admit(address("2001:db8:1:3::1"))
+            .expect("another /64 is another client");
     }
 
     #[test]

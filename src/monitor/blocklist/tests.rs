@@ -101,7 +101,7 @@ fn blocks_and_cutoffs_refuse_what_they_name() {
 fn addresses_are_blocked_alone() {
     let list = BlockList::new(100, LONG);
     let blocked = IpAddr::from([192, 0, 2, 1]);
-    list.block(BlockKey::Address(blocked), LONG);
+    list.block(BlockKey::Address(PeerNetwork::of(blocked)), LONG);
     assert_eq!(list.check_address(blocked), Err(BlockFault::Blocked));
     assert_eq!(list.check_address(IpAddr::from([192, 0, 2, 2])), Ok(()));
     assert_eq!(list.check_token(&token(Some(CUTOFF))), Ok(()));
@@ -120,7 +120,10 @@ fn blocks_end_when_their_period_does() {
 fn distinct_keys_never_grow_the_list_past_its_bound() {
     let list = BlockList::new(50, LONG);
     for n in 0..5_000u32 {
-        list.block(BlockKey::Address(IpAddr::from(n.to_be_bytes())), LONG);
+        list.block(
+            BlockKey::Address(PeerNetwork::of(IpAddr::from(n.to_be_bytes()))),
+            LONG,
+        );
     }
     assert!(list.len() <= 50, "{} entries", list.len());
 }
