@@ -219,6 +219,9 @@ async fn every_metric_the_alerts_and_dashboard_use_is_exported() {
         "phigate_audit_refused_total",
         "phigate_audit_write_errors_total",
         "phigate_circuit_open",
+        "phigate_issuer_clock_offset_seconds",
+        "phigate_upstream_body_failures_total",
+        "phigate_connections_closed_total",
     ] {
         assert!(
             used.contains(wanted),
