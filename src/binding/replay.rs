@@ -13,6 +13,7 @@ use redis::aio::ConnectionManager;
 use tokio::sync::OnceCell;
 
 use crate::breaker::Breaker;
+use crate::config::RedisEndpoint;
 use crate::jose::sha256;
 
 /// Proofs remembered locally at once (RFC 9449 §11.1: bounded; eviction is logged by moka's
@@ -41,15 +42,15 @@ pub struct ReplayCache {
 }
 
 impl ReplayCache {
-    /// A cache for proofs valid for `window`, shared through `redis_url` when given; `circuit`
-    /// is the shared store's breaker gauge.
+    /// A cache for proofs valid for `window`, shared through `redis` when given; `circuit` is
+    /// the shared store's breaker gauge.
     pub fn new(
         window: Duration,
-        redis_url: Option<&str>,
+        redis: Option<&RedisEndpoint>,
         circuit: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, redis::RedisError> {
-        let redis = redis_url
-            .map(redis::Client::open)
+        let redis = redis
+            .map(RedisEndpoint::client)
             .transpose()?
             .map(|client| (client, OnceCell::new()));
         let local = moka::sync::Cache::builder()

@@ -7,6 +7,7 @@ mod discovery;
 mod error;
 mod monitor;
 mod raw;
+mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use self::raw::{
     At, RawAudit, RawConfig, RawCrl, RawDpop, RawIntrospection, RawIssuer, RawLimits, RawListen,
     RawRevocation, RawRevocationSource, RawTls, RawTokens, RawUpstream,
 };
+pub use self::redis::RedisEndpoint;
 use crate::policy::PolicyTable;
 pub use crate::tls::{ClientAuth, ClientCa, CrlLocation, CrlSource, TlsFiles};
 
@@ -170,7 +172,7 @@ pub struct DpopConfig {
     /// How far ahead of our clock a proof may be.
     pub max_future: Duration,
     /// Redis shared by replicas for replay detection.
-    pub replay_redis: Option<String>,
+    pub replay_redis: Option<RedisEndpoint>,
     /// Whether proofs must carry a server nonce (RFC 9449 §8).
     pub nonce: bool,
     /// The nonce secret shared by replicas; random per process when absent.
@@ -202,8 +204,8 @@ pub enum RevocationLocation {
     File(PathBuf),
     /// A Redis set plus a pub/sub channel.
     Redis {
-        /// `redis://host:port/db`.
-        url: String,
+        /// `redis://host:port/db`, and the password it is used with.
+        endpoint: RedisEndpoint,
         /// The set holding one JSON entry per member.
         key: String,
         /// The channel new entries are published on.
@@ -575,6 +577,7 @@ impl Config {
             problems: Vec::new(),
             warnings: Vec::new(),
             section: String::new(),
+            redis_password: None,
             origins: Origins {
                 file: path.to_path_buf(),
                 entries: Vec::new(),
@@ -598,6 +601,8 @@ struct Builder<'a> {
     warnings: Vec<ConfigProblem>,
     /// The section being built (`listen`, `issuers[1]`), prefixing remembered keys.
     section: String,
+    /// `redis_password_file`'s password, for every Redis URL without one of its own.
+    redis_password: Option<Arc<str>>,
     origins: Origins,
 }
 
@@ -786,6 +791,11 @@ impl Builder<'_> {
         }
         self.section.clear();
         let tokens = self.tokens(raw.tokens.as_ref());
+        self.redis_password = raw
+            .redis_password_file
+            .as_ref()
+            .and_then(|at| self.client_secret(at, "redis_password_file"))
+            .map(Arc::from);
         let revocation = raw
             .revocation
             .as_ref()
@@ -874,15 +884,9 @@ impl Builder<'_> {
         {
             self.problem(at, "dpop.max_future must be at most 60s");
         }
-        let replay_redis = raw.and_then(|r| r.replay_redis.as_ref()).and_then(|at| {
-            if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
-                self.remember(at, "dpop.replay_redis", at.value.clone());
-                Some(at.value.clone())
-            } else {
-                self.problem(at, "dpop.replay_redis must be a redis:// or rediss:// URL");
-                None
-            }
-        });
+        let replay_redis = raw
+            .and_then(|r| r.replay_redis.as_ref())
+            .and_then(|at| self.redis_endpoint(at, "dpop.replay_redis"));
         let nonce_secret = raw
             .and_then(|r| r.nonce_secret_file.as_ref())
             .and_then(|at| self.secret_file(at, "dpop.nonce_secret_file"));
@@ -945,6 +949,20 @@ impl Builder<'_> {
     }
 
     /// A shared secret read from a file: at least 32 bytes, or a problem naming `key`.
+    /// A `redis://` (or `rediss://`) URL named by `key`, with `redis_password_file`'s password.
+    fn redis_endpoint(&mut self, at: &At<String>, key: &str) -> Option<RedisEndpoint> {
+        if !(at.value.starts_with("redis://") || at.value.starts_with("rediss://")) {
+            let key = self.qualified(key);
+            self.problem(at, format!("{key} must be a redis:// or rediss:// URL"));
+            return None;
+        }
+        self.remember(at, key, at.value.clone());
+        Some(RedisEndpoint::new(
+            at.value.clone(),
+            self.redis_password.clone(),
+        ))
+    }
+
     fn secret_file(&mut self, at: &At<String>, key: &str) -> Option<Vec<u8>> {
         let read = std::fs::read(self.path(at, key))
             .ok()
@@ -977,13 +995,9 @@ impl Builder<'_> {
             }
             (None, Some(file), None) => RevocationLocation::File(self.path(file, "file")),
             (None, None, Some(url)) => {
-                if !(url.value.starts_with("redis://") || url.value.starts_with("rediss://")) {
-                    self.problem(url, "revocation redis must be a redis:// or rediss:// URL");
-                    return None;
-                }
-                self.remember(url, "redis", url.value.clone());
+                let endpoint = self.redis_endpoint(url, "redis")?;
                 RevocationLocation::Redis {
-                    url: url.value.clone(),
+                    endpoint,
                     key: raw
                         .key
                         .clone()

@@ -9,7 +9,7 @@ use super::raw::{
     At, RawActions, RawAlert, RawBulk, RawMonitor, RawNewCountry, RawRevoke, RawSpike, RawTravel,
     RawWindowDetector,
 };
-use super::{Builder, ClientEndpoint};
+use super::{Builder, ClientEndpoint, RedisEndpoint};
 
 /// Detectors and their actions.
 #[derive(Debug, Clone, Default)]
@@ -23,7 +23,7 @@ pub struct MonitorConfig {
     /// The authorization server's RFC 7009 endpoint, for the revoke action.
     pub revoke: Option<ClientEndpoint>,
     /// Redis shared by every replica for blocks, cut-offs and detector counts.
-    pub redis: Option<String>,
+    pub redis: Option<RedisEndpoint>,
     /// The prefix of the shared keys and channel (default `phigate:monitor`).
     pub redis_prefix: String,
     /// Authentication and authorisation denials per source address and per client.
@@ -215,15 +215,10 @@ impl Builder<'_> {
             webhook: alert.is_some(),
             revoke: revoke.is_some(),
         };
-        let redis = raw.redis.as_ref().and_then(|at| {
-            if at.value.starts_with("redis://") || at.value.starts_with("rediss://") {
-                self.remember(at, "redis", at.value.clone());
-                Some(at.value.clone())
-            } else {
-                self.problem(at, "monitor.redis must be a redis:// or rediss:// URL");
-                None
-            }
-        });
+        let redis = raw
+            .redis
+            .as_ref()
+            .and_then(|at| self.redis_endpoint(at, "redis"));
         let repeated_failures = raw.repeated_failures.as_ref().map(|raw| {
             let defaults = (20, Duration::from_secs(60));
             self.window_detector(raw.into(), "monitor.repeated_failures", defaults, endpoints)

@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub monitor: Option<RawMonitor>,
     #[serde(default)]
     pub discovery: Option<RawDiscovery>,
+    #[serde(default)]
+    pub redis_password_file: Option<At<String>>,
 }
 
 /// `discovery:` — what phigate publishes at its well-known paths.

@@ -843,3 +843,40 @@ fn an_introspection_endpoint_left_out_is_discovered_only_for_a_url_issuer() {
     assert!(err.to_string().contains("introspection endpoint"), "{err}");
     assert_eq!(err.problems.len(), 1, "{err}");
 }
+
+/// `redis_password_file` is read at load: a missing or empty file is a problem at its key, and
+/// its password goes to every Redis URL (revocation, DPoP replay, monitor) without one.
+#[test]
+fn the_redis_password_file_is_read_at_load_and_shared_by_every_redis_url() {
+    check_section(
+        "redis_password_file: /nonexistent/redis-password\n",
+        Err("redis_password_file cannot be read or is empty"),
+    );
+    let sections = "redis_password_file: redis-password\nrevocation:\n  sources:\n    - redis: redis://127.0.0.1:6379/0\ndpop:\n  replay_redis: redis://127.0.0.1:6379/1\nmonitor:\n  redis: redis://:own@127.0.0.1:6379/2\n";
+    let text = with_base_url().replace("policy_file:", &format!("{sections}policy_file:"));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), POLICY).unwrap();
+    std::fs::write(dir.path().join("redis-password"), "s3cret\n").unwrap();
+    let path = dir.path().join("phigate.yaml");
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
+    let password = |endpoint: &RedisEndpoint| {
+        endpoint
+            .client()
+            .unwrap()
+            .get_connection_info()
+            .redis_settings()
+            .password()
+            .map(str::to_owned)
+    };
+    let RevocationLocation::Redis { endpoint, .. } = &config.revocation[0].location else {
+        panic!("{:?}", config.revocation[0].location);
+    };
+    assert_eq!(password(endpoint).as_deref(), Some("s3cret"));
+    let replay = config.dpop.replay_redis.as_ref().unwrap();
+    assert_eq!(password(replay).as_deref(), Some("s3cret"));
+    // A URL with a password of its own keeps it.
+    let monitor = config.monitor.redis.as_ref().unwrap();
+    assert_eq!(password(monitor).as_deref(), Some("own"));
+    assert!(!format!("{config:?}").contains("s3cret"));
+}

@@ -20,6 +20,7 @@ pub use self::counter::SharedCounter;
 use self::counter::millis;
 use super::blocklist::{BlockKey, BlockList};
 use crate::backoff::Backoff;
+use crate::config::RedisEndpoint;
 use crate::peer::PeerNetwork;
 use crate::token::{ClientId, Jti, Subject};
 
@@ -126,9 +127,13 @@ pub struct SharedBlocks {
 
 impl SharedBlocks {
     /// A client for `url` (not yet connected).
-    pub fn new(url: &str, prefix: &str, cutoff_ttl: Duration) -> Result<Self, redis::RedisError> {
+    pub fn new(
+        redis: &RedisEndpoint,
+        prefix: &str,
+        cutoff_ttl: Duration,
+    ) -> Result<Self, redis::RedisError> {
         Ok(Self {
-            client: redis::Client::open(url)?,
+            client: redis.client()?,
             prefix: prefix.to_owned(),
             cutoff_ttl,
         })

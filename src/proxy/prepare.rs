@@ -16,7 +16,9 @@ use crate::binding::DpopChecker;
 use crate::binding::dpop::ProofSettings;
 use crate::binding::nonce::NonceIssuer;
 use crate::binding::replay::ReplayCache;
-use crate::config::{AuditConfig, AuditDestination, Config, ConfigError, ConfigProblem, Transport};
+use crate::config::{
+    AuditConfig, AuditDestination, Config, ConfigError, ConfigProblem, RedisEndpoint, Transport,
+};
 use crate::geoip::GeoIp;
 use crate::monitor::{Alerter, SharedBlocks};
 use crate::policy::seal::LinkSealer;
@@ -127,16 +129,16 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
             })
             .ok()
     });
-    let shared_blocks = config.monitor.redis.as_deref().and_then(|url| {
+    let shared_blocks = config.monitor.redis.as_ref().and_then(|endpoint| {
         SharedBlocks::new(
-            url,
+            endpoint,
             &config.monitor.redis_prefix,
             config.tokens.max_lifetime,
         )
         .map_err(|err| {
             problems.push(config.origins.problem(
                 "monitor.redis",
-                url,
+                endpoint.url(),
                 format!("not a usable Redis URL: {err}"),
             ));
         })
@@ -172,11 +174,15 @@ fn dpop_checker(config: &Config, metrics: &Metrics) -> Result<DpopChecker, Confi
     };
     let replay = ReplayCache::new(
         config.dpop.max_age + config.dpop.max_future,
-        config.dpop.replay_redis.as_deref(),
+        config.dpop.replay_redis.as_ref(),
         metrics.circuit_gauge("dpop_replay_store", ""),
     )
     .map_err(|err| {
-        let url = config.dpop.replay_redis.as_deref().unwrap_or_default();
+        let url = config
+            .dpop
+            .replay_redis
+            .as_ref()
+            .map_or("", RedisEndpoint::url);
         config.origins.problem(
             "dpop.replay_redis",
             url,

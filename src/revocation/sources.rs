@@ -62,10 +62,11 @@ pub fn connect(location: &RevocationLocation) -> Result<Connector, SourceProblem
                 "the revocation list file does not exist (an empty list is `{\"entries\": []}`)"
                     .to_owned(),
         }),
-        RevocationLocation::Redis { url, .. } => redis::Client::open(url.as_str())
+        RevocationLocation::Redis { endpoint, .. } => endpoint
+            .client()
             .map(Connector::Redis)
             .map_err(|err| SourceProblem {
-                value: url.clone(),
+                value: endpoint.url().to_owned(),
                 message: format!("not a usable Redis URL: {err}"),
             }),
     }

@@ -315,3 +315,101 @@ async fn an_entry_naming_another_issuer_leaves_this_issuers_token_alone() {
     );
     eventually_status(&client, "/Patient/123", &token, 401).await;
 }
+
+/// A Redis server of its own that demands a password (`requirepass`), on a free port; killed
+/// when dropped.
+struct PasswordRedis {
+    _server: tokio::process::Child,
+    port: u16,
+}
+
+impl PasswordRedis {
+    async fn start(password: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = tokio::process::Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args([
+                "--requirepass",
+                password,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server must be installed (.ci/run installs it)");
+        let url = format!("redis://:{password}@127.0.0.1:{port}/");
+        crate::support::eventually(Duration::from_secs(10), || {
+            let url = url.clone();
+            async move { redis::Client::open(url).unwrap().get_connection().is_ok() }
+        })
+        .await;
+        Self {
+            _server: server,
+            port,
+        }
+    }
+}
+
+/// `redis_password_file`: a Redis that demands a password is reached with the file's password,
+/// and revocations published there take effect; without the file the source never becomes
+/// fresh, so tokens get 503 (fail closed), and the password appears in no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_protected_redis_is_reached_with_the_password_file() {
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let redis = PasswordRedis::start(&password).await;
+    let key = format!("phigate-test:{}", uuid::Uuid::new_v4());
+    let channel = format!("{key}:events");
+    let source = format!(
+        "revocation:\n  sources:\n    - redis: \"redis://127.0.0.1:{}/\"\n      key: \"{key}\"\n      channel: \"{channel}\"\n      interval: 1s\n      max_stale: 3s\n",
+        redis.port
+    );
+    let harness = Harness::with(Options {
+        revocation: format!("redis_password_file: redis-password\n{source}"),
+        files: vec![("redis-password", format!("{password}\n"))],
+        ..Options::default()
+    })
+    .await;
+    let (token, jti, exp) = claims_with_jti(&harness);
+    let client = harness.client();
+    eventually_status(&client, "/Patient/123", &token, 200).await;
+    let mut connection =
+        redis::Client::open(format!("redis://:{password}@127.0.0.1:{}/", redis.port))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+    let entry = json!({"jti": jti, "exp": exp}).to_string();
+    let _: () = redis::cmd("SADD")
+        .arg(&key)
+        .arg(&entry)
+        .query(&mut connection)
+        .unwrap();
+    let _: () = redis::cmd("PUBLISH")
+        .arg(&channel)
+        .arg(&entry)
+        .query(&mut connection)
+        .unwrap();
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+    let refused = client.get_with_token("/Patient/123", &token).await;
+    crate::support::assert_no_leak(&refused, &[&password]);
+
+    let without = Harness::with(Options {
+        revocation: source,
+        wait_ready: false,
+        ..Options::default()
+    })
+    .await;
+    let token = without.token("user/Patient.r");
+    let response = without
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 503);
+    assert!(without.upstream.received().is_empty());
+}

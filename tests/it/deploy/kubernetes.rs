@@ -152,9 +152,10 @@ impl Secrets {
             ("phigate-tls", "tls.crt") => self.server.cert_pem.clone().into_bytes(),
             ("phigate-tls", "tls.key") => self.server.key_pem.clone().into_bytes(),
             ("phigate-client-ca", "ca.crt") => self.ca.cert_pem().into_bytes(),
-            ("phigate-keys", "audit.key" | "link-seal.key" | "dpop-nonce.key") => {
-                format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()).into_bytes()
-            }
+            (
+                "phigate-keys",
+                "audit.key" | "link-seal.key" | "dpop-nonce.key" | "redis-password.key",
+            ) => format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()).into_bytes(),
             _ => panic!(
                 "Secret {secret} key {key}: the test does not know what it holds; add it here and to the README's kubectl create secret commands"
             ),
