@@ -53,8 +53,11 @@ impl ReplayCache {
             .map(RedisEndpoint::client)
             .transpose()?
             .map(|client| (client, OnceCell::new()));
+        // LRU: every new proof is remembered even when the cache is full (moka's default
+        // admission could turn it away, and the same proof would then pass a second time).
         let local = moka::sync::Cache::builder()
             .max_capacity(LOCAL_CAPACITY)
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_live(window)
             .build();
         Ok(Self {

@@ -95,17 +95,14 @@ impl BlockList {
     /// for `max_lifetime`, after which every token it could refuse has expired anyway.
     pub fn new(max_keys: u64, max_lifetime: Duration) -> Self {
         Self {
-            blocks: Cache::builder()
-                .max_capacity(max_keys)
+            blocks: super::keyed_cache(max_keys)
                 .expire_after(BlockPeriod)
                 .build(),
-            cutoffs: Cache::builder()
-                .max_capacity(max_keys)
+            cutoffs: super::keyed_cache(max_keys)
                 .time_to_live(max_lifetime)
                 .build(),
             // Kept as long as a cut-off: no token outlives `max_lifetime`.
-            revoked: Cache::builder()
-                .max_capacity(max_keys)
+            revoked: super::keyed_cache(max_keys)
                 .time_to_live(max_lifetime)
                 .build(),
         }

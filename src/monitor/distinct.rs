@@ -32,10 +32,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> DistinctWatch<K> {
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX).max(1),
             window,
             // A key idle for a whole window has no window left open to remember.
-            keys: Cache::builder()
-                .max_capacity(max_keys)
-                .time_to_idle(window)
-                .build(),
+            keys: super::keyed_cache(max_keys).time_to_idle(window).build(),
         }
     }
 

@@ -44,10 +44,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> CountryWatch<K> {
     /// Remembers countries for at most `max_keys` keys.
     pub fn new(max_keys: u64) -> Self {
         Self {
-            keys: Cache::builder()
-                .max_capacity(max_keys)
-                .time_to_idle(MEMORY)
-                .build(),
+            keys: super::keyed_cache(max_keys).time_to_idle(MEMORY).build(),
         }
     }
 

@@ -113,6 +113,20 @@ impl Sink for Monitor {
     }
 }
 
+/// A cache of at most `max_keys` keys for detector state and the block list, evicting the least
+/// recently used key when full. moka's default admission (TinyLFU) would instead turn a new key
+/// away while the cache is full of busier ones: a flood of distinct keys would then keep every
+/// later block out, and the failures of every later attacker uncounted.
+fn keyed_cache<K, V>(max_keys: u64) -> moka::sync::CacheBuilder<K, V, moka::sync::Cache<K, V>>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder()
+        .max_capacity(max_keys)
+        .eviction_policy(moka::policy::EvictionPolicy::lru())
+}
+
 /// What a windowed detector counts, and against which keys.
 #[derive(Debug, Clone, Copy)]
 enum Counted {

@@ -137,8 +137,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> RateWatch<K> {
         Self {
             interval,
             limit,
-            keys: Cache::builder()
-                .max_capacity(max_keys)
+            keys: super::keyed_cache(max_keys)
                 .time_to_idle(interval.saturating_mul(HISTORY))
                 .build(),
         }

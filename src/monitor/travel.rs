@@ -75,10 +75,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> TravelWatch<K> {
     /// Remembers at most `max_keys` keys.
     pub fn new(max_keys: u64) -> Self {
         Self {
-            last: Cache::builder()
-                .max_capacity(max_keys)
-                .time_to_idle(MEMORY)
-                .build(),
+            last: super::keyed_cache(max_keys).time_to_idle(MEMORY).build(),
         }
     }
 

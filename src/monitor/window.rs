@@ -1,5 +1,5 @@
 //! Sliding-window counts per key, bounded: each key keeps at most `threshold` timestamps, a key
-//! unseen for a whole window is forgotten, and past `max_keys` the least used keys go first, so
+//! unseen for a whole window is forgotten, and past `max_keys` the least recently used keys go first, so
 //! a flood of distinct addresses costs a fixed amount of memory. Only the monitor's one task
 //! touches it, so the per-key lock is never contended.
 
@@ -23,10 +23,7 @@ impl<K: Hash + Eq + Send + Sync + 'static> SlidingWindow<K> {
         Self {
             threshold: usize::try_from(threshold).unwrap_or(usize::MAX).max(1),
             window,
-            keys: Cache::builder()
-                .max_capacity(max_keys)
-                .time_to_idle(window)
-                .build(),
+            keys: super::keyed_cache(max_keys).time_to_idle(window).build(),
         }
     }
 
@@ -117,5 +114,19 @@ mod tests {
             window.hit(key, now);
         }
         assert!(window.len() <= 50, "{} keys", window.len());
+    }
+
+    /// While the window is full of other keys, a new key's events still count: the newest
+    /// offender reaches its threshold however many distinct keys came before it.
+    #[test]
+    fn a_full_window_still_counts_a_new_key() {
+        let window = SlidingWindow::new(2, WINDOW, 50);
+        let now = Instant::now();
+        for key in 0..2_000u32 {
+            assert!(!window.hit(key, now), "{key}");
+            window.keys.run_pending_tasks();
+            assert!(window.hit(key, now), "{key}: its second event fires");
+        }
+        assert!(window.len() <= 50);
     }
 }

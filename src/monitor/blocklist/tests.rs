@@ -127,3 +127,17 @@ fn distinct_keys_never_grow_the_list_past_its_bound() {
     }
     assert!(list.len() <= 50, "{} entries", list.len());
 }
+
+/// A full list still takes every new block: the newest block is in force however many came
+/// before it (an admission policy that turned away new entries would let the latest attacker
+/// through while the list is full).
+#[test]
+fn a_full_list_always_takes_the_newest_block() {
+    let list = BlockList::new(50, LONG);
+    for n in 0..2_000u32 {
+        let address = IpAddr::from(n.to_be_bytes());
+        list.block(BlockKey::Address(PeerNetwork::of(address)), LONG);
+        list.blocks.run_pending_tasks();
+        assert_eq!(list.check_address(address), Err(BlockFault::Blocked), "{n}");
+    }
+}
