@@ -9,7 +9,9 @@
 #
 # A run reads the committed seeds in corpus/<target>/ and writes what it finds to
 # grown/<target>/ (ignored by git); crashes land in artifacts/<target>/. Each target's log is
-# grown/<target>.log, and the last lines printed are the figures the README quotes.
+# grown/<target>.log (appended to, so resumed runs keep their history), and the last lines
+# printed are the figures the README quotes. dicts/<target>.dict, where present, is the
+# target's dictionary.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -33,10 +35,13 @@ summary=()
 for target in "${targets[@]}"; do
   mkdir -p "grown/$target"
   echo "== $target: ${seconds}s"
+  # A dictionary of the target's keywords (YAML keys, FHIR names), where there is one.
+  dict=()
+  if [ -f "dicts/$target.dict" ]; then dict=("-dict=dicts/$target.dict"); fi
   # -timeout: an input that takes 10 s is a finding (a hang), not something to wait out.
   if ! cargo fuzz run -s none "$target" "grown/$target" "corpus/$target" -- \
-      -max_total_time="$seconds" -timeout=10 -print_final_stats=1 \
-      >"grown/$target.log" 2>&1; then
+      -max_total_time="$seconds" -timeout=10 -print_final_stats=1 "${dict[@]}" \
+      >>"grown/$target.log" 2>&1; then
     failed+=("$target")
   fi
   last=$(grep -E '^#[0-9]+' "grown/$target.log" | tail -n 1 || true)
