@@ -957,10 +957,18 @@ impl Builder<'_> {
             return None;
         }
         self.remember(at, key, at.value.clone());
-        Some(RedisEndpoint::new(
-            at.value.clone(),
-            self.redis_password.clone(),
-        ))
+        let endpoint = RedisEndpoint::new(at.value.clone(), self.redis_password.clone());
+        if endpoint.has_inline_password() {
+            let key = self.qualified(key);
+            self.warning(
+                at,
+                format!(
+                    "{key} carries a password in its URL, which anyone who reads this file sees; \
+                     put it in redis_password_file instead"
+                ),
+            );
+        }
+        Some(endpoint)
     }
 
     fn secret_file(&mut self, at: &At<String>, key: &str) -> Option<Vec<u8>> {

@@ -29,6 +29,17 @@ impl RedisEndpoint {
         &self.url
     }
 
+    /// Whether the URL itself holds a password (`redis://user:secret@host`, `redis://:secret@host`).
+    pub fn has_inline_password(&self) -> bool {
+        let rest = self.url.split_once("://").map_or("", |(_, rest)| rest);
+        let authority = rest.split('/').next().unwrap_or_default();
+        authority.rsplit_once('@').is_some_and(|(userinfo, _)| {
+            userinfo
+                .split_once(':')
+                .is_some_and(|(_, pw)| !pw.is_empty())
+        })
+    }
+
     /// A client for the server; connecting happens later, on first use.
     pub fn client(&self) -> redis::RedisResult<redis::Client> {
         let mut info = self.url.as_str().into_connection_info()?;
@@ -88,5 +99,18 @@ mod tests {
             );
         }
         assert!(RedisEndpoint::new("http://nope", None).client().is_err());
+        for (url, inline) in [
+            ("redis://127.0.0.1:6379/0", false),
+            ("redis://:own@127.0.0.1:6379/0", true),
+            ("redis://user:own@127.0.0.1:6379/0", true),
+            ("redis://user@127.0.0.1:6379/0", false),
+            ("redis://user:@127.0.0.1:6379/0", false),
+        ] {
+            assert_eq!(
+                RedisEndpoint::new(url, None).has_inline_password(),
+                inline,
+                "{url}"
+            );
+        }
     }
 }

@@ -879,4 +879,15 @@ fn the_redis_password_file_is_read_at_load_and_shared_by_every_redis_url() {
     let monitor = config.monitor.redis.as_ref().unwrap();
     assert_eq!(password(monitor).as_deref(), Some("own"));
     assert!(!format!("{config:?}").contains("s3cret"));
+    // The URL with a password of its own is loaded, with a warning at its line.
+    let warned: Vec<&ConfigProblem> = config
+        .warnings
+        .iter()
+        .filter(|w| {
+            w.message
+                .contains("monitor.redis carries a password in its URL")
+        })
+        .collect();
+    assert_eq!(warned.len(), 1, "{:?}", config.warnings);
+    assert!(!warned[0].message.contains("own@"), "{}", warned[0].message);
 }
