@@ -10,6 +10,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 use std::str::FromStr;
 
+use ipnet::IpNet;
+
 /// The prefix length an IPv6 client is held to.
 pub const IPV6_PREFIX_LEN: u32 = 64;
 
@@ -58,6 +60,98 @@ impl FromStr for PeerNetwork {
     }
 }
 
+/// The proxies whose `X-Forwarded-For` phigate believes (`listen.trusted_proxies`): none by
+/// default, so a client cannot choose the address its limits and blocks are counted by (SECURITY.md
+/// K-03, P-01).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    nets: Vec<IpNet>,
+}
+
+/// The address a request is held to: the TCP peer, or behind trusted proxies the right-most
+/// address of `X-Forwarded-For` that no trusted proxy wrote; and the chain to pass upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddress {
+    /// The client's address: detectors, blocks, GeoIP, logs and the audit trail use it.
+    pub address: IpAddr,
+    /// `X-Forwarded-For` for the upstream: the believed part of the chain, then the TCP peer.
+    pub forwarded_for: String,
+}
+
+impl TrustedProxies {
+    /// Trusts `nets`; the caller refuses nets that would trust every address.
+    pub fn new(nets: Vec<IpNet>) -> Self {
+        Self { nets }
+    }
+
+    /// Whether any proxy is trusted.
+    pub fn is_empty(&self) -> bool {
+        self.nets.is_empty()
+    }
+
+    fn trusts(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        self.nets.iter().any(|net| net.contains(&address))
+    }
+
+    /// The client behind `peer` for a request with `headers`. A peer that is not a trusted
+    /// proxy is the client, whatever it claims. Behind a trusted one, `X-Forwarded-For` (every
+    /// field line, in order) is read from the right: trusted proxies are skipped, and the first
+    /// address that is not one is the client; where an entry is not an address, the hop to its
+    /// right is taken, so nothing left of it counts. What the upstream is told is exactly the
+    /// part of the chain that was believed, then the peer.
+    pub fn client_of(&self, peer: IpAddr, headers: &http::HeaderMap) -> ClientAddress {
+        let peer = peer.to_canonical();
+        let direct = ClientAddress {
+            address: peer,
+            forwarded_for: peer.to_string(),
+        };
+        if !self.trusts(peer) {
+            return direct;
+        }
+        let entries: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .map(str::trim)
+            .collect();
+        let mut believed: Vec<IpAddr> = Vec::new();
+        for entry in entries.iter().rev() {
+            let Some(address) = parse_entry(entry) else {
+                break;
+            };
+            believed.push(address);
+            if !self.trusts(address) {
+                break;
+            }
+        }
+        let Some(&client) = believed.last() else {
+            return direct;
+        };
+        let chain: Vec<String> = believed
+            .iter()
+            .rev()
+            .chain(std::iter::once(&peer))
+            .map(ToString::to_string)
+            .collect();
+        ClientAddress {
+            address: client,
+            forwarded_for: chain.join(", "),
+        }
+    }
+}
+
+/// One `X-Forwarded-For` entry: an address, maybe with a port (`192.0.2.1:4711`,
+/// `[2001:db8::1]:4711`), as some proxies write it.
+fn parse_entry(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
+        .map(|address| address.to_canonical())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +179,89 @@ mod tests {
         assert_ne!(a, c);
         assert!("2001:db8::/48".parse::<PeerNetwork>().is_err());
         assert!("not an address".parse::<PeerNetwork>().is_err());
+    }
+
+    fn trusting(nets: &[&str]) -> TrustedProxies {
+        TrustedProxies::new(nets.iter().map(|n| n.parse().unwrap()).collect())
+    }
+
+    fn forwarded(values: &[&str]) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn only_a_trusted_peer_is_believed_and_only_up_to_the_first_untrusted_hop() {
+        let proxies = trusting(&["10.0.0.0/8", "2001:db8:ffff::/48"]);
+        let cases: [(&str, &[&str], &str, &str); 10] = [
+            // No trusted proxy in front: the peer, whatever it claims.
+            ("192.0.2.9", &["203.0.113.7"], "192.0.2.9", "192.0.2.9"),
+            // One trusted proxy: the address it saw.
+            (
+                "10.0.0.2",
+                &["203.0.113.7"],
+                "203.0.113.7",
+                "203.0.113.7, 10.0.0.2",
+            ),
+            // A client's own spoofed entries left of it count for nothing.
+            (
+                "10.0.0.2",
+                &["198.51.100.1, 203.0.113.7"],
+                "203.0.113.7",
+                "203.0.113.7, 10.0.0.2",
+            ),
+            // Trusted hops are skipped, over several field lines.
+            (
+                "10.0.0.2",
+                &["198.51.100.1, 203.0.113.7", "10.1.2.3"],
+                "203.0.113.7",
+                "203.0.113.7, 10.1.2.3, 10.0.0.2",
+            ),
+            // Ports and IPv6, mapped IPv4 as IPv4.
+            (
+                "10.0.0.2",
+                &["[2001:db8::5]:4711"],
+                "2001:db8::5",
+                "2001:db8::5, 10.0.0.2",
+            ),
+            (
+                "::ffff:10.0.0.2",
+                &["203.0.113.7:80"],
+                "203.0.113.7",
+                "203.0.113.7, 10.0.0.2",
+            ),
+            (
+                "2001:db8:ffff::1",
+                &["203.0.113.7"],
+                "203.0.113.7",
+                "203.0.113.7, 2001:db8:ffff::1",
+            ),
+            // Garbage stops the walk at the hop to its right.
+            (
+                "10.0.0.2",
+                &["203.0.113.7, unknown"],
+                "10.0.0.2",
+                "10.0.0.2",
+            ),
+            (
+                "10.0.0.2",
+                &["10.9.9.9, nonsense, 10.1.1.1"],
+                "10.1.1.1",
+                "10.1.1.1, 10.0.0.2",
+            ),
+            // No header: the proxy itself.
+            ("10.0.0.2", &[], "10.0.0.2", "10.0.0.2"),
+        ];
+        for (peer, values, client, chain) in cases {
+            let got = proxies.client_of(peer.parse().unwrap(), &forwarded(values));
+            assert_eq!(got.address.to_string(), client, "{peer} {values:?}");
+            assert_eq!(got.forwarded_for, chain, "{peer} {values:?}");
+        }
+        let nobody = TrustedProxies::default();
+        let got = nobody.client_of("10.0.0.2".parse().unwrap(), &forwarded(&["203.0.113.7"]));
+        assert_eq!(got.address.to_string(), "10.0.0.2");
     }
 }

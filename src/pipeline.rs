@@ -17,6 +17,7 @@ use crate::config::RequestLimits;
 use crate::denial::Denial;
 use crate::hygiene;
 use crate::monitor::Hooks;
+use crate::peer::ClientAddress;
 use crate::policy::fhir::FhirDenial;
 use crate::policy::seal::{self, LinkSealer, OpenedLink};
 use crate::policy::{
@@ -42,6 +43,9 @@ pub struct Connection {
 /// What the chain learned on the way, for the log line and for forwarding.
 #[derive(Debug, Default)]
 pub struct Facts {
+    /// The client behind trusted proxies (`listen.trusted_proxies`), when the service worked it
+    /// out; otherwise the TCP peer is the client.
+    pub client: Option<ClientAddress>,
     /// The matched rule.
     pub rule: Option<Arc<str>>,
     /// The verified token, once verification succeeded.
@@ -58,6 +62,15 @@ pub struct Facts {
     pub binding: Option<Binding>,
     /// Room in the audit queue for this request's record.
     pub audit_slot: Option<Slot>,
+}
+
+impl Facts {
+    /// The address the request is held to: the client behind trusted proxies, or the TCP peer.
+    pub fn client_ip(&self, conn: &Connection) -> std::net::IpAddr {
+        self.client
+            .as_ref()
+            .map_or_else(|| conn.peer.ip(), |client| client.address)
+    }
 }
 
 /// The decision chain over a policy and a token verifier.
@@ -159,7 +172,7 @@ impl Pipeline {
         // Before any token work, so a blocked address cannot keep the verifier busy.
         self.monitor
             .blocks
-            .check_address(conn.peer.ip())
+            .check_address(facts.client_ip(conn))
             .map_err(Denial::Blocked)?;
         if route.is_public() {
             // No token vouches for this client: whatever it sends is read under the small cap.

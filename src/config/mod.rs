@@ -264,6 +264,8 @@ pub struct Listen {
     pub link_seal_secret: Option<Vec<u8>>,
     /// Which event loops accept and serve the listener's connections.
     pub event_loops: EventLoops,
+    /// The proxies whose `X-Forwarded-For` names the client (none by default).
+    pub trusted_proxies: crate::peer::TrustedProxies,
 }
 
 /// `listen.event_loops`: where connections are served. Background work (key and revocation
@@ -1257,6 +1259,7 @@ impl Builder<'_> {
             .link_seal_secret_file
             .as_ref()
             .and_then(|at| self.secret_file(at, "listen.link_seal_secret_file"));
+        let trusted_proxies = self.trusted_proxies(raw.trusted_proxies.as_ref());
         let event_loops = match raw.event_loops.as_ref().map(|at| (at, at.value.as_str())) {
             None | Some((_, "per_core")) => EventLoops::PerCore,
             Some((_, "shared")) => EventLoops::Shared,
@@ -1281,7 +1284,38 @@ impl Builder<'_> {
             limits,
             link_seal_secret,
             event_loops,
+            trusted_proxies,
         })
+    }
+
+    /// `listen.trusted_proxies`: addresses and CIDR ranges; a range that holds every address
+    /// is refused, since it would let any client name its own address (oauth2-proxy #3506).
+    fn trusted_proxies(&mut self, at: Option<&At<Vec<String>>>) -> crate::peer::TrustedProxies {
+        let Some(at) = at else {
+            return crate::peer::TrustedProxies::default();
+        };
+        let mut nets = Vec::new();
+        for entry in &at.value {
+            let net = entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+            match net {
+                Ok(net) if net.prefix_len() == 0 => self.problem(
+                    at,
+                    format!(
+                        "listen.trusted_proxies: {entry} trusts every address, so any client could name its own"
+                    ),
+                ),
+                Ok(net) => nets.push(net.trunc()),
+                Err(_) => self.problem(
+                    at,
+                    format!(
+                        "listen.trusted_proxies: {entry} is not an IP address or CIDR range"
+                    ),
+                ),
+            }
+        }
+        crate::peer::TrustedProxies::new(nets)
     }
 
     fn limits(&mut self, raw: &RawLimits) -> RequestLimits {

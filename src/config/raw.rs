@@ -278,6 +278,8 @@ pub struct RawListen {
     pub link_seal_secret_file: Option<At<String>>,
     #[serde(default)]
     pub event_loops: Option<At<String>>,
+    #[serde(default)]
+    pub trusted_proxies: Option<At<Vec<String>>>,
 }
 
 /// `listen.limits:` — bounds on what a request may carry, enforced before routing.

@@ -891,3 +891,44 @@ fn the_redis_password_file_is_read_at_load_and_shared_by_every_redis_url() {
     assert_eq!(warned.len(), 1, "{:?}", config.warnings);
     assert!(!warned[0].message.contains("own@"), "{}", warned[0].message);
 }
+
+#[test]
+fn trusted_proxies_are_addresses_or_ranges_never_everything() {
+    let from = "  address: \"127.0.0.1:8443\"\n";
+    for (list, message) in [
+        ("[0.0.0.0/0]", "0.0.0.0/0 trusts every address"),
+        ("[\"10.0.0.0/8\", \"::/0\"]", "::/0 trusts every address"),
+        ("[nonsense]", "nonsense is not an IP address or CIDR range"),
+        (
+            "[10.0.0.0/33]",
+            "10.0.0.0/33 is not an IP address or CIDR range",
+        ),
+    ] {
+        check(
+            from,
+            &format!("{from}  trusted_proxies: {list}\n"),
+            3,
+            message,
+        );
+    }
+    let text = GOOD.replace(
+        from,
+        &format!("{from}  trusted_proxies: [\"10.1.2.3\", \"10.0.0.0/8\", \"2001:db8::/48\"]\n"),
+    );
+    let (_dir, result) = load(&text);
+    let config = result.unwrap_or_else(|err| panic!("{err}"));
+    let proxies = &config.listen.trusted_proxies;
+    let behind = |peer: &str| {
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        proxies
+            .client_of(peer.parse().unwrap(), &headers)
+            .address
+            .to_string()
+    };
+    assert_eq!(behind("10.200.0.1"), "203.0.113.7");
+    assert_eq!(behind("2001:db8:0:1::9"), "203.0.113.7");
+    assert_eq!(behind("192.0.2.1"), "192.0.2.1");
+    let (_dir, result) = load(GOOD);
+    assert!(result.unwrap().listen.trusted_proxies.is_empty());
+}

@@ -377,9 +377,14 @@ impl Forwarder {
         if let Ok(host) = HeaderValue::from_str(self.upstream.authority.as_str()) {
             headers.insert(header::HOST, host);
         }
-        // No trusted proxies: the socket peer is the only address phigate can vouch for (K-03).
-        if let Ok(peer) = HeaderValue::from_str(&conn.peer.ip().to_string()) {
-            headers.insert("x-forwarded-for", peer);
+        // The socket peer is the only address phigate can vouch for, unless it is a trusted
+        // proxy: then the part of its chain that was believed comes first (K-03).
+        let forwarded_for = facts.client.as_ref().map_or_else(
+            || conn.peer.ip().to_string(),
+            |client| client.forwarded_for.clone(),
+        );
+        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+            headers.insert("x-forwarded-for", value);
         }
         let proto = if conn.tls { "https" } else { "http" };
         headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));

@@ -218,6 +218,7 @@ impl Gateway {
             sinks: Sinks::new(sinks),
             metrics,
             discovery,
+            trusted_proxies: config.listen.trusted_proxies.clone(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shutdown_grace = config.listen.shutdown_grace;

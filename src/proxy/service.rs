@@ -19,6 +19,7 @@ use super::forward::Forwarder;
 use crate::body::ProxyBody;
 use crate::denial::Denial;
 use crate::discovery::{self, Discovery};
+use crate::peer::TrustedProxies;
 use crate::pipeline::{Connection, Facts, Pipeline};
 use crate::policy::RefusalClass;
 use crate::record::{BreakGlassUse, DecisionRecord, FhirAccess, Identity, Sinks};
@@ -35,6 +36,8 @@ pub struct Shared {
     pub sinks: Sinks,
     /// The well-known documents, and the URL 401 challenges name.
     pub discovery: Discovery,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// The gateway service for one connection.
@@ -93,7 +96,14 @@ async fn handle(
     let mut body = RequestBody::new(body, shared.pipeline.limits().body_timeout);
     let method = parts.method.clone();
     let params = parameter_names(parts.uri.query());
-    let mut facts = Facts::default();
+    let mut facts = Facts {
+        client: Some(
+            shared
+                .trusted_proxies
+                .client_of(conn.peer.ip(), &parts.headers),
+        ),
+        ..Facts::default()
+    };
     let mut would_deny = None;
     let mut fhir = None;
     let mut break_glass = None;
@@ -162,7 +172,7 @@ async fn handle(
     let record = DecisionRecord {
         time,
         request_id: uuid::Uuid::new_v4(),
-        peer: conn.peer.ip(),
+        peer: facts.client_ip(conn),
         method,
         params,
         rule: facts.rule.clone(),

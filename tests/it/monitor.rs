@@ -767,3 +767,52 @@ async fn a_break_glass_grant_is_alerted_at_once_without_the_token_or_justificati
         "{metrics}"
     );
 }
+
+/// K-03 with a trusted proxy (`listen.trusted_proxies`, here the loopback the tests connect
+/// from): the client is the right-most address of `X-Forwarded-For` the proxy did not write.
+/// Its failures block it and only it — another client behind the same proxy is still served —
+/// and the upstream sees the believed chain followed by the proxy, never a spoofed entry.
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_blocked() {
+    let harness = Harness::with(Options {
+        listen_extra: "  trusted_proxies: [\"127.0.0.0/8\"]\n".into(),
+        extra: "monitor:\n  repeated_failures:\n    threshold: 3\n    window: 60s\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let client = harness.client();
+    let send = |forwarded: &'static str, authorization: String| {
+        let client = &client;
+        async move {
+            client
+                .send(
+                    http::Method::GET,
+                    "/Patient/123",
+                    &[
+                        ("authorization", authorization.as_str()),
+                        ("x-forwarded-for", forwarded),
+                    ],
+                    Bytes::new(),
+                )
+                .await
+        }
+    };
+    // The offender, with a spoofed entry of its own on the left that must count for nothing.
+    for _ in 0..3 {
+        let response = send("192.0.2.77, 198.51.100.7", "Bearer not-a-token".into()).await;
+        assert_eq!(response.status, 401);
+    }
+    wait_metric(&harness, FIRED_ONCE).await;
+    let token = harness.token("user/Patient.r");
+    let blocked = send("198.51.100.7", format!("Bearer {token}")).await;
+    assert_denied(&harness, &blocked, 403, None);
+    // Another client behind the same proxy, and the spoofed address itself, are served.
+    for other in ["203.0.113.9", "192.0.2.77"] {
+        harness.upstream.clear_received();
+        let served = send(other, format!("Bearer {token}")).await;
+        assert_eq!(served.status, 200, "{other}: {}", served.text());
+        let received = &harness.upstream.received()[0];
+        let forwarded: Vec<&str> = received.header_values("x-forwarded-for").collect();
+        assert_eq!(forwarded, [format!("{other}, 127.0.0.1")]);
+    }
+}
