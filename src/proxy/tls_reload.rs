@@ -105,7 +105,7 @@ impl TlsReloader {
         let (reads, read_rx) = mpsc::channel(self.fetchers.len().max(1));
         let mut tasks: Vec<JoinHandle<()>> = std::mem::take(&mut self.fetchers)
             .into_iter()
-            .map(|fetcher| tokio::spawn(fetcher.run(reads.clone())))
+            .map(|fetcher| tokio::spawn(fetcher.run(reads.clone(), Hangups::listen("client_crl"))))
             .collect();
         tasks.push(tokio::spawn(self.run(read_rx, hangups)));
         tasks
@@ -235,9 +235,10 @@ impl TlsReloader {
 }
 
 impl CrlFetcher {
-    /// Reads the source now and then every `refresh`, sending each read to the reloader. A URL
-    /// answering 304 sends the list it sent last, which the reloader takes as confirmation.
-    async fn run(self, reads: mpsc::Sender<(usize, Attempt)>) {
+    /// Reads the source now and then every `refresh` — a URL also at once on SIGHUP, as the
+    /// reloader reads every file then — sending each read to the reloader. A URL answering 304
+    /// sends the list it sent last, which the reloader takes as confirmation.
+    async fn run(self, reads: mpsc::Sender<(usize, Attempt)>, mut hangups: Hangups) {
         let mut etag = None;
         let mut last: Option<Vec<u8>> = None;
         let mut first = true;
@@ -278,7 +279,10 @@ impl CrlFetcher {
             {
                 return;
             }
-            tokio::time::sleep(self.refresh).await;
+            tokio::select! {
+                () = tokio::time::sleep(self.refresh) => {}
+                Some(()) = hangups.recv(), if matches!(self.location, CrlLocation::Url { .. }) => {}
+            }
         }
     }
 }

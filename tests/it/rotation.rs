@@ -30,7 +30,16 @@ async fn handshake(
     harness: &Harness,
     client: Option<&IssuedCert>,
 ) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
-    let mut tls = tls_connect(harness.addr(), &harness.ca, client, b"http/1.1").await?;
+    handshake_at(harness.addr(), &harness.ca, client).await
+}
+
+/// [`handshake`] with the gateway at `addr` (a binary gateway's).
+async fn handshake_at(
+    addr: std::net::SocketAddr,
+    ca: &DevCa,
+    client: Option<&IssuedCert>,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, std::io::Error> {
+    let mut tls = tls_connect(addr, ca, client, b"http/1.1").await?;
     // TLS 1.3 reports a refused client certificate only after the handshake: a request shows
     // whether the session is really served.
     tls.write_all(b"GET /metadata HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n")
@@ -433,4 +442,43 @@ async fn upstream_certificate(harness: &Harness) -> CertificateDer<'static> {
         .await
         .unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].clone()
+}
+
+/// SIGHUP also fetches every URL CRL at once, as it reads every file: a list published between
+/// two timer reads (an hour apart here) is in force as soon as the operator asks.
+#[tokio::test]
+async fn sighup_fetches_a_url_crl_at_once() {
+    let (ca, revoked, kept) = ca_and_two_clients();
+    let empty = ca.revocation_list(&[], SystemTime::now() + DAY).unwrap();
+    let server = DocumentServer::start(empty.as_ref().to_vec()).await;
+    let harness = Harness::with(Options {
+        client_auth: Some("optional"),
+        tls_extra: format!(
+            "    client_crls:\n      - url: \"{}\"\n        refresh: 1h\n",
+            server.url("clients.crl")
+        ),
+        ca: Some(ca),
+        ..Options::default()
+    })
+    .await;
+    let (child, addr) = crate::support::spawn_binary_gateway(&harness.config_file).await;
+    let accepted = |client: &'static str| {
+        let (harness, addr) = (&harness, addr);
+        let cert = if client == "revoked" { &revoked } else { &kept };
+        async move { handshake_at(addr, &harness.ca, Some(cert)).await.is_ok() }
+    };
+    eventually(LIMIT, || accepted("revoked")).await;
+    let listing = harness
+        .ca
+        .revocation_list(&[&revoked], SystemTime::now() + DAY)
+        .unwrap();
+    server.publish(listing.as_ref().to_vec());
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    eventually(LIMIT, || async { !accepted("revoked").await }).await;
+    assert!(accepted("kept").await);
+    crate::support::stop_binary_gateway(child).await;
 }
