@@ -223,6 +223,27 @@ fn redis_connection() -> redis::Connection {
         .expect("a Redis server on 127.0.0.1:6379")
 }
 
+/// Adds a revocation entry for `jti` to the set `key` and publishes it on `channel`, as an
+/// operator would (README: SADD, then PUBLISH).
+fn revoke_in_redis(
+    connection: &mut redis::Connection,
+    (key, channel): (&str, &str),
+    jti: &str,
+    exp: i64,
+) {
+    let entry = json!({"jti": jti, "exp": exp}).to_string();
+    let _: () = redis::cmd("SADD")
+        .arg(key)
+        .arg(&entry)
+        .query(connection)
+        .unwrap();
+    let _: () = redis::cmd("PUBLISH")
+        .arg(channel)
+        .arg(&entry)
+        .query(connection)
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_revocation_reaches_two_gateway_processes() {
     let key = format!("phigate-test:{}", uuid::Uuid::new_v4());
@@ -245,18 +266,8 @@ async fn redis_revocation_reaches_two_gateway_processes() {
     );
     eventually_status(&other, "/Patient/123", &token, 200).await;
 
-    let entry = json!({"jti": jti, "exp": exp}).to_string();
     let mut redis = redis_connection();
-    let _: () = redis::cmd("SADD")
-        .arg(&key)
-        .arg(&entry)
-        .query(&mut redis)
-        .unwrap();
-    let _: () = redis::cmd("PUBLISH")
-        .arg(&channel)
-        .arg(&entry)
-        .query(&mut redis)
-        .unwrap();
+    revoke_in_redis(&mut redis, (&key, &channel), &jti, exp);
     eventually_status(&client, "/Patient/123", &token, 401).await;
     eventually_status(&other, "/Patient/123", &token, 401).await;
 
@@ -384,17 +395,7 @@ async fn a_password_protected_redis_is_reached_with_the_password_file() {
             .unwrap()
             .get_connection()
             .unwrap();
-    let entry = json!({"jti": jti, "exp": exp}).to_string();
-    let _: () = redis::cmd("SADD")
-        .arg(&key)
-        .arg(&entry)
-        .query(&mut connection)
-        .unwrap();
-    let _: () = redis::cmd("PUBLISH")
-        .arg(&channel)
-        .arg(&entry)
-        .query(&mut connection)
-        .unwrap();
+    revoke_in_redis(&mut connection, (&key, &channel), &jti, exp);
     eventually_status(&client, "/Patient/123", &token, 401).await;
     let refused = client.get_with_token("/Patient/123", &token).await;
     crate::support::assert_no_leak(&refused, &[&password]);
