@@ -440,6 +440,21 @@ fn signatures(ctx: &Context<'_>) -> Vec<Case> {
             Refused(TOKEN_REFUSED),
         ),
         Case::new(
+            "b64-padding-inside",
+            "B-09",
+            ctx.bearer(&format!("{header_b64}=.{claims_b64}.{}", token.signature)),
+            Refused(TOKEN_REFUSED),
+        ),
+        Case::new(
+            "space-in-segment",
+            "B-09",
+            ctx.bearer(&{
+                let (left, right) = claims_b64.split_at(claims_b64.len() / 2);
+                format!("{header_b64}.{left} {right}.{}", token.signature)
+            }),
+            Refused(TOKEN_REFUSED),
+        ),
+        Case::new(
             "b64-spare-bits",
             "B-09",
             spare_bits(ctx),
