@@ -33,6 +33,10 @@ pub struct ProbeArgs {
     /// The issuer's private key (PEM): token variants are re-signed instead of mutated.
     #[arg(long)]
     pub issuer_key: Option<PathBuf>,
+    /// The DPoP key --token is bound to (PKCS#8 PEM, as `phigate dpop key` writes it): every
+    /// request with the token is sent as DPoP with a fresh proof, and the DPoP cases use it.
+    #[arg(long)]
+    pub dpop_key: Option<PathBuf>,
     /// The issuer's JWKS URL (otherwise found through the issuer's discovery document).
     #[arg(long)]
     pub jwks: Option<String>,
@@ -65,6 +69,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         public_url: args.public_url,
         patient: args.patient,
         other_patient: args.other_patient,
+        dpop_key: args.dpop_key,
     };
     let report = probe::run(&options).await?;
     let to_stdout = json.as_deref().is_some_and(|p| p.as_os_str() == "-");

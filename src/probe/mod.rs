@@ -13,6 +13,7 @@ pub mod forge;
 pub mod hello;
 pub mod keys;
 pub mod leak;
+pub mod prover;
 pub mod report;
 pub mod target;
 
@@ -22,6 +23,7 @@ use self::cases::{Case, Context, Expect, Send};
 use self::forge::{AttackerKey, Forger, Token};
 use self::hello::HelloAnswer;
 use self::leak::Secrets;
+use self::prover::Prover;
 use self::report::{CaseResult, Report, Verdict};
 use self::target::{Reply, Target, TlsFiles};
 
@@ -50,6 +52,8 @@ pub struct Options {
     pub patient: Option<String>,
     /// Another patient, whose data must never come back.
     pub other_patient: Option<String>,
+    /// The DPoP key `token` is bound to (PKCS#8 PEM): every request with the token proves it.
+    pub dpop_key: Option<PathBuf>,
 }
 
 /// Why a probe could not run.
@@ -80,7 +84,16 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
         cert: options.cert.as_deref(),
         key: options.key.as_deref(),
     };
-    let target = Target::new(&options.target, files)?;
+    let public_url = options
+        .public_url
+        .clone()
+        .unwrap_or_else(|| options.target.clone());
+    let mut target = Target::new(&options.target, files)?;
+    if let Some(path) = &options.dpop_key {
+        let pem = std::fs::read(path)
+            .map_err(|err| ProbeError::Usage(format!("--dpop-key {}: {err}", path.display())))?;
+        target = target.with_prover(Prover::new(&pem, &forger.token, &public_url)?);
+    }
     target.reachable().await?;
     let published = keys::find(
         options.jwks.as_deref(),
@@ -96,7 +109,6 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
         published: &published,
         attacker: &attacker,
     };
-    let public_url = options.public_url.clone().unwrap_or_else(|| target.url());
     let confinement = confinement(options, &target, &public_url);
     let secrets = Secrets::new(&forger.token.text, &forger.token.claims);
     let judge = Judge {

@@ -23,6 +23,7 @@ use tokio_rustls::client::TlsStream;
 
 use super::ProbeError;
 use super::hello::{self, HelloAnswer};
+use super::prover::Prover;
 
 /// How long one exchange may take, connection included.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -70,6 +71,8 @@ pub struct Target {
     port: u16,
     base_path: String,
     tls: Arc<ClientConfig>,
+    /// With `--dpop-key`: proves possession on every request carrying the token.
+    prover: Option<Arc<Prover>>,
 }
 
 /// The TLS material the probe offers: trust anchors and an optional client certificate.
@@ -122,7 +125,21 @@ impl Target {
             host,
             port,
             base_path,
+            prover: None,
         })
+    }
+
+    /// The same target, sending a request that carries the token as `DPoP` with a proof.
+    pub fn with_prover(self, prover: Prover) -> Self {
+        Self {
+            prover: Some(Arc::new(prover)),
+            ..self
+        }
+    }
+
+    /// The prover, with `--dpop-key`.
+    pub fn prover(&self) -> Option<&Prover> {
+        self.prover.as_deref()
     }
 
     /// The target URL as given.
@@ -177,8 +194,37 @@ impl Target {
         }
     }
 
-    /// Sends `outgoing` through hyper's HTTP/1.1 client on a new TLS connection.
+    /// Sends `outgoing` through hyper's HTTP/1.1 client on a new TLS connection — with
+    /// `--dpop-key`, its token as `DPoP` beside a proof, once more with the server's nonce when
+    /// the first try was refused for want of it.
     pub async fn send(&self, outgoing: &Outgoing) -> Reply {
+        let Some(prover) = &self.prover else {
+            return self.send_as_is(outgoing).await;
+        };
+        let Some(proven) = prover.prove(outgoing) else {
+            return self.send_as_is(outgoing).await;
+        };
+        let reply = self.send_as_is(&proven).await;
+        if let Reply::Answered(answer) = &reply
+            && prover.learn(answer)
+            && let Some(again) = prover.prove(outgoing)
+        {
+            return self.send_as_is(&again).await;
+        }
+        reply
+    }
+
+    /// Sends `outgoing` exactly as built, credentials included; a nonce the answer hands out is
+    /// kept for later proofs.
+    pub async fn send_as_is(&self, outgoing: &Outgoing) -> Reply {
+        let reply = self.send_once(outgoing).await;
+        if let (Some(prover), Reply::Answered(answer)) = (&self.prover, &reply) {
+            prover.learn(answer);
+        }
+        reply
+    }
+
+    async fn send_once(&self, outgoing: &Outgoing) -> Reply {
         match tokio::time::timeout(EXCHANGE_TIMEOUT, self.exchange(outgoing)).await {
             Ok(Ok(answer)) => Reply::Answered(answer),
             Ok(Err(reason)) => Reply::Closed(reason),

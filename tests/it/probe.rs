@@ -358,3 +358,63 @@ async fn demo_probe_shows_every_case_passing() {
     assert!(stdout.contains(" 0 failed, 0 skipped"), "{stdout}");
     assert!(stdout.contains("control-allowed"), "{stdout}");
 }
+
+/// `--dpop-key`: a gateway that takes only DPoP-bound tokens and demands server nonces (as
+/// `examples/patient-app-dpop` does) is probed with a bound token and its client's key. Every
+/// case passes or is skipped with a reason; the control and the token cases carry proofs, and
+/// the DPoP cases run with the token and key given. A token not bound to the key is refused
+/// before anything is sent.
+#[tokio::test]
+async fn a_dpop_only_gateway_with_nonces_is_probed_with_the_clients_key() {
+    let policy = "rules:\n  - name: dpop-read\n    methods: [GET]\n    path: /Patient/{id}\n    scopes: [user/Patient.r]\n    require_binding: dpop\n";
+    let harness = Harness::with(HarnessOptions {
+        policy: policy.into(),
+        extra: "dpop:\n  nonce: true\n".into(),
+        ..HarnessOptions::default()
+    })
+    .await;
+    let key = phigate::demo::DpopKey::generate().unwrap();
+    let key_file = harness.dir.path().join("app.key");
+    std::fs::write(&key_file, key.to_pem()).unwrap();
+    let mut claims = harness.issuer.standard_claims(
+        "u-1",
+        "app-1",
+        "user/Patient.r",
+        crate::support::AUDIENCE,
+        std::time::Duration::from_secs(300),
+    );
+    claims["cnf"] = json!({"jkt": key.thumbprint()});
+    let bound = harness.issuer.mint(&claims);
+    let options = Options {
+        dpop_key: Some(key_file.clone()),
+        ..probe_options(&harness, bound, true)
+    };
+    let report = probe::run(&options).await.unwrap();
+    eprintln!("{}", report.render_text());
+    assert_passes_or_skips_with_reason(&report);
+    for id in [
+        "control-allowed",
+        "control-scheme-case",
+        "expired",
+        "alg-none",
+        "tampered-payload",
+        "dpop-replayed",
+        "dpop-other-key",
+        "dpop-bound-as-bearer",
+    ] {
+        let result = report.result(id).unwrap();
+        assert_eq!(result.verdict, Verdict::Pass, "{}", report.render_text());
+    }
+
+    let unbound = Options {
+        dpop_key: Some(key_file),
+        ..probe_options(&harness, harness.token("user/Patient.r"), true)
+    };
+    let Err(refused) = probe::run(&unbound).await else {
+        panic!("an unbound token is refused");
+    };
+    assert!(
+        refused.to_string().contains("not bound to --dpop-key"),
+        "{refused}"
+    );
+}
