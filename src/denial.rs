@@ -380,10 +380,16 @@ impl Denial {
     }
 
     /// The complete error response; a 401's challenges name `resource_metadata`, the
-    /// configured protected resource metadata URL, when there is one (RFC 9728 §5.1).
-    pub fn render(&self, resource_metadata: Option<&str>) -> Response<Full<Bytes>> {
+    /// configured protected resource metadata URL, when there is one (RFC 9728 §5.1), and a
+    /// DPoP challenge the configured proof algorithms (RFC 9449 §7.1).
+    pub fn render(&self, params: ChallengeParams<'_>) -> Response<Full<Bytes>> {
         let (status, challenge, code, text) = self.outcome();
-        let resource_metadata = resource_metadata.filter(|_| status == StatusCode::UNAUTHORIZED);
+        let params = ChallengeParams {
+            resource_metadata: params
+                .resource_metadata
+                .filter(|_| status == StatusCode::UNAUTHORIZED),
+            ..params
+        };
         let body = serde_json::json!({
             "resourceType": "OperationOutcome",
             "issue": [{ "severity": "error", "code": code.as_str(), "diagnostics": text }],
@@ -400,21 +406,35 @@ impl Denial {
             headers.insert(RETRY_AFTER, HeaderValue::from_static("5"));
         }
         // One field per challenge (RFC 9110 §11.6.1), Bearer first.
-        for value in challenge.header_values(resource_metadata) {
+        for value in challenge.header_values(params) {
             headers.append(WWW_AUTHENTICATE, value);
         }
         response
     }
 }
 
+/// What a challenge names besides its error, all of it from configuration, never from the
+/// request.
+#[derive(Debug, Clone, Copy)]
+pub struct ChallengeParams<'a> {
+    /// The protected resource metadata URL (RFC 9728 §5.1), on 401s.
+    pub resource_metadata: Option<&'a str>,
+    /// The DPoP proof algorithms, space-separated (`dpop.algorithms`; RFC 9449 §7.1 `algs`).
+    pub dpop_algs: &'a str,
+}
+
 impl Challenge {
-    fn header_values(&self, resource_metadata: Option<&str>) -> Vec<HeaderValue> {
+    fn header_values(&self, params: ChallengeParams<'_>) -> Vec<HeaderValue> {
+        let algs = params.dpop_algs;
         let texts = match self {
             Self::None => vec![],
             Self::Bare => vec!["Bearer realm=\"phigate\"".to_owned()],
             Self::Error(code) => vec![bearer_error(code)],
-            Self::Dpop(code) => vec![dpop_error(code)],
-            Self::BearerAndDpop => vec![bearer_error("invalid_token"), dpop_error("invalid_token")],
+            Self::Dpop(code) => vec![dpop_error(code, algs)],
+            Self::BearerAndDpop => vec![
+                bearer_error("invalid_token"),
+                dpop_error("invalid_token", algs),
+            ],
             // Scopes are validated scope-tokens (no quote or backslash), so quoting is safe.
             Self::InsufficientScope(scopes) => vec![format!(
                 "Bearer realm=\"phigate\", error=\"insufficient_scope\", scope=\"{scopes}\""
@@ -422,7 +442,8 @@ impl Challenge {
         };
         // The URL comes from configuration (`ResourceId`: no quote or backslash), never from
         // the request, so quoting it is safe and a client cannot point it elsewhere.
-        let parameter = resource_metadata
+        let parameter = params
+            .resource_metadata
             .map(|url| format!(", resource_metadata=\"{url}\""))
             .unwrap_or_default();
         texts
@@ -442,8 +463,8 @@ fn bearer_error(code: &str) -> String {
     }
 }
 
-fn dpop_error(code: &str) -> String {
-    format!("DPoP realm=\"phigate\", error=\"{code}\", algs=\"ES256 PS256 EdDSA\"")
+fn dpop_error(code: &str, algs: &str) -> String {
+    format!("DPoP realm=\"phigate\", error=\"{code}\", algs=\"{algs}\"")
 }
 
 #[cfg(test)]

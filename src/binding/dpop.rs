@@ -33,22 +33,11 @@ pub struct ProofSettings {
 impl Default for ProofSettings {
     fn default() -> Self {
         Self {
-            algorithms: vec![Algorithm::ES256, Algorithm::PS256, Algorithm::EdDSA],
+            algorithms: crate::config::AlgorithmSet::dpop_default().iter().collect(),
             // FAPI 2.0 clock rule: up to 10 s ahead, no more than 60 s old.
             max_age: Duration::from_secs(60),
             max_future: Duration::from_secs(10),
         }
-    }
-}
-
-impl ProofSettings {
-    /// The `algs` challenge parameter value, e.g. `ES256 PS256 EdDSA` (RFC 9449 §7.1).
-    pub fn algs(&self) -> String {
-        self.algorithms
-            .iter()
-            .map(|a| format!("{a:?}"))
-            .collect::<Vec<_>>()
-            .join(" ")
     }
 }
 

@@ -177,6 +177,8 @@ pub struct DpopConfig {
     pub nonce: bool,
     /// The nonce secret shared by replicas; random per process when absent.
     pub nonce_secret: Option<Vec<u8>>,
+    /// The algorithms a proof may be signed with (default ES256, PS256, EdDSA: FAPI 2.0).
+    pub algorithms: AlgorithmSet,
 }
 
 /// One revocation source.
@@ -480,6 +482,17 @@ impl AlgorithmSet {
             }
         }
         Ok(Self(algorithms))
+    }
+
+    /// The algorithms a DPoP proof may use unless `dpop.algorithms` says otherwise: FAPI 2.0's
+    /// ES256, PS256 and EdDSA.
+    pub fn dpop_default() -> Self {
+        Self(vec![Algorithm::ES256, Algorithm::PS256, Algorithm::EdDSA])
+    }
+
+    /// The names, space-separated, as a challenge's `algs` and the metadata list them.
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|alg| format!("{alg:?}")).collect()
     }
 
     /// Whether the set contains `algorithm`.
@@ -893,12 +906,21 @@ impl Builder<'_> {
             .and_then(|r| r.nonce_secret_file.as_ref())
             .and_then(|at| self.secret_file(at, "dpop.nonce_secret_file"));
         let nonce = raw.and_then(|r| r.nonce).unwrap_or(false);
+        let algorithms = match raw.and_then(|r| r.algorithms.as_ref()) {
+            Some(at) => {
+                let parsed = AlgorithmSet::parse(&at.value).map_err(|err| format!("dpop.{err}"));
+                self.check(at, parsed)
+                    .unwrap_or_else(AlgorithmSet::dpop_default)
+            }
+            None => AlgorithmSet::dpop_default(),
+        };
         DpopConfig {
             max_age,
             max_future,
             replay_redis,
             nonce,
             nonce_secret,
+            algorithms,
         }
     }
 

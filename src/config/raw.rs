@@ -212,6 +212,8 @@ pub struct RawDpop {
     pub nonce: Option<bool>,
     #[serde(default)]
     pub nonce_secret_file: Option<At<String>>,
+    #[serde(default)]
+    pub algorithms: Option<At<Vec<String>>>,
 }
 
 /// `revocation:` — where revoked tokens are listed.

@@ -932,3 +932,29 @@ fn trusted_proxies_are_addresses_or_ranges_never_everything() {
     let (_dir, result) = load(GOOD);
     assert!(result.unwrap().listen.trusted_proxies.is_empty());
 }
+
+#[test]
+fn dpop_algorithms_are_asymmetric_and_default_to_fapi() {
+    for (section, expected) in [
+        ("dpop:\n  algorithms: [ES256]\n", Ok(())),
+        (
+            "dpop:\n  algorithms: [HS256]\n",
+            Err("dpop.algorithm HS256 is symmetric and never allowed"),
+        ),
+        (
+            "dpop:\n  algorithms: [none]\n",
+            Err("dpop.algorithm none is never allowed"),
+        ),
+        (
+            "dpop:\n  algorithms: []\n",
+            Err("dpop.algorithms must list at least one algorithm"),
+        ),
+    ] {
+        check_section(section, expected);
+    }
+    let (_dir, result) = load(GOOD);
+    assert_eq!(
+        result.unwrap().dpop.algorithms.names(),
+        ["ES256", "PS256", "EdDSA"]
+    );
+}

@@ -3,10 +3,18 @@ use http_body_util::BodyExt;
 
 use super::*;
 
+/// The challenge parameters of a gateway with the default DPoP algorithms.
+fn params(resource_metadata: Option<&str>) -> ChallengeParams<'_> {
+    ChallengeParams {
+        resource_metadata,
+        dpop_algs: "ES256 PS256 EdDSA",
+    }
+}
+
 /// Renders `denial` and checks status, challenge and OperationOutcome code.
 #[track_caller]
 fn check(denial: Denial, status: u16, challenge: &[&str], code: &str) {
-    let response = denial.render(None);
+    let response = denial.render(params(None));
     assert_eq!(response.status().as_u16(), status);
     let headers: Vec<&str> = response
         .headers()
@@ -177,7 +185,7 @@ fn every_token_fault_renders_the_same_response() {
     let rendered: Vec<_> = faults
         .into_iter()
         .map(|fault| {
-            let response = Denial::Token(fault).render(None);
+            let response = Denial::Token(fault).render(params(None));
             let body = futures_util::FutureExt::now_or_never(response.body().clone().collect())
                 .unwrap()
                 .unwrap()
@@ -190,7 +198,7 @@ fn every_token_fault_renders_the_same_response() {
 
 #[test]
 fn service_unavailable_says_when_to_retry() {
-    let response = Denial::Token(TokenFault::KeysUnavailable).render(None);
+    let response = Denial::Token(TokenFault::KeysUnavailable).render(params(None));
     assert_eq!(response.headers()["retry-after"], "5");
 }
 
@@ -201,7 +209,7 @@ fn an_ambiguous_path_is_told_apart_from_a_malformed_one_in_logs_only() {
     assert_eq!(ambiguous.reason(), "path_ambiguous");
     assert_eq!(malformed.reason(), "path_malformed");
     let parts = |denial: &Denial| {
-        let response = denial.render(None);
+        let response = denial.render(params(None));
         (response.status(), format!("{:?}", response.headers()))
     };
     assert_eq!(parts(&ambiguous), parts(&malformed));
@@ -211,7 +219,7 @@ fn an_ambiguous_path_is_told_apart_from_a_malformed_one_in_logs_only() {
 fn every_401_challenge_names_the_resource_metadata_and_nothing_else_does() {
     let url = "https://fhir.test/.well-known/oauth-protected-resource";
     let challenges = |denial: Denial| -> (u16, Vec<String>) {
-        let response = denial.render(Some(url));
+        let response = denial.render(params(Some(url)));
         let values = response
             .headers()
             .get_all(WWW_AUTHENTICATE)
@@ -251,4 +259,17 @@ fn every_401_challenge_names_the_resource_metadata_and_nothing_else_does() {
             "{values:?}"
         );
     }
+}
+
+#[test]
+fn dpop_challenges_name_the_configured_algorithms() {
+    let response =
+        Denial::Binding(crate::binding::BindingFault::ProofMissing).render(ChallengeParams {
+            resource_metadata: None,
+            dpop_algs: "ES256",
+        });
+    assert_eq!(
+        response.headers()[WWW_AUTHENTICATE],
+        "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"ES256\""
+    );
 }

@@ -14,8 +14,9 @@ use http::{HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
-use crate::binding::dpop::ProofSettings;
-use crate::config::{DiscoveryConfig, IssuerConfig, PROTECTED_RESOURCE_PATH, Transport};
+use crate::config::{
+    AlgorithmSet, DiscoveryConfig, IssuerConfig, PROTECTED_RESOURCE_PATH, Transport,
+};
 use crate::denial::Denial;
 use crate::policy::PolicyStore;
 use crate::policy::fhir::Context;
@@ -108,14 +109,23 @@ pub struct Discovery {
     policy: Arc<PolicyStore>,
     /// Whether a client certificate can be presented (a client CA is configured).
     mtls: bool,
+    /// `dpop.algorithms`, as the documents list them.
     dpop_algorithms: Vec<String>,
+    /// The same, space-separated, as every DPoP challenge's `algs` (RFC 9449 §7.1).
+    dpop_algs: String,
 }
 
 impl Discovery {
     /// The documents for the `discovery` section, `issuers`, the listener's `transport`, the
-    /// live `policy`, and `metadata` of the issuer the SMART configuration describes.
+    /// DPoP proof algorithms, the live `policy`, and `metadata` of the issuer the SMART
+    /// configuration describes.
     pub fn new(
-        (discovery, issuers, transport): (&DiscoveryConfig, &[IssuerConfig], &Transport),
+        (discovery, issuers, transport, dpop_algorithms): (
+            &DiscoveryConfig,
+            &[IssuerConfig],
+            &Transport,
+            &AlgorithmSet,
+        ),
         policy: Arc<PolicyStore>,
         metadata: Option<Arc<IssuerMetadata>>,
     ) -> Self {
@@ -129,12 +139,14 @@ impl Discovery {
             metadata,
             policy,
             mtls,
-            dpop_algorithms: ProofSettings::default()
-                .algorithms
-                .iter()
-                .map(|alg| format!("{alg:?}"))
-                .collect(),
+            dpop_algorithms: dpop_algorithms.names(),
+            dpop_algs: dpop_algorithms.names().join(" "),
         }
+    }
+
+    /// The DPoP challenges' `algs` value: the configured proof algorithms.
+    pub fn dpop_algs(&self) -> &str {
+        &self.dpop_algs
     }
 
     /// The protected resource metadata URL, for the `resource_metadata` challenge parameter.

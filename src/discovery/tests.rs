@@ -33,7 +33,12 @@ fn discovery(section: &str) -> Discovery {
     let config = Config::load(&path).unwrap_or_else(|err| panic!("{err}"));
     let policy = Arc::new(PolicyStore::new(config.policy));
     Discovery::new(
-        (&config.discovery, &config.issuers, &config.listen.transport),
+        (
+            &config.discovery,
+            &config.issuers,
+            &config.listen.transport,
+            &config.dpop.algorithms,
+        ),
         policy,
         None,
     )

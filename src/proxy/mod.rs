@@ -150,7 +150,12 @@ impl Gateway {
         }
         let policy = Arc::new(PolicyStore::new(config.policy));
         let discovery = Discovery::new(
-            (&config.discovery, &config.issuers, &config.listen.transport),
+            (
+                &config.discovery,
+                &config.issuers,
+                &config.listen.transport,
+                &config.dpop.algorithms,
+            ),
             Arc::clone(&policy),
             config
                 .discovery

@@ -168,9 +168,9 @@ pub fn prepare(config: &Config) -> Result<Prepared, ConfigError> {
 
 fn dpop_checker(config: &Config, metrics: &Metrics) -> Result<DpopChecker, ConfigProblem> {
     let settings = ProofSettings {
+        algorithms: config.dpop.algorithms.iter().collect(),
         max_age: config.dpop.max_age,
         max_future: config.dpop.max_future,
-        ..ProofSettings::default()
     };
     let replay = ReplayCache::new(
         config.dpop.max_age + config.dpop.max_future,

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 
 use super::forward::Forwarder;
 use crate::body::ProxyBody;
-use crate::denial::Denial;
+use crate::denial::{ChallengeParams, Denial};
 use crate::discovery::{self, Discovery};
 use crate::peer::TrustedProxies;
 use crate::pipeline::{Connection, Facts, Pipeline};
@@ -155,8 +155,15 @@ async fn handle(
         (Err(denial), _) => (decision_label(denial), denial.reason()),
     };
     let released = outcome.is_ok();
-    let mut response =
-        outcome.unwrap_or_else(|denial| render(&denial, shared.discovery.resource_metadata()));
+    let mut response = outcome.unwrap_or_else(|denial| {
+        render(
+            &denial,
+            ChallengeParams {
+                resource_metadata: shared.discovery.resource_metadata(),
+                dpop_algs: shared.discovery.dpop_algs(),
+            },
+        )
+    });
     if well_known.is_some() && response.status() == http::StatusCode::METHOD_NOT_ALLOWED {
         discovery::allow(&mut response);
     }
@@ -199,9 +206,9 @@ async fn handle(
     response
 }
 
-fn render(denial: &Denial, resource_metadata: Option<&str>) -> Response<ProxyBody> {
+fn render(denial: &Denial, params: ChallengeParams<'_>) -> Response<ProxyBody> {
     denial
-        .render(resource_metadata)
+        .render(params)
         .map(|body| body.map_err(|never| match never {}).boxed_unsync())
 }
 

@@ -394,3 +394,35 @@ async fn a_replay_store_outage_trips_the_breaker_and_fails_closed_until_it_is_ba
     redis.kill().unwrap();
     redis.wait().unwrap();
 }
+
+/// `dpop.algorithms` narrows what a proof may be signed with: an ES256 proof is refused where
+/// only PS256 is listed, the challenge names PS256 alone, and so does the SMART configuration.
+#[tokio::test]
+async fn configured_algorithms_decide_proofs_challenges_and_discovery() {
+    let harness = Harness::with(Options {
+        extra: "dpop:\n  algorithms: [PS256]\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let key = DpopKey::generate();
+    let token = bound_token(&harness, &key);
+    let proof = key.proof("GET", &format!("{PUBLIC_BASE}/Patient/123"), &token);
+    let response = send(&harness.client(), &token, Some(&proof), &[]).await;
+    assert_denied(
+        &harness,
+        &response,
+        401,
+        Some(
+            "DPoP realm=\"phigate\", error=\"invalid_dpop_proof\", algs=\"PS256\", resource_metadata=\"https://fhir.test/.well-known/oauth-protected-resource\"",
+        ),
+    );
+    let smart = harness
+        .client()
+        .get("/.well-known/smart-configuration")
+        .await;
+    assert_eq!(smart.status, 200);
+    assert_eq!(
+        smart.json()["dpop_signing_alg_values_supported"],
+        json!(["PS256"])
+    );
+}

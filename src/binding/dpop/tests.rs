@@ -543,7 +543,6 @@ fn structure_and_encoding() {
 fn reasons_are_documented_codes() {
     assert_eq!(DpopFault::BadSignature.reason(), "dpop_signature_invalid");
     assert_eq!(DpopFault::NonceRequired.reason(), "dpop_nonce_required");
-    assert_eq!(ProofSettings::default().algs(), "ES256 PS256 EdDSA");
 }
 
 // === thumbprints ===
