@@ -7,7 +7,9 @@
 # phigate forbids unsafe code, so the findings are panics (overflow checks are on), hangs and
 # assertion failures, and two shared cores do twice the executions without AddressSanitizer.
 #
-# A run reads the committed seeds in corpus/<target>/ and writes what it finds to
+# A run reads the committed seeds in corpus/<target>/ and, for targets with a
+# resumed/<target>.tar.gz (the merged corpus of an earlier long run), starts grown/<target>/
+# from it; it writes what it finds to
 # grown/<target>/ (ignored by git); crashes land in artifacts/<target>/. Each target's log is
 # grown/<target>.log (appended to, so resumed runs keep their history), and the last lines
 # printed are the figures the README quotes. dicts/<target>.dict, where present, is the
@@ -34,6 +36,11 @@ failed=()
 summary=()
 for target in "${targets[@]}"; do
   mkdir -p "grown/$target"
+  # An empty grown/ starts from the last long run's corpus, where one is kept (merged,
+  # minimised: resumed/<target>.tar.gz), so runs add up across checkouts.
+  if [ -z "$(ls -A "grown/$target")" ] && [ -f "resumed/$target.tar.gz" ]; then
+    tar -xzf "resumed/$target.tar.gz" -C "grown/$target"
+  fi
   echo "== $target: ${seconds}s"
   # A dictionary of the target's keywords (YAML keys, FHIR names), where there is one.
   dict=()
