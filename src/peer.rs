@@ -109,12 +109,14 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return direct;
         }
-        let entries: Vec<&str> = headers
+        // Split as bytes: a client's unreadable entry is one malformed entry, which stops the
+        // walk where it stands, and cannot make the whole line (with the proxy's own entry
+        // appended to it) vanish.
+        let entries: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .map(str::trim)
+            .flat_map(|value| value.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
             .collect();
         let mut believed: Vec<IpAddr> = Vec::new();
         for entry in entries.iter().rev() {
@@ -144,7 +146,8 @@ impl TrustedProxies {
 
 /// One `X-Forwarded-For` entry: an address, maybe with a port (`192.0.2.1:4711`,
 /// `[2001:db8::1]:4711`), as some proxies write it.
-fn parse_entry(entry: &str) -> Option<IpAddr> {
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?;
     entry
         .parse::<IpAddr>()
         .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|s| s.ip()))
@@ -188,7 +191,10 @@ mod tests {
     fn forwarded(values: &[&str]) -> http::HeaderMap {
         let mut headers = http::HeaderMap::new();
         for value in values {
-            headers.append("x-forwarded-for", value.parse().unwrap());
+            headers.append(
+                "x-forwarded-for",
+                http::HeaderValue::from_bytes(value.as_bytes()).unwrap(),
+            );
         }
         headers
     }
@@ -196,7 +202,7 @@ mod tests {
     #[test]
     fn only_a_trusted_peer_is_believed_and_only_up_to_the_first_untrusted_hop() {
         let proxies = trusting(&["10.0.0.0/8", "2001:db8:ffff::/48"]);
-        let cases: [(&str, &[&str], &str, &str); 10] = [
+        let cases: [(&str, &[&str], &str, &str); 11] = [
             // No trusted proxy in front: the peer, whatever it claims.
             ("192.0.2.9", &["203.0.113.7"], "192.0.2.9", "192.0.2.9"),
             // One trusted proxy: the address it saw.
@@ -254,6 +260,13 @@ mod tests {
             ),
             // No header: the proxy itself.
             ("10.0.0.2", &[], "10.0.0.2", "10.0.0.2"),
+            // A client's unreadable entry does not hide the one the proxy appended.
+            (
+                "10.0.0.2",
+                &["\u{e9}t\u{e9}, 203.0.113.7"],
+                "203.0.113.7",
+                "203.0.113.7, 10.0.0.2",
+            ),
         ];
         for (peer, values, client, chain) in cases {
             let got = proxies.client_of(peer.parse().unwrap(), &forwarded(values));
