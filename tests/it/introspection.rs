@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 
 use crate::support::dpop::DpopKey;
@@ -78,13 +77,7 @@ impl Endpoint {
                         Ok::<_, Infallible>(response)
                     }
                 });
-                tokio::spawn(async move {
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                crate::support::serve_connection(stream, service);
             }
         });
         endpoint

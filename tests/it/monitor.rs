@@ -11,7 +11,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::json;
 
 use crate::support::{
@@ -89,13 +88,7 @@ impl Recorder {
                         Ok::<_, Infallible>(response)
                     }
                 });
-                tokio::spawn(async move {
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                crate::support::serve_connection(stream, service);
             }
         });
         Self { addr, bodies }

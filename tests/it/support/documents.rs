@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 /// The document now served: its version (the ETag) and bytes, or none (503).
 type Current = Arc<Mutex<(u64, Option<Bytes>)>>;
@@ -36,13 +35,7 @@ impl DocumentServer {
                     let response = answer(&served, &counted, &request);
                     async move { Ok::<_, Infallible>(response) }
                 });
-                tokio::spawn(async move {
-                    let builder =
-                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+                crate::support::serve_connection(stream, service);
             }
         });
         Self {

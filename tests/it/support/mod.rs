@@ -135,6 +135,27 @@ impl Default for Options {
     }
 }
 
+/// Serves one accepted connection of a test's HTTP server (HTTP/1.1, or HTTP/2 with prior
+/// knowledge) with `service` on its own task; a connection error only ends that connection.
+pub fn serve_connection<S>(stream: tokio::net::TcpStream, service: S)
+where
+    S: hyper::service::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<http_body_util::Full<bytes::Bytes>>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    tokio::spawn(async move {
+        let builder =
+            hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+        let _ = builder
+            .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+            .await;
+    });
+}
+
 /// Everything one test needs, started and wired.
 pub struct Harness {
     pub issuer: DevIssuer,
