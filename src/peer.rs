@@ -74,8 +74,10 @@ pub struct TrustedProxies {
 pub struct ClientAddress {
     /// The client's address: detectors, blocks, GeoIP, logs and the audit trail use it.
     pub address: IpAddr,
-    /// `X-Forwarded-For` for the upstream: the believed part of the chain, then the TCP peer.
-    pub forwarded_for: String,
+    /// `X-Forwarded-For` for the upstream behind trusted proxies: the believed part of the
+    /// chain, then the TCP peer. `None` when the peer is the client: then it is `address` alone,
+    /// and nothing is built for it per request.
+    pub forwarded_for: Option<String>,
 }
 
 impl TrustedProxies {
@@ -104,7 +106,7 @@ impl TrustedProxies {
         let peer = peer.to_canonical();
         let direct = ClientAddress {
             address: peer,
-            forwarded_for: peer.to_string(),
+            forwarded_for: None,
         };
         if !self.trusts(peer) {
             return direct;
@@ -139,7 +141,7 @@ impl TrustedProxies {
             .collect();
         ClientAddress {
             address: client,
-            forwarded_for: chain.join(", "),
+            forwarded_for: Some(chain.join(", ")),
         }
     }
 }
@@ -271,7 +273,11 @@ mod tests {
         for (peer, values, client, chain) in cases {
             let got = proxies.client_of(peer.parse().unwrap(), &forwarded(values));
             assert_eq!(got.address.to_string(), client, "{peer} {values:?}");
-            assert_eq!(got.forwarded_for, chain, "{peer} {values:?}");
+            let forwarded_for = got
+                .forwarded_for
+                .clone()
+                .unwrap_or_else(|| got.address.to_string());
+            assert_eq!(forwarded_for, chain, "{peer} {values:?}");
         }
         let nobody = TrustedProxies::default();
         let got = nobody.client_of("10.0.0.2".parse().unwrap(), &forwarded(&["203.0.113.7"]));

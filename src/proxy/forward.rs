@@ -379,11 +379,15 @@ impl Forwarder {
         }
         // The socket peer is the only address phigate can vouch for, unless it is a trusted
         // proxy: then the part of its chain that was believed comes first (K-03).
-        let forwarded_for = facts.client.as_ref().map_or_else(
-            || conn.peer.ip().to_string(),
-            |client| client.forwarded_for.clone(),
-        );
-        if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
+        let chain = facts
+            .client
+            .as_ref()
+            .and_then(|client| client.forwarded_for.as_deref());
+        let forwarded_for = match chain {
+            Some(chain) => HeaderValue::from_str(chain),
+            None => HeaderValue::from_str(&facts.client_ip(conn).to_string()),
+        };
+        if let Ok(value) = forwarded_for {
             headers.insert("x-forwarded-for", value);
         }
         let proto = if conn.tls { "https" } else { "http" };
