@@ -117,7 +117,11 @@ impl TokenRequest {
             });
         }
         let patient = one("patient")?.map(str::to_owned);
-        if patient.as_deref().is_some_and(|id| !is_fhir_id(id)) {
+        // The gateway's own rule for a launch patient: never mint one it would refuse.
+        if patient
+            .as_deref()
+            .is_some_and(|id| !crate::token::is_fhir_id(id))
+        {
             return Err(GrantError::invalid_request(
                 "patient must be a FHIR id: 1 to 64 letters, digits, '-' or '.'",
             ));
@@ -216,14 +220,6 @@ fn is_scope(scope: &str) -> bool {
                     .bytes()
                     .all(|b| matches!(b, 0x21 | 0x23..=0x5B | 0x5D..=0x7E))
         })
-}
-
-/// FHIR R4 `id`: `[A-Za-z0-9\-\.]{1,64}`.
-fn is_fhir_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.'))
 }
 
 fn is_resource(uri: &str) -> bool {

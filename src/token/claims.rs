@@ -310,7 +310,7 @@ pub fn launch_patient(
 
 /// `[A-Za-z0-9\-\.]{1,64}`, minus the dot-segments `.` and `..` (RFC 3986 §5.2.4), which the
 /// FHIR grammar admits but no server assigns and a path would resolve.
-fn is_fhir_id(value: &str) -> bool {
+pub(crate) fn is_fhir_id(value: &str) -> bool {
     (1..=MAX_FHIR_ID_BYTES).contains(&value.len())
         && value
             .bytes()

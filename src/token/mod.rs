@@ -9,6 +9,7 @@
 pub mod bearer;
 mod cache;
 mod claims;
+pub(crate) use self::claims::is_fhir_id;
 mod clock;
 mod digest;
 mod fetch;
