@@ -229,13 +229,10 @@ fn is_resource(uri: &str) -> bool {
         && uri.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// A SHA-256 digest in unpadded base64url: 43 characters, the last holding two unused bits, zero.
+/// A SHA-256 thumbprint: the canonical unpadded base64url of 32 bytes, read by the rule every
+/// digest phigate reads follows.
 fn is_sha256_thumbprint(text: &str) -> bool {
-    use base64::Engine as _;
-    text.len() == 43
-        && base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .is_ok_and(|digest| digest.len() == 32)
+    crate::token::TokenDigest::from_base64url(text).is_some()
 }
 
 #[cfg(test)]
