@@ -1,6 +1,7 @@
 //! The admin listener: `/metrics` (OpenMetrics to a scraper that asks for it, the Prometheus
-//! text format otherwise), `/healthz` (the process is alive) and `/readyz` (every issuer's keys
-//! are loaded and fresh, and the gateway is not shutting down). Plain HTTP, loopback by default.
+//! text format otherwise), `/healthz` (the process is alive) and `/readyz` (every issuer's keys,
+//! every revocation list and every client CRL are loaded and fresh, and the gateway is not
+//! shutting down). Plain HTTP, loopback by default.
 //! It never serves PHI and never exposes configuration.
 
 use std::convert::Infallible;
@@ -13,10 +14,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::UnixTime;
 use tokio::net::TcpListener;
 
 use crate::revocation::Revocation;
 use crate::telemetry::{Exposition, Metrics};
+use crate::tls::Freshness;
 use crate::token::Verifier;
 
 /// What `/readyz` reports on.
@@ -27,6 +30,10 @@ pub struct Readiness {
     pub verifier: Arc<Verifier>,
     /// Freshness of every revocation source.
     pub revocation: Arc<Revocation>,
+    /// Freshness of the listener's client CRLs (none without TLS). While they are stale every
+    /// presented client certificate is refused, so the replica leaves the load balancer's
+    /// rotation as it does for stale keys or revocation lists.
+    pub client_crls: Option<Arc<Freshness>>,
 }
 
 impl Readiness {
@@ -35,6 +42,10 @@ impl Readiness {
         self.serving.load(Ordering::SeqCst)
             && self.verifier.is_ready()
             && self.revocation.is_ready()
+            && self
+                .client_crls
+                .as_ref()
+                .is_none_or(|crls| crls.is_fresh_at(UnixTime::now()))
     }
 }
 

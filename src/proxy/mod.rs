@@ -117,6 +117,7 @@ impl Gateway {
             serving: AtomicBool::new(true),
             verifier: Arc::clone(&verifier),
             revocation: Arc::clone(&revocation),
+            client_crls: tls.as_ref().map(tls_reload::TlsReloader::crl_freshness),
         });
         let mut background = verifier.spawn_refreshers();
         let live_tls = tls.as_ref().map(tls_reload::TlsReloader::live);

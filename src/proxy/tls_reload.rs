@@ -20,8 +20,8 @@ use super::reload::DEBOUNCE;
 use crate::fetch::{self, Fetched};
 use crate::telemetry::Metrics;
 use crate::tls::{
-    Attempt, Change, CrlLocation, HttpsClient, LiveConfig, Material, Outcome, ServerFile, TlsError,
-    TlsFiles, https_client, read_attempt, unix_now,
+    Attempt, Change, CrlLocation, Freshness, HttpsClient, LiveConfig, Material, Outcome,
+    ServerFile, TlsError, TlsFiles, https_client, read_attempt, unix_now,
 };
 use crate::watch::{Hangups, watch_folder};
 
@@ -95,6 +95,11 @@ impl TlsReloader {
     /// The configuration every event loop takes new handshakes from.
     pub fn live(&self) -> Arc<LiveConfig> {
         Arc::clone(&self.live)
+    }
+
+    /// The client CRLs' staleness bound the handshake enforces, for readiness.
+    pub fn crl_freshness(&self) -> Arc<Freshness> {
+        self.material.freshness()
     }
 
     /// Starts the reloader and one fetcher per CRL source; they run until aborted.

@@ -543,7 +543,7 @@ impl Metrics {
         );
         registry.register(
             "ready",
-            "1 when /readyz answers ready (keys and revocation lists fresh, not shutting down), else 0",
+            "1 when /readyz answers ready (keys, revocation lists and client CRLs fresh, not shutting down), else 0",
             self.ready.clone(),
         );
         registry.register(

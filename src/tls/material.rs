@@ -404,6 +404,11 @@ impl Material {
         self.freshness.set_stale_from(self.stale_from());
     }
 
+    /// The bound [`Self::publish_freshness`] moves (never stale without CRLs, once loaded).
+    pub fn freshness(&self) -> Arc<Freshness> {
+        Arc::clone(&self.freshness)
+    }
+
     /// The earliest moment a CRL goes stale: its `nextUpdate`, or its last good read plus
     /// `client_crl_max_stale`; never for no CRLs, already for a source never read.
     fn stale_from(&self) -> i64 {

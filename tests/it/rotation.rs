@@ -9,7 +9,6 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::Empty;
 use phigate::tls::dev_ca::{DevCa, IssuedCert};
@@ -18,7 +17,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::support::client::tls_connect;
 use crate::support::documents::DocumentServer;
-use crate::support::{Harness, Options, eventually};
+use crate::support::{Harness, Options, eventually, pem_crl};
 
 const DAY: Duration = Duration::from_secs(86_400);
 /// Longer than any reload here takes; the waits poll for the event.
@@ -118,11 +117,6 @@ fn rename_into_place(dir: &Path, name: &str, contents: &str) {
     let aside = dir.join(format!("{name}.tmp"));
     std::fs::write(&aside, contents).unwrap();
     std::fs::rename(&aside, dir.join(name)).unwrap();
-}
-
-fn pem_crl(der: &[u8]) -> String {
-    let body = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n")
 }
 
 #[tokio::test]
@@ -359,6 +353,7 @@ async fn a_crl_over_http_revokes_and_a_stale_one_fails_closed_until_a_fresh_one_
             .await,
         0.0
     );
+    assert_eq!(harness.admin_get("/readyz").await.0, 200);
     // ETag revalidation confirms the list held.
     eventually(LIMIT, || async { server.not_modified() > 0 }).await;
 
@@ -370,6 +365,9 @@ async fn a_crl_over_http_revokes_and_a_stale_one_fails_closed_until_a_fresh_one_
         .eventually_metric(&format!("phigate_tls_crl_stale{{{source}}}"), 1.0)
         .await;
     assert!(handshake(&harness, None).await.is_ok());
+    // The replica leaves the load balancer's rotation while it refuses mutual-TLS clients.
+    assert_eq!(harness.admin_get("/readyz").await.0, 503);
+    assert_eq!(harness.metric("phigate_ready").await, 0.0);
 
     // A fresh list, revoking no one: both clients are back, by themselves.
     let fresh = harness
@@ -379,6 +377,7 @@ async fn a_crl_over_http_revokes_and_a_stale_one_fails_closed_until_a_fresh_one_
     server.publish(fresh.as_ref().to_vec());
     eventually_accepted(&harness, &kept, true).await;
     eventually_accepted(&harness, &revoked, true).await;
+    assert_eq!(harness.admin_get("/readyz").await.0, 200);
     eventually(LIMIT, || async {
         harness
             .metric(&format!("phigate_tls_crl_stale{{{source}}}"))

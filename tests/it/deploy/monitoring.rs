@@ -4,11 +4,13 @@
 //! `promtool` checks the alert rules and the scrape configuration.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
 
+use phigate::tls::dev_ca::DevCa;
 use serde_json::Value;
 
 use super::{read, succeeds, tool};
-use crate::support::{Harness, Options, POLICY};
+use crate::support::{Harness, Options, POLICY, pem_crl};
 
 const ALERTS: &str = "deploy/prometheus/phigate-alerts.yaml";
 const DASHBOARD: &str = "deploy/grafana/phigate.json";
@@ -157,18 +159,26 @@ fn exported(metrics: &str) -> BTreeSet<String> {
     names
 }
 
+/// A client CRL's `nextUpdate`, far enough for any test run.
+const DAY: Duration = Duration::from_secs(86_400);
+
 /// A gateway with a revocation source and a break-glass rule, after one allowed and one denied
 /// request, so every series the material names exists.
 async fn scraped() -> (Harness, String) {
     let break_glass = "break_glass:\n  scope: phigate/break-glass\n  max_duration: 1h\n  rules:\n    - name: emergency-read\n      methods: [GET]\n      path: /Patient/{id}\n";
+    let ca = DevCa::new("client CA").unwrap();
+    let crl = ca.revocation_list(&[], SystemTime::now() + DAY).unwrap();
     let harness = Harness::with(Options {
         policy: format!("{POLICY}{break_glass}"),
         revocation: "revocation:\n  sources:\n    - file: revoked.json\n      interval: 1s\n      max_stale: 10s\n".into(),
-        files: vec![("revoked.json", r#"{"version": 1, "entries": []}"#.to_owned())],
-        // A client CA and a CRL source, so the client CA's expiry and the CRL series exist
-        // (the URL answers nothing: the source reads stale, which only certificates feel).
+        // A client CA and a CRL source, so the client CA's expiry and the CRL series exist.
         client_auth: Some("optional"),
-        tls_extra: "    client_crls:\n      - url: \"http://127.0.0.1:9/clients.crl\"\n".into(),
+        tls_extra: "    client_crls:\n      - file: clients.crl\n".into(),
+        files: vec![
+            ("revoked.json", r#"{"version": 1, "entries": []}"#.to_owned()),
+            ("clients.crl", pem_crl(crl.as_ref())),
+        ],
+        ca: Some(ca),
         ..Options::default()
     })
     .await;

@@ -617,6 +617,13 @@ pub fn assert_denied(
     );
 }
 
+/// A DER CRL as the PEM file `client_crls: - file:` reads.
+pub fn pem_crl(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let body = base64::engine::general_purpose::STANDARD.encode(der);
+    format!("-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n")
+}
+
 /// A country database: loopback in the US, the documentation networks in France and Germany.
 pub fn country_database(dir: &std::path::Path) -> std::path::PathBuf {
     #[derive(serde::Serialize)]
