@@ -49,6 +49,16 @@ impl ReplayCache {
         redis: Option<&RedisEndpoint>,
         circuit: prometheus_client::metrics::gauge::Gauge,
     ) -> Result<Self, redis::RedisError> {
+        Self::with_local_capacity(LOCAL_CAPACITY, window, redis, circuit)
+    }
+
+    /// [`Self::new`] with the local memory bounded at `capacity` proofs.
+    fn with_local_capacity(
+        capacity: u64,
+        window: Duration,
+        redis: Option<&RedisEndpoint>,
+        circuit: prometheus_client::metrics::gauge::Gauge,
+    ) -> Result<Self, redis::RedisError> {
         let redis = redis
             .map(RedisEndpoint::client)
             .transpose()?
@@ -56,7 +66,7 @@ impl ReplayCache {
         // LRU: every new proof is remembered even when the cache is full (moka's default
         // admission could turn it away, and the same proof would then pass a second time).
         let local = moka::sync::Cache::builder()
-            .max_capacity(LOCAL_CAPACITY)
+            .max_capacity(capacity)
             .eviction_policy(moka::policy::EvictionPolicy::lru())
             .time_to_live(window)
             .build();
@@ -107,5 +117,47 @@ impl ReplayCache {
             }
             Err(_) => ProofUse::Unknown,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn local_only(capacity: u64) -> ReplayCache {
+        ReplayCache::with_local_capacity(capacity, WINDOW, None, Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_proof_is_first_once_then_a_replay_and_keys_do_not_share_jtis() {
+        let cache = local_only(100);
+        assert_eq!(cache.record("key-a", "jti-1").await, ProofUse::First);
+        assert_eq!(cache.record("key-a", "jti-1").await, ProofUse::Replay);
+        assert_eq!(cache.record("key-b", "jti-1").await, ProofUse::First);
+        // The separator keeps ("ab", "c") and ("a", "bc") apart.
+        assert_eq!(cache.record("ab", "c").await, ProofUse::First);
+        assert_eq!(cache.record("a", "bc").await, ProofUse::First);
+    }
+
+    /// A full cache still remembers every new proof, so the newest proof can never pass
+    /// twice however many came before it (an admission policy that turned new entries away
+    /// while full would let exactly the latest replay through).
+    #[tokio::test]
+    async fn a_full_cache_still_refuses_the_newest_proof_replayed() {
+        let cache = local_only(50);
+        for n in 0..2_000 {
+            let jti = format!("jti-{n}");
+            assert_eq!(cache.record("key", &jti).await, ProofUse::First, "{n}");
+            cache.local.run_pending_tasks();
+            assert_eq!(cache.record("key", &jti).await, ProofUse::Replay, "{n}");
+        }
+        cache.local.run_pending_tasks();
+        assert!(
+            cache.local.entry_count() <= 50,
+            "{}",
+            cache.local.entry_count()
+        );
     }
 }
