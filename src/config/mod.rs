@@ -593,6 +593,7 @@ impl Config {
             warnings: Vec::new(),
             section: String::new(),
             redis_password: None,
+            redis_ca: None,
             origins: Origins {
                 file: path.to_path_buf(),
                 entries: Vec::new(),
@@ -618,6 +619,8 @@ struct Builder<'a> {
     section: String,
     /// `redis_password_file`'s password, for every Redis URL without one of its own.
     redis_password: Option<Arc<str>>,
+    /// `redis_ca_file`'s PEM certificates, for every `rediss://` URL.
+    redis_ca: Option<Arc<[u8]>>,
     origins: Origins,
 }
 
@@ -811,6 +814,11 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|at| self.client_secret(at, "redis_password_file"))
             .map(Arc::from);
+        self.redis_ca = raw
+            .redis_ca_file
+            .as_ref()
+            .and_then(|at| self.redis_ca(at))
+            .map(Arc::from);
         let revocation = raw
             .revocation
             .as_ref()
@@ -981,7 +989,18 @@ impl Builder<'_> {
             return None;
         }
         self.remember(at, key, at.value.clone());
-        let endpoint = RedisEndpoint::new(at.value.clone(), self.redis_password.clone());
+        let endpoint = RedisEndpoint::new(at.value.clone(), self.redis_password.clone())
+            .with_ca(self.redis_ca.clone());
+        if endpoint.skips_verification() {
+            let key = self.qualified(key);
+            self.problem(
+                at,
+                format!(
+                    "{key}: #insecure is refused; the Redis server's certificate is always verified"
+                ),
+            );
+            return None;
+        }
         if endpoint.has_inline_password() {
             let key = self.qualified(key);
             self.warning(
@@ -993,6 +1012,14 @@ impl Builder<'_> {
             );
         }
         Some(endpoint)
+    }
+
+    /// `redis_ca_file`: PEM certificates, every one of them parseable.
+    fn redis_ca(&mut self, at: &At<String>) -> Option<Vec<u8>> {
+        let path = self.path(at, "redis_ca_file");
+        let read =
+            crate::tls::read_pem_certificates(&path).map_err(|err| format!("redis_ca_file: {err}"));
+        self.check(at, read)
     }
 
     fn secret_file(&mut self, at: &At<String>, key: &str) -> Option<Vec<u8>> {

@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub discovery: Option<RawDiscovery>,
     #[serde(default)]
     pub redis_password_file: Option<At<String>>,
+    #[serde(default)]
+    pub redis_ca_file: Option<At<String>>,
 }
 
 /// `discovery:` — what phigate publishes at its well-known paths.

@@ -1,7 +1,9 @@
 //! A Redis server phigate shares state through (revocation lists, DPoP replay, the monitor's
 //! blocks and counts): its URL as configured, and the password from `redis_password_file` when
 //! the URL carries none, so that the secret can live in a file (a Kubernetes Secret, a
-//! credentials directory) rather than in the configuration. `Debug` never shows either.
+//! credentials directory) rather than in the configuration. `Debug` never shows either. A
+//! `rediss://` URL speaks TLS and verifies the server against `redis_ca_file`'s certificates,
+//! or the Mozilla roots (webpki-roots, as every other outbound call) without one.
 
 use std::fmt;
 use std::sync::Arc;
@@ -13,6 +15,8 @@ use redis::IntoConnectionInfo as _;
 pub struct RedisEndpoint {
     url: String,
     password: Option<Arc<str>>,
+    /// PEM certificates a `rediss://` server must chain to.
+    ca: Option<Arc<[u8]>>,
 }
 
 impl RedisEndpoint {
@@ -21,7 +25,26 @@ impl RedisEndpoint {
         Self {
             url: url.into(),
             password,
+            ca: None,
         }
+    }
+
+    /// The endpoint verifying a `rediss://` server against `ca` (PEM certificates) alone.
+    pub fn with_ca(self, ca: Option<Arc<[u8]>>) -> Self {
+        Self { ca, ..self }
+    }
+
+    /// Whether the URL speaks TLS.
+    pub fn is_tls(&self) -> bool {
+        self.url.starts_with("rediss://")
+    }
+
+    /// Whether the URL asks the client not to verify the server (`#insecure`, the redis
+    /// crate's switch), which phigate never honours.
+    pub fn skips_verification(&self) -> bool {
+        self.url
+            .split_once('#')
+            .is_some_and(|(_, fragment)| fragment.eq_ignore_ascii_case("insecure"))
     }
 
     /// The URL as configured, to name it in problems.
@@ -52,7 +75,16 @@ impl RedisEndpoint {
                 .set_password(password.as_ref());
             info = info.set_redis_settings(settings);
         }
-        redis::Client::open(info)
+        match &self.ca {
+            Some(ca) if self.is_tls() => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(ca.to_vec()),
+                },
+            ),
+            _ => redis::Client::open(info),
+        }
     }
 }
 
@@ -66,6 +98,7 @@ impl fmt::Debug for RedisEndpoint {
         f.debug_struct("RedisEndpoint")
             .field("host", &host)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("ca", &self.ca.as_ref().map(|_| "redis_ca_file"))
             .finish()
     }
 }

@@ -892,6 +892,30 @@ fn the_redis_password_file_is_read_at_load_and_shared_by_every_redis_url() {
     assert!(!warned[0].message.contains("own@"), "{}", warned[0].message);
 }
 
+/// `redis_ca_file` is read at load and must hold certificates; a `rediss://` URL never turns
+/// certificate verification off.
+#[test]
+fn redis_tls_verifies_the_server_and_its_ca_file_is_checked_at_load() {
+    check_section(
+        "redis_ca_file: /nonexistent/redis-ca.pem\n",
+        Err("redis_ca_file: /nonexistent/redis-ca.pem"),
+    );
+    check_section("redis_ca_file: policy.yaml\n", Err("no certificate found"));
+    for url in [
+        "rediss://127.0.0.1:6379/#insecure",
+        "rediss://127.0.0.1:6379/0#INSECURE",
+    ] {
+        check_section(
+            &format!("monitor:\n  redis: \"{url}\"\n"),
+            Err("monitor.redis: #insecure is refused"),
+        );
+    }
+    check_section(
+        "dpop:\n  replay_redis: \"rediss://127.0.0.1:6379/1\"\n",
+        Ok(()),
+    );
+}
+
 #[test]
 fn trusted_proxies_are_addresses_or_ranges_never_everything() {
     let from = "  address: \"127.0.0.1:8443\"\n";

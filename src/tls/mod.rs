@@ -182,6 +182,14 @@ pub fn load_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Tl
     parse_certificates(path, &read_file(path)?)
 }
 
+/// The PEM text of `path`, once it is known to hold certificates only, for a client that
+/// parses PEM itself (the Redis client's `redis_ca_file`).
+pub fn read_pem_certificates(path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read_file(path)?;
+    parse_certificates(path, &pem)?;
+    Ok(pem)
+}
+
 /// Every certificate in PEM text read from `path`; none is an error.
 fn parse_certificates(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = CertificateDer::pem_slice_iter(pem)

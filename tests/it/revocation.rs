@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use phigate::tls::dev_ca::DevCa;
 use serde_json::json;
 
 use crate::support::documents::DocumentServer;
@@ -327,38 +328,109 @@ async fn an_entry_naming_another_issuer_leaves_this_issuers_token_alone() {
     eventually_status(&client, "/Patient/123", &token, 401).await;
 }
 
-/// A Redis server of its own that demands a password (`requirepass`), on a free port; killed
-/// when dropped.
-struct PasswordRedis {
+/// A gateway whose revocation source cannot be read: once the source has tried and failed (so
+/// the 503 is its verdict, not its start), a token request gets 503, `/readyz` is 503 and
+/// nothing reaches the upstream.
+async fn assert_failing_source_fails_closed(options: Options) {
+    let refused = Harness::with(Options {
+        wait_ready: false,
+        ..options
+    })
+    .await;
+    eventually(Duration::from_secs(20), || async {
+        let (_, metrics) = refused.admin_get("/metrics").await;
+        metrics.lines().any(|line| {
+            line.starts_with("phigate_revocation_refreshes_total{")
+                && line.contains("result=\"error\"")
+                && !line.ends_with(" 0")
+        })
+    })
+    .await;
+    let token = refused.token("user/Patient.r");
+    let response = refused
+        .client()
+        .get_with_token("/Patient/123", &token)
+        .await;
+    assert_eq!(response.status, 503);
+    assert_eq!(refused.admin_get("/readyz").await.0, 503);
+    assert!(refused.upstream.received().is_empty());
+}
+
+/// A Redis server of its own on a free port, killed when dropped.
+struct OwnRedis {
     _server: tokio::process::Child,
     port: u16,
 }
 
-impl PasswordRedis {
-    async fn start(password: &str) -> Self {
+impl OwnRedis {
+    /// One that demands `password` (`requirepass`).
+    async fn with_password(password: &str) -> Self {
+        Self::start(
+            |port| {
+                vec![
+                    "--port".into(),
+                    port.to_string(),
+                    "--requirepass".into(),
+                    password.into(),
+                ]
+            },
+            |port| redis::Client::open(format!("redis://:{password}@127.0.0.1:{port}/")).unwrap(),
+        )
+        .await
+    }
+
+    /// One that speaks TLS only, with `cert` issued by `ca` (written into `dir`).
+    async fn with_tls(dir: &std::path::Path, ca: &DevCa) -> Self {
+        let (cert, key) = ca
+            .issue_server(&["127.0.0.1"])
+            .unwrap()
+            .write_pem_files(dir, "redis-server")
+            .unwrap();
+        let ca_file = ca.write_cert_pem(dir, "redis-server-ca.pem").unwrap();
+        let ca_pem = ca.cert_pem().into_bytes();
+        let path = |p: &std::path::Path| p.display().to_string();
+        Self::start(
+            |port| {
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port.to_string(),
+                    "--tls-cert-file".into(),
+                    path(&cert),
+                    "--tls-key-file".into(),
+                    path(&key),
+                    "--tls-ca-cert-file".into(),
+                    path(&ca_file),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            },
+            |port| tls_client(port, &ca_pem),
+        )
+        .await
+    }
+
+    async fn start(
+        args: impl Fn(u16) -> Vec<String>,
+        client: impl Fn(u16) -> redis::Client,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
         let server = tokio::process::Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args([
-                "--requirepass",
-                password,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(args(port))
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("redis-server must be installed (.ci/run installs it)");
-        let url = format!("redis://:{password}@127.0.0.1:{port}/");
+        let client = client(port);
         crate::support::eventually(Duration::from_secs(10), || {
-            let url = url.clone();
-            async move { redis::Client::open(url).unwrap().get_connection().is_ok() }
+            let client = client.clone();
+            async move { client.get_connection().is_ok() }
         })
         .await;
         Self {
@@ -368,13 +440,25 @@ impl PasswordRedis {
     }
 }
 
+/// A client of the TLS Redis on `port` that trusts `ca_pem`.
+fn tls_client(port: u16, ca_pem: &[u8]) -> redis::Client {
+    redis::Client::build_with_tls(
+        format!("rediss://127.0.0.1:{port}/"),
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(ca_pem.to_vec()),
+        },
+    )
+    .unwrap()
+}
+
 /// `redis_password_file`: a Redis that demands a password is reached with the file's password,
 /// and revocations published there take effect; without the file the source never becomes
 /// fresh, so tokens get 503 (fail closed), and the password appears in no answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_protected_redis_is_reached_with_the_password_file() {
     let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
-    let redis = PasswordRedis::start(&password).await;
+    let redis = OwnRedis::with_password(&password).await;
     let key = format!("phigate-test:{}", uuid::Uuid::new_v4());
     let channel = format!("{key}:events");
     let source = format!(
@@ -400,17 +484,61 @@ async fn a_password_protected_redis_is_reached_with_the_password_file() {
     let refused = client.get_with_token("/Patient/123", &token).await;
     crate::support::assert_no_leak(&refused, &[&password]);
 
-    let without = Harness::with(Options {
+    assert_failing_source_fails_closed(Options {
         revocation: source,
-        wait_ready: false,
         ..Options::default()
     })
     .await;
-    let token = without.token("user/Patient.r");
-    let response = without
-        .client()
-        .get_with_token("/Patient/123", &token)
+}
+
+/// `rediss://`: phigate reaches a Redis that speaks only TLS, verifying its certificate against
+/// `redis_ca_file`, and revocations published there take effect. Without the CA file the
+/// server's certificate chains to no trusted root, so the source never becomes fresh and tokens
+/// get 503 (fail closed); a plaintext URL to the TLS port never becomes fresh either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_redis_is_reached_over_rediss_with_its_ca_file_and_refused_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = DevCa::new("redis CA").unwrap();
+    let redis = OwnRedis::with_tls(dir.path(), &ca).await;
+    let key = format!("phigate-test:{}", uuid::Uuid::new_v4());
+    let channel = format!("{key}:events");
+    let source = |scheme: &str| {
+        format!(
+            "revocation:\n  sources:\n    - redis: \"{scheme}://127.0.0.1:{}/\"\n      key: \"{key}\"\n      channel: \"{channel}\"\n      interval: 1s\n      max_stale: 3s\n",
+            redis.port
+        )
+    };
+    let harness = Harness::with(Options {
+        revocation: format!("redis_ca_file: redis-ca.pem\n{}", source("rediss")),
+        files: vec![("redis-ca.pem", ca.cert_pem())],
+        ..Options::default()
+    })
+    .await;
+    let (token, jti, exp) = claims_with_jti(&harness);
+    let client = harness.client();
+    eventually_status(&client, "/Patient/123", &token, 200).await;
+    let mut connection = tls_client(redis.port, ca.cert_pem().as_bytes())
+        .get_connection()
+        .unwrap();
+    revoke_in_redis(&mut connection, (&key, &channel), &jti, exp);
+    eventually_status(&client, "/Patient/123", &token, 401).await;
+
+    for (revocation, files) in [
+        // The server's certificate chains to the test CA, which the Mozilla roots do not hold.
+        (source("rediss"), vec![]),
+        // Another CA's file.
+        (
+            format!("redis_ca_file: other-ca.pem\n{}", source("rediss")),
+            vec![("other-ca.pem", DevCa::new("other CA").unwrap().cert_pem())],
+        ),
+        // Plaintext to a TLS port.
+        (source("redis"), vec![]),
+    ] {
+        assert_failing_source_fails_closed(Options {
+            revocation,
+            files,
+            ..Options::default()
+        })
         .await;
-    assert_eq!(response.status, 503);
-    assert!(without.upstream.received().is_empty());
+    }
 }
