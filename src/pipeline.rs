@@ -32,7 +32,8 @@ use crate::token::{self, BearerToken, ClientId, CredentialFault, Scheme, Verifie
 /// What the connection proved about the client.
 #[derive(Debug, Clone)]
 pub struct Connection {
-    /// The TCP peer.
+    /// The TCP peer, or the client a trusted load balancer's PROXY header announced
+    /// (`listen.proxy_protocol`).
     pub peer: SocketAddr,
     /// The verified client certificate, if any.
     pub identity: ClientIdentity,

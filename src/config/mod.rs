@@ -268,6 +268,9 @@ pub struct Listen {
     pub event_loops: EventLoops,
     /// The proxies whose `X-Forwarded-For` names the client (none by default).
     pub trusted_proxies: crate::peer::TrustedProxies,
+    /// Whether a connection from a trusted proxy starts with a PROXY protocol header naming
+    /// the client (a layer-4 load balancer passing TLS through).
+    pub proxy_protocol: bool,
 }
 
 /// `listen.event_loops`: where connections are served. Background work (key and revocation
@@ -1309,6 +1312,15 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|at| self.secret_file(at, "listen.link_seal_secret_file"));
         let trusted_proxies = self.trusted_proxies(raw.trusted_proxies.as_ref());
+        let proxy_protocol = raw.proxy_protocol.as_ref().is_some_and(|at| at.value);
+        if let Some(at) = raw.proxy_protocol.as_ref().filter(|at| at.value)
+            && trusted_proxies.is_empty()
+        {
+            self.problem(
+                at,
+                "listen.proxy_protocol needs listen.trusted_proxies: the load balancers whose headers are believed",
+            );
+        }
         let event_loops = match raw.event_loops.as_ref().map(|at| (at, at.value.as_str())) {
             None | Some((_, "per_core")) => EventLoops::PerCore,
             Some((_, "shared")) => EventLoops::Shared,
@@ -1334,6 +1346,7 @@ impl Builder<'_> {
             link_seal_secret,
             event_loops,
             trusted_proxies,
+            proxy_protocol,
         })
     }
 

@@ -284,6 +284,8 @@ pub struct RawListen {
     pub event_loops: Option<At<String>>,
     #[serde(default)]
     pub trusted_proxies: Option<At<Vec<String>>>,
+    #[serde(default)]
+    pub proxy_protocol: Option<At<bool>>,
 }
 
 /// `listen.limits:` — bounds on what a request may carry, enforced before routing.

@@ -957,6 +957,30 @@ fn trusted_proxies_are_addresses_or_ranges_never_everything() {
     assert!(result.unwrap().listen.trusted_proxies.is_empty());
 }
 
+/// PROXY protocol headers are believed from trusted proxies only, so the setting needs them.
+#[test]
+fn proxy_protocol_needs_trusted_proxies() {
+    let from = "  address: \"127.0.0.1:8443\"\n";
+    check(
+        from,
+        &format!("{from}  proxy_protocol: true\n"),
+        3,
+        "listen.proxy_protocol needs listen.trusted_proxies",
+    );
+    for (extra, expected) in [
+        (
+            "  proxy_protocol: true\n  trusted_proxies: [\"10.0.0.0/8\"]\n",
+            true,
+        ),
+        ("  proxy_protocol: false\n", false),
+        ("", false),
+    ] {
+        let (_dir, result) = load(&GOOD.replace(from, &format!("{from}{extra}")));
+        let config = result.unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(config.listen.proxy_protocol, expected, "{extra}");
+    }
+}
+
 #[test]
 fn dpop_algorithms_are_asymmetric_and_default_to_fapi() {
     for (section, expected) in [

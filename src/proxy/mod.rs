@@ -7,6 +7,7 @@ pub mod forward;
 mod links;
 mod peers;
 mod prepare;
+mod proxy_header;
 mod reload;
 pub use self::prepare::{Prepared, prepare};
 mod server;

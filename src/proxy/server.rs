@@ -26,6 +26,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::forward::Forwarder;
 use super::peers::PeerConnections;
+use super::proxy_header::{self, Announced};
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
@@ -90,10 +91,19 @@ impl Listener {
                             drop(stream);
                             continue;
                         };
-                        let Some(peer_slot) = self.admission.peers.admit(peer.ip()) else {
-                            shared.metrics.record_connection_closed("address_over_capacity");
-                            drop(stream);
-                            continue;
+                        // A load balancer announcing its clients is counted by each client's
+                        // address once its header is read, never as one address.
+                        let announces = self.settings.proxy_protocol
+                            && self.settings.trusted_proxies.trusts(peer.ip());
+                        let peer_slot = if announces {
+                            None
+                        } else {
+                            let Some(slot) = self.admission.peers.admit(peer.ip()) else {
+                                shared.metrics.record_connection_closed("address_over_capacity");
+                                drop(stream);
+                                continue;
+                            };
+                            Some(slot)
                         };
                         // Never short: `open_here` has as many places as the global cap.
                         let Ok(here) = Arc::clone(&open_here).try_acquire_owned() else {
@@ -105,11 +115,16 @@ impl Listener {
                             settings: Arc::clone(&self.settings),
                             tls: self.tls.clone(),
                             limit: Arc::clone(&self.admission.requests),
+                            peers: Arc::clone(&self.admission.peers),
                             shutdown: shutdown.clone(),
                         };
                         tokio::spawn(async move {
                             let _open = task.shared.metrics.connection_opened();
-                            task.serve(stream, peer).await;
+                            if announces {
+                                task.serve_announced(stream, peer).await;
+                            } else {
+                                task.serve(stream, peer).await;
+                            }
                             drop((slot, peer_slot, here));
                         });
                     }
@@ -141,6 +156,7 @@ struct Connected {
     settings: Arc<Listen>,
     tls: Option<Arc<LiveConfig>>,
     limit: Arc<Semaphore>,
+    peers: Arc<PeerConnections>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -220,6 +236,42 @@ impl Connected {
                 self.serve_http(TokioIo::new(stream), conn).await;
             }
         }
+    }
+
+    /// A connection from a trusted load balancer (`listen.proxy_protocol`): its PROXY header,
+    /// read within `listen.handshake_timeout`, names the client the connection is held to,
+    /// under that client's own per-address cap; a connection without a well-formed header is
+    /// closed before any TLS work.
+    async fn serve_announced(self, mut stream: TcpStream, balancer: SocketAddr) {
+        let read = tokio::time::timeout(
+            self.settings.handshake_timeout,
+            proxy_header::read(&mut stream),
+        )
+        .await;
+        let peer = match read {
+            Ok(Ok(Announced::Client(client))) => client,
+            Ok(Ok(Announced::Proxy)) => balancer,
+            Ok(Err(fault)) => {
+                tracing::debug!(?fault, peer = %balancer, "PROXY protocol header refused");
+                self.shared
+                    .metrics
+                    .record_connection_closed("proxy_header_invalid");
+                return;
+            }
+            Err(_) => {
+                self.shared
+                    .metrics
+                    .record_connection_closed("proxy_header_timeout");
+                return;
+            }
+        };
+        let Some(_peer_slot) = self.peers.admit(peer.ip()) else {
+            self.shared
+                .metrics
+                .record_connection_closed("address_over_capacity");
+            return;
+        };
+        self.serve(stream, peer).await;
     }
 
     /// The TLS handshake within `listen.handshake_timeout` (R-T01, R-T02: a peer that never

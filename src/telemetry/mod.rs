@@ -108,13 +108,17 @@ pub struct ConnectionClosedLabels {
 /// `over_capacity`: `listen.max_connections` were already open; `address_over_capacity`:
 /// `listen.max_connections_per_address` were already open from the client's address;
 /// `idle_timeout` / `max_age`: closed, once its requests finished, for `listen.idle_timeout`
-/// without a new request or past `listen.max_connection_age`.
-pub const CONNECTION_CLOSE_REASONS: [&str; 5] = [
+/// without a new request or past `listen.max_connection_age`; `proxy_header_invalid` /
+/// `proxy_header_timeout`: a trusted load balancer's connection (`listen.proxy_protocol`) that
+/// did not start with a well-formed PROXY header, or not within `listen.handshake_timeout`.
+pub const CONNECTION_CLOSE_REASONS: [&str; 7] = [
     "first_request_timeout",
     "over_capacity",
     "address_over_capacity",
     "idle_timeout",
     "max_age",
+    "proxy_header_invalid",
+    "proxy_header_timeout",
 ];
 
 /// Labels of one upstream response.

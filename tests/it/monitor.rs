@@ -809,3 +809,177 @@ async fn behind_a_trusted_proxy_the_forwarded_client_is_counted_and_blocked() {
         assert_eq!(forwarded, [format!("{other}, 127.0.0.1")]);
     }
 }
+
+/// A connection through a layer-4 load balancer sending the PROXY protocol: `header`, then TLS,
+/// then one HTTP/1.1 request for `/Patient/123` with `authorization`: the status (`None` when
+/// phigate closed the connection before answering), and the connection, still open.
+async fn through_balancer(
+    harness: &Harness,
+    header: &[u8],
+    authorization: &str,
+) -> (
+    Option<u16>,
+    Option<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    tcp.write_all(header).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(crate::support::client::tls_config(
+        &harness.ca,
+        None,
+    )));
+    let server_name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let Ok(mut tls) = connector.connect(server_name, tcp).await else {
+        return (None, None);
+    };
+    let request = format!(
+        "GET /Patient/123 HTTP/1.1\r\nHost: localhost\r\nAuthorization: {authorization}\r\n\r\n"
+    );
+    if tls.write_all(request.as_bytes()).await.is_err() {
+        return (None, None);
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match tls.read(&mut byte).await {
+            Ok(1) => head.push(byte[0]),
+            _ => return (None, None),
+        }
+    }
+    let status = String::from_utf8_lossy(&head[9..12]).parse().ok();
+    (status, Some(tls))
+}
+
+/// The loopback the tests connect from, as a trusted layer-4 balancer sending PROXY headers.
+const BALANCER: &str = "  trusted_proxies: [\"127.0.0.1\"]\n  proxy_protocol: true\n";
+
+fn proxy_v2(command: ppp::v2::Command, source: &str) -> Vec<u8> {
+    let addresses = (
+        source.parse::<SocketAddr>().unwrap(),
+        "127.0.0.1:8443".parse::<SocketAddr>().unwrap(),
+    );
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | command,
+        ppp::v2::Protocol::Stream,
+        addresses,
+    )
+    .build()
+    .unwrap()
+}
+
+/// `listen.proxy_protocol`: behind a layer-4 load balancer (trusted, here the loopback), each
+/// connection is held to the client its PROXY header (version 1 or 2) announces — the upstream
+/// is told that address, failures block that client and no other, and the per-address cap
+/// counts each client, not the balancer. A header-less connection from the balancer is closed
+/// before TLS; a `LOCAL` header (a health check) is the balancer itself.
+#[tokio::test]
+async fn behind_a_proxy_protocol_balancer_each_connection_is_its_announced_client() {
+    let harness = Harness::with(Options {
+        listen_extra: BALANCER.into(),
+        extra: "monitor:\n  repeated_failures:\n    threshold: 3\n    window: 60s\n    actions:\n      block: 10m\n".into(),
+        ..Options::default()
+    })
+    .await;
+    let token = format!("Bearer {}", harness.token("user/Patient.r"));
+    let forwarded_for = |harness: &Harness| -> Vec<String> {
+        harness
+            .upstream
+            .received()
+            .iter()
+            .map(|r| {
+                r.header_values("x-forwarded-for")
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .collect()
+    };
+
+    let v1 = b"PROXY TCP4 203.0.113.7 127.0.0.1 51234 8443\r\n";
+    assert_eq!(through_balancer(&harness, v1, &token).await.0, Some(200));
+    assert_eq!(forwarded_for(&harness), ["203.0.113.7"]);
+
+    // Three failures from one announced client block it, and only it.
+    let offender = proxy_v2(ppp::v2::Command::Proxy, "198.51.100.7:40000");
+    for _ in 0..3 {
+        let (status, _) = through_balancer(&harness, &offender, "Bearer not-a-token").await;
+        assert_eq!(status, Some(401));
+    }
+    wait_metric(&harness, FIRED_ONCE).await;
+    assert_eq!(
+        through_balancer(&harness, &offender, &token).await.0,
+        Some(403)
+    );
+    assert_eq!(through_balancer(&harness, v1, &token).await.0, Some(200));
+
+    // A health check from the balancer itself.
+    harness.upstream.clear_received();
+    let local = proxy_v2(ppp::v2::Command::Local, "127.0.0.1:40004");
+    assert_eq!(
+        through_balancer(&harness, &local, &token).await.0,
+        Some(200)
+    );
+    assert_eq!(forwarded_for(&harness), ["127.0.0.1"]);
+
+    // No header, or a malformed one: closed, counted, nothing forwarded.
+    harness.upstream.clear_received();
+    for header in [&b""[..], b"PROXY TCP4 nonsense\r\n"] {
+        assert_eq!(through_balancer(&harness, header, &token).await.0, None);
+    }
+    assert!(harness.upstream.received().is_empty());
+    wait_metric(
+        &harness,
+        "phigate_connections_closed_total{reason=\"proxy_header_invalid\"} 2",
+    )
+    .await;
+}
+
+/// `listen.max_connections_per_address` behind a PROXY protocol balancer counts each announced
+/// client: a second connection of a client with one open is closed, another client's is served,
+/// though all of them come from the balancer's one address. A connection that sends no header
+/// at all is closed at `listen.handshake_timeout`.
+#[tokio::test]
+async fn behind_a_proxy_protocol_balancer_the_per_address_cap_counts_each_client() {
+    let harness = Harness::with(Options {
+        listen_extra: format!(
+            "{BALANCER}  max_connections_per_address: 1\n  handshake_timeout: 1s\n"
+        ),
+        ..Options::default()
+    })
+    .await;
+    let token = format!("Bearer {}", harness.token("user/Patient.r"));
+    let first = proxy_v2(ppp::v2::Command::Proxy, "203.0.113.50:40001");
+    let (status, held) = through_balancer(&harness, &first, &token).await;
+    assert_eq!(status, Some(200));
+    assert!(held.is_some());
+    let again = proxy_v2(ppp::v2::Command::Proxy, "203.0.113.50:40002");
+    assert_eq!(through_balancer(&harness, &again, &token).await.0, None);
+    let other = proxy_v2(ppp::v2::Command::Proxy, "203.0.113.51:40003");
+    assert_eq!(
+        through_balancer(&harness, &other, &token).await.0,
+        Some(200)
+    );
+    wait_metric(
+        &harness,
+        "phigate_connections_closed_total{reason=\"address_over_capacity\"} 1",
+    )
+    .await;
+    drop(held);
+
+    let mut silent = tokio::net::TcpStream::connect(harness.addr())
+        .await
+        .unwrap();
+    wait_metric(
+        &harness,
+        "phigate_connections_closed_total{reason=\"proxy_header_timeout\"} 1",
+    )
+    .await;
+    let mut byte = [0u8; 1];
+    use tokio::io::AsyncReadExt as _;
+    assert_eq!(
+        silent.read(&mut byte).await.unwrap_or(0),
+        0,
+        "closed by phigate"
+    );
+}
