@@ -37,6 +37,10 @@ pub struct ProbeArgs {
     /// request with the token is sent as DPoP with a fresh proof, and the DPoP cases use it.
     #[arg(long)]
     pub dpop_key: Option<PathBuf>,
+    /// Send the cases over HTTP/2 (ALPN h2), as HTTP/2 clients reach the gateway; the cases
+    /// written byte for byte (HTTP/1.1 framing) stay HTTP/1.1.
+    #[arg(long)]
+    pub http2: bool,
     /// The issuer's JWKS URL (otherwise found through the issuer's discovery document).
     #[arg(long)]
     pub jwks: Option<String>,
@@ -70,6 +74,7 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<ExitCode> {
         patient: args.patient,
         other_patient: args.other_patient,
         dpop_key: args.dpop_key,
+        http2: args.http2,
     };
     let report = probe::run(&options).await?;
     let to_stdout = json.as_deref().is_some_and(|p| p.as_os_str() == "-");

@@ -54,6 +54,8 @@ pub struct Options {
     pub other_patient: Option<String>,
     /// The DPoP key `token` is bound to (PKCS#8 PEM): every request with the token proves it.
     pub dpop_key: Option<PathBuf>,
+    /// Send the HTTP client's requests over HTTP/2 (ALPN `h2`); raw requests stay HTTP/1.1.
+    pub http2: bool,
 }
 
 /// Why a probe could not run.
@@ -89,6 +91,9 @@ pub async fn run(options: &Options) -> Result<Report, ProbeError> {
         .clone()
         .unwrap_or_else(|| options.target.clone());
     let mut target = Target::new(&options.target, files)?;
+    if options.http2 {
+        target = target.with_http2();
+    }
     if let Some(path) = &options.dpop_key {
         let pem = std::fs::read(path)
             .map_err(|err| ProbeError::Usage(format!("--dpop-key {}: {err}", path.display())))?;

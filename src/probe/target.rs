@@ -1,5 +1,6 @@
-//! The probe's connections to the target: requests through hyper's HTTP/1.1 client over
-//! tokio-rustls for everything a client library sends faithfully, raw bytes over TLS for what
+//! The probe's connections to the target: requests through hyper's HTTP/1.1 client (or, with
+//! `--http2`, its HTTP/2 client) over tokio-rustls for everything a client library sends
+//! faithfully, raw bytes over TLS for what
 //! one would fix up (backslashes, repeated spellings), plain TCP for the plaintext case and a
 //! hand-built ClientHello for old TLS versions. Every connection is new and short: a refusal
 //! on one cannot colour the next case. Nothing here judges an answer.
@@ -71,6 +72,8 @@ pub struct Target {
     port: u16,
     base_path: String,
     tls: Arc<ClientConfig>,
+    /// With `--http2`: the configuration offering only `h2`, for requests through the client.
+    http2: Option<Arc<ClientConfig>>,
     /// With `--dpop-key`: proves possession on every request carrying the token.
     prover: Option<Arc<Prover>>,
 }
@@ -125,8 +128,20 @@ impl Target {
             host,
             port,
             base_path,
+            http2: None,
             prover: None,
         })
+    }
+
+    /// The same target, sending the requests of the HTTP client over HTTP/2 (ALPN `h2`); the
+    /// raw requests stay HTTP/1.1, whose framing they test.
+    pub fn with_http2(self) -> Self {
+        let mut config = ClientConfig::clone(&self.tls);
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self {
+            http2: Some(Arc::new(config)),
+            ..self
+        }
     }
 
     /// The same target, sending a request that carries the token as `DPoP` with a proof.
@@ -175,9 +190,13 @@ impl Target {
     }
 
     async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
+        self.tls_with(&self.tls).await
+    }
+
+    async fn tls_with(&self, config: &Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
         let name = ServerName::try_from(self.host.clone()).map_err(std::io::Error::other)?;
         let tcp = self.tcp().await?;
-        TlsConnector::from(Arc::clone(&self.tls))
+        TlsConnector::from(Arc::clone(config))
             .connect(name, tcp)
             .await
     }
@@ -233,25 +252,47 @@ impl Target {
     }
 
     async fn exchange(&self, outgoing: &Outgoing) -> Result<Answer, String> {
-        let stream = self.tls().await.map_err(|err| closed_reason(&err))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|_| "the HTTP/1.1 handshake failed".to_owned())?;
-        tokio::spawn(connection);
-        let mut request = Request::builder()
-            .method(outgoing.method.clone())
-            .uri(format!("{}{}", self.base_path, outgoing.path))
-            .header(http::header::HOST, self.authority());
+        let path = format!("{}{}", self.base_path, outgoing.path);
+        // HTTP/2 carries the authority in the request URI (`:authority`), HTTP/1.1 in `Host`.
+        let request = match &self.http2 {
+            Some(_) => Request::builder().uri(format!("https://{}{path}", self.authority())),
+            None => Request::builder()
+                .uri(path)
+                .header(http::header::HOST, self.authority()),
+        };
+        let mut request = request.method(outgoing.method.clone());
         for (name, value) in &outgoing.headers {
             request = request.header(name.as_str(), value.as_str());
         }
         let request = request
             .body(Full::new(Bytes::from(outgoing.body.clone())))
             .map_err(|_| "the request cannot be expressed by an HTTP client".to_owned())?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|_| "the connection closed without an answer".to_owned())?;
+        let response = match &self.http2 {
+            Some(config) => {
+                let stream = self
+                    .tls_with(config)
+                    .await
+                    .map_err(|err| closed_reason(&err))?;
+                let (mut sender, connection) = hyper::client::conn::http2::handshake(
+                    hyper_util::rt::TokioExecutor::new(),
+                    TokioIo::new(stream),
+                )
+                .await
+                .map_err(|_| "the HTTP/2 handshake failed".to_owned())?;
+                tokio::spawn(connection);
+                sender.send_request(request).await
+            }
+            None => {
+                let stream = self.tls().await.map_err(|err| closed_reason(&err))?;
+                let (mut sender, connection) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                        .await
+                        .map_err(|_| "the HTTP/1.1 handshake failed".to_owned())?;
+                tokio::spawn(connection);
+                sender.send_request(request).await
+            }
+        }
+        .map_err(|_| "the connection closed without an answer".to_owned())?;
         let (parts, body) = response.into_parts();
         let body = Limited::new(body, MAX_ANSWER_BYTES)
             .collect()

@@ -29,7 +29,9 @@ pub struct DecisionRecord {
     pub time: SystemTime,
     /// The request's id (also in the log line).
     pub request_id: uuid::Uuid,
-    /// The TCP peer's address.
+    /// The client's address: the connection's (the TCP peer, or the client a trusted
+    /// balancer's PROXY header announced), or behind trusted proxies the client
+    /// `X-Forwarded-For` names.
     pub peer: IpAddr,
     /// The HTTP method.
     pub method: http::Method,

@@ -82,6 +82,34 @@ async fn every_case_passes_or_is_skipped_with_a_reason_against_phigate() {
     );
 }
 
+/// `--http2`: the same cases over HTTP/2 (ALPN `h2`), as HTTP/2 clients reach the gateway,
+/// pass too; nothing but the controls reaches the upstream.
+#[tokio::test]
+async fn every_case_passes_over_http2_against_phigate() {
+    let harness = Harness::start().await;
+    let options = Options {
+        http2: true,
+        ..probe_options(&harness, harness.token("user/Patient.r"), true)
+    };
+    let report = probe::run(&options).await.unwrap();
+    assert_passes_or_skips_with_reason(&report);
+    let skipped: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| matches!(r.verdict, Verdict::Skipped(_)))
+        .map(|r| r.id)
+        .collect();
+    assert!(skipped.is_empty(), "{}", report.render_text());
+    assert!(
+        harness
+            .upstream_paths()
+            .iter()
+            .all(|(method, path)| method == "GET" && path.starts_with("/fhir/Patient/123")),
+        "only the controls reached the upstream: {:?}",
+        harness.upstream_paths()
+    );
+}
+
 #[tokio::test]
 async fn without_the_issuer_key_variants_are_mutated_and_dpop_is_skipped_with_the_reason() {
     let harness = Harness::start().await;

@@ -191,7 +191,9 @@ pub async fn raw_tls(addr: SocketAddr, ca: &DevCa, bytes: &[u8]) -> String {
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
-    tls.write_all(bytes).await.unwrap();
+    // A server may answer and close before it has read everything (a refusal of broken
+    // framing): what it answered is still there to read.
+    let _ = tls.write_all(bytes).await;
     read_until_quiet(&mut tls).await
 }
 
