@@ -36,6 +36,18 @@ fn probe_options(harness: &Harness, token: String, issuer_key: bool) -> Options 
 }
 
 #[track_caller]
+fn assert_only_the_controls_reached_the_upstream(harness: &Harness) {
+    assert!(
+        harness
+            .upstream_paths()
+            .iter()
+            .all(|(method, path)| method == "GET" && path.starts_with("/fhir/Patient/123")),
+        "only the controls reached the upstream: {:?}",
+        harness.upstream_paths()
+    );
+}
+
+#[track_caller]
 fn assert_passes_or_skips_with_reason(report: &Report) {
     let text = report.render_text();
     assert!(report.stopped.is_none(), "{text}");
@@ -72,14 +84,7 @@ async fn every_case_passes_or_is_skipped_with_a_reason_against_phigate() {
         let result = report.result(id).unwrap();
         assert_eq!(result.verdict, Verdict::Pass, "{}", report.render_text());
     }
-    assert!(
-        harness
-            .upstream_paths()
-            .iter()
-            .all(|(method, path)| method == "GET" && path.starts_with("/fhir/Patient/123")),
-        "only the controls reached the upstream: {:?}",
-        harness.upstream_paths()
-    );
+    assert_only_the_controls_reached_the_upstream(&harness);
 }
 
 /// `--http2`: the same cases over HTTP/2 (ALPN `h2`), as HTTP/2 clients reach the gateway,
@@ -100,14 +105,7 @@ async fn every_case_passes_over_http2_against_phigate() {
         .map(|r| r.id)
         .collect();
     assert!(skipped.is_empty(), "{}", report.render_text());
-    assert!(
-        harness
-            .upstream_paths()
-            .iter()
-            .all(|(method, path)| method == "GET" && path.starts_with("/fhir/Patient/123")),
-        "only the controls reached the upstream: {:?}",
-        harness.upstream_paths()
-    );
+    assert_only_the_controls_reached_the_upstream(&harness);
 }
 
 #[tokio::test]
