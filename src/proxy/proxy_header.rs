@@ -232,4 +232,46 @@ mod tests {
             assert_eq!(read(&mut stream).await, Err(HeaderFault::Closed));
         }
     }
+
+    /// Reads `wire` to the end of what `read` takes; the bytes it left unread.
+    fn left_after(wire: &[u8]) -> (Result<Announced, HeaderFault>, Vec<u8>) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut stream = wire;
+        let result = runtime.block_on(read(&mut stream));
+        (result, stream.to_vec())
+    }
+
+    proptest::proptest! {
+        /// Whatever a connection starts with, reading never panics, and a header that is
+        /// taken is all that was consumed: the next byte is the client's.
+        #[test]
+        fn a_taken_header_is_all_that_is_read(wire in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let (result, left) = left_after(&wire);
+            if result.is_ok() {
+                let header = &wire[..wire.len() - left.len()];
+                proptest::prop_assert!(header.ends_with(b"\r\n") || header.starts_with(V2_SIGNATURE));
+            }
+        }
+
+        /// A version 1 header from any IPv4 or IPv6 client, followed by anything, names that
+        /// client and leaves everything after it unread.
+        #[test]
+        fn any_client_is_announced_and_what_follows_is_left(
+            source in proptest::prelude::any::<std::net::IpAddr>(),
+            port in proptest::prelude::any::<u16>(),
+            after in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+        ) {
+            let (family, destination) = match source {
+                IpAddr::V4(_) => ("TCP4", "198.51.100.1"),
+                IpAddr::V6(_) => ("TCP6", "2001:db8::1"),
+            };
+            let header = format!("PROXY {family} {source} {destination} {port} 443\r\n");
+            let wire = [header.as_bytes(), &after].concat();
+            let (result, left) = left_after(&wire);
+            proptest::prop_assert_eq!(result, Ok(Announced::Client(SocketAddr::new(source, port))));
+            proptest::prop_assert_eq!(left, after);
+        }
+    }
 }
