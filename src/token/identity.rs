@@ -13,8 +13,10 @@ const MAX_IDENTITY_BYTES: usize = 255;
 macro_rules! identity {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        // Shared, not boxed: each request hands its token's identities to the block list's
+        // keys, the decision record and the monitor, and a clone is then a count, not a copy.
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub struct $name(Box<str>);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// `value`, when it has an identity's shape.
