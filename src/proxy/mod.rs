@@ -4,6 +4,7 @@
 
 mod event_loops;
 pub mod forward;
+mod lingering;
 mod links;
 mod peers;
 mod prepare;

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::forward::Forwarder;
+use super::lingering::{LINGER, Lingering};
 use super::peers::PeerConnections;
 use super::proxy_header::{self, Announced};
 use super::service::{GatewayService, Shared};
@@ -225,7 +226,8 @@ impl Connected {
                     identity,
                     tls: true,
                 };
-                self.serve_http(TokioIo::new(tls_stream), conn).await;
+                self.serve_http(TokioIo::new(Lingering::new(tls_stream, LINGER)), conn)
+                    .await;
             }
             None => {
                 let conn = Connection {
@@ -233,7 +235,8 @@ impl Connected {
                     identity: ClientIdentity::anonymous(),
                     tls: false,
                 };
-                self.serve_http(TokioIo::new(stream), conn).await;
+                self.serve_http(TokioIo::new(Lingering::new(stream, LINGER)), conn)
+                    .await;
             }
         }
     }

@@ -134,7 +134,8 @@ async fn handle(
                     .await
             }
             Err(denial) => {
-                // HTTP/1.1 needs no help (hyper closes or drains the connection itself), and
+                // HTTP/1.1 needs no help (hyper drains or closes the connection, and the
+                // listener's lingering close keeps the refusal from being reset away), and
                 // reading the body of an `Expect: 100-continue` request would invite it.
                 if parts.version == http::Version::HTTP_2
                     && !parts.headers.contains_key(http::header::EXPECT)

@@ -296,3 +296,34 @@ async fn proxy_only_and_hop_by_hop_response_headers_never_reach_the_client() {
         }
     }
 }
+
+/// RFC 9112 §9.6: a large upload refused before it has all arrived gets its refusal — 413 past
+/// the body cap, 401 without a token — not a broken pipe or a reset. phigate closes such a
+/// connection in stages (its answer ends, then what is still sent is read and dropped), so the
+/// kernel never resets the refusal away. Nothing reaches the upstream.
+#[tokio::test]
+async fn a_large_refused_upload_gets_its_refusal_not_a_reset() {
+    let harness =
+        harness_with_limits("    max_unauthenticated_body_bytes: 16384\n    body_timeout: 5s\n")
+            .await;
+    let client = harness.client();
+    let upload = Bytes::from(vec![b'a'; 8 * 1024 * 1024]);
+    for (path, content_type, status) in [
+        ("/submit", "application/x-www-form-urlencoded", 413),
+        ("/Observation", "application/fhir+json", 401),
+    ] {
+        for _ in 0..5 {
+            let refused = client
+                .try_send(
+                    Method::POST,
+                    path,
+                    &[("content-type", content_type)],
+                    upload.clone(),
+                )
+                .await
+                .unwrap_or_else(|err| panic!("{path}: no answer: {err:?}"));
+            assert_eq!(refused.status, status, "{path}");
+        }
+    }
+    assert!(harness.upstream.received().is_empty());
+}
