@@ -41,7 +41,8 @@ pub enum HeaderFault {
     Missing,
     /// It starts like one but is not a well-formed header, or carries too much.
     Malformed,
-    /// The connection ended or failed before the header did.
+    /// The connection ended or failed before the header did (a balancer's TCP health check
+    /// connects and hangs up without a byte).
     Closed,
 }
 

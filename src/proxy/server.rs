@@ -27,7 +27,7 @@ use tokio_rustls::server::TlsStream;
 use super::forward::Forwarder;
 use super::lingering::{LINGER, Lingering};
 use super::peers::PeerConnections;
-use super::proxy_header::{self, Announced};
+use super::proxy_header::{self, Announced, HeaderFault};
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
@@ -254,6 +254,8 @@ impl Connected {
         let peer = match read {
             Ok(Ok(Announced::Client(client))) => client,
             Ok(Ok(Announced::Proxy)) => balancer,
+            // The balancer hung up first, as its TCP health checks do: nothing phigate closed.
+            Ok(Err(HeaderFault::Closed)) => return,
             Ok(Err(fault)) => {
                 tracing::debug!(?fault, peer = %balancer, "PROXY protocol header refused");
                 self.shared
