@@ -8,7 +8,7 @@ mod lingering;
 mod links;
 mod peers;
 mod prepare;
-mod proxy_header;
+pub mod proxy_header;
 mod reload;
 pub use self::prepare::{Prepared, prepare};
 mod server;
