@@ -150,4 +150,19 @@ mod tests {
             .expect("the deadline ends the lingering")
             .unwrap();
     }
+
+    /// A client that never stops sending cannot hold the connection past the deadline either.
+    #[tokio::test]
+    async fn a_client_that_keeps_sending_is_dropped_at_the_deadline() {
+        let (server, mut client) = duplex(1024);
+        let sender =
+            tokio::spawn(async move { while client.write_all(&[b'a'; 512]).await.is_ok() {} });
+        let mut server = Lingering::new(server, Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(10), server.shutdown())
+            .await
+            .expect("the deadline ends the lingering")
+            .unwrap();
+        drop(server);
+        sender.await.unwrap();
+    }
 }
