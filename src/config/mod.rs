@@ -1312,8 +1312,8 @@ impl Builder<'_> {
             .as_ref()
             .and_then(|at| self.secret_file(at, "listen.link_seal_secret_file"));
         let trusted_proxies = self.trusted_proxies(raw.trusted_proxies.as_ref());
-        let proxy_protocol = raw.proxy_protocol.as_ref().is_some_and(|at| at.value);
-        if let Some(at) = raw.proxy_protocol.as_ref().filter(|at| at.value)
+        let proxy_protocol = raw.proxy_protocol.as_ref().filter(|at| at.value);
+        if let Some(at) = proxy_protocol
             && trusted_proxies.is_empty()
         {
             self.problem(
@@ -1346,7 +1346,7 @@ impl Builder<'_> {
             link_seal_secret,
             event_loops,
             trusted_proxies,
-            proxy_protocol,
+            proxy_protocol: proxy_protocol.is_some(),
         })
     }
 

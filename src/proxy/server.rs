@@ -10,7 +10,7 @@
 //! way, waits for them within a deadline, and then returns. It never parses or decides on a
 //! request itself.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -26,11 +26,12 @@ use tokio_rustls::server::TlsStream;
 
 use super::forward::Forwarder;
 use super::lingering::{LINGER, Lingering};
-use super::peers::PeerConnections;
+use super::peers::{PeerConnections, PeerSlot};
 use super::proxy_header::{self, Announced, HeaderFault};
 use super::service::{GatewayService, Shared};
 use crate::config::Listen;
 use crate::pipeline::Connection;
+use crate::telemetry::Metrics;
 use crate::tls::{ClientIdentity, HandshakeFailure, LiveConfig};
 
 /// How long in-flight requests may run after shutdown starts.
@@ -55,6 +56,15 @@ impl Admission {
             peers: PeerConnections::new(settings.max_connections_per_address),
             requests: Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS)),
         }
+    }
+
+    /// A place for one more connection from `address`, or `None` (counted) past its cap.
+    fn admit_address(&self, address: IpAddr, metrics: &Metrics) -> Option<PeerSlot> {
+        let slot = self.peers.admit(address);
+        if slot.is_none() {
+            metrics.record_connection_closed("address_over_capacity");
+        }
+        slot
     }
 }
 
@@ -99,8 +109,9 @@ impl Listener {
                         let peer_slot = if announces {
                             None
                         } else {
-                            let Some(slot) = self.admission.peers.admit(peer.ip()) else {
-                                shared.metrics.record_connection_closed("address_over_capacity");
+                            let Some(slot) =
+                                self.admission.admit_address(peer.ip(), &shared.metrics)
+                            else {
                                 drop(stream);
                                 continue;
                             };
@@ -115,8 +126,7 @@ impl Listener {
                             forwarder: Arc::clone(&self.forwarder),
                             settings: Arc::clone(&self.settings),
                             tls: self.tls.clone(),
-                            limit: Arc::clone(&self.admission.requests),
-                            peers: Arc::clone(&self.admission.peers),
+                            admission: self.admission.clone(),
                             shutdown: shutdown.clone(),
                         };
                         tokio::spawn(async move {
@@ -156,8 +166,7 @@ struct Connected {
     forwarder: Arc<Forwarder>,
     settings: Arc<Listen>,
     tls: Option<Arc<LiveConfig>>,
-    limit: Arc<Semaphore>,
-    peers: Arc<PeerConnections>,
+    admission: Admission,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -270,10 +279,10 @@ impl Connected {
                 return;
             }
         };
-        let Some(_peer_slot) = self.peers.admit(peer.ip()) else {
-            self.shared
-                .metrics
-                .record_connection_closed("address_over_capacity");
+        let Some(_peer_slot) = self
+            .admission
+            .admit_address(peer.ip(), &self.shared.metrics)
+        else {
             return;
         };
         self.serve(stream, peer).await;
@@ -324,7 +333,7 @@ impl Connected {
                 request
             })
             .layer(tower::limit::GlobalConcurrencyLimitLayer::with_semaphore(
-                Arc::clone(&self.limit),
+                Arc::clone(&self.admission.requests),
             ))
             .service(GatewayService::new(
                 Arc::clone(&self.shared),
